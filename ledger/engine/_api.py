@@ -1,0 +1,154 @@
+"""The contract both engines implement.
+
+An engine is a synchronous, deterministic state machine: packed records and
+a clock in, per-item results and journal entries out. It does no I/O and
+knows nothing of gRPC, the journal or wallets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ._limits import (
+    ACCOUNTS_MAX_DEFAULT,
+    BATCH_EVENTS_MAX,
+    CAPACITY_MAX,
+    PENDING_TRANSFERS_MAX_DEFAULT,
+    TRANSFERS_MAX_DEFAULT,
+)
+
+Buffer = bytes | bytearray | memoryview
+Clock = Callable[[], int]
+"""Returns the current time in nanoseconds since the Unix epoch."""
+
+
+class EngineError(Exception):
+    """A request the engine refuses as a whole; nothing was applied."""
+
+
+class BatchTooLarge(EngineError):
+    """More events than BATCH_EVENTS_MAX in one request."""
+
+
+class MalformedBatch(EngineError):
+    """A buffer whose length is not a whole number of records."""
+
+
+class ClockExhausted(EngineError):
+    """The next timestamp would pass TIMESTAMP_MAX."""
+
+
+class StateMismatch(EngineError):
+    """Imported state or replayed entries that contradict the engine's state."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    accounts_max: int = ACCOUNTS_MAX_DEFAULT
+    transfers_max: int = TRANSFERS_MAX_DEFAULT
+    pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    verify: bool = False
+    """Check O(n) invariants after every batch (tests turn this on)."""
+
+    def __post_init__(self) -> None:
+        for name in ("accounts_max", "transfers_max", "pending_transfers_max"):
+            value = getattr(self, name)
+            if not 1 <= value <= CAPACITY_MAX:
+                raise ValueError(f"{name} must be between 1 and {CAPACITY_MAX}, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsApplied:
+    """What one create_accounts call did.
+
+    `results` holds one 16-byte result per event; `entries` the account
+    records created, in order, with their timestamps (the journal entries).
+    """
+
+    results: bytes
+    entries: Buffer
+    timestamp_last: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransfersApplied:
+    """What one create_transfers (or expire_pending_transfers) call did.
+
+    `expired` holds the 16-byte ids of the holds that expired at
+    `timestamp_first`, before any event of the batch; `results` one 24-byte
+    result per event; `entries` the transfer records created, in order, as
+    stored (timestamps set, amounts as moved, post and void filled in from
+    their hold). Together they are the journal entries of the call.
+    """
+
+    results: bytes
+    entries: Buffer
+    expired: bytes
+    timestamp_first: int
+    timestamp_last: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """The whole state of an engine, for checkpoints.
+
+    `accounts` and `transfers` are packed records (transfers in the order they
+    were created); `transfer_status` holds one TransferStatus byte per transfer.
+    """
+
+    accounts: bytes
+    transfers: bytes
+    transfer_status: bytes
+    timestamp_last: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    accounts_count: int
+    transfers_count: int
+    pending_transfers_count: int
+    timestamp_last: int
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine implements; `ledger.engine.load()` picks one."""
+
+    implementation: str
+
+    def create_accounts(self, events: Buffer) -> AccountsApplied: ...
+
+    def create_transfers(self, events: Buffer) -> TransfersApplied: ...
+
+    def expire_pending_transfers(self) -> TransfersApplied: ...
+
+    def lookup_accounts(self, ids: Buffer) -> bytes: ...
+
+    def lookup_transfers(self, ids: Buffer) -> bytes: ...
+
+    def transfer_status(self, transfer_id: int) -> int: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def export_state(self) -> EngineState: ...
+
+    def import_state(self, state: EngineState) -> None: ...
+
+    def replay_accounts(self, entries: Buffer, timestamp_last: int) -> None: ...
+
+    def replay_transfers(
+        self, expired: Buffer, entries: Buffer, timestamp_first: int, timestamp_last: int
+    ) -> None: ...
+
+
+def check_batch(events: Buffer, record_size: int, what: str) -> int:
+    """Return the number of records in `events`, or refuse the batch as a whole."""
+    size = len(events) if not isinstance(events, memoryview) else events.nbytes
+    count, remainder = divmod(size, record_size)
+    if remainder:
+        raise MalformedBatch(f"{what}: {size} bytes is not a whole number of {record_size}-byte records")
+    if count > BATCH_EVENTS_MAX:
+        raise BatchTooLarge(f"{what}: {count} events exceeds BATCH_EVENTS_MAX={BATCH_EVENTS_MAX}")
+    return count

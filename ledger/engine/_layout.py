@@ -1,0 +1,247 @@
+"""The packed record layout: the one byte format of accounts, transfers and results.
+
+Both engines take and return these records; the journal stores them and the
+wire carries them. All integers are little-endian and unsigned; a 128-bit
+value is stored as its low 64 bits followed by its high 64 bits. Amounts and
+balances are in minor units of the ledger's currency.
+
+Account (128 bytes)::
+
+    offset size field
+         0   16 id
+        16    8 debits_pending
+        24    8 debits_posted
+        32    8 credits_pending
+        40    8 credits_posted
+        48   16 user_data_128
+        64    8 user_data_64
+        72    4 user_data_32
+        76    4 ledger
+        80    2 code
+        82    2 flags            (AccountFlags)
+        84    4 reserved         (zero)
+        88    8 timestamp        (set by the engine; zero in requests)
+        96   32 reserved         (zero)
+
+Transfer (128 bytes)::
+
+    offset size field
+         0   16 id               (chosen by the caller: the idempotency key)
+        16   16 debit_account_id
+        32   16 credit_account_id
+        48    8 amount           (in requests: the amount, or the most to move for
+                                  balancing transfers, or 0 to post a hold in full;
+                                  in stored transfers: the amount moved)
+        56   16 pending_id
+        72   16 user_data_128
+        88    8 user_data_64
+        96    4 user_data_32
+       100    4 timeout          (seconds, pending transfers only; 0 = never expires)
+       104    4 ledger
+       108    2 code
+       110    2 flags            (TransferFlags)
+       112    8 timestamp        (set by the engine; zero in requests)
+       120    8 reserved         (zero)
+
+Account result (16 bytes): result u32, reserved u32, timestamp u64 (of the
+account created, or of the existing one for EXISTS; 0 otherwise).
+
+Transfer result (24 bytes): result u32, reserved u32, timestamp u64, amount
+u64 (the amount actually moved; for EXISTS the amount the original moved; 0
+when nothing moved).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from ._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, ID_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+
+_U64_MASK: Final = 2**64 - 1
+
+ACCOUNT_STRUCT: Final = struct.Struct("<QQQQQQQQQIIHHIQ32s")
+TRANSFER_STRUCT: Final = struct.Struct("<QQQQQQQQQQQQIIIHHQQ")
+ACCOUNT_RESULT_STRUCT: Final = struct.Struct("<IIQ")
+TRANSFER_RESULT_STRUCT: Final = struct.Struct("<IIQQ")
+ID_STRUCT: Final = struct.Struct("<QQ")
+
+assert ACCOUNT_STRUCT.size == ACCOUNT_SIZE
+assert TRANSFER_STRUCT.size == TRANSFER_SIZE
+assert ACCOUNT_RESULT_STRUCT.size == ACCOUNT_RESULT_SIZE
+assert TRANSFER_RESULT_STRUCT.size == TRANSFER_RESULT_SIZE
+assert ID_STRUCT.size == ID_SIZE
+
+_ACCOUNT_RESERVED: Final = bytes(32)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """One account record, as a value. Balances are in minor units."""
+
+    id: int
+    ledger: int = 0
+    code: int = 0
+    flags: int = 0
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    timestamp: int = 0
+    reserved: int = 0
+
+    def pack(self) -> bytes:
+        return ACCOUNT_STRUCT.pack(
+            self.id & _U64_MASK,
+            self.id >> 64,
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            self.user_data_128 & _U64_MASK,
+            self.user_data_128 >> 64,
+            self.user_data_64,
+            self.user_data_32,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.reserved,
+            self.timestamp,
+            _ACCOUNT_RESERVED,
+        )
+
+    @classmethod
+    def unpack(cls, buffer: bytes | memoryview, offset: int = 0) -> Account:
+        (id_lo, id_hi, dp, dpo, cp, cpo, u128_lo, u128_hi, u64, u32, ledger, code, flags, reserved,
+         timestamp, tail) = ACCOUNT_STRUCT.unpack_from(buffer, offset)  # fmt: skip
+        return cls(
+            id=id_lo | id_hi << 64,
+            debits_pending=dp,
+            debits_posted=dpo,
+            credits_pending=cp,
+            credits_posted=cpo,
+            user_data_128=u128_lo | u128_hi << 64,
+            user_data_64=u64,
+            user_data_32=u32,
+            ledger=ledger,
+            code=code,
+            flags=flags,
+            reserved=reserved | (1 if tail != _ACCOUNT_RESERVED else 0),
+            timestamp=timestamp,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    """One transfer record, as a value. The amount is in minor units."""
+
+    id: int
+    debit_account_id: int = 0
+    credit_account_id: int = 0
+    amount: int = 0
+    ledger: int = 0
+    code: int = 0
+    flags: int = 0
+    pending_id: int = 0
+    timeout: int = 0
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    timestamp: int = 0
+    reserved: int = 0
+
+    def pack(self) -> bytes:
+        return TRANSFER_STRUCT.pack(
+            self.id & _U64_MASK,
+            self.id >> 64,
+            self.debit_account_id & _U64_MASK,
+            self.debit_account_id >> 64,
+            self.credit_account_id & _U64_MASK,
+            self.credit_account_id >> 64,
+            self.amount,
+            self.pending_id & _U64_MASK,
+            self.pending_id >> 64,
+            self.user_data_128 & _U64_MASK,
+            self.user_data_128 >> 64,
+            self.user_data_64,
+            self.user_data_32,
+            self.timeout,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.timestamp,
+            self.reserved,
+        )
+
+    @classmethod
+    def unpack(cls, buffer: bytes | memoryview, offset: int = 0) -> Transfer:
+        (id_lo, id_hi, dr_lo, dr_hi, cr_lo, cr_hi, amount, p_lo, p_hi, u128_lo, u128_hi, u64, u32,
+         timeout, ledger, code, flags, timestamp, reserved) = TRANSFER_STRUCT.unpack_from(buffer, offset)  # fmt: skip
+        return cls(
+            id=id_lo | id_hi << 64,
+            debit_account_id=dr_lo | dr_hi << 64,
+            credit_account_id=cr_lo | cr_hi << 64,
+            amount=amount,
+            pending_id=p_lo | p_hi << 64,
+            user_data_128=u128_lo | u128_hi << 64,
+            user_data_64=u64,
+            user_data_32=u32,
+            timeout=timeout,
+            ledger=ledger,
+            code=code,
+            flags=flags,
+            timestamp=timestamp,
+            reserved=reserved,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    result: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    result: int
+    timestamp: int
+    amount: int
+
+
+def pack_accounts(accounts: list[Account]) -> bytes:
+    return b"".join(account.pack() for account in accounts)
+
+
+def pack_transfers(transfers: list[Transfer]) -> bytes:
+    return b"".join(transfer.pack() for transfer in transfers)
+
+
+def pack_ids(ids: list[int]) -> bytes:
+    return b"".join(ID_STRUCT.pack(i & _U64_MASK, i >> 64) for i in ids)
+
+
+def unpack_accounts(buffer: bytes | memoryview) -> list[Account]:
+    return [Account.unpack(buffer, offset) for offset in range(0, len(buffer), ACCOUNT_SIZE)]
+
+
+def unpack_transfers(buffer: bytes | memoryview) -> list[Transfer]:
+    return [Transfer.unpack(buffer, offset) for offset in range(0, len(buffer), TRANSFER_SIZE)]
+
+
+def unpack_ids(buffer: bytes | memoryview) -> list[int]:
+    return [lo | hi << 64 for lo, hi in ID_STRUCT.iter_unpack(buffer)]
+
+
+def unpack_account_results(buffer: bytes | memoryview) -> list[AccountResult]:
+    return [AccountResult(result, timestamp) for result, _, timestamp in ACCOUNT_RESULT_STRUCT.iter_unpack(buffer)]
+
+
+def unpack_transfer_results(buffer: bytes | memoryview) -> list[TransferResult]:
+    return [
+        TransferResult(result, timestamp, amount)
+        for result, _, timestamp, amount in TRANSFER_RESULT_STRUCT.iter_unpack(buffer)
+    ]

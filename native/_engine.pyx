@@ -1,0 +1,1382 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The native engine: the reference engine's rules over C tables.
+
+Accounts and transfers live in dense arrays of the packed 128-byte records
+(ledger.engine._layout), in creation order; each array has an open-addressing
+index of 8-byte slots (a 32-bit hash tag and the record's position + 1),
+sized once from the configured capacity at a load factor of at most 3/4.
+Batches are read straight from the caller's buffer and results written
+straight into the reply; no Python object is made per event.
+
+Result codes, flags and limits come from the shared Python modules at import;
+nothing here redefines them.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+
+from ledger.engine import _limits
+from ledger.engine._api import (
+    AccountsApplied,
+    ClockExhausted,
+    EngineConfig,
+    EngineState,
+    EngineStats,
+    StateMismatch,
+    TransfersApplied,
+    check_batch,
+)
+from ledger.engine._codes import ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN
+from ledger.engine._codes import TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN
+from ledger.engine._codes import AccountFlags as _AF
+from ledger.engine._codes import CreateAccountResult as _AR
+from ledger.engine._codes import CreateTransferResult as _TR
+from ledger.engine._codes import TransferFlags as _TF
+from ledger.engine._codes import TransferStatus as _TS
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct {
+        uint64_t id_lo, id_hi;
+        uint64_t debits_pending, debits_posted, credits_pending, credits_posted;
+        uint64_t ud128_lo, ud128_hi, ud64;
+        uint32_t ud32, ledger;
+        uint16_t code, flags;
+        uint32_t reserved;
+        uint64_t timestamp;
+        uint64_t reserved_tail[4];
+    } ledger_account_t;
+    typedef struct {
+        uint64_t id_lo, id_hi, dr_lo, dr_hi, cr_lo, cr_hi, amount, pending_lo, pending_hi;
+        uint64_t ud128_lo, ud128_hi, ud64;
+        uint32_t ud32, timeout, ledger;
+        uint16_t code, flags;
+        uint64_t timestamp, reserved;
+    } ledger_transfer_t;
+    typedef struct { uint32_t tag; uint32_t pos1; } ledger_slot_t;
+    typedef struct { uint64_t expires_at; uint64_t timestamp; uint64_t pos; } ledger_expiry_t;
+    _Static_assert(sizeof(ledger_account_t) == 128, "account record is 128 bytes");
+    _Static_assert(sizeof(ledger_transfer_t) == 128, "transfer record is 128 bytes");
+    _Static_assert(sizeof(ledger_slot_t) == 8, "index slot is 8 bytes");
+
+    static inline uint64_t ledger_hash(uint64_t lo, uint64_t hi) {
+        /* splitmix64's finaliser over both halves: sequential and random ids spread alike. */
+        uint64_t x = lo ^ (hi * 0x9E3779B97F4A7C15ULL);
+        x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ULL;
+        x ^= x >> 27; x *= 0x94D049BB133111EBULL;
+        x ^= x >> 31;
+        return x;
+    }
+    static inline uint64_t ledger_home(uint64_t hash, uint64_t slots) {
+        return (uint64_t)(((unsigned __int128)hash * slots) >> 64);
+    }
+    #define ledger_prefetch(p) __builtin_prefetch((const void *)(p))
+    """
+    ctypedef struct ledger_account_t:
+        uint64_t id_lo, id_hi
+        uint64_t debits_pending, debits_posted, credits_pending, credits_posted
+        uint64_t ud128_lo, ud128_hi, ud64
+        uint32_t ud32, ledger
+        uint16_t code, flags
+        uint32_t reserved
+        uint64_t timestamp
+        uint64_t reserved_tail[4]
+    ctypedef struct ledger_transfer_t:
+        uint64_t id_lo, id_hi, dr_lo, dr_hi, cr_lo, cr_hi, amount, pending_lo, pending_hi
+        uint64_t ud128_lo, ud128_hi, ud64
+        uint32_t ud32, timeout, ledger
+        uint16_t code, flags
+        uint64_t timestamp, reserved
+    ctypedef struct ledger_slot_t:
+        uint32_t tag
+        uint32_t pos1
+    ctypedef struct ledger_expiry_t:
+        uint64_t expires_at
+        uint64_t timestamp
+        uint64_t pos
+    uint64_t ledger_hash(uint64_t lo, uint64_t hi) noexcept nogil
+    uint64_t ledger_home(uint64_t hash, uint64_t slots) noexcept nogil
+    void ledger_prefetch(const void* p) noexcept nogil
+
+# ---------------------------------------------------------------------------
+# Shared definitions, read from the Python modules once.
+
+cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
+cdef uint64_t AMOUNT_MAX = _limits.AMOUNT_MAX
+cdef uint64_t TIMESTAMP_MAX = _limits.TIMESTAMP_MAX
+cdef uint64_t NS_PER_S = _limits.NANOSECONDS_PER_SECOND
+cdef Py_ssize_t BATCH_EVENTS_MAX = _limits.BATCH_EVENTS_MAX
+cdef Py_ssize_t RECORD_SIZE = _limits.TRANSFER_SIZE
+assert _limits.ACCOUNT_SIZE == _limits.TRANSFER_SIZE == sizeof(ledger_transfer_t) == sizeof(ledger_account_t)
+assert _limits.TRANSFER_RESULT_SIZE == 24 and _limits.ACCOUNT_RESULT_SIZE == 16
+
+cdef uint16_t AF_LINKED = _AF.LINKED
+cdef uint16_t AF_DMNEC = _AF.DEBITS_MUST_NOT_EXCEED_CREDITS
+cdef uint16_t AF_CMNED = _AF.CREDITS_MUST_NOT_EXCEED_DEBITS
+cdef uint16_t AF_CLOSED = _AF.CLOSED
+cdef uint16_t AF_KNOWN = _ACCOUNT_FLAGS_KNOWN
+
+cdef uint16_t TF_LINKED = _TF.LINKED
+cdef uint16_t TF_PENDING = _TF.PENDING
+cdef uint16_t TF_POST = _TF.POST_PENDING_TRANSFER
+cdef uint16_t TF_VOID = _TF.VOID_PENDING_TRANSFER
+cdef uint16_t TF_BALANCING_DEBIT = _TF.BALANCING_DEBIT
+cdef uint16_t TF_BALANCING_CREDIT = _TF.BALANCING_CREDIT
+cdef uint16_t TF_CLOSING_DEBIT = _TF.CLOSING_DEBIT
+cdef uint16_t TF_CLOSING_CREDIT = _TF.CLOSING_CREDIT
+cdef uint16_t TF_KNOWN = _TRANSFER_FLAGS_KNOWN
+cdef uint16_t TF_POST_OR_VOID = TF_POST | TF_VOID
+cdef uint16_t TF_BALANCING = TF_BALANCING_DEBIT | TF_BALANCING_CREDIT
+cdef uint16_t TF_CLOSING = TF_CLOSING_DEBIT | TF_CLOSING_CREDIT
+
+cdef uint8_t S_NONE = _TS.NONE
+cdef uint8_t S_PENDING = _TS.PENDING
+cdef uint8_t S_POSTED = _TS.POSTED
+cdef uint8_t S_VOIDED = _TS.VOIDED
+cdef uint8_t S_EXPIRED = _TS.EXPIRED
+
+cdef uint32_t A_UNSPECIFIED = _AR.UNSPECIFIED
+cdef uint32_t A_OK = _AR.OK
+cdef uint32_t A_LINKED_EVENT_FAILED = _AR.LINKED_EVENT_FAILED
+cdef uint32_t A_LINKED_EVENT_CHAIN_OPEN = _AR.LINKED_EVENT_CHAIN_OPEN
+cdef uint32_t A_TIMESTAMP_MUST_BE_ZERO = _AR.TIMESTAMP_MUST_BE_ZERO
+cdef uint32_t A_RESERVED_FIELD = _AR.RESERVED_FIELD
+cdef uint32_t A_RESERVED_FLAG = _AR.RESERVED_FLAG
+cdef uint32_t A_ID_MUST_NOT_BE_ZERO = _AR.ID_MUST_NOT_BE_ZERO
+cdef uint32_t A_ID_MUST_NOT_BE_INT_MAX = _AR.ID_MUST_NOT_BE_INT_MAX
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_FLAGS = _AR.EXISTS_WITH_DIFFERENT_FLAGS
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_USER_DATA_128 = _AR.EXISTS_WITH_DIFFERENT_USER_DATA_128
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_USER_DATA_64 = _AR.EXISTS_WITH_DIFFERENT_USER_DATA_64
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_USER_DATA_32 = _AR.EXISTS_WITH_DIFFERENT_USER_DATA_32
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_LEDGER = _AR.EXISTS_WITH_DIFFERENT_LEDGER
+cdef uint32_t A_EXISTS_WITH_DIFFERENT_CODE = _AR.EXISTS_WITH_DIFFERENT_CODE
+cdef uint32_t A_EXISTS = _AR.EXISTS
+cdef uint32_t A_FLAGS_ARE_MUTUALLY_EXCLUSIVE = _AR.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+cdef uint32_t A_DEBITS_PENDING_MUST_BE_ZERO = _AR.DEBITS_PENDING_MUST_BE_ZERO
+cdef uint32_t A_DEBITS_POSTED_MUST_BE_ZERO = _AR.DEBITS_POSTED_MUST_BE_ZERO
+cdef uint32_t A_CREDITS_PENDING_MUST_BE_ZERO = _AR.CREDITS_PENDING_MUST_BE_ZERO
+cdef uint32_t A_CREDITS_POSTED_MUST_BE_ZERO = _AR.CREDITS_POSTED_MUST_BE_ZERO
+cdef uint32_t A_LEDGER_MUST_NOT_BE_ZERO = _AR.LEDGER_MUST_NOT_BE_ZERO
+cdef uint32_t A_CODE_MUST_NOT_BE_ZERO = _AR.CODE_MUST_NOT_BE_ZERO
+cdef uint32_t A_ACCOUNTS_FULL = _AR.ACCOUNTS_FULL
+
+cdef uint32_t T_UNSPECIFIED = _TR.UNSPECIFIED
+cdef uint32_t T_OK = _TR.OK
+cdef uint32_t T_LINKED_EVENT_FAILED = _TR.LINKED_EVENT_FAILED
+cdef uint32_t T_LINKED_EVENT_CHAIN_OPEN = _TR.LINKED_EVENT_CHAIN_OPEN
+cdef uint32_t T_TIMESTAMP_MUST_BE_ZERO = _TR.TIMESTAMP_MUST_BE_ZERO
+cdef uint32_t T_RESERVED_FIELD = _TR.RESERVED_FIELD
+cdef uint32_t T_RESERVED_FLAG = _TR.RESERVED_FLAG
+cdef uint32_t T_ID_MUST_NOT_BE_ZERO = _TR.ID_MUST_NOT_BE_ZERO
+cdef uint32_t T_ID_MUST_NOT_BE_INT_MAX = _TR.ID_MUST_NOT_BE_INT_MAX
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_FLAGS = _TR.EXISTS_WITH_DIFFERENT_FLAGS
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_PENDING_ID = _TR.EXISTS_WITH_DIFFERENT_PENDING_ID
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_TIMEOUT = _TR.EXISTS_WITH_DIFFERENT_TIMEOUT
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = _TR.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = _TR.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_AMOUNT = _TR.EXISTS_WITH_DIFFERENT_AMOUNT
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_USER_DATA_128 = _TR.EXISTS_WITH_DIFFERENT_USER_DATA_128
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_USER_DATA_64 = _TR.EXISTS_WITH_DIFFERENT_USER_DATA_64
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_USER_DATA_32 = _TR.EXISTS_WITH_DIFFERENT_USER_DATA_32
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_LEDGER = _TR.EXISTS_WITH_DIFFERENT_LEDGER
+cdef uint32_t T_EXISTS_WITH_DIFFERENT_CODE = _TR.EXISTS_WITH_DIFFERENT_CODE
+cdef uint32_t T_EXISTS = _TR.EXISTS
+cdef uint32_t T_FLAGS_ARE_MUTUALLY_EXCLUSIVE = _TR.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+cdef uint32_t T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = _TR.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+cdef uint32_t T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = _TR.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+cdef uint32_t T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = _TR.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+cdef uint32_t T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = _TR.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+cdef uint32_t T_ACCOUNTS_MUST_BE_DIFFERENT = _TR.ACCOUNTS_MUST_BE_DIFFERENT
+cdef uint32_t T_PENDING_ID_MUST_BE_ZERO = _TR.PENDING_ID_MUST_BE_ZERO
+cdef uint32_t T_PENDING_ID_MUST_NOT_BE_ZERO = _TR.PENDING_ID_MUST_NOT_BE_ZERO
+cdef uint32_t T_PENDING_ID_MUST_NOT_BE_INT_MAX = _TR.PENDING_ID_MUST_NOT_BE_INT_MAX
+cdef uint32_t T_PENDING_ID_MUST_BE_DIFFERENT = _TR.PENDING_ID_MUST_BE_DIFFERENT
+cdef uint32_t T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = _TR.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+cdef uint32_t T_CLOSING_TRANSFER_MUST_BE_PENDING = _TR.CLOSING_TRANSFER_MUST_BE_PENDING
+cdef uint32_t T_AMOUNT_MUST_NOT_BE_ZERO = _TR.AMOUNT_MUST_NOT_BE_ZERO
+cdef uint32_t T_AMOUNT_EXCEEDS_MAX = _TR.AMOUNT_EXCEEDS_MAX
+cdef uint32_t T_LEDGER_MUST_NOT_BE_ZERO = _TR.LEDGER_MUST_NOT_BE_ZERO
+cdef uint32_t T_CODE_MUST_NOT_BE_ZERO = _TR.CODE_MUST_NOT_BE_ZERO
+cdef uint32_t T_DEBIT_ACCOUNT_NOT_FOUND = _TR.DEBIT_ACCOUNT_NOT_FOUND
+cdef uint32_t T_CREDIT_ACCOUNT_NOT_FOUND = _TR.CREDIT_ACCOUNT_NOT_FOUND
+cdef uint32_t T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = _TR.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+cdef uint32_t T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = _TR.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+cdef uint32_t T_PENDING_TRANSFER_NOT_FOUND = _TR.PENDING_TRANSFER_NOT_FOUND
+cdef uint32_t T_PENDING_TRANSFER_NOT_PENDING = _TR.PENDING_TRANSFER_NOT_PENDING
+cdef uint32_t T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = _TR.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+cdef uint32_t T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = _TR.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+cdef uint32_t T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = _TR.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+cdef uint32_t T_PENDING_TRANSFER_HAS_DIFFERENT_CODE = _TR.PENDING_TRANSFER_HAS_DIFFERENT_CODE
+cdef uint32_t T_EXCEEDS_PENDING_TRANSFER_AMOUNT = _TR.EXCEEDS_PENDING_TRANSFER_AMOUNT
+cdef uint32_t T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = _TR.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+cdef uint32_t T_PENDING_TRANSFER_ALREADY_POSTED = _TR.PENDING_TRANSFER_ALREADY_POSTED
+cdef uint32_t T_PENDING_TRANSFER_ALREADY_VOIDED = _TR.PENDING_TRANSFER_ALREADY_VOIDED
+cdef uint32_t T_PENDING_TRANSFER_EXPIRED = _TR.PENDING_TRANSFER_EXPIRED
+cdef uint32_t T_DEBIT_ACCOUNT_ALREADY_CLOSED = _TR.DEBIT_ACCOUNT_ALREADY_CLOSED
+cdef uint32_t T_CREDIT_ACCOUNT_ALREADY_CLOSED = _TR.CREDIT_ACCOUNT_ALREADY_CLOSED
+cdef uint32_t T_OVERFLOWS_DEBITS_PENDING = _TR.OVERFLOWS_DEBITS_PENDING
+cdef uint32_t T_OVERFLOWS_CREDITS_PENDING = _TR.OVERFLOWS_CREDITS_PENDING
+cdef uint32_t T_OVERFLOWS_DEBITS_POSTED = _TR.OVERFLOWS_DEBITS_POSTED
+cdef uint32_t T_OVERFLOWS_CREDITS_POSTED = _TR.OVERFLOWS_CREDITS_POSTED
+cdef uint32_t T_OVERFLOWS_DEBITS = _TR.OVERFLOWS_DEBITS
+cdef uint32_t T_OVERFLOWS_CREDITS = _TR.OVERFLOWS_CREDITS
+cdef uint32_t T_OVERFLOWS_TIMEOUT = _TR.OVERFLOWS_TIMEOUT
+cdef uint32_t T_EXCEEDS_CREDITS = _TR.EXCEEDS_CREDITS
+cdef uint32_t T_EXCEEDS_DEBITS = _TR.EXCEEDS_DEBITS
+cdef uint32_t T_TRANSFERS_FULL = _TR.TRANSFERS_FULL
+cdef uint32_t T_PENDING_TRANSFERS_FULL = _TR.PENDING_TRANSFERS_FULL
+
+# How far ahead of the event being applied the batch loop prefetches table slots.
+DEF PREFETCH_DISTANCE = 8
+
+cdef enum:
+    UNDO_ACCOUNT = 1
+    UNDO_STATUS = 2
+
+ctypedef struct undo_t:
+    uint64_t kind
+    uint64_t pos
+    uint64_t debits_pending, debits_posted, credits_pending, credits_posted
+    uint64_t flags
+
+
+# ---------------------------------------------------------------------------
+# Open-addressing index over a dense array of 128-byte records whose id is
+# their first 16 bytes. Linear probing; deletion (only when a linked chain is
+# rolled back) shifts later slots back so no tombstones are needed.
+
+ctypedef struct index_t:
+    ledger_slot_t* slots
+    uint64_t slots_count
+
+
+cdef inline bint id_is_zero(uint64_t lo, uint64_t hi) noexcept nogil:
+    return lo == 0 and hi == 0
+
+
+cdef inline bint id_is_max(uint64_t lo, uint64_t hi) noexcept nogil:
+    return lo == U64_MAX and hi == U64_MAX
+
+
+cdef inline uint64_t index_probe(const index_t* ix, const uint8_t* records, uint64_t lo, uint64_t hi,
+                                 uint64_t hash) noexcept nogil:
+    """The slot holding the id, or the empty slot where it would go."""
+    cdef uint64_t i = ledger_home(hash, ix.slots_count)
+    cdef uint32_t tag = <uint32_t>hash
+    cdef const uint64_t* record
+    while True:
+        if ix.slots[i].pos1 == 0:
+            return i
+        if ix.slots[i].tag == tag:
+            record = <const uint64_t*>(records + <uint64_t>(ix.slots[i].pos1 - 1) * 128)
+            if record[0] == lo and record[1] == hi:
+                return i
+        i += 1
+        if i == ix.slots_count:
+            i = 0
+
+
+cdef inline uint64_t index_find(const index_t* ix, const uint8_t* records, uint64_t lo, uint64_t hi) noexcept nogil:
+    """The record's position + 1, or 0 when the id is absent."""
+    return ix.slots[index_probe(ix, records, lo, hi, ledger_hash(lo, hi))].pos1
+
+
+cdef void index_remove(index_t* ix, const uint8_t* records, uint64_t pos) noexcept nogil:
+    cdef const uint64_t* record = <const uint64_t*>(records + pos * 128)
+    cdef uint64_t i = index_probe(ix, records, record[0], record[1], ledger_hash(record[0], record[1]))
+    cdef uint64_t j = i
+    cdef uint64_t home
+    cdef const uint64_t* other
+    while True:
+        j += 1
+        if j == ix.slots_count:
+            j = 0
+        if ix.slots[j].pos1 == 0:
+            break
+        other = <const uint64_t*>(records + <uint64_t>(ix.slots[j].pos1 - 1) * 128)
+        home = ledger_home(ledger_hash(other[0], other[1]), ix.slots_count)
+        # The entry at j may move back to i unless its home lies cyclically in (i, j].
+        if (i <= j and i < home <= j) or (i > j and (home > i or home <= j)):
+            continue
+        ix.slots[i] = ix.slots[j]
+        i = j
+    ix.slots[i].pos1 = 0
+    ix.slots[i].tag = 0
+
+
+cdef uint64_t index_slots_for(uint64_t capacity):
+    return capacity + capacity // 3 + 1
+
+
+cdef inline uint32_t transfer_exists(const ledger_transfer_t* t, const ledger_transfer_t* e) noexcept nogil:
+    cdef bint inherits = (t.flags & TF_POST_OR_VOID) != 0
+    if t.flags != e.flags:
+        return T_EXISTS_WITH_DIFFERENT_FLAGS
+    if t.pending_lo != e.pending_lo or t.pending_hi != e.pending_hi:
+        return T_EXISTS_WITH_DIFFERENT_PENDING_ID
+    if t.timeout != e.timeout:
+        return T_EXISTS_WITH_DIFFERENT_TIMEOUT
+    if (t.dr_lo != e.dr_lo or t.dr_hi != e.dr_hi) and not (inherits and id_is_zero(t.dr_lo, t.dr_hi)):
+        return T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if (t.cr_lo != e.cr_lo or t.cr_hi != e.cr_hi) and not (inherits and id_is_zero(t.cr_lo, t.cr_hi)):
+        return T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if t.flags & TF_BALANCING:
+        if t.amount < e.amount:
+            return T_EXISTS_WITH_DIFFERENT_AMOUNT
+    elif t.amount != e.amount and not (inherits and t.amount == 0):
+        return T_EXISTS_WITH_DIFFERENT_AMOUNT
+    if t.ud128_lo != e.ud128_lo or t.ud128_hi != e.ud128_hi:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if t.ud64 != e.ud64:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if t.ud32 != e.ud32:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if t.ledger != e.ledger and not (inherits and t.ledger == 0):
+        return T_EXISTS_WITH_DIFFERENT_LEDGER
+    if t.code != e.code and not (inherits and t.code == 0):
+        return T_EXISTS_WITH_DIFFERENT_CODE
+    return T_EXISTS
+
+
+cdef inline uint32_t account_exists(const ledger_account_t* a, const ledger_account_t* e) noexcept nogil:
+    if (a.flags & ~AF_CLOSED) != (e.flags & ~AF_CLOSED):
+        return A_EXISTS_WITH_DIFFERENT_FLAGS
+    if a.ud128_lo != e.ud128_lo or a.ud128_hi != e.ud128_hi:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if a.ud64 != e.ud64:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if a.ud32 != e.ud32:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if a.ledger != e.ledger:
+        return A_EXISTS_WITH_DIFFERENT_LEDGER
+    if a.code != e.code:
+        return A_EXISTS_WITH_DIFFERENT_CODE
+    return A_EXISTS
+
+
+cdef inline void write_transfer_result(char* out, Py_ssize_t index, uint32_t result, uint64_t timestamp,
+                                       uint64_t amount) noexcept nogil:
+    cdef uint32_t* head = <uint32_t*>(out + index * 24)
+    cdef uint64_t* tail = <uint64_t*>(out + index * 24 + 8)
+    head[0] = result
+    head[1] = 0
+    tail[0] = timestamp
+    tail[1] = amount
+
+
+cdef inline void write_account_result(char* out, Py_ssize_t index, uint32_t result, uint64_t timestamp) noexcept nogil:
+    cdef uint32_t* head = <uint32_t*>(out + index * 16)
+    head[0] = result
+    head[1] = 0
+    (<uint64_t*>(out + index * 16 + 8))[0] = timestamp
+
+
+cdef char* BYTE_FORMAT = b"B"
+
+
+@cython.final
+cdef class _RecordsView:
+    """A read-only buffer over committed records of the engine (zero-copy journal entries)."""
+
+    cdef NativeEngine owner
+    cdef const char* start
+    cdef Py_ssize_t size
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("journal entries are read-only")
+        self.shape[0] = self.size
+        self.strides[0] = 1
+        view.buf = <void*>self.start
+        view.obj = self
+        view.len = self.size
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = BYTE_FORMAT
+        view.ndim = 1
+        view.shape = self.shape if flags & PyBUF_ND else NULL
+        view.strides = self.strides if flags & PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
+    def __len__(self):
+        return self.size
+
+    def __bytes__(self):
+        return PyBytes_FromStringAndSize(self.start, self.size)
+
+
+cdef object records_view(NativeEngine owner, const void* start, Py_ssize_t size):
+    cdef _RecordsView view = _RecordsView.__new__(_RecordsView)
+    view.owner = owner
+    view.start = <const char*>start
+    view.size = size
+    return memoryview(view)
+
+
+@cython.final
+cdef class NativeEngine:
+    """The money state machine over C tables; same contract as ReferenceEngine."""
+
+    implementation = "cython"
+
+    cdef ledger_account_t* accounts
+    cdef uint64_t accounts_count
+    cdef uint64_t accounts_max
+    cdef index_t account_index
+
+    cdef ledger_transfer_t* transfers
+    cdef uint8_t* status
+    cdef uint64_t transfers_count
+    cdef uint64_t transfers_max
+    cdef index_t transfer_index
+
+    cdef uint64_t pending_count
+    cdef uint64_t pending_max
+    cdef ledger_expiry_t* heap
+    cdef uint64_t heap_count
+    cdef uint64_t heap_capacity
+
+    # The linked chain being applied: what to roll back, and holds to schedule on commit.
+    cdef bint in_chain
+    cdef undo_t* undo
+    cdef uint64_t undo_count
+    cdef uint64_t chain_transfers_count
+    cdef uint64_t chain_accounts_count
+    cdef uint64_t chain_pending_count
+    cdef ledger_expiry_t* chain_expiries
+    cdef uint64_t chain_expiries_count
+
+    cdef uint64_t timestamp_last
+    cdef object clock
+    cdef bint verify
+
+    def __cinit__(self, config=None, *, clock):
+        if config is None:
+            config = EngineConfig()
+        self.clock = clock
+        self.verify = config.verify
+        self.accounts_max = config.accounts_max
+        self.transfers_max = config.transfers_max
+        self.pending_max = config.pending_transfers_max
+        self.heap_capacity = 2 * self.pending_max
+        self.account_index.slots_count = index_slots_for(self.accounts_max)
+        self.transfer_index.slots_count = index_slots_for(self.transfers_max)
+        # calloc of large blocks maps zero pages lazily: memory is used as the tables fill.
+        self.accounts = <ledger_account_t*>calloc(self.accounts_max, sizeof(ledger_account_t))
+        self.account_index.slots = <ledger_slot_t*>calloc(self.account_index.slots_count, sizeof(ledger_slot_t))
+        self.transfers = <ledger_transfer_t*>calloc(self.transfers_max, sizeof(ledger_transfer_t))
+        self.status = <uint8_t*>calloc(self.transfers_max, 1)
+        self.transfer_index.slots = <ledger_slot_t*>calloc(self.transfer_index.slots_count, sizeof(ledger_slot_t))
+        self.heap = <ledger_expiry_t*>calloc(self.heap_capacity, sizeof(ledger_expiry_t))
+        self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
+        self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
+        if (self.accounts == NULL or self.account_index.slots == NULL or self.transfers == NULL
+                or self.status == NULL or self.transfer_index.slots == NULL or self.heap == NULL
+                or self.undo == NULL or self.chain_expiries == NULL):
+            raise MemoryError(
+                f"cannot allocate engine tables for {self.accounts_max} accounts, {self.transfers_max} transfers "
+                f"and {self.pending_max} pending transfers"
+            )
+
+    def __dealloc__(self):
+        free(self.accounts)
+        free(self.account_index.slots)
+        free(self.transfers)
+        free(self.status)
+        free(self.transfer_index.slots)
+        free(self.heap)
+        free(self.undo)
+        free(self.chain_expiries)
+
+    # -- timestamps ------------------------------------------------------------
+
+    cdef uint64_t reserve_timestamps(self, Py_ssize_t count) except? 0:
+        now = int(self.clock())
+        first = max(now, self.timestamp_last + 1)
+        if first + count - 1 > TIMESTAMP_MAX:
+            raise ClockExhausted(f"timestamp {first + count - 1} would exceed TIMESTAMP_MAX={TIMESTAMP_MAX}")
+        self.timestamp_last = first + count - 1
+        return first
+
+    # -- linked chains ---------------------------------------------------------
+
+    cdef inline void chain_begin(self) noexcept nogil:
+        self.in_chain = True
+        self.undo_count = 0
+        self.chain_transfers_count = self.transfers_count
+        self.chain_accounts_count = self.accounts_count
+        self.chain_pending_count = self.pending_count
+        self.chain_expiries_count = 0
+
+    cdef inline void touch(self, ledger_account_t* account) noexcept nogil:
+        cdef undo_t* u
+        if self.in_chain:
+            u = &self.undo[self.undo_count]
+            self.undo_count += 1
+            u.kind = UNDO_ACCOUNT
+            u.pos = account - self.accounts
+            u.debits_pending = account.debits_pending
+            u.debits_posted = account.debits_posted
+            u.credits_pending = account.credits_pending
+            u.credits_posted = account.credits_posted
+            u.flags = account.flags
+
+    cdef inline void set_status(self, uint64_t pos, uint8_t status) noexcept nogil:
+        cdef undo_t* u
+        if self.in_chain:
+            u = &self.undo[self.undo_count]
+            self.undo_count += 1
+            u.kind = UNDO_STATUS
+            u.pos = pos
+            u.flags = self.status[pos]
+        self.status[pos] = status
+
+    cdef void chain_rollback(self) noexcept nogil:
+        cdef undo_t* u
+        cdef ledger_account_t* account
+        cdef uint64_t i = self.undo_count
+        while i > 0:
+            i -= 1
+            u = &self.undo[i]
+            if u.kind == UNDO_ACCOUNT:
+                account = &self.accounts[u.pos]
+                account.debits_pending = u.debits_pending
+                account.debits_posted = u.debits_posted
+                account.credits_pending = u.credits_pending
+                account.credits_posted = u.credits_posted
+                account.flags = <uint16_t>u.flags
+            else:
+                self.status[u.pos] = <uint8_t>u.flags
+        while self.transfers_count > self.chain_transfers_count:
+            self.transfers_count -= 1
+            index_remove(&self.transfer_index, <const uint8_t*>self.transfers, self.transfers_count)
+            self.status[self.transfers_count] = S_NONE
+            memset(&self.transfers[self.transfers_count], 0, sizeof(ledger_transfer_t))
+        while self.accounts_count > self.chain_accounts_count:
+            self.accounts_count -= 1
+            index_remove(&self.account_index, <const uint8_t*>self.accounts, self.accounts_count)
+            memset(&self.accounts[self.accounts_count], 0, sizeof(ledger_account_t))
+        self.pending_count = self.chain_pending_count
+        self.chain_end()
+
+    cdef void chain_commit(self) noexcept nogil:
+        cdef uint64_t i
+        for i in range(self.chain_expiries_count):
+            self.heap_push(&self.chain_expiries[i])
+        self.chain_end()
+
+    cdef inline void chain_end(self) noexcept nogil:
+        self.in_chain = False
+        self.undo_count = 0
+        self.chain_expiries_count = 0
+
+    # -- the expiry heap (ordered by expires_at, then the hold's timestamp) ------
+
+    cdef inline bint heap_less(self, uint64_t a, uint64_t b) noexcept nogil:
+        return (self.heap[a].expires_at < self.heap[b].expires_at
+                or (self.heap[a].expires_at == self.heap[b].expires_at
+                    and self.heap[a].timestamp < self.heap[b].timestamp))
+
+    cdef void heap_sift_up(self, uint64_t i) noexcept nogil:
+        cdef ledger_expiry_t entry
+        cdef uint64_t parent
+        while i > 0:
+            parent = (i - 1) // 2
+            if not self.heap_less(i, parent):
+                break
+            entry = self.heap[i]
+            self.heap[i] = self.heap[parent]
+            self.heap[parent] = entry
+            i = parent
+
+    cdef void heap_sift_down(self, uint64_t i) noexcept nogil:
+        cdef ledger_expiry_t entry
+        cdef uint64_t child, smallest
+        while True:
+            smallest = i
+            child = 2 * i + 1
+            if child < self.heap_count and self.heap_less(child, smallest):
+                smallest = child
+            if child + 1 < self.heap_count and self.heap_less(child + 1, smallest):
+                smallest = child + 1
+            if smallest == i:
+                return
+            entry = self.heap[i]
+            self.heap[i] = self.heap[smallest]
+            self.heap[smallest] = entry
+            i = smallest
+
+    cdef void heap_push(self, const ledger_expiry_t* entry) noexcept nogil:
+        cdef uint64_t i, kept
+        if self.heap_count == self.heap_capacity:
+            # Drop entries of holds already posted, voided or expired; live holds
+            # number at most pending_max, so at least half the heap comes free.
+            kept = 0
+            for i in range(self.heap_count):
+                if self.status[self.heap[i].pos] == S_PENDING:
+                    self.heap[kept] = self.heap[i]
+                    kept += 1
+            self.heap_count = kept
+            i = kept // 2
+            while i > 0:
+                i -= 1
+                self.heap_sift_down(i)
+        self.heap[self.heap_count] = entry[0]
+        self.heap_count += 1
+        self.heap_sift_up(self.heap_count - 1)
+
+    cdef void heap_pop(self) noexcept nogil:
+        self.heap_count -= 1
+        if self.heap_count > 0:
+            self.heap[0] = self.heap[self.heap_count]
+            self.heap_sift_down(0)
+
+    cdef void schedule_expiry(self, uint64_t pos) noexcept nogil:
+        cdef ledger_transfer_t* hold = &self.transfers[pos]
+        cdef ledger_expiry_t entry
+        entry.expires_at = hold.timestamp + <uint64_t>hold.timeout * NS_PER_S
+        entry.timestamp = hold.timestamp
+        entry.pos = pos
+        if self.in_chain:
+            self.chain_expiries[self.chain_expiries_count] = entry
+            self.chain_expiries_count += 1
+        else:
+            self.heap_push(&entry)
+
+    # -- holds -------------------------------------------------------------------
+
+    cdef void release_hold(self, uint64_t pos, uint8_t status) noexcept nogil:
+        cdef ledger_transfer_t* hold = &self.transfers[pos]
+        cdef ledger_account_t* dr = &self.accounts[index_find(&self.account_index, <const uint8_t*>self.accounts, hold.dr_lo, hold.dr_hi) - 1]
+        cdef ledger_account_t* cr = &self.accounts[index_find(&self.account_index, <const uint8_t*>self.accounts, hold.cr_lo, hold.cr_hi) - 1]
+        self.touch(dr)
+        self.touch(cr)
+        dr.debits_pending -= hold.amount
+        cr.credits_pending -= hold.amount
+        if status != S_POSTED:
+            if hold.flags & TF_CLOSING_DEBIT:
+                dr.flags &= ~AF_CLOSED
+            if hold.flags & TF_CLOSING_CREDIT:
+                cr.flags &= ~AF_CLOSED
+        self.set_status(pos, status)
+        self.pending_count -= 1
+
+    cdef bytes expire(self, uint64_t now):
+        cdef uint64_t pos
+        expired = bytearray()
+        while self.heap_count > 0 and self.heap[0].expires_at <= now:
+            pos = self.heap[0].pos
+            self.heap_pop()
+            if self.status[pos] != S_PENDING:
+                continue
+            self.release_hold(pos, S_EXPIRED)
+            expired += PyBytes_FromStringAndSize(<const char*>&self.transfers[pos], 16)
+        return bytes(expired)
+
+    # -- accounts ----------------------------------------------------------------
+
+    cdef uint32_t account_prefix(self, const ledger_account_t* a, uint64_t* out_timestamp) noexcept nogil:
+        cdef uint64_t pos1
+        if a.timestamp != 0:
+            return A_TIMESTAMP_MUST_BE_ZERO
+        if (a.reserved != 0 or a.reserved_tail[0] != 0 or a.reserved_tail[1] != 0 or a.reserved_tail[2] != 0
+                or a.reserved_tail[3] != 0):
+            return A_RESERVED_FIELD
+        if a.flags & ~AF_KNOWN:
+            return A_RESERVED_FLAG
+        if id_is_zero(a.id_lo, a.id_hi):
+            return A_ID_MUST_NOT_BE_ZERO
+        if id_is_max(a.id_lo, a.id_hi):
+            return A_ID_MUST_NOT_BE_INT_MAX
+        pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi)
+        if pos1 != 0:
+            out_timestamp[0] = self.accounts[pos1 - 1].timestamp
+            return account_exists(a, &self.accounts[pos1 - 1])
+        return A_UNSPECIFIED
+
+    cdef uint32_t create_account(self, const ledger_account_t* a, uint64_t timestamp,
+                                 uint64_t* out_timestamp) noexcept nogil:
+        cdef uint32_t result = self.account_prefix(a, out_timestamp)
+        cdef uint64_t hash, slot
+        cdef ledger_account_t* stored
+        if result != A_UNSPECIFIED:
+            return result
+        if a.flags & AF_DMNEC and a.flags & AF_CMNED:
+            return A_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if a.debits_pending != 0:
+            return A_DEBITS_PENDING_MUST_BE_ZERO
+        if a.debits_posted != 0:
+            return A_DEBITS_POSTED_MUST_BE_ZERO
+        if a.credits_pending != 0:
+            return A_CREDITS_PENDING_MUST_BE_ZERO
+        if a.credits_posted != 0:
+            return A_CREDITS_POSTED_MUST_BE_ZERO
+        if a.ledger == 0:
+            return A_LEDGER_MUST_NOT_BE_ZERO
+        if a.code == 0:
+            return A_CODE_MUST_NOT_BE_ZERO
+        if self.accounts_count >= self.accounts_max:
+            return A_ACCOUNTS_FULL
+        hash = ledger_hash(a.id_lo, a.id_hi)
+        slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
+        stored = &self.accounts[self.accounts_count]
+        memcpy(stored, a, sizeof(ledger_account_t))
+        stored.timestamp = timestamp
+        self.accounts_count += 1
+        self.account_index.slots[slot].tag = <uint32_t>hash
+        self.account_index.slots[slot].pos1 = <uint32_t>self.accounts_count
+        out_timestamp[0] = timestamp
+        return A_OK
+
+    def create_accounts(self, events):
+        cdef Py_ssize_t count = check_batch(events, RECORD_SIZE, "accounts")
+        cdef const uint8_t[::1] data
+        cdef const ledger_account_t* src
+        cdef uint64_t first = self.timestamp_last
+        cdef uint64_t entries_start = self.accounts_count
+        if count:
+            data = events
+            src = <const ledger_account_t*>&data[0]
+            first = self.reserve_timestamps(count)
+        results = PyBytes_FromStringAndSize(NULL, count * 16)
+        cdef char* out = PyBytes_AS_STRING(results)
+        with nogil:
+            self.run_accounts(src, count, first, out)
+        self.check_invariants()
+        return AccountsApplied(
+            results=results,
+            entries=records_view(self, &self.accounts[entries_start], (self.accounts_count - entries_start) * 128),
+            timestamp_last=self.timestamp_last,
+        )
+
+    cdef void run_accounts(self, const ledger_account_t* src, Py_ssize_t count, uint64_t first,
+                           char* out) noexcept nogil:
+        cdef ledger_account_t a
+        cdef Py_ssize_t i = 0, j, chain_start = -1, chain_end
+        cdef bint chain_failed = False, linked, all_exist
+        cdef uint32_t result
+        cdef uint64_t timestamp
+        while i < count:
+            memcpy(&a, &src[i], sizeof(ledger_account_t))
+            linked = (a.flags & AF_LINKED) != 0
+            if chain_start < 0 and linked:
+                chain_start = i
+                self.chain_begin()
+            if chain_failed:
+                write_account_result(out, i, A_LINKED_EVENT_FAILED, 0)
+            elif linked and i == count - 1:
+                write_account_result(out, i, A_LINKED_EVENT_CHAIN_OPEN, 0)
+                self.fail_account_chain(out, chain_start, i)
+                chain_failed = True
+            else:
+                timestamp = 0
+                result = self.create_account(&a, first + i, &timestamp)
+                write_account_result(out, i, result, timestamp)
+                if result != A_OK and chain_start >= 0:
+                    chain_end = i
+                    while chain_end < count and src[chain_end].flags & AF_LINKED:
+                        chain_end += 1
+                    all_exist = i == chain_start and result == A_EXISTS and chain_end < count
+                    j = i + 1
+                    while all_exist and j <= chain_end:
+                        timestamp = 0
+                        all_exist = self.account_prefix(&src[j], &timestamp) == A_EXISTS
+                        j += 1
+                    if all_exist:
+                        for j in range(i + 1, chain_end + 1):
+                            timestamp = 0
+                            write_account_result(out, j, self.account_prefix(&src[j], &timestamp), timestamp)
+                        i = chain_end
+                        linked = False
+                    else:
+                        self.fail_account_chain(out, chain_start, i)
+                        chain_failed = True
+            if not linked:
+                if chain_start >= 0 and not chain_failed:
+                    self.chain_commit()
+                self.chain_end()
+                chain_start = -1
+                chain_failed = False
+            i += 1
+        self.chain_end()
+
+    cdef void fail_account_chain(self, char* out, Py_ssize_t start, Py_ssize_t failed) noexcept nogil:
+        cdef Py_ssize_t j
+        self.chain_rollback()
+        for j in range(start, failed):
+            write_account_result(out, j, A_LINKED_EVENT_FAILED, 0)
+
+    # -- transfers ---------------------------------------------------------------
+
+    cdef inline uint32_t transfer_prefix(self, const ledger_transfer_t* t, uint64_t* out_slot,
+                                         uint64_t* out_hash, uint64_t* out_timestamp,
+                                         uint64_t* out_amount) noexcept nogil:
+        cdef uint64_t hash, slot, pos1
+        cdef const ledger_transfer_t* e
+        if t.timestamp != 0:
+            return T_TIMESTAMP_MUST_BE_ZERO
+        if t.reserved != 0:
+            return T_RESERVED_FIELD
+        if t.flags & ~TF_KNOWN:
+            return T_RESERVED_FLAG
+        if id_is_zero(t.id_lo, t.id_hi):
+            return T_ID_MUST_NOT_BE_ZERO
+        if id_is_max(t.id_lo, t.id_hi):
+            return T_ID_MUST_NOT_BE_INT_MAX
+        hash = ledger_hash(t.id_lo, t.id_hi)
+        slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
+        out_slot[0] = slot
+        out_hash[0] = hash
+        pos1 = self.transfer_index.slots[slot].pos1
+        if pos1 != 0:
+            e = &self.transfers[pos1 - 1]
+            out_timestamp[0] = e.timestamp
+            out_amount[0] = e.amount
+            return transfer_exists(t, e)
+        return T_UNSPECIFIED
+
+    cdef inline ledger_account_t* find_account(self, uint64_t lo, uint64_t hi) noexcept nogil:
+        cdef uint64_t pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, lo, hi)
+        return &self.accounts[pos1 - 1] if pos1 != 0 else NULL
+
+    cdef inline uint64_t store_transfer(self, const ledger_transfer_t* t, uint64_t slot, uint64_t hash,
+                                        uint64_t amount, uint64_t timestamp) noexcept nogil:
+        cdef uint64_t pos = self.transfers_count
+        cdef ledger_transfer_t* stored = &self.transfers[pos]
+        memcpy(stored, t, sizeof(ledger_transfer_t))
+        stored.amount = amount
+        stored.timestamp = timestamp
+        self.transfers_count += 1
+        self.transfer_index.slots[slot].tag = <uint32_t>hash
+        self.transfer_index.slots[slot].pos1 = <uint32_t>self.transfers_count
+        return pos
+
+    cdef uint32_t create_transfer(self, const ledger_transfer_t* t, uint64_t timestamp, uint64_t* out_timestamp,
+                                  uint64_t* out_amount) noexcept nogil:
+        cdef uint64_t slot = 0, hash = 0, amount, available, pos
+        cdef uint32_t result = self.transfer_prefix(t, &slot, &hash, out_timestamp, out_amount)
+        cdef uint16_t flags = t.flags
+        cdef bint pending
+        cdef ledger_account_t* dr
+        cdef ledger_account_t* cr
+        if result != T_UNSPECIFIED:
+            return result
+        if ((flags & TF_PENDING and flags & TF_POST_OR_VOID)
+                or (flags & TF_POST and flags & TF_VOID)
+                or (flags & TF_POST_OR_VOID and flags & (TF_BALANCING | TF_CLOSING))):
+            return T_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if flags & TF_POST_OR_VOID:
+            return self.post_or_void(t, timestamp, slot, hash, out_timestamp, out_amount)
+        if id_is_zero(t.dr_lo, t.dr_hi):
+            return T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if id_is_max(t.dr_lo, t.dr_hi):
+            return T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if id_is_zero(t.cr_lo, t.cr_hi):
+            return T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if id_is_max(t.cr_lo, t.cr_hi):
+            return T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if t.dr_lo == t.cr_lo and t.dr_hi == t.cr_hi:
+            return T_ACCOUNTS_MUST_BE_DIFFERENT
+        if not id_is_zero(t.pending_lo, t.pending_hi):
+            return T_PENDING_ID_MUST_BE_ZERO
+        pending = (flags & TF_PENDING) != 0
+        if not pending:
+            if t.timeout != 0:
+                return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            if flags & TF_CLOSING:
+                return T_CLOSING_TRANSFER_MUST_BE_PENDING
+        if t.amount == 0:
+            return T_AMOUNT_MUST_NOT_BE_ZERO
+        if t.amount > AMOUNT_MAX:
+            return T_AMOUNT_EXCEEDS_MAX
+        if t.ledger == 0:
+            return T_LEDGER_MUST_NOT_BE_ZERO
+        if t.code == 0:
+            return T_CODE_MUST_NOT_BE_ZERO
+        dr = self.find_account(t.dr_lo, t.dr_hi)
+        if dr == NULL:
+            return T_DEBIT_ACCOUNT_NOT_FOUND
+        cr = self.find_account(t.cr_lo, t.cr_hi)
+        if cr == NULL:
+            return T_CREDIT_ACCOUNT_NOT_FOUND
+        if dr.ledger != cr.ledger:
+            return T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+        if t.ledger != dr.ledger:
+            return T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+        if dr.flags & AF_CLOSED:
+            return T_DEBIT_ACCOUNT_ALREADY_CLOSED
+        if cr.flags & AF_CLOSED:
+            return T_CREDIT_ACCOUNT_ALREADY_CLOSED
+        amount = t.amount
+        if flags & TF_BALANCING_DEBIT:
+            available = dr.debits_posted + dr.debits_pending
+            available = dr.credits_posted - available if dr.credits_posted > available else 0
+            if available < amount:
+                amount = available
+            if amount == 0:
+                return T_EXCEEDS_CREDITS
+        if flags & TF_BALANCING_CREDIT:
+            available = cr.credits_posted + cr.credits_pending
+            available = cr.debits_posted - available if cr.debits_posted > available else 0
+            if available < amount:
+                amount = available
+            if amount == 0:
+                return T_EXCEEDS_DEBITS
+        # Every balance and amount is at most AMOUNT_MAX < 2**63, so no sum below wraps.
+        if pending:
+            if dr.debits_pending + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_DEBITS_PENDING
+            if cr.credits_pending + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_CREDITS_PENDING
+        else:
+            if dr.debits_posted + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_DEBITS_POSTED
+            if cr.credits_posted + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_CREDITS_POSTED
+        if dr.debits_pending + dr.debits_posted + amount > AMOUNT_MAX:
+            return T_OVERFLOWS_DEBITS
+        if cr.credits_pending + cr.credits_posted + amount > AMOUNT_MAX:
+            return T_OVERFLOWS_CREDITS
+        if pending and timestamp + <uint64_t>t.timeout * NS_PER_S > TIMESTAMP_MAX:
+            return T_OVERFLOWS_TIMEOUT
+        if dr.flags & AF_DMNEC and dr.debits_pending + dr.debits_posted + amount > dr.credits_posted:
+            return T_EXCEEDS_CREDITS
+        if cr.flags & AF_CMNED and cr.credits_pending + cr.credits_posted + amount > cr.debits_posted:
+            return T_EXCEEDS_DEBITS
+        if self.transfers_count >= self.transfers_max:
+            return T_TRANSFERS_FULL
+        if pending and self.pending_count >= self.pending_max:
+            return T_PENDING_TRANSFERS_FULL
+        pos = self.store_transfer(t, slot, hash, amount, timestamp)
+        self.book_created(pos, dr, cr)
+        out_timestamp[0] = timestamp
+        out_amount[0] = amount
+        return T_OK
+
+    cdef inline void book_created(self, uint64_t pos, ledger_account_t* dr, ledger_account_t* cr) noexcept nogil:
+        cdef const ledger_transfer_t* t = &self.transfers[pos]
+        self.touch(dr)
+        self.touch(cr)
+        if t.flags & TF_PENDING:
+            dr.debits_pending += t.amount
+            cr.credits_pending += t.amount
+            if t.flags & TF_CLOSING_DEBIT:
+                dr.flags |= AF_CLOSED
+            if t.flags & TF_CLOSING_CREDIT:
+                cr.flags |= AF_CLOSED
+            self.status[pos] = S_PENDING
+            self.pending_count += 1
+            if t.timeout:
+                self.schedule_expiry(pos)
+        else:
+            dr.debits_posted += t.amount
+            cr.credits_posted += t.amount
+
+    cdef uint32_t post_or_void(self, const ledger_transfer_t* t, uint64_t timestamp, uint64_t slot, uint64_t hash,
+                               uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
+        cdef uint64_t hold_pos1, amount, pos
+        cdef const ledger_transfer_t* hold
+        cdef ledger_account_t* dr
+        cdef ledger_account_t* cr
+        cdef bint post = (t.flags & TF_POST) != 0
+        cdef uint8_t status
+        if id_is_zero(t.pending_lo, t.pending_hi):
+            return T_PENDING_ID_MUST_NOT_BE_ZERO
+        if id_is_max(t.pending_lo, t.pending_hi):
+            return T_PENDING_ID_MUST_NOT_BE_INT_MAX
+        if t.pending_lo == t.id_lo and t.pending_hi == t.id_hi:
+            return T_PENDING_ID_MUST_BE_DIFFERENT
+        if t.timeout != 0:
+            return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        if t.amount > AMOUNT_MAX:
+            return T_AMOUNT_EXCEEDS_MAX
+        hold_pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, t.pending_lo, t.pending_hi)
+        if hold_pos1 == 0:
+            return T_PENDING_TRANSFER_NOT_FOUND
+        hold = &self.transfers[hold_pos1 - 1]
+        if not hold.flags & TF_PENDING:
+            return T_PENDING_TRANSFER_NOT_PENDING
+        if not id_is_zero(t.dr_lo, t.dr_hi) and (t.dr_lo != hold.dr_lo or t.dr_hi != hold.dr_hi):
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+        if not id_is_zero(t.cr_lo, t.cr_hi) and (t.cr_lo != hold.cr_lo or t.cr_hi != hold.cr_hi):
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+        if t.ledger != 0 and t.ledger != hold.ledger:
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+        if t.code != 0 and t.code != hold.code:
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_CODE
+        if post:
+            amount = t.amount if t.amount != 0 else hold.amount
+            if amount > hold.amount:
+                return T_EXCEEDS_PENDING_TRANSFER_AMOUNT
+        else:
+            if t.amount != 0 and t.amount != hold.amount:
+                return T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+            amount = hold.amount
+        status = self.status[hold_pos1 - 1]
+        if status == S_POSTED:
+            return T_PENDING_TRANSFER_ALREADY_POSTED
+        if status == S_VOIDED:
+            return T_PENDING_TRANSFER_ALREADY_VOIDED
+        if status == S_EXPIRED:
+            return T_PENDING_TRANSFER_EXPIRED
+        dr = self.find_account(hold.dr_lo, hold.dr_hi)
+        cr = self.find_account(hold.cr_lo, hold.cr_hi)
+        if post:
+            if dr.flags & AF_CLOSED and not hold.flags & TF_CLOSING_DEBIT:
+                return T_DEBIT_ACCOUNT_ALREADY_CLOSED
+            if cr.flags & AF_CLOSED and not hold.flags & TF_CLOSING_CREDIT:
+                return T_CREDIT_ACCOUNT_ALREADY_CLOSED
+            if dr.debits_posted + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_DEBITS_POSTED
+            if cr.credits_posted + amount > AMOUNT_MAX:
+                return T_OVERFLOWS_CREDITS_POSTED
+        if self.transfers_count >= self.transfers_max:
+            return T_TRANSFERS_FULL
+        pos = self.store_transfer(t, slot, hash, amount, timestamp)
+        self.transfers[pos].dr_lo = hold.dr_lo
+        self.transfers[pos].dr_hi = hold.dr_hi
+        self.transfers[pos].cr_lo = hold.cr_lo
+        self.transfers[pos].cr_hi = hold.cr_hi
+        self.transfers[pos].ledger = hold.ledger
+        self.transfers[pos].code = hold.code
+        self.book_resolution(pos, hold_pos1 - 1, dr, cr)
+        out_timestamp[0] = timestamp
+        out_amount[0] = amount
+        return T_OK
+
+    cdef inline void book_resolution(self, uint64_t pos, uint64_t hold_pos, ledger_account_t* dr,
+                                     ledger_account_t* cr) noexcept nogil:
+        cdef const ledger_transfer_t* t = &self.transfers[pos]
+        cdef bint post = (t.flags & TF_POST) != 0
+        self.release_hold(hold_pos, S_POSTED if post else S_VOIDED)
+        if post:
+            dr.debits_posted += t.amount
+            cr.credits_posted += t.amount
+
+    def create_transfers(self, events):
+        cdef Py_ssize_t count = check_batch(events, RECORD_SIZE, "transfers")
+        cdef const uint8_t[::1] data
+        cdef uint64_t first, entries_start = self.transfers_count
+        if count == 0:
+            return TransfersApplied(results=b"", entries=b"", expired=b"", timestamp_first=self.timestamp_last,
+                                    timestamp_last=self.timestamp_last)
+        data = events
+        first = self.reserve_timestamps(count)
+        expired = self.expire(first)
+        entries_start = self.transfers_count
+        results = PyBytes_FromStringAndSize(NULL, count * 24)
+        cdef char* out = PyBytes_AS_STRING(results)
+        with nogil:
+            self.run_transfers(<const ledger_transfer_t*>&data[0], count, first, out)
+        self.check_invariants()
+        return TransfersApplied(
+            results=results,
+            entries=records_view(self, &self.transfers[entries_start], (self.transfers_count - entries_start) * 128),
+            expired=expired,
+            timestamp_first=first,
+            timestamp_last=self.timestamp_last,
+        )
+
+    cdef void prefetch_transfer(self, const ledger_transfer_t* t) noexcept nogil:
+        ledger_prefetch(&self.transfer_index.slots[ledger_home(ledger_hash(t.id_lo, t.id_hi), self.transfer_index.slots_count)])
+        ledger_prefetch(&self.account_index.slots[ledger_home(ledger_hash(t.dr_lo, t.dr_hi), self.account_index.slots_count)])
+        ledger_prefetch(&self.account_index.slots[ledger_home(ledger_hash(t.cr_lo, t.cr_hi), self.account_index.slots_count)])
+
+    cdef void run_transfers(self, const ledger_transfer_t* src, Py_ssize_t count, uint64_t first,
+                            char* out) noexcept nogil:
+        cdef ledger_transfer_t t
+        cdef Py_ssize_t i = 0, j, chain_start = -1, chain_end
+        cdef bint chain_failed = False, linked, all_exist
+        cdef uint32_t result
+        cdef uint64_t timestamp, amount, slot, hash
+        for j in range(min(count, PREFETCH_DISTANCE)):
+            self.prefetch_transfer(&src[j])
+        while i < count:
+            if i + PREFETCH_DISTANCE < count:
+                self.prefetch_transfer(&src[i + PREFETCH_DISTANCE])
+            memcpy(&t, &src[i], sizeof(ledger_transfer_t))
+            linked = (t.flags & TF_LINKED) != 0
+            if chain_start < 0 and linked:
+                chain_start = i
+                self.chain_begin()
+            if chain_failed:
+                write_transfer_result(out, i, T_LINKED_EVENT_FAILED, 0, 0)
+            elif linked and i == count - 1:
+                write_transfer_result(out, i, T_LINKED_EVENT_CHAIN_OPEN, 0, 0)
+                self.fail_transfer_chain(out, chain_start, i)
+                chain_failed = True
+            else:
+                timestamp = 0
+                amount = 0
+                result = self.create_transfer(&t, first + i, &timestamp, &amount)
+                write_transfer_result(out, i, result, timestamp, amount)
+                if result != T_OK and chain_start >= 0:
+                    chain_end = i
+                    while chain_end < count and src[chain_end].flags & TF_LINKED:
+                        chain_end += 1
+                    all_exist = i == chain_start and result == T_EXISTS and chain_end < count
+                    j = i + 1
+                    while all_exist and j <= chain_end:
+                        all_exist = self.transfer_prefix(&src[j], &slot, &hash, &timestamp, &amount) == T_EXISTS
+                        j += 1
+                    if all_exist:
+                        for j in range(i + 1, chain_end + 1):
+                            timestamp = 0
+                            amount = 0
+                            result = self.transfer_prefix(&src[j], &slot, &hash, &timestamp, &amount)
+                            write_transfer_result(out, j, result, timestamp, amount)
+                        i = chain_end
+                        linked = False
+                    else:
+                        self.fail_transfer_chain(out, chain_start, i)
+                        chain_failed = True
+            if not linked:
+                if chain_start >= 0 and not chain_failed:
+                    self.chain_commit()
+                self.chain_end()
+                chain_start = -1
+                chain_failed = False
+            i += 1
+        self.chain_end()
+
+    cdef void fail_transfer_chain(self, char* out, Py_ssize_t start, Py_ssize_t failed) noexcept nogil:
+        cdef Py_ssize_t j
+        self.chain_rollback()
+        for j in range(start, failed):
+            write_transfer_result(out, j, T_LINKED_EVENT_FAILED, 0, 0)
+
+    def expire_pending_transfers(self):
+        cdef uint64_t first = self.reserve_timestamps(1)
+        expired = self.expire(first)
+        self.check_invariants()
+        return TransfersApplied(results=b"", entries=b"", expired=expired, timestamp_first=first,
+                                timestamp_last=first)
+
+    # -- reads -------------------------------------------------------------------
+
+    def lookup_accounts(self, ids):
+        cdef Py_ssize_t count = check_batch(ids, 16, "ids")
+        cdef const uint8_t[::1] data
+        cdef const uint64_t* id_words
+        cdef Py_ssize_t i, found = 0
+        cdef uint64_t pos1
+        if count == 0:
+            return b""
+        data = ids
+        id_words = <const uint64_t*>&data[0]
+        out = bytearray(count * 128)
+        cdef char* dst = out
+        for i in range(count):
+            pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, id_words[2 * i], id_words[2 * i + 1])
+            if pos1 != 0:
+                memcpy(dst + found * 128, &self.accounts[pos1 - 1], 128)
+                found += 1
+        return bytes(out[:found * 128])
+
+    def lookup_transfers(self, ids):
+        cdef Py_ssize_t count = check_batch(ids, 16, "ids")
+        cdef const uint8_t[::1] data
+        cdef const uint64_t* id_words
+        cdef Py_ssize_t i, found = 0
+        cdef uint64_t pos1
+        if count == 0:
+            return b""
+        data = ids
+        id_words = <const uint64_t*>&data[0]
+        out = bytearray(count * 128)
+        cdef char* dst = out
+        for i in range(count):
+            pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, id_words[2 * i], id_words[2 * i + 1])
+            if pos1 != 0:
+                memcpy(dst + found * 128, &self.transfers[pos1 - 1], 128)
+                found += 1
+        return bytes(out[:found * 128])
+
+    def transfer_status(self, transfer_id):
+        cdef uint64_t lo = transfer_id & U64_MAX
+        cdef uint64_t hi = transfer_id >> 64
+        cdef uint64_t pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, lo, hi)
+        return self.status[pos1 - 1] if pos1 != 0 else S_NONE
+
+    def stats(self):
+        return EngineStats(
+            accounts_count=self.accounts_count,
+            transfers_count=self.transfers_count,
+            pending_transfers_count=self.pending_count,
+            timestamp_last=self.timestamp_last,
+        )
+
+    def memory_bytes(self):
+        """Bytes allocated for the tables at the configured capacity (touched lazily)."""
+        return {
+            "accounts": self.accounts_max * sizeof(ledger_account_t),
+            "account_index": self.account_index.slots_count * sizeof(ledger_slot_t),
+            "transfers": self.transfers_max * sizeof(ledger_transfer_t),
+            "transfer_status": self.transfers_max,
+            "transfer_index": self.transfer_index.slots_count * sizeof(ledger_slot_t),
+            "expiry_heap": self.heap_capacity * sizeof(ledger_expiry_t),
+        }
+
+    # -- checkpoints and replay --------------------------------------------------
+
+    def export_state(self):
+        return EngineState(
+            accounts=PyBytes_FromStringAndSize(<const char*>self.accounts, self.accounts_count * 128),
+            transfers=PyBytes_FromStringAndSize(<const char*>self.transfers, self.transfers_count * 128),
+            transfer_status=PyBytes_FromStringAndSize(<const char*>self.status, self.transfers_count),
+            timestamp_last=self.timestamp_last,
+        )
+
+    def import_state(self, state):
+        cdef const uint8_t[::1] accounts
+        cdef const uint8_t[::1] transfers
+        cdef const uint8_t[::1] status
+        cdef uint64_t accounts_count = len(state.accounts) // 128
+        cdef uint64_t transfers_count = len(state.transfers) // 128
+        cdef uint64_t i
+        if self.accounts_count or self.transfers_count:
+            raise StateMismatch("import_state needs an empty engine")
+        if len(state.accounts) % 128 or len(state.transfers) % 128:
+            raise StateMismatch("state holds a partial record")
+        if len(state.transfer_status) != transfers_count:
+            raise StateMismatch("transfer_status must hold one byte per transfer")
+        if accounts_count > self.accounts_max or transfers_count > self.transfers_max:
+            raise StateMismatch("state exceeds the configured capacity")
+        if accounts_count:
+            accounts = state.accounts
+            memcpy(self.accounts, &accounts[0], accounts_count * 128)
+        if transfers_count:
+            transfers = state.transfers
+            status = state.transfer_status
+            memcpy(self.transfers, &transfers[0], transfers_count * 128)
+            memcpy(self.status, &status[0], transfers_count)
+        for i in range(accounts_count):
+            self.index_account(i)
+        for i in range(transfers_count):
+            self.index_transfer(i)
+            if self.status[i] == S_PENDING:
+                self.pending_count += 1
+                if self.transfers[i].timeout:
+                    self.schedule_expiry(i)
+        self.accounts_count = accounts_count
+        self.transfers_count = transfers_count
+        self.timestamp_last = state.timestamp_last
+        self.check_invariants()
+
+    cdef index_account(self, uint64_t pos):
+        cdef ledger_account_t* a = &self.accounts[pos]
+        cdef uint64_t hash = ledger_hash(a.id_lo, a.id_hi)
+        cdef uint64_t slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
+        if self.account_index.slots[slot].pos1 != 0:
+            raise StateMismatch(f"account {a.id_lo | (a.id_hi << 64)} appears twice")
+        self.account_index.slots[slot].tag = <uint32_t>hash
+        self.account_index.slots[slot].pos1 = <uint32_t>(pos + 1)
+
+    cdef index_transfer(self, uint64_t pos):
+        cdef ledger_transfer_t* t = &self.transfers[pos]
+        cdef uint64_t hash = ledger_hash(t.id_lo, t.id_hi)
+        cdef uint64_t slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
+        if self.transfer_index.slots[slot].pos1 != 0:
+            raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} appears twice")
+        self.transfer_index.slots[slot].tag = <uint32_t>hash
+        self.transfer_index.slots[slot].pos1 = <uint32_t>(pos + 1)
+
+    def replay_accounts(self, entries, timestamp_last):
+        cdef Py_ssize_t count = check_batch(entries, RECORD_SIZE, "account entries")
+        cdef const uint8_t[::1] data
+        cdef Py_ssize_t i
+        if count:
+            data = entries
+            if self.accounts_count + count > self.accounts_max:
+                raise StateMismatch("replayed accounts exceed the configured capacity")
+            for i in range(count):
+                memcpy(&self.accounts[self.accounts_count], &data[i * 128], 128)
+                self.index_account(self.accounts_count)
+                self.accounts_count += 1
+        self.timestamp_last = max(self.timestamp_last, timestamp_last)
+
+    def replay_transfers(self, expired, entries, timestamp_first, timestamp_last):
+        cdef Py_ssize_t count = check_batch(entries, RECORD_SIZE, "transfer entries")
+        cdef const uint8_t[::1] data
+        cdef Py_ssize_t i
+        cdef uint64_t pos, pos1, hold_pos1
+        cdef ledger_transfer_t* t
+        cdef ledger_account_t* dr
+        cdef ledger_account_t* cr
+        from ledger.engine._layout import unpack_ids
+        for hold_id in unpack_ids(expired):
+            pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, hold_id & U64_MAX, hold_id >> 64)
+            if pos1 == 0 or self.status[pos1 - 1] != S_PENDING:
+                raise StateMismatch(f"expired transfer {hold_id} is not a pending hold")
+            self.release_hold(pos1 - 1, S_EXPIRED)
+        if count:
+            data = entries
+        for i in range(count):
+            if self.transfers_count >= self.transfers_max:
+                raise StateMismatch("replayed transfers exceed the configured capacity")
+            pos = self.transfers_count
+            t = &self.transfers[pos]
+            memcpy(t, &data[i * 128], 128)
+            self.index_transfer(pos)
+            if t.flags & TF_POST_OR_VOID:
+                hold_pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, t.pending_lo, t.pending_hi)
+                if hold_pos1 == 0 or self.status[hold_pos1 - 1] != S_PENDING:
+                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
+                    raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} resolves a transfer that is not pending")
+                self.transfers_count += 1
+                self.book_resolution(pos, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
+                                     self.find_account(t.cr_lo, t.cr_hi))
+            else:
+                dr = self.find_account(t.dr_lo, t.dr_hi)
+                cr = self.find_account(t.cr_lo, t.cr_hi)
+                if dr == NULL or cr == NULL:
+                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
+                    raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} names an account that does not exist")
+                self.transfers_count += 1
+                self.book_created(pos, dr, cr)
+        self.timestamp_last = max(self.timestamp_last, timestamp_last)
+        self.check_invariants()
+
+    # -- invariants --------------------------------------------------------------
+
+    cdef check_invariants(self):
+        cdef uint64_t i
+        cdef object debits_pending = 0, debits_posted = 0, credits_pending = 0, credits_posted = 0, held = 0
+        cdef uint64_t live = 0
+        cdef ledger_account_t* a
+        if not self.verify:
+            return
+        for i in range(self.accounts_count):
+            a = &self.accounts[i]
+            debits_pending += a.debits_pending
+            debits_posted += a.debits_posted
+            credits_pending += a.credits_pending
+            credits_posted += a.credits_posted
+            assert a.debits_pending + a.debits_posted <= AMOUNT_MAX
+            assert a.credits_pending + a.credits_posted <= AMOUNT_MAX
+            if a.flags & AF_DMNEC:
+                assert a.debits_pending + a.debits_posted <= a.credits_posted
+            if a.flags & AF_CMNED:
+                assert a.credits_pending + a.credits_posted <= a.debits_posted
+        assert debits_pending == credits_pending
+        assert debits_posted == credits_posted
+        for i in range(self.transfers_count):
+            if self.status[i] == S_PENDING:
+                held += self.transfers[i].amount
+                live += 1
+        assert held == debits_pending
+        assert live == self.pending_count
+        assert self.heap_count <= self.heap_capacity

@@ -1,0 +1,33 @@
+"""Build the native engine (native/_engine.pyx -> ledger.engine._c) as an optional extension.
+
+With no C compiler or no Cython the install still succeeds and the ledger
+runs on the pure-Python reference engine. `cythonize()` drops the `optional`
+flag of the extensions it returns, so it is set again afterwards.
+"""
+
+from __future__ import annotations
+
+from setuptools import Extension, setup
+
+
+def native_extensions() -> list[Extension]:
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        return []
+    extension = Extension(
+        "ledger.engine._c",
+        ["native/_engine.pyx"],
+        extra_compile_args=["-O3", "-fno-strict-aliasing"],
+    )
+    built = cythonize(
+        [extension],
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False},
+    )
+    for ext in built:
+        ext.optional = True
+    return built
+
+
+setup(ext_modules=native_extensions())
