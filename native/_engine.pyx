@@ -41,14 +41,15 @@ from ledger.engine._codes import TransferStatus as _TS
 cdef extern from *:
     """
     #include <stdint.h>
+    #include <stddef.h>
     typedef struct {
         uint64_t id_lo, id_hi;
         uint64_t debits_pending, debits_posted, credits_pending, credits_posted;
-        uint64_t ud128_lo, ud128_hi, ud64;
-        uint32_t ud32, ledger;
+        uint32_t ledger;
         uint16_t code, flags;
-        uint32_t reserved;
         uint64_t timestamp;
+        uint64_t ud128_lo, ud128_hi, ud64;
+        uint32_t ud32, reserved;
         uint64_t reserved_tail[4];
     } ledger_account_t;
     typedef struct {
@@ -63,6 +64,9 @@ cdef extern from *:
     _Static_assert(sizeof(ledger_account_t) == 128, "account record is 128 bytes");
     _Static_assert(sizeof(ledger_transfer_t) == 128, "transfer record is 128 bytes");
     _Static_assert(sizeof(ledger_slot_t) == 8, "index slot is 8 bytes");
+    _Static_assert(offsetof(ledger_account_t, timestamp) == 56, "hot account fields share one cache line");
+    _Static_assert(offsetof(ledger_account_t, ud128_lo) == 64, "account layout");
+    _Static_assert(offsetof(ledger_transfer_t, timestamp) == 112, "transfer layout");
 
     static inline uint64_t ledger_hash(uint64_t lo, uint64_t hi) {
         /* splitmix64's finaliser over both halves: sequential and random ids spread alike. */
@@ -76,15 +80,53 @@ cdef extern from *:
         return (uint64_t)(((unsigned __int128)hash * slots) >> 64);
     }
     #define ledger_prefetch(p) __builtin_prefetch((const void *)(p))
+
+    /* Records are appended with non-temporal stores: the log is written once
+       and read rarely, and streaming it through the cache would evict the
+       account and index tables that every transfer probes. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline void ledger_stream_record(void *dst, const void *src) {
+        __m128i *d = (__m128i *)dst;
+        const __m128i *s = (const __m128i *)src;
+        for (int i = 0; i < 8; i++) _mm_stream_si128(d + i, _mm_loadu_si128(s + i));
+    }
+    static inline void ledger_stream_fence(void) { _mm_sfence(); }
+    #else
+    #include <string.h>
+    static inline void ledger_stream_record(void *dst, const void *src) { memcpy(dst, src, 128); }
+    static inline void ledger_stream_fence(void) {}
+    #endif
+
+    /* Tables are mapped lazily (memory is used as they fill, not at start)
+       and, where the kernel offers it, backed by huge pages: random probes
+       otherwise spend their time in TLB misses, and appending to the log in
+       page faults (measured: 90 ns per record with 4 KiB pages, 16 with 2 MiB). */
+    #if defined(_WIN32)
+    #include <stdlib.h>
+    static void *ledger_table_alloc(size_t size, int huge) { (void)huge; return calloc(size ? size : 1, 1); }
+    static void ledger_table_free(void *p, size_t size) { (void)size; free(p); }
+    #else
+    #include <sys/mman.h>
+    static void *ledger_table_alloc(size_t size, int huge) {
+        void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+    #ifdef MADV_HUGEPAGE
+        if (huge) madvise(p, size, MADV_HUGEPAGE);
+    #endif
+        return p;
+    }
+    static void ledger_table_free(void *p, size_t size) { if (p) munmap(p, size ? size : 1); }
+    #endif
     """
     ctypedef struct ledger_account_t:
         uint64_t id_lo, id_hi
         uint64_t debits_pending, debits_posted, credits_pending, credits_posted
-        uint64_t ud128_lo, ud128_hi, ud64
-        uint32_t ud32, ledger
+        uint32_t ledger
         uint16_t code, flags
-        uint32_t reserved
         uint64_t timestamp
+        uint64_t ud128_lo, ud128_hi, ud64
+        uint32_t ud32, reserved
         uint64_t reserved_tail[4]
     ctypedef struct ledger_transfer_t:
         uint64_t id_lo, id_hi, dr_lo, dr_hi, cr_lo, cr_hi, amount, pending_lo, pending_hi
@@ -102,6 +144,10 @@ cdef extern from *:
     uint64_t ledger_hash(uint64_t lo, uint64_t hi) noexcept nogil
     uint64_t ledger_home(uint64_t hash, uint64_t slots) noexcept nogil
     void ledger_prefetch(const void* p) noexcept nogil
+    void ledger_stream_record(void* dst, const void* src) noexcept nogil
+    void ledger_stream_fence() noexcept nogil
+    void* ledger_table_alloc(size_t size, int huge) noexcept nogil
+    void ledger_table_free(void* p, size_t size) noexcept nogil
 
 # ---------------------------------------------------------------------------
 # Shared definitions, read from the Python modules once.
@@ -474,13 +520,12 @@ cdef class NativeEngine:
         self.heap_capacity = 2 * self.pending_max
         self.account_index.slots_count = index_slots_for(self.accounts_max)
         self.transfer_index.slots_count = index_slots_for(self.transfers_max)
-        # calloc of large blocks maps zero pages lazily: memory is used as the tables fill.
-        self.accounts = <ledger_account_t*>calloc(self.accounts_max, sizeof(ledger_account_t))
-        self.account_index.slots = <ledger_slot_t*>calloc(self.account_index.slots_count, sizeof(ledger_slot_t))
-        self.transfers = <ledger_transfer_t*>calloc(self.transfers_max, sizeof(ledger_transfer_t))
-        self.status = <uint8_t*>calloc(self.transfers_max, 1)
-        self.transfer_index.slots = <ledger_slot_t*>calloc(self.transfer_index.slots_count, sizeof(ledger_slot_t))
-        self.heap = <ledger_expiry_t*>calloc(self.heap_capacity, sizeof(ledger_expiry_t))
+        self.accounts = <ledger_account_t*>ledger_table_alloc(self.accounts_max * sizeof(ledger_account_t), 1)
+        self.account_index.slots = <ledger_slot_t*>ledger_table_alloc(self.account_index.slots_count * sizeof(ledger_slot_t), 1)
+        self.transfers = <ledger_transfer_t*>ledger_table_alloc(self.transfers_max * sizeof(ledger_transfer_t), 1)
+        self.status = <uint8_t*>ledger_table_alloc(self.transfers_max, 1)
+        self.transfer_index.slots = <ledger_slot_t*>ledger_table_alloc(self.transfer_index.slots_count * sizeof(ledger_slot_t), 1)
+        self.heap = <ledger_expiry_t*>ledger_table_alloc(self.heap_capacity * sizeof(ledger_expiry_t), 0)
         self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
         self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
         if (self.accounts == NULL or self.account_index.slots == NULL or self.transfers == NULL
@@ -492,12 +537,12 @@ cdef class NativeEngine:
             )
 
     def __dealloc__(self):
-        free(self.accounts)
-        free(self.account_index.slots)
-        free(self.transfers)
-        free(self.status)
-        free(self.transfer_index.slots)
-        free(self.heap)
+        ledger_table_free(self.accounts, self.accounts_max * sizeof(ledger_account_t))
+        ledger_table_free(self.account_index.slots, self.account_index.slots_count * sizeof(ledger_slot_t))
+        ledger_table_free(self.transfers, self.transfers_max * sizeof(ledger_transfer_t))
+        ledger_table_free(self.status, self.transfers_max)
+        ledger_table_free(self.transfer_index.slots, self.transfer_index.slots_count * sizeof(ledger_slot_t))
+        ledger_table_free(self.heap, self.heap_capacity * sizeof(ledger_expiry_t))
         free(self.undo)
         free(self.chain_expiries)
 
@@ -644,8 +689,7 @@ cdef class NativeEngine:
             self.heap[0] = self.heap[self.heap_count]
             self.heap_sift_down(0)
 
-    cdef void schedule_expiry(self, uint64_t pos) noexcept nogil:
-        cdef ledger_transfer_t* hold = &self.transfers[pos]
+    cdef void schedule_expiry(self, const ledger_transfer_t* hold, uint64_t pos) noexcept nogil:
         cdef ledger_expiry_t entry
         entry.expires_at = hold.timestamp + <uint64_t>hold.timeout * NS_PER_S
         entry.timestamp = hold.timestamp
@@ -758,7 +802,9 @@ cdef class NativeEngine:
         self.check_invariants()
         return AccountsApplied(
             results=results,
-            entries=records_view(self, &self.accounts[entries_start], (self.accounts_count - entries_start) * 128),
+            # A copy: account records change as transfers move money, entries must not.
+            entries=PyBytes_FromStringAndSize(<const char*>&self.accounts[entries_start],
+                                              (self.accounts_count - entries_start) * 128),
             timestamp_last=self.timestamp_last,
         )
 
@@ -798,7 +844,8 @@ cdef class NativeEngine:
                     if all_exist:
                         for j in range(i + 1, chain_end + 1):
                             timestamp = 0
-                            write_account_result(out, j, self.account_prefix(&src[j], &timestamp), timestamp)
+                            result = self.account_prefix(&src[j], &timestamp)
+                            write_account_result(out, j, result, timestamp)
                         i = chain_end
                         linked = False
                     else:
@@ -852,13 +899,10 @@ cdef class NativeEngine:
         cdef uint64_t pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, lo, hi)
         return &self.accounts[pos1 - 1] if pos1 != 0 else NULL
 
-    cdef inline uint64_t store_transfer(self, const ledger_transfer_t* t, uint64_t slot, uint64_t hash,
-                                        uint64_t amount, uint64_t timestamp) noexcept nogil:
+    cdef inline uint64_t store_transfer(self, const ledger_transfer_t* record, uint64_t slot,
+                                        uint64_t hash) noexcept nogil:
         cdef uint64_t pos = self.transfers_count
-        cdef ledger_transfer_t* stored = &self.transfers[pos]
-        memcpy(stored, t, sizeof(ledger_transfer_t))
-        stored.amount = amount
-        stored.timestamp = timestamp
+        ledger_stream_record(&self.transfers[pos], record)
         self.transfers_count += 1
         self.transfer_index.slots[slot].tag = <uint32_t>hash
         self.transfer_index.slots[slot].pos1 = <uint32_t>self.transfers_count
@@ -869,6 +913,7 @@ cdef class NativeEngine:
         cdef uint64_t slot = 0, hash = 0, amount, available, pos
         cdef uint32_t result = self.transfer_prefix(t, &slot, &hash, out_timestamp, out_amount)
         cdef uint16_t flags = t.flags
+        cdef ledger_transfer_t stored
         cdef bint pending
         cdef ledger_account_t* dr
         cdef ledger_account_t* cr
@@ -960,14 +1005,17 @@ cdef class NativeEngine:
             return T_TRANSFERS_FULL
         if pending and self.pending_count >= self.pending_max:
             return T_PENDING_TRANSFERS_FULL
-        pos = self.store_transfer(t, slot, hash, amount, timestamp)
-        self.book_created(pos, dr, cr)
+        memcpy(&stored, t, sizeof(ledger_transfer_t))
+        stored.amount = amount
+        stored.timestamp = timestamp
+        pos = self.store_transfer(&stored, slot, hash)
+        self.book_created(&stored, pos, dr, cr)
         out_timestamp[0] = timestamp
         out_amount[0] = amount
         return T_OK
 
-    cdef inline void book_created(self, uint64_t pos, ledger_account_t* dr, ledger_account_t* cr) noexcept nogil:
-        cdef const ledger_transfer_t* t = &self.transfers[pos]
+    cdef inline void book_created(self, const ledger_transfer_t* t, uint64_t pos, ledger_account_t* dr,
+                                  ledger_account_t* cr) noexcept nogil:
         self.touch(dr)
         self.touch(cr)
         if t.flags & TF_PENDING:
@@ -980,7 +1028,7 @@ cdef class NativeEngine:
             self.status[pos] = S_PENDING
             self.pending_count += 1
             if t.timeout:
-                self.schedule_expiry(pos)
+                self.schedule_expiry(t, pos)
         else:
             dr.debits_posted += t.amount
             cr.credits_posted += t.amount
@@ -993,6 +1041,7 @@ cdef class NativeEngine:
         cdef ledger_account_t* cr
         cdef bint post = (t.flags & TF_POST) != 0
         cdef uint8_t status
+        cdef ledger_transfer_t stored
         if id_is_zero(t.pending_lo, t.pending_hi):
             return T_PENDING_ID_MUST_NOT_BE_ZERO
         if id_is_max(t.pending_lo, t.pending_hi):
@@ -1045,21 +1094,23 @@ cdef class NativeEngine:
                 return T_OVERFLOWS_CREDITS_POSTED
         if self.transfers_count >= self.transfers_max:
             return T_TRANSFERS_FULL
-        pos = self.store_transfer(t, slot, hash, amount, timestamp)
-        self.transfers[pos].dr_lo = hold.dr_lo
-        self.transfers[pos].dr_hi = hold.dr_hi
-        self.transfers[pos].cr_lo = hold.cr_lo
-        self.transfers[pos].cr_hi = hold.cr_hi
-        self.transfers[pos].ledger = hold.ledger
-        self.transfers[pos].code = hold.code
-        self.book_resolution(pos, hold_pos1 - 1, dr, cr)
+        memcpy(&stored, t, sizeof(ledger_transfer_t))
+        stored.dr_lo = hold.dr_lo
+        stored.dr_hi = hold.dr_hi
+        stored.cr_lo = hold.cr_lo
+        stored.cr_hi = hold.cr_hi
+        stored.ledger = hold.ledger
+        stored.code = hold.code
+        stored.amount = amount
+        stored.timestamp = timestamp
+        pos = self.store_transfer(&stored, slot, hash)
+        self.book_resolution(&stored, hold_pos1 - 1, dr, cr)
         out_timestamp[0] = timestamp
         out_amount[0] = amount
         return T_OK
 
-    cdef inline void book_resolution(self, uint64_t pos, uint64_t hold_pos, ledger_account_t* dr,
+    cdef inline void book_resolution(self, const ledger_transfer_t* t, uint64_t hold_pos, ledger_account_t* dr,
                                      ledger_account_t* cr) noexcept nogil:
-        cdef const ledger_transfer_t* t = &self.transfers[pos]
         cdef bint post = (t.flags & TF_POST) != 0
         self.release_hold(hold_pos, S_POSTED if post else S_VOIDED)
         if post:
@@ -1081,6 +1132,7 @@ cdef class NativeEngine:
         cdef char* out = PyBytes_AS_STRING(results)
         with nogil:
             self.run_transfers(<const ledger_transfer_t*>&data[0], count, first, out)
+            ledger_stream_fence()
         self.check_invariants()
         return TransfersApplied(
             results=results,
@@ -1090,10 +1142,22 @@ cdef class NativeEngine:
             timestamp_last=self.timestamp_last,
         )
 
-    cdef void prefetch_transfer(self, const ledger_transfer_t* t) noexcept nogil:
+    cdef inline void prefetch_slots(self, const ledger_transfer_t* t) noexcept nogil:
+        """First stage: the index slots the event will probe."""
         ledger_prefetch(&self.transfer_index.slots[ledger_home(ledger_hash(t.id_lo, t.id_hi), self.transfer_index.slots_count)])
         ledger_prefetch(&self.account_index.slots[ledger_home(ledger_hash(t.dr_lo, t.dr_hi), self.account_index.slots_count)])
         ledger_prefetch(&self.account_index.slots[ledger_home(ledger_hash(t.cr_lo, t.cr_hi), self.account_index.slots_count)])
+
+    cdef inline void prefetch_account(self, uint64_t lo, uint64_t hi) noexcept nogil:
+        """Second stage: the account record its home slot points at (by then cached)."""
+        cdef uint64_t hash = ledger_hash(lo, hi)
+        cdef uint64_t i = ledger_home(hash, self.account_index.slots_count)
+        cdef uint64_t end = min(i + 4, self.account_index.slots_count)
+        while i < end and self.account_index.slots[i].pos1 != 0:
+            if self.account_index.slots[i].tag == <uint32_t>hash:
+                ledger_prefetch(&self.accounts[self.account_index.slots[i].pos1 - 1])
+                return
+            i += 1
 
     cdef void run_transfers(self, const ledger_transfer_t* src, Py_ssize_t count, uint64_t first,
                             char* out) noexcept nogil:
@@ -1102,11 +1166,17 @@ cdef class NativeEngine:
         cdef bint chain_failed = False, linked, all_exist
         cdef uint32_t result
         cdef uint64_t timestamp, amount, slot, hash
+        for j in range(min(count, 2 * PREFETCH_DISTANCE)):
+            self.prefetch_slots(&src[j])
         for j in range(min(count, PREFETCH_DISTANCE)):
-            self.prefetch_transfer(&src[j])
+            self.prefetch_account(src[j].dr_lo, src[j].dr_hi)
+            self.prefetch_account(src[j].cr_lo, src[j].cr_hi)
         while i < count:
+            if i + 2 * PREFETCH_DISTANCE < count:
+                self.prefetch_slots(&src[i + 2 * PREFETCH_DISTANCE])
             if i + PREFETCH_DISTANCE < count:
-                self.prefetch_transfer(&src[i + PREFETCH_DISTANCE])
+                self.prefetch_account(src[i + PREFETCH_DISTANCE].dr_lo, src[i + PREFETCH_DISTANCE].dr_hi)
+                self.prefetch_account(src[i + PREFETCH_DISTANCE].cr_lo, src[i + PREFETCH_DISTANCE].cr_hi)
             memcpy(&t, &src[i], sizeof(ledger_transfer_t))
             linked = (t.flags & TF_LINKED) != 0
             if chain_start < 0 and linked:
@@ -1268,9 +1338,11 @@ cdef class NativeEngine:
         for i in range(transfers_count):
             self.index_transfer(i)
             if self.status[i] == S_PENDING:
+                if self.pending_count >= self.pending_max:
+                    raise StateMismatch(f"state holds more than pending_transfers_max={self.pending_max} open holds")
                 self.pending_count += 1
                 if self.transfers[i].timeout:
-                    self.schedule_expiry(i)
+                    self.schedule_expiry(&self.transfers[i], i)
         self.accounts_count = accounts_count
         self.transfers_count = transfers_count
         self.timestamp_last = state.timestamp_last
@@ -1337,16 +1409,19 @@ cdef class NativeEngine:
                     index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
                     raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} resolves a transfer that is not pending")
                 self.transfers_count += 1
-                self.book_resolution(pos, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
+                self.book_resolution(t, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
                                      self.find_account(t.cr_lo, t.cr_hi))
             else:
                 dr = self.find_account(t.dr_lo, t.dr_hi)
                 cr = self.find_account(t.cr_lo, t.cr_hi)
+                if t.flags & TF_PENDING and self.pending_count >= self.pending_max:
+                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
+                    raise StateMismatch(f"replayed holds exceed pending_transfers_max={self.pending_max}")
                 if dr == NULL or cr == NULL:
                     index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
                     raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} names an account that does not exist")
                 self.transfers_count += 1
-                self.book_created(pos, dr, cr)
+                self.book_created(t, pos, dr, cr)
         self.timestamp_last = max(self.timestamp_last, timestamp_last)
         self.check_invariants()
 

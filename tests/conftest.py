@@ -4,16 +4,26 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ledger.engine import IMPLEMENTATION
 from tests.support import ENGINE_CLASSES, Harness, ManualClock
+
+# Property tests: a few hundred examples while developing, thousands in CI
+# (CI=true), many more with HYPOTHESIS_PROFILE=long. Machines are shared and
+# noisy, so no per-example deadline.
+_quiet = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("dev", max_examples=300, **_quiet)
+settings.register_profile("ci", max_examples=3000, derandomize=False, print_blob=True, **_quiet)
+settings.register_profile("long", max_examples=100_000, **_quiet)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     requested = os.environ.get("LEDGER_ENGINE", "")
     return (
         f"ledger engine: {IMPLEMENTATION} (LEDGER_ENGINE={requested!r}); "
-        f"engines under test: {', '.join(ENGINE_CLASSES)}"
+        f"engines under test: {', '.join(ENGINE_CLASSES)}; hypothesis profile: {settings().max_examples} examples"
     )
 
 

@@ -13,15 +13,18 @@ Account (128 bytes)::
         24    8 debits_posted
         32    8 credits_pending
         40    8 credits_posted
-        48   16 user_data_128
-        64    8 user_data_64
-        72    4 user_data_32
-        76    4 ledger
-        80    2 code
-        82    2 flags            (AccountFlags)
-        84    4 reserved         (zero)
-        88    8 timestamp        (set by the engine; zero in requests)
+        48    4 ledger
+        52    2 code
+        54    2 flags            (AccountFlags)
+        56    8 timestamp        (set by the engine; zero in requests)
+        64   16 user_data_128
+        80    8 user_data_64
+        88    4 user_data_32
+        92    4 reserved         (zero)
         96   32 reserved         (zero)
+
+Everything a transfer reads or writes of an account lies in its first
+64 bytes, so applying a transfer touches one cache line per account.
 
 Transfer (128 bytes)::
 
@@ -44,11 +47,13 @@ Transfer (128 bytes)::
        120    8 reserved         (zero)
 
 Account result (16 bytes): result u32, reserved u32, timestamp u64 (of the
-account created, or of the existing one for EXISTS; 0 otherwise).
+account created, or of the existing one for EXISTS and EXISTS_WITH_DIFFERENT_*;
+0 otherwise).
 
 Transfer result (24 bytes): result u32, reserved u32, timestamp u64, amount
-u64 (the amount actually moved; for EXISTS the amount the original moved; 0
-when nothing moved).
+u64. For OK: the transfer's timestamp and the amount actually moved; for
+EXISTS and EXISTS_WITH_DIFFERENT_*: the original's timestamp and amount;
+0 and 0 otherwise.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from ._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, ID_SIZE, TRANSFER_RESULT
 
 _U64_MASK: Final = 2**64 - 1
 
-ACCOUNT_STRUCT: Final = struct.Struct("<QQQQQQQQQIIHHIQ32s")
+ACCOUNT_STRUCT: Final = struct.Struct("<QQQQQQIHHQQQQII32s")
 TRANSFER_STRUCT: Final = struct.Struct("<QQQQQQQQQQQQIIIHHQQ")
 ACCOUNT_RESULT_STRUCT: Final = struct.Struct("<IIQ")
 TRANSFER_RESULT_STRUCT: Final = struct.Struct("<IIQQ")
@@ -102,22 +107,22 @@ class Account:
             self.debits_posted,
             self.credits_pending,
             self.credits_posted,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.timestamp,
             self.user_data_128 & _U64_MASK,
             self.user_data_128 >> 64,
             self.user_data_64,
             self.user_data_32,
-            self.ledger,
-            self.code,
-            self.flags,
             self.reserved,
-            self.timestamp,
             _ACCOUNT_RESERVED,
         )
 
     @classmethod
     def unpack(cls, buffer: bytes | memoryview, offset: int = 0) -> Account:
-        (id_lo, id_hi, dp, dpo, cp, cpo, u128_lo, u128_hi, u64, u32, ledger, code, flags, reserved,
-         timestamp, tail) = ACCOUNT_STRUCT.unpack_from(buffer, offset)  # fmt: skip
+        (id_lo, id_hi, dp, dpo, cp, cpo, ledger, code, flags, timestamp, u128_lo, u128_hi, u64, u32,
+         reserved, tail) = ACCOUNT_STRUCT.unpack_from(buffer, offset)  # fmt: skip
         return cls(
             id=id_lo | id_hi << 64,
             debits_pending=dp,

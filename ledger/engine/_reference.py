@@ -681,6 +681,10 @@ class ReferenceEngine:
             if t.flags & TF.PENDING:
                 self._status[t.id] = TransferStatus(status)
                 if status == TransferStatus.PENDING:
+                    if self._pending_count >= self._config.pending_transfers_max:
+                        raise StateMismatch(
+                            f"state holds more than pending_transfers_max={self._config.pending_transfers_max} open holds"
+                        )
                     self._pending_count += 1
                     if t.timeout:
                         heapq.heappush(
@@ -714,6 +718,8 @@ class ReferenceEngine:
             else:
                 dr = self._accounts.get(t.debit_account_id)
                 cr = self._accounts.get(t.credit_account_id)
+                if t.flags & TF.PENDING and self._pending_count >= self._config.pending_transfers_max:
+                    raise StateMismatch(f"replayed holds exceed pending_transfers_max={self._config.pending_transfers_max}")
                 if dr is None or cr is None:
                     raise StateMismatch(f"transfer {t.id} names an account that does not exist")
                 self._apply_created(t, dr, cr)
