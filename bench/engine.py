@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import random
-import struct
 import sys
 import time
 from typing import Any
@@ -58,9 +57,10 @@ def make_transfers(count: int, accounts: int, scenario: str, batch_size: int, se
                 credit = rng.randint(1, accounts - 1)
                 credit += credit >= debit
             transfer_id = first_id + start + i
+            amount = 1 + transfer_id % 1000
             TRANSFER_STRUCT.pack_into(
                 buffer, i * TRANSFER_SIZE,
-                transfer_id, 0, debit, 0, credit, 0, 1 + (transfer_id % 1000), 0, 0, 0, 0, 0, 0, 0, LEDGER, CODE, 0, 0, 0,
+                transfer_id, 0, debit, 0, credit, 0, amount, 0, 0, 0, 0, 0, 0, 0, LEDGER, CODE, 0, 0, 0,
             )  # fmt: skip
         batches.append(bytes(buffer))
     return batches

@@ -3,7 +3,6 @@
 from ._api import (
     AccountsApplied,
     BatchTooLarge,
-    Buffer,
     Clock,
     ClockExhausted,
     Engine,
@@ -25,6 +24,7 @@ from ._codes import (
 from ._layout import (
     Account,
     AccountResult,
+    Buffer,
     Transfer,
     TransferResult,
     pack_accounts,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ._layout import Buffer
 from ._limits import (
     ACCOUNTS_MAX_DEFAULT,
     BATCH_EVENTS_MAX,
@@ -19,7 +20,6 @@ from ._limits import (
     TRANSFERS_MAX_DEFAULT,
 )
 
-Buffer = bytes | bytearray | memoryview
 Clock = Callable[[], int]
 """Returns the current time in nanoseconds since the Unix epoch."""
 
@@ -138,9 +138,7 @@ class Engine(Protocol):
 
     def replay_accounts(self, entries: Buffer, timestamp_last: int) -> None: ...
 
-    def replay_transfers(
-        self, expired: Buffer, entries: Buffer, timestamp_first: int, timestamp_last: int
-    ) -> None: ...
+    def replay_transfers(self, expired: Buffer, entries: Buffer, timestamp_first: int, timestamp_last: int) -> None: ...
 
 
 def check_batch(events: Buffer, record_size: int, what: str) -> int:

@@ -66,6 +66,9 @@ from ._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, ID_SIZE, TRANSFER_RESULT
 
 _U64_MASK: Final = 2**64 - 1
 
+Buffer = bytes | bytearray | memoryview
+"""Any contiguous bytes: what the engines take and the journal hands over."""
+
 ACCOUNT_STRUCT: Final = struct.Struct("<QQQQQQIHHQQQQII32s")
 TRANSFER_STRUCT: Final = struct.Struct("<QQQQQQQQQQQQIIIHHQQ")
 ACCOUNT_RESULT_STRUCT: Final = struct.Struct("<IIQ")
@@ -120,7 +123,7 @@ class Account:
         )
 
     @classmethod
-    def unpack(cls, buffer: bytes | memoryview, offset: int = 0) -> Account:
+    def unpack(cls, buffer: Buffer, offset: int = 0) -> Account:
         (id_lo, id_hi, dp, dpo, cp, cpo, ledger, code, flags, timestamp, u128_lo, u128_hi, u64, u32,
          reserved, tail) = ACCOUNT_STRUCT.unpack_from(buffer, offset)  # fmt: skip
         return cls(
@@ -183,7 +186,7 @@ class Transfer:
         )
 
     @classmethod
-    def unpack(cls, buffer: bytes | memoryview, offset: int = 0) -> Transfer:
+    def unpack(cls, buffer: Buffer, offset: int = 0) -> Transfer:
         (id_lo, id_hi, dr_lo, dr_hi, cr_lo, cr_hi, amount, p_lo, p_hi, u128_lo, u128_hi, u64, u32,
          timeout, ledger, code, flags, timestamp, reserved) = TRANSFER_STRUCT.unpack_from(buffer, offset)  # fmt: skip
         return cls(
@@ -229,23 +232,23 @@ def pack_ids(ids: list[int]) -> bytes:
     return b"".join(ID_STRUCT.pack(i & _U64_MASK, i >> 64) for i in ids)
 
 
-def unpack_accounts(buffer: bytes | memoryview) -> list[Account]:
+def unpack_accounts(buffer: Buffer) -> list[Account]:
     return [Account.unpack(buffer, offset) for offset in range(0, len(buffer), ACCOUNT_SIZE)]
 
 
-def unpack_transfers(buffer: bytes | memoryview) -> list[Transfer]:
+def unpack_transfers(buffer: Buffer) -> list[Transfer]:
     return [Transfer.unpack(buffer, offset) for offset in range(0, len(buffer), TRANSFER_SIZE)]
 
 
-def unpack_ids(buffer: bytes | memoryview) -> list[int]:
+def unpack_ids(buffer: Buffer) -> list[int]:
     return [lo | hi << 64 for lo, hi in ID_STRUCT.iter_unpack(buffer)]
 
 
-def unpack_account_results(buffer: bytes | memoryview) -> list[AccountResult]:
+def unpack_account_results(buffer: Buffer) -> list[AccountResult]:
     return [AccountResult(result, timestamp) for result, _, timestamp in ACCOUNT_RESULT_STRUCT.iter_unpack(buffer)]
 
 
-def unpack_transfer_results(buffer: bytes | memoryview) -> list[TransferResult]:
+def unpack_transfer_results(buffer: Buffer) -> list[TransferResult]:
     return [
         TransferResult(result, timestamp, amount)
         for result, _, timestamp, amount in TRANSFER_RESULT_STRUCT.iter_unpack(buffer)

@@ -14,7 +14,6 @@ from dataclasses import replace
 
 from ._api import (
     AccountsApplied,
-    Buffer,
     Clock,
     ClockExhausted,
     EngineConfig,
@@ -38,6 +37,7 @@ from ._layout import (
     ID_STRUCT,
     TRANSFER_RESULT_STRUCT,
     Account,
+    Buffer,
     Transfer,
     unpack_accounts,
     unpack_ids,
@@ -66,7 +66,7 @@ _CLOSING = TF.CLOSING_DEBIT | TF.CLOSING_CREDIT
 class _Balances:
     """Mutable balances and flags of one account; the rest of the record is immutable."""
 
-    __slots__ = ("record", "debits_pending", "debits_posted", "credits_pending", "credits_posted", "flags")
+    __slots__ = ("credits_pending", "credits_posted", "debits_pending", "debits_posted", "flags", "record")
 
     def __init__(self, record: Account) -> None:
         self.record = record
@@ -682,9 +682,8 @@ class ReferenceEngine:
                 self._status[t.id] = TransferStatus(status)
                 if status == TransferStatus.PENDING:
                     if self._pending_count >= self._config.pending_transfers_max:
-                        raise StateMismatch(
-                            f"state holds more than pending_transfers_max={self._config.pending_transfers_max} open holds"
-                        )
+                        limit = self._config.pending_transfers_max
+                        raise StateMismatch(f"state holds more than pending_transfers_max={limit} open holds")
                     self._pending_count += 1
                     if t.timeout:
                         heapq.heappush(
@@ -719,7 +718,8 @@ class ReferenceEngine:
                 dr = self._accounts.get(t.debit_account_id)
                 cr = self._accounts.get(t.credit_account_id)
                 if t.flags & TF.PENDING and self._pending_count >= self._config.pending_transfers_max:
-                    raise StateMismatch(f"replayed holds exceed pending_transfers_max={self._config.pending_transfers_max}")
+                    limit = self._config.pending_transfers_max
+                    raise StateMismatch(f"replayed holds exceed pending_transfers_max={limit}")
                 if dr is None or cr is None:
                     raise StateMismatch(f"transfer {t.id} names an account that does not exist")
                 self._apply_created(t, dr, cr)

@@ -168,7 +168,7 @@ def draw_transfer(draw: st.DrawFn, accounts: dict[int, Account], recent: list[Tr
         base = draw(st.sampled_from(recent))
         change = draw(st.sampled_from(["none", "none", "amount", "code", "user_data_64", "flags", "debit"]))
         if change == "amount":
-            return Transfer(**{**_fields(base), "amount": base.amount + 1})
+            return Transfer(**{**_fields(base), "amount": (base.amount + 1) % 2**64})
         if change == "code":
             return Transfer(**{**_fields(base), "code": base.code + 1})
         if change == "user_data_64":
