@@ -46,6 +46,15 @@ class StateMismatch(EngineError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
+    """Capacity of an engine, fixed at start.
+
+    The native engine allocates its tables for this capacity when it is
+    created and faults their memory in then (about 140 bytes per account and
+    140 per transfer, so the defaults take about 1.5 GiB); running out later
+    is a per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,
+    PENDING_TRANSFERS_FULL), never a crash.
+    """
+
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
