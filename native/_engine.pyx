@@ -92,10 +92,16 @@ cdef extern from *:
         for (int i = 0; i < 8; i++) _mm_stream_si128(d + i, _mm_loadu_si128(s + i));
     }
     static inline void ledger_stream_fence(void) { _mm_sfence(); }
+    static inline void ledger_copy_record(void *dst, const void *src) {
+        __m128i *d = (__m128i *)dst;
+        const __m128i *s = (const __m128i *)src;
+        for (int i = 0; i < 8; i++) _mm_storeu_si128(d + i, _mm_loadu_si128(s + i));
+    }
     #else
     #include <string.h>
     static inline void ledger_stream_record(void *dst, const void *src) { memcpy(dst, src, 128); }
     static inline void ledger_stream_fence(void) {}
+    static inline void ledger_copy_record(void *dst, const void *src) { memcpy(dst, src, 128); }
     #endif
 
     /* Tables are allocated once, at start, for the configured capacity, and
@@ -167,6 +173,7 @@ cdef extern from *:
     void ledger_prefetch(const void* p) noexcept nogil
     void ledger_stream_record(void* dst, const void* src) noexcept nogil
     void ledger_stream_fence() noexcept nogil
+    void ledger_copy_record(void* dst, const void* src) noexcept nogil
     void ledger_tune_malloc() noexcept nogil
     void* ledger_table_alloc(size_t size, int huge) noexcept nogil
     void ledger_table_free(void* p, size_t size) noexcept nogil
@@ -941,13 +948,12 @@ cdef class NativeEngine:
         self.transfer_index.slots[slot].pos1 = <uint32_t>self.transfers_count
         return pos
 
-    cdef uint32_t create_transfer(self, const ledger_transfer_t* t, uint64_t timestamp, ledger_account_t* dr_hint,
+    cdef uint32_t create_transfer(self, ledger_transfer_t* t, uint64_t timestamp, ledger_account_t* dr_hint,
                                   ledger_account_t* cr_hint, uint64_t* out_timestamp,
                                   uint64_t* out_amount) noexcept nogil:
         cdef uint64_t slot = 0, hash = 0, amount, available, pos
         cdef uint32_t result = self.transfer_prefix(t, &slot, &hash, out_timestamp, out_amount)
         cdef uint16_t flags = t.flags
-        cdef ledger_transfer_t stored
         cdef bint pending
         cdef ledger_account_t* dr
         cdef ledger_account_t* cr
@@ -1039,11 +1045,11 @@ cdef class NativeEngine:
             return T_TRANSFERS_FULL
         if pending and self.pending_count >= self.pending_max:
             return T_PENDING_TRANSFERS_FULL
-        memcpy(&stored, t, sizeof(ledger_transfer_t))
-        stored.amount = amount
-        stored.timestamp = timestamp
-        pos = self.store_transfer(&stored, slot, hash)
-        self.book_created(&stored, pos, dr, cr)
+        # `t` is the caller's scratch copy of the event: it becomes the stored record.
+        t.amount = amount
+        t.timestamp = timestamp
+        pos = self.store_transfer(t, slot, hash)
+        self.book_created(t, pos, dr, cr)
         out_timestamp[0] = timestamp
         out_amount[0] = amount
         return T_OK
@@ -1067,7 +1073,7 @@ cdef class NativeEngine:
             dr.debits_posted += t.amount
             cr.credits_posted += t.amount
 
-    cdef uint32_t post_or_void(self, const ledger_transfer_t* t, uint64_t timestamp, uint64_t slot, uint64_t hash,
+    cdef uint32_t post_or_void(self, ledger_transfer_t* t, uint64_t timestamp, uint64_t slot, uint64_t hash,
                                uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
         cdef uint64_t hold_pos1, amount, pos
         cdef const ledger_transfer_t* hold
@@ -1075,7 +1081,6 @@ cdef class NativeEngine:
         cdef ledger_account_t* cr
         cdef bint post = (t.flags & TF_POST) != 0
         cdef uint8_t status
-        cdef ledger_transfer_t stored
         if id_is_zero(t.pending_lo, t.pending_hi):
             return T_PENDING_ID_MUST_NOT_BE_ZERO
         if id_is_max(t.pending_lo, t.pending_hi):
@@ -1128,17 +1133,16 @@ cdef class NativeEngine:
                 return T_OVERFLOWS_CREDITS_POSTED
         if self.transfers_count >= self.transfers_max:
             return T_TRANSFERS_FULL
-        memcpy(&stored, t, sizeof(ledger_transfer_t))
-        stored.dr_lo = hold.dr_lo
-        stored.dr_hi = hold.dr_hi
-        stored.cr_lo = hold.cr_lo
-        stored.cr_hi = hold.cr_hi
-        stored.ledger = hold.ledger
-        stored.code = hold.code
-        stored.amount = amount
-        stored.timestamp = timestamp
-        pos = self.store_transfer(&stored, slot, hash)
-        self.book_resolution(&stored, hold_pos1 - 1, dr, cr)
+        t.dr_lo = hold.dr_lo
+        t.dr_hi = hold.dr_hi
+        t.cr_lo = hold.cr_lo
+        t.cr_hi = hold.cr_hi
+        t.ledger = hold.ledger
+        t.code = hold.code
+        t.amount = amount
+        t.timestamp = timestamp
+        pos = self.store_transfer(t, slot, hash)
+        self.book_resolution(t, hold_pos1 - 1, dr, cr)
         out_timestamp[0] = timestamp
         out_amount[0] = amount
         return T_OK
@@ -1219,7 +1223,7 @@ cdef class NativeEngine:
                 group_start = i
                 group_count = min(GROUP_SIZE, count - i)
                 self.prepare_group(&src[group_start], group_count)
-            memcpy(&t, &src[i], sizeof(ledger_transfer_t))
+            ledger_copy_record(&t, &src[i])
             linked = (t.flags & TF_LINKED) != 0
             if chain_start < 0 and linked:
                 chain_start = i
