@@ -542,6 +542,9 @@ cdef class NativeEngine:
     cdef uint64_t chain_expiries_count
 
     cdef uint64_t timestamp_last
+    # Batches run without the GIL so other threads (I/O, the journal) can run
+    # meanwhile; the engine itself has one writer, and this refuses a second.
+    cdef bint busy
     # Per group: the candidate debit and credit account of each event, found by
     # hash tag and confirmed by id when the event is applied.
     cdef ledger_account_t* group_dr[GROUP_SIZE]
@@ -585,6 +588,16 @@ cdef class NativeEngine:
         ledger_table_free(self.heap, self.heap_capacity * sizeof(ledger_expiry_t))
         free(self.undo)
         free(self.chain_expiries)
+
+    cdef int enter(self) except -1:
+        self.check_idle()
+        self.busy = True
+        return 0
+
+    cdef int check_idle(self) except -1:
+        if self.busy:
+            raise RuntimeError("the engine is applying a batch in another thread: it takes one caller at a time")
+        return 0
 
     # -- timestamps ------------------------------------------------------------
 
@@ -831,14 +844,19 @@ cdef class NativeEngine:
         cdef const ledger_account_t* src
         cdef uint64_t first = self.timestamp_last
         cdef uint64_t entries_start = self.accounts_count
+        self.check_idle()
         if count:
             data = events
             src = <const ledger_account_t*>&data[0]
             first = self.reserve_timestamps(count)
         results = PyBytes_FromStringAndSize(NULL, count * 16)
         cdef char* out = PyBytes_AS_STRING(results)
-        with nogil:
-            self.run_accounts(src, count, first, out)
+        self.enter()
+        try:
+            with nogil:
+                self.run_accounts(src, count, first, out)
+        finally:
+            self.busy = False
         self.check_invariants()
         return AccountsApplied(
             results=results,
@@ -1159,6 +1177,7 @@ cdef class NativeEngine:
         cdef Py_ssize_t count = check_batch(events, RECORD_SIZE, "transfers")
         cdef const uint8_t[::1] data
         cdef uint64_t first, entries_start = self.transfers_count
+        self.check_idle()
         if count == 0:
             return TransfersApplied(results=b"", entries=b"", expired=b"", timestamp_first=self.timestamp_last,
                                     timestamp_last=self.timestamp_last)
@@ -1168,9 +1187,13 @@ cdef class NativeEngine:
         entries_start = self.transfers_count
         results = PyBytes_FromStringAndSize(NULL, count * 24)
         cdef char* out = PyBytes_AS_STRING(results)
-        with nogil:
-            self.run_transfers(<const ledger_transfer_t*>&data[0], count, first, out)
-            ledger_stream_fence()
+        self.enter()
+        try:
+            with nogil:
+                self.run_transfers(<const ledger_transfer_t*>&data[0], count, first, out)
+                ledger_stream_fence()
+        finally:
+            self.busy = False
         self.check_invariants()
         return TransfersApplied(
             results=results,
@@ -1277,6 +1300,7 @@ cdef class NativeEngine:
 
     def expire_pending_transfers(self):
         cdef uint64_t first = self.reserve_timestamps(1)
+        self.check_idle()
         expired = self.expire(first)
         self.check_invariants()
         return TransfersApplied(results=b"", entries=b"", expired=expired, timestamp_first=first,
@@ -1290,6 +1314,7 @@ cdef class NativeEngine:
         cdef const uint64_t* id_words
         cdef Py_ssize_t i, found = 0
         cdef uint64_t pos1
+        self.check_idle()
         if count == 0:
             return b""
         data = ids
@@ -1309,6 +1334,7 @@ cdef class NativeEngine:
         cdef const uint64_t* id_words
         cdef Py_ssize_t i, found = 0
         cdef uint64_t pos1
+        self.check_idle()
         if count == 0:
             return b""
         data = ids
@@ -1326,6 +1352,7 @@ cdef class NativeEngine:
         cdef uint64_t lo = transfer_id & U64_MAX
         cdef uint64_t hi = transfer_id >> 64
         cdef uint64_t pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, lo, hi)
+        self.check_idle()
         return self.status[pos1 - 1] if pos1 != 0 else S_NONE
 
     def stats(self):
@@ -1350,6 +1377,7 @@ cdef class NativeEngine:
     # -- checkpoints and replay --------------------------------------------------
 
     def export_state(self):
+        self.check_idle()
         return EngineState(
             accounts=PyBytes_FromStringAndSize(<const char*>self.accounts, self.accounts_count * 128),
             transfers=PyBytes_FromStringAndSize(<const char*>self.transfers, self.transfers_count * 128),
@@ -1364,6 +1392,7 @@ cdef class NativeEngine:
         cdef uint64_t accounts_count = len(state.accounts) // 128
         cdef uint64_t transfers_count = len(state.transfers) // 128
         cdef uint64_t i
+        self.check_idle()
         if self.accounts_count or self.transfers_count:
             raise StateMismatch("import_state needs an empty engine")
         if len(state.accounts) % 128 or len(state.transfers) % 128:
@@ -1417,6 +1446,7 @@ cdef class NativeEngine:
         cdef Py_ssize_t count = check_batch(entries, RECORD_SIZE, "account entries")
         cdef const uint8_t[::1] data
         cdef Py_ssize_t i
+        self.check_idle()
         if count:
             data = entries
             if self.accounts_count + count > self.accounts_max:
@@ -1436,6 +1466,7 @@ cdef class NativeEngine:
         cdef ledger_account_t* dr
         cdef ledger_account_t* cr
         from ledger.engine._layout import unpack_ids
+        self.check_idle()
         for hold_id in unpack_ids(expired):
             pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, hold_id & U64_MAX, hold_id >> 64)
             if pos1 == 0 or self.status[pos1 - 1] != S_PENDING:

@@ -123,7 +123,13 @@ class EngineStats:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What every engine implements; `ledger.engine.load()` picks one."""
+    """What every engine implements; `ledger.engine.create_engine()` makes the selected one.
+
+    One caller at a time: the engine is the single writer of the ledger (the
+    native engine refuses a second caller while a batch runs). After a
+    StateMismatch from import_state or a replay the engine is in an undefined
+    state and must be discarded.
+    """
 
     implementation: str
 
