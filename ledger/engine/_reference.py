@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from ._api import (
     AccountsApplied,
@@ -184,6 +184,19 @@ def _account_exists(a: Account, e: Account) -> AR:
     return AR.EXISTS
 
 
+@dataclass
+class _Chain:
+    """What the linked chain being applied has changed."""
+
+    pending_count: int
+    balances: list[tuple[_Balances, tuple[int, int, int, int, int]]] = field(default_factory=list)
+    statuses: list[tuple[int, TransferStatus]] = field(default_factory=list)
+    transfers: list[int] = field(default_factory=list)
+    accounts: list[int] = field(default_factory=list)
+    expiries: list[tuple[int, int, int]] = field(default_factory=list)
+    """Holds created in the chain, scheduled for expiry only when it commits."""
+
+
 class ReferenceEngine:
     """The money state machine in plain Python (dicts and objects)."""
 
@@ -199,9 +212,7 @@ class ReferenceEngine:
         # (expires_at, hold timestamp, hold id); entries of holds no longer pending are skipped.
         self._expiry_heap: list[tuple[int, int, int]] = []
         self._timestamp_last = 0
-        # Undo log of the linked chain being applied; None outside chains.
-        self._undo: list[tuple[str, object, object]] | None = None
-        self._chain_expiries: list[tuple[int, int, int]] = []
+        self._chain: _Chain | None = None
 
     # -- timestamps --------------------------------------------------------
 
@@ -212,37 +223,37 @@ class ReferenceEngine:
         self._timestamp_last = first + count - 1
         return first
 
-    # -- undo log for linked chains -----------------------------------------
+    # -- linked chains: what a chain changed, so that a failure can undo it --
 
     def _touch(self, balances: _Balances) -> None:
-        if self._undo is not None:
-            self._undo.append(("account", balances, balances.snapshot()))
+        if self._chain is not None:
+            self._chain.balances.append((balances, balances.snapshot()))
 
     def _set_status(self, transfer_id: int, status: TransferStatus) -> None:
-        if self._undo is not None:
-            self._undo.append(("status", transfer_id, self._status[transfer_id]))
+        if self._chain is not None:
+            self._chain.statuses.append((transfer_id, self._status[transfer_id]))
         self._status[transfer_id] = status
 
     def _rollback(self) -> None:
-        assert self._undo is not None
-        for kind, target, saved in reversed(self._undo):
-            if kind == "account":
-                assert isinstance(target, _Balances)
-                target.restore(saved)  # type: ignore[arg-type]
-            elif kind == "status":
-                assert isinstance(target, int) and isinstance(saved, TransferStatus)
-                self._status[target] = saved
-            elif kind == "transfer":
-                assert isinstance(target, int)
-                del self._transfers[target]
-                self._status.pop(target, None)
-            elif kind == "account_created":
-                assert isinstance(target, int)
-                del self._accounts[target]
-            elif kind == "pending_count":
-                assert isinstance(saved, int)
-                self._pending_count = saved
-        self._chain_expiries.clear()
+        chain = self._chain
+        assert chain is not None
+        for balances, saved in reversed(chain.balances):
+            balances.restore(saved)
+        for transfer_id, status in reversed(chain.statuses):
+            self._status[transfer_id] = status
+        for transfer_id in chain.transfers:
+            del self._transfers[transfer_id]
+            self._status.pop(transfer_id, None)
+        for account_id in chain.accounts:
+            del self._accounts[account_id]
+        self._pending_count = chain.pending_count
+        self._chain = None
+
+    def _commit_chain(self) -> None:
+        assert self._chain is not None
+        for entry in self._chain.expiries:
+            heapq.heappush(self._expiry_heap, entry)
+        self._chain = None
 
     # -- batches -------------------------------------------------------------
 
@@ -270,8 +281,7 @@ class ReferenceEngine:
         while index < count:
             if chain_start < 0 and linked[index]:
                 chain_start = index
-                self._undo = []
-                self._chain_expiries = []
+                self._chain = _Chain(pending_count=self._pending_count)
             if chain_failed:
                 results[index] = (TR.LINKED_EVENT_FAILED, 0, 0)
             elif linked[index] and index == count - 1:
@@ -297,11 +307,10 @@ class ReferenceEngine:
             if not linked[index]:
                 if chain_start >= 0 and not chain_failed:
                     self._commit_chain()
-                self._undo = None
                 chain_start = -1
                 chain_failed = False
             index += 1
-        self._undo = None
+        assert self._chain is None
         return results
 
     @staticmethod
@@ -314,12 +323,7 @@ class ReferenceEngine:
     def _fail_chain(self, results: list[tuple[int, int, int]], start: int, failed: int) -> None:
         self._rollback()
         for j in range(start, failed):
-            results[j] = (2, 0, 0)
-
-    def _commit_chain(self) -> None:
-        for entry in self._chain_expiries:
-            heapq.heappush(self._expiry_heap, entry)
-        self._chain_expiries = []
+            results[j] = (TR.LINKED_EVENT_FAILED, 0, 0)
 
     def create_accounts(self, events: Buffer) -> AccountsApplied:
         count = check_batch(events, ACCOUNT_SIZE, "accounts")
@@ -383,8 +387,8 @@ class ReferenceEngine:
         if len(self._accounts) >= self._config.accounts_max:
             return AR.ACCOUNTS_FULL, 0
         self._accounts[a.id] = _Balances(replace(a, timestamp=timestamp))
-        if self._undo is not None:
-            self._undo.append(("account_created", a.id, None))
+        if self._chain is not None:
+            self._chain.accounts.append(a.id)
         return AR.OK, timestamp
 
     def expire_pending_transfers(self) -> TransfersApplied:
@@ -417,8 +421,6 @@ class ReferenceEngine:
             if hold.flags & TF.CLOSING_CREDIT:
                 cr.flags &= ~AF.CLOSED
         self._set_status(hold.id, status)
-        if self._undo is not None:
-            self._undo.append(("pending_count", None, self._pending_count))
         self._pending_count -= 1
 
     def create_transfers(self, events: Buffer) -> TransfersApplied:
@@ -581,20 +583,18 @@ class ReferenceEngine:
         self._remember(stored)
         if stored.flags & TF.PENDING:
             self._status[stored.id] = TransferStatus.PENDING
-            if self._undo is not None:
-                self._undo.append(("pending_count", None, self._pending_count))
             self._pending_count += 1
             if stored.timeout:
                 entry = (stored.timestamp + stored.timeout * NANOSECONDS_PER_SECOND, stored.timestamp, stored.id)
-                if self._undo is not None:
-                    self._chain_expiries.append(entry)
+                if self._chain is not None:
+                    self._chain.expiries.append(entry)
                 else:
                     heapq.heappush(self._expiry_heap, entry)
 
     def _remember(self, stored: Transfer) -> None:
         self._transfers[stored.id] = stored
-        if self._undo is not None:
-            self._undo.append(("transfer", stored.id, None))
+        if self._chain is not None:
+            self._chain.transfers.append(stored.id)
 
     def _post_or_void(self, t: Transfer, timestamp: int) -> tuple[TR, Transfer | None]:
         if t.pending_id == 0:
