@@ -13,10 +13,10 @@ nothing here redefines them.
 """
 
 cimport cython
-from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from ledger.engine import _limits
@@ -116,6 +116,7 @@ cdef extern from *:
     static void ledger_table_free(void *p, size_t size) { (void)size; free(p); }
     #else
     #include <sys/mman.h>
+    #include <errno.h>
     static void *ledger_table_alloc(size_t size, int huge) {
         size_t length = size ? size : 1;
         void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -125,6 +126,10 @@ cdef extern from *:
     #endif
     #ifdef MADV_POPULATE_WRITE
         if (madvise(p, length, MADV_POPULATE_WRITE) == 0) return p;
+        if (errno != EINVAL) {  /* out of memory: fail here, not in the OOM killer later */
+            munmap(p, length);
+            return NULL;
+        }
     #endif
         for (size_t offset = 0; offset < length; offset += 4096) ((volatile char *)p)[offset] = 0;
         return p;
@@ -508,6 +513,18 @@ cdef object records_view(NativeEngine owner, const void* start, Py_ssize_t size)
     return memoryview(view)
 
 
+def available_memory_bytes():
+    """MemAvailable from /proc/meminfo, or None where there is no such file."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 @cython.final
 cdef class NativeEngine:
     """The money state machine over C tables; same contract as ReferenceEngine."""
@@ -563,6 +580,14 @@ cdef class NativeEngine:
         self.heap_capacity = 2 * self.pending_max
         self.account_index.slots_count = index_slots_for(self.accounts_max)
         self.transfer_index.slots_count = index_slots_for(self.transfers_max)
+        needed = sum(self.memory_bytes().values())
+        available = available_memory_bytes()
+        if available is not None and needed > available:
+            # Faulting in more than the machine has would end in the OOM killer, not an error.
+            raise MemoryError(
+                f"engine tables for accounts_max={self.accounts_max}, transfers_max={self.transfers_max} and "
+                f"pending_transfers_max={self.pending_max} need {needed >> 20} MiB; {available >> 20} MiB is available"
+            )
         self.accounts = <ledger_account_t*>ledger_table_alloc(self.accounts_max * sizeof(ledger_account_t), 1)
         self.account_index.slots = <ledger_slot_t*>ledger_table_alloc(self.account_index.slots_count * sizeof(ledger_slot_t), 1)
         self.transfers = <ledger_transfer_t*>ledger_table_alloc(self.transfers_max * sizeof(ledger_transfer_t), 0)
