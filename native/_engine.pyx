@@ -562,10 +562,14 @@ cdef class NativeEngine:
     # Batches run without the GIL so other threads (I/O, the journal) can run
     # meanwhile; the engine itself has one writer, and this refuses a second.
     cdef bint busy
-    # Per group: the candidate debit and credit account of each event, found by
-    # hash tag and confirmed by id when the event is applied.
+    # Per group: the hashes of each event's ids, computed once, and its
+    # candidate debit and credit account, found by hash tag and confirmed by id
+    # when the event is applied.
     cdef ledger_account_t* group_dr[GROUP_SIZE]
     cdef ledger_account_t* group_cr[GROUP_SIZE]
+    cdef uint64_t group_id_hash[GROUP_SIZE]
+    cdef uint64_t group_dr_hash[GROUP_SIZE]
+    cdef uint64_t group_cr_hash[GROUP_SIZE]
     cdef object clock
     cdef bint verify
 
@@ -951,10 +955,10 @@ cdef class NativeEngine:
 
     # -- transfers ---------------------------------------------------------------
 
-    cdef inline uint32_t transfer_prefix(self, const ledger_transfer_t* t, uint64_t* out_slot,
-                                         uint64_t* out_hash, uint64_t* out_timestamp,
-                                         uint64_t* out_amount) noexcept nogil:
-        cdef uint64_t hash, slot, pos1
+    cdef inline uint32_t transfer_prefix(self, const ledger_transfer_t* t, uint64_t hash, uint64_t* out_slot,
+                                         uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
+        """The ladder up to the idempotency check (`hash` is ledger_hash of t's id); UNSPECIFIED when it passes."""
+        cdef uint64_t slot, pos1
         cdef const ledger_transfer_t* e
         if t.timestamp != 0:
             return T_TIMESTAMP_MUST_BE_ZERO
@@ -966,10 +970,8 @@ cdef class NativeEngine:
             return T_ID_MUST_NOT_BE_ZERO
         if id_is_max(t.id_lo, t.id_hi):
             return T_ID_MUST_NOT_BE_INT_MAX
-        hash = ledger_hash(t.id_lo, t.id_hi)
         slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
         out_slot[0] = slot
-        out_hash[0] = hash
         pos1 = self.transfer_index.slots[slot].pos1
         if pos1 != 0:
             e = &self.transfers[pos1 - 1]
@@ -991,11 +993,11 @@ cdef class NativeEngine:
         self.transfer_index.slots[slot].pos1 = <uint32_t>self.transfers_count
         return pos
 
-    cdef uint32_t create_transfer(self, ledger_transfer_t* t, uint64_t timestamp, ledger_account_t* dr_hint,
-                                  ledger_account_t* cr_hint, uint64_t* out_timestamp,
+    cdef uint32_t create_transfer(self, ledger_transfer_t* t, uint64_t hash, uint64_t timestamp,
+                                  ledger_account_t* dr_hint, ledger_account_t* cr_hint, uint64_t* out_timestamp,
                                   uint64_t* out_amount) noexcept nogil:
-        cdef uint64_t slot = 0, hash = 0, amount, available, pos
-        cdef uint32_t result = self.transfer_prefix(t, &slot, &hash, out_timestamp, out_amount)
+        cdef uint64_t slot = 0, amount, available, pos
+        cdef uint32_t result = self.transfer_prefix(t, hash, &slot, out_timestamp, out_amount)
         cdef uint16_t flags = t.flags
         cdef bint pending
         cdef ledger_account_t* dr
@@ -1242,19 +1244,22 @@ cdef class NativeEngine:
 
     cdef void prepare_group(self, const ledger_transfer_t* src, Py_ssize_t count) noexcept nogil:
         cdef Py_ssize_t k
-        cdef uint64_t hash
+        cdef uint64_t id_hash, dr_hash, cr_hash
         for k in range(count):
-            hash = ledger_hash(src[k].id_lo, src[k].id_hi)
-            ledger_prefetch(&self.transfer_index.slots[ledger_home(hash, self.transfer_index.slots_count)])
-            hash = ledger_hash(src[k].dr_lo, src[k].dr_hi)
-            ledger_prefetch(&self.account_index.slots[ledger_home(hash, self.account_index.slots_count)])
-            hash = ledger_hash(src[k].cr_lo, src[k].cr_hi)
-            ledger_prefetch(&self.account_index.slots[ledger_home(hash, self.account_index.slots_count)])
+            id_hash = ledger_hash(src[k].id_lo, src[k].id_hi)
+            dr_hash = ledger_hash(src[k].dr_lo, src[k].dr_hi)
+            cr_hash = ledger_hash(src[k].cr_lo, src[k].cr_hi)
+            self.group_id_hash[k] = id_hash
+            self.group_dr_hash[k] = dr_hash
+            self.group_cr_hash[k] = cr_hash
+            ledger_prefetch(&self.transfer_index.slots[ledger_home(id_hash, self.transfer_index.slots_count)])
+            ledger_prefetch(&self.account_index.slots[ledger_home(dr_hash, self.account_index.slots_count)])
+            ledger_prefetch(&self.account_index.slots[ledger_home(cr_hash, self.account_index.slots_count)])
         for k in range(count):
-            self.group_dr[k] = self.account_candidate(ledger_hash(src[k].dr_lo, src[k].dr_hi))
+            self.group_dr[k] = self.account_candidate(self.group_dr_hash[k])
             if self.group_dr[k] != NULL:
                 ledger_prefetch(self.group_dr[k])
-            self.group_cr[k] = self.account_candidate(ledger_hash(src[k].cr_lo, src[k].cr_hi))
+            self.group_cr[k] = self.account_candidate(self.group_cr_hash[k])
             if self.group_cr[k] != NULL:
                 ledger_prefetch(self.group_cr[k])
 
@@ -1285,7 +1290,8 @@ cdef class NativeEngine:
             else:
                 timestamp = 0
                 amount = 0
-                result = self.create_transfer(&t, first + i, self.group_dr[i - group_start], self.group_cr[i - group_start],
+                result = self.create_transfer(&t, self.group_id_hash[i - group_start], first + i,
+                                              self.group_dr[i - group_start], self.group_cr[i - group_start],
                                               &timestamp, &amount)
                 write_transfer_result(out, i, result, timestamp, amount)
                 if result != T_OK and chain_start >= 0:
@@ -1295,13 +1301,15 @@ cdef class NativeEngine:
                     all_exist = i == chain_start and result == T_EXISTS and chain_end < count
                     j = i + 1
                     while all_exist and j <= chain_end:
-                        all_exist = self.transfer_prefix(&src[j], &slot, &hash, &timestamp, &amount) == T_EXISTS
+                        hash = ledger_hash(src[j].id_lo, src[j].id_hi)
+                        all_exist = self.transfer_prefix(&src[j], hash, &slot, &timestamp, &amount) == T_EXISTS
                         j += 1
                     if all_exist:
                         for j in range(i + 1, chain_end + 1):
                             timestamp = 0
                             amount = 0
-                            result = self.transfer_prefix(&src[j], &slot, &hash, &timestamp, &amount)
+                            hash = ledger_hash(src[j].id_lo, src[j].id_hi)
+                            result = self.transfer_prefix(&src[j], hash, &slot, &timestamp, &amount)
                             write_transfer_result(out, j, result, timestamp, amount)
                         i = chain_end
                         linked = False
