@@ -30,6 +30,7 @@ from ledger.engine._api import (
     TransfersApplied,
     check_batch,
 )
+from ledger.engine._layout import unpack_ids
 from ledger.engine._codes import ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN
 from ledger.engine._codes import TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN
 from ledger.engine._codes import AccountFlags as _AF
@@ -498,12 +499,6 @@ cdef class _RecordsView:
     def __releasebuffer__(self, Py_buffer* view):
         pass
 
-    def __len__(self):
-        return self.size
-
-    def __bytes__(self):
-        return PyBytes_FromStringAndSize(self.start, self.size)
-
 
 cdef object records_view(NativeEngine owner, const void* start, Py_ssize_t size):
     cdef _RecordsView view = _RecordsView.__new__(_RecordsView)
@@ -598,6 +593,8 @@ cdef class NativeEngine:
         self.status = <uint8_t*>ledger_table_alloc(self.transfers_max, 0)
         self.transfer_index.slots = <ledger_slot_t*>ledger_table_alloc(self.transfer_index.slots_count * sizeof(ledger_slot_t), 1)
         self.heap = <ledger_expiry_t*>ledger_table_alloc(self.heap_capacity * sizeof(ledger_expiry_t), 0)
+        # An event of a chain records at most three undo entries: its debit and
+        # credit accounts, and the status of the hold it posts or voids.
         self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
         self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
         if (self.accounts == NULL or self.account_index.slots == NULL or self.transfers == NULL
@@ -1342,26 +1339,13 @@ cdef class NativeEngine:
     # -- reads -------------------------------------------------------------------
 
     def lookup_accounts(self, ids):
-        cdef Py_ssize_t count = check_batch(ids, 16, "ids")
-        cdef const uint8_t[::1] data
-        cdef const uint64_t* id_words
-        cdef Py_ssize_t i, found = 0
-        cdef uint64_t pos1
-        self.check_idle()
-        if count == 0:
-            return b""
-        data = ids
-        id_words = <const uint64_t*>&data[0]
-        out = bytearray(count * 128)
-        cdef char* dst = out
-        for i in range(count):
-            pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, id_words[2 * i], id_words[2 * i + 1])
-            if pos1 != 0:
-                memcpy(dst + found * 128, &self.accounts[pos1 - 1], 128)
-                found += 1
-        return bytes(out[:found * 128])
+        return self.lookup(ids, &self.account_index, <const char*>self.accounts)
 
     def lookup_transfers(self, ids):
+        return self.lookup(ids, &self.transfer_index, <const char*>self.transfers)
+
+    cdef bytes lookup(self, ids, const index_t* index, const char* records):
+        """The records of the ids found, in the order asked, written into one reply."""
         cdef Py_ssize_t count = check_batch(ids, 16, "ids")
         cdef const uint8_t[::1] data
         cdef const uint64_t* id_words
@@ -1372,14 +1356,14 @@ cdef class NativeEngine:
             return b""
         data = ids
         id_words = <const uint64_t*>&data[0]
-        out = bytearray(count * 128)
-        cdef char* dst = out
+        out = PyBytes_FromStringAndSize(NULL, count * 128)
+        cdef char* dst = PyBytes_AS_STRING(out)
         for i in range(count):
-            pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, id_words[2 * i], id_words[2 * i + 1])
+            pos1 = index_find(index, <const uint8_t*>records, id_words[2 * i], id_words[2 * i + 1])
             if pos1 != 0:
-                memcpy(dst + found * 128, &self.transfers[pos1 - 1], 128)
+                memcpy(dst + found * 128, records + (pos1 - 1) * 128, 128)
                 found += 1
-        return bytes(out[:found * 128])
+        return out if found == count else out[:found * 128]
 
     def transfer_status(self, transfer_id):
         cdef uint64_t lo = transfer_id & U64_MAX
@@ -1498,7 +1482,6 @@ cdef class NativeEngine:
         cdef ledger_transfer_t* t
         cdef ledger_account_t* dr
         cdef ledger_account_t* cr
-        from ledger.engine._layout import unpack_ids
         self.check_idle()
         for hold_id in unpack_ids(expired):
             pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, hold_id & U64_MAX, hold_id >> 64)
