@@ -24,6 +24,7 @@ from ledger.engine._api import (
     AccountsApplied,
     ClockExhausted,
     EngineConfig,
+    EngineSnapshot,
     EngineState,
     EngineStats,
     StateMismatch,
@@ -1398,6 +1399,14 @@ cdef class NativeEngine:
         return EngineState(
             accounts=PyBytes_FromStringAndSize(<const char*>self.accounts, self.accounts_count * 128),
             transfers=PyBytes_FromStringAndSize(<const char*>self.transfers, self.transfers_count * 128),
+            transfer_status=PyBytes_FromStringAndSize(<const char*>self.status, self.transfers_count),
+            timestamp_last=self.timestamp_last,
+        )
+
+    def export_snapshot(self):
+        self.check_idle()
+        return EngineSnapshot(
+            accounts=PyBytes_FromStringAndSize(<const char*>self.accounts, self.accounts_count * 128),
             transfer_status=PyBytes_FromStringAndSize(<const char*>self.status, self.transfers_count),
             timestamp_last=self.timestamp_last,
         )

@@ -114,6 +114,26 @@ class EngineState:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """What a checkpoint keeps of an engine: every account with its balances,
+    and one TransferStatus byte per transfer in creation order.
+
+    The transfer records themselves are not part of it (they are in the
+    journal already); `EngineState(accounts, <the first len(transfer_status)
+    transfers of the journal>, transfer_status, timestamp_last)` rebuilds the
+    engine as it was.
+    """
+
+    accounts: bytes
+    transfer_status: bytes
+    timestamp_last: int
+
+    @property
+    def transfers_count(self) -> int:
+        return len(self.transfer_status)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStats:
     accounts_count: int
     transfers_count: int
@@ -148,6 +168,8 @@ class Engine(Protocol):
     def stats(self) -> EngineStats: ...
 
     def export_state(self) -> EngineState: ...
+
+    def export_snapshot(self) -> EngineSnapshot: ...
 
     def import_state(self, state: EngineState) -> None: ...
 

@@ -17,6 +17,7 @@ from ._api import (
     Clock,
     ClockExhausted,
     EngineConfig,
+    EngineSnapshot,
     EngineState,
     EngineStats,
     StateMismatch,
@@ -696,6 +697,14 @@ class ReferenceEngine:
             accounts=b"".join(a.pack() for a in accounts),
             transfers=b"".join(t.pack() for t in transfers),
             transfer_status=bytes(self._status.get(t.id, TransferStatus.NONE) for t in transfers),
+            timestamp_last=self._timestamp_last,
+        )
+
+    def export_snapshot(self) -> EngineSnapshot:
+        accounts = sorted((b.to_record() for b in self._accounts.values()), key=lambda a: a.timestamp)
+        return EngineSnapshot(
+            accounts=b"".join(a.pack() for a in accounts),
+            transfer_status=bytes(self._status.get(i, TransferStatus.NONE) for i in self._transfers),
             timestamp_last=self._timestamp_last,
         )
 
