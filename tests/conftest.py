@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from ledger.engine import IMPLEMENTATION
+from tests import stores
 from tests.support import ENGINE_CLASSES, Harness, ManualClock
 
 # Property tests: a few hundred examples while developing, thousands in CI
@@ -31,6 +34,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 def engine_class(request: pytest.FixtureRequest) -> type[Any]:
     """Every test that takes this runs once per available engine."""
     return ENGINE_CLASSES[request.param]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test that takes this runs against both journal stores."""
+    with stores.store_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,96 @@
+"""The ledger's configuration: one frozen value, built once from LEDGER_* variables and flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ledger.engine import EngineConfig
+from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerConfig:
+    """Everything a ledger process is told; see the README's configuration table."""
+
+    store: str = ""
+    """postgresql://… for PostgreSQL; sqlite:///path or a path for SQLite; empty: SQLite in data_dir."""
+    data_dir: Path = Path("data")
+    accounts_max: int = ACCOUNTS_MAX_DEFAULT
+    transfers_max: int = TRANSFERS_MAX_DEFAULT
+    pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    journal_backlog_bytes_max: int = 256 * MIB
+    """Entries applied but not yet durable; past this, writes are refused as overloaded."""
+    commit_bytes_max: int = 64 * MIB
+    """A group past this size is written as several commits (cut between calls, so one commit holds at
+    most this plus one call's entries) in one transaction."""
+    durable_wait_seconds: float = 10.0
+    """How long a call waits for its entries to become durable before it answers 'unavailable, retry'."""
+    checkpoint_every_transfers: int = 1_000_000
+    checkpoint_interval_seconds: float = 300.0
+    expire_interval_seconds: float = 1.0
+    """How often holds past their timeout are expired when no batch arrives to do it."""
+    verify: bool = False
+    """Check O(n) engine invariants after every batch (tests)."""
+
+    def __post_init__(self) -> None:
+        for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.commit_bytes_max > 512 * MIB:
+            raise ValueError(
+                f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
+            )
+        for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.data_dir / 'ledger.sqlite3'}"
+
+    @property
+    def engine(self) -> EngineConfig:
+        return EngineConfig(
+            accounts_max=self.accounts_max,
+            transfers_max=self.transfers_max,
+            pending_transfers_max=self.pending_transfers_max,
+            verify=self.verify,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LedgerConfig:
+        """LEDGER_<FIELD> for every field (LEDGER_DATABASE_URL also names the store); overrides win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if environ.get("LEDGER_DATABASE_URL"):
+            values["store"] = environ["LEDGER_DATABASE_URL"]
+        for f in fields(cls):
+            raw = environ.get(f"LEDGER_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw, cls.__dataclass_fields__[f.name].default)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw.replace("_", ""))
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"LEDGER_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw

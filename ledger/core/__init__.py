@@ -1,0 +1,16 @@
+"""The durable ledger: engine and journal composed by the durability protocol, and recovery."""
+
+from ._ledger import Ledger, LedgerError, LedgerFailed, LedgerOverloaded, LedgerStats, LedgerUnavailable
+from ._recovery import RecoveryReport, recover, replay_commit
+
+__all__ = [
+    "Ledger",
+    "LedgerError",
+    "LedgerFailed",
+    "LedgerOverloaded",
+    "LedgerStats",
+    "LedgerUnavailable",
+    "RecoveryReport",
+    "recover",
+    "replay_commit",
+]

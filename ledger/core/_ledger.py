@@ -1,0 +1,358 @@
+"""The durable ledger: the engine and the journal, composed by the durability protocol.
+
+1. A call is applied to the in-memory engine in one step, on the event loop's
+   thread (the single writer: no locks).
+2. What it changed goes to the journal writer, which returns a ticket.
+3. The writer thread commits everything pending in one transaction (group
+   commit) and reports the highest ticket that is durable.
+4. The call answers only when its ticket is durable. A read waits for the
+   newest ticket it could have observed, so it never shows a state that is
+   not durable yet. A call that observed nothing new (every event failed, or
+   a retry answered EXISTS) still waits for the state it observed.
+5. If the store fails, new writes are refused with LedgerUnavailable at once,
+   calls already applied wait (up to `durable_wait_seconds`) while the writer
+   retries the same commits, and all of it resumes when the store is back.
+   The process may also be killed at any point: what was acknowledged is in
+   the store, and what was not was never shown to anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.config import LedgerConfig
+from ledger.engine import (
+    AccountsApplied,
+    Buffer,
+    Clock,
+    Engine,
+    EngineError,
+    EngineStats,
+    TransfersApplied,
+    select,
+    wall_clock,
+)
+from ledger.journal import GroupCommitWriter, Store, WriterStats, open_store
+
+from ._recovery import RecoveryReport, recover
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class LedgerError(Exception):
+    """A call the ledger cannot serve now; the message says why."""
+
+
+class LedgerUnavailable(LedgerError):
+    """Writes cannot be made durable now (gRPC UNAVAILABLE). Retrying with the same ids is safe."""
+
+
+class LedgerOverloaded(LedgerError):
+    """The journal backlog is at its bound (gRPC RESOURCE_EXHAUSTED); nothing was applied. Retry later."""
+
+
+class LedgerFailed(LedgerUnavailable):
+    """The ledger stopped acknowledging after an error it cannot recover from in this process; restart it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    engine: EngineStats
+    writer: WriterStats
+    recovery: RecoveryReport
+    implementation: str
+    store: str
+    available: bool
+
+
+class Ledger:
+    """Engine plus journal. Make one with `await Ledger.open(config)`; use it from one event loop."""
+
+    def __init__(
+        self, config: LedgerConfig, engine: Engine, store: Store, report: RecoveryReport, *, clock: Clock
+    ) -> None:
+        self.config = config
+        self.recovery = report
+        self._engine = engine
+        self._store = store
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._accounts_count = report.accounts_count
+        self._transfers_count = report.transfers_count
+        self._ticket_applied = 0
+        self._ticket_durable = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._unavailable: BaseException | None = None
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._checkpoint_transfers = report.transfers_count
+        self._checkpoint_accounts = report.accounts_count
+        self._checkpoint_at = time.monotonic()
+        self._checkpoint_in_flight = False
+        self._writer = GroupCommitWriter(
+            store,
+            seq_last=report.seq_last,
+            accounts_count=report.accounts_count,
+            transfers_count=report.transfers_count,
+            commit_bytes_max=config.commit_bytes_max,
+            on_durable=lambda ticket: self._soon(self._durable_reached, ticket),
+            on_unavailable=lambda exc: self._soon(self._set_unavailable, exc),
+            on_available=lambda: self._soon(self._set_unavailable, None),
+            on_fatal=lambda exc: self._soon(self._fail, exc),
+        )
+        self._writer.start()
+        self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
+
+    @classmethod
+    async def open(
+        cls, config: LedgerConfig, *, clock: Clock = wall_clock, engine_class: type[Engine] | None = None
+    ) -> Ledger:
+        """Connect to the store, recover the engine from the journal, start the writer."""
+        store = open_store(config.store_url)
+        engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
+
+        def start() -> RecoveryReport:
+            store.connect()
+            return recover(engine, store)
+
+        try:
+            report = await asyncio.to_thread(start)
+        except BaseException:
+            store.close()
+            raise
+        logger.info(
+            "ledger recovered from %s in %.3f s: checkpoint seq=%d, %d commits (%d transfers) replayed, "
+            "%d accounts, %d transfers, engine %s",
+            store.description,
+            report.seconds,
+            report.checkpoint_seq,
+            report.commits_replayed,
+            report.transfers_replayed,
+            report.accounts_count,
+            report.transfers_count,
+            engine.implementation,
+        )
+        return cls(config, engine, store, report, clock=clock)
+
+    # -- writes ------------------------------------------------------------------
+
+    async def create_accounts(self, events: Buffer) -> bytes:
+        """Per-event 16-byte results, once every account created is durable."""
+        self._admit()
+        applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
+        ticket = self._record(bytes(applied.entries), b"", b"", applied.timestamp_last)
+        await self._until_durable(ticket)
+        return applied.results
+
+    async def create_transfers(self, events: Buffer) -> bytes:
+        """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
+        self._admit()
+        applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
+        ticket = self._record(b"", bytes(applied.entries), applied.expired, applied.timestamp_last)
+        await self._until_durable(ticket)
+        return applied.results
+
+    def _apply(self, method: Any, events: Buffer) -> Any:
+        try:
+            return method(events)
+        except EngineError:
+            raise
+        except Exception as exc:
+            # A broken invariant or a bug: never go on with state that may be corrupt.
+            self._fail(exc)
+            raise LedgerFailed(f"the engine failed and the ledger stopped: {exc!r}") from exc
+
+    def _admit(self) -> None:
+        if self._failure is not None:
+            raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {self._failure}")
+        if self._closed:
+            raise LedgerUnavailable("the ledger is shutting down")
+        if self._unavailable is not None:
+            raise LedgerUnavailable(f"the journal store is unavailable, nothing more is accepted: {self._unavailable}")
+        backlog = self._writer.backlog_bytes
+        if backlog >= self.config.journal_backlog_bytes_max:
+            raise LedgerOverloaded(
+                f"journal backlog of {backlog} bytes is at journal_backlog_bytes_max="
+                f"{self.config.journal_backlog_bytes_max}; retry later"
+            )
+
+    def _record(self, accounts: bytes, transfers: bytes, expired_ids: bytes, timestamp_last: int) -> int:
+        """Hand one call's entries to the writer; the ticket to wait for (the newest, if there were none)."""
+        if not (accounts or transfers or expired_ids):
+            return self._ticket_applied
+        expired = b""
+        if expired_ids:
+            # Holds expire when a call begins, before any of its transfers.
+            ordinal = self._transfers_count.to_bytes(8, "little")
+            expired = b"".join(expired_ids[i : i + 16] + ordinal for i in range(0, len(expired_ids), 16))
+        self._ticket_applied = self._writer.append(accounts, transfers, expired, timestamp_last)
+        self._accounts_count += len(accounts) // 128
+        self._transfers_count += len(transfers) // 128
+        return self._ticket_applied
+
+    # -- reads -------------------------------------------------------------------
+
+    async def lookup_accounts(self, ids: Buffer) -> bytes:
+        found = self._engine.lookup_accounts(ids)
+        await self._until_durable(self._ticket_applied)
+        return found
+
+    async def lookup_transfers(self, ids: Buffer) -> bytes:
+        found = self._engine.lookup_transfers(ids)
+        await self._until_durable(self._ticket_applied)
+        return found
+
+    async def transfer_status(self, transfer_id: int) -> int:
+        status = self._engine.transfer_status(transfer_id)
+        await self._until_durable(self._ticket_applied)
+        return status
+
+    def stats(self) -> LedgerStats:
+        return LedgerStats(
+            engine=self._engine.stats(),
+            writer=self._writer.stats(),
+            recovery=self.recovery,
+            implementation=self._engine.implementation,
+            store=self._store.description,
+            available=self._unavailable is None and self._failure is None,
+        )
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- durability --------------------------------------------------------------
+
+    async def _until_durable(self, ticket: int) -> None:
+        if ticket <= self._ticket_durable:
+            return
+        if self._failure is not None:
+            raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {self._failure}")
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((ticket, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.config.durable_wait_seconds)
+        except TimeoutError:
+            reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
+            raise LedgerUnavailable(
+                f"not durable within {self.config.durable_wait_seconds} s ({reason}); "
+                "the outcome is unknown: retry with the same ids"
+            ) from None
+
+    def _soon(self, callback: Any, *args: Any) -> None:
+        # A closed loop has nobody waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _durable_reached(self, ticket: int) -> None:
+        self._ticket_durable = max(self._ticket_durable, ticket)
+        while self._waiters and self._waiters[0][0] <= self._ticket_durable:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+        self._maybe_checkpoint()
+
+    def _set_unavailable(self, exc: BaseException | None) -> None:
+        self._unavailable = exc
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            logger.critical("ledger stopped acknowledging: %r", exc)
+            self._failure = exc
+        while self._waiters:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(LedgerFailed(f"the ledger stopped after an error and must be restarted: {exc}"))
+
+    # -- checkpoints and expiry ----------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpoint_in_flight or self._closed or self._failure is not None:
+            return
+        changed = (self._transfers_count, self._accounts_count) != (
+            self._checkpoint_transfers,
+            self._checkpoint_accounts,
+        )
+        due = self._transfers_count - self._checkpoint_transfers >= self.config.checkpoint_every_transfers or (
+            changed and time.monotonic() - self._checkpoint_at >= self.config.checkpoint_interval_seconds
+        )
+        if due:
+            self._take_checkpoint(None)
+
+    def _take_checkpoint(self, done: asyncio.Future[int | None] | None) -> None:
+        snapshot = self._engine.export_snapshot()
+        self._checkpoint_in_flight = True
+        self._checkpoint_transfers = self._transfers_count
+        self._checkpoint_accounts = self._accounts_count
+        self._checkpoint_at = time.monotonic()
+
+        def saved(seq: int | None) -> None:
+            self._checkpoint_in_flight = False
+            if done is not None and not done.done():
+                done.set_result(seq)
+
+        self._writer.checkpoint(
+            snapshot.accounts,
+            snapshot.transfer_status,
+            snapshot.timestamp_last,
+            on_saved=lambda seq: self._soon(saved, seq),
+        )
+
+    async def checkpoint(self) -> int | None:
+        """Take a checkpoint now and wait until it is stored; its journal seq, or None if it was not saved."""
+        while self._checkpoint_in_flight:
+            await asyncio.sleep(0.01)
+        done: asyncio.Future[int | None] = self._loop.create_future()
+        self._take_checkpoint(done)
+        return await done
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.expire_interval_seconds)
+            if self._unavailable is not None or self._failure is not None:
+                continue
+            if self._engine.stats().pending_transfers_count == 0:
+                continue
+            try:
+                self._admit()
+            except LedgerError:
+                continue
+            applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
+            self._record(b"", b"", applied.expired, applied.timestamp_last)
+
+    # -- shutdown ------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop accepting writes, make everything applied durable, checkpoint, close the store."""
+        if self._closed:
+            return
+        self._expiry_task.cancel()
+        if self._failure is None and self._unavailable is None:
+            changed = (self._transfers_count, self._accounts_count) != (
+                self._checkpoint_transfers,
+                self._checkpoint_accounts,
+            )
+            if changed and not self._checkpoint_in_flight:
+                self._take_checkpoint(None)
+        self._closed = True
+        finished = await asyncio.to_thread(self._writer.stop, STOP_TIMEOUT_SECONDS)
+        if not finished:
+            logger.error("journal writer did not finish within %.0f s; unwritten entries were never acknowledged",
+                         STOP_TIMEOUT_SECONDS)  # fmt: skip
+        await asyncio.sleep(0)  # let the writer's last callbacks run
+        self._store.close()
+        logger.info("ledger closed at journal seq=%d", self._writer.stats().seq_last)
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

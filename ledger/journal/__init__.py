@@ -1,0 +1,21 @@
+"""The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
+
+from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
+from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store
+from ._writer import GroupCommitWriter, WriterStats
+
+__all__ = [
+    "CHECKPOINTS_KEPT",
+    "EXPIRED_SIZE",
+    "EXPIRED_STRUCT",
+    "Checkpoint",
+    "Commit",
+    "GroupCommitWriter",
+    "JournalCorrupt",
+    "JournalError",
+    "Store",
+    "StoreLocked",
+    "StoreUnavailable",
+    "WriterStats",
+    "open_store",
+]

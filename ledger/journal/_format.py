@@ -1,0 +1,197 @@
+"""What the journal stores: commits of packed engine entries, and checkpoints.
+
+A **commit** is one row of the journal: everything the engine changed between
+two group commits, as the packed records the engine returned
+(ledger.engine._layout), so writing it is appending bytes and replaying it is
+handing the same bytes back to the engine. Its fields:
+
+- `seq`: 1, 2, 3, … with no gaps; a gap is a lost commit and refuses recovery.
+- `accounts_first`, `transfers_first`: how many accounts and transfers the
+  journal held before this commit (the ordinal of its first record), so a
+  missing or repeated record is caught as well as a missing commit.
+- `accounts`: 128-byte account records as created (zero balances).
+- `transfers`: 128-byte transfer records as stored (timestamps set, amounts
+  as moved).
+- `expired`: 24-byte entries (hold id u128, transfer ordinal u64): the hold
+  expired just before the transfer with that ordinal was created, which is
+  where replay must release it.
+- `timestamp_last`: the engine's last timestamp when the commit was cut, so
+  timestamps stay strictly increasing across restarts.
+- `checksum`: CRC-32 over all of the above.
+
+A **checkpoint** is the engine's snapshot (balances and transfer statuses)
+at the end of commit `seq`. Recovery imports it together with the first
+`transfers_count` transfer records of the journal, then replays the commits
+after it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+from ledger.engine._limits import ACCOUNT_SIZE, TRANSFER_SIZE
+
+EXPIRED_SIZE: Final = 24
+EXPIRED_STRUCT: Final = struct.Struct("<QQQ")
+assert EXPIRED_STRUCT.size == EXPIRED_SIZE
+
+_COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQ")
+_CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
+
+
+class JournalError(Exception):
+    """Base of the journal's errors."""
+
+
+class JournalCorrupt(JournalError):
+    """The stored journal or a checkpoint fails its checksum or its sequence.
+
+    The message names the position (commit seq or checkpoint seq); the ledger
+    refuses to start on it rather than serve wrong balances.
+    """
+
+
+def _commit_checksum(
+    seq: int,
+    timestamp_last: int,
+    accounts_first: int,
+    transfers_first: int,
+    accounts: bytes,
+    transfers: bytes,
+    expired: bytes,
+) -> int:
+    header = _COMMIT_HEADER.pack(
+        b"LJC1", seq, timestamp_last, accounts_first, transfers_first, len(accounts), len(transfers), len(expired)
+    )
+    return zlib.crc32(expired, zlib.crc32(transfers, zlib.crc32(accounts, zlib.crc32(header))))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    seq: int
+    timestamp_last: int
+    accounts_first: int
+    transfers_first: int
+    accounts: bytes
+    transfers: bytes
+    expired: bytes
+    checksum: int
+
+    @classmethod
+    def seal(
+        cls,
+        *,
+        seq: int,
+        timestamp_last: int,
+        accounts_first: int,
+        transfers_first: int,
+        accounts: bytes,
+        transfers: bytes,
+        expired: bytes,
+    ) -> Commit:
+        checksum = _commit_checksum(seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired)
+        return cls(
+            seq=seq,
+            timestamp_last=timestamp_last,
+            accounts_first=accounts_first,
+            transfers_first=transfers_first,
+            accounts=accounts,
+            transfers=transfers,
+            expired=expired,
+            checksum=checksum,
+        )
+
+    @property
+    def accounts_count(self) -> int:
+        return len(self.accounts) // ACCOUNT_SIZE
+
+    @property
+    def transfers_count(self) -> int:
+        return len(self.transfers) // TRANSFER_SIZE
+
+    @property
+    def expired_count(self) -> int:
+        return len(self.expired) // EXPIRED_SIZE
+
+    @property
+    def size(self) -> int:
+        """Bytes of records this commit carries."""
+        return len(self.accounts) + len(self.transfers) + len(self.expired)
+
+    def verify(self) -> None:
+        """Raise JournalCorrupt naming this commit unless it is whole and unchanged."""
+        where = f"journal commit seq={self.seq} (transfers from ordinal {self.transfers_first})"
+        if len(self.accounts) % ACCOUNT_SIZE or len(self.transfers) % TRANSFER_SIZE or len(self.expired) % EXPIRED_SIZE:
+            raise JournalCorrupt(f"{where}: a record is truncated")
+        expected = _commit_checksum(
+            self.seq,
+            self.timestamp_last,
+            self.accounts_first,
+            self.transfers_first,
+            self.accounts,
+            self.transfers,
+            self.expired,
+        )
+        if expected != self.checksum:
+            raise JournalCorrupt(
+                f"{where}: checksum {self.checksum:#010x} does not match its contents ({expected:#010x})"
+            )
+
+
+def _checkpoint_checksum(
+    seq: int, timestamp_last: int, accounts_count: int, transfers_count: int, accounts: bytes, transfer_status: bytes
+) -> int:
+    header = _CHECKPOINT_HEADER.pack(b"LJK1", seq, timestamp_last, accounts_count, transfers_count, len(accounts))
+    return zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """The engine's balances and transfer statuses as of the end of commit `seq`."""
+
+    seq: int
+    timestamp_last: int
+    accounts: bytes
+    transfer_status: bytes
+    checksum: int
+
+    @classmethod
+    def seal(cls, *, seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes) -> Checkpoint:
+        checksum = _checkpoint_checksum(
+            seq, timestamp_last, len(accounts) // ACCOUNT_SIZE, len(transfer_status), accounts, transfer_status
+        )
+        return cls(
+            seq=seq,
+            timestamp_last=timestamp_last,
+            accounts=accounts,
+            transfer_status=transfer_status,
+            checksum=checksum,
+        )
+
+    @property
+    def accounts_count(self) -> int:
+        return len(self.accounts) // ACCOUNT_SIZE
+
+    @property
+    def transfers_count(self) -> int:
+        return len(self.transfer_status)
+
+    def verify(self) -> None:
+        where = f"checkpoint at journal seq={self.seq}"
+        if len(self.accounts) % ACCOUNT_SIZE:
+            raise JournalCorrupt(f"{where}: an account record is truncated")
+        expected = _checkpoint_checksum(
+            self.seq,
+            self.timestamp_last,
+            self.accounts_count,
+            self.transfers_count,
+            self.accounts,
+            self.transfer_status,
+        )
+        if expected != self.checksum:
+            raise JournalCorrupt(
+                f"{where}: checksum {self.checksum:#010x} does not match its contents ({expected:#010x})"
+            )

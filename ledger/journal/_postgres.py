@@ -1,0 +1,301 @@
+"""The production journal store: PostgreSQL through psycopg 3.
+
+A group commit is one COPY … FROM STDIN (FORMAT BINARY) of commit rows whose
+blobs are the engine's packed records as they are: nothing is encoded per
+transfer, and Postgres appends about as fast as it can write WAL. Balances
+are never updated row by row (that costs 6 to 12 times more here); they live in the
+engine and in checkpoints.
+
+The writer's connection holds a session advisory lock for as long as it
+lives, so a second ledger on the same database refuses to start instead of
+interleaving commits.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+
+from ._format import Checkpoint, Commit, JournalCorrupt
+from ._store import (
+    CHECKPOINTS_KEPT,
+    StoreLocked,
+    StoreUnavailable,
+    check_duplicate,
+    pack_checkpoint_blob,
+    unpack_checkpoint_blob,
+)
+
+CONNECT_TIMEOUT_SECONDS: Final = 5
+ADVISORY_LOCK_KEY: Final = 0x4C45_4447_4552_4A4C  # "LEDGERJL"
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE ledger_journal (
+                seq bigint PRIMARY KEY,
+                timestamp_last bigint NOT NULL,
+                accounts_first bigint NOT NULL,
+                transfers_first bigint NOT NULL,
+                checksum bigint NOT NULL,
+                accounts bytea NOT NULL,
+                transfers bytea NOT NULL,
+                expired bytea NOT NULL
+            )""",
+            # Packed records are stored as they are: compressing them on the
+            # server would cost more than writing them.
+            """ALTER TABLE ledger_journal
+                ALTER COLUMN accounts SET STORAGE EXTERNAL,
+                ALTER COLUMN transfers SET STORAGE EXTERNAL,
+                ALTER COLUMN expired SET STORAGE EXTERNAL""",
+            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first)",
+            """CREATE TABLE ledger_checkpoints (
+                seq bigint PRIMARY KEY,
+                timestamp_last bigint NOT NULL,
+                checksum bigint NOT NULL,
+                accounts bytea NOT NULL,
+                transfer_status bytea NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            """ALTER TABLE ledger_checkpoints
+                ALTER COLUMN accounts SET STORAGE EXTERNAL,
+                ALTER COLUMN transfer_status SET STORAGE EXTERNAL""",
+        ),
+    ),
+)
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
+
+_COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER: Final = struct.pack(">h", -1)
+_COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiq")
+_COPY_LENGTH: Final = struct.Struct(">i")
+_COMMIT_COLUMNS: Final = "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired"
+
+_UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its password, for logs and errors."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable DSN)"
+    user = str(parts.get("user", ""))
+    host = parts.get("host", "localhost")
+    port = parts.get("port", "5432")
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
+
+
+class PostgresStore:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.description = describe(dsn)
+        self._writer: psycopg.Connection[Any] | None = None
+        self._reader: psycopg.Connection[Any] | None = None
+        self._read_lock = threading.Lock()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                application_name="ledger",
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.description}: {exc}".strip()) from exc
+
+    def connect(self) -> None:
+        self._writer = self._writer_connection()
+        self._reader = self._connect()
+
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        """The writer's connection, made (and locked, and migrated) anew after a failure."""
+        if self._writer is not None and not self._writer.closed:
+            return self._writer
+        connection = self._connect()
+        try:
+            locked = connection.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
+            if not (locked and locked[0]):
+                raise StoreLocked(f"{self.description}: another ledger process holds this journal")
+            self._migrate(connection)
+        except _UNAVAILABLE as exc:
+            connection.close()
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        except BaseException:
+            connection.close()
+            raise
+        self._writer = connection
+        return connection
+
+    def _migrate(self, connection: psycopg.Connection[Any]) -> None:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY + 1,))
+            connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version integer NOT NULL)")
+            row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
+            version = (row[0] if row else None) or 0
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"{self.description}: schema version {version} is newer than this ledger knows ({SCHEMA_VERSION})"
+                )
+            for target, statements in MIGRATIONS:
+                if target <= version:
+                    continue
+                for statement in statements:
+                    connection.execute(statement)
+                connection.execute("INSERT INTO ledger_schema (version) VALUES (%s)", (target,))
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def append(self, commits: Sequence[Commit]) -> None:
+        connection = self._writer_connection()
+        try:
+            try:
+                statement = f"COPY ledger_journal ({_COMMIT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                with connection.transaction(), connection.cursor() as cursor, cursor.copy(statement) as copy:
+                    copy.write(_COPY_SIGNATURE)
+                    for c in commits:
+                        head = (
+                            8,
+                            8,
+                            c.seq,
+                            8,
+                            c.timestamp_last,
+                            8,
+                            c.accounts_first,
+                            8,
+                            c.transfers_first,
+                            8,
+                            c.checksum,
+                        )
+                        copy.write(_COPY_ROW_HEAD.pack(*head))
+                        for blob in (c.accounts, c.transfers, c.expired):
+                            copy.write(_COPY_LENGTH.pack(len(blob)))
+                            if blob:
+                                copy.write(blob)
+                    copy.write(_COPY_TRAILER)
+            except pg_errors.UniqueViolation:
+                # A retry of a transaction that landed although its acknowledgement was lost.
+                seqs = [c.seq for c in commits]
+                rows = connection.execute("SELECT seq, checksum FROM ledger_journal WHERE seq = ANY(%s)", (seqs,))
+                check_duplicate(dict(rows.fetchall()), commits, self.description)
+        except _UNAVAILABLE as exc:
+            self._drop_writer()
+            raise StoreUnavailable(f"{self.description}: commit not confirmed: {exc}".strip()) from exc
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        connection = self._writer_connection()
+        row = (
+            checkpoint.seq,
+            checkpoint.timestamp_last,
+            checkpoint.checksum,
+            pack_checkpoint_blob(checkpoint.accounts),
+            pack_checkpoint_blob(checkpoint.transfer_status),
+        )
+        try:
+            with connection.transaction():
+                connection.execute("DELETE FROM ledger_checkpoints WHERE seq = %s", (checkpoint.seq,))
+                connection.execute(
+                    "INSERT INTO ledger_checkpoints (seq, timestamp_last, checksum, accounts, transfer_status) "
+                    "VALUES (%s, %s, %s, %b, %b)",
+                    row,
+                )
+                connection.execute(
+                    "DELETE FROM ledger_checkpoints WHERE seq NOT IN "
+                    "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT %s)",
+                    (CHECKPOINTS_KEPT,),
+                )
+        except _UNAVAILABLE as exc:
+            self._drop_writer()
+            raise StoreUnavailable(f"{self.description}: checkpoint not confirmed: {exc}".strip()) from exc
+
+    def _read_connection(self) -> psycopg.Connection[Any]:
+        if self._reader is None or self._reader.closed:
+            self._reader = self._connect()
+        return self._reader
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self._read_lock:
+            connection = self._read_connection()
+            try:
+                with connection.cursor(binary=True) as cursor:
+                    row = cursor.execute(
+                        "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
+                        "ORDER BY seq DESC LIMIT 1"
+                    ).fetchone()
+            except _UNAVAILABLE as exc:
+                connection.close()
+                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        if row is None:
+            return None
+        seq, timestamp_last, checksum, accounts, transfer_status = row
+        return Checkpoint(
+            seq=seq,
+            timestamp_last=timestamp_last,
+            checksum=checksum,
+            accounts=unpack_checkpoint_blob(accounts, seq, "accounts"),
+            transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
+        )
+
+    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
+        # Its own connection and one transaction: a consistent snapshot, streamed by a server-side cursor.
+        connection = self._connect()
+        try:
+            with connection.transaction(), connection.cursor("ledger_journal_scan", binary=True) as cursor:
+                cursor.itersize = 8
+                cursor.execute(
+                    f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s ORDER BY seq", (after_seq,)
+                )
+                for (
+                    seq,
+                    timestamp_last,
+                    accounts_first,
+                    transfers_first,
+                    checksum,
+                    accounts,
+                    transfers,
+                    expired,
+                ) in cursor:
+                    yield Commit(
+                        seq=seq,
+                        timestamp_last=timestamp_last,
+                        accounts_first=accounts_first,
+                        transfers_first=transfers_first,
+                        checksum=checksum,
+                        accounts=accounts,
+                        transfers=transfers,
+                        expired=expired,
+                    )
+        except pg_errors.DataCorrupted as exc:
+            raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{self.description}: reading the journal failed: {exc}") from exc
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        self._drop_writer()
+
+    def drop_schema(self) -> None:
+        """Delete the journal, its checkpoints and schema (tests and benchmarks)."""
+        connection = self._connect()
+        try:
+            with connection.transaction():
+                for table in ("ledger_journal", "ledger_checkpoints", "ledger_schema"):
+                    connection.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            connection.close()

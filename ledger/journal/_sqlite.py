@@ -1,0 +1,256 @@
+"""The embedded journal store: one SQLite file (WAL mode, synchronous=FULL).
+
+A commit is one row, so a group commit of 8190 transfers is one INSERT of
+three blobs: SQLite appends about 1.4M records a second this way, against
+300k when each transfer is a row. The file is locked (flock on a `.lock`
+file beside it) so that two ledgers never write one journal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ._format import Checkpoint, Commit, JournalCorrupt
+from ._store import (
+    CHECKPOINTS_KEPT,
+    StoreLocked,
+    StoreUnavailable,
+    check_duplicate,
+    pack_checkpoint_blob,
+    unpack_checkpoint_blob,
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE ledger_journal (
+                seq INTEGER PRIMARY KEY,
+                timestamp_last INTEGER NOT NULL,
+                accounts_first INTEGER NOT NULL,
+                transfers_first INTEGER NOT NULL,
+                checksum INTEGER NOT NULL,
+                accounts BLOB NOT NULL,
+                transfers BLOB NOT NULL,
+                expired BLOB NOT NULL
+            )""",
+            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first)",
+            """CREATE TABLE ledger_checkpoints (
+                seq INTEGER PRIMARY KEY,
+                timestamp_last INTEGER NOT NULL,
+                checksum INTEGER NOT NULL,
+                accounts BLOB NOT NULL,
+                transfer_status BLOB NOT NULL,
+                created_at_ns INTEGER NOT NULL
+            )""",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_COMMIT_COLUMNS = "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired"
+
+
+def _row_commit(row: tuple[int, int, int, int, int, bytes, bytes, bytes]) -> Commit:
+    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired = row
+    return Commit(
+        seq=seq,
+        timestamp_last=timestamp_last,
+        accounts_first=accounts_first,
+        transfers_first=transfers_first,
+        checksum=checksum,
+        accounts=accounts,
+        transfers=transfers,
+        expired=expired,
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.description = f"sqlite:{self.path}"
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._lock_file: int | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA busy_timeout = 10000")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreUnavailable(f"{self.description}: cannot switch to WAL mode (got {mode!r})")
+            connection.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the SQLite journal {self.path}: {exc}") from exc
+        return connection
+
+    def connect(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the data directory {self.path.parent}: {exc}") from exc
+        self._take_lock()
+        self._writer = self._connect()
+        self._migrate(self._writer)
+        self._reader = self._connect()
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(f"{self.description}: another ledger process holds this journal ({lock_path})") from None
+        self._lock_file = fd
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version INTEGER NOT NULL)")
+        row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
+        version = row[0] or 0
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"{self.description}: schema version {version} is newer than this ledger knows ({SCHEMA_VERSION})"
+            )
+        for target, statements in MIGRATIONS:
+            if target <= version:
+                continue
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    connection.execute(statement)
+                connection.execute("INSERT INTO ledger_schema (version) VALUES (?)", (target,))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise StoreUnavailable(f"{self.description}: not connected")
+        return self._writer
+
+    def append(self, commits: Sequence[Commit]) -> None:
+        connection = self._writer_connection()
+        rows = [
+            (
+                c.seq,
+                c.timestamp_last,
+                c.accounts_first,
+                c.transfers_first,
+                c.checksum,
+                c.accounts,
+                c.transfers,
+                c.expired,
+            )
+            for c in commits
+        ]
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+                connection.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                connection.execute("ROLLBACK")
+                self._check_landed(connection, commits)
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.description}: append failed: {exc}") from exc
+
+    def _check_landed(self, connection: sqlite3.Connection, commits: Sequence[Commit]) -> None:
+        seqs = [c.seq for c in commits]
+        marks = ",".join("?" * len(seqs))
+        rows = connection.execute(f"SELECT seq, checksum FROM ledger_journal WHERE seq IN ({marks})", seqs)
+        check_duplicate(dict(rows.fetchall()), commits, self.description)
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        connection = self._writer_connection()
+        row = (
+            checkpoint.seq,
+            checkpoint.timestamp_last,
+            checkpoint.checksum,
+            pack_checkpoint_blob(checkpoint.accounts),
+            pack_checkpoint_blob(checkpoint.transfer_status),
+            time.time_ns(),
+        )
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(
+                    "INSERT OR REPLACE INTO ledger_checkpoints "
+                    "(seq, timestamp_last, checksum, accounts, transfer_status, created_at_ns) VALUES (?,?,?,?,?,?)",
+                    row,
+                )
+                connection.execute(
+                    "DELETE FROM ledger_checkpoints WHERE seq NOT IN "
+                    "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT ?)",
+                    (CHECKPOINTS_KEPT,),
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.description}: saving the checkpoint failed: {exc}") from exc
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise StoreUnavailable(f"{self.description}: not connected")
+        return self._reader
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self._read_lock:
+            row = (
+                self._read()
+                .execute(
+                    "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
+                    "ORDER BY seq DESC LIMIT 1"
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        seq, timestamp_last, checksum, accounts, transfer_status = row
+        return Checkpoint(
+            seq=seq,
+            timestamp_last=timestamp_last,
+            checksum=checksum,
+            accounts=unpack_checkpoint_blob(accounts, seq, "accounts"),
+            transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
+        )
+
+    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
+        # A read transaction keeps one snapshot of the file for the whole scan.
+        connection = self._connect()
+        try:
+            cursor = connection.execute(
+                f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? ORDER BY seq", (after_seq,)
+            )
+            while rows := cursor.fetchmany(16):
+                for row in rows:
+                    yield _row_commit(row)
+        except sqlite3.DatabaseError as exc:
+            raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        for connection in (self._writer, self._reader):
+            if connection is not None:
+                connection.close()
+        self._writer = self._reader = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None

@@ -1,0 +1,101 @@
+"""The contract of a journal store, and how a store is chosen from its URL."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from ._format import Checkpoint, Commit, JournalCorrupt, JournalError
+
+CHECKPOINTS_KEPT = 2
+"""Checkpoints kept in the store; older ones are deleted when a new one is saved."""
+
+
+class StoreUnavailable(JournalError):
+    """The store cannot be reached or did not confirm a write; nothing it did not confirm is durable."""
+
+
+class StoreLocked(JournalError):
+    """Another ledger process holds this journal."""
+
+
+class Store(Protocol):
+    """Where the journal lives. One writer thread appends; readers may run on other threads.
+
+    `append` writes all its commits in one transaction. Retrying an append
+    after StoreUnavailable is safe: a commit that did land (its
+    acknowledgement was lost) is recognised by its seq and checksum.
+    """
+
+    description: str
+    """Where the journal is, for logs and errors (no passwords)."""
+
+    def connect(self) -> None:
+        """Reach the store, take the journal's lock, create or migrate the schema."""
+        ...
+
+    def append(self, commits: Sequence[Commit]) -> None: ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint and delete all but the newest CHECKPOINTS_KEPT."""
+        ...
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint, unverified (recovery verifies it)."""
+        ...
+
+    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
+        """Commits with seq > after_seq in seq order, unverified."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL: postgresql://… (or postgres://…), sqlite:///path, or a plain file path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from ._postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:")
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file")
+        from ._sqlite import SqliteStore
+
+        return SqliteStore(path)
+    if "://" in url:
+        raise ValueError(f"store URL {url!r}: use postgresql://… or sqlite:///path")
+    from ._sqlite import SqliteStore
+
+    return SqliteStore(url)
+
+
+def pack_checkpoint_blob(data: bytes) -> bytes:
+    """Checkpoint blobs are mostly zeros (transfer statuses, unused fields): stored deflated."""
+    return zlib.compress(data, 1)
+
+
+def unpack_checkpoint_blob(data: bytes, seq: int, what: str) -> bytes:
+    try:
+        return zlib.decompress(data)
+    except zlib.error as exc:
+        raise JournalCorrupt(f"checkpoint at journal seq={seq}: {what} cannot be inflated ({exc})") from exc
+
+
+def check_duplicate(existing: dict[int, int], commits: Sequence[Commit], description: str) -> None:
+    """After a unique violation on seq: the append landed before if every stored checksum matches."""
+    for commit in commits:
+        stored = existing.get(commit.seq)
+        if stored is None:
+            raise JournalCorrupt(
+                f"{description}: journal commit seq={commit.seq} is missing while others of its transaction exist"
+            )
+        if stored != commit.checksum:
+            raise JournalCorrupt(
+                f"{description}: journal commit seq={commit.seq} exists with different contents "
+                f"(checksum {stored:#010x}, writing {commit.checksum:#010x}); is another ledger writing this journal?"
+            )

@@ -1,0 +1,295 @@
+"""Group commit: one thread makes everything pending durable in one transaction.
+
+The engine's caller hands over each call's entries (`append`) and gets a
+ticket; the writer thread takes all that is pending, writes it as commits in
+one transaction, and then reports the highest ticket it made durable. While
+that transaction is in flight the engine goes on applying the next calls, and
+their entries wait for the next transaction: the busier the ledger, the
+larger each commit, and the durability cost is paid per commit, not per
+transfer.
+
+If the store fails, the same commits are retried (with the same seqs, so a
+transaction that landed without its acknowledgement is recognised) until it
+is back; meanwhile the owner refuses new writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._format import Checkpoint, Commit, JournalError
+from ._store import Store, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAY_MIN_SECONDS = 0.05
+RETRY_DELAY_MAX_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    accounts: bytes
+    transfer_status: bytes
+    timestamp_last: int
+    on_saved: Callable[[int | None], None] | None
+    """Called on the writer thread with the checkpoint's seq, or None if it could not be saved."""
+
+
+@dataclass(slots=True, kw_only=True)
+class _Batch:
+    """Entries to become one commit (or several, past commit_bytes_max)."""
+
+    accounts_first: int
+    transfers_first: int
+    accounts: bytearray = field(default_factory=bytearray)
+    transfers: bytearray = field(default_factory=bytearray)
+    expired: bytearray = field(default_factory=bytearray)
+    timestamp_last: int = 0
+    ticket: int = 0
+    snapshot: _Snapshot | None = None
+    """To checkpoint once this batch is durable; closes the batch."""
+
+    @property
+    def size(self) -> int:
+        return len(self.accounts) + len(self.transfers) + len(self.expired)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    commits_total: int
+    commit_seconds_total: float
+    seq_last: int
+    ticket_durable: int
+    backlog_bytes: int
+    checkpoints_total: int
+
+
+class GroupCommitWriter:
+    """The journal's single writer thread.
+
+    `append`, `checkpoint` and `backlog_bytes` are called from the owner's
+    thread; the callbacks run on the writer thread (the owner hops them back
+    to its own).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        seq_last: int,
+        accounts_count: int,
+        transfers_count: int,
+        commit_bytes_max: int,
+        on_durable: Callable[[int], None],
+        on_unavailable: Callable[[BaseException], None],
+        on_available: Callable[[], None],
+        on_fatal: Callable[[BaseException], None],
+        on_commit: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._seq_last = seq_last
+        self._accounts_count = accounts_count
+        self._transfers_count = transfers_count
+        self._commit_bytes_max = commit_bytes_max
+        self._on_durable = on_durable
+        self._on_unavailable = on_unavailable
+        self._on_available = on_available
+        self._on_fatal = on_fatal
+        self._on_commit = on_commit
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: list[_Batch] = []
+        self._backlog_bytes = 0
+        self._ticket_last = 0
+        self._ticket_durable = 0
+        self._stopping = False
+        self._commits_total = 0
+        self._commit_seconds_total = 0.0
+        self._checkpoints_total = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-journal-writer", daemon=True)
+
+    # -- the owner's side ------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def append(self, accounts: bytes, transfers: bytes, expired: bytes, timestamp_last: int) -> int:
+        """Queue one engine call's entries; returns the ticket that `on_durable` will report."""
+        with self._lock:
+            batch = self._pending[-1] if self._pending else None
+            if batch is None or batch.snapshot is not None or batch.size >= self._commit_bytes_max:
+                batch = _Batch(accounts_first=self._accounts_count, transfers_first=self._transfers_count)
+                self._pending.append(batch)
+            batch.accounts += accounts
+            batch.transfers += transfers
+            batch.expired += expired
+            batch.timestamp_last = timestamp_last
+            self._accounts_count += len(accounts) // 128
+            self._transfers_count += len(transfers) // 128
+            self._ticket_last += 1
+            batch.ticket = self._ticket_last
+            self._backlog_bytes += len(accounts) + len(transfers) + len(expired)
+            self._wake.notify()
+            return self._ticket_last
+
+    def checkpoint(
+        self,
+        accounts: bytes,
+        transfer_status: bytes,
+        timestamp_last: int,
+        on_saved: Callable[[int | None], None] | None = None,
+    ) -> None:
+        """Checkpoint this snapshot, taken after the last `append`, once that is durable."""
+        with self._lock:
+            if len(transfer_status) != self._transfers_count:
+                raise JournalError(
+                    f"snapshot holds {len(transfer_status)} transfers, the journal {self._transfers_count}"
+                )
+            batch = self._pending[-1] if self._pending else None
+            if batch is None or batch.snapshot is not None:
+                batch = _Batch(accounts_first=self._accounts_count, transfers_first=self._transfers_count)
+                batch.ticket = self._ticket_last
+                self._pending.append(batch)
+            batch.snapshot = _Snapshot(accounts, transfer_status, timestamp_last, on_saved)
+            self._wake.notify()
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes appended and not yet durable."""
+        return self._backlog_bytes
+
+    def stats(self) -> WriterStats:
+        with self._lock:
+            return WriterStats(
+                commits_total=self._commits_total,
+                commit_seconds_total=self._commit_seconds_total,
+                seq_last=self._seq_last,
+                ticket_durable=self._ticket_durable,
+                backlog_bytes=self._backlog_bytes,
+                checkpoints_total=self._checkpoints_total,
+            )
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Write what is pending, then end the thread; False if it did not finish within `timeout`."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the writer thread -------------------------------------------------------
+
+    def _take(self) -> list[_Batch] | None:
+        with self._lock:
+            while not self._pending and not self._stopping:
+                self._wake.wait()
+            if not self._pending:
+                return None
+            batches, self._pending = self._pending, []
+            return batches
+
+    def _commits(self, batches: list[_Batch]) -> list[tuple[Commit | None, _Batch, int]]:
+        """Each batch's commit (None if it carries only a snapshot) and the seq its state corresponds to."""
+        cut: list[tuple[Commit | None, _Batch, int]] = []
+        for batch in batches:
+            commit = None
+            if batch.size:
+                self._seq_last += 1
+                commit = Commit.seal(
+                    seq=self._seq_last,
+                    timestamp_last=batch.timestamp_last,
+                    accounts_first=batch.accounts_first,
+                    transfers_first=batch.transfers_first,
+                    accounts=bytes(batch.accounts),
+                    transfers=bytes(batch.transfers),
+                    expired=bytes(batch.expired),
+                )
+            cut.append((commit, batch, self._seq_last))
+        return cut
+
+    def _run(self) -> None:
+        try:
+            while (batches := self._take()) is not None:
+                cut = self._commits(batches)
+                commits = [commit for commit, _, _ in cut if commit is not None]
+                if commits:
+                    self._write(commits)
+                for _, batch, seq in cut:
+                    if batch.snapshot is not None:
+                        self._save_checkpoint(batch.snapshot, seq)
+                size = sum(batch.size for batch in batches)
+                ticket = max(batch.ticket for batch in batches)
+                with self._lock:
+                    self._backlog_bytes -= size
+                    self._ticket_durable = max(self._ticket_durable, ticket)
+                self._on_durable(ticket)
+        except StoreUnavailable as exc:
+            with self._lock:
+                backlog = self._backlog_bytes
+            logger.error(
+                "journal writer stopped with the store unavailable; %d bytes never acknowledged: %s", backlog, exc
+            )
+        except BaseException as exc:  # anything else is a bug or a corrupt journal: stop acknowledging
+            logger.exception("journal writer stopped")
+            self._on_fatal(exc)
+
+    def _write(self, commits: list[Commit]) -> None:
+        delay = RETRY_DELAY_MIN_SECONDS
+        failing = False
+        while True:
+            started = time.perf_counter()
+            try:
+                self._store.append(commits)
+            except StoreUnavailable as exc:
+                if not failing:
+                    logger.error("journal commit failed, retrying until the store is back: %s", exc)
+                    failing = True
+                    self._on_unavailable(exc)
+                if self._stopping and delay >= RETRY_DELAY_MAX_SECONDS:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, RETRY_DELAY_MAX_SECONDS)
+                continue
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._commits_total += 1
+                self._commit_seconds_total += elapsed
+            if self._on_commit is not None:
+                self._on_commit(len(commits), sum(c.transfers_count for c in commits), elapsed)
+            if failing:
+                logger.warning("journal store is back; commits resumed")
+                self._on_available()
+            return
+
+    def _save_checkpoint(self, snapshot: _Snapshot, seq: int) -> None:
+        checkpoint = Checkpoint.seal(
+            seq=seq,
+            timestamp_last=snapshot.timestamp_last,
+            accounts=snapshot.accounts,
+            transfer_status=snapshot.transfer_status,
+        )
+        started = time.perf_counter()
+        try:
+            self._store.save_checkpoint(checkpoint)
+        except StoreUnavailable as exc:
+            # A checkpoint only shortens recovery; the journal is complete without it.
+            logger.warning("checkpoint at seq=%d not saved: %s", seq, exc)
+            if snapshot.on_saved is not None:
+                snapshot.on_saved(None)
+            return
+        with self._lock:
+            self._checkpoints_total += 1
+        logger.info(
+            "checkpoint at seq=%d: %d accounts, %d transfers, %.3f s",
+            seq,
+            checkpoint.accounts_count,
+            checkpoint.transfers_count,
+            time.perf_counter() - started,
+        )
+        if snapshot.on_saved is not None:
+            snapshot.on_saved(seq)

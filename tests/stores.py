@@ -1,0 +1,87 @@
+"""Journal stores for tests: a SQLite file, or a fresh schema in the machine's PostgreSQL.
+
+The PostgreSQL DSN comes from LEDGER_TEST_DATABASE_URL (default: the local
+server's `test` database). Without CI=true an unreachable server skips the
+PostgreSQL variants; under CI=true they must run, so it fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_dsn() -> str:
+    return os.environ.get("LEDGER_TEST_DATABASE_URL") or DEFAULT_DSN
+
+
+def postgres_reachable(dsn: str) -> str | None:
+    """None if the server answers, else why not."""
+    import psycopg
+
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        return str(exc).strip()
+    return None
+
+
+def with_search_path(dsn: str, schema: str) -> str:
+    separator = "&" if "?" in dsn else "?"
+    return f"{dsn}{separator}options={quote(f'-c search_path={schema}')}"
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A DSN whose tables live in a new schema, dropped afterwards."""
+    import psycopg
+
+    dsn = postgres_dsn()
+    problem = postgres_reachable(dsn)
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {dsn} is required under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL at {dsn} is not reachable: {problem}")
+    schema = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_search_path(dsn, schema)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def store_url(kind: str, directory: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'journal.sqlite3'}"
+    else:
+        with postgres_schema() as dsn:
+            yield dsn
+
+
+def execute(url: str, statement: str, *params: object) -> None:
+    """Run one statement against a store directly (to damage it on purpose)."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        connection = sqlite3.connect(url.removeprefix("sqlite:///").removeprefix("sqlite:"))
+        try:
+            connection.execute(statement.replace("%s", "?"), params)
+            connection.commit()
+        finally:
+            connection.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(statement, params)  # type: ignore[arg-type]
