@@ -567,13 +567,13 @@ cdef class NativeEngine:
     cdef uint64_t group_dr_hash[GROUP_SIZE]
     cdef uint64_t group_cr_hash[GROUP_SIZE]
     cdef object clock
-    cdef bint verify
+    cdef bint verify_switch
 
     def __cinit__(self, config=None, *, clock):
         if config is None:
             config = EngineConfig()
         self.clock = clock
-        self.verify = config.verify
+        self.verify_switch = config.verify
         self.accounts_max = config.accounts_max
         self.transfers_max = config.transfers_max
         self.pending_max = config.pending_transfers_max
@@ -1413,41 +1413,55 @@ cdef class NativeEngine:
 
     def import_state(self, state):
         cdef const uint8_t[::1] accounts
-        cdef const uint8_t[::1] transfers
-        cdef const uint8_t[::1] status
         cdef uint64_t accounts_count = len(state.accounts) // 128
-        cdef uint64_t transfers_count = len(state.transfers) // 128
         cdef uint64_t i
         self.check_idle()
         if self.accounts_count or self.transfers_count:
             raise StateMismatch("import_state needs an empty engine")
-        if len(state.accounts) % 128 or len(state.transfers) % 128:
+        if len(state.accounts) % 128:
             raise StateMismatch("state holds a partial record")
-        if len(state.transfer_status) != transfers_count:
-            raise StateMismatch("transfer_status must hold one byte per transfer")
-        if accounts_count > self.accounts_max or transfers_count > self.transfers_max:
+        if accounts_count > self.accounts_max:
             raise StateMismatch("state exceeds the configured capacity")
         if accounts_count:
             accounts = state.accounts
             memcpy(self.accounts, &accounts[0], accounts_count * 128)
-        if transfers_count:
-            transfers = state.transfers
-            status = state.transfer_status
-            memcpy(self.transfers, &transfers[0], transfers_count * 128)
-            memcpy(self.status, &status[0], transfers_count)
         for i in range(accounts_count):
             self.index_account(i)
-        for i in range(transfers_count):
-            self.index_transfer(i)
-            if self.status[i] == S_PENDING:
+        self.accounts_count = accounts_count
+        self.timestamp_last = state.timestamp_last
+        self.restore_transfers(state.transfers, state.transfer_status)
+
+    def restore_transfers(self, entries, transfer_status):
+        cdef const uint8_t[::1] transfers
+        cdef const uint8_t[::1] status
+        cdef uint64_t count = len(entries) // 128
+        cdef uint64_t i, pos
+        self.check_idle()
+        if len(entries) % 128:
+            raise StateMismatch("state holds a partial record")
+        if len(transfer_status) != count:
+            raise StateMismatch("transfer_status must hold one byte per transfer")
+        if self.transfers_count + count > self.transfers_max:
+            raise StateMismatch("state exceeds the configured capacity")
+        if count == 0:
+            return
+        transfers = entries
+        status = transfer_status
+        memcpy(&self.transfers[self.transfers_count], &transfers[0], count * 128)
+        memcpy(&self.status[self.transfers_count], &status[0], count)
+        for i in range(count):
+            pos = self.transfers_count
+            self.index_transfer(pos)
+            if self.status[pos] == S_PENDING:
                 if self.pending_count >= self.pending_max:
                     raise StateMismatch(f"state holds more than pending_transfers_max={self.pending_max} open holds")
                 self.pending_count += 1
-                if self.transfers[i].timeout:
-                    self.schedule_expiry(&self.transfers[i], i)
-        self.accounts_count = accounts_count
-        self.transfers_count = transfers_count
-        self.timestamp_last = state.timestamp_last
+                if self.transfers[pos].timeout:
+                    self.schedule_expiry(&self.transfers[pos], pos)
+            self.transfers_count += 1
+
+    def verify(self):
+        self.check_idle()
         self.check_invariants()
 
     cdef index_account(self, uint64_t pos):
@@ -1535,7 +1549,7 @@ cdef class NativeEngine:
         cdef object debits_pending = 0, debits_posted = 0, credits_pending = 0, credits_posted = 0, held = 0
         cdef uint64_t live = 0
         cdef ledger_account_t* a
-        if not self.verify:
+        if not self.verify_switch:
             return
         for i in range(self.accounts_count):
             a = &self.accounts[i]

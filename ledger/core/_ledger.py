@@ -23,6 +23,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ from ._recovery import RecoveryReport, recover
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 30.0
+
+CommitObserver = Callable[[int, int, float], None]
 
 
 class LedgerError(Exception):
@@ -77,7 +80,14 @@ class Ledger:
     """Engine plus journal. Make one with `await Ledger.open(config)`; use it from one event loop."""
 
     def __init__(
-        self, config: LedgerConfig, engine: Engine, store: Store, report: RecoveryReport, *, clock: Clock
+        self,
+        config: LedgerConfig,
+        engine: Engine,
+        store: Store,
+        report: RecoveryReport,
+        *,
+        clock: Clock,
+        on_commit: CommitObserver | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
@@ -107,15 +117,24 @@ class Ledger:
             on_unavailable=lambda exc: self._soon(self._set_unavailable, exc),
             on_available=lambda: self._soon(self._set_unavailable, None),
             on_fatal=lambda exc: self._soon(self._fail, exc),
+            on_commit=on_commit,
         )
         self._writer.start()
         self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
 
     @classmethod
     async def open(
-        cls, config: LedgerConfig, *, clock: Clock = wall_clock, engine_class: type[Engine] | None = None
+        cls,
+        config: LedgerConfig,
+        *,
+        clock: Clock = wall_clock,
+        engine_class: type[Engine] | None = None,
+        on_commit: CommitObserver | None = None,
     ) -> Ledger:
-        """Connect to the store, recover the engine from the journal, start the writer."""
+        """Connect to the store, recover the engine from the journal, start the writer.
+
+        `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction.
+        """
         store = open_store(config.store_url)
         engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
 
@@ -140,7 +159,7 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, clock=clock)
+        return cls(config, engine, store, report, clock=clock, on_commit=on_commit)
 
     # -- writes ------------------------------------------------------------------
 
@@ -330,12 +349,12 @@ class Ledger:
 
     # -- shutdown ------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Stop accepting writes, make everything applied durable, checkpoint, close the store."""
+    async def close(self, *, checkpoint: bool = True) -> None:
+        """Stop accepting writes, make everything applied durable, checkpoint (unless told not to), close."""
         if self._closed:
             return
         self._expiry_task.cancel()
-        if self._failure is None and self._unavailable is None:
+        if checkpoint and self._failure is None and self._unavailable is None:
             changed = (self._transfers_count, self._accounts_count) != (
                 self._checkpoint_transfers,
                 self._checkpoint_accounts,

@@ -69,14 +69,17 @@ def recover(engine: Engine, store: Store, *, progress: Callable[[int, int], None
     """Load the store's journal into an empty engine. Raises JournalCorrupt, never serves a partial state."""
     started = time.perf_counter()
     checkpoint = store.latest_checkpoint()
+    position = 0
     if checkpoint is not None:
         checkpoint.verify()
-    position = checkpoint.seq if checkpoint is not None else 0
-    stored = bytearray()
+        position = checkpoint.seq
+        try:
+            engine.import_state(EngineState(checkpoint.accounts, b"", b"", checkpoint.timestamp_last))
+        except StateMismatch as exc:
+            raise JournalCorrupt(f"checkpoint at journal seq={position} cannot be loaded: {exc}") from exc
     seq_expected = 1
     accounts_count = transfers_count = 0
     commits_replayed = transfers_replayed = 0
-    imported = checkpoint is None
 
     for commit in store.commits():
         commit.verify()
@@ -90,34 +93,42 @@ def recover(engine: Engine, store: Store, *, progress: Callable[[int, int], None
                 f"journal commit seq={commit.seq} starts at account {commit.accounts_first} and transfer "
                 f"{commit.transfers_first}, but the commits before it hold {accounts_count} and {transfers_count}"
             )
-        if commit.seq <= position:
-            stored += commit.transfers
-        else:
-            if not imported:
+        end = transfers_count + commit.transfers_count
+        try:
+            if commit.seq <= position:
                 assert checkpoint is not None
-                _import(engine, checkpoint, stored, transfers_count)
-                stored = bytearray()
-                imported = True
-            try:
+                if end > checkpoint.transfers_count:
+                    raise JournalCorrupt(
+                        f"checkpoint at journal seq={position} holds {checkpoint.transfers_count} transfer statuses, "
+                        f"the journal up to seq={commit.seq} already {end} transfers"
+                    )
+                engine.restore_transfers(commit.transfers, checkpoint.transfer_status[transfers_count:end])
+            else:
+                if commit.seq == position + 1 and checkpoint is not None:
+                    _check_checkpoint_end(checkpoint, accounts_count, transfers_count)
                 replay_commit(engine, commit)
-            except StateMismatch as exc:
-                raise JournalCorrupt(f"journal commit seq={commit.seq} contradicts the state before it: {exc}") from exc
-            commits_replayed += 1
-            transfers_replayed += commit.transfers_count
+                commits_replayed += 1
+                transfers_replayed += commit.transfers_count
+        except StateMismatch as exc:
+            raise JournalCorrupt(f"journal commit seq={commit.seq} contradicts the state before it: {exc}") from exc
         accounts_count += commit.accounts_count
-        transfers_count += commit.transfers_count
+        transfers_count = end
         seq_expected += 1
         if progress is not None:
             progress(commit.seq, transfers_count)
 
-    if checkpoint is not None and position > seq_expected - 1:
-        raise JournalCorrupt(
-            f"checkpoint at journal seq={position} is past the end of the journal (last seq={seq_expected - 1}): "
-            "the journal is truncated"
-        )
-    if not imported:
-        assert checkpoint is not None
-        _import(engine, checkpoint, stored, transfers_count)
+    if checkpoint is not None:
+        if position > seq_expected - 1:
+            raise JournalCorrupt(
+                f"checkpoint at journal seq={position} is past the end of the journal (last seq={seq_expected - 1}): "
+                "the journal is truncated"
+            )
+        if position == seq_expected - 1:
+            _check_checkpoint_end(checkpoint, accounts_count, transfers_count)
+    try:
+        engine.verify()
+    except AssertionError as exc:
+        raise JournalCorrupt(f"the state recovered up to journal seq={seq_expected - 1} breaks an invariant") from exc
     stats = engine.stats()
     if stats.accounts_count != accounts_count or stats.transfers_count != transfers_count:
         raise JournalCorrupt(
@@ -135,20 +146,10 @@ def recover(engine: Engine, store: Store, *, progress: Callable[[int, int], None
     )
 
 
-def _import(engine: Engine, checkpoint: Checkpoint, stored: bytearray, transfers_count: int) -> None:
-    if checkpoint.transfers_count != transfers_count:
+def _check_checkpoint_end(checkpoint: Checkpoint, accounts_count: int, transfers_count: int) -> None:
+    """At the checkpoint's position the journal must hold exactly what the checkpoint counted."""
+    if (checkpoint.accounts_count, checkpoint.transfers_count) != (accounts_count, transfers_count):
         raise JournalCorrupt(
-            f"checkpoint at journal seq={checkpoint.seq} holds {checkpoint.transfers_count} transfer statuses, "
-            f"the journal up to it {transfers_count} transfers"
+            f"checkpoint at journal seq={checkpoint.seq} holds {checkpoint.accounts_count} accounts and "
+            f"{checkpoint.transfers_count} transfers, the journal up to it {accounts_count} and {transfers_count}"
         )
-    try:
-        engine.import_state(
-            EngineState(
-                accounts=checkpoint.accounts,
-                transfers=bytes(stored),
-                transfer_status=checkpoint.transfer_status,
-                timestamp_last=checkpoint.timestamp_last,
-            )
-        )
-    except StateMismatch as exc:
-        raise JournalCorrupt(f"checkpoint at journal seq={checkpoint.seq} cannot be loaded: {exc}") from exc

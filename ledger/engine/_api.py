@@ -119,9 +119,9 @@ class EngineSnapshot:
     and one TransferStatus byte per transfer in creation order.
 
     The transfer records themselves are not part of it (they are in the
-    journal already); `EngineState(accounts, <the first len(transfer_status)
-    transfers of the journal>, transfer_status, timestamp_last)` rebuilds the
-    engine as it was.
+    journal already): `import_state` of the accounts, then `restore_transfers`
+    of the first `transfers_count` transfers of the journal with their
+    statuses, rebuilds the engine as it was.
     """
 
     accounts: bytes
@@ -172,6 +172,15 @@ class Engine(Protocol):
     def export_snapshot(self) -> EngineSnapshot: ...
 
     def import_state(self, state: EngineState) -> None: ...
+
+    def restore_transfers(self, entries: Buffer, transfer_status: Buffer) -> None:
+        """Append stored transfers with their statuses, booking nothing: for records whose effects the
+        imported balances already hold (the journal up to a checkpoint). Not limited to one batch."""
+        ...
+
+    def verify(self) -> None:
+        """Check the O(n) invariants now if the verify switch is on (after an import and restore)."""
+        ...
 
     def replay_accounts(self, entries: Buffer, timestamp_last: int) -> None: ...
 

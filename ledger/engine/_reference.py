@@ -711,15 +711,27 @@ class ReferenceEngine:
     def import_state(self, state: EngineState) -> None:
         if self._accounts or self._transfers:
             raise StateMismatch("import_state needs an empty engine")
-        transfers = unpack_transfers(state.transfers)
-        if len(state.transfer_status) != len(transfers):
-            raise StateMismatch("transfer_status must hold one byte per transfer")
+        if len(state.accounts) % ACCOUNT_SIZE:
+            raise StateMismatch("state holds a partial record")
         accounts = unpack_accounts(state.accounts)
-        if len(accounts) > self._config.accounts_max or len(transfers) > self._config.transfers_max:
+        if len(accounts) > self._config.accounts_max:
             raise StateMismatch("state exceeds the configured capacity")
         for a in accounts:
             self._accounts[a.id] = _Balances(a)
-        for t, status in zip(transfers, state.transfer_status, strict=True):
+        self._timestamp_last = state.timestamp_last
+        self.restore_transfers(state.transfers, state.transfer_status)
+
+    def restore_transfers(self, entries: Buffer, transfer_status: Buffer) -> None:
+        if len(entries) % TRANSFER_SIZE:
+            raise StateMismatch("state holds a partial record")
+        transfers = unpack_transfers(entries)
+        if len(transfer_status) != len(transfers):
+            raise StateMismatch("transfer_status must hold one byte per transfer")
+        if len(self._transfers) + len(transfers) > self._config.transfers_max:
+            raise StateMismatch("state exceeds the configured capacity")
+        for t, status in zip(transfers, bytes(transfer_status), strict=True):
+            if t.id in self._transfers:
+                raise StateMismatch(f"transfer {t.id} appears twice")
             self._transfers[t.id] = t
             if t.flags & TF.PENDING:
                 self._status[t.id] = TransferStatus(status)
@@ -732,7 +744,8 @@ class ReferenceEngine:
                         heapq.heappush(
                             self._expiry_heap, (t.timestamp + t.timeout * NANOSECONDS_PER_SECOND, t.timestamp, t.id)
                         )
-        self._timestamp_last = state.timestamp_last
+
+    def verify(self) -> None:
         self._verify()
 
     def replay_accounts(self, entries: Buffer, timestamp_last: int) -> None:

@@ -978,6 +978,7 @@ def test_export_import_round_trip_into_the_other_engine(engine_class: type[Any])
 
     b = Harness(other_engine_class(engine_class)(small_config(), clock=clock), clock)
     b.engine.import_state(state)
+    b.engine.verify()
 
     assert b.engine.export_state() == state
     assert b.engine.stats() == a.engine.stats()
@@ -1004,6 +1005,38 @@ def holds_without_timeout(count: int) -> tuple[Harness, list[tuple[Any, ...]]]:
     assert recorder.accounts(*accounts()) == [AR.OK] * len(ACCOUNT_IDS)
     assert recorder.transfers(*(hold(10 + i, amount=1) for i in range(count))) == [TR.OK] * count
     return recorder.h, recorder.journal
+
+
+def test_restore_refuses_records_that_do_not_fit(engine_class: type[Any]) -> None:
+    source, _ = holds_without_timeout(2)
+    state = source.engine.export_state()
+    fresh = engine_class(small_config(), clock=ManualClock())
+    fresh.import_state(replace(state, transfers=b"", transfer_status=b""))
+    with pytest.raises(StateMismatch, match="partial record"):
+        fresh.restore_transfers(state.transfers[:-1], state.transfer_status)
+    with pytest.raises(StateMismatch, match="one byte per transfer"):
+        fresh.restore_transfers(state.transfers, state.transfer_status[:-1])
+    fresh.restore_transfers(state.transfers[:128], state.transfer_status[:1])
+    with pytest.raises(StateMismatch, match="twice"):
+        fresh.restore_transfers(state.transfers[:128], state.transfer_status[:1])
+    tiny = engine_class(small_config(transfers_max=1), clock=ManualClock())
+    tiny.import_state(replace(state, transfers=b"", transfer_status=b""))
+    with pytest.raises(StateMismatch, match="capacity"):
+        tiny.restore_transfers(state.transfers, state.transfer_status)
+
+
+def test_restore_in_pieces_equals_one_import(engine_class: type[Any]) -> None:
+    source, _ = holds_without_timeout(3)
+    state = source.engine.export_state()
+    whole = engine_class(small_config(), clock=ManualClock())
+    whole.import_state(state)
+    pieces = engine_class(small_config(), clock=ManualClock())
+    pieces.import_state(replace(state, transfers=b"", transfer_status=b""))
+    for i in range(len(state.transfer_status)):
+        pieces.restore_transfers(state.transfers[128 * i : 128 * (i + 1)], state.transfer_status[i : i + 1])
+    pieces.verify()
+    assert pieces.export_state() == whole.export_state() == state
+    assert pieces.stats() == whole.stats()
 
 
 def test_import_refuses_more_holds_than_the_pending_capacity(engine_class: type[Any]) -> None:

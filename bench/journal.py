@@ -1,0 +1,294 @@
+"""Durable throughput and recovery: the engine and the journal, without the network.
+
+    python -m bench.journal --store sqlite --json
+    python -m bench.journal --store postgresql://postgres@127.0.0.1:5432/test --json
+    python -m bench.journal --store sqlite --json --quick      # smaller counts, recovery of 1M only
+
+For batches of 1, 100 and 8190 transfers, concurrent callers (256, 64, 4)
+submit pre-packed batches to one ledger and each call is timed from submit to
+its durable acknowledgement; commit latency is the store's transaction time
+as the writer sees it. Then journals of 1M and 10M transfers are written and
+the ledger is reopened on them, once from its checkpoint and once from the
+journal alone, timing open-to-serving. Every run uses a fresh store (a
+temporary SQLite file, or a new schema dropped afterwards). Progress goes to
+stderr; the result is one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ledger.config import LedgerConfig
+from ledger.core import Ledger
+from ledger.engine import IMPLEMENTATION, Account, pack_accounts
+from ledger.engine._layout import TRANSFER_STRUCT
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+
+LEDGER = 978
+ACCOUNTS = 10_000
+CALLERS = {1: 256, 100: 64, BATCH_EVENTS_MAX: 4}
+TARGETS = {"postgresql": 600_000, "sqlite": 300_000}
+RECOVERY_TARGET_SECONDS = 20.0
+_ID = struct.Struct("<Q")
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def fresh_store(store: str) -> Iterator[str]:
+    """A store URL nobody has used: a file in a new directory, or a new PostgreSQL schema."""
+    if store.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        from tests.stores import with_search_path
+
+        schema = f"ledger_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(store, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield with_search_path(store, schema)
+        finally:
+            with psycopg.connect(store, autocommit=True) as connection:
+                connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    else:
+        base = None if store == "sqlite" else Path(store).parent
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=base) as directory:
+            yield f"sqlite:///{Path(directory) / 'journal.sqlite3'}"
+
+
+def template_batch(size: int, seed: int) -> bytearray:
+    """A batch of plain transfers between pseudo-random accounts; ids are patched in per use."""
+    buffer = bytearray(size * TRANSFER_SIZE)
+    state = seed
+    for i in range(size):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        debit = 1 + (state >> 33) % ACCOUNTS
+        credit = 1 + (debit + 1 + (state >> 13) % (ACCOUNTS - 1)) % ACCOUNTS
+        credit = credit if credit != debit else 1 + debit % ACCOUNTS
+        TRANSFER_STRUCT.pack_into(
+            buffer, i * TRANSFER_SIZE,
+            0, 0, debit, 0, credit, 0, 1 + i % 997, 0, 0, 0, 0, 0, 0, 0, LEDGER, 1, 0, 0, 0,
+        )  # fmt: skip
+    return buffer
+
+
+def batches(template: bytearray, count: int, first_id: int) -> Iterator[bytes]:
+    """`count` transfers in batches shaped like `template`, with ids first_id, first_id + 1, …"""
+    size = len(template) // TRANSFER_SIZE
+    next_id = first_id
+    remaining = count
+    while remaining > 0:
+        n = min(size, remaining)
+        for i in range(n):
+            _ID.pack_into(template, i * TRANSFER_SIZE, next_id + i)
+        yield bytes(template[: n * TRANSFER_SIZE])
+        next_id += n
+        remaining -= n
+
+
+async def open_accounts(ledger: Ledger) -> None:
+    accounts = [Account(id=i, ledger=LEDGER, code=1) for i in range(1, ACCOUNTS + 1)]
+    for start in range(0, ACCOUNTS, BATCH_EVENTS_MAX):
+        await ledger.create_accounts(pack_accounts(accounts[start : start + BATCH_EVENTS_MAX]))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def throughput(url: str, batch_size: int, count: int) -> dict[str, Any]:
+    callers = CALLERS[batch_size]
+    commits: list[float] = []
+    config = LedgerConfig(store=url, accounts_max=ACCOUNTS, transfers_max=count + 1, pending_transfers_max=1)
+    ledger = await Ledger.open(config, on_commit=lambda _c, _t, seconds: commits.append(seconds))
+    try:
+        await open_accounts(ledger)
+        work = list(batches(template_batch(batch_size, seed=batch_size), count, first_id=1))
+        commits.clear()
+        latencies: list[float] = []
+        next_index = 0
+
+        async def caller() -> None:
+            nonlocal next_index
+            while next_index < len(work):
+                batch = work[next_index]
+                next_index += 1
+                started = time.perf_counter()
+                await ledger.create_transfers(batch)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        elapsed = time.perf_counter() - started
+        assert ledger.stats().engine.transfers_count == count
+    finally:
+        await ledger.close()
+    return {
+        "transfers": count,
+        "callers": callers,
+        "seconds": round(elapsed, 3),
+        "transfers_per_s": round(count / elapsed),
+        "call_p50_ms": round(1000 * percentile(latencies, 0.50), 3),
+        "call_p99_ms": round(1000 * percentile(latencies, 0.99), 3),
+        "commits": len(commits),
+        "commit_p50_ms": round(1000 * percentile(commits, 0.50), 3),
+        "commit_p99_ms": round(1000 * percentile(commits, 0.99), 3),
+        "transfers_per_commit": round(count / max(1, len(commits)), 1),
+    }
+
+
+async def write_journal(config: LedgerConfig, count: int) -> float:
+    """Journal `count` transfers in full batches from 4 callers; close (which checkpoints). Returns seconds."""
+    ledger = await Ledger.open(config)
+    written = 0
+    started = time.perf_counter()
+    try:
+        await open_accounts(ledger)
+        work = batches(template_batch(BATCH_EVENTS_MAX, seed=7), count, first_id=1)
+
+        async def caller() -> None:
+            nonlocal written
+            for batch in work:
+                await ledger.create_transfers(batch)
+                written += len(batch) // TRANSFER_SIZE
+                if written % 1_000_000 < BATCH_EVENTS_MAX:
+                    progress(f"  journaled {written:,} of {count:,}")
+
+        await asyncio.gather(*(caller() for _ in range(4)))
+    finally:
+        await ledger.close()
+    return time.perf_counter() - started
+
+
+async def reopen(config: LedgerConfig, count: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    ledger = await Ledger.open(config)
+    seconds = time.perf_counter() - started
+    report = ledger.recovery
+    await ledger.close(checkpoint=False)  # leave the store as it was for the next run
+    assert report.transfers_count == count, report
+    return {
+        "open_to_serving_seconds": round(seconds, 2),
+        "recovery_seconds": round(report.seconds, 2),
+        "transfers_replayed": report.transfers_replayed,
+    }
+
+
+async def recovery(url: str, count: int) -> dict[str, Any]:
+    config = LedgerConfig(
+        store=url,
+        accounts_max=ACCOUNTS,
+        transfers_max=count + 1,
+        pending_transfers_max=1,
+        checkpoint_every_transfers=count,
+    )
+    result: dict[str, Any] = {"transfers": count, "write_seconds": round(await write_journal(config, count), 1)}
+    result["from_checkpoint"] = await reopen(config, count)
+    progress(f"  reopened from the checkpoint in {result['from_checkpoint']['open_to_serving_seconds']} s")
+    from tests.stores import execute
+
+    execute(url, "DELETE FROM ledger_checkpoints")
+    result["journal_only"] = await reopen(config, count)
+    progress(f"  reopened from the journal alone in {result['journal_only']['open_to_serving_seconds']} s")
+    return result
+
+
+def store_size(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.suffix != ".lock")
+        return {"bytes": size}
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT pg_total_relation_size('ledger_journal'), pg_total_relation_size('ledger_checkpoints')"
+        ).fetchone()
+    assert row is not None
+    return {"bytes": int(row[0]), "checkpoint_bytes": int(row[1])}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    kind = "postgresql" if args.store.startswith(("postgresql://", "postgres://")) else "sqlite"
+    counts = {1: 20_000, 100: 400_000, BATCH_EVENTS_MAX: 2_000_000}
+    if args.quick:
+        counts = {1: 5_000, 100: 100_000, BATCH_EVENTS_MAX: 500_000}
+    report: dict[str, Any] = {
+        "benchmark": "journal",
+        "store": kind,
+        "engine": IMPLEMENTATION,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "batch_sizes": {},
+    }
+    for batch_size, count in counts.items():
+        progress(f"{kind}: {count:,} transfers in batches of {batch_size} from {CALLERS[batch_size]} callers")
+        with fresh_store(args.store) as url:
+            result = await throughput(url, batch_size, count)
+        progress(f"  {result['transfers_per_s']:,} durable transfers/s, call p99 {result['call_p99_ms']} ms")
+        report["batch_sizes"][str(batch_size)] = result
+    report["transfers_per_s"] = {size: r["transfers_per_s"] for size, r in report["batch_sizes"].items()}
+    report["recovery"] = {}
+    for count in args.recovery:
+        progress(f"{kind}: recovery of {count:,} journaled transfers")
+        with fresh_store(args.store) as url:
+            result = await recovery(url, count)
+            result["store"] = store_size(url)
+            result["store"]["bytes_per_transfer"] = round(result["store"]["bytes"] / count, 1)
+        report["recovery"][str(count)] = result
+    full = report["transfers_per_s"][str(BATCH_EVENTS_MAX)]
+    report["targets"] = {
+        "transfers_per_s_at_8190": {"target": TARGETS[kind], "measured": full, "met": full >= TARGETS[kind]}
+    }
+    if "10000000" in report["recovery"]:
+        ten = report["recovery"]["10000000"]
+        worst = max(ten["from_checkpoint"]["open_to_serving_seconds"], ten["journal_only"]["open_to_serving_seconds"])
+        report["targets"]["recovery_10m_seconds"] = {
+            "target": RECOVERY_TARGET_SECONDS,
+            "measured": worst,
+            "met": worst <= RECOVERY_TARGET_SECONDS,
+        }
+    if kind == "postgresql" and report["recovery"]:
+        largest = report["recovery"][str(max(args.recovery))]["store"]["bytes_per_transfer"]
+        report["targets"]["journal_bytes_per_transfer"] = {"target": 200, "measured": largest, "met": largest <= 200}
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.journal", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default="sqlite", help="sqlite (a temporary file), a directory path, or a DSN")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the default prints it indented)")
+    parser.add_argument("--quick", action="store_true", help="smaller counts; recovery of 1M only")
+    parser.add_argument(
+        "--recovery",
+        type=lambda text: [int(x) for x in text.split(",") if x],
+        default=None,
+        help="journal sizes to recover, comma-separated (default 1000000,10000000)",
+    )
+    args = parser.parse_args()
+    if args.recovery is None:
+        args.recovery = [1_000_000] if args.quick else [1_000_000, 10_000_000]
+    report = asyncio.run(main_async(args))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
