@@ -22,6 +22,15 @@ settings.register_profile("long", max_examples=100_000, **_quiet)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fault-cycles", type=int, default=20, help="kill/restart cycles of the fault tests")
+
+
+@pytest.fixture
+def fault_cycles(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--fault-cycles"))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     requested = os.environ.get("LEDGER_ENGINE", "")
     return (

@@ -1,6 +1,7 @@
 """The durable ledger: engine and journal composed by the durability protocol, and recovery."""
 
 from ._ledger import Ledger, LedgerError, LedgerFailed, LedgerOverloaded, LedgerStats, LedgerUnavailable
+from ._local import LocalCallError, LocalClient, Op, Status, serve_local
 from ._recovery import RecoveryReport, recover, replay_commit
 
 __all__ = [
@@ -10,7 +11,12 @@ __all__ = [
     "LedgerOverloaded",
     "LedgerStats",
     "LedgerUnavailable",
+    "LocalCallError",
+    "LocalClient",
+    "Op",
     "RecoveryReport",
+    "Status",
     "recover",
     "replay_commit",
+    "serve_local",
 ]
