@@ -54,14 +54,19 @@ class Store(Protocol):
 
 def open_store(url: str) -> Store:
     """The store for a URL: postgresql://… (or postgres://…), sqlite:///path, or a plain file path."""
+    url = url.strip()
     if url.startswith(("postgresql://", "postgres://")):
         from ._postgres import PostgresStore
 
         return PostgresStore(url)
     if url.startswith("sqlite:"):
-        path = url.removeprefix("sqlite:")
-        if path.startswith("//"):
-            path = path[2:]
+        # sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy writes them), or sqlite:path.
+        if url.startswith("sqlite:///"):
+            path = url.removeprefix("sqlite:///")
+        elif url.startswith("sqlite://"):
+            raise ValueError(f"store URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+        else:
+            path = url.removeprefix("sqlite:")
         if not path:
             raise ValueError(f"store URL {url!r} names no file")
         from ._sqlite import SqliteStore
