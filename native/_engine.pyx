@@ -201,6 +201,7 @@ cdef uint16_t AF_LINKED = _AF.LINKED
 cdef uint16_t AF_DMNEC = _AF.DEBITS_MUST_NOT_EXCEED_CREDITS
 cdef uint16_t AF_CMNED = _AF.CREDITS_MUST_NOT_EXCEED_DEBITS
 cdef uint16_t AF_CLOSED = _AF.CLOSED
+cdef uint16_t AF_HISTORY = _AF.HISTORY
 cdef uint16_t AF_KNOWN = _ACCOUNT_FLAGS_KNOWN
 
 cdef uint16_t TF_LINKED = _TF.LINKED
@@ -553,6 +554,11 @@ cdef class NativeEngine:
     cdef uint64_t chain_pending_count
     cdef ledger_expiry_t* chain_expiries
     cdef uint64_t chain_expiries_count
+    # Balance history of the batch being applied: one 64-byte entry per account with the
+    # HISTORY flag after each transfer that touched it (at most two per event).
+    cdef uint64_t* history
+    cdef uint64_t history_count
+    cdef uint64_t chain_history_count
 
     cdef uint64_t timestamp_last
     # Batches run without the GIL so other threads (I/O, the journal) can run
@@ -598,9 +604,10 @@ cdef class NativeEngine:
         # credit accounts, and the status of the hold it posts or voids.
         self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
         self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
+        self.history = <uint64_t*>calloc(2 * BATCH_EVENTS_MAX, 64)
         if (self.accounts == NULL or self.account_index.slots == NULL or self.transfers == NULL
                 or self.status == NULL or self.transfer_index.slots == NULL or self.heap == NULL
-                or self.undo == NULL or self.chain_expiries == NULL):
+                or self.undo == NULL or self.chain_expiries == NULL or self.history == NULL):
             raise MemoryError(
                 f"cannot allocate engine tables for {self.accounts_max} accounts, {self.transfers_max} transfers "
                 f"and {self.pending_max} pending transfers"
@@ -615,6 +622,7 @@ cdef class NativeEngine:
         ledger_table_free(self.heap, self.heap_capacity * sizeof(ledger_expiry_t))
         free(self.undo)
         free(self.chain_expiries)
+        free(self.history)
 
     cdef int enter(self) except -1:
         self.check_idle()
@@ -645,6 +653,7 @@ cdef class NativeEngine:
         self.chain_accounts_count = self.accounts_count
         self.chain_pending_count = self.pending_count
         self.chain_expiries_count = 0
+        self.chain_history_count = self.history_count
 
     cdef inline void touch(self, ledger_account_t* account) noexcept nogil:
         cdef undo_t* u
@@ -695,6 +704,7 @@ cdef class NativeEngine:
             index_remove(&self.account_index, <const uint8_t*>self.accounts, self.accounts_count)
             memset(&self.accounts[self.accounts_count], 0, sizeof(ledger_account_t))
         self.pending_count = self.chain_pending_count
+        self.history_count = self.chain_history_count
         self.chain_end()
 
     cdef void chain_commit(self) noexcept nogil:
@@ -1115,6 +1125,26 @@ cdef class NativeEngine:
         else:
             dr.debits_posted += t.amount
             cr.credits_posted += t.amount
+        self.note_balances(t.timestamp, dr, cr)
+
+    cdef inline void note_balances(self, uint64_t timestamp, const ledger_account_t* dr,
+                                   const ledger_account_t* cr) noexcept nogil:
+        if dr.flags & AF_HISTORY:
+            self.note_balance(timestamp, dr)
+        if cr.flags & AF_HISTORY:
+            self.note_balance(timestamp, cr)
+
+    cdef inline void note_balance(self, uint64_t timestamp, const ledger_account_t* a) noexcept nogil:
+        cdef uint64_t* entry = &self.history[8 * self.history_count]
+        self.history_count += 1
+        entry[0] = a.id_lo
+        entry[1] = a.id_hi
+        entry[2] = timestamp
+        entry[3] = a.debits_pending
+        entry[4] = a.debits_posted
+        entry[5] = a.credits_pending
+        entry[6] = a.credits_posted
+        entry[7] = 0
 
     cdef uint32_t post_or_void(self, ledger_transfer_t* t, uint64_t timestamp, uint64_t slot, uint64_t hash,
                                uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
@@ -1197,6 +1227,7 @@ cdef class NativeEngine:
         if post:
             dr.debits_posted += t.amount
             cr.credits_posted += t.amount
+        self.note_balances(t.timestamp, dr, cr)
 
     def create_transfers(self, events):
         cdef Py_ssize_t count = check_batch(events, RECORD_SIZE, "transfers")
@@ -1210,6 +1241,7 @@ cdef class NativeEngine:
         first = self.reserve_timestamps(count)
         expired = self.expire(first)
         entries_start = self.transfers_count
+        self.history_count = 0
         results = PyBytes_FromStringAndSize(NULL, count * 24)
         cdef char* out = PyBytes_AS_STRING(results)
         self.enter()
@@ -1226,6 +1258,7 @@ cdef class NativeEngine:
             expired=expired,
             timestamp_first=first,
             timestamp_last=self.timestamp_last,
+            balances=PyBytes_FromStringAndSize(<const char*>self.history, self.history_count * 64),
         )
 
     cdef inline ledger_account_t* account_candidate(self, uint64_t hash) noexcept nogil:
@@ -1506,6 +1539,7 @@ cdef class NativeEngine:
         cdef ledger_account_t* dr
         cdef ledger_account_t* cr
         self.check_idle()
+        self.history_count = 0
         for hold_id in unpack_ids(expired):
             pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, hold_id & U64_MAX, hold_id >> 64)
             if pos1 == 0 or self.status[pos1 - 1] != S_PENDING:

@@ -24,6 +24,7 @@ from ._codes import (
 )
 from ._layout import (
     Account,
+    AccountBalance,
     AccountResult,
     Buffer,
     Transfer,
@@ -31,6 +32,7 @@ from ._layout import (
     pack_accounts,
     pack_ids,
     pack_transfers,
+    unpack_account_balances,
     unpack_account_results,
     unpack_accounts,
     unpack_ids,
@@ -43,6 +45,7 @@ from ._select import IMPLEMENTATION, EngineClass, EngineUnavailable, create_engi
 __all__ = [
     "IMPLEMENTATION",
     "Account",
+    "AccountBalance",
     "AccountFlags",
     "AccountResult",
     "AccountsApplied",
@@ -73,6 +76,7 @@ __all__ = [
     "pack_ids",
     "pack_transfers",
     "select",
+    "unpack_account_balances",
     "unpack_account_results",
     "unpack_accounts",
     "unpack_ids",

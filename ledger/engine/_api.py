@@ -90,6 +90,9 @@ class TransfersApplied:
     result per event; `entries` the transfer records created, in order, as
     stored (timestamps set, amounts as moved, post and void filled in from
     their hold). Together they are the journal entries of the call.
+    `balances` holds a 64-byte AccountBalance for each account with the
+    HISTORY flag after each transfer created that touched it, in order (debit
+    account first); expiries record none, the next transfer shows them.
     """
 
     results: bytes
@@ -97,6 +100,7 @@ class TransfersApplied:
     expired: bytes
     timestamp_first: int
     timestamp_last: int
+    balances: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,11 @@ Transfer (128 bytes)::
        112    8 timestamp        (set by the engine; zero in requests)
        120    8 reserved         (zero)
 
+Account balance (64 bytes), the balances of an account with the HISTORY
+flag right after a transfer that touched it: account id u128, timestamp u64
+(the transfer's), debits_pending, debits_posted, credits_pending,
+credits_posted (u64 each), reserved u64 (zero).
+
 Account result (16 bytes): result u32, reserved u32, timestamp u64 (of the
 account created, or of the existing one for EXISTS and EXISTS_WITH_DIFFERENT_*;
 0 otherwise).
@@ -62,7 +67,14 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from ._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, ID_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ._limits import (
+    ACCOUNT_BALANCE_SIZE,
+    ACCOUNT_RESULT_SIZE,
+    ACCOUNT_SIZE,
+    ID_SIZE,
+    TRANSFER_RESULT_SIZE,
+    TRANSFER_SIZE,
+)
 
 _U64_MASK: Final = 2**64 - 1
 
@@ -74,12 +86,14 @@ TRANSFER_STRUCT: Final = struct.Struct("<QQQQQQQQQQQQIIIHHQQ")
 ACCOUNT_RESULT_STRUCT: Final = struct.Struct("<IIQ")
 TRANSFER_RESULT_STRUCT: Final = struct.Struct("<IIQQ")
 ID_STRUCT: Final = struct.Struct("<QQ")
+ACCOUNT_BALANCE_STRUCT: Final = struct.Struct("<QQQQQQQQ")
 
 assert ACCOUNT_STRUCT.size == ACCOUNT_SIZE
 assert TRANSFER_STRUCT.size == TRANSFER_SIZE
 assert ACCOUNT_RESULT_STRUCT.size == ACCOUNT_RESULT_SIZE
 assert TRANSFER_RESULT_STRUCT.size == TRANSFER_RESULT_SIZE
 assert ID_STRUCT.size == ID_SIZE
+assert ACCOUNT_BALANCE_STRUCT.size == ACCOUNT_BALANCE_SIZE
 
 _ACCOUNT_RESERVED: Final = bytes(32)
 
@@ -205,6 +219,44 @@ class Transfer:
             timestamp=timestamp,
             reserved=reserved,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountBalance:
+    """An account's balances right after a transfer (at its timestamp), in minor units."""
+
+    account_id: int
+    timestamp: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+    def pack(self) -> bytes:
+        return ACCOUNT_BALANCE_STRUCT.pack(
+            self.account_id & _U64_MASK,
+            self.account_id >> 64,
+            self.timestamp,
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            0,
+        )
+
+
+def unpack_account_balances(buffer: Buffer) -> list[AccountBalance]:
+    return [
+        AccountBalance(
+            account_id=lo | hi << 64,
+            timestamp=timestamp,
+            debits_pending=dp,
+            debits_posted=dpo,
+            credits_pending=cp,
+            credits_posted=cpo,
+        )
+        for lo, hi, timestamp, dp, dpo, cp, cpo, _ in ACCOUNT_BALANCE_STRUCT.iter_unpack(buffer)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

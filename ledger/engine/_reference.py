@@ -34,6 +34,7 @@ from ._codes import (
     TransferStatus,
 )
 from ._layout import (
+    ACCOUNT_BALANCE_STRUCT,
     ACCOUNT_RESULT_STRUCT,
     ID_STRUCT,
     TRANSFER_RESULT_STRUCT,
@@ -56,12 +57,14 @@ from ._limits import (
 
 AR = CreateAccountResult
 TR = CreateTransferResult
+_U64_MASK = 2**64 - 1
 
 
 class AF:
     """AccountFlags as plain ints: IntFlag arithmetic costs a microsecond per operation."""
 
     LINKED = int(AccountFlags.LINKED)
+    HISTORY = int(AccountFlags.HISTORY)
     DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
     CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
     CLOSED = int(AccountFlags.CLOSED)
@@ -190,6 +193,8 @@ class _Chain:
     """What the linked chain being applied has changed."""
 
     pending_count: int
+    balances_count: int
+    """How many balance-history entries there were when the chain began."""
     balances: list[tuple[_Balances, tuple[int, int, int, int, int]]] = field(default_factory=list)
     statuses: list[tuple[int, TransferStatus]] = field(default_factory=list)
     transfers: list[int] = field(default_factory=list)
@@ -214,6 +219,8 @@ class ReferenceEngine:
         self._expiry_heap: list[tuple[int, int, int]] = []
         self._timestamp_last = 0
         self._chain: _Chain | None = None
+        # Balance-history entries of the batch being applied (accounts with the HISTORY flag).
+        self._history: list[bytes] = []
 
     # -- timestamps --------------------------------------------------------
 
@@ -248,6 +255,7 @@ class ReferenceEngine:
         for account_id in chain.accounts:
             del self._accounts[account_id]
         self._pending_count = chain.pending_count
+        del self._history[chain.balances_count :]
         self._chain = None
 
     def _commit_chain(self) -> None:
@@ -282,7 +290,7 @@ class ReferenceEngine:
         while index < count:
             if chain_start < 0 and linked[index]:
                 chain_start = index
-                self._chain = _Chain(pending_count=self._pending_count)
+                self._chain = _Chain(pending_count=self._pending_count, balances_count=len(self._history))
             if chain_failed:
                 results[index] = (TR.LINKED_EVENT_FAILED, 0, 0)
             elif linked[index] and index == count - 1:
@@ -432,6 +440,7 @@ class ReferenceEngine:
         transfers = unpack_transfers(events)
         first = self._reserve_timestamps(count)
         expired = self._expire(first)
+        self._history = []
 
         def apply(index: int) -> tuple[int, int, int]:
             result, stored = self._create_transfer(transfers[index], first + index)
@@ -451,6 +460,7 @@ class ReferenceEngine:
             expired=expired,
             timestamp_first=first,
             timestamp_last=self._timestamp_last,
+            balances=self._take_history(),
         )
 
     def _transfer_prefix(self, t: Transfer) -> tuple[TR, Transfer | None]:
@@ -581,6 +591,7 @@ class ReferenceEngine:
         else:
             dr.debits_posted += amount
             cr.credits_posted += amount
+        self._note_balances(stored.timestamp, dr, cr)
         self._remember(stored)
         if stored.flags & TF.PENDING:
             self._status[stored.id] = TransferStatus.PENDING
@@ -658,12 +669,33 @@ class ReferenceEngine:
         """Book a post or void that has passed every check (or is replayed)."""
         post = bool(stored.flags & TF.POST_PENDING_TRANSFER)
         self._release_hold(hold, TransferStatus.POSTED if post else TransferStatus.VOIDED)
+        dr = self._accounts[hold.debit_account_id]
+        cr = self._accounts[hold.credit_account_id]
         if post:
-            dr = self._accounts[hold.debit_account_id]
-            cr = self._accounts[hold.credit_account_id]
             dr.debits_posted += stored.amount
             cr.credits_posted += stored.amount
+        self._note_balances(stored.timestamp, dr, cr)
         self._remember(stored)
+
+    def _take_history(self) -> bytes:
+        history, self._history = b"".join(self._history), []
+        return history
+
+    def _note_balances(self, timestamp: int, dr: _Balances, cr: _Balances) -> None:
+        for account in (dr, cr):
+            if account.flags & AF.HISTORY:
+                self._history.append(
+                    ACCOUNT_BALANCE_STRUCT.pack(
+                        account.record.id & _U64_MASK,
+                        account.record.id >> 64,
+                        timestamp,
+                        account.debits_pending,
+                        account.debits_posted,
+                        account.credits_pending,
+                        account.credits_posted,
+                        0,
+                    )
+                )
 
     # -- reads ---------------------------------------------------------------
 
@@ -758,6 +790,7 @@ class ReferenceEngine:
 
     def replay_transfers(self, expired: Buffer, entries: Buffer, timestamp_first: int, timestamp_last: int) -> None:
         check_batch(entries, TRANSFER_SIZE, "transfer entries")
+        self._history = []
         for hold_id in unpack_ids(expired):
             if self._status.get(hold_id) != TransferStatus.PENDING:
                 raise StateMismatch(f"expired transfer {hold_id} is not a pending hold")
@@ -780,6 +813,7 @@ class ReferenceEngine:
                     raise StateMismatch(f"transfer {t.id} names an account that does not exist")
                 self._apply_created(t, dr, cr)
         self._timestamp_last = max(self._timestamp_last, timestamp_last)
+        self._history = []
         self._verify()
 
     # -- invariants ------------------------------------------------------------

@@ -27,9 +27,11 @@ from ledger.engine import (
     TransferFlags,
     pack_accounts,
     pack_transfers,
+    unpack_account_balances,
     unpack_account_results,
     unpack_accounts,
     unpack_transfer_results,
+    unpack_transfers,
 )
 from ledger.engine._limits import AMOUNT_MAX, ID_INT_MAX
 from tests.support import ENGINE_CLASSES, SECOND, ManualClock
@@ -106,12 +108,33 @@ class Pair:
                 raise AssertionError(f"results differ: {diffs}")
             assert bytes(output.entries) == bytes(first.entries)
             assert output.expired == first.expired
+            assert output.balances == first.balances
             assert (output.timestamp_first, output.timestamp_last) == (first.timestamp_first, first.timestamp_last)
+        self.check_balance_history(first)
         self.journal.append(
             ("transfers", (first.expired, bytes(first.entries), first.timestamp_first, first.timestamp_last))
         )
         self.check()
         return [(r.result, r.timestamp, r.amount) for r in unpack_transfer_results(first.results)]
+
+    def check_balance_history(self, applied: Any) -> None:
+        """One entry per HISTORY account per transfer created; each account's last one is its balance now."""
+        accounts = self.accounts()
+        stored = unpack_transfers(applied.entries)
+        expected = [
+            (account_id, t.timestamp)
+            for t in stored
+            for account_id in (t.debit_account_id, t.credit_account_id)
+            if accounts[account_id].flags & AF.HISTORY
+        ]
+        history = unpack_account_balances(applied.balances)
+        assert [(b.account_id, b.timestamp) for b in history] == expected
+        for b in history:
+            a = accounts[b.account_id]
+            last = [h for h in history if h.account_id == b.account_id][-1]
+            assert (last.debits_pending, last.debits_posted, last.credits_pending, last.credits_posted) == (
+                a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
+            )  # fmt: skip
 
     def expire(self) -> None:
         outputs = [engine.expire_pending_transfers() for engine in self.engines]

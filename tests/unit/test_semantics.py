@@ -29,6 +29,7 @@ from ledger.engine import (
     pack_accounts,
     pack_ids,
     pack_transfers,
+    unpack_account_balances,
     unpack_account_results,
     unpack_ids,
     unpack_transfer_results,
@@ -1098,3 +1099,44 @@ def test_journal_entries_do_not_change_after_later_batches(ledger: Harness) -> N
     ledger.create_transfers(transfer(2, WALLET, REVENUE, 30), hold(3, FUNDING, ESCROW, 5, flags=TF.CLOSING_DEBIT))
     assert bytes(transfers_applied.entries) == posted
     assert bytes(accounts_applied.entries) == created
+
+
+# --- balance history --------------------------------------------------------------------------
+
+
+def test_history_accounts_record_their_balances_after_every_transfer(engine_class: type[Any]) -> None:
+    clock = ManualClock()
+    h = Harness.new(engine_class, clock)
+    assert (
+        h.account_codes(
+            Account(id=FUNDING, ledger=LEDGER, code=CODE),
+            Account(id=WALLET, ledger=LEDGER, code=CODE, flags=AF.DEBITS_MUST_NOT_EXCEED_CREDITS | AF.HISTORY),
+            Account(id=REVENUE, ledger=LEDGER, code=CODE),
+        )
+        == [AR.OK] * 3
+    )
+
+    def history(*transfers: Transfer) -> list[tuple[int, int, int, int, int]]:
+        applied = h.engine.create_transfers(pack_transfers(list(transfers)))
+        return [
+            (b.account_id, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted)
+            for b in unpack_account_balances(applied.balances)
+        ]
+
+    assert history(transfer(1, FUNDING, WALLET, 100)) == [(WALLET, 0, 0, 0, 100)]
+    assert history(transfer(2, FUNDING, REVENUE, 5)) == []  # no HISTORY account touched
+    assert history(hold(3, WALLET, REVENUE, 30), hold(4, WALLET, REVENUE, 10, timeout=1)) == [
+        (WALLET, 30, 0, 0, 100),
+        (WALLET, 40, 0, 0, 100),
+    ]
+    assert history(post(5, 3, amount=20)) == [(WALLET, 10, 20, 0, 100)]
+    # A chain that fails leaves no history; its balances were never real.
+    assert history(transfer(6, WALLET, REVENUE, 1, flags=TF.LINKED), transfer(7, WALLET, REVENUE, 10**6)) == []
+    # Expiry records nothing of its own; the next transfer shows the released hold.
+    clock.advance(2)
+    applied = h.engine.create_transfers(pack_transfers([transfer(8, FUNDING, WALLET, 1)]))
+    assert unpack_ids(applied.expired) == [4]
+    [entry] = unpack_account_balances(applied.balances)
+    assert (entry.debits_pending, entry.credits_posted, entry.timestamp) == (0, 101, h.transfer(8).timestamp)
+    # A retry moves nothing and so records nothing.
+    assert h.engine.create_transfers(pack_transfers([transfer(1, FUNDING, WALLET, 100)])).balances == b""
