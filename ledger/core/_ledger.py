@@ -167,7 +167,7 @@ class Ledger:
         """Per-event 16-byte results, once every account created is durable."""
         self._admit()
         applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
-        ticket = self._record(bytes(applied.entries), b"", b"", applied.timestamp_last)
+        ticket = self._record(bytes(applied.entries), b"", b"", b"", applied.timestamp_last)
         await self._until_durable(ticket)
         return applied.results
 
@@ -175,7 +175,7 @@ class Ledger:
         """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
         self._admit()
         applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
-        ticket = self._record(b"", bytes(applied.entries), applied.expired, applied.timestamp_last)
+        ticket = self._record(b"", bytes(applied.entries), applied.expired, applied.balances, applied.timestamp_last)
         await self._until_durable(ticket)
         return applied.results
 
@@ -203,7 +203,9 @@ class Ledger:
                 f"{self.config.journal_backlog_bytes_max}; retry later"
             )
 
-    def _record(self, accounts: bytes, transfers: bytes, expired_ids: bytes, timestamp_last: int) -> int:
+    def _record(
+        self, accounts: bytes, transfers: bytes, expired_ids: bytes, balances: bytes, timestamp_last: int
+    ) -> int:
         """Hand one call's entries to the writer; the ticket to wait for (the newest, if there were none)."""
         if not (accounts or transfers or expired_ids):
             return self._ticket_applied
@@ -212,7 +214,7 @@ class Ledger:
             # Holds expire when a call begins, before any of its transfers.
             ordinal = self._transfers_count.to_bytes(8, "little")
             expired = b"".join(expired_ids[i : i + 16] + ordinal for i in range(0, len(expired_ids), 16))
-        self._ticket_applied = self._writer.append(accounts, transfers, expired, timestamp_last)
+        self._ticket_applied = self._writer.append(accounts, transfers, expired, balances, timestamp_last)
         self._accounts_count += len(accounts) // 128
         self._transfers_count += len(transfers) // 128
         return self._ticket_applied
@@ -345,7 +347,7 @@ class Ledger:
             except LedgerError:
                 continue
             applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
-            self._record(b"", b"", applied.expired, applied.timestamp_last)
+            self._record(b"", b"", applied.expired, b"", applied.timestamp_last)
 
     # -- shutdown ------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ handing the same bytes back to the engine. Its fields:
 - `expired`: 24-byte entries (hold id u128, transfer ordinal u64): the hold
   expired just before the transfer with that ordinal was created, which is
   where replay must release it.
+- `balances`: 64-byte AccountBalance entries of accounts with the HISTORY
+  flag (ledger.engine._layout), for balance history; replay does not need
+  them.
 - `timestamp_last`: the engine's last timestamp when the commit was cut, so
   timestamps stay strictly increasing across restarts.
 - `checksum`: CRC-32 over all of the above.
@@ -32,13 +35,13 @@ import zlib
 from dataclasses import dataclass
 from typing import Final
 
-from ledger.engine._limits import ACCOUNT_SIZE, TRANSFER_SIZE
+from ledger.engine._limits import ACCOUNT_BALANCE_SIZE, ACCOUNT_SIZE, TRANSFER_SIZE
 
 EXPIRED_SIZE: Final = 24
 EXPIRED_STRUCT: Final = struct.Struct("<QQQ")
 assert EXPIRED_STRUCT.size == EXPIRED_SIZE
 
-_COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQ")
+_COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 _CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
 
 
@@ -62,11 +65,21 @@ def _commit_checksum(
     accounts: bytes,
     transfers: bytes,
     expired: bytes,
+    balances: bytes,
 ) -> int:
     header = _COMMIT_HEADER.pack(
-        b"LJC1", seq, timestamp_last, accounts_first, transfers_first, len(accounts), len(transfers), len(expired)
+        b"LJC1",
+        seq,
+        timestamp_last,
+        accounts_first,
+        transfers_first,
+        len(accounts),
+        len(transfers),
+        len(expired),
+        len(balances),
     )
-    return zlib.crc32(expired, zlib.crc32(transfers, zlib.crc32(accounts, zlib.crc32(header))))
+    crc = zlib.crc32(accounts, zlib.crc32(header))
+    return zlib.crc32(balances, zlib.crc32(expired, zlib.crc32(transfers, crc)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +91,7 @@ class Commit:
     accounts: bytes
     transfers: bytes
     expired: bytes
+    balances: bytes
     checksum: int
 
     @classmethod
@@ -91,8 +105,11 @@ class Commit:
         accounts: bytes,
         transfers: bytes,
         expired: bytes,
+        balances: bytes = b"",
     ) -> Commit:
-        checksum = _commit_checksum(seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired)
+        checksum = _commit_checksum(
+            seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+        )
         return cls(
             seq=seq,
             timestamp_last=timestamp_last,
@@ -101,6 +118,7 @@ class Commit:
             accounts=accounts,
             transfers=transfers,
             expired=expired,
+            balances=balances,
             checksum=checksum,
         )
 
@@ -119,12 +137,17 @@ class Commit:
     @property
     def size(self) -> int:
         """Bytes of records this commit carries."""
-        return len(self.accounts) + len(self.transfers) + len(self.expired)
+        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances)
 
     def verify(self) -> None:
         """Raise JournalCorrupt naming this commit unless it is whole and unchanged."""
         where = f"journal commit seq={self.seq} (transfers from ordinal {self.transfers_first})"
-        if len(self.accounts) % ACCOUNT_SIZE or len(self.transfers) % TRANSFER_SIZE or len(self.expired) % EXPIRED_SIZE:
+        if (
+            len(self.accounts) % ACCOUNT_SIZE
+            or len(self.transfers) % TRANSFER_SIZE
+            or len(self.expired) % EXPIRED_SIZE
+            or len(self.balances) % ACCOUNT_BALANCE_SIZE
+        ):
             raise JournalCorrupt(f"{where}: a record is truncated")
         expected = _commit_checksum(
             self.seq,
@@ -134,6 +157,7 @@ class Commit:
             self.accounts,
             self.transfers,
             self.expired,
+            self.balances,
         )
         if expected != self.checksum:
             raise JournalCorrupt(

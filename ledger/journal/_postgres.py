@@ -25,10 +25,16 @@ from psycopg.conninfo import conninfo_to_dict
 from ._format import Checkpoint, Commit, JournalCorrupt
 from ._store import (
     CHECKPOINTS_KEPT,
+    HISTORY_COLUMNS,
+    HISTORY_TABLES,
+    SEQ_MAX,
+    U64_MASK,
+    HistoryRow,
     StoreLocked,
     StoreUnavailable,
     check_duplicate,
     pack_checkpoint_blob,
+    signed,
     unpack_checkpoint_blob,
 )
 
@@ -44,18 +50,22 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 timestamp_last bigint NOT NULL,
                 accounts_first bigint NOT NULL,
                 transfers_first bigint NOT NULL,
+                transfers_count bigint NOT NULL,
                 checksum bigint NOT NULL,
                 accounts bytea NOT NULL,
                 transfers bytea NOT NULL,
-                expired bytea NOT NULL
+                expired bytea NOT NULL,
+                balances bytea NOT NULL
             )""",
             # Packed records are stored as they are: compressing them on the
-            # server would cost more than writing them.
+            # server would cost more than writing them, and a history lookup
+            # reads one record of a commit without reading the rest.
             """ALTER TABLE ledger_journal
                 ALTER COLUMN accounts SET STORAGE EXTERNAL,
                 ALTER COLUMN transfers SET STORAGE EXTERNAL,
-                ALTER COLUMN expired SET STORAGE EXTERNAL""",
-            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first)",
+                ALTER COLUMN expired SET STORAGE EXTERNAL,
+                ALTER COLUMN balances SET STORAGE EXTERNAL""",
+            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first, transfers_count)",
             """CREATE TABLE ledger_checkpoints (
                 seq bigint PRIMARY KEY,
                 timestamp_last bigint NOT NULL,
@@ -67,6 +77,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """ALTER TABLE ledger_checkpoints
                 ALTER COLUMN accounts SET STORAGE EXTERNAL,
                 ALTER COLUMN transfer_status SET STORAGE EXTERNAL""",
+            *(
+                f"""CREATE TABLE {table} (
+                    account_lo bigint NOT NULL,
+                    account_hi bigint NOT NULL,
+                    timestamp_first bigint NOT NULL,
+                    timestamp_last bigint NOT NULL,
+                    entries_count integer NOT NULL,
+                    entries bytea NOT NULL,
+                    PRIMARY KEY (account_lo, account_hi, timestamp_first)
+                )"""
+                for table in HISTORY_TABLES
+            ),
+            "CREATE TABLE ledger_history_position (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL)",
         ),
     ),
 )
@@ -74,9 +97,15 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 _COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER: Final = struct.pack(">h", -1)
-_COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiq")
+_COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiqiq")
 _COPY_LENGTH: Final = struct.Struct(">i")
-_COMMIT_COLUMNS: Final = "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired"
+_COMMIT_COLUMNS: Final = (
+    "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances"
+)
+_COPY_COLUMNS: Final = (
+    "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "
+    "accounts, transfers, expired, balances"
+)
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -100,6 +129,7 @@ class PostgresStore:
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._read_lock = threading.Lock()
+        self._indexer: psycopg.Connection[Any] | None = None
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -161,25 +191,16 @@ class PostgresStore:
         connection = self._writer_connection()
         try:
             try:
-                statement = f"COPY ledger_journal ({_COMMIT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                statement = f"COPY ledger_journal ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
                 with connection.transaction(), connection.cursor() as cursor, cursor.copy(statement) as copy:
                     copy.write(_COPY_SIGNATURE)
                     for c in commits:
-                        head = (
-                            8,
-                            8,
-                            c.seq,
-                            8,
-                            c.timestamp_last,
-                            8,
-                            c.accounts_first,
-                            8,
-                            c.transfers_first,
-                            8,
-                            c.checksum,
-                        )
-                        copy.write(_COPY_ROW_HEAD.pack(*head))
-                        for blob in (c.accounts, c.transfers, c.expired):
+                        head = _COPY_ROW_HEAD.pack(
+                            10, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
+                            8, c.transfers_count, 8, c.checksum,
+                        )  # fmt: skip
+                        copy.write(head)
+                        for blob in (c.accounts, c.transfers, c.expired, c.balances):
                             copy.write(_COPY_LENGTH.pack(len(blob)))
                             if blob:
                                 copy.write(blob)
@@ -247,34 +268,27 @@ class PostgresStore:
             transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
         )
 
-    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
+    def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
         # Its own connection and one transaction: a consistent snapshot, streamed by a server-side cursor.
         connection = self._connect()
         try:
             with connection.transaction(), connection.cursor("ledger_journal_scan", binary=True) as cursor:
                 cursor.itersize = 8
                 cursor.execute(
-                    f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s ORDER BY seq", (after_seq,)
+                    f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq",
+                    (after_seq, upto_seq),
                 )
-                for (
-                    seq,
-                    timestamp_last,
-                    accounts_first,
-                    transfers_first,
-                    checksum,
-                    accounts,
-                    transfers,
-                    expired,
-                ) in cursor:
+                for row in cursor:
                     yield Commit(
-                        seq=seq,
-                        timestamp_last=timestamp_last,
-                        accounts_first=accounts_first,
-                        transfers_first=transfers_first,
-                        checksum=checksum,
-                        accounts=accounts,
-                        transfers=transfers,
-                        expired=expired,
+                        seq=row[0],
+                        timestamp_last=row[1],
+                        accounts_first=row[2],
+                        transfers_first=row[3],
+                        checksum=row[4],
+                        accounts=row[5],
+                        transfers=row[6],
+                        expired=row[7],
+                        balances=row[8],
                     )
         except pg_errors.DataCorrupted as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
@@ -283,7 +297,94 @@ class PostgresStore:
         finally:
             connection.close()
 
+    # -- history ---------------------------------------------------------------
+
+    def history_position(self) -> int:
+        with self._read_lock:
+            connection = self._read_connection()
+            try:
+                row = connection.execute("SELECT seq FROM ledger_history_position WHERE id = 1").fetchone()
+            except _UNAVAILABLE as exc:
+                connection.close()
+                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        return int(row[0]) if row else 0
+
+    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
+        if self._indexer is None or self._indexer.closed:
+            self._indexer = self._connect()
+        connection = self._indexer
+        try:
+            with connection.transaction(), connection.cursor() as cursor:
+                for table, table_rows in rows.items():
+                    assert table in HISTORY_TABLES
+                    if not table_rows:
+                        continue
+                    # A flush repeated after a lost acknowledgement rewrites the same rows.
+                    cursor.execute(
+                        f"DELETE FROM {table} t USING unnest(%s::int8[], %s::int8[], %s::int8[]) AS d(lo, hi, ts) "
+                        "WHERE t.account_lo = d.lo AND t.account_hi = d.hi AND t.timestamp_first = d.ts",
+                        (
+                            [signed(r.account_lo) for r in table_rows],
+                            [signed(r.account_hi) for r in table_rows],
+                            [r.timestamp_first for r in table_rows],
+                        ),
+                    )
+                    with cursor.copy(f"COPY {table} ({HISTORY_COLUMNS}) FROM STDIN") as copy:
+                        for r in table_rows:
+                            copy.write_row((signed(r.account_lo), signed(r.account_hi), *r[2:]))
+                cursor.execute(
+                    "INSERT INTO ledger_history_position (id, seq) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+                    (seq,),
+                )
+        except _UNAVAILABLE as exc:
+            connection.close()
+            raise StoreUnavailable(f"{self.description}: writing the history index failed: {exc}") from exc
+
+    def history_rows(
+        self, table: str, account_id: int, timestamp_min: int, timestamp_max: int, reverse: bool
+    ) -> list[HistoryRow]:
+        assert table in HISTORY_TABLES
+        lo, hi = account_id & U64_MASK, account_id >> 64
+        with self._read_lock:
+            connection = self._read_connection()
+            try:
+                with connection.cursor(binary=True) as cursor:
+                    rows = cursor.execute(
+                        f"SELECT timestamp_first, timestamp_last, entries_count, entries FROM {table} "
+                        "WHERE account_lo = %s AND account_hi = %s AND timestamp_last >= %s AND timestamp_first <= %s "
+                        f"ORDER BY timestamp_first {'DESC' if reverse else 'ASC'}",
+                        (signed(lo), signed(hi), timestamp_min, timestamp_max),
+                    ).fetchall()
+            except _UNAVAILABLE as exc:
+                connection.close()
+                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        return [HistoryRow(lo, hi, *row) for row in rows]
+
+    def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
+        if not ordinals:
+            return {}
+        with self._read_lock:
+            connection = self._read_connection()
+            try:
+                with connection.cursor(binary=True) as cursor:
+                    # substring of an uncompressed (EXTERNAL) value reads only the chunks it needs.
+                    rows = cursor.execute(
+                        "SELECT o, substring(j.transfers FROM (o - j.transfers_first) * 128 + 1 FOR 128) "
+                        "FROM unnest(%s::int8[]) AS o, LATERAL (SELECT transfers_first, transfers FROM ledger_journal "
+                        "WHERE transfers_first <= o AND transfers_count > 0 "
+                        "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1) AS j",
+                        (list(ordinals),),
+                    ).fetchall()
+            except _UNAVAILABLE as exc:
+                connection.close()
+                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        return {ordinal: record for ordinal, record in rows if len(record) == 128}
+
     def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.close()
+            self._indexer = None
         with self._read_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -295,7 +396,7 @@ class PostgresStore:
         connection = self._connect()
         try:
             with connection.transaction():
-                for table in ("ledger_journal", "ledger_checkpoints", "ledger_schema"):
+                for table in ("ledger_journal", "ledger_checkpoints", "ledger_schema", *HISTORY_TABLES):
                     connection.execute(f"DROP TABLE IF EXISTS {table}")
         finally:
             connection.close()

@@ -16,13 +16,21 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ledger.engine._limits import TRANSFER_SIZE
+
 from ._format import Checkpoint, Commit, JournalCorrupt
 from ._store import (
     CHECKPOINTS_KEPT,
+    HISTORY_COLUMNS,
+    HISTORY_TABLES,
+    SEQ_MAX,
+    U64_MASK,
+    HistoryRow,
     StoreLocked,
     StoreUnavailable,
     check_duplicate,
     pack_checkpoint_blob,
+    signed,
     unpack_checkpoint_blob,
 )
 
@@ -35,12 +43,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 timestamp_last INTEGER NOT NULL,
                 accounts_first INTEGER NOT NULL,
                 transfers_first INTEGER NOT NULL,
+                transfers_count INTEGER NOT NULL,
                 checksum INTEGER NOT NULL,
                 accounts BLOB NOT NULL,
                 transfers BLOB NOT NULL,
-                expired BLOB NOT NULL
+                expired BLOB NOT NULL,
+                balances BLOB NOT NULL
             )""",
-            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first)",
+            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first, transfers_count)",
             """CREATE TABLE ledger_checkpoints (
                 seq INTEGER PRIMARY KEY,
                 timestamp_last INTEGER NOT NULL,
@@ -49,16 +59,31 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 transfer_status BLOB NOT NULL,
                 created_at_ns INTEGER NOT NULL
             )""",
+            *(
+                f"""CREATE TABLE {table} (
+                    account_lo INTEGER NOT NULL,
+                    account_hi INTEGER NOT NULL,
+                    timestamp_first INTEGER NOT NULL,
+                    timestamp_last INTEGER NOT NULL,
+                    entries_count INTEGER NOT NULL,
+                    entries BLOB NOT NULL,
+                    PRIMARY KEY (account_lo, account_hi, timestamp_first)
+                ) WITHOUT ROWID"""
+                for table in HISTORY_TABLES
+            ),
+            "CREATE TABLE ledger_history_position (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
         ),
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_COMMIT_COLUMNS = "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired"
+_COMMIT_COLUMNS = (
+    "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances"
+)
 
 
-def _row_commit(row: tuple[int, int, int, int, int, bytes, bytes, bytes]) -> Commit:
-    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired = row
+def _row_commit(row: tuple[int, int, int, int, int, bytes, bytes, bytes, bytes]) -> Commit:
+    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
     return Commit(
         seq=seq,
         timestamp_last=timestamp_last,
@@ -68,6 +93,7 @@ def _row_commit(row: tuple[int, int, int, int, int, bytes, bytes, bytes]) -> Com
         accounts=accounts,
         transfers=transfers,
         expired=expired,
+        balances=balances,
     )
 
 
@@ -78,6 +104,7 @@ class SqliteStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
+        self._indexer: sqlite3.Connection | None = None
         self._lock_file: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -146,17 +173,23 @@ class SqliteStore:
                 c.timestamp_last,
                 c.accounts_first,
                 c.transfers_first,
+                c.transfers_count,
                 c.checksum,
                 c.accounts,
                 c.transfers,
                 c.expired,
+                c.balances,
             )
             for c in commits
         ]
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+                connection.executemany(
+                    "INSERT INTO ledger_journal (seq, timestamp_last, accounts_first, transfers_first, "
+                    "transfers_count, checksum, accounts, transfers, expired, balances) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
                 connection.execute("COMMIT")
             except sqlite3.IntegrityError:
                 connection.execute("ROLLBACK")
@@ -165,7 +198,7 @@ class SqliteStore:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"{self.description}: append failed: {exc}") from exc
 
     def _check_landed(self, connection: sqlite3.Connection, commits: Sequence[Commit]) -> None:
@@ -202,7 +235,7 @@ class SqliteStore:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"{self.description}: saving the checkpoint failed: {exc}") from exc
 
     def _read(self) -> sqlite3.Connection:
@@ -231,12 +264,13 @@ class SqliteStore:
             transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
         )
 
-    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
+    def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
         # A read transaction keeps one snapshot of the file for the whole scan.
         connection = self._connect()
         try:
             cursor = connection.execute(
-                f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? ORDER BY seq", (after_seq,)
+                f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after_seq, upto_seq),
             )
             while rows := cursor.fetchmany(16):
                 for row in rows:
@@ -246,7 +280,82 @@ class SqliteStore:
         finally:
             connection.close()
 
+    # -- history ---------------------------------------------------------------
+
+    def history_position(self) -> int:
+        with self._read_lock:
+            row = self._read().execute("SELECT seq FROM ledger_history_position WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
+        connection = self._history_connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for table, table_rows in rows.items():
+                    assert table in HISTORY_TABLES
+                    connection.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                        [(signed(r.account_lo), signed(r.account_hi), *r[2:]) for r in table_rows],
+                    )
+                connection.execute("INSERT OR REPLACE INTO ledger_history_position (id, seq) VALUES (1, ?)", (seq,))
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self.description}: writing the history index failed: {exc}") from exc
+
+    def _history_connection(self) -> sqlite3.Connection:
+        if self._indexer is None:
+            self._indexer = self._connect()
+        return self._indexer
+
+    def history_rows(
+        self, table: str, account_id: int, timestamp_min: int, timestamp_max: int, reverse: bool
+    ) -> list[HistoryRow]:
+        assert table in HISTORY_TABLES
+        lo, hi = account_id & U64_MASK, account_id >> 64
+        with self._read_lock:
+            rows = (
+                self._read()
+                .execute(
+                    f"SELECT {HISTORY_COLUMNS} FROM {table} "
+                    "WHERE account_lo = ? AND account_hi = ? AND timestamp_last >= ? AND timestamp_first <= ? "
+                    f"ORDER BY timestamp_first {'DESC' if reverse else 'ASC'}",
+                    (signed(lo), signed(hi), timestamp_min, timestamp_max),
+                )
+                .fetchall()
+            )
+        return [HistoryRow(lo, hi, *row[2:]) for row in rows]
+
+    def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        with self._read_lock:
+            connection = self._read()
+            for ordinal in ordinals:
+                row = connection.execute(
+                    "SELECT seq, transfers_first FROM ledger_journal "
+                    "WHERE transfers_first <= ? AND transfers_count > 0 "
+                    "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
+                    (ordinal,),
+                ).fetchone()
+                if row is None:
+                    continue
+                seq, first = row
+                with connection.blobopen("ledger_journal", "transfers", seq, readonly=True) as blob:
+                    offset = (ordinal - first) * TRANSFER_SIZE
+                    if offset + TRANSFER_SIZE > len(blob):
+                        continue
+                    blob.seek(offset)
+                    found[ordinal] = blob.read(TRANSFER_SIZE)
+        return found
+
     def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.close()
+            self._indexer = None
         for connection in (self._writer, self._reader):
             if connection is not None:
                 connection.close()

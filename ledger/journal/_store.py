@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Final, NamedTuple, Protocol
 
 from ._format import Checkpoint, Commit, JournalCorrupt, JournalError
 
 CHECKPOINTS_KEPT = 2
 """Checkpoints kept in the store; older ones are deleted when a new one is saved."""
+
+SEQ_MAX: Final = 2**63 - 1
+U64_MASK: Final = 2**64 - 1
+TRANSFERS_TABLE: Final = "ledger_account_transfers"
+BALANCES_TABLE: Final = "ledger_account_balances"
+HISTORY_TABLES: Final = (TRANSFERS_TABLE, BALANCES_TABLE)
+HISTORY_COLUMNS: Final = "account_lo, account_hi, timestamp_first, timestamp_last, entries_count, entries"
+
+
+class HistoryRow(NamedTuple):
+    """One account's history entries from one flush of the history index (ledger.journal._history)."""
+
+    account_lo: int
+    account_hi: int
+    timestamp_first: int
+    timestamp_last: int
+    entries_count: int
+    entries: bytes
+
+
+def signed(value: int) -> int:
+    """A u64 as the i64 with the same bits, for the stores' signed 64-bit integers."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
 
 
 class StoreUnavailable(JournalError):
@@ -45,8 +72,26 @@ class Store(Protocol):
         """The newest checkpoint, unverified (recovery verifies it)."""
         ...
 
-    def commits(self, after_seq: int = 0) -> Iterator[Commit]:
-        """Commits with seq > after_seq in seq order, unverified."""
+    def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
+        """Commits with after_seq < seq <= upto_seq in seq order, unverified."""
+        ...
+
+    def history_position(self) -> int:
+        """The last commit seq whose history entries are stored (0: none)."""
+        ...
+
+    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
+        """Store history rows (by table) and the new position in one transaction (the history thread only)."""
+        ...
+
+    def history_rows(
+        self, table: str, account_id: int, timestamp_min: int, timestamp_max: int, reverse: bool
+    ) -> list[HistoryRow]:
+        """An account's rows overlapping the time range, ordered by timestamp_first."""
+        ...
+
+    def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
+        """The journaled transfer records at these ordinals (those that exist)."""
         ...
 
     def close(self) -> None: ...

@@ -48,6 +48,7 @@ class _Batch:
     accounts: bytearray = field(default_factory=bytearray)
     transfers: bytearray = field(default_factory=bytearray)
     expired: bytearray = field(default_factory=bytearray)
+    balances: bytearray = field(default_factory=bytearray)
     timestamp_last: int = 0
     ticket: int = 0
     snapshot: _Snapshot | None = None
@@ -55,7 +56,7 @@ class _Batch:
 
     @property
     def size(self) -> int:
-        return len(self.accounts) + len(self.transfers) + len(self.expired)
+        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def append(self, accounts: bytes, transfers: bytes, expired: bytes, timestamp_last: int) -> int:
+    def append(self, accounts: bytes, transfers: bytes, expired: bytes, balances: bytes, timestamp_last: int) -> int:
         """Queue one engine call's entries; returns the ticket that `on_durable` will report."""
         with self._lock:
             batch = self._pending[-1] if self._pending else None
@@ -127,12 +128,13 @@ class GroupCommitWriter:
             batch.accounts += accounts
             batch.transfers += transfers
             batch.expired += expired
+            batch.balances += balances
             batch.timestamp_last = timestamp_last
             self._accounts_count += len(accounts) // 128
             self._transfers_count += len(transfers) // 128
             self._ticket_last += 1
             batch.ticket = self._ticket_last
-            self._backlog_bytes += len(accounts) + len(transfers) + len(expired)
+            self._backlog_bytes += len(accounts) + len(transfers) + len(expired) + len(balances)
             self._wake.notify()
             return self._ticket_last
 
@@ -208,6 +210,7 @@ class GroupCommitWriter:
                     accounts=bytes(batch.accounts),
                     transfers=bytes(batch.transfers),
                     expired=bytes(batch.expired),
+                    balances=bytes(batch.balances),
                 )
             cut.append((commit, batch, self._seq_last))
         return cut
