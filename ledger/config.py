@@ -33,20 +33,26 @@ class LedgerConfig:
     """How long a call waits for its entries to become durable before it answers 'unavailable, retry'."""
     checkpoint_every_transfers: int = 1_000_000
     checkpoint_interval_seconds: float = 300.0
+    history_flush_transfers: int = 262_144
+    """The history index writes its in-memory tail to the store after this many transfers…"""
+    history_flush_seconds: float = 2.0
+    """…or after this long."""
     expire_interval_seconds: float = 1.0
     """How often holds past their timeout are expired when no batch arrives to do it."""
     verify: bool = False
     """Check O(n) engine invariants after every batch (tests)."""
 
     def __post_init__(self) -> None:
-        for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers"):
+        for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers",
+                     "history_flush_transfers"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.commit_bytes_max > 512 * MIB:
             raise ValueError(
                 f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
             )
-        for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds"):
+        for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds",
+                     "history_flush_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

@@ -39,7 +39,17 @@ from ledger.engine import (
     select,
     wall_clock,
 )
-from ledger.journal import GroupCommitWriter, Store, WriterStats, open_store
+from ledger.journal import (
+    AccountFilter,
+    BalancesPage,
+    GroupCommitWriter,
+    HistoryIndex,
+    Store,
+    StoreUnavailable,
+    TransfersPage,
+    WriterStats,
+    open_store,
+)
 
 from ._recovery import RecoveryReport, recover
 
@@ -107,6 +117,10 @@ class Ledger:
         self._checkpoint_accounts = report.accounts_count
         self._checkpoint_at = time.monotonic()
         self._checkpoint_in_flight = False
+        self._history = HistoryIndex(
+            store, flush_transfers=config.history_flush_transfers, flush_seconds=config.history_flush_seconds
+        )
+        self._history.start(report.seq_last)
         self._writer = GroupCommitWriter(
             store,
             seq_last=report.seq_last,
@@ -118,6 +132,7 @@ class Ledger:
             on_available=lambda: self._soon(self._set_unavailable, None),
             on_fatal=lambda exc: self._soon(self._fail, exc),
             on_commit=on_commit,
+            on_written=self._history.durable,
         )
         self._writer.start()
         self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
@@ -235,6 +250,36 @@ class Ledger:
         status = self._engine.transfer_status(transfer_id)
         await self._until_durable(self._ticket_applied)
         return status
+
+    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
+        """An account's transfers from the store, by time range and filters, a page at a time.
+
+        Raises ValueError naming a field out of bounds. Sees every transfer acknowledged before the call.
+        """
+        f.check()
+        await self._history_caught_up()
+        try:
+            return await asyncio.to_thread(self._history.account_transfers, f)
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
+
+    async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
+        """Balances of an account with the HISTORY flag after each of its transfers (empty without the flag)."""
+        f.check()
+        await self._history_caught_up()
+        try:
+            return await asyncio.to_thread(self._history.account_balances, f)
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
+
+    async def _history_caught_up(self) -> None:
+        target = self._history.durable_seq
+        wait = self.config.durable_wait_seconds
+        if not await asyncio.to_thread(self._history.wait_for, target, wait):
+            raise LedgerUnavailable(
+                f"the history index has not reached journal seq={target} within {wait} s "
+                f"(it is at seq={self._history.indexed_seq}); retry"
+            )
 
     def stats(self) -> LedgerStats:
         return LedgerStats(
@@ -369,6 +414,7 @@ class Ledger:
             logger.error("journal writer did not finish within %.0f s; unwritten entries were never acknowledged",
                          STOP_TIMEOUT_SECONDS)  # fmt: skip
         await asyncio.sleep(0)  # let the writer's last callbacks run
+        await asyncio.to_thread(self._history.stop)
         self._store.close()
         logger.info("ledger closed at journal seq=%d", self._writer.stats().seq_last)
 

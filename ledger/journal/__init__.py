@@ -1,10 +1,15 @@
 """The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
 
 from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
+from ._history import AccountFilter, BalancesPage, HistoryIndex, TransfersPage
 from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store
 from ._writer import GroupCommitWriter, WriterStats
 
 __all__ = [
+    "AccountFilter",
+    "BalancesPage",
+    "HistoryIndex",
+    "TransfersPage",
     "CHECKPOINTS_KEPT",
     "EXPIRED_SIZE",
     "EXPIRED_STRUCT",

@@ -130,6 +130,8 @@ class PostgresStore:
         self._reader: psycopg.Connection[Any] | None = None
         self._read_lock = threading.Lock()
         self._indexer: psycopg.Connection[Any] | None = None
+        self._scanner: psycopg.Connection[Any] | None = None
+        self._scan_lock = threading.Lock()
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -269,8 +271,15 @@ class PostgresStore:
         )
 
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
-        # Its own connection and one transaction: a consistent snapshot, streamed by a server-side cursor.
-        connection = self._connect()
+        # A connection of its own (kept for the next scan) and one transaction: a consistent snapshot,
+        # streamed by a server-side cursor. One scan at a time.
+        with self._scan_lock:
+            if self._scanner is None or self._scanner.closed:
+                self._scanner = self._connect()
+            connection = self._scanner
+            yield from self._scan(connection, after_seq, upto_seq)
+
+    def _scan(self, connection: psycopg.Connection[Any], after_seq: int, upto_seq: int) -> Iterator[Commit]:
         try:
             with connection.transaction(), connection.cursor("ledger_journal_scan", binary=True) as cursor:
                 cursor.itersize = 8
@@ -293,9 +302,8 @@ class PostgresStore:
         except pg_errors.DataCorrupted as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{self.description}: reading the journal failed: {exc}") from exc
-        finally:
             connection.close()
+            raise StoreUnavailable(f"{self.description}: reading the journal failed: {exc}") from exc
 
     # -- history ---------------------------------------------------------------
 
@@ -370,7 +378,7 @@ class PostgresStore:
                 with connection.cursor(binary=True) as cursor:
                     # substring of an uncompressed (EXTERNAL) value reads only the chunks it needs.
                     rows = cursor.execute(
-                        "SELECT o, substring(j.transfers FROM (o - j.transfers_first) * 128 + 1 FOR 128) "
+                        "SELECT o, substring(j.transfers FROM ((o - j.transfers_first) * 128 + 1)::int4 FOR 128) "
                         "FROM unnest(%s::int8[]) AS o, LATERAL (SELECT transfers_first, transfers FROM ledger_journal "
                         "WHERE transfers_first <= o AND transfers_count > 0 "
                         "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1) AS j",
@@ -382,9 +390,10 @@ class PostgresStore:
         return {ordinal: record for ordinal, record in rows if len(record) == 128}
 
     def close(self) -> None:
-        if self._indexer is not None:
-            self._indexer.close()
-            self._indexer = None
+        for connection in (self._indexer, self._scanner):
+            if connection is not None:
+                connection.close()
+        self._indexer = self._scanner = None
         with self._read_lock:
             if self._reader is not None:
                 self._reader.close()

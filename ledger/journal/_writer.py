@@ -90,6 +90,7 @@ class GroupCommitWriter:
         on_available: Callable[[], None],
         on_fatal: Callable[[BaseException], None],
         on_commit: Callable[[int, int, float], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> None:
         self._store = store
         self._seq_last = seq_last
@@ -101,6 +102,7 @@ class GroupCommitWriter:
         self._on_available = on_available
         self._on_fatal = on_fatal
         self._on_commit = on_commit
+        self._on_written = on_written
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: list[_Batch] = []
@@ -222,6 +224,8 @@ class GroupCommitWriter:
                 commits = [commit for commit, _, _ in cut if commit is not None]
                 if commits:
                     self._write(commits)
+                    if self._on_written is not None:
+                        self._on_written(commits[-1].seq)
                 for _, batch, seq in cut:
                     if batch.snapshot is not None:
                         self._save_checkpoint(batch.snapshot, seq)

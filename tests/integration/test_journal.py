@@ -134,6 +134,7 @@ async def crash(ledger: Ledger) -> None:
     ledger._expiry_task.cancel()
     ledger._closed = True
     await asyncio.to_thread(ledger._writer.stop, 10.0)
+    await asyncio.to_thread(ledger._history.stop)
     ledger.store.close()
 
 
