@@ -1,4 +1,5 @@
-"""Build the native engine (native/_engine.pyx -> ledger.engine._c) as an optional extension.
+"""Build the native modules as optional extensions: the engine (native/_engine.pyx ->
+ledger.engine._c) and the history postings (native/_postings.pyx -> ledger.journal._postings_c).
 
 With no C compiler or no Cython the install still succeeds and the ledger
 runs on the pure-Python reference engine. `cythonize()` drops the `optional`
@@ -15,13 +16,12 @@ def native_extensions() -> list[Extension]:
         from Cython.Build import cythonize
     except ImportError:
         return []
-    extension = Extension(
-        "ledger.engine._c",
-        ["native/_engine.pyx"],
-        extra_compile_args=["-O3", "-fno-strict-aliasing"],
-    )
+    extensions = [
+        Extension("ledger.engine._c", ["native/_engine.pyx"], extra_compile_args=["-O3", "-fno-strict-aliasing"]),
+        Extension("ledger.journal._postings_c", ["native/_postings.pyx"], extra_compile_args=["-O3"]),
+    ]
     built = cythonize(
-        [extension],
+        extensions,
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False},
     )

@@ -220,10 +220,12 @@ def store_size(url: str) -> dict[str, Any]:
 
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
-            "SELECT pg_total_relation_size('ledger_journal'), pg_total_relation_size('ledger_checkpoints')"
+            "SELECT pg_total_relation_size('ledger_journal'), pg_total_relation_size('ledger_account_transfers') "
+            "+ pg_total_relation_size('ledger_account_balances'), pg_total_relation_size('ledger_checkpoints')"
         ).fetchone()
     assert row is not None
-    return {"bytes": int(row[0]), "checkpoint_bytes": int(row[1])}
+    # The journal with its indexes, the history index included; checkpoints are per ledger, not per transfer.
+    return {"bytes": int(row[0]) + int(row[1]), "history_index_bytes": int(row[1]), "checkpoint_bytes": int(row[2])}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

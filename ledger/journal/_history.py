@@ -24,19 +24,20 @@ that is not durable).
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
-import struct
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from ledger.engine._layout import TRANSFER_STRUCT, AccountBalance, Buffer
-from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX, TIMESTAMP_MAX, TRANSFER_SIZE
+from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX, TIMESTAMP_MAX
 
 from ._format import Commit
+from ._postings import postings
 from ._store import BALANCES_TABLE, TRANSFERS_TABLE, U64_MASK, HistoryRow, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ FLUSH_SECONDS: Final = 2.0
 SCAN_ENTRIES_MAX: Final = 65_536
 """Most index entries one query looks at; a page cut short by filters says where to go on."""
 RETRY_SECONDS: Final = 0.5
+QUEUE_BYTES_MAX: Final = 256 << 20
+"""Durable commits held in memory for the index thread; past this it reads them from the store."""
+RUNS_MAX: Final = 32
+"""Runs in the tail before they are merged into one, so a query looks at few."""
 
-# A transfer record's debit and credit account ids and its timestamp (ledger.engine._layout).
-_ACCOUNTS_AND_TIMESTAMP: Final = struct.Struct("<16xQQQQ64xQ8x")
-assert _ACCOUNTS_AND_TIMESTAMP.size == TRANSFER_SIZE
 _BALANCE_VALUES = 4  # debits_pending, debits_posted, credits_pending, credits_posted
 
 
@@ -152,7 +154,10 @@ class HistoryIndex:
         self._flushed_seq = 0
         self._indexed_seq = 0
         self._durable_seq = 0
-        self._transfers: dict[tuple[int, int], _Tail] = {}
+        self._queue: collections.deque[Commit] = collections.deque()
+        self._queue_bytes = 0
+        self._runs: list[bytes] = []
+        """Sorted runs of postings (ledger.journal._postings_py) of the transfers since the last flush."""
         self._balances: dict[tuple[int, int], _Tail] = {}
         self._tail_transfers = 0
         self._tail_since = time.monotonic()
@@ -167,12 +172,25 @@ class HistoryIndex:
         self._durable_seq = max(durable_seq, self._flushed_seq)
         self._thread.start()
 
-    def durable(self, seq: int) -> None:
-        """Commit `seq` is durable: index it (called by the journal writer)."""
+    def durable(self, commits: Sequence[Commit]) -> None:
+        """These commits are durable: index them (called by the journal writer, in seq order).
+
+        They are kept in memory for the index thread up to QUEUE_BYTES_MAX; past that it reads them
+        back from the store instead.
+        """
+        if not commits:
+            return
+        size = sum(commit.size for commit in commits)
         with self._lock:
-            if seq > self._durable_seq:
-                self._durable_seq = seq
-                self._changed.notify_all()
+            follows = not self._queue or self._queue[-1].seq + 1 == commits[0].seq
+            if follows and self._queue_bytes + size <= QUEUE_BYTES_MAX:
+                self._queue.extend(commits)
+                self._queue_bytes += size
+            else:
+                self._queue.clear()
+                self._queue_bytes = 0
+            self._durable_seq = max(self._durable_seq, commits[-1].seq)
+            self._changed.notify_all()
 
     @property
     def durable_seq(self) -> int:
@@ -238,83 +256,102 @@ class HistoryIndex:
         )
 
     def _catch_up(self, target: int) -> None:
-        for commit in self._store.commits(self._indexed_seq, target):
-            commit.verify()
+        while self._indexed_seq < target:
             with self._lock:
-                self._index(commit)
-                self._indexed_seq = commit.seq
-                self._changed.notify_all()
+                while self._queue and self._queue[0].seq <= self._indexed_seq:
+                    self._queue_bytes -= self._queue.popleft().size
+                queued = self._queue[0] if self._queue else None
+                if queued is not None and queued.seq == self._indexed_seq + 1:
+                    self._queue.popleft()
+                    self._queue_bytes -= queued.size
+            if queued is not None and queued.seq == self._indexed_seq + 1:
+                self._add(queued)
+            else:
+                # Not in memory (a restart, or the queue overflowed): read them back from the store.
+                upto = queued.seq - 1 if queued is not None else target
+                for commit in self._store.commits(self._indexed_seq, upto):
+                    commit.verify()
+                    self._add(commit)
+                with self._lock:
+                    # Commits with nothing in them are still positions reached.
+                    self._indexed_seq = max(self._indexed_seq, upto)
+                    self._changed.notify_all()
             if self._tail_transfers >= self._flush_transfers:
                 self._flush()
-        with self._lock:
-            # Commits with nothing in them are still positions reached.
-            self._indexed_seq = max(self._indexed_seq, target)
-            self._changed.notify_all()
 
-    def _index(self, commit: Commit) -> None:
-        if not self._tail_transfers and not self._balances:
-            self._tail_since = time.monotonic()
-        transfers = self._transfers
-        ordinal = commit.transfers_first << 1
-        for dr_lo, dr_hi, cr_lo, cr_hi, timestamp in _ACCOUNTS_AND_TIMESTAMP.iter_unpack(commit.transfers):
-            tail = transfers.get((dr_lo, dr_hi))
-            if tail is None:
-                tail = transfers[(dr_lo, dr_hi)] = _Tail()
-            tail.timestamps.append(timestamp)
-            tail.values.append(ordinal)
-            tail = transfers.get((cr_lo, cr_hi))
-            if tail is None:
-                tail = transfers[(cr_lo, cr_hi)] = _Tail()
-            tail.timestamps.append(timestamp)
-            tail.values.append(ordinal | 1)
-            ordinal += 2
-        self._tail_transfers += commit.transfers_count
+    def _add(self, commit: Commit) -> None:
+        run = postings.sort_postings(commit.transfers, commit.transfers_first) if commit.transfers else None
         values = memoryview(commit.balances).cast("Q")
-        for offset in range(0, len(values), 8):
-            key = (values[offset], values[offset + 1])
-            tail = self._balances.get(key)
-            if tail is None:
-                tail = self._balances[key] = _Tail()
-            tail.timestamps.append(values[offset + 2])
-            tail.values.extend(values[offset + 3 : offset + 3 + _BALANCE_VALUES])
+        with self._lock:
+            if not self._tail_transfers and not self._balances:
+                self._tail_since = time.monotonic()
+            if run is not None:
+                self._runs.append(run)
+                if len(self._runs) > RUNS_MAX:
+                    self._runs = [postings.merge_runs(self._runs)]
+            self._tail_transfers += commit.transfers_count
+            for offset in range(0, len(values), 8):
+                key = (values[offset], values[offset + 1])
+                tail = self._balances.get(key)
+                if tail is None:
+                    tail = self._balances[key] = _Tail()
+                tail.timestamps.append(values[offset + 2])
+                tail.values.extend(values[offset + 3 : offset + 3 + _BALANCE_VALUES])
+            self._indexed_seq = commit.seq
+            self._changed.notify_all()
 
     def _flush(self) -> None:
         with self._lock:
             seq = self._indexed_seq
-            rows = {
-                TRANSFERS_TABLE: _rows(self._transfers),
-                BALANCES_TABLE: _rows(self._balances),
-            }
+            runs = list(self._runs)
+            balance_rows = _rows(self._balances)
+        merged = postings.merge_runs(runs) if len(runs) > 1 else (runs[0] if runs else b"")
+        transfer_rows = []
+        for lo, hi, start, end in postings.groups(merged):
+            entries = postings.entries(merged, start, end)
+            count = end - start
+            first = int.from_bytes(entries[:8], "little")
+            last = int.from_bytes(entries[(count - 1) * 8 : count * 8], "little")
+            transfer_rows.append(HistoryRow(lo, hi, first, last, count, entries))
         started = time.perf_counter()
-        self._store.write_history(rows, seq)
+        self._store.write_history({TRANSFERS_TABLE: transfer_rows, BALANCES_TABLE: balance_rows}, seq)
         with self._lock:
-            # Entries indexed while the rows were written stay in the tail.
-            _drop_flushed(self._transfers, rows[TRANSFERS_TABLE])
-            _drop_flushed(self._balances, rows[BALANCES_TABLE])
-            self._tail_transfers = sum(len(t.timestamps) for t in self._transfers.values()) // 2
+            # What was indexed while the rows were written stays in the tail.
+            del self._runs[: len(runs)]
+            _drop_flushed(self._balances, balance_rows)
+            self._tail_transfers = sum(len(run) for run in self._runs) // 64
             self._tail_since = time.monotonic()
             self._flushed_seq = seq
         logger.debug(
             "history index flushed up to seq=%d: %d accounts in %.3f s",
             seq,
-            len(rows[TRANSFERS_TABLE]),
+            len(transfer_rows),
             time.perf_counter() - started,
         )
 
     # -- queries --------------------------------------------------------------------
 
-    def _tail_snapshot(self, table: dict[tuple[int, int], _Tail], account_id: int) -> tuple[array[int], array[int]]:
+    def _tail_snapshot(self, which: str, account_id: int) -> tuple[array[int], array[int]]:
+        """The account's entries in the in-memory tail: timestamps, and their values."""
         with self._lock:
-            tail = table.get((account_id & U64_MASK, account_id >> 64))
-            if tail is None:
-                return array("Q"), array("Q")
-            return array("Q", tail.timestamps), array("Q", tail.values)
+            if which == BALANCES_TABLE:
+                tail = self._balances.get((account_id & U64_MASK, account_id >> 64))
+                if tail is None:
+                    return array("Q"), array("Q")
+                return array("Q", tail.timestamps), array("Q", tail.values)
+            runs = list(self._runs)
+        timestamps, refs = array("Q"), array("Q")
+        for run in runs:  # in journal order, so timestamps keep increasing from run to run
+            start, end = postings.account_range(run, account_id)
+            if start < end:
+                words = memoryview(postings.entries(run, start, end)).cast("Q")
+                timestamps.extend(words[: end - start])
+                refs.extend(words[end - start :])
+        return timestamps, refs
 
     def _entries(self, which: str, f: AccountFilter, width: int) -> Iterator[tuple[int, memoryview | array[int]]]:
         """(timestamp, values) of the account's entries within the filter's time range, in its order."""
-        tail_timestamps, tail_values = self._tail_snapshot(
-            self._transfers if which == TRANSFERS_TABLE else self._balances, f.account_id
-        )
+        tail_timestamps, tail_values = self._tail_snapshot(which, f.account_id)
         rows = self._store.history_rows(which, f.account_id, f.timestamp_min, f.upper, f.reversed)
         # A flush between the snapshot and the read puts the same entries in both: the tail wins.
         tail_first = tail_timestamps[0] if tail_timestamps else TIMESTAMP_MAX + 1

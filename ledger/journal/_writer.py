@@ -90,7 +90,7 @@ class GroupCommitWriter:
         on_available: Callable[[], None],
         on_fatal: Callable[[BaseException], None],
         on_commit: Callable[[int, int, float], None] | None = None,
-        on_written: Callable[[int], None] | None = None,
+        on_written: Callable[[list[Commit]], None] | None = None,
     ) -> None:
         self._store = store
         self._seq_last = seq_last
@@ -225,7 +225,7 @@ class GroupCommitWriter:
                 if commits:
                     self._write(commits)
                     if self._on_written is not None:
-                        self._on_written(commits[-1].seq)
+                        self._on_written(commits)
                 for _, batch, seq in cut:
                     if batch.snapshot is not None:
                         self._save_checkpoint(batch.snapshot, seq)

@@ -1,0 +1,67 @@
+"""Postings for the history index in plain Python: the reference for native/_postings.pyx.
+
+A run is packed 32-byte postings (account_hi u64, account_lo u64, timestamp
+u64, ref u64, where ref = journal ordinal << 1, plus 1 where the account is
+credited), sorted by account, then timestamp. Written for clarity; the
+native module does the same without a Python object per posting.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Sequence
+from typing import Final
+
+from ledger.engine._layout import Buffer
+
+implementation = "python"
+
+POSTING: Final = struct.Struct("<QQQQ")
+_ACCOUNTS_AND_TIMESTAMP: Final = struct.Struct("<16xQQQQ64xQ8x")
+_U64_MASK: Final = 2**64 - 1
+
+
+def _pack(postings: list[tuple[int, int, int, int]]) -> bytes:
+    return b"".join(POSTING.pack(*p) for p in postings)
+
+
+def sort_postings(transfers: Buffer, first_ordinal: int) -> bytes:
+    """Two postings per 128-byte transfer record (debit and credit account), sorted."""
+    postings = []
+    for i, (dr_lo, dr_hi, cr_lo, cr_hi, timestamp) in enumerate(_ACCOUNTS_AND_TIMESTAMP.iter_unpack(transfers)):
+        ref = (first_ordinal + i) << 1
+        postings.append((dr_hi, dr_lo, timestamp, ref))
+        postings.append((cr_hi, cr_lo, timestamp, ref | 1))
+    postings.sort()
+    return _pack(postings)
+
+
+def merge_runs(runs: Sequence[Buffer]) -> bytes:
+    """One sorted run holding every posting of `runs`."""
+    return _pack(sorted(p for run in runs for p in POSTING.iter_unpack(run)))
+
+
+def account_range(run: Buffer, account_id: int) -> tuple[int, int]:
+    """(start, end): the postings of one account in a sorted run."""
+    keys = [(hi, lo) for hi, lo, _, _ in POSTING.iter_unpack(run)]
+    key = (account_id >> 64, account_id & _U64_MASK)
+    return bisect.bisect_left(keys, key), bisect.bisect_right(keys, key)
+
+
+def entries(run: Buffer, start: int, end: int) -> bytes:
+    """Postings start..end as one row's entries: their timestamps, then their refs (u64 each)."""
+    chosen = list(POSTING.iter_unpack(bytes(run[start * 32 : end * 32])))
+    return struct.pack(f"<{2 * len(chosen)}Q", *(p[2] for p in chosen), *(p[3] for p in chosen))
+
+
+def groups(run: Buffer) -> list[tuple[int, int, int, int]]:
+    """(account_lo, account_hi, start, end) for every account in a sorted run, in order."""
+    result: list[tuple[int, int, int, int]] = []
+    start = 0
+    postings = list(POSTING.iter_unpack(run))
+    for i in range(1, len(postings) + 1):
+        if i == len(postings) or postings[i][:2] != postings[start][:2]:
+            result.append((postings[start][1], postings[start][0], start, i))
+            start = i
+    return result

@@ -1,0 +1,128 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Postings for the history index in C: the contract of ledger.journal._postings_py, with no Python object per posting.
+
+A run is packed 32-byte postings (account_hi u64, account_lo u64, timestamp u64,
+ref u64, where ref = journal ordinal << 1, plus 1 where the account is
+credited), sorted by account, then timestamp. Same contract as the
+pure-Python module; a test feeds both the same journals.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport qsort
+from libc.string cimport memcpy
+
+cdef extern from *:
+    """
+    typedef struct { uint64_t hi, lo, timestamp, ref; } ledger_posting_t;
+
+    static int ledger_posting_cmp(const void* a, const void* b) {
+        const ledger_posting_t* x = (const ledger_posting_t*)a;
+        const ledger_posting_t* y = (const ledger_posting_t*)b;
+        if (x->hi != y->hi) return x->hi < y->hi ? -1 : 1;
+        if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
+        if (x->timestamp != y->timestamp) return x->timestamp < y->timestamp ? -1 : 1;
+        if (x->ref != y->ref) return x->ref < y->ref ? -1 : 1;
+        return 0;
+    }
+    """
+    ctypedef struct ledger_posting_t:
+        uint64_t hi, lo, timestamp, ref
+    int ledger_posting_cmp(const void* a, const void* b) noexcept nogil
+
+implementation = "cython"
+
+
+def sort_postings(transfers, uint64_t first_ordinal):
+    """Two postings per 128-byte transfer record (debit and credit account), sorted."""
+    cdef const unsigned char[::1] data = transfers
+    cdef Py_ssize_t count = data.shape[0] // 128, i
+    cdef const uint64_t* record
+    out = PyBytes_FromStringAndSize(NULL, 2 * count * 32)
+    cdef ledger_posting_t* postings = <ledger_posting_t*>PyBytes_AS_STRING(out)
+    if count == 0:
+        return out
+    with nogil:
+        for i in range(count):
+            record = <const uint64_t*>&data[i * 128]
+            postings[2 * i].lo = record[2]
+            postings[2 * i].hi = record[3]
+            postings[2 * i].timestamp = record[14]
+            postings[2 * i].ref = (first_ordinal + i) << 1
+            postings[2 * i + 1].lo = record[4]
+            postings[2 * i + 1].hi = record[5]
+            postings[2 * i + 1].timestamp = record[14]
+            postings[2 * i + 1].ref = ((first_ordinal + i) << 1) | 1
+        qsort(postings, 2 * count, 32, ledger_posting_cmp)
+    return out
+
+
+def merge_runs(runs):
+    """One sorted run holding every posting of `runs`."""
+    cdef Py_ssize_t total = sum(len(run) for run in runs), offset = 0
+    out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dst = PyBytes_AS_STRING(out)
+    cdef const unsigned char[::1] data
+    for run in runs:
+        if len(run):
+            data = run
+            memcpy(dst + offset, &data[0], data.shape[0])
+            offset += data.shape[0]
+    with nogil:
+        qsort(dst, total // 32, 32, ledger_posting_cmp)
+    return out
+
+
+cdef Py_ssize_t lower_bound(const ledger_posting_t* postings, Py_ssize_t count, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef Py_ssize_t low = 0, high = count, middle
+    while low < high:
+        middle = (low + high) // 2
+        if postings[middle].hi < hi or (postings[middle].hi == hi and postings[middle].lo < lo):
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def account_range(run, account_id):
+    """(start, end): the postings of one account in a sorted run."""
+    cdef const unsigned char[::1] data = run
+    cdef Py_ssize_t count = data.shape[0] // 32, start
+    cdef uint64_t lo = account_id & 0xFFFFFFFFFFFFFFFF, hi = account_id >> 64
+    if count == 0:
+        return 0, 0
+    cdef const ledger_posting_t* postings = <const ledger_posting_t*>&data[0]
+    start = lower_bound(postings, count, hi, lo)
+    if lo == 0xFFFFFFFFFFFFFFFF:
+        return start, lower_bound(postings, count, hi + 1, 0) if hi != 0xFFFFFFFFFFFFFFFF else count
+    return start, lower_bound(postings, count, hi, lo + 1)
+
+
+def entries(run, Py_ssize_t start, Py_ssize_t end):
+    """Postings start..end as one row's entries: their timestamps, then their refs (u64 each)."""
+    cdef const unsigned char[::1] data = run
+    cdef Py_ssize_t count = end - start, i
+    out = PyBytes_FromStringAndSize(NULL, count * 16)
+    cdef uint64_t* words = <uint64_t*>PyBytes_AS_STRING(out)
+    if count == 0:
+        return out
+    cdef const ledger_posting_t* postings = <const ledger_posting_t*>&data[start * 32]
+    for i in range(count):
+        words[i] = postings[i].timestamp
+        words[count + i] = postings[i].ref
+    return out
+
+
+def groups(run):
+    """(account_lo, account_hi, start, end) for every account in a sorted run, in order."""
+    cdef const unsigned char[::1] data = run
+    cdef Py_ssize_t count = data.shape[0] // 32, i, start = 0
+    result = []
+    if count == 0:
+        return result
+    cdef const ledger_posting_t* postings = <const ledger_posting_t*>&data[0]
+    for i in range(1, count + 1):
+        if i == count or postings[i].hi != postings[start].hi or postings[i].lo != postings[start].lo:
+            result.append((postings[start].lo, postings[start].hi, start, i))
+            start = i
+    return result

@@ -1,0 +1,73 @@
+"""The native postings module against the pure-Python one, on random journals."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.engine import Transfer, pack_transfers
+from ledger.journal import _postings_py
+
+try:
+    from ledger.journal import _postings_c
+except ImportError:
+    _postings_c = None  # type: ignore[assignment]
+
+if _postings_c is None and (os.environ.get("CI") == "true" or os.environ.get("LEDGER_ENGINE") == "cython"):
+    raise RuntimeError("the native postings module (ledger.journal._postings_c) is not built")
+
+IMPLEMENTATIONS: list[ModuleType] = [_postings_py] + ([_postings_c] if _postings_c is not None else [])
+EDGE_IDS = [1, 2, 3, 2**64 - 1, 2**64, 2**64 + 1, 2**127, 2**128 - 2]
+
+
+@st.composite
+def journals(draw: st.DrawFn) -> tuple[bytes, int]:
+    count = draw(st.integers(0, 40))
+    transfers = []
+    timestamp = draw(st.integers(1, 2**62))
+    for i in range(count):
+        debit = draw(st.sampled_from(EDGE_IDS))
+        credit = draw(st.sampled_from([a for a in EDGE_IDS if a != debit]))
+        timestamp += draw(st.integers(1, 3))
+        transfers.append(Transfer(id=i + 1, debit_account_id=debit, credit_account_id=credit, amount=1,
+                                  ledger=1, code=1, timestamp=timestamp))  # fmt: skip
+    return pack_transfers(transfers), draw(st.integers(0, 2**40))
+
+
+@given(st.lists(journals(), min_size=1, max_size=4))
+def test_implementations_agree(commits: list[tuple[bytes, int]]) -> None:
+    outputs = []
+    for module in IMPLEMENTATIONS:
+        runs = [module.sort_postings(transfers, first) for transfers, first in commits]
+        merged = module.merge_runs(runs)
+        found = {account: module.account_range(merged, account) for account in EDGE_IDS}
+        rows = [(lo, hi, module.entries(merged, start, end)) for lo, hi, start, end in module.groups(merged)]
+        outputs.append((runs, merged, found, rows))
+    assert all(output == outputs[0] for output in outputs[1:])
+    runs, merged, found, rows = outputs[0]
+    assert len(merged) == sum(len(run) for run in runs) == 64 * sum(len(t) // 128 for t, _ in commits)
+    for lo, hi, entries in rows:
+        start, end = found[lo | hi << 64]
+        count = end - start
+        assert len(entries) == 16 * count
+        timestamps = [int.from_bytes(entries[8 * i : 8 * i + 8], "little") for i in range(count)]
+        assert timestamps == sorted(timestamps)
+
+
+@pytest.mark.parametrize("module", IMPLEMENTATIONS, ids=lambda m: m.implementation)
+def test_postings_name_both_sides_of_every_transfer(module: ModuleType) -> None:
+    transfers = pack_transfers(
+        [
+            Transfer(id=1, debit_account_id=5, credit_account_id=7, amount=1, ledger=1, code=1, timestamp=100),
+            Transfer(id=2, debit_account_id=7, credit_account_id=5, amount=1, ledger=1, code=1, timestamp=101),
+        ]
+    )
+    run = module.sort_postings(transfers, 10)
+    assert module.groups(run) == [(5, 0, 0, 2), (7, 0, 2, 4)]
+    words = memoryview(module.entries(run, 0, 2)).cast("Q").tolist()
+    assert words == [100, 101, 10 << 1, (11 << 1) | 1]  # debited by transfer 10, credited by transfer 11
+    assert module.account_range(run, 6) == (2, 2)
