@@ -33,9 +33,9 @@ class LedgerConfig:
     """How long a call waits for its entries to become durable before it answers 'unavailable, retry'."""
     checkpoint_every_transfers: int = 1_000_000
     checkpoint_interval_seconds: float = 300.0
-    history_flush_transfers: int = 262_144
+    history_flush_transfers: int = 1_048_576
     """The history index writes its in-memory tail to the store after this many transfers…"""
-    history_flush_seconds: float = 2.0
+    history_flush_seconds: float = 10.0
     """…or after this long."""
     expire_interval_seconds: float = 1.0
     """How often holds past their timeout are expired when no batch arrives to do it."""

@@ -42,8 +42,8 @@ from ._store import BALANCES_TABLE, TRANSFERS_TABLE, U64_MASK, HistoryRow, Store
 
 logger = logging.getLogger(__name__)
 
-FLUSH_TRANSFERS: Final = 262_144
-FLUSH_SECONDS: Final = 2.0
+FLUSH_TRANSFERS: Final = 1_048_576
+FLUSH_SECONDS: Final = 10.0
 SCAN_ENTRIES_MAX: Final = 65_536
 """Most index entries one query looks at; a page cut short by filters says where to go on."""
 RETRY_SECONDS: Final = 0.5

@@ -65,6 +65,9 @@ class ServerProcess:
                 "LEDGER_CHECKPOINT_EVERY_TRANSFERS": "3000",
                 "LEDGER_DURABLE_WAIT_SECONDS": "2",
                 "LEDGER_EXPIRE_INTERVAL_SECONDS": "0.2",
+                # Flush the history index often, so kills land before, during and after flushes.
+                "LEDGER_HISTORY_FLUSH_TRANSFERS": "2000",
+                "LEDGER_HISTORY_FLUSH_SECONDS": "0.2",
             }
         )
         self.env.update({f"LEDGER_{k.upper()}": str(v) for k, v in settings.items()})

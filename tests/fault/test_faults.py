@@ -12,13 +12,14 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger.core import recover
-from ledger.engine import create_engine, unpack_accounts, unpack_transfers
-from ledger.journal import open_store
-from tests.fault.harness import Books, Load, ServerProcess, check_after_fault, open_books
+from ledger.engine import Transfer, create_engine, unpack_accounts, unpack_transfers
+from ledger.journal import AccountFilter, HistoryIndex, open_store
+from tests.fault.harness import FUNDING, REVENUE, WALLETS, Books, Load, ServerProcess, check_after_fault, open_books
 from tests.stores import postgres_schema
 from tests.support import small_config
 
@@ -128,6 +129,27 @@ class _JournalOnly:
         return getattr(self.inner, name)
 
 
+def check_history(store: Any, journaled: list[Transfer]) -> None:
+    """The history index, rebuilt after every kill from its flushed rows and the journal after them,
+    holds each account's transfers exactly once and in order."""
+    index = HistoryIndex(store, flush_transfers=500, flush_seconds=0.1)
+    seq_last = max((c.seq for c in store.commits()), default=0)
+    index.start(seq_last)
+    try:
+        assert index.wait_for(seq_last, 60)
+        for account_id in (FUNDING, REVENUE, *WALLETS[:4]):
+            got: list[Transfer] = []
+            f: AccountFilter | None = AccountFilter(account_id=account_id)
+            while f is not None:
+                page = index.account_transfers(f)
+                got += unpack_transfers(page.transfers)
+                f = page.next
+            expected = [t for t in journaled if account_id in (t.debit_account_id, t.credit_account_id)]
+            assert got == expected, f"history of account {account_id} differs from the journal"
+    finally:
+        index.stop()
+
+
 def check_journal(url: str, books: Books) -> None:
     """The state from the checkpoint plus journal equals the state from the journal alone; ids are unique."""
     store = open_store(url)
@@ -140,7 +162,9 @@ def check_journal(url: str, books: Books) -> None:
         report = recover(from_journal, _JournalOnly(store))  # type: ignore[arg-type]
         assert report.checkpoint_seq == 0
         assert from_checkpoint.export_state() == from_journal.export_state()
-        ids = [t.id for commit in store.commits() for t in unpack_transfers(commit.transfers)]
+        journaled = [t for commit in store.commits() for t in unpack_transfers(commit.transfers)]
+        ids = [t.id for t in journaled]
+        check_history(store, journaled)
     finally:
         store.close()
     assert len(ids) == len(set(ids)), "a transfer id is journaled twice"
