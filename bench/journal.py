@@ -25,7 +25,6 @@ import struct
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,18 +52,10 @@ def progress(message: str) -> None:
 def fresh_store(store: str) -> Iterator[str]:
     """A store URL nobody has used: a file in a new directory, or a new PostgreSQL schema."""
     if store.startswith(("postgresql://", "postgres://")):
-        import psycopg
+        from tests.stores import temporary_schema
 
-        from tests.stores import with_search_path
-
-        schema = f"ledger_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(store, autocommit=True) as connection:
-            connection.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield with_search_path(store, schema)
-        finally:
-            with psycopg.connect(store, autocommit=True) as connection:
-                connection.execute(f"DROP SCHEMA {schema} CASCADE")
+        with temporary_schema(store, "ledger_bench") as url:
+            yield url
     else:
         base = None if store == "sqlite" else Path(store).parent
         with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=base) as directory:

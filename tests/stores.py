@@ -40,17 +40,11 @@ def with_search_path(dsn: str, schema: str) -> str:
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str]:
+def temporary_schema(dsn: str, prefix: str) -> Iterator[str]:
     """A DSN whose tables live in a new schema, dropped afterwards."""
     import psycopg
 
-    dsn = postgres_dsn()
-    problem = postgres_reachable(dsn)
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {dsn} is required under CI=true: {problem}")
-        pytest.skip(f"PostgreSQL at {dsn} is not reachable: {problem}")
-    schema = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     try:
@@ -58,6 +52,19 @@ def postgres_schema() -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL: skipped if it is unreachable, failed under CI=true."""
+    dsn = postgres_dsn()
+    problem = postgres_reachable(dsn)
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {dsn} is required under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL at {dsn} is not reachable: {problem}")
+    with temporary_schema(dsn, "ledger_test") as url:
+        yield url
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.config import LedgerConfig
 from ledger.engine import (
@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 30.0
 
 CommitObserver = Callable[[int, int, float], None]
+Page = TypeVar("Page", TransfersPage, BalancesPage)
 
 
 class LedgerError(Exception):
@@ -256,23 +257,14 @@ class Ledger:
 
         Raises ValueError naming a field out of bounds. Sees every transfer acknowledged before the call.
         """
-        f.check()
-        await self._history_caught_up()
-        try:
-            return await asyncio.to_thread(self._history.account_transfers, f)
-        except StoreUnavailable as exc:
-            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
+        return await self._read_history(self._history.account_transfers, f)
 
     async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
         """Balances of an account with the HISTORY flag after each of its transfers (empty without the flag)."""
-        f.check()
-        await self._history_caught_up()
-        try:
-            return await asyncio.to_thread(self._history.account_balances, f)
-        except StoreUnavailable as exc:
-            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
+        return await self._read_history(self._history.account_balances, f)
 
-    async def _history_caught_up(self) -> None:
+    async def _read_history(self, query: Callable[[AccountFilter], Page], f: AccountFilter) -> Page:
+        f.check()
         target = self._history.durable_seq
         wait = self.config.durable_wait_seconds
         if not await asyncio.to_thread(self._history.wait_for, target, wait):
@@ -280,6 +272,10 @@ class Ledger:
                 f"the history index has not reached journal seq={target} within {wait} s "
                 f"(it is at seq={self._history.indexed_seq}); retry"
             )
+        try:
+            return await asyncio.to_thread(query, f)
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
 
     def stats(self) -> LedgerStats:
         return LedgerStats(

@@ -242,26 +242,27 @@ class PostgresStore:
             self._drop_writer()
             raise StoreUnavailable(f"{self.description}: checkpoint not confirmed: {exc}".strip()) from exc
 
-    def _read_connection(self) -> psycopg.Connection[Any]:
-        if self._reader is None or self._reader.closed:
-            self._reader = self._connect()
-        return self._reader
-
-    def latest_checkpoint(self) -> Checkpoint | None:
+    def _fetch(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read on the shared reading connection (binary), made anew after a failure."""
         with self._read_lock:
-            connection = self._read_connection()
+            if self._reader is None or self._reader.closed:
+                self._reader = self._connect()
+            connection = self._reader
             try:
                 with connection.cursor(binary=True) as cursor:
-                    row = cursor.execute(
-                        "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
-                        "ORDER BY seq DESC LIMIT 1"
-                    ).fetchone()
+                    return cursor.execute(query, params).fetchall()
             except _UNAVAILABLE as exc:
                 connection.close()
                 raise StoreUnavailable(f"{self.description}: {exc}") from exc
-        if row is None:
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        rows = self._fetch(
+            "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
+            "ORDER BY seq DESC LIMIT 1"
+        )
+        if not rows:
             return None
-        seq, timestamp_last, checksum, accounts, transfer_status = row
+        seq, timestamp_last, checksum, accounts, transfer_status = rows[0]
         return Checkpoint(
             seq=seq,
             timestamp_last=timestamp_last,
@@ -308,14 +309,8 @@ class PostgresStore:
     # -- history ---------------------------------------------------------------
 
     def history_position(self) -> int:
-        with self._read_lock:
-            connection = self._read_connection()
-            try:
-                row = connection.execute("SELECT seq FROM ledger_history_position WHERE id = 1").fetchone()
-            except _UNAVAILABLE as exc:
-                connection.close()
-                raise StoreUnavailable(f"{self.description}: {exc}") from exc
-        return int(row[0]) if row else 0
+        rows = self._fetch("SELECT seq FROM ledger_history_position WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
 
     def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
         if self._indexer is None or self._indexer.closed:
@@ -354,39 +349,25 @@ class PostgresStore:
     ) -> list[HistoryRow]:
         assert table in HISTORY_TABLES
         lo, hi = account_id & U64_MASK, account_id >> 64
-        with self._read_lock:
-            connection = self._read_connection()
-            try:
-                with connection.cursor(binary=True) as cursor:
-                    rows = cursor.execute(
-                        f"SELECT timestamp_first, timestamp_last, entries_count, entries FROM {table} "
-                        "WHERE account_lo = %s AND account_hi = %s AND timestamp_last >= %s AND timestamp_first <= %s "
-                        f"ORDER BY timestamp_first {'DESC' if reverse else 'ASC'}",
-                        (signed(lo), signed(hi), timestamp_min, timestamp_max),
-                    ).fetchall()
-            except _UNAVAILABLE as exc:
-                connection.close()
-                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        rows = self._fetch(
+            f"SELECT timestamp_first, timestamp_last, entries_count, entries FROM {table} "
+            "WHERE account_lo = %s AND account_hi = %s AND timestamp_last >= %s AND timestamp_first <= %s "
+            f"ORDER BY timestamp_first {'DESC' if reverse else 'ASC'}",
+            (signed(lo), signed(hi), timestamp_min, timestamp_max),
+        )
         return [HistoryRow(lo, hi, *row) for row in rows]
 
     def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
         if not ordinals:
             return {}
-        with self._read_lock:
-            connection = self._read_connection()
-            try:
-                with connection.cursor(binary=True) as cursor:
-                    # substring of an uncompressed (EXTERNAL) value reads only the chunks it needs.
-                    rows = cursor.execute(
-                        "SELECT o, substring(j.transfers FROM ((o - j.transfers_first) * 128 + 1)::int4 FOR 128) "
-                        "FROM unnest(%s::int8[]) AS o, LATERAL (SELECT transfers_first, transfers FROM ledger_journal "
-                        "WHERE transfers_first <= o AND transfers_count > 0 "
-                        "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1) AS j",
-                        (list(ordinals),),
-                    ).fetchall()
-            except _UNAVAILABLE as exc:
-                connection.close()
-                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        # substring of an uncompressed (EXTERNAL) value reads only the chunks it needs.
+        rows = self._fetch(
+            "SELECT o, substring(j.transfers FROM ((o - j.transfers_first) * 128 + 1)::int4 FOR 128) "
+            "FROM unnest(%s::int8[]) AS o, LATERAL (SELECT transfers_first, transfers FROM ledger_journal "
+            "WHERE transfers_first <= o AND transfers_count > 0 "
+            "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1) AS j",
+            (list(ordinals),),
+        )
         return {ordinal: record for ordinal, record in rows if len(record) == 128}
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ file beside it) so that two ledgers never write one journal.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -165,6 +166,21 @@ class SqliteStore:
             raise StoreUnavailable(f"{self.description}: not connected")
         return self._writer
 
+    @contextlib.contextmanager
+    def _transaction(self, connection: sqlite3.Connection, what: str) -> Iterator[None]:
+        """One write transaction; an operational error (I/O, locking, a full disk) is StoreUnavailable."""
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self.description}: {what} failed: {exc}") from exc
+
     def append(self, commits: Sequence[Commit]) -> None:
         connection = self._writer_connection()
         rows = [
@@ -183,23 +199,15 @@ class SqliteStore:
             for c in commits
         ]
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(connection, "append"):
                 connection.executemany(
                     "INSERT INTO ledger_journal (seq, timestamp_last, accounts_first, transfers_first, "
                     "transfers_count, checksum, accounts, transfers, expired, balances) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
-                connection.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                connection.execute("ROLLBACK")
-                self._check_landed(connection, commits)
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"{self.description}: append failed: {exc}") from exc
+        except sqlite3.IntegrityError:
+            # A retry of a transaction that landed although its acknowledgement was lost.
+            self._check_landed(connection, commits)
 
     def _check_landed(self, connection: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         seqs = [c.seq for c in commits]
@@ -217,26 +225,17 @@ class SqliteStore:
             pack_checkpoint_blob(checkpoint.transfer_status),
             time.time_ns(),
         )
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                connection.execute(
-                    "INSERT OR REPLACE INTO ledger_checkpoints "
-                    "(seq, timestamp_last, checksum, accounts, transfer_status, created_at_ns) VALUES (?,?,?,?,?,?)",
-                    row,
-                )
-                connection.execute(
-                    "DELETE FROM ledger_checkpoints WHERE seq NOT IN "
-                    "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT ?)",
-                    (CHECKPOINTS_KEPT,),
-                )
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"{self.description}: saving the checkpoint failed: {exc}") from exc
+        with self._transaction(connection, "saving the checkpoint"):
+            connection.execute(
+                "INSERT OR REPLACE INTO ledger_checkpoints "
+                "(seq, timestamp_last, checksum, accounts, transfer_status, created_at_ns) VALUES (?,?,?,?,?,?)",
+                row,
+            )
+            connection.execute(
+                "DELETE FROM ledger_checkpoints WHERE seq NOT IN "
+                "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT ?)",
+                (CHECKPOINTS_KEPT,),
+            )
 
     def _read(self) -> sqlite3.Connection:
         if self._reader is None:
@@ -289,23 +288,14 @@ class SqliteStore:
 
     def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
         connection = self._history_connection()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for table, table_rows in rows.items():
-                    assert table in HISTORY_TABLES
-                    connection.executemany(
-                        f"INSERT OR REPLACE INTO {table} ({HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?)",
-                        [(signed(r.account_lo), signed(r.account_hi), *r[2:]) for r in table_rows],
-                    )
-                connection.execute("INSERT OR REPLACE INTO ledger_history_position (id, seq) VALUES (1, ?)", (seq,))
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"{self.description}: writing the history index failed: {exc}") from exc
+        with self._transaction(connection, "writing the history index"):
+            for table, table_rows in rows.items():
+                assert table in HISTORY_TABLES
+                connection.executemany(
+                    f"INSERT OR REPLACE INTO {table} ({HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                    [(signed(r.account_lo), signed(r.account_hi), *r[2:]) for r in table_rows],
+                )
+            connection.execute("INSERT OR REPLACE INTO ledger_history_position (id, seq) VALUES (1, ?)", (seq,))
 
     def _history_connection(self) -> sqlite3.Connection:
         if self._indexer is None:

@@ -11,6 +11,8 @@ import random
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,24 @@ from tests.stores import postgres_schema
 from tests.support import small_config
 
 
+@contextmanager
+def reporting(server: ServerProcess) -> Iterator[None]:
+    """Show the server's log if the test fails; never leave the process behind."""
+    try:
+        yield
+    except BaseException:
+        print(server.log()[-5000:])
+        raise
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+
+
 def test_a_process_killed_at_random_moments_loses_nothing(store_url: str, tmp_path: Path, fault_cycles: int) -> None:
     server = ServerProcess(store_url, tmp_path)
     load = Load(seed=fault_cycles)
     rng = random.Random(fault_cycles)
-    try:
+    with reporting(server):
         server.start()
         asyncio.run(open_books(server.socket))
         for _ in range(fault_cycles):
@@ -43,12 +58,6 @@ def test_a_process_killed_at_random_moments_loses_nothing(store_url: str, tmp_pa
         asyncio.run(load.run(server.socket, seconds=0.3))  # the last unanswered batches get their answers
         asyncio.run(check_after_fault(server, load.books))
         server.stop()
-    except BaseException:
-        print(server.log()[-5000:])
-        raise
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.kill()
     assert server.starts == fault_cycles + 1
     assert load.books.unanswered >= fault_cycles // 2  # the kills did land in the middle of batches
     check_journal(store_url, load.books)
@@ -82,7 +91,7 @@ def test_postgres_restarted_under_load_loses_nothing_and_the_ledger_carries_on(t
     with postgres_schema() as url:
         server = ServerProcess(url, tmp_path)
         load = Load(seed=3)
-        try:
+        with reporting(server):
             server.start()
             asyncio.run(open_books(server.socket))
 
@@ -106,12 +115,6 @@ def test_postgres_restarted_under_load_loses_nothing_and_the_ledger_carries_on(t
             asyncio.run(load.run(server.socket, seconds=0.5))
             asyncio.run(check_after_fault(server, load.books))
             server.stop()
-        except BaseException:
-            print(server.log()[-5000:])
-            raise
-        finally:
-            if server.process is not None and server.process.poll() is None:
-                server.process.kill()
         assert server.starts == 1
         check_journal(url, load.books)
 
