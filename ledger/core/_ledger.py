@@ -183,7 +183,7 @@ class Ledger:
         """Per-event 16-byte results, once every account created is durable."""
         self._admit()
         applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
-        ticket = self._record(bytes(applied.entries), b"", b"", b"", applied.timestamp_last)
+        ticket = self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
         await self._until_durable(ticket)
         return applied.results
 
@@ -191,7 +191,8 @@ class Ledger:
         """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
         self._admit()
         applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
-        ticket = self._record(b"", bytes(applied.entries), applied.expired, applied.balances, applied.timestamp_last)
+        # The entries are a view of the engine's tables; the writer copies them before the next call.
+        ticket = self._record(b"", applied.entries, applied.expired, applied.balances, applied.timestamp_last)
         await self._until_durable(ticket)
         return applied.results
 
@@ -220,7 +221,7 @@ class Ledger:
             )
 
     def _record(
-        self, accounts: bytes, transfers: bytes, expired_ids: bytes, balances: bytes, timestamp_last: int
+        self, accounts: Buffer, transfers: Buffer, expired_ids: bytes, balances: bytes, timestamp_last: int
     ) -> int:
         """Hand one call's entries to the writer; the ticket to wait for (the newest, if there were none)."""
         if not (accounts or transfers or expired_ids):

@@ -37,6 +37,9 @@ from typing import Final
 
 from ledger.engine._limits import ACCOUNT_BALANCE_SIZE, ACCOUNT_SIZE, TRANSFER_SIZE
 
+Blob = bytes | bytearray
+"""Commits read from a store hold bytes; commits being written hold the writer's buffers as they are."""
+
 EXPIRED_SIZE: Final = 24
 EXPIRED_STRUCT: Final = struct.Struct("<QQQ")
 assert EXPIRED_STRUCT.size == EXPIRED_SIZE
@@ -62,10 +65,10 @@ def _commit_checksum(
     timestamp_last: int,
     accounts_first: int,
     transfers_first: int,
-    accounts: bytes,
-    transfers: bytes,
-    expired: bytes,
-    balances: bytes,
+    accounts: Blob,
+    transfers: Blob,
+    expired: Blob,
+    balances: Blob,
 ) -> int:
     header = _COMMIT_HEADER.pack(
         b"LJC1",
@@ -88,10 +91,10 @@ class Commit:
     timestamp_last: int
     accounts_first: int
     transfers_first: int
-    accounts: bytes
-    transfers: bytes
-    expired: bytes
-    balances: bytes
+    accounts: Blob
+    transfers: Blob
+    expired: Blob
+    balances: Blob
     checksum: int
 
     @classmethod
@@ -102,10 +105,10 @@ class Commit:
         timestamp_last: int,
         accounts_first: int,
         transfers_first: int,
-        accounts: bytes,
-        transfers: bytes,
-        expired: bytes,
-        balances: bytes = b"",
+        accounts: Blob,
+        transfers: Blob,
+        expired: Blob,
+        balances: Blob = b"",
     ) -> Commit:
         checksum = _commit_checksum(
             seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ledger.engine._layout import Buffer
+
 from ._format import Checkpoint, Commit, JournalError
 from ._store import Store, StoreUnavailable
 
@@ -120,7 +122,7 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def append(self, accounts: bytes, transfers: bytes, expired: bytes, balances: bytes, timestamp_last: int) -> int:
+    def append(self, accounts: Buffer, transfers: Buffer, expired: bytes, balances: bytes, timestamp_last: int) -> int:
         """Queue one engine call's entries; returns the ticket that `on_durable` will report."""
         with self._lock:
             batch = self._pending[-1] if self._pending else None
@@ -209,10 +211,11 @@ class GroupCommitWriter:
                     timestamp_last=batch.timestamp_last,
                     accounts_first=batch.accounts_first,
                     transfers_first=batch.transfers_first,
-                    accounts=bytes(batch.accounts),
-                    transfers=bytes(batch.transfers),
-                    expired=bytes(batch.expired),
-                    balances=bytes(batch.balances),
+                    # Taken batches are never appended to again: the commit keeps them without a copy.
+                    accounts=batch.accounts,
+                    transfers=batch.transfers,
+                    expired=batch.expired,
+                    balances=batch.balances,
                 )
             cut.append((commit, batch, self._seq_last))
         return cut
