@@ -8,7 +8,10 @@ engine and in checkpoints.
 
 The writer's connection holds a session advisory lock for as long as it
 lives, so a second ledger on the same database refuses to start instead of
-interleaving commits.
+interleaving commits. Reads (the checkpoint at start, history queries) go
+through a psycopg_pool pool of their own, checked on checkout so that a
+restarted server costs no failed query; the history index and the journal
+scans have a connection each.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._format import Checkpoint, Commit, JournalCorrupt
 from ._store import (
@@ -39,6 +43,8 @@ from ._store import (
 )
 
 CONNECT_TIMEOUT_SECONDS: Final = 5
+READERS_MAX: Final = 4
+"""Connections of the pool that serves reads (checkpoints at start, history) next to the writer's."""
 ADVISORY_LOCK_KEY: Final = 0x4C45_4447_4552_4A4C  # "LEDGERJL"
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -127,8 +133,7 @@ class PostgresStore:
         self.dsn = dsn
         self.description = describe(dsn)
         self._writer: psycopg.Connection[Any] | None = None
-        self._reader: psycopg.Connection[Any] | None = None
-        self._read_lock = threading.Lock()
+        self._readers: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._indexer: psycopg.Connection[Any] | None = None
         self._scanner: psycopg.Connection[Any] | None = None
         self._scan_lock = threading.Lock()
@@ -146,7 +151,22 @@ class PostgresStore:
 
     def connect(self) -> None:
         self._writer = self._writer_connection()
-        self._reader = self._connect()
+        readers: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=READERS_MAX,
+            open=False,
+            name="ledger-readers",
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "ledger"},
+        )
+        try:
+            readers.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+        except PoolTimeout as exc:
+            readers.close()
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.description}: {exc}") from exc
+        self._readers = readers
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
         """The writer's connection, made (and locked, and migrated) anew after a failure."""
@@ -243,17 +263,14 @@ class PostgresStore:
             raise StoreUnavailable(f"{self.description}: checkpoint not confirmed: {exc}".strip()) from exc
 
     def _fetch(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read on the shared reading connection (binary), made anew after a failure."""
-        with self._read_lock:
-            if self._reader is None or self._reader.closed:
-                self._reader = self._connect()
-            connection = self._reader
-            try:
-                with connection.cursor(binary=True) as cursor:
-                    return cursor.execute(query, params).fetchall()
-            except _UNAVAILABLE as exc:
-                connection.close()
-                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        """Rows of one read (binary) on a connection of the readers' pool."""
+        if self._readers is None:
+            raise StoreUnavailable(f"{self.description}: not connected")
+        try:
+            with self._readers.connection() as connection, connection.cursor(binary=True) as cursor:
+                return cursor.execute(query, params).fetchall()
+        except (PoolTimeout, *_UNAVAILABLE) as exc:
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
 
     def latest_checkpoint(self) -> Checkpoint | None:
         rows = self._fetch(
@@ -375,10 +392,9 @@ class PostgresStore:
             if connection is not None:
                 connection.close()
         self._indexer = self._scanner = None
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
         self._drop_writer()
 
     def drop_schema(self) -> None:
