@@ -508,3 +508,18 @@ def test_store_contract_appends_are_idempotent_by_seq(store_url: str) -> None:
         assert [c.seq for c in store.commits()] == [1]
     finally:
         store.close()
+
+
+def test_start_up_logs_what_it_recovered_and_how_long_it_took(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    write_some(store_url, clock, checkpoint=True)
+    caplog.set_level("INFO", logger="ledger.core._ledger")
+
+    async def body() -> None:
+        async with await Ledger.open(config(store_url), clock=clock):
+            pass
+
+    run(body())
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ledger recovered")]
+    assert "checkpoint seq=" in line and "1 commits (1 transfers) replayed" in line and " s:" in line
+    assert "13 accounts, 6 transfers" in line
