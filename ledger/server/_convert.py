@@ -1,0 +1,173 @@
+"""Between the proto contract (ledger.v1) and the engine's packed records (ledger.engine._layout).
+
+This is the plain-protobuf path: it reads each message's fields in Python
+(about a microsecond per transfer), and it is the reference a native decoder
+is tested against. The engine decides every business rule; what is refused
+here is only what the records cannot carry, with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ledger.engine._layout import (
+    ACCOUNT_RESULT_STRUCT,
+    ACCOUNT_STRUCT,
+    TRANSFER_RESULT_STRUCT,
+    TRANSFER_STRUCT,
+    Buffer,
+)
+from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX
+from ledger.journal import AccountFilter
+from ledger.v1 import ledger_pb2, types_pb2
+
+_ACCOUNT_RESERVED = bytes(32)
+
+
+class ConversionError(ValueError):
+    """A request the packed records cannot carry; the message names the field."""
+
+
+def _id(value: types_pb2.Uint128) -> int:
+    return value.lo | value.hi << 64
+
+
+def _uint128(value: int) -> types_pb2.Uint128:
+    return types_pb2.Uint128(lo=value & 0xFFFFFFFFFFFFFFFF, hi=value >> 64)
+
+
+def _check_count(count: int, what: str) -> None:
+    if count > BATCH_EVENTS_MAX:
+        raise ConversionError(f"{what}: {count} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
+
+
+def _check_u16(value: int, field: str, index: int) -> None:
+    if value > 0xFFFF:
+        raise ConversionError(f"{field}[{index}]: {value} exceeds 65535")
+
+
+def transfers_to_packed(transfers: Sequence[types_pb2.Transfer]) -> bytes:
+    _check_count(len(transfers), "transfers")
+    out = bytearray(len(transfers) * TRANSFER_STRUCT.size)
+    for i, t in enumerate(transfers):
+        _check_u16(t.code, "transfers.code", i)
+        _check_u16(t.flags, "transfers.flags", i)
+        TRANSFER_STRUCT.pack_into(
+            out, i * TRANSFER_STRUCT.size,
+            t.id.lo, t.id.hi, t.debit_account_id.lo, t.debit_account_id.hi,
+            t.credit_account_id.lo, t.credit_account_id.hi, t.amount, t.pending_id.lo, t.pending_id.hi,
+            t.user_data_128.lo, t.user_data_128.hi, t.user_data_64, t.user_data_32, t.timeout, t.ledger,
+            t.code, t.flags, t.timestamp, 0,
+        )  # fmt: skip
+    return bytes(out)
+
+
+def transfers_from_packed(records: Buffer) -> list[types_pb2.Transfer]:
+    return [
+        types_pb2.Transfer(
+            id=types_pb2.Uint128(lo=f[0], hi=f[1]),
+            debit_account_id=types_pb2.Uint128(lo=f[2], hi=f[3]),
+            credit_account_id=types_pb2.Uint128(lo=f[4], hi=f[5]),
+            amount=f[6],
+            pending_id=types_pb2.Uint128(lo=f[7], hi=f[8]),
+            user_data_128=types_pb2.Uint128(lo=f[9], hi=f[10]),
+            user_data_64=f[11],
+            user_data_32=f[12],
+            timeout=f[13],
+            ledger=f[14],
+            code=f[15],
+            flags=f[16],
+            timestamp=f[17],
+        )
+        for f in TRANSFER_STRUCT.iter_unpack(records)
+    ]
+
+
+def accounts_to_packed(accounts: Sequence[types_pb2.Account]) -> bytes:
+    _check_count(len(accounts), "accounts")
+    out = bytearray(len(accounts) * ACCOUNT_STRUCT.size)
+    for i, a in enumerate(accounts):
+        _check_u16(a.code, "accounts.code", i)
+        _check_u16(a.flags, "accounts.flags", i)
+        ACCOUNT_STRUCT.pack_into(
+            out, i * ACCOUNT_STRUCT.size,
+            a.id.lo, a.id.hi, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
+            a.ledger, a.code, a.flags, a.timestamp, a.user_data_128.lo, a.user_data_128.hi, a.user_data_64,
+            a.user_data_32, 0, _ACCOUNT_RESERVED,
+        )  # fmt: skip
+    return bytes(out)
+
+
+def accounts_from_packed(records: Buffer) -> list[types_pb2.Account]:
+    return [
+        types_pb2.Account(
+            id=types_pb2.Uint128(lo=f[0], hi=f[1]),
+            debits_pending=f[2],
+            debits_posted=f[3],
+            credits_pending=f[4],
+            credits_posted=f[5],
+            ledger=f[6],
+            code=f[7],
+            flags=f[8],
+            timestamp=f[9],
+            user_data_128=types_pb2.Uint128(lo=f[10], hi=f[11]),
+            user_data_64=f[12],
+            user_data_32=f[13],
+        )
+        for f in ACCOUNT_STRUCT.iter_unpack(records)
+    ]
+
+
+def transfer_results_from_packed(results: Buffer) -> list[ledger_pb2.CreateTransfersResult]:
+    return [
+        ledger_pb2.CreateTransfersResult(result=result, timestamp=timestamp, amount=amount)
+        for result, _, timestamp, amount in TRANSFER_RESULT_STRUCT.iter_unpack(results)
+    ]
+
+
+def account_results_from_packed(results: Buffer) -> list[ledger_pb2.CreateAccountsResult]:
+    return [
+        ledger_pb2.CreateAccountsResult(result=result, timestamp=timestamp)
+        for result, _, timestamp in ACCOUNT_RESULT_STRUCT.iter_unpack(results)
+    ]
+
+
+def account_filter_from_proto(message: ledger_pb2.AccountFilter) -> AccountFilter:
+    """The journal's filter; ValueError (naming the field) for one out of bounds."""
+    account_id = _id(message.account_id)
+    if account_id in (0, ID_INT_MAX):
+        raise ConversionError("account_id: must not be 0 or 2^128 - 1")
+    f = AccountFilter(
+        account_id=account_id,
+        timestamp_min=message.timestamp_min,
+        timestamp_max=message.timestamp_max,
+        limit=message.limit or BATCH_EVENTS_MAX,
+        debits=not message.exclude_debits,
+        credits=not message.exclude_credits,
+        code=message.code,
+        user_data_128=_id(message.user_data_128),
+        user_data_64=message.user_data_64,
+        user_data_32=message.user_data_32,
+        reversed=message.reversed,
+    )
+    try:
+        f.check()
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from None
+    return f
+
+
+def account_filter_to_proto(f: AccountFilter) -> ledger_pb2.AccountFilter:
+    return ledger_pb2.AccountFilter(
+        account_id=_uint128(f.account_id),
+        timestamp_min=f.timestamp_min,
+        timestamp_max=f.timestamp_max,
+        limit=f.limit,
+        exclude_debits=not f.debits,
+        exclude_credits=not f.credits,
+        code=f.code,
+        user_data_128=_uint128(f.user_data_128),
+        user_data_64=f.user_data_64,
+        user_data_32=f.user_data_32,
+        reversed=f.reversed,
+    )
