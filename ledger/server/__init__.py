@@ -1,4 +1,4 @@
-"""The gRPC front door: conversion between the proto contract and the engine's packed records."""
+"""The gRPC front door: the Ledger service, its assembly, and conversion to the engine's packed records."""
 
 from ._convert import (
     ConversionError,
@@ -11,8 +11,13 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
+from ._serve import start_server
+from ._servicer import SERVICE_NAME, LedgerService
 
 __all__ = [
+    "SERVICE_NAME",
+    "LedgerService",
+    "start_server",
     "ConversionError",
     "account_filter_from_proto",
     "account_filter_to_proto",

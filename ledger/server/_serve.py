@@ -1,0 +1,50 @@
+"""Server assembly: the Ledger service, standard health checking and reflection on one grpc.aio server."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from ledger.core import Ledger
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.v1 import ledger_pb2_grpc
+
+from ._servicer import SERVICE_NAME, LedgerService
+
+TRANSFER_MESSAGE_BYTES_MAX: Final = 160
+"""A typed Transfer with every field set, framing included."""
+MESSAGE_BYTES_MAX: Final = 4 << 20
+KEEPALIVE_TIME_MS: Final = 30_000
+KEEPALIVE_TIMEOUT_MS: Final = 10_000
+
+assert BATCH_EVENTS_MAX * TRANSFER_MESSAGE_BYTES_MAX < MESSAGE_BYTES_MAX, "a full typed batch must fit a message"
+assert BATCH_EVENTS_MAX * TRANSFER_SIZE < MESSAGE_BYTES_MAX, "a full packed batch must fit a message"
+
+
+async def start_server(
+    ledger: Ledger, address: str = "127.0.0.1:0"
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
+    """Serve `ledger` on `address`; returns the started server, its port and its health servicer."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
+            ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
+        ]
+    )
+    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger), server)  # type: ignore[no-untyped-call]
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection([SERVICE_NAME, health_name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health

@@ -1,0 +1,141 @@
+"""The Ledger gRPC service over the durable ledger (typed messages and packed records).
+
+Request-level failures become gRPC statuses with a message naming the field
+or the reason; business outcomes stay per-item result codes inside OK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
+from ledger.engine import EngineError, pack_ids
+from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+
+from ._convert import (
+    ConversionError,
+    account_filter_from_proto,
+    account_filter_to_proto,
+    account_results_from_packed,
+    accounts_from_packed,
+    accounts_to_packed,
+    transfer_results_from_packed,
+    transfers_from_packed,
+    transfers_to_packed,
+)
+
+SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
+
+Result = TypeVar("Result")
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
+    """Run `work`, turning the ledger's refusals into gRPC statuses."""
+    try:
+        return await work()
+    except (ConversionError, EngineError, ValueError) as exc:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except LedgerOverloaded as exc:
+        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    except LedgerUnavailable as exc:
+        await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+
+def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
+    values = list(ids)
+    if len(values) > BATCH_EVENTS_MAX:
+        raise ConversionError(f"ids: {len(values)} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
+    return pack_ids([i.lo | i.hi << 64 for i in values])
+
+
+class LedgerService(ledger_pb2_grpc.LedgerServicer):
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def CreateAccounts(
+        self, request: ledger_pb2.CreateAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.CreateAccountsResponse:
+        async def work() -> ledger_pb2.CreateAccountsResponse:
+            results = await self._ledger.create_accounts(accounts_to_packed(request.accounts))
+            return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
+
+        return await call(context, work)
+
+    async def CreateTransfers(
+        self, request: ledger_pb2.CreateTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.CreateTransfersResponse:
+        async def work() -> ledger_pb2.CreateTransfersResponse:
+            results = await self._ledger.create_transfers(transfers_to_packed(request.transfers))
+            return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results))
+
+        return await call(context, work)
+
+    async def CreateTransfersPacked(
+        self, request: ledger_pb2.PackedTransfers, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.PackedTransferResults:
+        async def work() -> ledger_pb2.PackedTransferResults:
+            return ledger_pb2.PackedTransferResults(results=await self._ledger.create_transfers(request.records))
+
+        return await call(context, work)
+
+    async def LookupAccounts(
+        self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.LookupAccountsResponse:
+        async def work() -> ledger_pb2.LookupAccountsResponse:
+            found = await self._ledger.lookup_accounts(_ids(request.ids))
+            return ledger_pb2.LookupAccountsResponse(accounts=accounts_from_packed(found))
+
+        return await call(context, work)
+
+    async def LookupTransfers(
+        self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.LookupTransfersResponse:
+        async def work() -> ledger_pb2.LookupTransfersResponse:
+            found = await self._ledger.lookup_transfers(_ids(request.ids))
+            return ledger_pb2.LookupTransfersResponse(transfers=transfers_from_packed(found))
+
+        return await call(context, work)
+
+    async def GetAccountTransfers(
+        self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.GetAccountTransfersResponse:
+        async def work() -> ledger_pb2.GetAccountTransfersResponse:
+            page = await self._ledger.get_account_transfers(account_filter_from_proto(request))
+            response = ledger_pb2.GetAccountTransfersResponse(transfers=transfers_from_packed(page.transfers))
+            if page.next is not None:
+                response.next.CopyFrom(account_filter_to_proto(page.next))
+            return response
+
+        return await call(context, work)
+
+    async def GetAccountBalances(
+        self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.GetAccountBalancesResponse:
+        async def work() -> ledger_pb2.GetAccountBalancesResponse:
+            page = await self._ledger.get_account_balances(account_filter_from_proto(request))
+            response = ledger_pb2.GetAccountBalancesResponse(
+                balances=[
+                    types_pb2.AccountBalance(
+                        timestamp=b.timestamp,
+                        debits_pending=b.debits_pending,
+                        debits_posted=b.debits_posted,
+                        credits_pending=b.credits_pending,
+                        credits_posted=b.credits_posted,
+                    )
+                    for b in page.balances
+                ]
+            )
+            if page.next is not None:
+                response.next.CopyFrom(account_filter_to_proto(page.next))
+            return response
+
+        return await call(context, work)
