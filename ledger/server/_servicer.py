@@ -6,7 +6,8 @@ or the reason; business outcomes stay per-item result codes inside OK.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -29,6 +30,8 @@ from ._convert import (
 )
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
+STREAM_IN_FLIGHT_MAX = 256
+"""Transfers of one TransferStream applied and waiting for durability at once; past it the stream is not read."""
 
 Result = TypeVar("Result")
 
@@ -139,3 +142,42 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             return response
 
         return await call(context, work)
+
+    async def TransferStream(
+        self,
+        request_iterator: AsyncIterator[ledger_pb2.TransferStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ledger_pb2.TransferStreamResponse]:
+        """Each transfer is applied as it arrives and answered in order once durable.
+
+        Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
+        waiting shares group commits instead of paying one commit per message.
+        """
+        window: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
+
+        async def read() -> None:
+            index = 0
+            try:
+                async for request in request_iterator:
+                    try:
+                        packed = transfers_to_packed([request.transfer])
+                    except ConversionError as exc:
+                        raise ConversionError(f"message {index}: {exc}") from None
+                    # Tasks start in creation order, so the engine applies transfers in stream order.
+                    await window.put(asyncio.create_task(self._ledger.create_transfers(packed)))
+                    index += 1
+            finally:
+                await window.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (pending := await window.get()) is not None:
+                results = await call(context, lambda task=pending: task)  # type: ignore[misc]
+                yield ledger_pb2.TransferStreamResponse(result=transfer_results_from_packed(results)[0])
+            await call(context, lambda: reader)
+        finally:
+            reader.cancel()
+            while not window.empty():
+                leftover = window.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()

@@ -139,3 +139,41 @@ def test_health_and_reflection(tmp_path: Any) -> None:
             assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
 
     with_server(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body)
+
+
+def test_a_terminal_stream_is_answered_in_order(store_url: str) -> None:
+    async def body(stub: ledger_pb2_grpc.LedgerStub, _: grpc.aio.Channel) -> None:
+        await open_books(stub)
+        # Top up, then 300 payments sent without waiting: the wallet covers the first 200.
+        sent = [transfer(1000, FUNDING, WALLET, 200)] + [transfer(2000 + i, WALLET, REVENUE, 1) for i in range(300)]
+
+        async def requests() -> AsyncIterator[ledger_pb2.TransferStreamRequest]:
+            for t in sent:
+                yield ledger_pb2.TransferStreamRequest(transfer=t)
+
+        answers = [a.result async for a in stub.TransferStream(requests())]
+        assert [a.result for a in answers] == [OK] * 201 + [EXCEEDS_CREDITS] * 100
+        timestamps = [a.timestamp for a in answers[:201]]
+        assert timestamps == sorted(timestamps)  # applied in stream order
+        # A retried stream moves nothing twice.
+        again = [a.result.result async for a in stub.TransferStream(requests())]
+        assert again[:201] == [EXISTS] * 201
+
+    with_server(store_url, body)
+
+
+def test_a_bad_message_ends_the_stream_naming_it(tmp_path: Any) -> None:
+    async def body(stub: ledger_pb2_grpc.LedgerStub, _: grpc.aio.Channel) -> None:
+        await open_books(stub)
+
+        async def requests() -> AsyncIterator[ledger_pb2.TransferStreamRequest]:
+            yield ledger_pb2.TransferStreamRequest(transfer=transfer(1, FUNDING, WALLET, 5))
+            yield ledger_pb2.TransferStreamRequest(transfer=transfer(2, FUNDING, WALLET, 5, code=70_000))
+
+        stream = stub.TransferStream(requests())
+        first = await stream.read()
+        assert first.result.result == OK
+        code, message = await status_of(stream.read())
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "message 1" in message and "code" in message
+
+    with_server(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body)
