@@ -26,6 +26,7 @@ from ledger.engine import (
     unpack_accounts,
     unpack_transfer_results,
 )
+from ledger.server import serve
 
 logger = logging.getLogger("ledger")
 
@@ -126,12 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="show the engine in use and its limits")
+    serve_parser = commands.add_parser(
+        "serve", help="run the ledger behind gRPC (SQLite in LEDGER_DATA_DIR by default)"
+    )
+    serve_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
+    serve_parser.add_argument("--address", help="host:port to listen on (default 127.0.0.1:7100; port 0 picks one)")
     demo_parser = commands.add_parser("demo", help="run a wallet scenario through the durable ledger, print each step")
     demo_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "info":
         return info()
+    if args.command == "serve":
+        logging.getLogger().setLevel(logging.INFO)
+        asyncio.run(serve(LedgerConfig.from_env(store=args.store, address=args.address)))
+        return 0
     # A demo needs no room for millions of transfers.
     config = LedgerConfig.from_env(
         store=args.store, accounts_max=1_000, transfers_max=100_000, pending_transfers_max=1_000

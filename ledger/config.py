@@ -21,6 +21,10 @@ class LedgerConfig:
     store: str = ""
     """postgresql://… for PostgreSQL; sqlite:///path or a path for SQLite; empty: SQLite in data_dir."""
     data_dir: Path = Path("data")
+    address: str = "127.0.0.1:7100"
+    """Where `ledger serve` listens for gRPC (host:port; port 0 picks a free one)."""
+    shutdown_grace_seconds: float = 10.0
+    """On SIGTERM, how long calls in flight may take to finish before they are cancelled."""
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
@@ -52,7 +56,7 @@ class LedgerConfig:
                 f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
             )
         for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds",
-                     "history_flush_seconds"):  # fmt: skip
+                     "history_flush_seconds", "shutdown_grace_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

@@ -11,12 +11,13 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
-from ._serve import start_server
+from ._serve import serve, start_server
 from ._servicer import SERVICE_NAME, LedgerService
 
 __all__ = [
     "SERVICE_NAME",
     "LedgerService",
+    "serve",
     "start_server",
     "ConversionError",
     "account_filter_from_proto",

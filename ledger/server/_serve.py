@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
 from typing import Final
 
 import grpc
@@ -9,11 +13,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2_grpc
 
 from ._servicer import SERVICE_NAME, LedgerService
+
+logger = logging.getLogger(__name__)
 
 TRANSFER_MESSAGE_BYTES_MAX: Final = 160
 """A typed Transfer with every field set, framing included."""
@@ -48,3 +55,36 @@ async def start_server(
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health
+
+
+async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = None) -> None:
+    """Run the ledger behind gRPC until SIGTERM or SIGINT, then shut down gracefully.
+
+    Shutdown: health goes NOT_SERVING, no new calls are accepted, calls in flight get
+    `shutdown_grace_seconds` to finish, then everything applied is made durable and checkpointed.
+    """
+    ledger = await Ledger.open(config)
+    try:
+        server, port, health = await start_server(ledger, config.address)
+        host = config.address.rsplit(":", 1)[0]
+        logger.info(
+            "ledger serving gRPC on %s:%d, store %s, engine %s, %d accounts, %d transfers",
+            host,
+            port,
+            ledger.store.description,
+            ledger.stats().implementation,
+            ledger.recovery.accounts_count,
+            ledger.recovery.transfers_count,
+        )
+        if ready is not None:
+            ready(port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        logger.info("ledger stopping: draining calls for up to %.0f s", config.shutdown_grace_seconds)
+        await health.enter_graceful_shutdown()
+        await server.stop(config.shutdown_grace_seconds)
+    finally:
+        await ledger.close()
