@@ -97,14 +97,12 @@ class Ledger:
         store: Store,
         report: RecoveryReport,
         *,
-        clock: Clock,
         on_commit: CommitObserver | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
         self._engine = engine
         self._store = store
-        self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._accounts_count = report.accounts_count
         self._transfers_count = report.transfers_count
@@ -175,7 +173,7 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, clock=clock, on_commit=on_commit)
+        return cls(config, engine, store, report, on_commit=on_commit)
 
     # -- writes ------------------------------------------------------------------
 
@@ -380,13 +378,11 @@ class Ledger:
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.expire_interval_seconds)
-            if self._unavailable is not None or self._failure is not None:
-                continue
             if self._engine.stats().pending_transfers_count == 0:
                 continue
             try:
                 self._admit()
-            except LedgerError:
+            except LedgerError:  # unavailable, overloaded or failed: the next batch expires them
                 continue
             applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
             self._record(b"", b"", applied.expired, b"", applied.timestamp_last)

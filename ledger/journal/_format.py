@@ -60,6 +60,11 @@ class JournalCorrupt(JournalError):
     """
 
 
+def _check_checksum(where: str, stored: int, expected: int) -> None:
+    if stored != expected:
+        raise JournalCorrupt(f"{where}: checksum {stored:#010x} does not match its contents ({expected:#010x})")
+
+
 def _commit_checksum(
     seq: int,
     timestamp_last: int,
@@ -162,10 +167,7 @@ class Commit:
             self.expired,
             self.balances,
         )
-        if expected != self.checksum:
-            raise JournalCorrupt(
-                f"{where}: checksum {self.checksum:#010x} does not match its contents ({expected:#010x})"
-            )
+        _check_checksum(where, self.checksum, expected)
 
 
 def _checkpoint_checksum(
@@ -218,7 +220,4 @@ class Checkpoint:
             self.accounts,
             self.transfer_status,
         )
-        if expected != self.checksum:
-            raise JournalCorrupt(
-                f"{where}: checksum {self.checksum:#010x} does not match its contents ({expected:#010x})"
-            )
+        _check_checksum(where, self.checksum, expected)

@@ -355,9 +355,7 @@ class HistoryIndex:
         rows = self._store.history_rows(which, f.account_id, f.timestamp_min, f.upper, f.reversed)
         # A flush between the snapshot and the read puts the same entries in both: the tail wins.
         tail_first = tail_timestamps[0] if tail_timestamps else TIMESTAMP_MAX + 1
-        sources: list[tuple[array[int] | memoryview, array[int] | memoryview]] = [
-            (timestamps, values) for timestamps, values in (_decode(row, width) for row in rows)
-        ]
+        sources: list[tuple[array[int] | memoryview, array[int] | memoryview]] = [_decode(row, width) for row in rows]
         if f.reversed:
             sources.insert(0, (tail_timestamps, tail_values))
         else:
