@@ -6,9 +6,10 @@ transfer, and Postgres appends about as fast as it can write WAL. Balances
 are never updated row by row (that costs 6 to 12 times more here); they live in the
 engine and in checkpoints.
 
-The writer's connection holds a session advisory lock for as long as it
-lives, so a second ledger on the same database refuses to start instead of
-interleaving commits. Reads (the checkpoint at start, history queries) go
+The writer's connection holds a session advisory lock on the journal's
+schema for as long as it lives, so a second ledger on the same journal
+refuses to start instead of interleaving commits (ledgers in other schemas
+of the database are other journals). Reads (the checkpoint at start, history queries) go
 through a psycopg_pool pool of their own, checked on checkout so that a
 restarted server costs no failed query; the history index and the journal
 scans have a connection each.
@@ -45,7 +46,7 @@ from ._store import (
 CONNECT_TIMEOUT_SECONDS: Final = 5
 READERS_MAX: Final = 4
 """Connections of the pool that serves reads (checkpoints at start, history) next to the writer's."""
-ADVISORY_LOCK_KEY: Final = 0x4C45_4447_4552_4A4C  # "LEDGERJL"
+ADVISORY_LOCK_CLASS: Final = 0x4C45_4447  # "LEDG"; the second key is the schema's hash
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -174,7 +175,9 @@ class PostgresStore:
             return self._writer
         connection = self._connect()
         try:
-            locked = connection.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
+            locked = connection.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (ADVISORY_LOCK_CLASS,)
+            ).fetchone()
             if not (locked and locked[0]):
                 raise StoreLocked(f"{self.description}: another ledger process holds this journal")
             self._migrate(connection)
@@ -189,7 +192,9 @@ class PostgresStore:
 
     def _migrate(self, connection: psycopg.Connection[Any]) -> None:
         with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY + 1,))
+            connection.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (ADVISORY_LOCK_CLASS + 1,)
+            )
             connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version integer NOT NULL)")
             row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
             version = (row[0] if row else None) or 0
