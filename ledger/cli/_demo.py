@@ -1,13 +1,10 @@
-"""The `ledger` command."""
+"""`ledger info` and `ledger demo`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
-import sys
-from collections.abc import Sequence
 
 from ledger import __version__
 from ledger.config import LedgerConfig
@@ -26,9 +23,6 @@ from ledger.engine import (
     unpack_accounts,
     unpack_transfer_results,
 )
-from ledger.server import serve
-
-logger = logging.getLogger("ledger")
 
 FUNDING, WALLET, REVENUE, FEES = 1, 2, 3, 4
 EUR = 978  # the ledger number: ISO 4217 numeric code of the currency
@@ -38,6 +32,22 @@ def format_minor(amount: int) -> str:
     """Minor units as a decimal string with two places (integers only: no float touches money)."""
     sign = "-" if amount < 0 else ""
     return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    info_parser = commands.add_parser("info", help="show the engine in use and its limits")
+    info_parser.set_defaults(run=lambda _: info())
+    demo_parser = commands.add_parser("demo", help="run a wallet scenario through the durable ledger, print each step")
+    demo_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
+    demo_parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    # A demo needs no room for millions of transfers.
+    config = LedgerConfig.from_env(
+        store=args.store, accounts_max=1_000, transfers_max=100_000, pending_transfers_max=1_000
+    )
+    return demo(config)
 
 
 def info() -> int:
@@ -120,34 +130,3 @@ async def _demo(config: LedgerConfig) -> int:
         )
         await book("pay 10.00 more than the wallet holds", move(16, WALLET, REVENUE, 10_00, code=2))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ledger", description="A stored-value wallet ledger.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="show the engine in use and its limits")
-    serve_parser = commands.add_parser(
-        "serve", help="run the ledger behind gRPC (SQLite in LEDGER_DATA_DIR by default)"
-    )
-    serve_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
-    serve_parser.add_argument("--address", help="host:port to listen on (default 127.0.0.1:7100; port 0 picks one)")
-    demo_parser = commands.add_parser("demo", help="run a wallet scenario through the durable ledger, print each step")
-    demo_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "info":
-        return info()
-    if args.command == "serve":
-        logging.getLogger().setLevel(logging.INFO)
-        asyncio.run(serve(LedgerConfig.from_env(store=args.store, address=args.address)))
-        return 0
-    # A demo needs no room for millions of transfers.
-    config = LedgerConfig.from_env(
-        store=args.store, accounts_max=1_000, transfers_max=100_000, pending_transfers_max=1_000
-    )
-    return demo(config)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
