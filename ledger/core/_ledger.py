@@ -9,6 +9,11 @@
    newest ticket it could have observed, so it never shows a state that is
    not durable yet. A call that observed nothing new (every event failed, or
    a retry answered EXISTS) still waits for the state it observed.
+   Concurrent calls are coalesced: calls that arrive in the same turn of
+   the event loop are applied as one engine batch (up to BATCH_EVENTS_MAX
+   events, each call's events contiguous and in arrival order) and handed
+   to the writer as one entry, so a crowd of single-transfer callers costs
+   the engine and the journal what one batch does.
 5. If the store fails, new writes are refused with LedgerUnavailable at once,
    calls already applied wait (up to `durable_wait_seconds`) while the writer
    retries the same commits, and all of it resumes when the store is back.
@@ -39,6 +44,7 @@ from ledger.engine import (
     select,
     wall_clock,
 )
+from ledger.engine._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 from ledger.journal import (
     AccountFilter,
     BalancesPage,
@@ -51,6 +57,7 @@ from ledger.journal import (
     open_store,
 )
 
+from ._batcher import ACCOUNT_FLAGS_OFFSET, TRANSFER_FLAGS_OFFSET, Batcher
 from ._recovery import RecoveryReport, recover
 
 logger = logging.getLogger(__name__)
@@ -134,6 +141,12 @@ class Ledger:
             on_written=self._history.durable,
         )
         self._writer.start()
+        self._accounts_batcher = Batcher(
+            self._loop, self._apply_accounts, ACCOUNT_SIZE, ACCOUNT_RESULT_SIZE, ACCOUNT_FLAGS_OFFSET, "accounts"
+        )
+        self._transfers_batcher = Batcher(
+            self._loop, self._apply_transfers, TRANSFER_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_FLAGS_OFFSET, "transfers"
+        )
         self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
 
     @classmethod
@@ -180,19 +193,26 @@ class Ledger:
     async def create_accounts(self, events: Buffer) -> bytes:
         """Per-event 16-byte results, once every account created is durable."""
         self._admit()
-        applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
-        ticket = self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
+        results, ticket = await self._accounts_batcher.submit(events)
         await self._until_durable(ticket)
-        return applied.results
+        return results
 
     async def create_transfers(self, events: Buffer) -> bytes:
         """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
         self._admit()
+        results, ticket = await self._transfers_batcher.submit(events)
+        await self._until_durable(ticket)
+        return results
+
+    def _apply_accounts(self, events: Buffer) -> tuple[bytes, int]:
+        applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
+        return applied.results, self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
+
+    def _apply_transfers(self, events: Buffer) -> tuple[bytes, int]:
         applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
         # The entries are a view of the engine's tables; the writer copies them before the next call.
         ticket = self._record(b"", applied.entries, applied.expired, applied.balances, applied.timestamp_last)
-        await self._until_durable(ticket)
-        return applied.results
+        return applied.results, ticket
 
     def _apply(self, method: Any, events: Buffer) -> Any:
         try:
