@@ -28,7 +28,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ from ledger.engine._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RE
 from ledger.journal import (
     AccountFilter,
     BalancesPage,
+    Commit,
     GroupCommitWriter,
     HistoryIndex,
     Store,
@@ -55,6 +56,7 @@ from ledger.journal import (
     TransfersPage,
     WriterStats,
     open_store,
+    seq_before,
 )
 
 from ._batcher import ACCOUNT_FLAGS_OFFSET, TRANSFER_FLAGS_OFFSET, Batcher
@@ -66,6 +68,36 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 CommitObserver = Callable[[int, int, float], None]
 Page = TypeVar("Page", TransfersPage, BalancesPage)
+
+
+SUBSCRIBER_COMMITS_MAX = 1024
+"""Durable commits waiting for one subscriber; past this it reads them from the store instead."""
+SUBSCRIBER_SCAN_COMMITS = 16
+"""Commits one read from the store returns to a subscriber catching up."""
+_TIMESTAMP_OFFSET = 112
+
+
+class _Subscriber:
+    def __init__(self) -> None:
+        self.commits: collections.deque[Commit] = collections.deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.ended = False
+
+
+def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
+    """The records with timestamp >= timestamp_min (records are in timestamp order)."""
+    view = memoryview(records)
+    count = len(view) // TRANSFER_SIZE
+    low, high = 0, count
+    while low < high:
+        middle = (low + high) // 2
+        offset = middle * TRANSFER_SIZE + _TIMESTAMP_OFFSET
+        if int.from_bytes(view[offset : offset + 8], "little") < timestamp_min:
+            low = middle + 1
+        else:
+            high = middle
+    return bytes(view[low * TRANSFER_SIZE :])
 
 
 class LedgerError(Exception):
@@ -127,6 +159,7 @@ class Ledger:
             store, flush_transfers=config.history_flush_transfers, flush_seconds=config.history_flush_seconds
         )
         self._history.start(report.seq_last)
+        self._subscribers: set[_Subscriber] = set()
         self._writer = GroupCommitWriter(
             store,
             seq_last=report.seq_last,
@@ -138,7 +171,7 @@ class Ledger:
             on_available=lambda: self._soon(self._set_unavailable, None),
             on_fatal=lambda exc: self._soon(self._fail, exc),
             on_commit=on_commit,
-            on_written=self._history.durable,
+            on_written=self._written,
         )
         self._writer.start()
         self._accounts_batcher = Batcher(
@@ -407,13 +440,86 @@ class Ledger:
             applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
             self._record(b"", b"", applied.expired, b"", applied.timestamp_last)
 
+    # -- the committed-transfers feed -------------------------------------------------
+
+    async def subscribe_transfers(self, timestamp_min: int) -> AsyncIterator[bytes]:
+        """Committed transfers with timestamp >= timestamp_min as packed records, a commit at a time, then live.
+
+        Past commits come from the store; new ones as they become durable. A subscriber that falls
+        more than SUBSCRIBER_COMMITS_MAX commits behind goes back to reading the store, so a slow one
+        costs bounded memory and misses nothing. Ends with LedgerUnavailable when the ledger closes.
+        """
+        if not 0 <= timestamp_min < 2**64:
+            raise ValueError(f"timestamp_min: {timestamp_min} is not a u64")
+        subscriber = _Subscriber()
+        self._subscribers.add(subscriber)
+        try:
+            seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_last)
+            while True:
+                # From the store up to its newest commit.
+                while commits := await asyncio.to_thread(self._read_commits, seq):
+                    for commit in commits:
+                        seq = commit.seq
+                        if records := _transfers_from(commit.transfers, timestamp_min):
+                            yield records
+                # Live, until a gap (commits published before we listened) or an overflow sends us back.
+                subscriber.overflowed = False
+                while not subscriber.overflowed:
+                    if subscriber.ended:
+                        raise LedgerUnavailable(
+                            "the ledger is shutting down; subscribe again from the last timestamp received plus one"
+                        )
+                    if not subscriber.commits:
+                        subscriber.wake.clear()
+                        await subscriber.wake.wait()
+                        continue
+                    commit = subscriber.commits[0]
+                    if commit.seq > seq + 1:
+                        break
+                    subscriber.commits.popleft()
+                    if commit.seq == seq + 1:
+                        seq = commit.seq
+                        if records := _transfers_from(commit.transfers, timestamp_min):
+                            yield records
+                subscriber.commits.clear()
+        finally:
+            self._subscribers.discard(subscriber)
+
+    def _read_commits(self, after_seq: int) -> list[Commit]:
+        try:
+            return list(self._store.commits(after_seq, after_seq + SUBSCRIBER_SCAN_COMMITS))
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(f"committed transfers cannot be read now: {exc}") from exc
+
+    def _written(self, commits: list[Commit]) -> None:
+        """On the writer thread: these commits are durable."""
+        self._history.durable(commits)
+        if self._subscribers:  # read without the loop: one that subscribes meanwhile finds these in the store
+            self._soon(self._publish, commits)
+
+    def _publish(self, commits: list[Commit]) -> None:
+        for subscriber in self._subscribers:
+            if len(subscriber.commits) + len(commits) > SUBSCRIBER_COMMITS_MAX:
+                subscriber.overflowed = True
+                subscriber.commits.clear()
+            else:
+                subscriber.commits.extend(commits)
+            subscriber.wake.set()
+
     # -- shutdown ------------------------------------------------------------------
+
+    def end_subscriptions(self) -> None:
+        """End every transfer subscription (they raise LedgerUnavailable): shutdown need not wait for them."""
+        for subscriber in self._subscribers:
+            subscriber.ended = True
+            subscriber.wake.set()
 
     async def close(self, *, checkpoint: bool = True) -> None:
         """Stop accepting writes, make everything applied durable, checkpoint (unless told not to), close."""
         if self._closed:
             return
         self._expiry_task.cancel()
+        self.end_subscriptions()
         if checkpoint and self._failure is None and self._unavailable is None:
             changed = (self._transfers_count, self._accounts_count) != (
                 self._checkpoint_transfers,

@@ -85,6 +85,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         await stop.wait()
         logger.info("ledger stopping: draining calls for up to %.0f s", config.shutdown_grace_seconds)
         await health.enter_graceful_shutdown()
+        ledger.end_subscriptions()  # feeds never finish by themselves; their clients resume elsewhere or later
         await server.stop(config.shutdown_grace_seconds)
     finally:
         await ledger.close()

@@ -14,7 +14,7 @@ import grpc
 
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
 from ledger.engine import EngineError, pack_ids
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 from ._convert import (
@@ -33,6 +33,9 @@ SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 STREAM_IN_FLIGHT_MAX = 256
 """Transfers of one TransferStream applied and waiting for durability at once; past it the stream is not read."""
 
+SUBSCRIBE_MESSAGE_BYTES_MAX = BATCH_EVENTS_MAX * TRANSFER_SIZE
+"""Packed transfers per SubscribeTransfers message: a commit larger than a batch spans several messages."""
+
 Result = TypeVar("Result")
 
 
@@ -41,16 +44,29 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
+REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...] = (
+    ((ConversionError, EngineError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
+    (LedgerOverloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LedgerUnavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_of(exc: Exception) -> grpc.StatusCode | None:
+    """The status for one of the ledger's refusals; None for anything else (a bug: INTERNAL)."""
+    for kinds, code in REFUSALS:
+        if isinstance(exc, kinds):
+            return code
+    return None
+
+
 async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
     """Run `work`, turning the ledger's refusals into gRPC statuses."""
     try:
         return await work()
-    except (ConversionError, EngineError, ValueError) as exc:
-        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except LedgerOverloaded as exc:
-        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-    except LedgerUnavailable as exc:
-        await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+    except Exception as exc:
+        if (code := status_of(exc)) is None:
+            raise
+        await _abort(context, code, str(exc))
 
 
 def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
@@ -181,3 +197,17 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 leftover = window.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+
+    async def SubscribeTransfers(
+        self, request: ledger_pb2.SubscribeTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ledger_pb2.SubscribeTransfersResponse]:
+        """Committed transfers from `timestamp_min`, a commit at a time (at most 8190 per message), then live."""
+        try:
+            async for records in self._ledger.subscribe_transfers(request.timestamp_min):
+                for start in range(0, len(records), SUBSCRIBE_MESSAGE_BYTES_MAX):
+                    chunk = records[start : start + SUBSCRIBE_MESSAGE_BYTES_MAX]
+                    yield ledger_pb2.SubscribeTransfersResponse(transfers=transfers_from_packed(chunk))
+        except Exception as exc:
+            if (code := status_of(exc)) is None:
+                raise
+            await _abort(context, code, str(exc))
