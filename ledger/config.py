@@ -25,6 +25,14 @@ class LedgerConfig:
     """Where `ledger serve` listens for gRPC (host:port; port 0 picks a free one)."""
     shutdown_grace_seconds: float = 10.0
     """On SIGTERM, how long calls in flight may take to finish before they are cancelled."""
+    concurrent_rpcs_max: int = 10_000
+    """RPCs in progress at once (streams count as one); past this new calls get RESOURCE_EXHAUSTED."""
+    tls_cert: str = ""
+    """PEM certificate chain of the server; with `tls_key`, gRPC is served over TLS only."""
+    tls_key: str = ""
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: str = ""
+    """PEM CA certificates; when set, every client must present a certificate they signed (mTLS)."""
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
@@ -55,6 +63,12 @@ class LedgerConfig:
             raise ValueError(
                 f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
             )
+        if self.concurrent_rpcs_max < 1:
+            raise ValueError(f"concurrent_rpcs_max must be at least 1, got {self.concurrent_rpcs_max}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds",
                      "history_flush_seconds", "shutdown_grace_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:

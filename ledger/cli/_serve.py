@@ -14,10 +14,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser("serve", help="run the ledger behind gRPC (SQLite in LEDGER_DATA_DIR by default)")
     parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
     parser.add_argument("--address", help="host:port to listen on (default 127.0.0.1:7100; port 0 picks one)")
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", help="PEM CA certificates: require client certificates they signed (mTLS)")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
-    asyncio.run(serve(LedgerConfig.from_env(store=args.store, address=args.address)))
+    config = LedgerConfig.from_env(
+        store=args.store,
+        address=args.address,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+    )
+    asyncio.run(serve(config))
     return 0

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 import grpc
@@ -32,25 +33,54 @@ assert BATCH_EVENTS_MAX * TRANSFER_MESSAGE_BYTES_MAX < MESSAGE_BYTES_MAX, "a ful
 assert BATCH_EVENTS_MAX * TRANSFER_SIZE < MESSAGE_BYTES_MAX, "a full packed batch must fit a message"
 
 
+def server_credentials(config: LedgerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (client certificates required if a client CA is set)."""
+    if not config.tls_cert:
+        return None
+
+    def read(name: str, path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+    client_ca = read("tls_client_ca", config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read("tls_key", config.tls_key), read("tls_cert", config.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def transport(config: LedgerConfig) -> str:
+    """How clients reach the server, for the start line."""
+    if config.tls_client_ca:
+        return "TLS with client certificates (mTLS)"
+    return "TLS" if config.tls_cert else "plaintext"
+
+
 async def start_server(
     ledger: Ledger, address: str = "127.0.0.1:0"
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Serve `ledger` on `address`; returns the started server, its port and its health servicer."""
+    config = ledger.config
     server = grpc.aio.server(
+        maximum_concurrent_rpcs=config.concurrent_rpcs_max,
         options=[
             ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
             ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
-        ]
+        ],
     )
     ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([SERVICE_NAME, health_name, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(config)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -68,9 +98,10 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         server, port, health = await start_server(ledger, config.address)
         host = config.address.rsplit(":", 1)[0]
         logger.info(
-            "ledger serving gRPC on %s:%d, store %s, engine %s, %d accounts, %d transfers",
+            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers",
             host,
             port,
+            transport(config),
             ledger.store.description,
             ledger.stats().implementation,
             ledger.recovery.accounts_count,

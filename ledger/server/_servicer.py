@@ -60,7 +60,10 @@ def status_of(exc: Exception) -> grpc.StatusCode | None:
 
 
 async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
-    """Run `work`, turning the ledger's refusals into gRPC statuses."""
+    """Run `work`, turning the ledger's refusals into gRPC statuses; nothing starts past the deadline."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began")
     try:
         return await work()
     except Exception as exc:
