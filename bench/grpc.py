@@ -39,7 +39,7 @@ import grpc
 
 from ledger.engine import IMPLEMENTATION
 from ledger.engine._limits import BATCH_EVENTS_MAX
-from ledger.server import transfers_to_packed
+from ledger.server import run_event_loop, transfers_to_packed
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 LEDGER = 978
@@ -322,7 +322,7 @@ def main() -> int:
     per_scenario = (args.seconds + args.warmup_seconds + 2) * 600_000
     transfers_max = int(min(60_000_000, max(2_000_000, per_scenario * 2 + 1_000_000)))
     with fresh_store(args.store) as store_url, server_process(store_url, transfers_max) as port:
-        scenarios = asyncio.run(run(port, args))
+        scenarios = run_event_loop(run(port, args))
     report = {
         "benchmark": "grpc",
         "store": "postgresql" if args.store.startswith("postgres") else "sqlite",

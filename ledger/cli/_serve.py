@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from ledger.config import LedgerConfig
-from ledger.server import serve
+from ledger.server import run_event_loop, serve
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,5 +28,5 @@ def _run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
     )
-    asyncio.run(serve(config))
+    run_event_loop(serve(config))
     return 0

@@ -11,12 +11,13 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
-from ._serve import serve, start_server
+from ._serve import run_event_loop, serve, start_server
 from ._servicer import SERVICE_NAME, LedgerService
 
 __all__ = [
     "SERVICE_NAME",
     "LedgerService",
+    "run_event_loop",
     "serve",
     "start_server",
     "ConversionError",
