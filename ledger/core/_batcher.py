@@ -59,28 +59,33 @@ class Batcher:
 
     async def submit(self, events: Buffer) -> tuple[bytes, int]:
         """This call's results and the ticket to wait for. Raises what the engine raises for the batch."""
+        return await self.enqueue(events)
+
+    def enqueue(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
+        """The future of this call's results and ticket; a malformed batch raises here, at once."""
         count = check_batch(events, self._record_size, self._what)
+        future: asyncio.Future[tuple[bytes, int]] = self._loop.create_future()
         if count == 0 or self._chain_open(events, count):
-            return self._apply_now(events)
+            self._flush()  # what arrived earlier is applied first: calls keep their arrival order
+            self.batches_count += 1
+            try:
+                future.set_result(self._apply(events))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
         if self._events_count + count > BATCH_EVENTS_MAX:
             self._flush()
-        future: asyncio.Future[tuple[bytes, int]] = self._loop.create_future()
         self._parts.append(events)
         self._waiting.append((future, self._events_count, count))
         self._events_count += count
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _chain_open(self, events: Buffer, count: int) -> bool:
         flags = memoryview(events)[(count - 1) * self._record_size + self._flags_offset]
         return bool(flags & TransferFlags.LINKED)
-
-    def _apply_now(self, events: Buffer) -> tuple[bytes, int]:
-        self._flush()  # what arrived earlier is applied first: calls keep their arrival order
-        self.batches_count += 1
-        return self._apply(events)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -91,7 +96,7 @@ class Batcher:
         self.batches_count += 1
         try:
             results, ticket = self._apply(parts[0] if len(parts) == 1 else b"".join(parts))
-        except BaseException as exc:
+        except Exception as exc:
             for future, _, _ in waiting:
                 if not future.done():
                     future.set_exception(exc)

@@ -172,7 +172,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
         waiting shares group commits instead of paying one commit per message.
         """
-        window: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
+        window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
 
         async def read() -> None:
             index = 0
@@ -182,16 +182,21 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                         packed = transfers_to_packed([request.transfer])
                     except ConversionError as exc:
                         raise ConversionError(f"message {index}: {exc}") from None
-                    # Tasks start in creation order, so the engine applies transfers in stream order.
-                    await window.put(asyncio.create_task(self._ledger.create_transfers(packed)))
+                    # Submissions are applied in the order made, so in stream order.
+                    await window.put(self._ledger.submit_transfers(packed))
                     index += 1
             finally:
                 await window.put(None)
 
+        async def answer(applied: asyncio.Future[tuple[bytes, int]]) -> bytes:
+            results, ticket = await applied
+            await self._ledger.until_durable(ticket)
+            return results
+
         reader = asyncio.create_task(read())
         try:
-            while (pending := await window.get()) is not None:
-                results = await call(context, lambda task=pending: task)  # type: ignore[misc]
+            while (applied := await window.get()) is not None:
+                results = await call(context, lambda applied=applied: answer(applied))  # type: ignore[misc]
                 yield ledger_pb2.TransferStreamResponse(result=transfer_results_from_packed(results)[0])
             await call(context, lambda: reader)
         finally:
