@@ -115,6 +115,7 @@ def server_process(store_url: str, transfers_max: int) -> Iterator[int]:
                     raise RuntimeError(f"the server did not start:\n{Path(log.name).read_text()}")
                 time.sleep(0.05)
             progress(Path(log.name).read_text().strip().splitlines()[-1])
+            SERVER_PID[:] = [process.pid]
             yield int(match.group(1))
         finally:
             process.terminate()
@@ -155,6 +156,19 @@ Caller = Callable[[int, Window], Awaitable[None]]
 """One caller's loop (caller index, window): calls until the window is stopped, recording each."""
 
 
+SERVER_PID: list[int] = []
+"""The server process, whose CPU time each scenario reads from /proc."""
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of the server process (Linux), 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{SERVER_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(name: str, callers: int, caller: Caller, seconds: float, warmup_seconds: float) -> dict[str, Any]:
     window = Window()
     tasks = [asyncio.create_task(caller(index, window)) for index in range(callers)]
@@ -162,17 +176,27 @@ async def measure(name: str, callers: int, caller: Caller, seconds: float, warmu
         await asyncio.sleep(warmup_seconds)
         window.measuring = True
         started = time.perf_counter()
+        cpu = (time.process_time(), server_cpu_seconds())
         await asyncio.sleep(seconds)
         window.measuring = False
         elapsed = time.perf_counter() - started
+        client_cpu, server_cpu = time.process_time() - cpu[0], server_cpu_seconds() - cpu[1]
         window.stopped = True
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
     result = summary(window.latencies, window.transfers, elapsed)
-    progress(f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
-             f"p99 {result['p99_ms']} ms ({result['calls']:,} calls)")  # fmt: skip
+    # Where the time goes: CPU per transfer on each side (2 cores shared by both).
+    transfers = max(1, window.transfers)
+    result["client_cpu_us_per_transfer"] = round(client_cpu / transfers * 1e6, 2)
+    result["server_cpu_us_per_transfer"] = round(server_cpu / transfers * 1e6, 2)
+    result["server_cpu_share"] = round(server_cpu / elapsed, 2)
+    progress(
+        f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms ({result['calls']:,} calls); CPU per transfer: "
+        f"server {result['server_cpu_us_per_transfer']} us, client {result['client_cpu_us_per_transfer']} us"
+    )
     return result
 
 
