@@ -1,10 +1,11 @@
 """Prometheus metrics of a real server on port 0, scraped from its HTTP endpoint on port 0, over both stores:
 calls by method and status, per-item results, streams, batches, commits, the ledger's state while the store
-is slow or down; the Ledger's apply observer; `ledger serve` with its metrics port."""
+is slow or down; `ledger serve` with its metrics port; and the Grafana dashboard against the registry."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -14,8 +15,9 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -469,3 +471,86 @@ def test_a_metrics_port_in_use_is_named(tmp_path: Path) -> None:
             await asyncio.to_thread(first.stop_http)
 
     asyncio.run(run())
+
+
+# --- the dashboard ----------------------------------------------------------------------------------
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                "offset", "inf", "nan"}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not its functions, labels, keywords or variables)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings (label values, regexes)
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)  # label lists
+    expr = re.sub(r"\$\w+", "", expr)  # dashboard variables
+    names = set()
+    for token in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*|[0-9][0-9a-zA-Z.]*", expr):
+        name = token.group()
+        called = expr[token.end() :].lstrip().startswith("(")
+        if not (name[0].isdigit() or called or name.lower() in PROMQL_WORDS):
+            names.add(name)
+    return names
+
+
+def exposed_names(families: Iterable[Any]) -> set[str]:
+    """Every series name the registry's families can expose, observed yet or not."""
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                "info": ("_info",), "summary": ("_sum", "_count", "_created")}  # fmt: skip
+    names: set[str] = set()
+    for family in families:
+        names.add(family.name)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ()))
+    return names
+
+
+def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    exprs: list[str] = []
+
+    def panels(items: list[dict[str, Any]]) -> None:
+        for panel in items:
+            exprs.extend(target["expr"] for target in panel.get("targets", []))
+            panels(panel.get("panels", []))
+
+    panels(dashboard["panels"])
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            exprs.append(re.sub(r"label_values\((\w+),.*\)", r"\1", variable["query"]["query"]))
+    return exprs
+
+
+def test_metric_names_in_promql() -> None:
+    expr = ('histogram_quantile(0.99, sum by (method, le) (rate(ledger_rpc_seconds_bucket{instance=~"$instance", '
+            'code!="OK"}[$__rate_interval]))) / on (instance) ledger_info offset 5m')  # fmt: skip
+    assert metric_names(expr) == {"ledger_rpc_seconds_bucket", "ledger_info"}
+
+
+def test_the_dashboard_uses_only_metrics_the_server_exposes(tmp_path: Path) -> None:
+    dashboard = json.loads((resources.files("ledger.server") / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    exprs = dashboard_expressions(dashboard)
+    assert len(exprs) > 20
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
+
+    async def families() -> list[Any]:
+        metrics = LedgerMetrics()
+        config = LedgerConfig(store=f"sqlite:///{tmp_path / 'journal.sqlite3'}", accounts_max=10, transfers_max=10,
+                              pending_transfers_max=10)  # fmt: skip
+        async with await Ledger.open(config) as ledger:
+            metrics.watch(ledger)
+            return list(metrics.registry.collect())
+
+    collected = asyncio.run(families())
+    exposed = exposed_names(collected)
+    used = set().union(*(metric_names(expr) for expr in exprs))
+    assert used - exposed == set(), "the dashboard reads metrics the server does not expose"
+    # And every metric of the ledger's own has a panel.
+    ours = {family.name for family in collected if family.name.startswith("ledger")}
+    shown = {name for name in ours if exposed_names([f for f in collected if f.name == name]) & used}
+    assert ours - shown == set(), "metrics without a panel"
