@@ -48,6 +48,12 @@ def test_a_full_batch_and_buffer_kinds() -> None:
     assert count_results(b"", 24) == collections.Counter()
 
 
+def test_batches_of_many_codes_are_counted_whole() -> None:
+    many = [TR.OK, TR.EXISTS, TR.EXCEEDS_CREDITS, TR.LINKED_EVENT_FAILED, TR.TRANSFERS_FULL, TR.OK, TR.EXISTS]
+    codes = many * 1000 + [TR.OVERFLOWS_TIMEOUT]
+    assert count_results(transfer_results(codes), 24) == collections.Counter(int(c) for c in codes)
+
+
 def test_a_buffer_that_is_not_whole_results_is_refused() -> None:
     with pytest.raises(ValueError, match="results: 25 bytes is not a whole number of 24-byte results"):
         count_results(transfer_results([TR.OK]) + b"\0", 24)
