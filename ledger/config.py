@@ -12,6 +12,8 @@ from ledger.engine import EngineConfig
 from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
 
 MIB = 1 << 20
+EMPTY_MEANS_OFF = frozenset({"metrics_address"})
+"""Fields whose LEDGER_* variable, set but empty, turns the feature off instead of keeping the default."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +25,8 @@ class LedgerConfig:
     data_dir: Path = Path("data")
     address: str = "127.0.0.1:7100"
     """Where `ledger serve` listens for gRPC (host:port; port 0 picks a free one)."""
+    metrics_address: str = "127.0.0.1:9464"
+    """Where `ledger serve` serves Prometheus metrics over HTTP (host:port; port 0 picks a free one; empty: off)."""
     shutdown_grace_seconds: float = 10.0
     """On SIGTERM, how long calls in flight may take to finish before they are cancelled."""
     concurrent_rpcs_max: int = 10_000
@@ -73,6 +77,21 @@ class LedgerConfig:
                      "history_flush_seconds", "shutdown_grace_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        _ = self.metrics_endpoint  # names the field if it is not host:port
+
+    @property
+    def metrics_endpoint(self) -> tuple[str, int] | None:
+        """`metrics_address` as (host, port), IPv6 brackets removed; None when metrics are off."""
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            raise ValueError(
+                f"metrics_address must be host:port (port 0 picks a free one) or empty for no metrics, "
+                f"got {self.metrics_address!r}"
+            )
+        return host, int(port)
 
     @property
     def store_url(self) -> str:
@@ -96,7 +115,7 @@ class LedgerConfig:
             values["store"] = environ["LEDGER_DATABASE_URL"]
         for f in fields(cls):
             raw = environ.get(f"LEDGER_{f.name.upper()}")
-            if raw is None or raw == "":
+            if raw is None or (raw == "" and f.name not in EMPTY_MEANS_OFF):
                 continue
             values[f.name] = _parse(f.name, raw, cls.__dataclass_fields__[f.name].default)
         values.update({k: v for k, v in overrides.items() if v is not None})

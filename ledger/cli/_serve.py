@@ -16,6 +16,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS (with --tls-key)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", help="PEM CA certificates: require client certificates they signed (mTLS)")
+    parser.add_argument(
+        "--metrics-address",
+        help="host:port for Prometheus metrics over HTTP (default 127.0.0.1:9464; port 0 picks one; '' turns them off)",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -27,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        metrics_address=args.metrics_address,
     )
     run_event_loop(serve(config))
     return 0

@@ -64,9 +64,13 @@ from ._recovery import RecoveryReport, recover
 
 logger = logging.getLogger(__name__)
 
+EVENT_SIZE = TRANSFER_SIZE
+assert ACCOUNT_SIZE == TRANSFER_SIZE, "accounts and transfers are events of one size"
+
 STOP_TIMEOUT_SECONDS = 30.0
 
 CommitObserver = Callable[[int, int, float], None]
+ApplyObserver = Callable[[str, int, float], None]
 Page = TypeVar("Page", TransfersPage, BalancesPage)
 
 
@@ -124,6 +128,9 @@ class LedgerStats:
     implementation: str
     store: str
     available: bool
+    ticket_applied: int
+    """The newest journal ticket handed to the writer; `writer.ticket_durable` trails it by the calls not yet
+    durable."""
 
 
 class Ledger:
@@ -137,11 +144,13 @@ class Ledger:
         report: RecoveryReport,
         *,
         on_commit: CommitObserver | None = None,
+        on_apply: ApplyObserver | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
         self._engine = engine
         self._store = store
+        self._on_apply = on_apply
         self._loop = asyncio.get_running_loop()
         self._accounts_count = report.accounts_count
         self._transfers_count = report.transfers_count
@@ -190,10 +199,13 @@ class Ledger:
         clock: Clock = wall_clock,
         engine_class: type[Engine] | None = None,
         on_commit: CommitObserver | None = None,
+        on_apply: ApplyObserver | None = None,
     ) -> Ledger:
         """Connect to the store, recover the engine from the journal, start the writer.
 
-        `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction.
+        `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction;
+        `on_apply(operation, events_count, seconds)` on the event loop after every engine call that succeeded
+        (`operation` is the engine method: create_accounts, create_transfers or expire_pending_transfers).
         """
         store = open_store(config.store_url)
         engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
@@ -219,7 +231,7 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, on_commit=on_commit)
+        return cls(config, engine, store, report, on_commit=on_commit, on_apply=on_apply)
 
     # -- writes ------------------------------------------------------------------
 
@@ -250,24 +262,32 @@ class Ledger:
         await self._until_durable(ticket)
 
     def _apply_accounts(self, events: Buffer) -> tuple[bytes, int]:
-        applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
+        applied: AccountsApplied = self._apply("create_accounts", self._engine.create_accounts, events)
         return applied.results, self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
 
     def _apply_transfers(self, events: Buffer) -> tuple[bytes, int]:
-        applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
+        applied: TransfersApplied = self._apply("create_transfers", self._engine.create_transfers, events)
         # The entries are a view of the engine's tables; the writer copies them before the next call.
         ticket = self._record(b"", applied.entries, applied.expired, applied.balances, applied.timestamp_last)
         return applied.results, ticket
 
-    def _apply(self, method: Any, events: Buffer) -> Any:
+    def _apply(self, operation: str, method: Any, events: Buffer) -> Any:
+        started = time.perf_counter()
         try:
-            return method(events)
+            applied = method(events)
         except EngineError:
             raise
         except Exception as exc:
             # A broken invariant or a bug: never go on with state that may be corrupt.
             self._fail(exc)
             raise LedgerFailed(f"the engine failed and the ledger stopped: {exc!r}") from exc
+        if self._on_apply is not None:
+            try:
+                self._on_apply(operation, len(events) // EVENT_SIZE, time.perf_counter() - started)
+            except Exception:
+                # Applied but not yet journaled: an observer must not keep the entries from the journal.
+                logger.exception("on_apply observer failed")
+        return applied
 
     def _admit(self) -> None:
         if self._failure is not None:
@@ -349,6 +369,7 @@ class Ledger:
             implementation=self._engine.implementation,
             store=self._store.description,
             available=self._unavailable is None and self._failure is None,
+            ticket_applied=self._ticket_applied,
         )
 
     @property
@@ -458,7 +479,7 @@ class Ledger:
                 self._admit()
             except LedgerError:  # unavailable, overloaded or failed: the next batch expires them
                 continue
-            applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
+            applied = self._apply("expire_pending_transfers", lambda _: self._engine.expire_pending_transfers(), b"")
             self._record(b"", b"", applied.expired, b"", applied.timestamp_last)
 
     # -- the committed-transfers feed -------------------------------------------------

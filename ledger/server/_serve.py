@@ -1,4 +1,5 @@
-"""Server assembly: the Ledger service, standard health checking and reflection on one grpc.aio server."""
+"""Server assembly: the Ledger service, standard health checking and reflection on one grpc.aio server,
+and its Prometheus metrics on an HTTP port of their own."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ledger.core import Ledger
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2_grpc
 
+from ._metrics import LedgerMetrics
 from ._servicer import SERVICE_NAME, LedgerService
 
 logger = logging.getLogger(__name__)
@@ -61,11 +63,19 @@ def transport(config: LedgerConfig) -> str:
 
 
 async def start_server(
-    ledger: Ledger, address: str = "127.0.0.1:0"
+    ledger: Ledger, address: str = "127.0.0.1:0", *, metrics: LedgerMetrics | None = None
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """Serve `ledger` on `address`; returns the started server, its port and its health servicer."""
+    """Serve `ledger` on `address`; returns the started server, its port and its health servicer.
+
+    With `metrics`, every call is counted and timed and the metrics watch `ledger`.
+    """
     config = ledger.config
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if metrics is not None:
+        metrics.watch(ledger)
+        interceptors.append(metrics.interceptor)  # first: it sees every status the others answer with
     server = grpc.aio.server(
+        interceptors=interceptors,
         maximum_concurrent_rpcs=config.concurrent_rpcs_max,
         options=[
             ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
@@ -75,7 +85,7 @@ async def start_server(
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
         ],
     )
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger), server)  # type: ignore[no-untyped-call]
+    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger, metrics), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -103,12 +113,22 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     Shutdown: health goes NOT_SERVING, no new calls are accepted, calls in flight get
     `shutdown_grace_seconds` to finish, then everything applied is made durable and checkpointed.
     """
-    ledger = await Ledger.open(config)
+    endpoint = config.metrics_endpoint
+    metrics = LedgerMetrics() if endpoint is not None else None
+    ledger = await Ledger.open(
+        config,
+        on_commit=metrics.journal_committed if metrics else None,
+        on_apply=metrics.engine_applied if metrics else None,
+    )
     try:
-        server, port, health = await start_server(ledger, config.address)
+        metrics_url = "off"
+        if metrics is not None and endpoint is not None:
+            metrics_port = metrics.start_http(*endpoint)
+            metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
+        server, port, health = await start_server(ledger, config.address, metrics=metrics)
         host = config.address.rsplit(":", 1)[0]
         logger.info(
-            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers",
+            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers, metrics %s",
             host,
             port,
             transport(config),
@@ -116,6 +136,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
             ledger.stats().implementation,
             ledger.recovery.accounts_count,
             ledger.recovery.transfers_count,
+            metrics_url,
         )
         if ready is not None:
             ready(port)
@@ -130,3 +151,5 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         await server.stop(config.shutdown_grace_seconds)
     finally:
         await ledger.close()
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop_http)

@@ -28,6 +28,7 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
+from ._metrics import LedgerMetrics
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 STREAM_IN_FLIGHT_MAX = 256
@@ -80,14 +81,17 @@ def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
 
 
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
+        self._metrics = metrics
 
     async def CreateAccounts(
         self, request: ledger_pb2.CreateAccountsRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.CreateAccountsResponse:
         async def work() -> ledger_pb2.CreateAccountsResponse:
             results = await self._ledger.create_accounts(accounts_to_packed(request.accounts))
+            if self._metrics is not None:
+                self._metrics.count_account_results(results)
             return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
 
         return await call(context, work)
@@ -97,6 +101,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
     ) -> ledger_pb2.CreateTransfersResponse:
         async def work() -> ledger_pb2.CreateTransfersResponse:
             results = await self._ledger.create_transfers(transfers_to_packed(request.transfers))
+            if self._metrics is not None:
+                self._metrics.count_transfer_results(results)
             return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results))
 
         return await call(context, work)
@@ -105,7 +111,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.PackedTransfers, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.PackedTransferResults:
         async def work() -> ledger_pb2.PackedTransferResults:
-            return ledger_pb2.PackedTransferResults(results=await self._ledger.create_transfers(request.records))
+            results = await self._ledger.create_transfers(request.records)
+            if self._metrics is not None:
+                self._metrics.count_transfer_results(results)
+            return ledger_pb2.PackedTransferResults(results=results)
 
         return await call(context, work)
 
@@ -197,6 +206,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         try:
             while (applied := await window.get()) is not None:
                 results = await call(context, lambda applied=applied: answer(applied))  # type: ignore[misc]
+                if self._metrics is not None:
+                    self._metrics.count_transfer_results(results)
                 yield ledger_pb2.TransferStreamResponse(result=transfer_results_from_packed(results)[0])
             await call(context, lambda: reader)
         finally:
