@@ -106,6 +106,7 @@ def server_process(store_url: str, transfers_max: int) -> Iterator[int]:
             "LEDGER_TRANSFERS_MAX": str(transfers_max),
             "LEDGER_PENDING_TRANSFERS_MAX": "1000",
             "LEDGER_CONCURRENT_RPCS_MAX": "100000",
+            "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
         }
         process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=environment)
         try:
