@@ -12,6 +12,8 @@ from ledger.engine import EngineConfig
 from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
 
 MIB = 1 << 20
+AUTH_POLICIES = ("auto", "required", "off")
+AUTH_REFRESH_SECONDS_MAX = 3600.0
 EMPTY_MEANS_OFF = frozenset({"metrics_address"})
 """Fields whose LEDGER_* variable, set but empty, turns the feature off instead of keeping the default."""
 
@@ -57,6 +59,11 @@ class LedgerConfig:
     """How often holds past their timeout are expired when no batch arrives to do it."""
     verify: bool = False
     """Check O(n) engine invariants after every batch (tests)."""
+    auth: str = "auto"
+    """API keys on the gRPC server: `auto` (required once any key was ever created in the store), `required`
+    or `off`; see ledger.auth."""
+    auth_refresh_seconds: float = 5.0
+    """How often the server re-reads the key table, so a revocation takes effect within this time."""
 
     def __post_init__(self) -> None:
         for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers",
@@ -74,9 +81,16 @@ class LedgerConfig:
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds",
-                     "history_flush_seconds", "shutdown_grace_seconds"):  # fmt: skip
+                     "history_flush_seconds", "shutdown_grace_seconds", "auth_refresh_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.auth_refresh_seconds > AUTH_REFRESH_SECONDS_MAX:
+            raise ValueError(
+                f"auth_refresh_seconds must be at most {AUTH_REFRESH_SECONDS_MAX} (a revocation must take effect), "
+                f"got {self.auth_refresh_seconds}"
+            )
+        if self.auth not in AUTH_POLICIES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_POLICIES)}, got {self.auth!r}")
         _ = self.metrics_endpoint  # names the field if it is not host:port
 
     @property

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ledger.auth import Authenticator, AuthInterceptor
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
@@ -63,17 +64,24 @@ def transport(config: LedgerConfig) -> str:
 
 
 async def start_server(
-    ledger: Ledger, address: str = "127.0.0.1:0", *, metrics: LedgerMetrics | None = None
+    ledger: Ledger,
+    address: str = "127.0.0.1:0",
+    *,
+    metrics: LedgerMetrics | None = None,
+    auth: Authenticator | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Serve `ledger` on `address`; returns the started server, its port and its health servicer.
 
-    With `metrics`, every call is counted and timed and the metrics watch `ledger`.
+    With `metrics`, every call is counted and timed and the metrics watch `ledger`. With `auth`, every
+    call but health checking and reflection needs an API key its role allows.
     """
     config = ledger.config
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if metrics is not None:
         metrics.watch(ledger)
         interceptors.append(metrics.interceptor)  # first: it sees every status the others answer with
+    if auth is not None:
+        interceptors.append(AuthInterceptor(auth))
     server = grpc.aio.server(
         interceptors=interceptors,
         maximum_concurrent_rpcs=config.concurrent_rpcs_max,
@@ -120,15 +128,17 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         on_commit=metrics.journal_committed if metrics else None,
         on_apply=metrics.engine_applied if metrics else None,
     )
+    auth: Authenticator | None = None
     try:
+        auth = await Authenticator.open(config)
         metrics_url = "off"
         if metrics is not None and endpoint is not None:
             metrics_port = metrics.start_http(*endpoint)
             metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
-        server, port, health = await start_server(ledger, config.address, metrics=metrics)
+        server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth)
         host = config.address.rsplit(":", 1)[0]
         logger.info(
-            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers, metrics %s",
+            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers, metrics %s, %s",
             host,
             port,
             transport(config),
@@ -137,6 +147,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
             ledger.recovery.accounts_count,
             ledger.recovery.transfers_count,
             metrics_url,
+            auth.description if auth is not None else "auth off (LEDGER_AUTH=off)",
         )
         if ready is not None:
             ready(port)
@@ -150,6 +161,8 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         ledger.end_subscriptions()  # feeds never finish by themselves; their clients resume elsewhere or later
         await server.stop(config.shutdown_grace_seconds)
     finally:
+        if auth is not None:
+            await auth.close()
         await ledger.close()
         if metrics is not None:
             await asyncio.to_thread(metrics.stop_http)

@@ -1,7 +1,9 @@
 """The Ledger gRPC service over the durable ledger (typed messages and packed records).
 
 Request-level failures become gRPC statuses with a message naming the field
-or the reason; business outcomes stay per-item result codes inside OK.
+or the reason; business outcomes stay per-item result codes inside OK. Every
+RPC sees the ledger through `ledger.auth.scoped`: a key bound to some ledgers
+sees and moves only those (PERMISSION_DENIED names the record that is not).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+from ledger.auth import PermissionDenied, scoped
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
 from ledger.engine import EngineError, pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
@@ -47,6 +50,7 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
 
 REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...] = (
     ((ConversionError, EngineError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (LedgerOverloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LedgerUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
@@ -89,7 +93,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.CreateAccountsRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.CreateAccountsResponse:
         async def work() -> ledger_pb2.CreateAccountsResponse:
-            results = await self._ledger.create_accounts(accounts_to_packed(request.accounts))
+            results = await scoped(self._ledger).create_accounts(accounts_to_packed(request.accounts))
             if self._metrics is not None:
                 self._metrics.count_account_results(results)
             return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
@@ -100,7 +104,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.CreateTransfersRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.CreateTransfersResponse:
         async def work() -> ledger_pb2.CreateTransfersResponse:
-            results = await self._ledger.create_transfers(transfers_to_packed(request.transfers))
+            results = await scoped(self._ledger).create_transfers(transfers_to_packed(request.transfers))
             if self._metrics is not None:
                 self._metrics.count_transfer_results(results)
             return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results))
@@ -111,7 +115,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.PackedTransfers, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.PackedTransferResults:
         async def work() -> ledger_pb2.PackedTransferResults:
-            results = await self._ledger.create_transfers(request.records)
+            results = await scoped(self._ledger).create_transfers(request.records)
             if self._metrics is not None:
                 self._metrics.count_transfer_results(results)
             return ledger_pb2.PackedTransferResults(results=results)
@@ -122,7 +126,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.LookupAccountsResponse:
         async def work() -> ledger_pb2.LookupAccountsResponse:
-            found = await self._ledger.lookup_accounts(_ids(request.ids))
+            found = await scoped(self._ledger).lookup_accounts(_ids(request.ids))
             return ledger_pb2.LookupAccountsResponse(accounts=accounts_from_packed(found))
 
         return await call(context, work)
@@ -131,7 +135,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.LookupTransfersResponse:
         async def work() -> ledger_pb2.LookupTransfersResponse:
-            found = await self._ledger.lookup_transfers(_ids(request.ids))
+            found = await scoped(self._ledger).lookup_transfers(_ids(request.ids))
             return ledger_pb2.LookupTransfersResponse(transfers=transfers_from_packed(found))
 
         return await call(context, work)
@@ -140,7 +144,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.GetAccountTransfersResponse:
         async def work() -> ledger_pb2.GetAccountTransfersResponse:
-            page = await self._ledger.get_account_transfers(account_filter_from_proto(request))
+            page = await scoped(self._ledger).get_account_transfers(account_filter_from_proto(request))
             response = ledger_pb2.GetAccountTransfersResponse(transfers=transfers_from_packed(page.transfers))
             if page.next is not None:
                 response.next.CopyFrom(account_filter_to_proto(page.next))
@@ -152,7 +156,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.GetAccountBalancesResponse:
         async def work() -> ledger_pb2.GetAccountBalancesResponse:
-            page = await self._ledger.get_account_balances(account_filter_from_proto(request))
+            page = await scoped(self._ledger).get_account_balances(account_filter_from_proto(request))
             response = ledger_pb2.GetAccountBalancesResponse(
                 balances=[
                     types_pb2.AccountBalance(
@@ -182,6 +186,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         waiting shares group commits instead of paying one commit per message.
         """
         window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
+        ledger = scoped(self._ledger)
 
         async def read() -> None:
             index = 0
@@ -189,17 +194,20 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 async for request in request_iterator:
                     try:
                         packed = transfers_to_packed([request.transfer])
+                        # Submissions are applied in the order made, so in stream order.
+                        applied = ledger.submit_transfers(packed)
                     except ConversionError as exc:
                         raise ConversionError(f"message {index}: {exc}") from None
-                    # Submissions are applied in the order made, so in stream order.
-                    await window.put(self._ledger.submit_transfers(packed))
+                    except PermissionDenied as exc:
+                        raise PermissionDenied(f"message {index}: {exc}") from None
+                    await window.put(applied)
                     index += 1
             finally:
                 await window.put(None)
 
         async def answer(applied: asyncio.Future[tuple[bytes, int]]) -> bytes:
             results, ticket = await applied
-            await self._ledger.until_durable(ticket)
+            await ledger.until_durable(ticket)
             return results
 
         reader = asyncio.create_task(read())
@@ -222,7 +230,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
     ) -> AsyncIterator[ledger_pb2.SubscribeTransfersResponse]:
         """Committed transfers from `timestamp_min`, a commit at a time (at most 8190 per message), then live."""
         try:
-            async for records in self._ledger.subscribe_transfers(request.timestamp_min):
+            async for records in scoped(self._ledger).subscribe_transfers(request.timestamp_min):
                 for start in range(0, len(records), SUBSCRIBE_MESSAGE_BYTES_MAX):
                     chunk = records[start : start + SUBSCRIBE_MESSAGE_BYTES_MAX]
                     yield ledger_pb2.SubscribeTransfersResponse(transfers=transfers_from_packed(chunk))

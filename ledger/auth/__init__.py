@@ -1,0 +1,89 @@
+"""API keys, tenants and roles for the gRPC server.
+
+A key belongs to a tenant, has a role (`read`, `write`, `admin`) and, unless
+it is an admin key, is bound to the ledgers (currencies) the tenant may
+touch. A key of one tenant never reads or moves another tenant's money:
+
+- `_keys`: the token format `lk_<key id>_<secret>` and how a secret is kept
+  (SHA-256 only, compared in constant time);
+- `_store`: the key table `ledger_api_keys` in the journal's database;
+- `_principal`: what each role may call, and the principal of the call being
+  served (`current_principal`, `may_see_ledger`);
+- `_authenticator`, `_interceptor`: the server's cached view of the key table
+  and the interceptor that checks every call's `authorization: Bearer` key;
+- `_scope`: the ledger as a key bound to some ledgers may see and move it.
+"""
+
+from ._authenticator import Authenticator, AuthFailure
+from ._interceptor import AuthInterceptor
+from ._keys import (
+    KEY_LEDGERS_MAX,
+    LEDGER_MAX,
+    NAME_LENGTH_MAX,
+    TENANT_LENGTH_MAX,
+    TOKEN_LENGTH,
+    ApiKey,
+    MalformedToken,
+    Role,
+    format_token,
+    hash_secret,
+    new_secret,
+    parse_token,
+)
+from ._principal import (
+    OPEN_SERVICES,
+    READ_METHODS,
+    WRITE_METHODS,
+    Principal,
+    acting_as,
+    current_principal,
+    is_open,
+    may_see_ledger,
+    role_needed,
+)
+from ._scope import LedgerView, PermissionDenied, ScopedLedger, scoped
+from ._store import (
+    TABLE,
+    KeyNotFound,
+    KeyStore,
+    KeyStoreError,
+    KeyStoreUnavailable,
+    open_key_store,
+)
+
+__all__ = [
+    "KEY_LEDGERS_MAX",
+    "LEDGER_MAX",
+    "NAME_LENGTH_MAX",
+    "OPEN_SERVICES",
+    "READ_METHODS",
+    "TABLE",
+    "TENANT_LENGTH_MAX",
+    "TOKEN_LENGTH",
+    "WRITE_METHODS",
+    "ApiKey",
+    "AuthFailure",
+    "AuthInterceptor",
+    "Authenticator",
+    "KeyNotFound",
+    "KeyStore",
+    "KeyStoreError",
+    "KeyStoreUnavailable",
+    "LedgerView",
+    "MalformedToken",
+    "PermissionDenied",
+    "Principal",
+    "Role",
+    "ScopedLedger",
+    "acting_as",
+    "current_principal",
+    "format_token",
+    "hash_secret",
+    "is_open",
+    "may_see_ledger",
+    "new_secret",
+    "open_key_store",
+    "parse_token",
+    "role_needed",
+    "scoped",
+]

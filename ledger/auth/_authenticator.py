@@ -1,0 +1,189 @@
+"""The server's view of the key table: a cache refreshed in the background, and the check of each call.
+
+The cache is re-read every `auth_refresh_seconds` (so a revoked key is refused
+within that time, without a restart) and a key id the cache does not know is
+looked up at once (so a key created while the server runs works on its first
+call). Every read of the table runs off the event loop.
+
+Policies (`LEDGER_AUTH`):
+
+- `auto` (default): a key is required once any key was ever created in the
+  store, revoked ones included, so revoking the last key never opens the
+  server. Before that, calls without a key are served for every ledger.
+- `required`: every call needs a key (with no key created, every call is refused).
+- `off`: no key is asked for or checked.
+
+Whatever the policy, a key that is sent is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import grpc
+
+from ledger.config import LedgerConfig
+
+from ._keys import ApiKey, MalformedToken, parse_token
+from ._principal import Principal, role_needed
+from ._store import KeyStore, KeyStoreError, open_key_store
+
+logger = logging.getLogger(__name__)
+
+AUTHORIZATION: Final = "authorization"
+LOOKUPS_IN_FLIGHT_MAX: Final = 4
+"""Reads of unknown key ids at once: a caller sending made-up ids cannot occupy more threads than this."""
+
+
+class AuthFailure(Exception):
+    """A call is refused: UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE, with a message that never
+    repeats a secret."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Authenticator:
+    """Checks the key of each call against the key table (`start` before use, `close` after)."""
+
+    def __init__(self, store: KeyStore, *, policy: str, refresh_seconds: float) -> None:
+        if policy not in ("auto", "required"):
+            raise ValueError(f"policy must be auto or required (off needs no authenticator), got {policy!r}")
+        self.policy = policy
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._cache: dict[str, tuple[ApiKey, Principal]] = {}
+        self._keys_exist = False
+        self._lookups = asyncio.Semaphore(LOOKUPS_IN_FLIGHT_MAX)
+        self._refresher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: LedgerConfig) -> Authenticator | None:
+        """The authenticator `config` asks for, loaded and refreshing; None with auth off."""
+        if config.auth == "off":
+            return None
+        store = await asyncio.to_thread(open_key_store, config.store_url)
+        authenticator = cls(store, policy=config.auth, refresh_seconds=config.auth_refresh_seconds)
+        try:
+            await authenticator.start()
+        except BaseException:
+            await asyncio.to_thread(store.close)
+            raise
+        return authenticator
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="ledger-auth-refresh")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await asyncio.to_thread(self._store.close)
+
+    @property
+    def required(self) -> bool:
+        """Whether a call without a key is refused now."""
+        return self.policy == "required" or self._keys_exist
+
+    @property
+    def description(self) -> str:
+        """For the server's start line: whether auth is on, and why."""
+        active = sum(1 for key, _ in self._cache.values() if not key.revoked)
+        if self.required:
+            return f"auth on (LEDGER_AUTH={self.policy}, {active} active keys of {len(self._cache)})"
+        return "auth off until the first key is created (LEDGER_AUTH=auto, no key in the store)"
+
+    async def refresh(self) -> None:
+        """Re-read the whole key table (KeyStoreError if it cannot be read)."""
+        keys = await asyncio.to_thread(self._store.all_keys)
+        self._cache = {key.key_id: (key, Principal.of(key)) for key in keys}
+        self._keys_exist = self._keys_exist or bool(keys)
+
+    async def _refresh_loop(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                await self.refresh()
+            except KeyStoreError as exc:
+                if not failing:
+                    logger.warning("cannot re-read the API keys, going on with those read before: %s", exc)
+                failing = True
+                continue
+            if failing:
+                logger.info("API keys read again")
+                failing = False
+
+    async def authenticate(self, metadata: Sequence[tuple[str, Any]] | None, method: str) -> Principal | None:
+        """The principal of a call to `method` with this metadata; None if no key is needed and none was sent.
+
+        Raises AuthFailure when the call must be refused.
+        """
+        values = [value for key, value in metadata or () if key == AUTHORIZATION]
+        if not values:
+            if not self.required:
+                return None
+            raise AuthFailure(
+                grpc.StatusCode.UNAUTHENTICATED, "missing API key: send the metadata 'authorization: Bearer <API key>'"
+            )
+        if len(values) > 1:
+            raise AuthFailure(
+                grpc.StatusCode.UNAUTHENTICATED, f"malformed API key: {len(values)} authorization entries, send one"
+            )
+        key_id, secret = _credentials(values[0])
+        entry = self._cache.get(key_id)
+        if entry is None:
+            entry = await self._lookup(key_id)
+        key, principal = entry
+        if not key.matches(secret):
+            raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"unknown API key: key {key_id} has another secret")
+        if key.revoked_at is not None:
+            raise AuthFailure(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"API key {key_id} was revoked at {key.revoked_at.isoformat(timespec='seconds')}",
+            )
+        if not principal.may_call(method):
+            raise AuthFailure(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{principal.describe()} may not call {method.rsplit('/', 1)[-1]}: "
+                f"that needs role {role_needed(method).value}",
+            )
+        return principal
+
+    async def _lookup(self, key_id: str) -> tuple[ApiKey, Principal]:
+        """A key id not in the cache: perhaps created since the last refresh."""
+        async with self._lookups:
+            try:
+                key = await asyncio.to_thread(self._store.find, key_id)
+            except KeyStoreError as exc:
+                raise AuthFailure(grpc.StatusCode.UNAVAILABLE, f"cannot check API key {key_id} now: {exc}") from exc
+        if key is None:
+            raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"unknown API key: no key {key_id}")
+        entry = (key, Principal.of(key))
+        self._cache[key_id] = entry
+        self._keys_exist = True
+        return entry
+
+
+def _credentials(value: Any) -> tuple[str, str]:
+    """The key id and secret of an authorization value 'Bearer <token>'."""
+    if not isinstance(value, str):
+        raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, "malformed API key: authorization must be text")
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthFailure(
+            grpc.StatusCode.UNAUTHENTICATED, "malformed API key: authorization must read 'Bearer <API key>'"
+        )
+    try:
+        return parse_token(token.strip())
+    except MalformedToken as exc:
+        raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"malformed API key: {exc}") from None

@@ -1,0 +1,109 @@
+"""Who is calling: the principal a key stands for, what its role may call, which ledgers it may see.
+
+Roles and the Ledger service's methods:
+
+- `read`: LookupAccounts, LookupTransfers, GetAccountTransfers, GetAccountBalances, SubscribeTransfers,
+  on the key's ledgers only.
+- `write`: all of `read`, and CreateAccounts, CreateTransfers, CreateTransfersPacked, TransferStream, on
+  the key's ledgers only.
+- `admin`: every method on every ledger (an operator's key, bound to no ledger).
+
+A method that is in no list (one added to the service later) needs `admin` until it is listed here.
+Health checking and reflection need no key (probes and grpcurl discovery).
+
+The server sets the principal of each call in a context variable; `current_principal()` reads it.
+None means no key was asked for (auth off, or `auto` before the first key): every ledger is visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Final
+
+from ledger.v1 import ledger_pb2
+
+from ._keys import ApiKey, Role
+
+SERVICE_NAME: Final = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
+
+READ_METHODS: Final = frozenset(
+    f"/{SERVICE_NAME}/{name}"
+    for name in ("LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers")
+)
+WRITE_METHODS: Final = READ_METHODS | frozenset(
+    f"/{SERVICE_NAME}/{name}"
+    for name in ("CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream")
+)
+OPEN_SERVICES: Final = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
+"""Services any caller may use without a key."""
+
+_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
+
+
+def role_needed(method: str) -> Role:
+    """The least role that may call a full method name such as /ledger.v1.Ledger/CreateTransfers."""
+    if method in READ_METHODS:
+        return Role.READ
+    if method in WRITE_METHODS:
+        return Role.WRITE
+    return Role.ADMIN
+
+
+def is_open(method: str) -> bool:
+    """Whether a full method name belongs to a service that needs no key."""
+    service = method.lstrip("/").split("/", 1)[0]
+    return service in OPEN_SERVICES
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller behind a valid key."""
+
+    key_id: str
+    tenant: str
+    role: Role
+    ledgers: frozenset[int] | None
+    """The ledgers the caller may see and touch; None: every ledger (admin)."""
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Principal:
+        return cls(key.key_id, key.tenant, key.role, None if key.role is Role.ADMIN else key.ledgers)
+
+    def may_call(self, method: str) -> bool:
+        return _RANK[self.role] >= _RANK[role_needed(method)]
+
+    def may_see_ledger(self, ledger: int) -> bool:
+        return self.ledgers is None or ledger in self.ledgers
+
+    def describe(self) -> str:
+        """For messages: the key id, tenant and role (never the secret)."""
+        return f"API key {self.key_id} (tenant {self.tenant}, role {self.role.value})"
+
+
+_current: ContextVar[Principal | None] = ContextVar("ledger_principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    """The principal of the call being served; None when no key was asked for."""
+    return _current.get()
+
+
+def may_see_ledger(ledger: int) -> bool:
+    """Whether the call being served may see records of `ledger` (a feed filters what it sends with this)."""
+    principal = _current.get()
+    return principal is None or principal.may_see_ledger(ledger)
+
+
+@contextlib.contextmanager
+def acting_as(principal: Principal | None) -> Iterator[None]:
+    """Serve what runs inside on behalf of `principal`."""
+    token = _current.set(principal)
+    try:
+        yield
+    finally:
+        _current.reset(token)

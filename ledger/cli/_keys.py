@@ -1,0 +1,120 @@
+"""`ledger keys create|list|revoke`: API keys in the ledger's store, usable while the server runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+from ledger.auth import ApiKey, KeyStore, KeyStoreError, Role, open_key_store
+from ledger.config import LedgerConfig
+
+STORE_HELP = "postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR), as for `ledger serve`"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys = parser.add_subparsers(dest="keys_command", required=True)
+
+    create = keys.add_parser("create", help="create a key; prints its token once")
+    create.add_argument("--tenant", required=True, help="the tenant the key belongs to (e.g. a shop)")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the key may do")
+    create.add_argument(
+        "--ledger",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="a ledger (currency) the key may touch; repeat for more; none for an admin key",
+    )
+    create.add_argument("--name", default="", help="a label for the key (what or who uses it)")
+    create.add_argument("--store", help=STORE_HELP)
+    create.set_defaults(run=_with_store(_create, create=True))
+
+    listing = keys.add_parser("list", help="list every key (never a secret)")
+    listing.add_argument("--store", help=STORE_HELP)
+    listing.set_defaults(run=_with_store(_list, create=False))
+
+    revoke = keys.add_parser("revoke", help="revoke a key for good (the server refuses it within seconds)")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `ledger keys list` shows it")
+    revoke.add_argument("--store", help=STORE_HELP)
+    revoke.set_defaults(run=_with_store(_revoke, create=False))
+
+
+def _with_store(
+    command: Callable[[KeyStore, argparse.Namespace], int], *, create: bool
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            store = open_key_store(LedgerConfig.from_env(store=args.store).store_url, create=create)
+        except (KeyStoreError, ValueError) as exc:
+            print(f"ledger keys {args.keys_command}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return command(store, args)
+        except ValueError as exc:
+            print(f"ledger keys {args.keys_command}: {exc}", file=sys.stderr)
+            return 2
+        except KeyStoreError as exc:
+            print(f"ledger keys {args.keys_command}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+
+    return run
+
+
+def _create(store: KeyStore, args: argparse.Namespace) -> int:
+    key, token = store.create_key(tenant=args.tenant, role=args.role, ledgers=args.ledger, name=args.name)
+    print(f"created API key {key.key_id}: {_summary(key)}", file=sys.stderr)
+    print(token)
+    print(
+        "This is the key's only copy: it cannot be shown again (the store keeps a hash of it). "
+        "Clients send it as the metadata 'authorization: Bearer <key>'.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _list(store: KeyStore, args: argparse.Namespace) -> int:
+    rows = [("ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "REVOKED")]
+    for key in store.all_keys():
+        rows.append(
+            (
+                key.key_id,
+                key.name or "-",
+                key.tenant,
+                key.role.value,
+                _ledgers(key),
+                _time(key.created_at),
+                _time(key.revoked_at) if key.revoked_at is not None else "-",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
+    key, revoked_now = store.revoke(args.key_id)
+    assert key.revoked_at is not None
+    if revoked_now:
+        print(f"revoked API key {key.key_id} ({_summary(key)}) at {_time(key.revoked_at)}")
+    else:
+        print(f"API key {key.key_id} ({_summary(key)}) was already revoked at {_time(key.revoked_at)}")
+    return 0
+
+
+def _summary(key: ApiKey) -> str:
+    name = f"{key.name!r}, " if key.name else ""
+    return f"{name}tenant {key.tenant}, role {key.role.value}, ledgers {_ledgers(key)}"
+
+
+def _ledgers(key: ApiKey) -> str:
+    return ",".join(str(ledger) for ledger in sorted(key.ledgers)) if key.ledgers else "all"
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
