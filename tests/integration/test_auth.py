@@ -24,14 +24,18 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ledger.auth import (
     TABLE,
     Authenticator,
+    AuthFailure,
     KeyNotFound,
     KeyStoreError,
+    KeyStoreUnavailable,
+    Principal,
     Role,
     format_token,
     new_secret,
     open_key_store,
     parse_token,
 )
+from ledger.auth._store import SqliteKeyStore
 from ledger.cli import main
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
@@ -682,6 +686,58 @@ def test_the_key_table_is_found_where_the_journal_is(tmp_path: Path, monkeypatch
     with pytest.raises(KeyStoreError, match=r"no ledger store at missing\.sqlite3"):
         open_key_store("sqlite:///missing.sqlite3", create=False)
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_an_unreachable_key_store_is_named_without_its_password() -> None:
+    with pytest.raises(KeyStoreUnavailable) as info:
+        open_key_store("postgresql://keeper:hunter2@127.0.0.1:1/ledger")
+    assert "postgresql://keeper@127.0.0.1:1/ledger" in str(info.value) and "hunter2" not in str(info.value)
+
+
+class FlakyKeys(SqliteKeyStore):
+    """A key table whose reads fail while `broken` is set."""
+
+    broken = False
+
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.broken:
+            raise KeyStoreUnavailable(f"{self.description}: reading the key table failed: disk I/O error")
+        return super()._query(statement, params)
+
+
+def test_when_the_key_table_cannot_be_read_the_keys_read_before_still_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyKeys(tmp_path / "journal.sqlite3", create=True)
+    key, token = store.create_key(tenant="a", role="read", ledgers=[A])
+    method = f"/{SERVICE_NAME}/LookupAccounts"
+
+    async def go() -> None:
+        auth = Authenticator(store, policy="required", refresh_seconds=0.02)
+        await auth.start()
+        try:
+            principal = await auth.authenticate(bearer(token), method)
+            assert principal == Principal(key.key_id, "a", Role.READ, frozenset({A}))
+            store.broken = True
+            await asyncio.sleep(0.2)  # several refreshes fail
+            assert await auth.authenticate(bearer(token), method) == principal
+            unknown = format_token(*new_secret())
+            with pytest.raises(AuthFailure) as info:
+                await auth.authenticate(bearer(unknown), method)
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert info.value.message.startswith(f"cannot check API key {parse_token(unknown)[0]} now")
+            store.broken = False
+            await asyncio.sleep(0.2)
+        finally:
+            await auth.close()
+
+    with caplog.at_level(logging.INFO, logger="ledger.auth"):
+        asyncio.run(go())
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("ledger.auth")]
+    assert [m.split(":")[0] for m in messages] == [
+        "cannot re-read the API keys, going on with those read before",
+        "API keys read again",
+    ]
 
 
 # -- the commands -----------------------------------------------------------------------------------

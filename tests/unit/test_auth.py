@@ -1,0 +1,192 @@
+"""API keys without a database: the token format, the stored hash, the bounds of a key's fields, what each
+role may call, and the principal of the call being served."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import pytest
+
+from ledger.auth import (
+    KEY_LEDGERS_MAX,
+    LEDGER_MAX,
+    OPEN_SERVICES,
+    TOKEN_LENGTH,
+    ApiKey,
+    Authenticator,
+    MalformedToken,
+    Principal,
+    Role,
+    acting_as,
+    current_principal,
+    format_token,
+    hash_secret,
+    is_open,
+    may_see_ledger,
+    new_secret,
+    parse_token,
+    role_needed,
+)
+from ledger.auth._keys import check_ledgers, check_name, check_role, check_tenant
+from ledger.v1 import ledger_pb2
+
+SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
+
+
+def key(role: Role = Role.WRITE, ledgers: frozenset[int] = frozenset({978}), secret: str = "") -> ApiKey:
+    key_id = "0123456789abcdef"
+    return ApiKey(key_id=key_id, name="", tenant="acme", role=role, ledgers=ledgers,
+                  secret_sha256=hash_secret(key_id, secret), created_at=datetime.now(UTC))  # fmt: skip
+
+
+def test_tokens_carry_256_random_bits_and_parse_back() -> None:
+    pairs = {new_secret() for _ in range(100)}
+    assert len(pairs) == 100
+    for key_id, secret in pairs:
+        assert len(key_id) == 16 and len(secret) == 64 and int(key_id, 16) >= 0 and int(secret, 16) >= 0
+        token = format_token(key_id, secret)
+        assert token == f"lk_{key_id}_{secret}" and len(token) == TOKEN_LENGTH == 84
+        assert parse_token(token) == (key_id, secret)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "lk_",
+        "lk_" + "a" * 81,
+        "xk_0123456789abcdef_" + "a" * 64,
+        "lk_0123456789abcdef_" + "A" * 64,
+        "lk_0123456789abcdef_" + "a" * 63 + "g",
+        "lk_0123456789abcdef-" + "a" * 64,
+        "lk_0123456789abcde_" + "a" * 65,
+        "lk_0123456789abcdef_" + "a" * 65,
+        "lk_0123456789abcdef_" + "a" * 63,
+        "lk_0123456789abcdef_" + "a" * 62 + " a",
+    ],
+)
+def test_malformed_tokens_are_refused_without_being_repeated(token: str) -> None:
+    with pytest.raises(MalformedToken) as info:
+        parse_token(token)
+    message = str(info.value)
+    assert "lk_<16 hex digits>_<64 hex digits>" in message or "an API key has 84 characters" in message
+    if len(token) > 20:
+        assert token[20:] not in message
+
+
+def test_only_a_hash_bound_to_the_key_id_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    key_id, secret = new_secret()
+    other_id, other_secret = new_secret()
+    digest = hash_secret(key_id, secret)
+    assert digest == hashlib.sha256(f"lk:{key_id}:{secret}".encode()).digest() and len(digest) == 32
+    assert digest not in (hash_secret(other_id, secret), hash_secret(key_id, other_secret))
+    stored = ApiKey(key_id=key_id, name="", tenant="a", role=Role.READ, ledgers=frozenset({1}), secret_sha256=digest,
+                    created_at=datetime.now(UTC))  # fmt: skip
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    monkeypatch.setattr("ledger.auth._keys.hmac.compare_digest", compare_digest)
+    assert stored.matches(secret) and not stored.matches(other_secret)
+    assert compared == [(digest, digest), (hash_secret(key_id, other_secret), digest)]
+
+
+def test_every_field_of_a_key_is_bounded() -> None:
+    assert check_tenant("a") == "a" and check_tenant("shop-1.eu_west:2") == "shop-1.eu_west:2"
+    assert check_tenant("t" * 64) == "t" * 64
+    for tenant in ("", "t" * 65, " a", "a b", "-a", "ä", "a\n"):
+        with pytest.raises(ValueError, match="tenant must be 1 to 64"):
+            check_tenant(tenant)
+    assert (
+        check_name("") == "" and check_name("n" * 128) == "n" * 128 and check_name("POS 3 · hall B") == "POS 3 · hall B"
+    )
+    with pytest.raises(ValueError, match="name must be at most 128 characters, got 129"):
+        check_name("n" * 129)
+    with pytest.raises(ValueError, match="name must be printable"):
+        check_name("a\nb")
+    assert check_role("admin") is Role.ADMIN
+    with pytest.raises(ValueError, match="role must be one of read, write, admin, got 'root'"):
+        check_role("root")
+    assert check_ledgers(Role.READ, [1, LEDGER_MAX, 1]) == frozenset({1, 2**32 - 1})
+    assert check_ledgers(Role.WRITE, range(1, KEY_LEDGERS_MAX + 1)) == frozenset(range(1, 1025))
+    assert check_ledgers(Role.ADMIN, []) == frozenset()
+    for role, ledgers, message in [
+        (Role.READ, [0], "ledger must be between 1 and 4294967295, got 0"),
+        (Role.READ, [2**32], "got 4294967296"),
+        (Role.WRITE, [-1], "got -1"),
+        (Role.WRITE, [], "a write key must name at least one ledger"),
+        (Role.ADMIN, [978], "an admin key is not bound to ledgers"),
+        (Role.READ, range(1, KEY_LEDGERS_MAX + 2), "at most 1024 per key, got 1025"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_ledgers(role, ledgers)
+
+
+def test_each_method_of_the_service_needs_a_named_role() -> None:
+    reads = {"LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers"}
+    writes = {"CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream"}
+    # A method added to the service must be placed here; until then it needs an admin key.
+    assert {m.name for m in SERVICE.methods} == reads | writes
+    for method in SERVICE.methods:
+        path = f"/{SERVICE.full_name}/{method.name}"
+        needed = Role.READ if method.name in reads else Role.WRITE
+        assert role_needed(path) is needed
+        for role in Role:
+            principal = Principal("k", "t", role, None if role is Role.ADMIN else frozenset({1}))
+            allowed = role is Role.ADMIN or role is Role.WRITE or needed is Role.READ
+            assert principal.may_call(path) is allowed, (path, role)
+    for path in (f"/{SERVICE.full_name}/Future", "/wallet.v1.Wallet/TopUp", "garbage"):
+        assert role_needed(path) is Role.ADMIN
+        assert not Principal("k", "t", Role.WRITE, frozenset({1})).may_call(path)
+        assert Principal("k", "t", Role.ADMIN, None).may_call(path)
+
+
+def test_health_and_reflection_are_open_and_nothing_else() -> None:
+    assert is_open("/grpc.health.v1.Health/Check") and is_open("/grpc.health.v1.Health/Watch")
+    assert is_open("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    assert is_open("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+    assert len(OPEN_SERVICES) == 3
+    for method in SERVICE.methods:
+        assert not is_open(f"/{SERVICE.full_name}/{method.name}")
+    assert not is_open("/grpc.health.v1.HealthX/Check") and not is_open("")
+
+
+def test_a_principal_sees_its_ledgers_and_an_admin_all() -> None:
+    writer = Principal.of(key(Role.WRITE, frozenset({978, 840})))
+    assert writer == Principal("0123456789abcdef", "acme", Role.WRITE, frozenset({978, 840}))
+    assert writer.may_see_ledger(978) and writer.may_see_ledger(840) and not writer.may_see_ledger(36)
+    assert not writer.may_see_ledger(0)
+    admin = Principal.of(key(Role.ADMIN, frozenset()))
+    assert admin.ledgers is None and admin.may_see_ledger(36) and admin.may_see_ledger(0)
+    assert writer.describe() == "API key 0123456789abcdef (tenant acme, role write)"
+
+
+def test_the_current_principal_holds_for_its_call_and_the_tasks_it_starts() -> None:
+    reader = Principal("k", "t", Role.READ, frozenset({1}))
+    assert current_principal() is None and may_see_ledger(2)  # no key asked for: everything is visible
+
+    async def call() -> list[object]:
+        with acting_as(reader):
+            seen = [current_principal(), may_see_ledger(1), may_see_ledger(2)]
+            seen.append(await asyncio.create_task(_principal_later()))
+        seen.append(current_principal())
+        return seen
+
+    assert asyncio.run(call()) == [reader, True, False, reader, None]
+    assert current_principal() is None
+
+
+async def _principal_later() -> Principal | None:
+    await asyncio.sleep(0)
+    return current_principal()
+
+
+def test_an_authenticator_is_for_auto_or_required() -> None:
+    with pytest.raises(ValueError, match="policy must be auto or required"):
+        Authenticator(None, policy="off", refresh_seconds=1)  # type: ignore[arg-type]
