@@ -135,8 +135,12 @@ def test_a_call_with_and_without_a_key(
     stub = ledger_pb2_grpc.LedgerStub(channel)
     request = ledger_pb2.LookupRequest(ids=[types_pb2.Uint128(lo=1)])
     metadata = (("authorization", f"Bearer {token}"),)
+
+    async def call() -> ledger_pb2.LookupAccountsResponse:
+        return await stub.LookupAccounts(request, metadata=metadata)  # made inside the loop, as grpc.aio wants
+
     try:
-        found = benchmark(lambda: loop.run_until_complete(stub.LookupAccounts(request, metadata=metadata)))
+        found = benchmark(lambda: loop.run_until_complete(call()))
         assert [a.id.lo for a in found.accounts] == [1]
     finally:
 

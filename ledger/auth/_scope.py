@@ -129,7 +129,7 @@ class ScopedLedger:
     def __init__(self, ledger: LedgerView, ledgers: frozenset[int]) -> None:
         self._ledger = ledger
         self._ledgers = ledgers
-        # A key of one ledger (the usual case) checks a whole column with one comparison.
+        # A key of one ledger (the usual case) checks every record's ledger with four byte-plane comparisons.
         self._only = next(iter(ledgers)).to_bytes(4, "little") if len(ledgers) == 1 else None
 
     # -- writes: checked when called, before anything is scheduled -----------------------------
@@ -137,21 +137,21 @@ class ScopedLedger:
     def create_accounts(self, events: Buffer) -> Coroutine[Any, Any, bytes]:
         """Refuses (PermissionDenied) an account of another ledger at once, then creates the batch."""
         check_batch(events, ACCOUNT_SIZE, "accounts")
-        index, ledger = self._first_outside(_as_bytes(events), ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)
+        data = _as_bytes(events)  # what is checked is what is applied, whatever the caller does to `events`
+        index, ledger = self._first_outside(data, ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)
         if index >= 0:
             raise PermissionDenied(f"accounts[{index}].ledger: ledger {ledger} is not one of {self._listed()}")
-        return self._create_accounts(events)
+        return self._create_accounts(data)
 
     def create_transfers(self, events: Buffer) -> Coroutine[Any, Any, bytes]:
         """Refuses (PermissionDenied) a transfer of another ledger, or of ledger 0, at once, then applies the batch."""
-        self._check_transfers(events)
-        return self._create_transfers(events)
+        return self._create_transfers(self._check_transfers(events))
 
     def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
         """create_transfers for a caller that pipelines (a stream): refused at once, before anything is submitted,
         else (results, ticket) once applied, the results reviewed as create_transfers reviews them."""
-        self._check_transfers(events)
-        return asyncio.ensure_future(self._submitted(events, self._ledger.submit_transfers(events)))
+        data = self._check_transfers(events)
+        return asyncio.ensure_future(self._submitted(data, self._ledger.submit_transfers(data)))
 
     async def until_durable(self, ticket: int) -> None:
         await self._ledger.until_durable(ticket)
@@ -162,9 +162,11 @@ class ScopedLedger:
             if visible := self._visible(_as_bytes(records), TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET):
                 yield visible
 
-    def _check_transfers(self, events: Buffer) -> None:
+    def _check_transfers(self, events: Buffer) -> bytes:
+        """The batch as bytes, if every transfer is of the key's ledgers (what is checked is what is applied)."""
         check_batch(events, TRANSFER_SIZE, "transfers")
-        index, ledger = self._first_outside(_as_bytes(events), TRANSFER_LEDGER_OFFSET, TRANSFER_SIZE)
+        data = _as_bytes(events)
+        index, ledger = self._first_outside(data, TRANSFER_LEDGER_OFFSET, TRANSFER_SIZE)
         if index >= 0 and ledger == 0:
             raise PermissionDenied(
                 f"transfers[{index}].ledger: 0 (take the pending transfer's ledger) is refused for a key bound "
@@ -172,13 +174,13 @@ class ScopedLedger:
             )
         if index >= 0:
             raise PermissionDenied(f"transfers[{index}].ledger: ledger {ledger} is not one of {self._listed()}")
+        return data
 
-    async def _create_accounts(self, events: Buffer) -> bytes:
-        results = _as_bytes(await self._ledger.create_accounts(events))
+    async def _create_accounts(self, data: bytes) -> bytes:
+        results = _as_bytes(await self._ledger.create_accounts(data))
         reviewed = _indexes_with(results, ACCOUNT_RESULT_SIZE, _ACCOUNT_EXISTS_BYTES)
         if not reviewed:
             return results
-        data = _as_bytes(events)
         ids = [data[i * ACCOUNT_SIZE : i * ACCOUNT_SIZE + ID_SIZE] for i in reviewed]
         foreign = await self._foreign(self._ledger.lookup_accounts, ids, ACCOUNT_SIZE, ACCOUNT_LEDGER_OFFSET)
         if not foreign:
@@ -191,19 +193,18 @@ class ScopedLedger:
                 )
         return bytes(masked)
 
-    async def _create_transfers(self, events: Buffer) -> bytes:
-        return await self._review_transfers(events, await self._ledger.create_transfers(events))
+    async def _create_transfers(self, data: bytes) -> bytes:
+        return await self._review_transfers(data, await self._ledger.create_transfers(data))
 
-    async def _submitted(self, events: Buffer, applied: asyncio.Future[tuple[bytes, int]]) -> tuple[bytes, int]:
+    async def _submitted(self, data: bytes, applied: asyncio.Future[tuple[bytes, int]]) -> tuple[bytes, int]:
         results, ticket = await applied
-        return await self._review_transfers(events, results), ticket
+        return await self._review_transfers(data, results), ticket
 
-    async def _review_transfers(self, events: Buffer, applied: bytes) -> bytes:
+    async def _review_transfers(self, data: bytes, applied: bytes) -> bytes:
         results = _as_bytes(applied)
         reviewed = _indexes_with(results, TRANSFER_RESULT_SIZE, _TRANSFER_REVIEWED_BYTES)
         if not reviewed:
             return results
-        data = _as_bytes(events)
 
         def field(index: int, offset: int) -> bytes:
             start = index * TRANSFER_SIZE + offset
