@@ -8,7 +8,8 @@ touch. A key of one tenant never reads or moves another tenant's money:
   (SHA-256 only, compared in constant time);
 - `_store`: the key table `ledger_api_keys` in the journal's database;
 - `_principal`: what each role may call, and the principal of the call being
-  served (`current_principal`, `may_see_ledger`);
+  served (`current_principal`, `may_see_ledger`: what a feed such as
+  SubscribeTransfers filters with, or `visible_transfers` on packed records);
 - `_authenticator`, `_interceptor`: the server's cached view of the key table
   and the interceptor that checks every call's `authorization: Bearer` key;
 - `_scope`: the ledger as a key bound to some ledgers may see and move it.
@@ -41,7 +42,7 @@ from ._principal import (
     may_see_ledger,
     role_needed,
 )
-from ._scope import LedgerView, PermissionDenied, ScopedLedger, scoped
+from ._scope import LedgerView, PermissionDenied, ScopedLedger, scoped, visible_transfers
 from ._store import (
     TABLE,
     KeyNotFound,
@@ -86,4 +87,5 @@ __all__ = [
     "parse_token",
     "role_needed",
     "scoped",
+    "visible_transfers",
 ]

@@ -52,7 +52,7 @@ from ledger.engine._limits import (
 )
 from ledger.journal import AccountFilter, BalancesPage, TransfersPage
 
-from ._principal import current_principal
+from ._principal import Principal, current_principal
 
 ID_OFFSET: Final = 0
 DEBIT_ACCOUNT_ID_OFFSET: Final = 16
@@ -129,8 +129,7 @@ class ScopedLedger:
     def __init__(self, ledger: LedgerView, ledgers: frozenset[int]) -> None:
         self._ledger = ledger
         self._ledgers = ledgers
-        # A key of one ledger (the usual case) checks every record's ledger with four byte-plane comparisons.
-        self._only = next(iter(ledgers)).to_bytes(4, "little") if len(ledgers) == 1 else None
+        self._scope = _Ledgers(ledgers)
 
     # -- writes: checked when called, before anything is scheduled -----------------------------
 
@@ -138,9 +137,9 @@ class ScopedLedger:
         """Refuses (PermissionDenied) an account of another ledger at once, then creates the batch."""
         check_batch(events, ACCOUNT_SIZE, "accounts")
         data = _as_bytes(events)  # what is checked is what is applied, whatever the caller does to `events`
-        index, ledger = self._first_outside(data, ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)
+        index, ledger = self._scope.first_outside(data, ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)
         if index >= 0:
-            raise PermissionDenied(f"accounts[{index}].ledger: ledger {ledger} is not one of {self._listed()}")
+            raise PermissionDenied(f"accounts[{index}].ledger: ledger {ledger} is not one of {self._scope.listed()}")
         return self._create_accounts(data)
 
     def create_transfers(self, events: Buffer) -> Coroutine[Any, Any, bytes]:
@@ -159,21 +158,21 @@ class ScopedLedger:
     async def subscribe_transfers(self, timestamp_min: int) -> AsyncIterator[bytes]:
         """The committed transfers of the key's ledgers (commits with none of them are left out)."""
         async for records in self._ledger.subscribe_transfers(timestamp_min):
-            if visible := self._visible(_as_bytes(records), TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET):
+            if visible := self._scope.visible(_as_bytes(records), TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET):
                 yield visible
 
     def _check_transfers(self, events: Buffer) -> bytes:
         """The batch as bytes, if every transfer is of the key's ledgers (what is checked is what is applied)."""
         check_batch(events, TRANSFER_SIZE, "transfers")
         data = _as_bytes(events)
-        index, ledger = self._first_outside(data, TRANSFER_LEDGER_OFFSET, TRANSFER_SIZE)
+        index, ledger = self._scope.first_outside(data, TRANSFER_LEDGER_OFFSET, TRANSFER_SIZE)
         if index >= 0 and ledger == 0:
             raise PermissionDenied(
                 f"transfers[{index}].ledger: 0 (take the pending transfer's ledger) is refused for a key bound "
-                f"to ledgers; name the ledger, one of {self._listed()}"
+                f"to ledgers; name the ledger, one of {self._scope.listed()}"
             )
         if index >= 0:
-            raise PermissionDenied(f"transfers[{index}].ledger: ledger {ledger} is not one of {self._listed()}")
+            raise PermissionDenied(f"transfers[{index}].ledger: ledger {ledger} is not one of {self._scope.listed()}")
         return data
 
     async def _create_accounts(self, data: bytes) -> bytes:
@@ -260,7 +259,10 @@ class ScopedLedger:
         for start in range(0, len(wanted), BATCH_EVENTS_MAX):
             chunk = wanted[start : start + BATCH_EVENTS_MAX]
             found = _as_bytes(await lookup(b"".join(chunk)))
-            if len(found) == len(chunk) * record_size and self._first_outside(found, ledger_offset, record_size)[0] < 0:
+            if (
+                len(found) == len(chunk) * record_size
+                and self._scope.first_outside(found, ledger_offset, record_size)[0] < 0
+            ):
                 continue  # every one found, every one in the key's ledgers
             ledger_of = {
                 found[i * record_size : i * record_size + ID_SIZE]: ledger
@@ -272,11 +274,12 @@ class ScopedLedger:
     # -- reads: other ledgers are not there --------------------------------------------------------
 
     async def lookup_accounts(self, ids: Buffer) -> bytes:
-        return self._visible(_as_bytes(await self._ledger.lookup_accounts(ids)), ACCOUNT_SIZE, ACCOUNT_LEDGER_OFFSET)
+        found = _as_bytes(await self._ledger.lookup_accounts(ids))
+        return self._scope.visible(found, ACCOUNT_SIZE, ACCOUNT_LEDGER_OFFSET)
 
     async def lookup_transfers(self, ids: Buffer) -> bytes:
         found = _as_bytes(await self._ledger.lookup_transfers(ids))
-        return self._visible(found, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET)
+        return self._scope.visible(found, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET)
 
     async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
         f.check()
@@ -293,20 +296,29 @@ class ScopedLedger:
     async def _may_see_account(self, account_id: int) -> bool:
         # Every transfer of an account is in the account's ledger, so seeing the account is seeing its history.
         found = _as_bytes(await self._ledger.lookup_accounts(pack_ids([account_id])))
-        return bool(found) and self._first_outside(found, ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)[0] < 0
+        return bool(found) and self._scope.first_outside(found, ACCOUNT_LEDGER_OFFSET, ACCOUNT_SIZE)[0] < 0
 
-    def _visible(self, records: bytes, record_size: int, ledger_offset: int) -> bytes:
-        if self._first_outside(records, ledger_offset, record_size)[0] < 0:
-            return records
-        return b"".join(
-            records[i * record_size : (i + 1) * record_size]
-            for i, ledger in enumerate(_u32s(records, ledger_offset, record_size))
-            if ledger in self._ledgers
-        )
 
-    # -- the key's ledgers -------------------------------------------------------------------------
+def visible_transfers(records: Buffer, principal: Principal | None) -> bytes:
+    """The packed transfer records `principal` may see: all of them without a key or for an admin key.
 
-    def _first_outside(self, records: bytes, ledger_offset: int, record_size: int) -> tuple[int, int]:
+    For a feed of committed transfers (SubscribeTransfers), which filters what it sends to each subscriber.
+    """
+    data = _as_bytes(records)
+    if principal is None or principal.ledgers is None:
+        return data
+    return _Ledgers(principal.ledgers).visible(data, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET)
+
+
+class _Ledgers:
+    """A key's ledgers, checked against the ledger field of whole buffers of packed records."""
+
+    def __init__(self, ledgers: frozenset[int]) -> None:
+        self._ledgers = ledgers
+        # A key of one ledger (the usual case) checks every record's ledger with four byte-plane comparisons.
+        self._only = next(iter(ledgers)).to_bytes(4, "little") if len(ledgers) == 1 else None
+
+    def first_outside(self, records: bytes, ledger_offset: int, record_size: int) -> tuple[int, int]:
         """The index and ledger of the first record not in the key's ledgers; (-1, 0) if there is none."""
         if self._only is not None:
             # Byte by byte of the u32, every record at once: four strided slices and compares, in C.
@@ -318,7 +330,17 @@ class ScopedLedger:
             return -1, 0
         return next((i, ledger) for i, ledger in enumerate(values) if ledger not in self._ledgers)
 
-    def _listed(self) -> str:
+    def visible(self, records: bytes, record_size: int, ledger_offset: int) -> bytes:
+        """The records of the key's ledgers, in their order."""
+        if self.first_outside(records, ledger_offset, record_size)[0] < 0:
+            return records
+        return b"".join(
+            records[i * record_size : (i + 1) * record_size]
+            for i, ledger in enumerate(_u32s(records, ledger_offset, record_size))
+            if ledger in self._ledgers
+        )
+
+    def listed(self) -> str:
         ordered = sorted(self._ledgers)
         shown = ", ".join(str(ledger) for ledger in ordered[:_LEDGERS_LISTED_MAX])
         more = f" and {len(ordered) - _LEDGERS_LISTED_MAX} more" if len(ordered) > _LEDGERS_LISTED_MAX else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ledger.auth import PermissionDenied, Principal, Role, ScopedLedger, acting_as, scoped
+from ledger.auth import PermissionDenied, Principal, Role, ScopedLedger, acting_as, scoped, visible_transfers
 from ledger.engine import (
     Account,
     AccountFlags,
@@ -247,3 +247,16 @@ def test_scoped_is_the_ledger_itself_without_a_key_or_for_an_admin_key(ledger: H
         assert scoped(inner) is inner
     with acting_as(Principal("k", "a", Role.READ, frozenset({A}))):
         assert isinstance(scoped(inner), ScopedLedger)
+
+
+def test_a_feed_sends_each_subscriber_the_transfers_of_its_ledgers(ledger: Harness) -> None:
+    open_books(ledger)
+    committed = ledger.engine.lookup_transfers(pack_ids([SEED[A], SEED[B], B_HOLD]))
+    reader_of_b = Principal("k", "b", Role.READ, frozenset({B}))
+    assert [t.id for t in unpack_transfers(visible_transfers(committed, reader_of_b))] == [SEED[B], B_HOLD]
+    assert [t.id for t in unpack_transfers(visible_transfers(memoryview(committed), reader_of_b))] == [SEED[B], B_HOLD]
+    reader_of_both = Principal("k", "ab", Role.READ, frozenset({A, B}))
+    assert visible_transfers(committed, reader_of_both) == bytes(committed)
+    assert visible_transfers(committed, Principal("k", "ops", Role.ADMIN, None)) == bytes(committed)
+    assert visible_transfers(committed, None) == bytes(committed)
+    assert visible_transfers(committed, Principal("k", "c", Role.READ, frozenset({36}))) == b""
