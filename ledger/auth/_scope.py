@@ -16,7 +16,9 @@ so no money of another tenant moves. What it answers is then made to say
 nothing about the other tenant's records, which the key may not see:
 
 - another tenant's account reads as not found (DEBIT_ACCOUNT_NOT_FOUND,
-  CREDIT_ACCOUNT_NOT_FOUND), as it would if it did not exist;
+  CREDIT_ACCOUNT_NOT_FOUND), as it would if it did not exist, also where the
+  engine found it and went on to the next check (a CREDIT_ACCOUNT_NOT_FOUND
+  after another tenant's debit account reads DEBIT_ACCOUNT_NOT_FOUND);
 - another tenant's pending transfer reads as PENDING_TRANSFER_NOT_FOUND;
 - an id already taken by another tenant's account or transfer answers
   EXISTS_WITH_DIFFERENT_LEDGER (true: the key cannot name that ledger) with
@@ -70,6 +72,8 @@ _TRANSFER_EXISTS: Final = frozenset(int(r) for r in TR if r.name.startswith("EXI
 _ACCOUNTS_ELSEWHERE: Final = frozenset(
     {TR.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, TR.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS}
 )
+_CREDIT_NOT_FOUND: Final = int(TR.CREDIT_ACCOUNT_NOT_FOUND)
+"""Says the debit account exists: if it is another tenant's, it must read as not found instead."""
 _PENDING_ELSEWHERE: Final = frozenset(
     {
         TR.PENDING_TRANSFER_NOT_PENDING,
@@ -78,7 +82,9 @@ _PENDING_ELSEWHERE: Final = frozenset(
         TR.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER,
     }
 )
-_TRANSFER_REVIEWED_BYTES: Final = bytes(sorted(_TRANSFER_EXISTS | _ACCOUNTS_ELSEWHERE | _PENDING_ELSEWHERE))
+_TRANSFER_REVIEWED_BYTES: Final = bytes(
+    sorted(_TRANSFER_EXISTS | _ACCOUNTS_ELSEWHERE | _PENDING_ELSEWHERE | {_CREDIT_NOT_FOUND})
+)
 """Results that may be about another tenant's record; every other result speaks of the key's own."""
 _ACCOUNT_EXISTS_BYTES: Final = bytes(sorted(_ACCOUNT_EXISTS))
 _LEDGERS_LISTED_MAX: Final = 8
@@ -214,9 +220,10 @@ class ScopedLedger:
         transfer_ids = [
             field(i, ID_OFFSET if codes[i] in _TRANSFER_EXISTS else PENDING_ID_OFFSET)
             for i in reviewed
-            if codes[i] not in _ACCOUNTS_ELSEWHERE
+            if codes[i] in _TRANSFER_EXISTS or codes[i] in _PENDING_ELSEWHERE
         ]
-        account_ids = [
+        account_ids = [field(i, DEBIT_ACCOUNT_ID_OFFSET) for i in reviewed if codes[i] == _CREDIT_NOT_FOUND]
+        account_ids += [
             field(i, offset)
             for i in reviewed
             if codes[i] in _ACCOUNTS_ELSEWHERE
@@ -234,10 +241,10 @@ class ScopedLedger:
             if code in _TRANSFER_EXISTS:
                 # The request's ledger is one of the key's, so a stored transfer outside them has another ledger.
                 hidden = TR.EXISTS_WITH_DIFFERENT_LEDGER if field(index, ID_OFFSET) in foreign else 0
-            elif code in _ACCOUNTS_ELSEWHERE:
+            elif code in _ACCOUNTS_ELSEWHERE or code == _CREDIT_NOT_FOUND:
                 if field(index, DEBIT_ACCOUNT_ID_OFFSET) in foreign:
                     hidden = TR.DEBIT_ACCOUNT_NOT_FOUND
-                elif field(index, CREDIT_ACCOUNT_ID_OFFSET) in foreign:
+                elif code != _CREDIT_NOT_FOUND and field(index, CREDIT_ACCOUNT_ID_OFFSET) in foreign:
                     hidden = TR.CREDIT_ACCOUNT_NOT_FOUND
                 else:
                     hidden = 0

@@ -396,6 +396,7 @@ def test_a_write_key_of_one_tenant_moves_and_sees_nothing_of_another(store_url: 
              TR.CREDIT_ACCOUNT_NOT_FOUND),
             ("between b's accounts on a's ledger", transfer(33, WALLET[B], FUNDING[B], 500, A),
              TR.DEBIT_ACCOUNT_NOT_FOUND),
+            ("b's wallet to nowhere, on a's ledger", transfer(43, WALLET[B], 999, 500, A), TR.DEBIT_ACCOUNT_NOT_FOUND),
             ("b's wallet, balancing, on a's ledger",
              transfer(34, WALLET[B], WALLET[A], 500, A, flags=TransferFlags.BALANCING_DEBIT),
              TR.DEBIT_ACCOUNT_NOT_FOUND),
@@ -436,16 +437,21 @@ def test_a_write_key_of_one_tenant_moves_and_sees_nothing_of_another(store_url: 
                 if result != expect:
                     wrong.append(f"{title} ({path}): {result}, not {expect}")
         assert not wrong, "\n".join(wrong)
+        sent = {title: t for title, t, _ in cases}
         # The refusals name the record and the field, and apply nothing.
         code, message = await status_of(
-            w.stub.CreateTransfers(ledger_pb2.CreateTransfersRequest(transfers=[cases[0][1]]), metadata=md)
+            w.stub.CreateTransfers(
+                ledger_pb2.CreateTransfersRequest(transfers=[sent["b's money on b's ledger"]]), metadata=md
+            )
         )
         assert code == PERMISSION_DENIED
         assert message == f"transfers[0].ledger: ledger {B} is not one of this key's ledgers ({A})"
-        code, message = await status_of(stream(w, md, [transfer(50, FUNDING[A], WALLET[A], 1, A), cases[5][1]]))
+        code, message = await status_of(
+            stream(w, md, [transfer(50, FUNDING[A], WALLET[A], 1, A), sent["post b's hold, ledger 0"]])
+        )
         assert code == PERMISSION_DENIED and message.startswith("message 1: transfers[0].ledger: 0 (take the pending")
         # A chain with one transfer of another ledger is refused whole: its own transfer did not happen either.
-        chain = [transfer(51, FUNDING[A], WALLET[A], 1, A, flags=TransferFlags.LINKED), cases[0][1]]
+        chain = [transfer(51, FUNDING[A], WALLET[A], 1, A, flags=TransferFlags.LINKED), sent["b's money on b's ledger"]]
         code, message = await status_of(
             w.stub.CreateTransfers(ledger_pb2.CreateTransfersRequest(transfers=chain), metadata=md)
         )
@@ -479,7 +485,7 @@ def test_a_write_key_of_one_tenant_moves_and_sees_nothing_of_another(store_url: 
         assert before[WALLET[B]] == (300, 0, 0, 1_000)
         # What the masking hides: the admin key sees the original's timestamp and amount.
         admin = await w.stub.CreateTransfers(
-            ledger_pb2.CreateTransfersRequest(transfers=[cases[12][1]]), metadata=w.md("admin")
+            ledger_pb2.CreateTransfersRequest(transfers=[sent["b's transfer id"]]), metadata=w.md("admin")
         )
         [result] = admin.results
         assert result.result == TR.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID and result.timestamp > 0

@@ -169,6 +169,8 @@ def test_answers_say_nothing_of_another_tenants_records(ledger: Harness) -> None
         move(SEED[A], FUNDING[A], WALLET[A], 1_000, A),  # a's own retry: all of it is a's to see
         move(SEED[A], FUNDING[A], WALLET[A], 999, A),
         move(38, 999, WALLET[A], 1, A),  # an account that exists nowhere
+        move(39, WALLET[B], 999, 1, A),  # b's account, then one that exists nowhere
+        move(40, WALLET[A], 999, 1, A),  # a's account, then one that exists nowhere
     ]
     results = unpack_transfer_results(asyncio.run(view.create_transfers(pack_transfers(sent))))
     seed_a = ledger.transfer(SEED[A])
@@ -186,6 +188,8 @@ def test_answers_say_nothing_of_another_tenants_records(ledger: Harness) -> None
         (TR.EXISTS, seed_a.timestamp, 1_000),
         (TR.EXISTS_WITH_DIFFERENT_AMOUNT, seed_a.timestamp, 1_000),
         (TR.DEBIT_ACCOUNT_NOT_FOUND, 0, 0),
+        (TR.DEBIT_ACCOUNT_NOT_FOUND, 0, 0),
+        (TR.CREDIT_ACCOUNT_NOT_FOUND, 0, 0),
     ]
     known = pack_accounts([Account(id=WALLET[B], ledger=A, code=2), Account(id=WALLET[A], ledger=A, code=9)])
     accounts = unpack_account_results(asyncio.run(view.create_accounts(known)))
