@@ -79,6 +79,12 @@ class Authenticator:
 
     async def start(self) -> None:
         await self.refresh()
+        if self.required and all(key.revoked for key, _ in self._cache.values()):
+            logger.warning(
+                "LEDGER_AUTH=%s and no active API key: every call but health checks and reflection is refused "
+                "until one is created (ledger keys create)",
+                self.policy,
+            )
         self._refresher = asyncio.create_task(self._refresh_loop(), name="ledger-auth-refresh")
 
     async def close(self) -> None:

@@ -600,8 +600,9 @@ def test_auto_stays_on_when_every_key_is_revoked(tmp_path: Path) -> None:
     run(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body, keys={"revoked": ("a", "write", [A])})
 
 
-def test_required_with_no_key_refuses_every_call(tmp_path: Path) -> None:
+def test_required_with_no_key_refuses_every_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def body(w: World) -> None:
+        assert "LEDGER_AUTH=required and no active API key: every call but health checks" in caplog.text
         assert w.auth is not None and w.auth.description == "auth on (LEDGER_AUTH=required, 0 active keys of 0)"
         code, message = await status_of(w.stub.LookupAccounts(ledger_pb2.LookupRequest(ids=[u128(1)])))
         assert code == UNAUTHENTICATED and message.startswith("missing API key")
