@@ -498,6 +498,39 @@ def test_a_write_key_of_one_tenant_moves_and_sees_nothing_of_another(store_url: 
     run(store_url, body, engine_class=engine_class)
 
 
+def test_the_feed_sends_each_key_the_transfers_of_its_ledgers(store_url: str) -> None:
+    async def body(w: World) -> None:
+        await seed(w)  # one commit with a's top-up, b's top-up and b's hold
+        feeds = {who: w.stub.SubscribeTransfers(ledger_pb2.SubscribeTransfersRequest(), metadata=w.md(who))
+                 for who in ("a_read", "admin")}  # fmt: skip
+        # Then live: a commit of b's only, one of a's only, one of both.
+        for transfers in (
+            [transfer(300, FUNDING[B], WALLET[B], 5, B)],
+            [transfer(301, FUNDING[A], WALLET[A], 6, A)],
+            [transfer(302, FUNDING[B], WALLET[B], 7, B), transfer(303, FUNDING[A], WALLET[A], 8, A)],
+        ):
+            request = ledger_pb2.CreateTransfersRequest(transfers=transfers)
+            assert [r.result for r in (await w.stub.CreateTransfers(request, metadata=w.md("admin"))).results] == [
+                TR.OK
+            ] * len(transfers)
+
+        async def received(who: str, count: int) -> list[list[int]]:
+            messages: list[list[int]] = []
+            while sum(map(len, messages)) < count:
+                message = await asyncio.wait_for(feeds[who].read(), 10)
+                assert message is not grpc.aio.EOF
+                messages.append([t.id.lo for t in message.transfers])
+            return messages
+
+        # Commits with nothing of a's are not sent to a's key at all.
+        assert await received("a_read", 3) == [[SEED[A]], [301], [303]]
+        assert await received("admin", 7) == [[SEED[A], SEED[B], B_HOLD], [300], [301], [302, 303]]
+        for feed in feeds.values():
+            feed.cancel()
+
+    run(store_url, body)
+
+
 def transfer_record(t: types_pb2.Transfer) -> Transfer:
     return Transfer(
         id=t.id.lo | t.id.hi << 64, debit_account_id=t.debit_account_id.lo | t.debit_account_id.hi << 64,

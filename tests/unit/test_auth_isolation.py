@@ -5,6 +5,7 @@ it answers."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -47,6 +48,9 @@ class EngineLedger:
     def __init__(self, harness: Harness) -> None:
         self.engine = harness.engine
         self.lookups = 0
+        self.submitted = 0
+        self.durable = 0
+        self.commits: list[bytes] = []
 
     async def create_accounts(self, events: Buffer) -> bytes:
         return bytes(self.engine.create_accounts(events).results)
@@ -61,6 +65,19 @@ class EngineLedger:
     async def lookup_transfers(self, ids: Buffer) -> bytes:
         self.lookups += 1
         return bytes(self.engine.lookup_transfers(ids))
+
+    def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
+        applied: asyncio.Future[tuple[bytes, int]] = asyncio.get_running_loop().create_future()
+        self.submitted += 1
+        applied.set_result((bytes(self.engine.create_transfers(events).results), self.submitted))
+        return applied
+
+    async def until_durable(self, ticket: int) -> None:
+        self.durable = max(self.durable, ticket)
+
+    async def subscribe_transfers(self, timestamp_min: int) -> AsyncIterator[bytes]:
+        for records in self.commits:
+            yield records
 
     async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
         return HISTORY
@@ -264,3 +281,42 @@ def test_a_feed_sends_each_subscriber_the_transfers_of_its_ledgers(ledger: Harne
     assert visible_transfers(committed, Principal("k", "ops", Role.ADMIN, None)) == bytes(committed)
     assert visible_transfers(committed, None) == bytes(committed)
     assert visible_transfers(committed, Principal("k", "c", Role.READ, frozenset({36}))) == b""
+
+
+def test_a_pipelined_stream_is_checked_and_reviewed_as_a_batch_is(ledger: Harness) -> None:
+    open_books(ledger)
+    view, inner = scoped_to(ledger, A)
+
+    async def stream() -> list[tuple[bytes, int]]:
+        with pytest.raises(PermissionDenied, match=r"^transfers\[0\]\.ledger: ledger 840"):
+            view.submit_transfers(pack_transfers([move(60, FUNDING[B], WALLET[B], 1, B)]))
+        assert inner.submitted == 0  # refused before anything was submitted
+        answers = [
+            view.submit_transfers(pack_transfers([move(61, FUNDING[A], WALLET[A], 1, A)])),
+            view.submit_transfers(pack_transfers([move(62, WALLET[B], WALLET[A], 1, A)])),
+            view.submit_transfers(pack_transfers([move(SEED[B], FUNDING[A], WALLET[A], 1, A)])),
+        ]
+        done = [await answer for answer in answers]
+        await view.until_durable(done[-1][1])
+        return done
+
+    done = asyncio.run(stream())
+    assert [(unpack_transfer_results(results)[0].result, ticket) for results, ticket in done] == [
+        (TR.OK, 1),
+        (TR.DEBIT_ACCOUNT_NOT_FOUND, 2),
+        (TR.EXISTS_WITH_DIFFERENT_LEDGER, 3),
+    ]
+    assert unpack_transfer_results(done[2][0])[0].timestamp == 0 and inner.durable == 3
+
+
+def test_a_scoped_feed_leaves_out_other_ledgers_and_commits_with_none_of_its(ledger: Harness) -> None:
+    open_books(ledger)
+    view, inner = scoped_to(ledger, A)
+    inner.commits = [
+        bytes(ledger.engine.lookup_transfers(pack_ids(ids))) for ids in ([SEED[A], SEED[B]], [B_HOLD], [SEED[A]])
+    ]
+
+    async def feed() -> list[list[int]]:
+        return [[t.id for t in unpack_transfers(records)] async for records in view.subscribe_transfers(0)]
+
+    assert asyncio.run(feed()) == [[SEED[A]], [SEED[A]]]
