@@ -43,7 +43,7 @@ from ledger.engine import CreateAccountResult as AR
 from ledger.engine import CreateTransferResult as TR
 from ledger.engine import Transfer, TransferFlags, pack_transfers, unpack_transfer_results
 from ledger.journal import open_store
-from ledger.server import SERVICE_NAME, serve, start_server
+from ledger.server import SERVICE_NAME, LedgerMetrics, serve, start_server
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 A, B = 978, 840
@@ -654,6 +654,44 @@ def test_off_asks_for_no_key_and_checks_none(tmp_path: Path) -> None:
     run(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body, auth="off")
 
 
+def test_metrics_count_the_calls_auth_refuses(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    tokens, _ = create_keys(store_url, {"a_read": KEYS["a_read"]})
+    metrics = LedgerMetrics()
+
+    async def go() -> None:
+        config = LedgerConfig(store=store_url, accounts_max=100, transfers_max=1_000, pending_transfers_max=10)
+        async with await Ledger.open(config) as ledger:
+            auth = await Authenticator.open(config)
+            server, port, _ = await start_server(ledger, metrics=metrics, auth=auth)
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    stub = ledger_pb2_grpc.LedgerStub(channel)
+                    lookup = ledger_pb2.LookupRequest(ids=[u128(1)])
+                    assert await outcome(stub.LookupAccounts(lookup)) == UNAUTHENTICATED
+                    await stub.LookupAccounts(lookup, metadata=bearer(tokens["a_read"]))
+                    create = ledger_pb2.CreateAccountsRequest(
+                        accounts=[types_pb2.Account(id=u128(1), ledger=A, code=1)]
+                    )
+                    assert await outcome(stub.CreateAccounts(create, metadata=bearer(tokens["a_read"]))) == (
+                        PERMISSION_DENIED
+                    )
+            finally:
+                await server.stop(None)
+                assert auth is not None
+                await auth.close()
+
+    asyncio.run(go())
+
+    def calls(method: str, code: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "ledger_rpcs_total", {"method": f"{SERVICE_NAME}/{method}", "code": code}
+        )
+
+    assert calls("LookupAccounts", "UNAUTHENTICATED") == 1 and calls("LookupAccounts", "OK") == 1
+    assert calls("CreateAccounts", "PERMISSION_DENIED") == 1
+
+
 def test_policy_and_refresh_come_from_the_environment() -> None:
     config = LedgerConfig.from_env({"LEDGER_AUTH": "required", "LEDGER_AUTH_REFRESH_SECONDS": "0.5"})
     assert (config.auth, config.auth_refresh_seconds) == ("required", 0.5)
@@ -845,7 +883,7 @@ def test_the_start_line_says_whether_auth_is_on(
     store_url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
     tokens, _ = create_keys(store_url, {"a_read": KEYS["a_read"]})
     config = LedgerConfig(store=store_url, address="127.0.0.1:0", accounts_max=100, transfers_max=1_000,
-                          pending_transfers_max=100, auth=policy)  # fmt: skip
+                          pending_transfers_max=100, auth=policy, metrics_address="")  # fmt: skip
     answers: list[Any] = []
 
     def ready(port: int) -> None:
