@@ -40,9 +40,9 @@ from ledger.engine import (
     Buffer,
     CreateAccountResult,
     CreateTransferResult,
+    check_batch,
     pack_ids,
 )
-from ledger.engine._api import check_batch
 from ledger.engine._layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
 from ledger.engine._limits import (
     ACCOUNT_RESULT_SIZE,

@@ -22,9 +22,7 @@ from urllib.request import pathname2url
 
 import psycopg
 
-from ledger.journal import open_store
-from ledger.journal._postgres import PostgresStore
-from ledger.journal._sqlite import SqliteStore
+from ledger.journal import PostgresStore, SqliteStore, open_store
 
 from ._keys import (
     ApiKey,

@@ -19,8 +19,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Final
 
-from ledger.engine import Buffer
-from ledger.engine._api import check_batch
+from ledger.engine import Buffer, check_batch
 from ledger.engine._codes import AccountFlags, TransferFlags
 from ledger.engine._limits import BATCH_EVENTS_MAX
 

@@ -14,6 +14,7 @@ from ._api import (
     MalformedBatch,
     StateMismatch,
     TransfersApplied,
+    check_batch,
 )
 from ._codes import (
     AccountFlags,
@@ -43,6 +44,7 @@ from ._reference import ReferenceEngine
 from ._select import IMPLEMENTATION, EngineClass, EngineUnavailable, create_engine, select, wall_clock
 
 __all__ = [
+    "check_batch",
     "IMPLEMENTATION",
     "Account",
     "AccountBalance",

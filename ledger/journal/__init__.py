@@ -2,10 +2,14 @@
 
 from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
 from ._history import AccountFilter, BalancesPage, HistoryIndex, TransfersPage
+from ._postgres import PostgresStore
+from ._sqlite import SqliteStore
 from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before
 from ._writer import GroupCommitWriter, WriterStats
 
 __all__ = [
+    "PostgresStore",
+    "SqliteStore",
     "AccountFilter",
     "BalancesPage",
     "HistoryIndex",
