@@ -17,7 +17,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
 from ._config import ClientConfig
-from ._errors import LedgerClosed, LedgerTimeout
+from ._errors import LedgerClosed
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -82,7 +82,7 @@ class _Batcher(Generic[Payload, Result]):
                 await self._queue.put(entry)
                 return await waiter
         except TimeoutError:
-            raise LedgerTimeout(timeout_seconds) from None
+            raise entry.timeout(timeout_seconds) from None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -329,10 +329,10 @@ class AsyncClient:
     def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
         async def send(batch: Batch[Payload, asyncio.Future[Result]]) -> list[Result]:
             payloads = [entry.payload for entry in batch.entries]
-            timeout_seconds = batch.deadline - asyncio.get_running_loop().time()
-            if timeout_seconds <= 0:
-                raise LedgerTimeout(0.0, 0)
-            return kind.answer(payloads, await self._call(kind.rpc, kind.request(payloads), timeout_seconds))
+            attempts = Attempts(batch.deadline - asyncio.get_running_loop().time())
+            for entry in batch.entries:
+                entry.attempts = attempts
+            return kind.answer(payloads, await self._call(kind.rpc, kind.request(payloads), attempts))
 
         return _Batcher(send, self.config)
 
@@ -366,12 +366,12 @@ class AsyncClient:
             await asyncio.gather(*window, return_exceptions=True)
         return results
 
-    async def _call(self, rpc: str, request: Any, timeout_seconds: float) -> Any:
+    async def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
         """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_seconds
+        attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
+        deadline = loop.time() + attempts.timeout_seconds
         method = getattr(self._stub, rpc)
-        attempts = Attempts(timeout_seconds)
         while (remaining := deadline - loop.time()) > 0:
             attempts.count += 1
             try:

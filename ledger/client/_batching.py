@@ -17,6 +17,9 @@ from typing import Generic, TypeVar
 
 from ledger.engine._limits import BATCH_EVENTS_MAX
 
+from ._errors import LedgerTimeout
+from ._retry import Attempts
+
 Payload = TypeVar("Payload")
 Waiter = TypeVar("Waiter")
 
@@ -31,6 +34,14 @@ class Entry(Generic[Payload, Waiter]):
     deadline: float
     """time.monotonic() (or the event loop's clock) by which the caller stops waiting."""
     waiter: Waiter = field(repr=False)
+    attempts: Attempts | None = field(default=None, repr=False)
+    """The attempts of the request that carries the call, once it is sent: what a caller that stops waiting reports."""
+
+    def timeout(self, timeout_seconds: float) -> LedgerTimeout:
+        attempts = self.attempts
+        if attempts is None:
+            return LedgerTimeout(timeout_seconds, 0)
+        return LedgerTimeout(timeout_seconds, attempts.count, attempts.last_code, attempts.last_message)
 
 
 class Batch(Generic[Payload, Waiter]):

@@ -20,7 +20,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
 from ._config import ClientConfig
-from ._errors import LedgerClosed, LedgerTimeout
+from ._errors import LedgerClosed
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -91,7 +91,7 @@ class _Batcher(Generic[Payload, Result]):
             return waiter.result(timeout=max(entry.deadline - time.monotonic(), 0))
         except (queue.Full, TimeoutError):
             waiter.cancel()  # not sent yet: it never will be; in flight: its outcome is unknown
-            raise LedgerTimeout(timeout_seconds) from None
+            raise entry.timeout(timeout_seconds) from None
 
     def _run(self) -> None:
         assert self._pool is not None
@@ -341,10 +341,10 @@ class Client:
     def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
         def send(batch: Batch[Payload, Future[Result]]) -> list[Result]:
             payloads = [entry.payload for entry in batch.entries]
-            timeout_seconds = batch.deadline - time.monotonic()
-            if timeout_seconds <= 0:
-                raise LedgerTimeout(0.0, 0)
-            return kind.answer(payloads, self._call(kind.rpc, kind.request(payloads), timeout_seconds))
+            attempts = Attempts(batch.deadline - time.monotonic())
+            for entry in batch.entries:
+                entry.attempts = attempts
+            return kind.answer(payloads, self._call(kind.rpc, kind.request(payloads), attempts))
 
         return _Batcher(send, self.config, kind.rpc)
 
@@ -381,11 +381,11 @@ class Client:
                 future.cancel()
         return results
 
-    def _call(self, rpc: str, request: Any, timeout_seconds: float) -> Any:
+    def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
         """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
-        deadline = time.monotonic() + timeout_seconds
+        attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
+        deadline = time.monotonic() + attempts.timeout_seconds
         method = getattr(self._stub, rpc)
-        attempts = Attempts(timeout_seconds)
         while (remaining := deadline - time.monotonic()) > 0:
             attempts.count += 1
             try:
