@@ -345,7 +345,7 @@ def _create_account(args: argparse.Namespace) -> int:
         outcome = client.create_account(account)
         name = CreateAccountResult(outcome.result).name
         document = {"id": account.id, "result": name, "timestamp": outcome.timestamp}
-        emit(args, document, [f"account {account.id}: {name}" + _at(outcome.timestamp)])
+        emit(args, document, [f"account {account.id}: {name}" + (_at(outcome.timestamp) if name in SUCCEEDED else "")])
         return 0 if name in SUCCEEDED else EXIT_FAILED_ITEMS
 
     return run_with_client(args, work)
@@ -401,8 +401,8 @@ def _transfer(args: argparse.Namespace) -> int:
         outcome = client.create_transfer(transfer)
         name = CreateTransferResult(outcome.result).name
         document = {"id": transfer.id, "result": name, "timestamp": outcome.timestamp, "amount": outcome.amount}
-        moved = f", {outcome.amount} moved" if outcome.timestamp else ""
-        emit(args, document, [f"transfer {transfer.id}: {name}{moved}{_at(outcome.timestamp)}"])
+        moved = f", {outcome.amount} moved{_at(outcome.timestamp)}" if name in SUCCEEDED else ""
+        emit(args, document, [f"transfer {transfer.id}: {name}{moved}"])
         return 0 if name in SUCCEEDED else EXIT_FAILED_ITEMS
 
     return run_with_client(args, work)
