@@ -2,9 +2,11 @@
 
 Import reads the whole file first, checking every cell, and sends nothing if
 one is bad (the error names its row and column). Then it sends the rows in
-requests of 8190 (never cutting a linked chain), a few in flight at once. A
-row's id is its idempotency key, so running an import again is safe: rows
-already in the ledger answer EXISTS and nothing is booked twice.
+requests of 8190 (never cutting a linked chain), one after the other so
+they apply in file order (or `--in-flight N` at once, for rows that do not
+depend on each other). A row's id is its idempotency key, so running an
+import again is safe: rows already in the ledger answer EXISTS and nothing
+is booked twice.
 
 Export writes accounts looked up by id (from a file, or a range), or the
 transfers of accounts read from their history a page at a time and merged
@@ -41,6 +43,7 @@ from ledger.client import (
     TransferFlags,
 )
 from ledger.client._batching import request_bounds
+from ledger.client._config import IN_FLIGHT_MAX
 from ledger.client._records import transfer_outcomes
 from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 
@@ -145,6 +148,14 @@ def register(commands: Commands) -> None:
         metavar="OUT.csv",
         help="write the rows that failed, with their row number and result, to this CSV",
     )
+    importer.add_argument(
+        "--in-flight",
+        type=int,
+        default=1,
+        metavar="N",
+        help="requests of 8190 rows in flight at once (default 1: rows are applied in file order, so a row may "
+        "depend on any row before it; more is faster when no row depends on a row in another request)",
+    )
     add_progress_option(importer)
     importer.set_defaults(run=_import)
 
@@ -234,6 +245,9 @@ class Report:
 
 def _import(args: argparse.Namespace) -> int:
     kind = KINDS[args.kind]
+    if not 1 <= args.in_flight <= IN_FLIGHT_MAX:
+        print(f"ledger import: error: --in-flight must be between 1 and {IN_FLIGHT_MAX}", file=sys.stderr)
+        return EXIT_USAGE
     with tempfile.TemporaryFile() as spool:
         try:
             header, rows = read_rows(kind, args.file, spool)
@@ -347,11 +361,12 @@ def send_all(
         for start, end in request_bounds(rows, _linked(kind, view), ROWS_PER_ROUND):
             records = view[start * kind.size : end * kind.size]
             if kind is TRANSFERS:
-                names = [o.result.name for o in transfer_outcomes(client.create_transfers_packed(records))]
+                results = client.create_transfers_packed(records, in_flight=args.in_flight)
+                names = [o.result.name for o in transfer_outcomes(results)]
                 ids = [Transfer.unpack(records, i * kind.size).id for i in range(end - start)]
             else:
                 accounts = [Account.unpack(records, i * kind.size) for i in range(end - start)]
-                names = [o.result.name for o in client.create_accounts(accounts)]
+                names = [o.result.name for o in client.create_accounts(accounts, in_flight=args.in_flight)]
                 ids = [a.id for a in accounts]
             report.results.update(names)
             report.failures.extend(

@@ -16,7 +16,7 @@ from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
-from ._config import ClientConfig
+from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed
 from ._records import (
     AccountFilter,
@@ -200,12 +200,16 @@ class AsyncClient:
     # Writes.
 
     async def create_transfers(
-        self, transfers: Sequence[TransferLike], *, timeout: float | None = None
+        self, transfers: Sequence[TransferLike], *, timeout: float | None = None, in_flight: int | None = None
     ) -> list[TransferOutcome]:
-        """Apply transfers in order; one outcome each. Every field is checked before anything is sent."""
+        """Apply transfers in order; one outcome each. Every field is checked before anything is sent.
+
+        Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
+        (see there for `in_flight`, and for order across requests).
+        """
         packed = pack_transfers(transfers)
         if len(transfers) > BATCH_EVENTS_MAX:
-            return transfer_outcomes(await self.create_transfers_packed(packed, timeout=timeout))
+            return transfer_outcomes(await self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
         if not transfers:
             return []
         return await self._create_transfers.submit(
@@ -217,13 +221,17 @@ class AsyncClient:
         return (await self.create_transfers([transfer], timeout=timeout))[0]
 
     async def create_accounts(
-        self, accounts: Sequence[AccountLike], *, timeout: float | None = None
+        self, accounts: Sequence[AccountLike], *, timeout: float | None = None, in_flight: int | None = None
     ) -> list[AccountOutcome]:
-        """Create accounts in order; one outcome each. Every field is checked before anything is sent."""
+        """Create accounts in order; one outcome each. Every field is checked before anything is sent.
+
+        More than 8190 are cut into requests between chains, `in_flight` at once (default
+        `bulk_in_flight_max`; requests in flight together may be applied in either order).
+        """
         messages = account_messages(accounts)
         if len(messages) > BATCH_EVENTS_MAX:
             bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
-            return await self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout)
+            return await self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
         if not messages:
             return []
         return await self._create_accounts.submit(
@@ -233,12 +241,17 @@ class AsyncClient:
     async def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
         return (await self.create_accounts([account], timeout=timeout))[0]
 
-    async def create_transfers_packed(self, records: Buffer, *, timeout: float | None = None) -> bytes:
+    async def create_transfers_packed(
+        self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
+    ) -> bytes:
         """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
 
         Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
-        (never inside a linked chain), `bulk_in_flight_max` in flight at once, with results in order. The
-        deadline (`timeout`) applies to each request.
+        (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
+        order. Requests in flight together are independent: the ledger may apply them in either order. If
+        later records depend on earlier ones in another request (a top-up, then a payment from it; a hold,
+        then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
+        (`timeout`) applies to each request.
         """
         view = check_packed_transfers(records)
         count = len(view) // TRANSFER_SIZE
@@ -252,7 +265,7 @@ class AsyncClient:
             )
             return checked_results(payload, response.results)
 
-        return b"".join(await self._pipelined(send, payloads))
+        return b"".join(await self._pipelined(send, payloads, in_flight))
 
     # Reads.
 
@@ -279,7 +292,7 @@ class AsyncClient:
         values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
         if len(values) > BATCH_EVENTS_MAX:
             chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
-            return await self._in_requests(kind, chunks, timeout)
+            return await self._in_requests(kind, chunks, timeout, None)
         if not values:
             return []
         found: list[Any] = await batcher.submit(values, len(values), False, self._timeout(timeout))
@@ -319,6 +332,13 @@ class AsyncClient:
 
     # Sending.
 
+    def _in_flight(self, in_flight: int | None) -> int:
+        if in_flight is None:
+            return self.config.bulk_in_flight_max
+        if not 1 <= in_flight <= IN_FLIGHT_MAX:
+            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
+        return in_flight
+
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self.config.timeout_seconds
@@ -337,25 +357,26 @@ class AsyncClient:
         return _Batcher(send, self.config)
 
     async def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
-                           timeout: float | None) -> list[Result]:  # fmt: skip
+                           timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
         """One call too long for one request: the requests' results joined in order."""
         timeout_seconds = self._timeout(timeout)
 
         async def send(payload: Payload) -> list[Result]:
             return kind.answer([payload], await self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
 
-        return [result for share in await self._pipelined(send, payloads) for result in share]
+        return [result for share in await self._pipelined(send, payloads, in_flight) for result in share]
 
     async def _pipelined(
-        self, send: Callable[[Payload], Coroutine[Any, Any, Result]], payloads: list[Payload]
+        self, send: Callable[[Payload], Coroutine[Any, Any, Result]], payloads: list[Payload], in_flight: int | None
     ) -> list[Result]:
-        """send(payload) for each, at most `bulk_in_flight_max` at once, results in order; the first error
+        """send(payload) for each, at most `in_flight` at once, results in order; the first error
         cancels the rest and is raised."""
+        bound = self._in_flight(in_flight)
         window: deque[asyncio.Task[Result]] = deque()
         results: list[Result] = []
         try:
             for payload in payloads:
-                if len(window) >= self.config.bulk_in_flight_max:
+                if len(window) >= bound:
                     results.append(await window.popleft())
                 window.append(asyncio.create_task(send(payload)))
             while window:

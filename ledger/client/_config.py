@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import grpc
 
+IN_FLIGHT_MAX: Final = 64
+"""Most requests one call (or one kind of batched call) may have in flight at once."""
 MESSAGE_BYTES_MAX: Final = 4 << 20
 """The server's message limit (ledger/server/_serve.py): a full batch of 8190 records fits in either form."""
 
@@ -40,7 +42,8 @@ class ClientConfig:
     batch_in_flight_max: int = 4
     """Auto-batching: batched requests of one kind in flight at once; later calls gather meanwhile."""
     bulk_in_flight_max: int = 4
-    """Requests of 8190 records in flight at once when one call sends more than that."""
+    """Requests of 8190 records in flight at once when one call sends more than that (calls may ask for
+    another number; 1 keeps the order of application across requests)."""
     keepalive_time_ms: int = 30_000
     """Ping an idle connection with calls open after this long, to notice a dead peer."""
     keepalive_timeout_ms: int = 10_000
@@ -59,8 +62,8 @@ class ClientConfig:
         if not 0 <= self.batch_window_seconds <= 1:
             raise ValueError(f"batch_window_seconds must be between 0 and 1, got {self.batch_window_seconds}")
         for name in ("batch_in_flight_max", "bulk_in_flight_max"):
-            if not 1 <= getattr(self, name) <= 64:
-                raise ValueError(f"{name} must be between 1 and 64, got {getattr(self, name)}")
+            if not 1 <= getattr(self, name) <= IN_FLIGHT_MAX:
+                raise ValueError(f"{name} must be between 1 and {IN_FLIGHT_MAX}, got {getattr(self, name)}")
         for name in ("keepalive_time_ms", "keepalive_timeout_ms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -19,7 +19,7 @@ from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
-from ._config import ClientConfig
+from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed
 from ._records import (
     AccountFilter,
@@ -75,6 +75,7 @@ class _Batcher(Generic[Payload, Result]):
         self._runner: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
+        self._in_flight = 0
 
     def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Result:
         waiter: Future[Result] = Future()
@@ -82,10 +83,18 @@ class _Batcher(Generic[Payload, Result]):
         with self._lock:
             if self._closed:
                 raise LedgerClosed("the client is closed")
-            if self._runner is None:
+            # Nothing in flight and nobody waiting: no one to share a request with, so send it from this
+            # thread at once rather than through the runner (two thread hand-offs fewer for a lone caller).
+            alone = not self._in_flight and self._queue.empty() and self._slots.acquire(blocking=False)
+            if alone:
+                self._in_flight += 1
+            elif self._runner is None:
                 self._pool = ThreadPoolExecutor(self._in_flight_max, thread_name_prefix=f"ledger-client-{self._name}")
                 self._runner = threading.Thread(target=self._run, name=f"ledger-client-{self._name}", daemon=True)
                 self._runner.start()
+        if alone:
+            self._flush(Batch(entry))
+            return waiter.result()
         try:
             self._queue.put(entry, timeout=max(entry.deadline - time.monotonic(), 0))
             return waiter.result(timeout=max(entry.deadline - time.monotonic(), 0))
@@ -114,16 +123,22 @@ class _Batcher(Generic[Payload, Result]):
             window_end = time.monotonic() + self._window_seconds
             while True:
                 batch.extend(pending, Future.cancelled)
-                if batch.closed or time.monotonic() >= window_end:
+                remaining = window_end - time.monotonic()
+                if batch.closed or remaining <= 0:
                     break
                 try:
-                    more = self._queue.get_nowait()
+                    # With no request in flight nobody else is about to call: go now. With requests in
+                    # flight, their callers will call again as their answers arrive: wait for them, up
+                    # to the window, rather than sending a small request that splits them up.
+                    more = self._queue.get(timeout=remaining) if self._in_flight else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is _CLOSE:
                     self._queue.put(_CLOSE)
                     break
                 pending.append(more)
+            with self._lock:
+                self._in_flight += 1
             self._pool.submit(self._flush, batch)
         closed = LedgerClosed("the client was closed before the call was sent; nothing of it was sent")
         for entry in pending:
@@ -156,6 +171,8 @@ class _Batcher(Generic[Payload, Result]):
                 for entry, result in zip(batch.entries, results, strict=True):
                     entry.waiter.set_result(result)
         finally:
+            with self._lock:
+                self._in_flight -= 1
             self._slots.release()
 
     def close(self) -> None:
@@ -224,12 +241,16 @@ class Client:
     # Writes.
 
     def create_transfers(
-        self, transfers: Sequence[TransferLike], *, timeout: float | None = None
+        self, transfers: Sequence[TransferLike], *, timeout: float | None = None, in_flight: int | None = None
     ) -> list[TransferOutcome]:
-        """Apply transfers in order; one outcome each. Every field is checked before anything is sent."""
+        """Apply transfers in order; one outcome each. Every field is checked before anything is sent.
+
+        Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
+        (see there for `in_flight`, and for order across requests).
+        """
         packed = pack_transfers(transfers)
         if len(transfers) > BATCH_EVENTS_MAX:
-            return transfer_outcomes(self.create_transfers_packed(packed, timeout=timeout))
+            return transfer_outcomes(self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
         if not transfers:
             return []
         return self._create_transfers.submit(
@@ -240,12 +261,18 @@ class Client:
         """Apply one transfer, in a request shared with concurrent calls from other threads."""
         return self.create_transfers([transfer], timeout=timeout)[0]
 
-    def create_accounts(self, accounts: Sequence[AccountLike], *, timeout: float | None = None) -> list[AccountOutcome]:
-        """Create accounts in order; one outcome each. Every field is checked before anything is sent."""
+    def create_accounts(
+        self, accounts: Sequence[AccountLike], *, timeout: float | None = None, in_flight: int | None = None
+    ) -> list[AccountOutcome]:
+        """Create accounts in order; one outcome each. Every field is checked before anything is sent.
+
+        More than 8190 are cut into requests between chains, `in_flight` at once (default
+        `bulk_in_flight_max`; requests in flight together may be applied in either order).
+        """
         messages = account_messages(accounts)
         if len(messages) > BATCH_EVENTS_MAX:
             bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
-            return self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout)
+            return self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
         if not messages:
             return []
         return self._create_accounts.submit(
@@ -255,12 +282,17 @@ class Client:
     def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
         return self.create_accounts([account], timeout=timeout)[0]
 
-    def create_transfers_packed(self, records: Buffer, *, timeout: float | None = None) -> bytes:
+    def create_transfers_packed(
+        self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
+    ) -> bytes:
         """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
 
         Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
-        (never inside a linked chain), `bulk_in_flight_max` in flight at once, with results in order. The
-        deadline (`timeout`) applies to each request.
+        (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
+        order. Requests in flight together are independent: the ledger may apply them in either order. If
+        later records depend on earlier ones in another request (a top-up, then a payment from it; a hold,
+        then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
+        (`timeout`) applies to each request.
         """
         view = check_packed_transfers(records)
         bounds = request_bounds(len(view) // TRANSFER_SIZE, lambda i: packed_linked(view, i))
@@ -271,7 +303,7 @@ class Client:
             response = self._call(CREATE_TRANSFERS.rpc, ledger_pb2.PackedTransfers(records=payload), timeout_seconds)
             return checked_results(payload, response.results)
 
-        return b"".join(self._pipelined(send, payloads))
+        return b"".join(self._pipelined(send, payloads, in_flight))
 
     # Reads.
 
@@ -298,7 +330,7 @@ class Client:
         values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
         if len(values) > BATCH_EVENTS_MAX:
             chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
-            return self._in_requests(kind, chunks, timeout)
+            return self._in_requests(kind, chunks, timeout, None)
         if not values:
             return []
         found: list[Any] = batcher.submit(values, len(values), False, self._timeout(timeout))
@@ -331,6 +363,13 @@ class Client:
 
     # Sending.
 
+    def _in_flight(self, in_flight: int | None) -> int:
+        if in_flight is None:
+            return self.config.bulk_in_flight_max
+        if not 1 <= in_flight <= IN_FLIGHT_MAX:
+            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
+        return in_flight
+
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self.config.timeout_seconds
@@ -349,29 +388,32 @@ class Client:
         return _Batcher(send, self.config, kind.rpc)
 
     def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
-                     timeout: float | None) -> list[Result]:  # fmt: skip
+                     timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
         """One call too long for one request: the requests' results joined in order."""
         timeout_seconds = self._timeout(timeout)
 
         def send(payload: Payload) -> list[Result]:
             return kind.answer([payload], self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
 
-        return [result for share in self._pipelined(send, payloads) for result in share]
+        return [result for share in self._pipelined(send, payloads, in_flight) for result in share]
 
-    def _pipelined(self, send: Callable[[Payload], Result], payloads: list[Payload]) -> list[Result]:
-        """send(payload) for each, at most `bulk_in_flight_max` at once, results in order; the first error
+    def _pipelined(
+        self, send: Callable[[Payload], Result], payloads: list[Payload], in_flight: int | None
+    ) -> list[Result]:
+        """send(payload) for each, at most `in_flight` at once, results in order; the first error
         cancels the requests not yet started and is raised."""
-        if len(payloads) == 1:
-            return [send(payloads[0])]
+        bound = self._in_flight(in_flight)
+        if len(payloads) == 1 or bound == 1:
+            return [send(payload) for payload in payloads]
         with self._bulk_lock:
             if self._bulk_pool is None:
-                self._bulk_pool = ThreadPoolExecutor(self.config.bulk_in_flight_max, thread_name_prefix="ledger-bulk")
+                self._bulk_pool = ThreadPoolExecutor(IN_FLIGHT_MAX, thread_name_prefix="ledger-bulk")
             pool = self._bulk_pool
         window: deque[Future[Result]] = deque()
         results: list[Result] = []
         try:
             for payload in payloads:
-                if len(window) >= self.config.bulk_in_flight_max:
+                if len(window) >= bound:
                     results.append(window.popleft().result())
                 window.append(pool.submit(send, payload))
             while window:

@@ -254,8 +254,8 @@ def test_csv_round_trip(cli: Cli, served: Served, tmp_path: Path) -> None:
     assert list(failures[0]) == ["row", "result", *TRANSFER_HEADER]
     balance_before = cli.json("balance", "1")
 
-    # Again: every row that was applied answers EXISTS; nothing is booked twice.
-    report = cli.json("import", "transfers", str(tmp_path / "transfers.csv"), exit_code=1)
+    # Again (requests side by side this time): every row that was applied answers EXISTS; nothing is booked twice.
+    report = cli.json("import", "transfers", str(tmp_path / "transfers.csv"), "--in-flight", "3", exit_code=1)
     assert report["results"] == {"EXISTS": 17_150, "EXCEEDS_CREDITS": 150}
     assert report["rows"] == 17_300 and len(report["failures"]) == 150
     assert cli.json("balance", "1") == balance_before

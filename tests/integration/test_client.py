@@ -393,14 +393,18 @@ def test_long_calls_are_cut_into_requests_between_chains(store_url: str, kind: s
             transfers = [move(100_000 + i, FUNDING, WALLET, 1) for i in range(20_000)]
             for i in range(8_185, 8_194):
                 transfers[i] = move(100_000 + i, FUNDING, WALLET, 1, flags=TransferFlags.LINKED)
-            outcomes = await c("create_transfers", transfers)
+            # One request at a time: applied in order across requests too.
+            outcomes = await c("create_transfers", transfers, in_flight=1)
             assert [o.result for o in outcomes] == [T.OK] * 20_000
-            assert sorted(c.calls.of("CreateTransfersPacked")) == [3_625, 8_185, 8_190]  # sent side by side
+            assert c.calls.of("CreateTransfersPacked") == [8_185, 8_190, 3_625]
             timestamps = [o.timestamp for o in outcomes]
-            assert timestamps == sorted(timestamps)  # applied in order
-            # Packed in, packed out, the same way: every one is there already.
+            assert timestamps == sorted(timestamps)
+            # Packed in, packed out, two requests in flight at once, results in the order sent.
             results = unpack_transfer_results(await c("create_transfers_packed", pack_transfers(transfers)))
             assert [(r.result, r.timestamp) for r in results] == [(T.EXISTS, t) for t in timestamps]
+            assert sorted(c.calls.of("CreateTransfersPacked")[3:]) == [3_625, 8_185, 8_190]
+            with pytest.raises(ValueError, match="in_flight must be between 1 and 64, got 0"):
+                await c("create_transfers", transfers, in_flight=0)
             # Lookups of more than 8190 ids, and accounts past 8190 likewise.
             found = await c("lookup_transfers", [100_000 + i for i in range(9_000)])
             assert [t.id for t in found] == [100_000 + i for i in range(9_000)]
