@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ledger.client import (
     Account,
@@ -262,14 +262,13 @@ def flag_names(kind: type[AccountFlags] | type[TransferFlags], value: int) -> st
 # Output.
 
 
-def emit(args: argparse.Namespace, document: Any, lines: Iterable[str], out: TextIO | None = None) -> None:
-    out = out or sys.stdout
+def emit(args: argparse.Namespace, document: Any, lines: Iterable[str]) -> None:
+    """The document as JSON with --json, else the lines, on stdout."""
     if args.json:
-        json.dump(document, out)
-        out.write("\n")
+        print(json.dumps(document))
     else:
         for line in lines:
-            out.write(line + "\n")
+            print(line)
 
 
 def account_document(a: Account) -> dict[str, int]:

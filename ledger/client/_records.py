@@ -81,15 +81,6 @@ def _values(item: object, widths: Mapping[str, int], record: type, where: str) -
     return [field_value(item.get(name, 0), width, f"{where}.{name}") for name, width in widths.items()]
 
 
-def transfer_of(item: TransferLike, where: str = "transfer") -> Transfer:
-    """The engine's dataclass with every field checked (UUIDs become ints)."""
-    return Transfer(**dict(zip(TRANSFER_WIDTHS, _values(item, TRANSFER_WIDTHS, Transfer, where), strict=True)))
-
-
-def account_of(item: AccountLike, where: str = "account") -> Account:
-    return Account(**dict(zip(ACCOUNT_WIDTHS, _values(item, ACCOUNT_WIDTHS, Account, where), strict=True)))
-
-
 def pack_transfers(items: Sequence[TransferLike], what: str = "transfers") -> bytes:
     """Packed 128-byte records of checked transfers, in order."""
     out = bytearray(len(items) * TRANSFER_SIZE)

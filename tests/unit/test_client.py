@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ledger.client import AccountFilter, ClientConfig, LedgerTimeout
 from ledger.client._batching import Batch, Entry, request_bounds
-from ledger.client._records import account_messages, field_value, pack_transfers, transfer_of
+from ledger.client._records import account_messages, field_value, pack_transfers
 from ledger.client._retry import Attempts, backoff_seconds
 from ledger.engine import Account, Transfer, TransferFlags
 from ledger.engine import pack_transfers as engine_pack_transfers
@@ -37,7 +37,7 @@ transfers = st.builds(
 def test_transfers_pack_exactly_as_the_engine_packs_them(items: list[Transfer]) -> None:
     assert pack_transfers(items) == engine_pack_transfers(items)
     as_mappings = [{name: getattr(t, name) for name in ("id", "amount", "flags", "user_data_128")} for t in items]
-    assert pack_transfers(as_mappings) == engine_pack_transfers([transfer_of(m) for m in as_mappings])
+    assert pack_transfers(as_mappings) == engine_pack_transfers([Transfer(**m) for m in as_mappings])
 
 
 @given(u128)
@@ -46,7 +46,7 @@ def test_uuids_and_ints_are_the_same_ids(value: int) -> None:
     assert pack_transfers([{"id": as_uuid, "pending_id": as_uuid}]) == pack_transfers(
         [{"id": value, "pending_id": value}]
     )
-    assert transfer_of(Transfer(id=as_uuid)).id == value  # type: ignore[arg-type]
+    assert pack_transfers([Transfer(id=as_uuid)]) == Transfer(id=value).pack()  # type: ignore[arg-type]
 
 
 def test_accounts_become_the_messages_the_server_packs() -> None:
