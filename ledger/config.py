@@ -12,6 +12,8 @@ from ledger.engine import EngineConfig
 from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
 
 MIB = 1 << 20
+EMPTY_MEANS_OFF = frozenset({"metrics_address"})
+"""Fields whose LEDGER_* variable, set but empty, turns the feature off instead of keeping the default."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,8 +25,18 @@ class LedgerConfig:
     data_dir: Path = Path("data")
     address: str = "127.0.0.1:7100"
     """Where `ledger serve` listens for gRPC (host:port; port 0 picks a free one)."""
+    metrics_address: str = "127.0.0.1:9464"
+    """Where `ledger serve` serves Prometheus metrics over HTTP (host:port; port 0 picks a free one; empty: off)."""
     shutdown_grace_seconds: float = 10.0
     """On SIGTERM, how long calls in flight may take to finish before they are cancelled."""
+    concurrent_rpcs_max: int = 10_000
+    """RPCs in progress at once (streams count as one); past this new calls get RESOURCE_EXHAUSTED."""
+    tls_cert: str = ""
+    """PEM certificate chain of the server; with `tls_key`, gRPC is served over TLS only."""
+    tls_key: str = ""
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: str = ""
+    """PEM CA certificates; when set, every client must present a certificate they signed (mTLS)."""
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
@@ -55,10 +67,31 @@ class LedgerConfig:
             raise ValueError(
                 f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
             )
+        if self.concurrent_rpcs_max < 1:
+            raise ValueError(f"concurrent_rpcs_max must be at least 1, got {self.concurrent_rpcs_max}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
         for name in ("durable_wait_seconds", "checkpoint_interval_seconds", "expire_interval_seconds",
                      "history_flush_seconds", "shutdown_grace_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        _ = self.metrics_endpoint  # names the field if it is not host:port
+
+    @property
+    def metrics_endpoint(self) -> tuple[str, int] | None:
+        """`metrics_address` as (host, port), IPv6 brackets removed; None when metrics are off."""
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            raise ValueError(
+                f"metrics_address must be host:port (port 0 picks a free one) or empty for no metrics, "
+                f"got {self.metrics_address!r}"
+            )
+        return host, int(port)
 
     @property
     def store_url(self) -> str:
@@ -82,7 +115,7 @@ class LedgerConfig:
             values["store"] = environ["LEDGER_DATABASE_URL"]
         for f in fields(cls):
             raw = environ.get(f"LEDGER_{f.name.upper()}")
-            if raw is None or raw == "":
+            if raw is None or (raw == "" and f.name not in EMPTY_MEANS_OFF):
                 continue
             values[f.name] = _parse(f.name, raw, cls.__dataclass_fields__[f.name].default)
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -9,6 +9,11 @@
    newest ticket it could have observed, so it never shows a state that is
    not durable yet. A call that observed nothing new (every event failed, or
    a retry answered EXISTS) still waits for the state it observed.
+   Concurrent calls are coalesced: calls that arrive in the same turn of
+   the event loop are applied as one engine batch (up to BATCH_EVENTS_MAX
+   events, each call's events contiguous and in arrival order) and handed
+   to the writer as one entry, so a crowd of single-transfer callers costs
+   the engine and the journal what one batch does.
 5. If the store fails, new writes are refused with LedgerUnavailable at once,
    calls already applied wait (up to `durable_wait_seconds`) while the writer
    retries the same commits, and all of it resumes when the store is back.
@@ -23,7 +28,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,9 +44,11 @@ from ledger.engine import (
     select,
     wall_clock,
 )
+from ledger.engine._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 from ledger.journal import (
     AccountFilter,
     BalancesPage,
+    Commit,
     GroupCommitWriter,
     HistoryIndex,
     Store,
@@ -49,16 +56,52 @@ from ledger.journal import (
     TransfersPage,
     WriterStats,
     open_store,
+    seq_before,
 )
 
+from ._batcher import ACCOUNT_FLAGS_OFFSET, TRANSFER_FLAGS_OFFSET, Batcher
 from ._recovery import RecoveryReport, recover
 
 logger = logging.getLogger(__name__)
 
+EVENT_SIZE = TRANSFER_SIZE
+assert ACCOUNT_SIZE == TRANSFER_SIZE, "accounts and transfers are events of one size"
+
 STOP_TIMEOUT_SECONDS = 30.0
 
 CommitObserver = Callable[[int, int, float], None]
+ApplyObserver = Callable[[str, int, float], None]
 Page = TypeVar("Page", TransfersPage, BalancesPage)
+
+
+SUBSCRIBER_COMMITS_MAX = 1024
+"""Durable commits waiting for one subscriber; past this it reads them from the store instead."""
+SUBSCRIBER_SCAN_COMMITS = 16
+"""Commits one read from the store returns to a subscriber catching up."""
+_TIMESTAMP_OFFSET = 112
+
+
+class _Subscriber:
+    def __init__(self) -> None:
+        self.commits: collections.deque[Commit] = collections.deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.ended = False
+
+
+def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
+    """The records with timestamp >= timestamp_min (records are in timestamp order)."""
+    view = memoryview(records)
+    count = len(view) // TRANSFER_SIZE
+    low, high = 0, count
+    while low < high:
+        middle = (low + high) // 2
+        offset = middle * TRANSFER_SIZE + _TIMESTAMP_OFFSET
+        if int.from_bytes(view[offset : offset + 8], "little") < timestamp_min:
+            low = middle + 1
+        else:
+            high = middle
+    return bytes(view[low * TRANSFER_SIZE :])
 
 
 class LedgerError(Exception):
@@ -85,6 +128,9 @@ class LedgerStats:
     implementation: str
     store: str
     available: bool
+    ticket_applied: int
+    """The newest journal ticket handed to the writer; `writer.ticket_durable` trails it by the calls not yet
+    durable."""
 
 
 class Ledger:
@@ -98,11 +144,13 @@ class Ledger:
         report: RecoveryReport,
         *,
         on_commit: CommitObserver | None = None,
+        on_apply: ApplyObserver | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
         self._engine = engine
         self._store = store
+        self._on_apply = on_apply
         self._loop = asyncio.get_running_loop()
         self._accounts_count = report.accounts_count
         self._transfers_count = report.transfers_count
@@ -120,6 +168,7 @@ class Ledger:
             store, flush_transfers=config.history_flush_transfers, flush_seconds=config.history_flush_seconds
         )
         self._history.start(report.seq_last)
+        self._subscribers: set[_Subscriber] = set()
         self._writer = GroupCommitWriter(
             store,
             seq_last=report.seq_last,
@@ -131,9 +180,15 @@ class Ledger:
             on_available=lambda: self._soon(self._set_unavailable, None),
             on_fatal=lambda exc: self._soon(self._fail, exc),
             on_commit=on_commit,
-            on_written=self._history.durable,
+            on_written=self._written,
         )
         self._writer.start()
+        self._accounts_batcher = Batcher(
+            self._loop, self._apply_accounts, ACCOUNT_SIZE, ACCOUNT_RESULT_SIZE, ACCOUNT_FLAGS_OFFSET, "accounts"
+        )
+        self._transfers_batcher = Batcher(
+            self._loop, self._apply_transfers, TRANSFER_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_FLAGS_OFFSET, "transfers"
+        )
         self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
 
     @classmethod
@@ -144,10 +199,13 @@ class Ledger:
         clock: Clock = wall_clock,
         engine_class: type[Engine] | None = None,
         on_commit: CommitObserver | None = None,
+        on_apply: ApplyObserver | None = None,
     ) -> Ledger:
         """Connect to the store, recover the engine from the journal, start the writer.
 
-        `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction.
+        `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction;
+        `on_apply(operation, events_count, seconds)` on the event loop after every engine call that succeeded
+        (`operation` is the engine method: create_accounts, create_transfers or expire_pending_transfers).
         """
         store = open_store(config.store_url)
         engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
@@ -173,36 +231,63 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, on_commit=on_commit)
+        return cls(config, engine, store, report, on_commit=on_commit, on_apply=on_apply)
 
     # -- writes ------------------------------------------------------------------
 
     async def create_accounts(self, events: Buffer) -> bytes:
         """Per-event 16-byte results, once every account created is durable."""
         self._admit()
-        applied: AccountsApplied = self._apply(self._engine.create_accounts, events)
-        ticket = self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
+        results, ticket = await self._accounts_batcher.submit(events)
         await self._until_durable(ticket)
-        return applied.results
+        return results
 
     async def create_transfers(self, events: Buffer) -> bytes:
         """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
         self._admit()
-        applied: TransfersApplied = self._apply(self._engine.create_transfers, events)
+        results, ticket = await self._transfers_batcher.submit(events)
+        await self._until_durable(ticket)
+        return results
+
+    def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
+        """Apply transfers without waiting: (results, ticket) once applied; answer after `until_durable(ticket)`.
+
+        For a caller that pipelines (a stream): submissions are applied in the order made.
+        """
+        self._admit()
+        return self._transfers_batcher.enqueue(events)
+
+    async def until_durable(self, ticket: int) -> None:
+        """Wait until everything up to `ticket` is durable (LedgerUnavailable past durable_wait_seconds)."""
+        await self._until_durable(ticket)
+
+    def _apply_accounts(self, events: Buffer) -> tuple[bytes, int]:
+        applied: AccountsApplied = self._apply("create_accounts", self._engine.create_accounts, events)
+        return applied.results, self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
+
+    def _apply_transfers(self, events: Buffer) -> tuple[bytes, int]:
+        applied: TransfersApplied = self._apply("create_transfers", self._engine.create_transfers, events)
         # The entries are a view of the engine's tables; the writer copies them before the next call.
         ticket = self._record(b"", applied.entries, applied.expired, applied.balances, applied.timestamp_last)
-        await self._until_durable(ticket)
-        return applied.results
+        return applied.results, ticket
 
-    def _apply(self, method: Any, events: Buffer) -> Any:
+    def _apply(self, operation: str, method: Any, events: Buffer) -> Any:
+        started = time.perf_counter()
         try:
-            return method(events)
+            applied = method(events)
         except EngineError:
             raise
         except Exception as exc:
             # A broken invariant or a bug: never go on with state that may be corrupt.
             self._fail(exc)
             raise LedgerFailed(f"the engine failed and the ledger stopped: {exc!r}") from exc
+        if self._on_apply is not None:
+            try:
+                self._on_apply(operation, len(events) // EVENT_SIZE, time.perf_counter() - started)
+            except Exception:
+                # Applied but not yet journaled: an observer must not keep the entries from the journal.
+                logger.exception("on_apply observer failed")
+        return applied
 
     def _admit(self) -> None:
         if self._failure is not None:
@@ -284,6 +369,7 @@ class Ledger:
             implementation=self._engine.implementation,
             store=self._store.description,
             available=self._unavailable is None and self._failure is None,
+            ticket_applied=self._ticket_applied,
         )
 
     @property
@@ -299,14 +385,23 @@ class Ledger:
             raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {self._failure}")
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((ticket, future))
+        # A timer on the future itself: cheaper per call than wait_for and shield.
+        timer = self._loop.call_later(self.config.durable_wait_seconds, self._durable_timeout, future)
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.config.durable_wait_seconds)
-        except TimeoutError:
-            reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
-            raise LedgerUnavailable(
+            await future
+        finally:
+            timer.cancel()
+
+    def _durable_timeout(self, future: asyncio.Future[None]) -> None:
+        if future.done():
+            return
+        reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
+        future.set_exception(
+            LedgerUnavailable(
                 f"not durable within {self.config.durable_wait_seconds} s ({reason}); "
                 "the outcome is unknown: retry with the same ids"
-            ) from None
+            )
+        )
 
     def _soon(self, callback: Any, *args: Any) -> None:
         # A closed loop has nobody waiting any more.
@@ -384,16 +479,89 @@ class Ledger:
                 self._admit()
             except LedgerError:  # unavailable, overloaded or failed: the next batch expires them
                 continue
-            applied = self._apply(lambda _: self._engine.expire_pending_transfers(), b"")
+            applied = self._apply("expire_pending_transfers", lambda _: self._engine.expire_pending_transfers(), b"")
             self._record(b"", b"", applied.expired, b"", applied.timestamp_last)
 
+    # -- the committed-transfers feed -------------------------------------------------
+
+    async def subscribe_transfers(self, timestamp_min: int) -> AsyncIterator[bytes]:
+        """Committed transfers with timestamp >= timestamp_min as packed records, a commit at a time, then live.
+
+        Past commits come from the store; new ones as they become durable. A subscriber that falls
+        more than SUBSCRIBER_COMMITS_MAX commits behind goes back to reading the store, so a slow one
+        costs bounded memory and misses nothing. Ends with LedgerUnavailable when the ledger closes.
+        """
+        if not 0 <= timestamp_min < 2**64:
+            raise ValueError(f"timestamp_min: {timestamp_min} is not a u64")
+        subscriber = _Subscriber()
+        self._subscribers.add(subscriber)
+        try:
+            seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_last)
+            while True:
+                # From the store up to its newest commit.
+                while commits := await asyncio.to_thread(self._read_commits, seq):
+                    for commit in commits:
+                        seq = commit.seq
+                        if records := _transfers_from(commit.transfers, timestamp_min):
+                            yield records
+                # Live, until a gap (commits published before we listened) or an overflow sends us back.
+                subscriber.overflowed = False
+                while not subscriber.overflowed:
+                    if subscriber.ended:
+                        raise LedgerUnavailable(
+                            "the ledger is shutting down; subscribe again from the last timestamp received plus one"
+                        )
+                    if not subscriber.commits:
+                        subscriber.wake.clear()
+                        await subscriber.wake.wait()
+                        continue
+                    commit = subscriber.commits[0]
+                    if commit.seq > seq + 1:
+                        break
+                    subscriber.commits.popleft()
+                    if commit.seq == seq + 1:
+                        seq = commit.seq
+                        if records := _transfers_from(commit.transfers, timestamp_min):
+                            yield records
+                subscriber.commits.clear()
+        finally:
+            self._subscribers.discard(subscriber)
+
+    def _read_commits(self, after_seq: int) -> list[Commit]:
+        try:
+            return list(self._store.commits(after_seq, after_seq + SUBSCRIBER_SCAN_COMMITS))
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(f"committed transfers cannot be read now: {exc}") from exc
+
+    def _written(self, commits: list[Commit]) -> None:
+        """On the writer thread: these commits are durable."""
+        self._history.durable(commits)
+        if self._subscribers:  # read without the loop: one that subscribes meanwhile finds these in the store
+            self._soon(self._publish, commits)
+
+    def _publish(self, commits: list[Commit]) -> None:
+        for subscriber in self._subscribers:
+            if len(subscriber.commits) + len(commits) > SUBSCRIBER_COMMITS_MAX:
+                subscriber.overflowed = True
+                subscriber.commits.clear()
+            else:
+                subscriber.commits.extend(commits)
+            subscriber.wake.set()
+
     # -- shutdown ------------------------------------------------------------------
+
+    def end_subscriptions(self) -> None:
+        """End every transfer subscription (they raise LedgerUnavailable): shutdown need not wait for them."""
+        for subscriber in self._subscribers:
+            subscriber.ended = True
+            subscriber.wake.set()
 
     async def close(self, *, checkpoint: bool = True) -> None:
         """Stop accepting writes, make everything applied durable, checkpoint (unless told not to), close."""
         if self._closed:
             return
         self._expiry_task.cancel()
+        self.end_subscriptions()
         if checkpoint and self._failure is None and self._unavailable is None:
             changed = (self._transfers_count, self._accounts_count) != (
                 self._checkpoint_transfers,

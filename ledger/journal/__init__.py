@@ -2,7 +2,7 @@
 
 from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
 from ._history import AccountFilter, BalancesPage, HistoryIndex, TransfersPage
-from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store
+from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before
 from ._writer import GroupCommitWriter, WriterStats
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "StoreUnavailable",
     "WriterStats",
     "open_store",
+    "seq_before",
 ]

@@ -293,6 +293,10 @@ class PostgresStore:
             transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
         )
 
+    def timestamp_last_of(self, seq: int) -> int | None:
+        rows = self._fetch("SELECT timestamp_last FROM ledger_journal WHERE seq = %s", (seq,))
+        return int(rows[0][0]) if rows else None
+
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
         # A connection of its own (kept for the next scan) and one transaction: a consistent snapshot,
         # streamed by a server-side cursor. One scan at a time.

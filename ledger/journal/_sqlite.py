@@ -281,6 +281,11 @@ class SqliteStore:
 
     # -- history ---------------------------------------------------------------
 
+    def timestamp_last_of(self, seq: int) -> int | None:
+        with self._read_lock:
+            row = self._read().execute("SELECT timestamp_last FROM ledger_journal WHERE seq = ?", (seq,)).fetchone()
+        return int(row[0]) if row else None
+
     def history_position(self) -> int:
         with self._read_lock:
             row = self._read().execute("SELECT seq FROM ledger_history_position WHERE id = 1").fetchone()

@@ -76,6 +76,10 @@ class Store(Protocol):
         """Commits with after_seq < seq <= upto_seq in seq order, unverified."""
         ...
 
+    def timestamp_last_of(self, seq: int) -> int | None:
+        """The `timestamp_last` of commit `seq`, None if there is no such commit."""
+        ...
+
     def history_position(self) -> int:
         """The last commit seq whose history entries are stored (0: none)."""
         ...
@@ -149,3 +153,22 @@ def check_duplicate(existing: dict[int, int], commits: Sequence[Commit], descrip
                 f"{description}: journal commit seq={commit.seq} exists with different contents "
                 f"(checksum {stored:#010x}, writing {commit.checksum:#010x}); is another ledger writing this journal?"
             )
+
+
+def seq_before(store: Store, timestamp: int, seq_last: int) -> int:
+    """The last commit seq whose `timestamp_last` is below `timestamp` (0: none), among seqs 1..seq_last.
+
+    Commits are dense in seq and their timestamps increase with it, so this is a binary search of
+    about log2(seq_last) single-row reads.
+    """
+    low, high = 0, seq_last  # invariant: commit `low` is below (or 0), every commit past `high` is not
+    while low < high:
+        middle = (low + high + 1) // 2
+        found = store.timestamp_last_of(middle)
+        if found is None:
+            raise JournalCorrupt(f"{store.description}: commit seq={middle} is missing")
+        if found < timestamp:
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -11,17 +11,21 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
-from ._serve import serve, start_server
+from ._metrics import LedgerMetrics, count_results
+from ._serve import run_event_loop, serve, start_server
 from ._servicer import SERVICE_NAME, LedgerService
 
 __all__ = [
     "SERVICE_NAME",
+    "LedgerMetrics",
     "LedgerService",
+    "run_event_loop",
     "serve",
     "start_server",
     "ConversionError",
     "account_filter_from_proto",
     "account_filter_to_proto",
+    "count_results",
     "account_results_from_packed",
     "accounts_from_packed",
     "accounts_to_packed",

@@ -1,12 +1,14 @@
-"""Server assembly: the Ledger service, standard health checking and reflection on one grpc.aio server."""
+"""Server assembly: the Ledger service, standard health checking and reflection on one grpc.aio server,
+and its Prometheus metrics on an HTTP port of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,9 +20,11 @@ from ledger.core import Ledger
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2_grpc
 
+from ._metrics import LedgerMetrics
 from ._servicer import SERVICE_NAME, LedgerService
 
 logger = logging.getLogger(__name__)
+Result = TypeVar("Result")
 
 TRANSFER_MESSAGE_BYTES_MAX: Final = 160
 """A typed Transfer with every field set, framing included."""
@@ -32,29 +36,75 @@ assert BATCH_EVENTS_MAX * TRANSFER_MESSAGE_BYTES_MAX < MESSAGE_BYTES_MAX, "a ful
 assert BATCH_EVENTS_MAX * TRANSFER_SIZE < MESSAGE_BYTES_MAX, "a full packed batch must fit a message"
 
 
+def server_credentials(config: LedgerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (client certificates required if a client CA is set)."""
+    if not config.tls_cert:
+        return None
+
+    def read(name: str, path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+    client_ca = read("tls_client_ca", config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read("tls_key", config.tls_key), read("tls_cert", config.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def transport(config: LedgerConfig) -> str:
+    """How clients reach the server, for the start line."""
+    if config.tls_client_ca:
+        return "TLS with client certificates (mTLS)"
+    return "TLS" if config.tls_cert else "plaintext"
+
+
 async def start_server(
-    ledger: Ledger, address: str = "127.0.0.1:0"
+    ledger: Ledger, address: str = "127.0.0.1:0", *, metrics: LedgerMetrics | None = None
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """Serve `ledger` on `address`; returns the started server, its port and its health servicer."""
+    """Serve `ledger` on `address`; returns the started server, its port and its health servicer.
+
+    With `metrics`, every call is counted and timed and the metrics watch `ledger`.
+    """
+    config = ledger.config
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if metrics is not None:
+        metrics.watch(ledger)
+        interceptors.append(metrics.interceptor)  # first: it sees every status the others answer with
     server = grpc.aio.server(
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=config.concurrent_rpcs_max,
         options=[
             ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
             ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
-        ]
+        ],
     )
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger), server)  # type: ignore[no-untyped-call]
+    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger, metrics), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([SERVICE_NAME, health_name, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(config)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health
+
+
+def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
+    """Run `main` on uvloop where it is installed (a faster loop for grpc.aio), else on asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = None) -> None:
@@ -63,18 +113,30 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     Shutdown: health goes NOT_SERVING, no new calls are accepted, calls in flight get
     `shutdown_grace_seconds` to finish, then everything applied is made durable and checkpointed.
     """
-    ledger = await Ledger.open(config)
+    endpoint = config.metrics_endpoint
+    metrics = LedgerMetrics() if endpoint is not None else None
+    ledger = await Ledger.open(
+        config,
+        on_commit=metrics.journal_committed if metrics else None,
+        on_apply=metrics.engine_applied if metrics else None,
+    )
     try:
-        server, port, health = await start_server(ledger, config.address)
+        metrics_url = "off"
+        if metrics is not None and endpoint is not None:
+            metrics_port = metrics.start_http(*endpoint)
+            metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
+        server, port, health = await start_server(ledger, config.address, metrics=metrics)
         host = config.address.rsplit(":", 1)[0]
         logger.info(
-            "ledger serving gRPC on %s:%d, store %s, engine %s, %d accounts, %d transfers",
+            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers, metrics %s",
             host,
             port,
+            transport(config),
             ledger.store.description,
             ledger.stats().implementation,
             ledger.recovery.accounts_count,
             ledger.recovery.transfers_count,
+            metrics_url,
         )
         if ready is not None:
             ready(port)
@@ -85,6 +147,9 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         await stop.wait()
         logger.info("ledger stopping: draining calls for up to %.0f s", config.shutdown_grace_seconds)
         await health.enter_graceful_shutdown()
+        ledger.end_subscriptions()  # feeds never finish by themselves; their clients resume elsewhere or later
         await server.stop(config.shutdown_grace_seconds)
     finally:
         await ledger.close()
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop_http)

@@ -14,7 +14,7 @@ import grpc
 
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
 from ledger.engine import EngineError, pack_ids
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 from ._convert import (
@@ -28,10 +28,14 @@ from ._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
+from ._metrics import LedgerMetrics
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 STREAM_IN_FLIGHT_MAX = 256
 """Transfers of one TransferStream applied and waiting for durability at once; past it the stream is not read."""
+
+SUBSCRIBE_MESSAGE_BYTES_MAX = BATCH_EVENTS_MAX * TRANSFER_SIZE
+"""Packed transfers per SubscribeTransfers message: a commit larger than a batch spans several messages."""
 
 Result = TypeVar("Result")
 
@@ -41,16 +45,32 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
+REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...] = (
+    ((ConversionError, EngineError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
+    (LedgerOverloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LedgerUnavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_of(exc: Exception) -> grpc.StatusCode | None:
+    """The status for one of the ledger's refusals; None for anything else (a bug: INTERNAL)."""
+    for kinds, code in REFUSALS:
+        if isinstance(exc, kinds):
+            return code
+    return None
+
+
 async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
-    """Run `work`, turning the ledger's refusals into gRPC statuses."""
+    """Run `work`, turning the ledger's refusals into gRPC statuses; nothing starts past the deadline."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began")
     try:
         return await work()
-    except (ConversionError, EngineError, ValueError) as exc:
-        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    except LedgerOverloaded as exc:
-        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-    except LedgerUnavailable as exc:
-        await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+    except Exception as exc:
+        if (code := status_of(exc)) is None:
+            raise
+        await _abort(context, code, str(exc))
 
 
 def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
@@ -61,14 +81,17 @@ def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
 
 
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
+        self._metrics = metrics
 
     async def CreateAccounts(
         self, request: ledger_pb2.CreateAccountsRequest, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.CreateAccountsResponse:
         async def work() -> ledger_pb2.CreateAccountsResponse:
             results = await self._ledger.create_accounts(accounts_to_packed(request.accounts))
+            if self._metrics is not None:
+                self._metrics.count_account_results(results)
             return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
 
         return await call(context, work)
@@ -78,6 +101,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
     ) -> ledger_pb2.CreateTransfersResponse:
         async def work() -> ledger_pb2.CreateTransfersResponse:
             results = await self._ledger.create_transfers(transfers_to_packed(request.transfers))
+            if self._metrics is not None:
+                self._metrics.count_transfer_results(results)
             return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results))
 
         return await call(context, work)
@@ -86,7 +111,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.PackedTransfers, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.PackedTransferResults:
         async def work() -> ledger_pb2.PackedTransferResults:
-            return ledger_pb2.PackedTransferResults(results=await self._ledger.create_transfers(request.records))
+            results = await self._ledger.create_transfers(request.records)
+            if self._metrics is not None:
+                self._metrics.count_transfer_results(results)
+            return ledger_pb2.PackedTransferResults(results=results)
 
         return await call(context, work)
 
@@ -153,7 +181,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
         waiting shares group commits instead of paying one commit per message.
         """
-        window: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
+        window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
 
         async def read() -> None:
             index = 0
@@ -163,16 +191,23 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                         packed = transfers_to_packed([request.transfer])
                     except ConversionError as exc:
                         raise ConversionError(f"message {index}: {exc}") from None
-                    # Tasks start in creation order, so the engine applies transfers in stream order.
-                    await window.put(asyncio.create_task(self._ledger.create_transfers(packed)))
+                    # Submissions are applied in the order made, so in stream order.
+                    await window.put(self._ledger.submit_transfers(packed))
                     index += 1
             finally:
                 await window.put(None)
 
+        async def answer(applied: asyncio.Future[tuple[bytes, int]]) -> bytes:
+            results, ticket = await applied
+            await self._ledger.until_durable(ticket)
+            return results
+
         reader = asyncio.create_task(read())
         try:
-            while (pending := await window.get()) is not None:
-                results = await call(context, lambda task=pending: task)  # type: ignore[misc]
+            while (applied := await window.get()) is not None:
+                results = await call(context, lambda applied=applied: answer(applied))  # type: ignore[misc]
+                if self._metrics is not None:
+                    self._metrics.count_transfer_results(results)
                 yield ledger_pb2.TransferStreamResponse(result=transfer_results_from_packed(results)[0])
             await call(context, lambda: reader)
         finally:
@@ -181,3 +216,17 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 leftover = window.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+
+    async def SubscribeTransfers(
+        self, request: ledger_pb2.SubscribeTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ledger_pb2.SubscribeTransfersResponse]:
+        """Committed transfers from `timestamp_min`, a commit at a time (at most 8190 per message), then live."""
+        try:
+            async for records in self._ledger.subscribe_transfers(request.timestamp_min):
+                for start in range(0, len(records), SUBSCRIBE_MESSAGE_BYTES_MAX):
+                    chunk = records[start : start + SUBSCRIBE_MESSAGE_BYTES_MAX]
+                    yield ledger_pb2.SubscribeTransfersResponse(transfers=transfers_from_packed(chunk))
+        except Exception as exc:
+            if (code := status_of(exc)) is None:
+                raise
+            await _abort(context, code, str(exc))

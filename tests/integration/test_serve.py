@@ -18,7 +18,8 @@ from ledger.journal import open_store
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 START_LINE = re.compile(
-    r"ledger serving gRPC on 127\.0\.0\.1:(\d+), store (\S+), engine (\w+), 0 accounts, 0 transfers"
+    r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\), store (\S+), engine (\w+), 0 accounts, 0 transfers, "
+    r"metrics off"
 )
 
 
@@ -29,7 +30,12 @@ def test_serve_answers_and_stops_gracefully(store_url: str, tmp_path: Path) -> N
             [sys.executable, "-m", "ledger", "serve", "--address", "127.0.0.1:0", "--store", store_url],
             stdout=log,
             stderr=log,
-            env={**os.environ, "LEDGER_ACCOUNTS_MAX": "100", "LEDGER_TRANSFERS_MAX": "1000"},
+            env={
+                **os.environ,
+                "LEDGER_ACCOUNTS_MAX": "100",
+                "LEDGER_TRANSFERS_MAX": "1000",
+                "LEDGER_METRICS_ADDRESS": "",
+            },
         )
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,365 @@
+"""The ledger over gRPC, end to end: a real server process, durable on its store, and clients beside it.
+
+    python -m bench.grpc --json                      # PostgreSQL at the machine's default DSN
+    python -m bench.grpc --store sqlite --json
+    python -m bench.grpc --seconds 2 --callers 1,16  # shorter
+
+Scenarios, each run for `--seconds` after a short warm-up, every transfer durable before it is answered:
+
+- `unary_<n>`: n independent callers, each with its own channel (a POS terminal or a service
+  instance), each sending one transfer per CreateTransfers call and waiting for the answer.
+- `stream_<n>`: the same callers over one TransferStream each, one transfer per message, each
+  waiting for its answer before sending the next.
+- `batch_typed_8190` / `batch_packed_8190`: one client sending batches of 8190 transfers (typed
+  messages, or packed records through CreateTransfersPacked), a few calls in flight.
+
+Each scenario reports transfers_per_s and the latency of a call (p50_ms, p99_ms). Progress goes to
+stderr; the result is one JSON object on stdout, with the targets and whether each was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from ledger.engine import IMPLEMENTATION
+from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.server import run_event_loop, transfers_to_packed
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+
+LEDGER = 978
+FUNDING = 1
+WALLETS = range(1000, 1000 + 1024)
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+START_LINE = re.compile(r"ledger serving gRPC on [\d.]+:(\d+)")
+BATCH_IN_FLIGHT = 4
+TARGETS = {
+    "batch_8190_transfers_per_s": 500_000,
+    "single_256_transfers_per_s": 10_000,
+    "single_256_p99_ms": 50.0,
+    "auto_batching_256_transfers_per_s": 50_000,
+}
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 4 << 20), ("grpc.max_receive_message_length", 4 << 20)]
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def u128(value: int) -> types_pb2.Uint128:
+    return types_pb2.Uint128(lo=value & (2**64 - 1), hi=value >> 64)
+
+
+class Ids:
+    """Transfer ids no scenario repeats: a scenario number in the high bits, then a counter."""
+
+    def __init__(self) -> None:
+        self.scenario = 0
+        self.next = 0
+
+    def start_scenario(self) -> None:
+        self.scenario += 1
+        self.next = 0
+
+    def take(self, count: int = 1) -> int:
+        first = self.scenario << 64 | self.next
+        self.next += count
+        return first
+
+
+@contextmanager
+def fresh_store(store: str) -> Iterator[str]:
+    if store.startswith(("postgresql://", "postgres://")):
+        from tests.stores import temporary_schema
+
+        with temporary_schema(store, "ledger_bench_grpc") as url:
+            yield url
+    else:
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-grpc-") as directory:
+            yield f"sqlite:///{directory}/ledger.sqlite3"
+
+
+@contextmanager
+def server_process(store_url: str, transfers_max: int) -> Iterator[int]:
+    """`ledger serve` in its own process on a free port; yields the port, stops it with SIGTERM."""
+    with tempfile.NamedTemporaryFile(prefix="ledger-bench-serve-", suffix=".log") as log:
+        environment = {
+            **os.environ,
+            "LEDGER_STORE": store_url,
+            "LEDGER_ADDRESS": "127.0.0.1:0",
+            "LEDGER_ACCOUNTS_MAX": "10000",
+            "LEDGER_TRANSFERS_MAX": str(transfers_max),
+            "LEDGER_PENDING_TRANSFERS_MAX": "1000",
+            "LEDGER_CONCURRENT_RPCS_MAX": "100000",
+            "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
+        }
+        process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=environment)
+        try:
+            deadline = time.monotonic() + 120
+            while (match := START_LINE.search(Path(log.name).read_text())) is None:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start:\n{Path(log.name).read_text()}")
+                time.sleep(0.05)
+            progress(Path(log.name).read_text().strip().splitlines()[-1])
+            SERVER_PID[:] = [process.pid]
+            yield int(match.group(1))
+        finally:
+            process.terminate()
+            process.wait(60)
+
+
+def transfer(transfer_id: int, wallet: int, amount: int = 1) -> types_pb2.Transfer:
+    return types_pb2.Transfer(id=u128(transfer_id), debit_account_id=u128(FUNDING), credit_account_id=u128(wallet),
+                              amount=amount, ledger=LEDGER, code=1)  # fmt: skip
+
+
+def summary(latencies: list[float], transfers: int, seconds: float) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "transfers_per_s": round(transfers / seconds),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2) if ordered else None,
+        "calls": len(ordered),
+    }
+
+
+class Window:
+    """What finished between the end of the warm-up and the stop: latencies and transfers."""
+
+    def __init__(self) -> None:
+        self.measuring = False
+        self.stopped = False
+        self.latencies: list[float] = []
+        self.transfers = 0
+
+    def record(self, latency: float, transfers: int) -> None:
+        if self.measuring:
+            self.latencies.append(latency)
+            self.transfers += transfers
+
+
+Caller = Callable[[int, Window], Awaitable[None]]
+"""One caller's loop (caller index, window): calls until the window is stopped, recording each."""
+
+
+SERVER_PID: list[int] = []
+"""The server process, whose CPU time each scenario reads from /proc."""
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of the server process (Linux), 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{SERVER_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(name: str, callers: int, caller: Caller, seconds: float, warmup_seconds: float) -> dict[str, Any]:
+    window = Window()
+    tasks = [asyncio.create_task(caller(index, window)) for index in range(callers)]
+    try:
+        await asyncio.sleep(warmup_seconds)
+        window.measuring = True
+        started = time.perf_counter()
+        cpu = (time.process_time(), server_cpu_seconds())
+        await asyncio.sleep(seconds)
+        window.measuring = False
+        elapsed = time.perf_counter() - started
+        client_cpu, server_cpu = time.process_time() - cpu[0], server_cpu_seconds() - cpu[1]
+        window.stopped = True
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    result = summary(window.latencies, window.transfers, elapsed)
+    # Where the time goes: CPU per transfer on each side (2 cores shared by both).
+    transfers = max(1, window.transfers)
+    result["client_cpu_us_per_transfer"] = round(client_cpu / transfers * 1e6, 2)
+    result["server_cpu_us_per_transfer"] = round(server_cpu / transfers * 1e6, 2)
+    result["server_cpu_share"] = round(server_cpu / elapsed, 2)
+    progress(
+        f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms ({result['calls']:,} calls); CPU per transfer: "
+        f"server {result['server_cpu_us_per_transfer']} us, client {result['client_cpu_us_per_transfer']} us"
+    )
+    return result
+
+
+def check_ok(results: Any) -> None:
+    bad = [r.result for r in results if r.result != 1]
+    if bad:
+        raise RuntimeError(f"transfers failed with result codes {sorted(set(bad))}")
+
+
+async def unary(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(callers)]
+
+    async def caller(index: int, window: Window) -> None:
+        stub = ledger_pb2_grpc.LedgerStub(channels[index])
+        wallet = WALLETS[index % len(WALLETS)]
+        while not window.stopped:
+            request = ledger_pb2.CreateTransfersRequest(transfers=[transfer(ids.take(), wallet)])
+            started = time.perf_counter()
+            response = await stub.CreateTransfers(request)
+            window.record(time.perf_counter() - started, 1)
+            check_ok(response.results)
+
+    try:
+        return await measure(f"unary_{callers}", callers, caller, seconds, warmup)
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+
+
+async def stream(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(callers)]
+
+    async def caller(index: int, window: Window) -> None:
+        call = ledger_pb2_grpc.LedgerStub(channels[index]).TransferStream()
+        wallet = WALLETS[index % len(WALLETS)]
+        while not window.stopped:
+            started = time.perf_counter()
+            await call.write(ledger_pb2.TransferStreamRequest(transfer=transfer(ids.take(), wallet)))
+            response = await call.read()
+            window.record(time.perf_counter() - started, 1)
+            check_ok([response.result])
+        await call.done_writing()
+        while await call.read() is not grpc.aio.EOF:
+            pass
+
+    try:
+        return await measure(f"stream_{callers}", callers, caller, seconds, warmup)
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+
+
+async def batches(target: str, packed: bool, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    """One client, BATCH_IN_FLIGHT calls of 8190 transfers in flight; requests are built before timing."""
+    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        stub = ledger_pb2_grpc.LedgerStub(channel)
+        template = [transfer(0, WALLETS[i % len(WALLETS)]) for i in range(BATCH_EVENTS_MAX)]
+        records = bytearray(transfers_to_packed(template))
+
+        def request() -> Any:
+            first = ids.take(BATCH_EVENTS_MAX)
+            if packed:
+                for i in range(BATCH_EVENTS_MAX):
+                    records[i * 128 : i * 128 + 16] = (first + i).to_bytes(16, "little")
+                return ledger_pb2.PackedTransfers(records=bytes(records))
+            for i, t in enumerate(template):
+                t.id.lo, t.id.hi = (first + i) & (2**64 - 1), (first + i) >> 64
+            return ledger_pb2.CreateTransfersRequest(transfers=template).SerializeToString()
+
+        typed_call = channel.unary_unary(
+            "/ledger.v1.Ledger/CreateTransfers",
+            request_serializer=None,
+            response_deserializer=ledger_pb2.CreateTransfersResponse.FromString,
+        )
+
+        async def caller(index: int, window: Window) -> None:
+            while not window.stopped:
+                message = request()
+                started = time.perf_counter()
+                if packed:
+                    results = (await stub.CreateTransfersPacked(message)).results
+                    codes = {int.from_bytes(results[i : i + 4], "little") for i in range(0, len(results), 24)}
+                    if codes != {1}:
+                        raise RuntimeError(f"transfers failed with result codes {sorted(codes)}")
+                else:
+                    check_ok((await typed_call(message)).results)
+                window.record(time.perf_counter() - started, BATCH_EVENTS_MAX)
+
+        name = f"batch_{'packed' if packed else 'typed'}_{BATCH_EVENTS_MAX}"
+        return await measure(name, BATCH_IN_FLIGHT, caller, seconds, warmup)
+
+
+async def open_books(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ledger_pb2_grpc.LedgerStub(channel)
+        accounts = [types_pb2.Account(id=u128(FUNDING), ledger=LEDGER, code=1)]
+        accounts += [types_pb2.Account(id=u128(w), ledger=LEDGER, code=2) for w in WALLETS]
+        response = await stub.CreateAccounts(ledger_pb2.CreateAccountsRequest(accounts=accounts))
+        if any(r.result != 1 for r in response.results):
+            raise RuntimeError("could not open the accounts")
+
+
+async def run(port: int, args: argparse.Namespace) -> dict[str, Any]:
+    target = f"127.0.0.1:{port}"
+    await open_books(target)
+    ids = Ids()
+    scenarios: dict[str, Any] = {}
+    for callers in args.callers:
+        for kind, scenario in (("unary", unary), ("stream", stream)):
+            ids.start_scenario()
+            progress(f"{kind}, {callers} callers")
+            scenarios[f"{kind}_{callers}"] = await scenario(target, callers, ids, args.seconds, args.warmup_seconds)
+    for packed in (False, True):
+        ids.start_scenario()
+        progress(f"batches of {BATCH_EVENTS_MAX}, {'packed' if packed else 'typed'}")
+        name = f"batch_{'packed' if packed else 'typed'}_{BATCH_EVENTS_MAX}"
+        scenarios[name] = await batches(target, packed, ids, args.seconds, args.warmup_seconds)
+    return scenarios
+
+
+def verdicts(scenarios: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    batch = [scenarios[k]["transfers_per_s"] for k in scenarios if k.startswith("batch_")]
+    if batch:
+        out["batch_8190_transfers_per_s"] = {"target": TARGETS["batch_8190_transfers_per_s"], "measured": max(batch)}
+    singles = [scenarios[k] for k in ("unary_256", "stream_256") if k in scenarios]
+    if singles:
+        best = max(singles, key=lambda s: s["transfers_per_s"])
+        out["single_256_transfers_per_s"] = {"target": TARGETS["single_256_transfers_per_s"],
+                                             "measured": best["transfers_per_s"]}  # fmt: skip
+        out["single_256_p99_ms"] = {"target": TARGETS["single_256_p99_ms"], "measured": best["p99_ms"]}
+    for name, verdict in out.items():
+        better_low = name.endswith("_ms")
+        verdict["met"] = (
+            verdict["measured"] <= verdict["target"] if better_low else verdict["measured"] >= verdict["target"]
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.grpc", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default=os.environ.get("LEDGER_TEST_DATABASE_URL") or DEFAULT_DSN,
+                        help="a PostgreSQL DSN (a fresh schema is used and dropped) or sqlite")  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup-seconds", type=float, default=1.0)
+    parser.add_argument("--callers", type=lambda v: [int(c) for c in v.split(",")], default=[1, 16, 64, 256])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    args = parser.parse_args()
+    per_scenario = (args.seconds + args.warmup_seconds + 2) * 600_000
+    transfers_max = int(min(60_000_000, max(2_000_000, per_scenario * 2 + 1_000_000)))
+    with fresh_store(args.store) as store_url, server_process(store_url, transfers_max) as port:
+        scenarios = run_event_loop(run(port, args))
+    report = {
+        "benchmark": "grpc",
+        "store": "postgresql" if args.store.startswith("postgres") else "sqlite",
+        "engine": IMPLEMENTATION,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "seconds_per_scenario": args.seconds,
+        "scenarios": scenarios,
+        "targets": verdicts(scenarios),
+    }
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
