@@ -1,0 +1,404 @@
+"""AsyncClient: the Ledger service from asyncio (grpc.aio), with auto-batching, bulk sends and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar
+
+import grpc
+
+from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+from ._batching import Batch, Entry, request_bounds
+from ._config import IN_FLIGHT_MAX, ClientConfig
+from ._errors import LedgerClosed
+from ._records import (
+    AccountFilter,
+    AccountLike,
+    AccountOutcome,
+    BalancesPage,
+    IdLike,
+    TransferLike,
+    TransferOutcome,
+    TransfersPage,
+    account_linked,
+    account_messages,
+    balances_page,
+    check_packed_transfers,
+    checked_results,
+    id_value,
+    pack_transfers,
+    packed_linked,
+    transfer_outcomes,
+    transfers_page,
+)
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
+from ._retry import Attempts, backoff_seconds
+
+Payload = TypeVar("Payload")
+Result = TypeVar("Result")
+
+CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
+"""Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
+
+
+class _Batcher(Generic[Payload, Result]):
+    """Coalesces concurrent calls of one kind into requests of up to 8190 events.
+
+    One runner task per kind takes the first waiting call, waits for a free request slot (at most
+    `batch_in_flight_max` requests in flight; calls keep gathering meanwhile), then adds every call
+    already waiting. If the batch can take more, it lets the event loop run once more: if that brought
+    another call it keeps gathering, up to `batch_window_seconds`; if not, the loop is idle and the batch
+    goes. A full batch, or one whose last call leaves a linked chain open, goes at once.
+    """
+
+    def __init__(
+        self, send: Callable[[Batch[Payload, asyncio.Future[Result]]], Awaitable[list[Result]]], config: ClientConfig
+    ) -> None:
+        self._send = send
+        self._window_seconds = config.batch_window_seconds
+        self._queue: asyncio.Queue[Entry[Payload, asyncio.Future[Result]]] = asyncio.Queue(CALLS_QUEUED_MAX)
+        self._slots = asyncio.Semaphore(config.batch_in_flight_max)
+        self._runner: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Result:
+        if self._closed:
+            raise LedgerClosed("the client is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Result] = loop.create_future()
+        entry = Entry(payload, count, open_chain, loop.time() + timeout_seconds, waiter)
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run())
+        try:
+            async with asyncio.timeout_at(entry.deadline):
+                await self._queue.put(entry)
+                return await waiter
+        except TimeoutError:
+            raise entry.timeout(timeout_seconds) from None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending: deque[Entry[Payload, asyncio.Future[Result]]] = deque()
+        batch: Batch[Payload, asyncio.Future[Result]] | None = None
+        try:
+            while True:
+                if not pending:
+                    pending.append(await self._queue.get())
+                await self._slots.acquire()
+                self._drain(pending)
+                first = pending.popleft()
+                if first.waiter.done():
+                    self._slots.release()
+                    continue
+                batch = Batch(first)
+                window_end = loop.time() + self._window_seconds
+                while True:
+                    batch.extend(pending, _gone)
+                    if batch.closed or loop.time() >= window_end:
+                        break
+                    await asyncio.sleep(0)  # one more turn of the event loop for callers still on their way
+                    if self._queue.empty():
+                        break
+                    self._drain(pending)
+                task = asyncio.create_task(self._flush(batch))
+                batch = None
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+        finally:
+            closed = LedgerClosed("the client was closed before the call was sent; nothing of it was sent")
+            self._drain(pending)
+            for entry in [*(batch.entries if batch is not None else ()), *pending]:
+                if not entry.waiter.done():
+                    entry.waiter.set_exception(closed)
+
+    def _drain(self, pending: deque[Entry[Payload, asyncio.Future[Result]]]) -> None:
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+
+    async def _flush(self, batch: Batch[Payload, asyncio.Future[Result]]) -> None:
+        try:
+            results = await self._send(batch)
+        except BaseException as exc:
+            for entry in batch.entries:
+                if not entry.waiter.done():
+                    entry.waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for entry, result in zip(batch.entries, results, strict=True):
+                if not entry.waiter.done():
+                    entry.waiter.set_result(result)
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        """Stop taking calls; requests in flight finish, calls not yet sent fail with LedgerClosed."""
+        self._closed = True
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _gone(waiter: asyncio.Future[Any]) -> bool:
+    return waiter.done()
+
+
+class AsyncClient:
+    """The Ledger service over one grpc.aio channel. Create it inside a running event loop; close it after.
+
+    Calls of up to 8190 events from concurrent tasks are coalesced into shared requests (auto-batching);
+    longer ones are cut into requests of 8190 (never inside a linked chain) sent a few at a time. Every
+    call retries UNAVAILABLE and RESOURCE_EXHAUSTED with the same ids until its deadline (`timeout`
+    seconds, default `config.timeout_seconds`), then raises LedgerTimeout: the outcome is unknown and
+    retrying with the same ids is safe. Other refusals raise a LedgerCallError subclass at once.
+    """
+
+    def __init__(
+        self, config: ClientConfig | None = None, *, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+    ) -> None:
+        self.config = config or ClientConfig.from_env()
+        credentials = self.config.credentials()
+        options = self.config.channel_options()
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.config.server, options=options, interceptors=list(interceptors) or None
+            )
+        else:
+            self._channel = grpc.aio.secure_channel(
+                self.config.server, credentials, options=options, interceptors=list(interceptors) or None
+            )
+        self._stub = ledger_pb2_grpc.LedgerStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata = self.config.metadata or None
+        self._rng = random.Random()
+        self._create_transfers = self._batcher(CREATE_TRANSFERS)
+        self._create_accounts = self._batcher(CREATE_ACCOUNTS)
+        self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
+        self._lookup_transfers = self._batcher(LOOKUP_TRANSFERS)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
+            await batcher.close()
+        await self._channel.close()
+
+    # Writes.
+
+    async def create_transfers(
+        self, transfers: Sequence[TransferLike], *, timeout: float | None = None, in_flight: int | None = None
+    ) -> list[TransferOutcome]:
+        """Apply transfers in order; one outcome each. Every field is checked before anything is sent.
+
+        Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
+        (see there for `in_flight`, and for order across requests).
+        """
+        packed = pack_transfers(transfers)
+        if len(transfers) > BATCH_EVENTS_MAX:
+            return transfer_outcomes(await self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
+        if not transfers:
+            return []
+        return await self._create_transfers.submit(
+            packed, len(transfers), packed_linked(memoryview(packed), len(transfers) - 1), self._timeout(timeout)
+        )
+
+    async def create_transfer(self, transfer: TransferLike, *, timeout: float | None = None) -> TransferOutcome:
+        """Apply one transfer, in a request shared with concurrent calls."""
+        return (await self.create_transfers([transfer], timeout=timeout))[0]
+
+    async def create_accounts(
+        self, accounts: Sequence[AccountLike], *, timeout: float | None = None, in_flight: int | None = None
+    ) -> list[AccountOutcome]:
+        """Create accounts in order; one outcome each. Every field is checked before anything is sent.
+
+        More than 8190 are cut into requests between chains, `in_flight` at once (default
+        `bulk_in_flight_max`; requests in flight together may be applied in either order).
+        """
+        messages = account_messages(accounts)
+        if len(messages) > BATCH_EVENTS_MAX:
+            bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
+            return await self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
+        if not messages:
+            return []
+        return await self._create_accounts.submit(
+            messages, len(messages), account_linked(messages[-1]), self._timeout(timeout)
+        )
+
+    async def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
+        return (await self.create_accounts([account], timeout=timeout))[0]
+
+    async def create_transfers_packed(
+        self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
+    ) -> bytes:
+        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
+
+        Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
+        (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
+        order. Requests in flight together are independent: the ledger may apply them in either order. If
+        later records depend on earlier ones in another request (a top-up, then a payment from it; a hold,
+        then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
+        (`timeout`) applies to each request.
+        """
+        view = check_packed_transfers(records)
+        count = len(view) // TRANSFER_SIZE
+        bounds = request_bounds(count, lambda i: packed_linked(view, i))
+        payloads = [bytes(view[a * TRANSFER_SIZE : b * TRANSFER_SIZE]) for a, b in bounds]
+        timeout_seconds = self._timeout(timeout)
+
+        async def send(payload: bytes) -> bytes:
+            response = await self._call(
+                CREATE_TRANSFERS.rpc, ledger_pb2.PackedTransfers(records=payload), timeout_seconds
+            )
+            return checked_results(payload, response.results)
+
+        return b"".join(await self._pipelined(send, payloads, in_flight))
+
+    # Reads.
+
+    async def lookup_accounts(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Account]:
+        """The accounts found, in the order asked; ids not found are left out."""
+        return await self._lookup(self._lookup_accounts, LOOKUP_ACCOUNTS, ids, timeout)
+
+    async def lookup_account(self, account_id: IdLike, *, timeout: float | None = None) -> Account | None:
+        found = await self.lookup_accounts([account_id], timeout=timeout)
+        return found[0] if found else None
+
+    async def lookup_transfers(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Transfer]:
+        """The transfers found, in the order asked; ids not found are left out."""
+        return await self._lookup(self._lookup_transfers, LOOKUP_TRANSFERS, ids, timeout)
+
+    async def lookup_transfer(self, transfer_id: IdLike, *, timeout: float | None = None) -> Transfer | None:
+        found = await self.lookup_transfers([transfer_id], timeout=timeout)
+        return found[0] if found else None
+
+    async def _lookup(
+        self, batcher: _Batcher[list[int], list[Any]], kind: Kind[list[int], Any], ids: Sequence[IdLike],
+        timeout: float | None,
+    ) -> list[Any]:  # fmt: skip
+        values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
+        if len(values) > BATCH_EVENTS_MAX:
+            chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
+            return await self._in_requests(kind, chunks, timeout, None)
+        if not values:
+            return []
+        found: list[Any] = await batcher.submit(values, len(values), False, self._timeout(timeout))
+        return found
+
+    async def get_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> TransfersPage:
+        """One page of an account's transfers; `page.next` is the filter for the next page (None at the end)."""
+        response = await self._call("GetAccountTransfers", filter.to_message(), self._timeout(timeout))
+        return transfers_page(response)
+
+    async def get_account_balances(self, filter: AccountFilter, *, timeout: float | None = None) -> BalancesPage:
+        """One page of the balances of an account with the HISTORY flag after each of its transfers."""
+        message = filter.to_message()
+        response = await self._call("GetAccountBalances", message, self._timeout(timeout))
+        return balances_page(message.account_id.lo | message.account_id.hi << 64, response)
+
+    async def iter_account_transfers(
+        self, filter: AccountFilter, *, timeout: float | None = None
+    ) -> AsyncIterator[Transfer]:
+        """Every transfer the filter selects, following the pages (each page's request has its own deadline)."""
+        following: AccountFilter | None = filter
+        while following is not None:
+            page = await self.get_account_transfers(following, timeout=timeout)
+            for transfer in page.transfers:
+                yield transfer
+            following = page.next
+
+    async def iter_account_balances(
+        self, filter: AccountFilter, *, timeout: float | None = None
+    ) -> AsyncIterator[AccountBalance]:
+        following: AccountFilter | None = filter
+        while following is not None:
+            page = await self.get_account_balances(following, timeout=timeout)
+            for balance in page.balances:
+                yield balance
+            following = page.next
+
+    # Sending.
+
+    def _in_flight(self, in_flight: int | None) -> int:
+        if in_flight is None:
+            return self.config.bulk_in_flight_max
+        if not 1 <= in_flight <= IN_FLIGHT_MAX:
+            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
+        return in_flight
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.config.timeout_seconds
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout}")
+        return timeout
+
+    def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
+        async def send(batch: Batch[Payload, asyncio.Future[Result]]) -> list[Result]:
+            payloads = [entry.payload for entry in batch.entries]
+            attempts = Attempts(batch.deadline - asyncio.get_running_loop().time())
+            for entry in batch.entries:
+                entry.attempts = attempts
+            return kind.answer(payloads, await self._call(kind.rpc, kind.request(payloads), attempts))
+
+        return _Batcher(send, self.config)
+
+    async def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
+                           timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
+        """One call too long for one request: the requests' results joined in order."""
+        timeout_seconds = self._timeout(timeout)
+
+        async def send(payload: Payload) -> list[Result]:
+            return kind.answer([payload], await self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
+
+        return [result for share in await self._pipelined(send, payloads, in_flight) for result in share]
+
+    async def _pipelined(
+        self, send: Callable[[Payload], Coroutine[Any, Any, Result]], payloads: list[Payload], in_flight: int | None
+    ) -> list[Result]:
+        """send(payload) for each, at most `in_flight` at once, results in order; the first error
+        cancels the rest and is raised."""
+        bound = self._in_flight(in_flight)
+        window: deque[asyncio.Task[Result]] = deque()
+        results: list[Result] = []
+        try:
+            for payload in payloads:
+                if len(window) >= bound:
+                    results.append(await window.popleft())
+                window.append(asyncio.create_task(send(payload)))
+            while window:
+                results.append(await window.popleft())
+        finally:
+            for task in window:
+                task.cancel()
+            await asyncio.gather(*window, return_exceptions=True)
+        return results
+
+    async def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
+        """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
+        loop = asyncio.get_running_loop()
+        attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
+        deadline = loop.time() + attempts.timeout_seconds
+        method = getattr(self._stub, rpc)
+        while (remaining := deadline - loop.time()) > 0:
+            attempts.count += 1
+            try:
+                return await method(request, timeout=remaining, metadata=self._metadata)
+            except grpc.aio.AioRpcError as exc:
+                attempts.failed(exc.code(), exc.details() or "")
+            pause = backoff_seconds(self.config, attempts.count, self._rng)
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        raise attempts.timeout()

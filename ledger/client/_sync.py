@@ -1,0 +1,440 @@
+"""Client: the Ledger service from threads (a grpc sync channel), with auto-batching across threads."""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar
+
+import grpc
+
+from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
+from ._batching import Batch, Entry, request_bounds
+from ._config import IN_FLIGHT_MAX, ClientConfig
+from ._errors import LedgerClosed
+from ._records import (
+    AccountFilter,
+    AccountLike,
+    AccountOutcome,
+    BalancesPage,
+    IdLike,
+    TransferLike,
+    TransferOutcome,
+    TransfersPage,
+    account_linked,
+    account_messages,
+    balances_page,
+    check_packed_transfers,
+    checked_results,
+    id_value,
+    pack_transfers,
+    packed_linked,
+    transfer_outcomes,
+    transfers_page,
+)
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
+from ._retry import Attempts, backoff_seconds
+
+Payload = TypeVar("Payload")
+Result = TypeVar("Result")
+
+CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
+"""Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
+
+_CLOSE: Final = None
+
+
+class _Batcher(Generic[Payload, Result]):
+    """Coalesces calls of one kind from many threads into requests of up to 8190 events.
+
+    A runner thread per kind takes the first waiting call, waits for a free request slot (at most
+    `batch_in_flight_max` requests in flight, each sent from a pool thread; calls keep gathering
+    meanwhile), then adds every call already waiting, and keeps adding calls as long as each look finds
+    another, up to `batch_window_seconds`. A full batch, or one whose last call leaves a linked chain
+    open, goes at once.
+    """
+
+    def __init__(self, send: Callable[[Batch[Payload, Future[Result]]], list[Result]], config: ClientConfig,
+                 name: str) -> None:  # fmt: skip
+        self._send = send
+        self._window_seconds = config.batch_window_seconds
+        self._in_flight_max = config.batch_in_flight_max
+        self._name = name
+        self._queue: queue.Queue[Entry[Payload, Future[Result]] | None] = queue.Queue(CALLS_QUEUED_MAX)
+        self._slots = threading.Semaphore(config.batch_in_flight_max)
+        self._lock = threading.Lock()
+        self._runner: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._in_flight = 0
+
+    def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Result:
+        waiter: Future[Result] = Future()
+        entry = Entry(payload, count, open_chain, time.monotonic() + timeout_seconds, waiter)
+        with self._lock:
+            if self._closed:
+                raise LedgerClosed("the client is closed")
+            # Nothing in flight and nobody waiting: no one to share a request with, so send it from this
+            # thread at once rather than through the runner (two thread hand-offs fewer for a lone caller).
+            alone = not self._in_flight and self._queue.empty() and self._slots.acquire(blocking=False)
+            if alone:
+                self._in_flight += 1
+            elif self._runner is None:
+                self._pool = ThreadPoolExecutor(self._in_flight_max, thread_name_prefix=f"ledger-client-{self._name}")
+                self._runner = threading.Thread(target=self._run, name=f"ledger-client-{self._name}", daemon=True)
+                self._runner.start()
+        if alone:
+            self._flush(Batch(entry))
+            return waiter.result()
+        try:
+            self._queue.put(entry, timeout=max(entry.deadline - time.monotonic(), 0))
+            return waiter.result(timeout=max(entry.deadline - time.monotonic(), 0))
+        except (queue.Full, TimeoutError):
+            waiter.cancel()  # not sent yet: it never will be; in flight: its outcome is unknown
+            raise entry.timeout(timeout_seconds) from None
+
+    def _run(self) -> None:
+        assert self._pool is not None
+        pending: deque[Entry[Payload, Future[Result]]] = deque()
+        while True:
+            if not pending:
+                first = self._queue.get()
+                if first is _CLOSE:
+                    break
+                pending.append(first)
+            self._slots.acquire()
+            if not self._drain(pending):
+                self._slots.release()
+                break
+            entry = pending.popleft()
+            if entry.waiter.cancelled():
+                self._slots.release()
+                continue
+            batch = Batch(entry)
+            window_end = time.monotonic() + self._window_seconds
+            while True:
+                batch.extend(pending, Future.cancelled)
+                remaining = window_end - time.monotonic()
+                if batch.closed or remaining <= 0:
+                    break
+                try:
+                    # With no request in flight nobody else is about to call: go now. With requests in
+                    # flight, their callers will call again as their answers arrive: wait for them, up
+                    # to the window, rather than sending a small request that splits them up.
+                    more = self._queue.get(timeout=remaining) if self._in_flight else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _CLOSE:
+                    self._queue.put(_CLOSE)
+                    break
+                pending.append(more)
+            with self._lock:
+                self._in_flight += 1
+            self._pool.submit(self._flush, batch)
+        closed = LedgerClosed("the client was closed before the call was sent; nothing of it was sent")
+        for entry in pending:
+            if entry.waiter.set_running_or_notify_cancel():
+                entry.waiter.set_exception(closed)
+
+    def _drain(self, pending: deque[Entry[Payload, Future[Result]]]) -> bool:
+        """Move every waiting call to `pending`; False if the client is closing."""
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if entry is _CLOSE:
+                return False
+            pending.append(entry)
+
+    def _flush(self, batch: Batch[Payload, Future[Result]]) -> None:
+        try:
+            # A caller that gave up before this point is left out; after it, its outcome is unknown to it.
+            batch.entries = [e for e in batch.entries if e.waiter.set_running_or_notify_cancel()]
+            if not batch.entries:
+                return
+            try:
+                results = self._send(batch)
+            except Exception as exc:
+                for entry in batch.entries:
+                    entry.waiter.set_exception(exc)
+            else:
+                for entry, result in zip(batch.entries, results, strict=True):
+                    entry.waiter.set_result(result)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._slots.release()
+
+    def close(self) -> None:
+        """Stop taking calls; requests in flight finish, calls not yet sent fail with LedgerClosed."""
+        with self._lock:
+            self._closed = True
+            runner, pool = self._runner, self._pool
+        if runner is not None and pool is not None:
+            self._queue.put(_CLOSE)
+            runner.join()
+            pool.shutdown(wait=True)
+            while not self._queue.empty():
+                left = self._queue.get_nowait()
+                if left is not None and left.waiter.set_running_or_notify_cancel():
+                    left.waiter.set_exception(LedgerClosed("the client was closed before the call was sent"))
+
+
+class Client:
+    """The Ledger service over one grpc sync channel, safe to share between threads; close it after use.
+
+    The same calls as AsyncClient, blocking: calls of up to 8190 events from concurrent threads are
+    coalesced into shared requests; longer ones are cut into requests of 8190 (never inside a linked
+    chain) sent a few at a time; UNAVAILABLE and RESOURCE_EXHAUSTED are retried with the same ids until
+    the deadline, then LedgerTimeout (outcome unknown, retrying with the same ids is safe).
+    """
+
+    def __init__(
+        self, config: ClientConfig | None = None, *, interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
+    ) -> None:
+        self.config = config or ClientConfig.from_env()
+        credentials = self.config.credentials()
+        options = self.config.channel_options()
+        if credentials is None:
+            channel = grpc.insecure_channel(self.config.server, options=options)
+        else:
+            channel = grpc.secure_channel(self.config.server, credentials, options=options)
+        self._channel = channel
+        if interceptors:
+            channel = grpc.intercept_channel(channel, *interceptors)
+        self._stub = ledger_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        self._metadata = self.config.metadata or None
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        self._bulk_lock = threading.Lock()
+        self._bulk_pool: ThreadPoolExecutor | None = None
+        self._create_transfers = self._batcher(CREATE_TRANSFERS)
+        self._create_accounts = self._batcher(CREATE_ACCOUNTS)
+        self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
+        self._lookup_transfers = self._batcher(LOOKUP_TRANSFERS)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
+            batcher.close()
+        with self._bulk_lock:
+            pool, self._bulk_pool = self._bulk_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._channel.close()
+
+    # Writes.
+
+    def create_transfers(
+        self, transfers: Sequence[TransferLike], *, timeout: float | None = None, in_flight: int | None = None
+    ) -> list[TransferOutcome]:
+        """Apply transfers in order; one outcome each. Every field is checked before anything is sent.
+
+        Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
+        (see there for `in_flight`, and for order across requests).
+        """
+        packed = pack_transfers(transfers)
+        if len(transfers) > BATCH_EVENTS_MAX:
+            return transfer_outcomes(self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
+        if not transfers:
+            return []
+        return self._create_transfers.submit(
+            packed, len(transfers), packed_linked(memoryview(packed), len(transfers) - 1), self._timeout(timeout)
+        )
+
+    def create_transfer(self, transfer: TransferLike, *, timeout: float | None = None) -> TransferOutcome:
+        """Apply one transfer, in a request shared with concurrent calls from other threads."""
+        return self.create_transfers([transfer], timeout=timeout)[0]
+
+    def create_accounts(
+        self, accounts: Sequence[AccountLike], *, timeout: float | None = None, in_flight: int | None = None
+    ) -> list[AccountOutcome]:
+        """Create accounts in order; one outcome each. Every field is checked before anything is sent.
+
+        More than 8190 are cut into requests between chains, `in_flight` at once (default
+        `bulk_in_flight_max`; requests in flight together may be applied in either order).
+        """
+        messages = account_messages(accounts)
+        if len(messages) > BATCH_EVENTS_MAX:
+            bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
+            return self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
+        if not messages:
+            return []
+        return self._create_accounts.submit(
+            messages, len(messages), account_linked(messages[-1]), self._timeout(timeout)
+        )
+
+    def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
+        return self.create_accounts([account], timeout=timeout)[0]
+
+    def create_transfers_packed(
+        self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
+    ) -> bytes:
+        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
+
+        Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
+        (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
+        order. Requests in flight together are independent: the ledger may apply them in either order. If
+        later records depend on earlier ones in another request (a top-up, then a payment from it; a hold,
+        then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
+        (`timeout`) applies to each request.
+        """
+        view = check_packed_transfers(records)
+        bounds = request_bounds(len(view) // TRANSFER_SIZE, lambda i: packed_linked(view, i))
+        payloads = [bytes(view[a * TRANSFER_SIZE : b * TRANSFER_SIZE]) for a, b in bounds]
+        timeout_seconds = self._timeout(timeout)
+
+        def send(payload: bytes) -> bytes:
+            response = self._call(CREATE_TRANSFERS.rpc, ledger_pb2.PackedTransfers(records=payload), timeout_seconds)
+            return checked_results(payload, response.results)
+
+        return b"".join(self._pipelined(send, payloads, in_flight))
+
+    # Reads.
+
+    def lookup_accounts(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Account]:
+        """The accounts found, in the order asked; ids not found are left out."""
+        return self._lookup(self._lookup_accounts, LOOKUP_ACCOUNTS, ids, timeout)
+
+    def lookup_account(self, account_id: IdLike, *, timeout: float | None = None) -> Account | None:
+        found = self.lookup_accounts([account_id], timeout=timeout)
+        return found[0] if found else None
+
+    def lookup_transfers(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Transfer]:
+        """The transfers found, in the order asked; ids not found are left out."""
+        return self._lookup(self._lookup_transfers, LOOKUP_TRANSFERS, ids, timeout)
+
+    def lookup_transfer(self, transfer_id: IdLike, *, timeout: float | None = None) -> Transfer | None:
+        found = self.lookup_transfers([transfer_id], timeout=timeout)
+        return found[0] if found else None
+
+    def _lookup(
+        self, batcher: _Batcher[list[int], list[Any]], kind: Kind[list[int], Any], ids: Sequence[IdLike],
+        timeout: float | None,
+    ) -> list[Any]:  # fmt: skip
+        values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
+        if len(values) > BATCH_EVENTS_MAX:
+            chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
+            return self._in_requests(kind, chunks, timeout, None)
+        if not values:
+            return []
+        found: list[Any] = batcher.submit(values, len(values), False, self._timeout(timeout))
+        return found
+
+    def get_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> TransfersPage:
+        """One page of an account's transfers; `page.next` is the filter for the next page (None at the end)."""
+        return transfers_page(self._call("GetAccountTransfers", filter.to_message(), self._timeout(timeout)))
+
+    def get_account_balances(self, filter: AccountFilter, *, timeout: float | None = None) -> BalancesPage:
+        """One page of the balances of an account with the HISTORY flag after each of its transfers."""
+        message = filter.to_message()
+        response = self._call("GetAccountBalances", message, self._timeout(timeout))
+        return balances_page(message.account_id.lo | message.account_id.hi << 64, response)
+
+    def iter_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> Iterator[Transfer]:
+        """Every transfer the filter selects, following the pages (each page's request has its own deadline)."""
+        following: AccountFilter | None = filter
+        while following is not None:
+            page = self.get_account_transfers(following, timeout=timeout)
+            yield from page.transfers
+            following = page.next
+
+    def iter_account_balances(self, filter: AccountFilter, *, timeout: float | None = None) -> Iterator[AccountBalance]:
+        following: AccountFilter | None = filter
+        while following is not None:
+            page = self.get_account_balances(following, timeout=timeout)
+            yield from page.balances
+            following = page.next
+
+    # Sending.
+
+    def _in_flight(self, in_flight: int | None) -> int:
+        if in_flight is None:
+            return self.config.bulk_in_flight_max
+        if not 1 <= in_flight <= IN_FLIGHT_MAX:
+            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
+        return in_flight
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.config.timeout_seconds
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout}")
+        return timeout
+
+    def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
+        def send(batch: Batch[Payload, Future[Result]]) -> list[Result]:
+            payloads = [entry.payload for entry in batch.entries]
+            attempts = Attempts(batch.deadline - time.monotonic())
+            for entry in batch.entries:
+                entry.attempts = attempts
+            return kind.answer(payloads, self._call(kind.rpc, kind.request(payloads), attempts))
+
+        return _Batcher(send, self.config, kind.rpc)
+
+    def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
+                     timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
+        """One call too long for one request: the requests' results joined in order."""
+        timeout_seconds = self._timeout(timeout)
+
+        def send(payload: Payload) -> list[Result]:
+            return kind.answer([payload], self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
+
+        return [result for share in self._pipelined(send, payloads, in_flight) for result in share]
+
+    def _pipelined(
+        self, send: Callable[[Payload], Result], payloads: list[Payload], in_flight: int | None
+    ) -> list[Result]:
+        """send(payload) for each, at most `in_flight` at once, results in order; the first error
+        cancels the requests not yet started and is raised."""
+        bound = self._in_flight(in_flight)
+        if len(payloads) == 1 or bound == 1:
+            return [send(payload) for payload in payloads]
+        with self._bulk_lock:
+            if self._bulk_pool is None:
+                self._bulk_pool = ThreadPoolExecutor(IN_FLIGHT_MAX, thread_name_prefix="ledger-bulk")
+            pool = self._bulk_pool
+        window: deque[Future[Result]] = deque()
+        results: list[Result] = []
+        try:
+            for payload in payloads:
+                if len(window) >= bound:
+                    results.append(window.popleft().result())
+                window.append(pool.submit(send, payload))
+            while window:
+                results.append(window.popleft().result())
+        finally:
+            for future in window:
+                future.cancel()
+        return results
+
+    def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
+        """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
+        attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
+        deadline = time.monotonic() + attempts.timeout_seconds
+        method = getattr(self._stub, rpc)
+        while (remaining := deadline - time.monotonic()) > 0:
+            attempts.count += 1
+            try:
+                return method(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                attempts.failed(exc.code(), exc.details() or "")
+            with self._rng_lock:
+                pause = backoff_seconds(self.config, attempts.count, self._rng)
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        raise attempts.timeout()
