@@ -10,6 +10,8 @@ Scenarios, each run for `--seconds` after a short warm-up, every transfer durabl
   instance), each sending one transfer per CreateTransfers call and waiting for the answer.
 - `stream_<n>`: the same callers over one TransferStream each, one transfer per message, each
   waiting for its answer before sending the next.
+- `auto_batching_<n>`: the same n callers as tasks of one process sharing one `ledger.client.AsyncClient`,
+  which coalesces their single calls into batched requests.
 - `batch_typed_8190` / `batch_packed_8190`: one client sending batches of 8190 transfers (typed
   messages, or packed records through CreateTransfersPacked), a few calls in flight.
 
@@ -37,7 +39,8 @@ from typing import Any
 
 import grpc
 
-from ledger.engine import IMPLEMENTATION
+from ledger.client import AsyncClient, ClientConfig
+from ledger.engine import IMPLEMENTATION, CreateTransferResult, Transfer
 from ledger.engine._limits import BATCH_EVENTS_MAX
 from ledger.server import run_event_loop, transfers_to_packed
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
@@ -248,6 +251,24 @@ async def stream(target: str, callers: int, ids: Ids, seconds: float, warmup: fl
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
+async def auto_batching(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    """The same independent single-transfer callers, as tasks sharing one auto-batching AsyncClient."""
+    async with AsyncClient(ClientConfig(server=target)) as client:
+
+        async def caller(index: int, window: Window) -> None:
+            wallet = WALLETS[index % len(WALLETS)]
+            while not window.stopped:
+                one = Transfer(id=ids.take(), debit_account_id=FUNDING, credit_account_id=wallet, amount=1,
+                               ledger=LEDGER, code=1)  # fmt: skip
+                started = time.perf_counter()
+                outcome = await client.create_transfer(one)
+                window.record(time.perf_counter() - started, 1)
+                if outcome.result != CreateTransferResult.OK:
+                    raise RuntimeError(f"a transfer failed with {outcome.result.name}")
+
+        return await measure(f"auto_batching_{callers}", callers, caller, seconds, warmup)
+
+
 async def batches(target: str, packed: bool, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
     """One client, BATCH_IN_FLIGHT calls of 8190 transfers in flight; requests are built before timing."""
     async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
@@ -304,7 +325,7 @@ async def run(port: int, args: argparse.Namespace) -> dict[str, Any]:
     ids = Ids()
     scenarios: dict[str, Any] = {}
     for callers in args.callers:
-        for kind, scenario in (("unary", unary), ("stream", stream)):
+        for kind, scenario in (("unary", unary), ("stream", stream), ("auto_batching", auto_batching)):
             ids.start_scenario()
             progress(f"{kind}, {callers} callers")
             scenarios[f"{kind}_{callers}"] = await scenario(target, callers, ids, args.seconds, args.warmup_seconds)
@@ -327,6 +348,11 @@ def verdicts(scenarios: dict[str, Any]) -> dict[str, Any]:
         out["single_256_transfers_per_s"] = {"target": TARGETS["single_256_transfers_per_s"],
                                              "measured": best["transfers_per_s"]}  # fmt: skip
         out["single_256_p99_ms"] = {"target": TARGETS["single_256_p99_ms"], "measured": best["p99_ms"]}
+    if "auto_batching_256" in scenarios:
+        out["auto_batching_256_transfers_per_s"] = {
+            "target": TARGETS["auto_batching_256_transfers_per_s"],
+            "measured": scenarios["auto_batching_256"]["transfers_per_s"],
+        }
     for name, verdict in out.items():
         better_low = name.endswith("_ms")
         verdict["met"] = (
