@@ -19,6 +19,7 @@ from ledger.server._convert import _check_count, _check_u16
 from ledger.server._wire_errors import DEPTH_MAX as _DEPTH_MAX
 from ledger.server._wire_errors import ENUM_VALUE_MAX as _ENUM_VALUE_MAX
 from ledger.server._wire_errors import LENGTH_LIMIT as _LENGTH_LIMIT
+from ledger.server._wire_errors import LENGTH_SIZE_MAX as _LENGTH_SIZE_MAX
 from ledger.server._wire_errors import TAG_SIZE_MAX as _TAG_SIZE_MAX
 from ledger.server._wire_errors import VARINT_SIZE_MAX as _VARINT_SIZE_MAX
 from ledger.server._wire_errors import Malformed as _Malformed
@@ -62,6 +63,7 @@ cdef Py_ssize_t TRANSFER_SIZE = _TRANSFER_SIZE
 cdef Py_ssize_t RESULT_SIZE = _TRANSFER_RESULT_SIZE
 cdef int DEPTH_MAX = _DEPTH_MAX
 cdef int TAG_SIZE_MAX = _TAG_SIZE_MAX
+cdef int LENGTH_SIZE_MAX = _LENGTH_SIZE_MAX
 cdef int VARINT_SIZE_MAX = _VARINT_SIZE_MAX
 cdef uint64_t LENGTH_LIMIT = _LENGTH_LIMIT
 cdef uint64_t ENUM_VALUE_MAX = _ENUM_VALUE_MAX
@@ -75,6 +77,8 @@ cdef int FIELD_NUMBER_ZERO = _Malformed.FIELD_NUMBER_ZERO
 cdef int WIRE_TYPE_INVALID = _Malformed.WIRE_TYPE_INVALID
 cdef int TRUNCATED_FIXED64 = _Malformed.TRUNCATED_FIXED64
 cdef int TRUNCATED_FIXED32 = _Malformed.TRUNCATED_FIXED32
+cdef int TRUNCATED_LENGTH = _Malformed.TRUNCATED_LENGTH
+cdef int LENGTH_TOO_LONG = _Malformed.LENGTH_TOO_LONG
 cdef int LENGTH_PAST_END = _Malformed.LENGTH_PAST_END
 cdef int END_GROUP_UNMATCHED = _Malformed.END_GROUP_UNMATCHED
 cdef int GROUP_NOT_CLOSED = _Malformed.GROUP_NOT_CLOSED
@@ -102,13 +106,15 @@ cdef inline bint fail(reader_t* r, const uint8_t* at, int fault, uint64_t value)
     return False
 
 
-cdef inline bint read_varint(reader_t* r, const uint8_t** p, const uint8_t* end, uint64_t* value) noexcept nogil:
+cdef inline bint read_varint(reader_t* r, const uint8_t** p, const uint8_t* end, uint64_t* value,
+                             int size_max, int truncated, int too_long) noexcept nogil:
+    """A varint of at most `size_max` bytes; bits past 64 are dropped."""
     cdef const uint8_t* q = p[0]
     cdef uint64_t result = 0, byte
     cdef int i
-    for i in range(VARINT_SIZE_MAX):
+    for i in range(size_max):
         if q >= end:
-            return fail(r, p[0], TRUNCATED_VARINT, 0)
+            return fail(r, p[0], truncated, 0)
         byte = q[0]
         q += 1
         result |= (byte & 0x7F) << (7 * i)
@@ -116,40 +122,36 @@ cdef inline bint read_varint(reader_t* r, const uint8_t** p, const uint8_t* end,
             value[0] = result
             p[0] = q
             return True
-    return fail(r, p[0], VARINT_TOO_LONG, 0)
+    return fail(r, p[0], too_long, 0)
+
+
+cdef inline bint read_value(reader_t* r, const uint8_t** p, const uint8_t* end, uint64_t* value) noexcept nogil:
+    return read_varint(r, p, end, value, VARINT_SIZE_MAX, TRUNCATED_VARINT, VARINT_TOO_LONG)
 
 
 cdef inline bint read_tag(reader_t* r, const uint8_t** p, const uint8_t* end,
                           uint32_t* field, uint32_t* wire_type) noexcept nogil:
-    cdef const uint8_t* q = p[0]
-    cdef uint64_t value = 0, byte
-    cdef int i
-    if q < end and q[0] < 0x80:
-        field[0] = q[0] >> 3
-        wire_type[0] = q[0] & 7
-        p[0] = q + 1
+    cdef const uint8_t* start = p[0]
+    cdef uint64_t value
+    if start < end and start[0] < 0x80:
+        field[0] = start[0] >> 3
+        wire_type[0] = start[0] & 7
+        p[0] = start + 1
         return True
-    for i in range(TAG_SIZE_MAX):
-        if q >= end:
-            return fail(r, p[0], TRUNCATED_TAG, 0)
-        byte = q[0]
-        q += 1
-        value |= (byte & 0x7F) << (7 * i)
-        if byte < 0x80:
-            if value > UINT32_MAX:
-                return fail(r, p[0], TAG_TOO_LARGE, value)
-            field[0] = <uint32_t>(value >> 3)
-            wire_type[0] = <uint32_t>(value & 7)
-            p[0] = q
-            return True
-    return fail(r, p[0], TAG_TOO_LONG, 0)
+    if not read_varint(r, p, end, &value, TAG_SIZE_MAX, TRUNCATED_TAG, TAG_TOO_LONG):
+        return False
+    if value > UINT32_MAX:
+        return fail(r, start, TAG_TOO_LARGE, value)
+    field[0] = <uint32_t>(value >> 3)
+    wire_type[0] = <uint32_t>(value & 7)
+    return True
 
 
 cdef inline bint read_length(reader_t* r, const uint8_t** p, const uint8_t* end, Py_ssize_t* length) noexcept nogil:
     """The length of a length-delimited field, which must end by `end`."""
     cdef const uint8_t* start = p[0]
     cdef uint64_t value
-    if not read_varint(r, p, end, &value):
+    if not read_varint(r, p, end, &value, LENGTH_SIZE_MAX, TRUNCATED_LENGTH, LENGTH_TOO_LONG):
         return False
     if value >= LENGTH_LIMIT or value > <uint64_t>(end - p[0]):
         return fail(r, start, LENGTH_PAST_END, value)
@@ -165,7 +167,7 @@ cdef bint skip_field(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_
     if field == 0:
         return fail(r, tag_start, FIELD_NUMBER_ZERO, 0)
     if wire_type == WIRE_VARINT:
-        return read_varint(r, p, end, &value)
+        return read_value(r, p, end, &value)
     if wire_type == WIRE_I64:
         if end - p[0] < 8:
             return fail(r, p[0], TRUNCATED_FIXED64, 0)
@@ -249,7 +251,7 @@ cdef bint read_transfer(reader_t* r, const uint8_t* p, const uint8_t* end, uint8
             if p < end and p[0] < 0x80:
                 value = p[0]
                 p += 1
-            elif not read_varint(r, &p, end, &value):
+            elif not read_value(r, &p, end, &value):
                 return False
             if kind == KIND_U64:
                 memcpy(record + FIELD_OFFSET[field], &value, 8)

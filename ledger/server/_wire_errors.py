@@ -17,8 +17,10 @@ from ._convert import ConversionError
 DEPTH_MAX: Final = 100
 """Sub-messages and groups nested below the request, at most; upb's default limit, which the library applies."""
 
-TAG_SIZE_MAX: Final = 5
 VARINT_SIZE_MAX: Final = 10
+TAG_SIZE_MAX: Final = 5
+LENGTH_SIZE_MAX: Final = 5
+"""upb reads a length as it reads a tag: a varint of at most 5 bytes."""
 LENGTH_LIMIT: Final = 2**31 - 1
 """upb refuses a length of INT32_MAX or more, wherever its message ends."""
 ENUM_VALUE_MAX: Final = 2**31 - 1
@@ -36,10 +38,12 @@ class Malformed(IntEnum):
     WIRE_TYPE_INVALID = 7
     TRUNCATED_FIXED64 = 8
     TRUNCATED_FIXED32 = 9
-    LENGTH_PAST_END = 10
-    END_GROUP_UNMATCHED = 11
-    GROUP_NOT_CLOSED = 12
-    TOO_DEEP = 13
+    TRUNCATED_LENGTH = 10
+    LENGTH_TOO_LONG = 11
+    LENGTH_PAST_END = 12
+    END_GROUP_UNMATCHED = 13
+    GROUP_NOT_CLOSED = 14
+    TOO_DEEP = 15
 
 
 _TEXT: Final = {
@@ -52,6 +56,8 @@ _TEXT: Final = {
     Malformed.WIRE_TYPE_INVALID: "wire type {value} does not exist",
     Malformed.TRUNCATED_FIXED64: "fixed64 value runs past the end of its message",
     Malformed.TRUNCATED_FIXED32: "fixed32 value runs past the end of its message",
+    Malformed.TRUNCATED_LENGTH: "length runs past the end of its message",
+    Malformed.LENGTH_TOO_LONG: f"length longer than {LENGTH_SIZE_MAX} bytes",
     Malformed.LENGTH_PAST_END: "length {value} runs past the end of its message",
     Malformed.END_GROUP_UNMATCHED: "end-group tag of field {value} closes no open group",
     Malformed.GROUP_NOT_CLOSED: "group of field {value} is not closed",

@@ -10,8 +10,9 @@ carry; bytes the library refuses are refused with a message naming the byte.
 The wire format as the library (upb) reads it, which both codecs follow:
 
 - a tag is a varint of at most 5 bytes and at most 2^32 - 1; field number 0
-  and wire types 6 and 7 do not exist; a varint has at most 10 bytes, and
-  bits past 64 are dropped;
+  and wire types 6 and 7 do not exist; a length is a varint of at most 5
+  bytes too; any other varint has at most 10 bytes, and bits past 64 are
+  dropped;
 - a field whose number is unknown, or whose wire type is not the one its
   type is written with, is skipped (a group is skipped up to its end-group
   tag, which must carry the same number); an end-group tag outside its group
@@ -42,6 +43,7 @@ from ._wire_errors import (
     DEPTH_MAX,
     ENUM_VALUE_MAX,
     LENGTH_LIMIT,
+    LENGTH_SIZE_MAX,
     TAG_SIZE_MAX,
     VARINT_SIZE_MAX,
     Malformed,
@@ -85,40 +87,39 @@ class _Reader:
     def fault(self, offset: int, reason: Malformed, value: int = 0) -> ConversionError:
         return malformed(self.where, offset, reason, value)
 
-    def varint(self, pos: int, end: int) -> tuple[int, int]:
+    def varint(
+        self,
+        pos: int,
+        end: int,
+        size_max: int = VARINT_SIZE_MAX,
+        truncated: Malformed = Malformed.TRUNCATED_VARINT,
+        too_long: Malformed = Malformed.VARINT_TOO_LONG,
+    ) -> tuple[int, int]:
+        """(value, position after it) of a varint of at most `size_max` bytes; bits past 64 are dropped."""
         start, value = pos, 0
-        for i in range(VARINT_SIZE_MAX):
+        for i in range(size_max):
             if pos >= end:
-                raise self.fault(start, Malformed.TRUNCATED_VARINT)
+                raise self.fault(start, truncated)
             byte = self.data[pos]
             pos += 1
             value |= (byte & 0x7F) << (7 * i)
             if byte < 0x80:
                 return value & _MASK64, pos
-        raise self.fault(start, Malformed.VARINT_TOO_LONG)
+        raise self.fault(start, too_long)
 
     def tag(self, pos: int, end: int) -> tuple[int, int, int]:
         """(field number, wire type, position after the tag)."""
-        start, value = pos, 0
-        for i in range(TAG_SIZE_MAX):
-            if pos >= end:
-                raise self.fault(start, Malformed.TRUNCATED_TAG)
-            byte = self.data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << (7 * i)
-            if byte < 0x80:
-                if value > _MASK32:
-                    raise self.fault(start, Malformed.TAG_TOO_LARGE, value)
-                return value >> 3, value & 7, pos
-        raise self.fault(start, Malformed.TAG_TOO_LONG)
+        value, after = self.varint(pos, end, TAG_SIZE_MAX, Malformed.TRUNCATED_TAG, Malformed.TAG_TOO_LONG)
+        if value > _MASK32:
+            raise self.fault(pos, Malformed.TAG_TOO_LARGE, value)
+        return value >> 3, value & 7, after
 
     def length(self, pos: int, end: int) -> tuple[int, int]:
         """(length, position after it) of a length-delimited field that must end by `end`."""
-        start = pos
-        length, pos = self.varint(pos, end)
-        if length >= LENGTH_LIMIT or length > end - pos:
-            raise self.fault(start, Malformed.LENGTH_PAST_END, length)
-        return length, pos
+        length, after = self.varint(pos, end, LENGTH_SIZE_MAX, Malformed.TRUNCATED_LENGTH, Malformed.LENGTH_TOO_LONG)
+        if length >= LENGTH_LIMIT or length > end - after:
+            raise self.fault(pos, Malformed.LENGTH_PAST_END, length)
+        return length, after
 
     def skip(self, pos: int, end: int, field: int, wire_type: int, tag_start: int, depth: int) -> int:
         """Past the value of a field read as unknown, in a message nested `depth` deep; the position after it."""

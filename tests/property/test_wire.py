@@ -1,0 +1,283 @@
+"""The wire codec against the protobuf library: both implementations, on random and damaged wire bytes.
+
+Requests are written here by hand, with what the library must accept and a
+plain serializer never writes: fields in any order, scalars and sub-messages
+repeated, unknown fields of every wire type (groups too, nested) at every
+level, known field numbers with another wire type, padded varints, tags and
+lengths (a tag or a length in at most 5 bytes, as the library reads them),
+uint32 fields given 64-bit values, bits past 64. Then some are damaged (bytes flipped,
+inserted, deleted, cut off). Whatever the library makes of the bytes, the
+codec must make the same: the records `_convert` builds from the parsed
+message, or the same error text; where the library refuses the bytes, a
+ConversionError naming the byte. The twin and the native module must agree
+word for word on everything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from types import ModuleType
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from ledger.engine._layout import TRANSFER_RESULT_STRUCT
+from ledger.engine._limits import TRANSFER_RESULT_SIZE
+from ledger.server import _wire_py
+from ledger.server._convert import ConversionError, transfer_results_from_packed, transfers_to_packed
+from ledger.v1 import ledger_pb2
+
+try:
+    from ledger.server import _wire_c
+except ImportError:
+    _wire_c = None  # type: ignore[assignment]
+
+if _wire_c is None and (os.environ.get("CI") == "true" or os.environ.get("LEDGER_ENGINE") == "cython"):
+    raise RuntimeError("the native wire codec (ledger.server._wire_c) is not built")
+
+IMPLEMENTATIONS: list[ModuleType] = [_wire_py] + ([_wire_c] if _wire_c is not None else [])
+codecs = pytest.mark.parametrize("codec", IMPLEMENTATIONS, ids=lambda m: m.implementation)
+
+VARINT, I64, LEN, START_GROUP, END_GROUP, I32 = 0, 1, 2, 3, 4, 5
+MALFORMED = re.compile(
+    r"^(CreateTransfersRequest|TransferStreamRequest|transfers\[\d+\]|transfer): malformed at byte \d+: "
+)
+
+EDGES = [0, 1, 2, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1]
+u64 = st.sampled_from(EDGES) | st.integers(0, 2**64 - 1)
+u16 = st.sampled_from([0, 1, 65535]) | st.integers(0, 65535)
+too_wide = st.sampled_from([65536, 70000, 2**32 - 1, 2**32, 2**32 + 5, 2**64 - 1])
+code_or_flags = st.one_of(u16, u16, u16, too_wide)
+
+# ledger.v1.Transfer: field number -> what it is.
+TRANSFER_FIELDS = {1: "uint128", 2: "uint128", 3: "uint128", 4: "u64", 5: "uint128", 6: "uint128", 7: "u64",
+                   8: "u32", 9: "u32", 10: "u32", 11: "u16", 12: "u16", 13: "u64"}  # fmt: skip
+WIRE_TYPE_OF = {"uint128": LEN, "u64": VARINT, "u32": VARINT, "u16": VARINT, "fixed64": I64}
+
+
+def varint(value: int, padding: int = 0) -> bytes:
+    """`value` as a varint, with `padding` redundant bytes (0x80 ... 0x00) that a reader must accept."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    if padding:
+        out[-1] |= 0x80
+        out += b"\x80" * (padding - 1) + b"\x00"
+    return bytes(out)
+
+
+# The request is drawn by plain functions from these few strategies, built once.
+paddings = st.sampled_from([0, 0, 0, 0, 0, 1, 99])  # 99: as many bytes as a reader takes
+occurrences = st.sampled_from([0, 1, 1, 1, 2])
+unknown_numbers = st.sampled_from([14, 15, 16, 100, 2**29 - 1]) | st.integers(14, 2**29 - 1)
+eight_bytes = st.binary(min_size=8, max_size=8)
+four_bytes = st.binary(min_size=4, max_size=4)
+small_sizes = st.integers(0, 12)
+unknown_counts = st.integers(0, 3)
+
+
+def padded_varint(draw: st.DrawFn, value: int, size_max: int = 10) -> bytes:
+    return varint(value, min(draw(paddings), size_max - len(varint(value))))
+
+
+def tag(draw: st.DrawFn, field: int, wire_type: int) -> bytes:
+    return padded_varint(draw, field << 3 | wire_type, size_max=5)
+
+
+def length(draw: st.DrawFn, size: int) -> bytes:
+    return padded_varint(draw, size, size_max=5)
+
+
+def delimited(draw: st.DrawFn, field: int, payload: bytes) -> bytes:
+    return tag(draw, field, LEN) + length(draw, len(payload)) + payload
+
+
+def unknown_field(draw: st.DrawFn, field: int, avoid: int = -1, depth: int = 0) -> bytes:
+    """A field of any wire type but `avoid`; a group holds more of them, nested."""
+    wire_types = [w for w in (VARINT, I64, LEN, I32) + ((START_GROUP,) if depth < 3 else ()) if w != avoid]
+    wire_type = draw(st.sampled_from(wire_types))
+    if wire_type == VARINT:
+        value = draw(u64 | st.just(-1))
+        payload = bytes([0xFF] * 9 + [0x7F]) if value < 0 else padded_varint(draw, value)  # -1: bits past 64
+    elif wire_type == I64:
+        payload = draw(eight_bytes)
+    elif wire_type == I32:
+        payload = draw(four_bytes)
+    elif wire_type == LEN:
+        size = draw(small_sizes)
+        payload = length(draw, size) + draw(st.binary(min_size=size, max_size=size))
+    else:
+        inner = [unknown_field(draw, draw(unknown_numbers), depth=depth + 1) for _ in range(draw(unknown_counts))]
+        payload = b"".join(inner) + tag(draw, field, END_GROUP)
+    return tag(draw, field, wire_type) + payload
+
+
+def unknown_fields(draw: st.DrawFn, known: dict[int, str]) -> list[bytes]:
+    """Unknown fields, and known field numbers with a wire type their type is not written with (skipped too)."""
+    fields = []
+    for _ in range(draw(unknown_counts)):
+        if draw(st.booleans()):
+            fields.append(unknown_field(draw, draw(unknown_numbers)))
+        else:
+            field = draw(st.sampled_from(sorted(known)))
+            fields.append(unknown_field(draw, field, avoid=WIRE_TYPE_OF[known[field]]))
+    return fields
+
+
+def shuffled(draw: st.DrawFn, chunks: list[bytes]) -> bytes:
+    return b"".join(draw(st.permutations(chunks)))
+
+
+def uint128_message(draw: st.DrawFn) -> bytes:
+    chunks = [tag(draw, field, I64) + draw(eight_bytes) for field in (1, 2) for _ in range(draw(occurrences))]
+    return shuffled(draw, chunks + unknown_fields(draw, {1: "fixed64", 2: "fixed64"}))
+
+
+def transfer_message(draw: st.DrawFn) -> bytes:
+    chunks = []
+    for field, kind in TRANSFER_FIELDS.items():
+        for _ in range(draw(occurrences)):
+            if kind == "uint128":
+                chunks.append(delimited(draw, field, uint128_message(draw)))
+            else:
+                chunks.append(
+                    tag(draw, field, VARINT) + padded_varint(draw, draw(code_or_flags if kind == "u16" else u64))
+                )
+    return shuffled(draw, chunks + unknown_fields(draw, TRANSFER_FIELDS))
+
+
+@st.composite
+def request(draw: st.DrawFn) -> bytes:
+    """A CreateTransfersRequest or a TransferStreamRequest: both carry ledger.v1.Transfer as field 1."""
+    chunks = [delimited(draw, 1, transfer_message(draw)) for _ in range(draw(st.integers(0, 5)))]
+    return shuffled(draw, chunks + unknown_fields(draw, {1: "uint128", 2: "uint128", 3: "uint128"}))
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(request()))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        action = draw(st.sampled_from(["flip", "insert", "delete", "cut", "overwrite"]))
+        if action == "flip" and at < len(data):
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif action == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=3))
+        elif action == "delete":
+            del data[at : at + draw(st.integers(1, 3))]
+        elif action == "cut":
+            del data[at:]
+        elif at < len(data):
+            data[at] = draw(st.sampled_from([0x00, 0x04, 0x06, 0x07, 0x0B, 0x0C, 0x80, 0xFF]) | st.integers(0, 255))
+    return bytes(data)
+
+
+def library(data: bytes, stream: bool) -> bytes | ConversionError | None:
+    """What protobuf and _convert make of the bytes: records, their error, or None where protobuf refuses them."""
+    try:
+        if stream:
+            transfers = [ledger_pb2.TransferStreamRequest.FromString(data).transfer]
+        else:
+            transfers = list(ledger_pb2.CreateTransfersRequest.FromString(data).transfers)
+    except DecodeError:
+        return None
+    try:
+        return transfers_to_packed(transfers)
+    except ConversionError as exc:
+        return exc
+
+
+def decode(codec: ModuleType, data: bytes, stream: bool) -> bytes | ConversionError:
+    try:
+        if stream:
+            return codec.decode_transfer_stream_request(data)  # type: ignore[no-any-return]
+        return codec.decode_create_transfers(data)  # type: ignore[no-any-return]
+    except ConversionError as exc:
+        return exc
+
+
+def check_against_library(codec: ModuleType, data: bytes, stream: bool) -> None:
+    expected, got = library(data, stream), decode(codec, data, stream)
+    event("refused by the library" if expected is None else "too wide" if isinstance(expected, Exception) else "parsed")
+    if expected is None:
+        assert isinstance(got, ConversionError), "the library refuses these bytes"
+        assert MALFORMED.match(str(got)), str(got)
+    elif isinstance(expected, ConversionError):
+        assert isinstance(got, ConversionError)
+        assert str(got) == str(expected)
+    else:
+        assert got == expected
+
+
+@codecs
+@given(request())
+def test_requests_decode_as_the_library_parses_them(codec: ModuleType, data: bytes) -> None:
+    check_against_library(codec, data, stream=False)
+
+
+@codecs
+@given(damaged())
+def test_damaged_requests_decode_or_fail_as_the_library_does(codec: ModuleType, data: bytes) -> None:
+    check_against_library(codec, data, stream=False)
+
+
+@codecs
+@given(request() | damaged())
+def test_stream_requests_merge_their_transfers_as_the_library_does(codec: ModuleType, data: bytes) -> None:
+    check_against_library(codec, data, stream=True)
+
+
+@given(damaged() | request() | st.binary(max_size=40))
+def test_implementations_agree_word_for_word(data: bytes) -> None:
+    for stream in (False, True):
+        outcomes = [decode(codec, data, stream) for codec in IMPLEMENTATIONS]
+        assert len({repr(outcome) if isinstance(outcome, ConversionError) else outcome for outcome in outcomes}) == 1
+
+
+result_codes = st.sampled_from([0, 1, 20, 64, 2**31 - 1]) | st.integers(0, 127) | st.sampled_from([2**31, 2**32 - 1])
+packed_result = st.builds(TRANSFER_RESULT_STRUCT.pack, result_codes, st.integers(0, 2**32 - 1), u64, u64)
+
+
+@codecs
+@given(st.lists(packed_result, max_size=20))
+def test_responses_are_what_protobuf_writes(codec: ModuleType, results: list[bytes]) -> None:
+    packed = b"".join(results)
+    try:
+        messages = transfer_results_from_packed(packed)
+    except ValueError:  # a result code past int32: protobuf cannot hold it in the enum either
+        with pytest.raises(ConversionError, match=r"^results\[\d+\]\.result: \d+ exceeds 2147483647"):
+            codec.encode_create_transfers_response(packed)
+        return
+    response = ledger_pb2.CreateTransfersResponse(results=messages)
+    wire = codec.encode_create_transfers_response(packed)
+    assert wire == response.SerializeToString() == response.SerializeToString(deterministic=True)
+    assert ledger_pb2.CreateTransfersResponse.FromString(wire) == response
+
+
+@codecs
+@given(packed_result)
+def test_stream_responses_are_what_protobuf_writes(codec: ModuleType, result: bytes) -> None:
+    try:
+        message = transfer_results_from_packed(result)[0]
+    except ValueError:
+        with pytest.raises(ConversionError, match=r"^result\.result: \d+ exceeds 2147483647"):
+            codec.encode_transfer_stream_response(result)
+        return
+    response = ledger_pb2.TransferStreamResponse(result=message)
+    wire = codec.encode_transfer_stream_response(result)
+    assert wire == response.SerializeToString()
+    assert ledger_pb2.TransferStreamResponse.FromString(wire) == response
+
+
+@codecs
+@given(st.binary(max_size=100).map(lambda b: b if len(b) % TRANSFER_RESULT_SIZE else b + b"\x00"))
+def test_results_that_are_not_whole_records_are_refused(codec: ModuleType, packed: bytes) -> None:
+    with pytest.raises(ConversionError, match=rf"^results: {len(packed)} bytes is not a whole number"):
+        codec.encode_create_transfers_response(packed)
+    with pytest.raises(ConversionError, match=rf"^result: {len(packed)} bytes where one 24-byte result"):
+        codec.encode_transfer_stream_response(packed)
