@@ -9,10 +9,11 @@ same order so that they report the same fault at the same byte. Limits and
 the text of every error come from the shared Python modules at import.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport UINT32_MAX, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from ledger.engine._limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
 from ledger.engine._limits import TRANSFER_RESULT_SIZE as _TRANSFER_RESULT_SIZE
 from ledger.engine._limits import TRANSFER_SIZE as _TRANSFER_SIZE
 from ledger.server._convert import _check_count, _check_u16
@@ -52,6 +53,7 @@ cdef enum:
 cdef enum:
     TRANSFER_FIELDS = 14
     CODE_OFFSET = 108
+    RELEASE_GIL_BYTES_MIN = 16384
 
 cdef uint8_t FIELD_KIND[TRANSFER_FIELDS]
 cdef uint8_t FIELD_OFFSET[TRANSFER_FIELDS]
@@ -59,6 +61,7 @@ FIELD_KIND[:] = [KIND_UNKNOWN, KIND_UINT128, KIND_UINT128, KIND_UINT128, KIND_U6
                  KIND_U64, KIND_U32, KIND_U32, KIND_U32, KIND_CODE, KIND_FLAGS, KIND_U64]
 FIELD_OFFSET[:] = [0, 0, 16, 32, 48, 56, 72, 88, 96, 100, 104, 0, 0, 112]
 
+cdef Py_ssize_t BATCH_EVENTS_MAX = _BATCH_EVENTS_MAX
 cdef Py_ssize_t TRANSFER_SIZE = _TRANSFER_SIZE
 cdef Py_ssize_t RESULT_SIZE = _TRANSFER_RESULT_SIZE
 cdef int DEPTH_MAX = _DEPTH_MAX
@@ -328,37 +331,55 @@ cdef bint read_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, uint
     return True
 
 
+cdef bint count_transfers_releasing(reader_t* r, const uint8_t* p, const uint8_t* end, Py_ssize_t* count,
+                                   bint release):
+    if release:
+        with nogil:
+            return count_transfers(r, p, end, count)
+    return count_transfers(r, p, end, count)
+
+
+cdef bint read_transfers_releasing(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* records,
+                                   too_wide_t* too_wide, bint release):
+    if release:
+        with nogil:
+            return read_transfers(r, p, end, records, too_wide)
+    return read_transfers(r, p, end, records, too_wide)
+
+
 cdef object fault_error(const reader_t* r, str request, str transfer):
     where = request if r.index < 0 else transfer.format(index=r.index)
     return malformed(where, r.fault_offset, r.fault, r.fault_value)
 
 
-cdef const uint8_t* first_byte(const uint8_t[::1] view):
+cdef inline const uint8_t* first_byte(const uint8_t[::1] view) noexcept:
     return &view[0] if view.shape[0] else <const uint8_t*>b""
 
 
 def decode_create_transfers(data):
     """The packed transfer records of a ledger.v1.CreateTransfersRequest's wire bytes."""
-    cdef const uint8_t[::1] view = data
-    cdef Py_ssize_t size = view.shape[0], count
+    cdef const uint8_t[::1] view
+    cdef const uint8_t* start
+    cdef Py_ssize_t size, count
     cdef reader_t r
     cdef too_wide_t too_wide
-    cdef bint ok
-    r.data = first_byte(view)
-    r.index = -1
-    r.fault = 0
+    if PyBytes_CheckExact(data):  # what gRPC hands over: read in place, without taking a buffer view
+        start, size = <const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+    else:
+        view = data
+        start, size = first_byte(view), view.shape[0]
+    # A small request is read in less time than handing the GIL to another thread and back takes.
+    cdef bint release = size >= RELEASE_GIL_BYTES_MIN
+    r.data, r.index, r.fault = start, -1, 0
     too_wide.index = -1
-    with nogil:
-        ok = count_transfers(&r, r.data, r.data + size, &count)
-    if not ok:
+    if not count_transfers_releasing(&r, start, start + size, &count, release):
         raise fault_error(&r, "CreateTransfersRequest", "transfers[{index}]")
-    _check_count(count, "transfers")
+    if count > BATCH_EVENTS_MAX:
+        _check_count(count, "transfers")
     out = PyBytes_FromStringAndSize(NULL, count * TRANSFER_SIZE)
     cdef uint8_t* records = <uint8_t*>PyBytes_AS_STRING(out)
-    with nogil:
-        memset(records, 0, count * TRANSFER_SIZE)
-        ok = read_transfers(&r, r.data, r.data + size, records, &too_wide)
-    if not ok:
+    memset(records, 0, count * TRANSFER_SIZE)
+    if not read_transfers_releasing(&r, start, start + size, records, &too_wide, release):
         raise fault_error(&r, "CreateTransfersRequest", "transfers[{index}]")
     if too_wide.index >= 0:
         _check_u16(too_wide.value, "transfers.flags" if too_wide.is_flags else "transfers.code", too_wide.index)
@@ -367,20 +388,24 @@ def decode_create_transfers(data):
 
 def decode_transfer_stream_request(data):
     """The one packed transfer record of a ledger.v1.TransferStreamRequest's wire bytes (zeros if it has none)."""
-    cdef const uint8_t[::1] view = data
+    cdef const uint8_t[::1] view
+    cdef const uint8_t* p
+    cdef const uint8_t* end
     cdef reader_t r
     cdef too_wide_t too_wide
     cdef const uint8_t* tag_start
     cdef uint32_t field, wire_type
     cdef uint32_t[2] code_flags
     cdef Py_ssize_t length
-    r.data = first_byte(view)
-    r.index = -1
-    r.fault = 0
+    if PyBytes_CheckExact(data):
+        p, end = <const uint8_t*>PyBytes_AS_STRING(data), <const uint8_t*>PyBytes_AS_STRING(data) + PyBytes_GET_SIZE(data)
+    else:
+        view = data
+        p = first_byte(view)
+        end = p + view.shape[0]
+    r.data, r.index, r.fault = p, -1, 0
     too_wide.index = -1
     code_flags[0] = code_flags[1] = 0
-    cdef const uint8_t* p = r.data
-    cdef const uint8_t* end = r.data + view.shape[0]
     out = PyBytes_FromStringAndSize(NULL, TRANSFER_SIZE)
     cdef uint8_t* record = <uint8_t*>PyBytes_AS_STRING(out)
     memset(record, 0, TRANSFER_SIZE)
@@ -472,23 +497,36 @@ cdef Py_ssize_t results_wire_size(const uint8_t* packed, Py_ssize_t count, Py_ss
     return total
 
 
+cdef void write_results(uint8_t* p, const uint8_t* packed, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):
+        p = write_result(p, packed + i * RESULT_SIZE)
+
+
 def encode_create_transfers_response(results):
     """The wire bytes of the ledger.v1.CreateTransfersResponse carrying these packed transfer results."""
-    cdef const uint8_t[::1] view = results
-    cdef Py_ssize_t size = view.shape[0], count = size // RESULT_SIZE, total, i, bad_index = -1
+    cdef const uint8_t[::1] view
+    cdef const uint8_t* packed
+    cdef Py_ssize_t size, total, bad_index = -1
     cdef uint32_t bad_code = 0
+    if PyBytes_CheckExact(results):
+        packed, size = <const uint8_t*>PyBytes_AS_STRING(results), PyBytes_GET_SIZE(results)
+    else:
+        view = results
+        packed, size = first_byte(view), view.shape[0]
     if size % RESULT_SIZE:
         raise results_size_error(size)
-    cdef const uint8_t* packed = first_byte(view)
-    with nogil:
-        total = results_wire_size(packed, count, &bad_index, &bad_code)
+    cdef Py_ssize_t count = size // RESULT_SIZE
+    total = results_wire_size(packed, count, &bad_index, &bad_code)
     if total < 0:
         raise result_code_error(f"results[{bad_index}].result", bad_code)
     out = PyBytes_FromStringAndSize(NULL, total)
     cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
-    with nogil:
-        for i in range(count):
-            p = write_result(p, packed + i * RESULT_SIZE)
+    if size >= RELEASE_GIL_BYTES_MIN:
+        with nogil:
+            write_results(p, packed, count)
+    else:
+        write_results(p, packed, count)
     return out
 
 

@@ -289,3 +289,22 @@ def test_empty_replies_are_written_as_protobuf_writes_them(codec: ModuleType) ->
     empty = ledger_pb2.TransferStreamResponse(result=ledger_pb2.CreateTransfersResult()).SerializeToString()
     assert codec.encode_transfer_stream_response(bytes(24)) == empty == b"\x0a\x00"
     assert types_pb2.Transfer().SerializeToString() == b""
+
+
+@codecs
+def test_large_requests_are_read_alike_and_their_faults_named_alike(codec: ModuleType) -> None:
+    """Past a size the native codec lets other threads run while it reads; nothing else may change."""
+    batch = [Transfer(id=i + 1, debit_account_id=2**64 + i, amount=i, ledger=1, code=i % 7 + 1) for i in range(1_000)]
+    request = ledger_pb2.CreateTransfersRequest(transfers=transfers_from_packed(pack_transfers(batch)))
+    data = request.SerializeToString()
+    assert len(data) > 32 * 1024  # the native codec lets go of the GIL from 16 KiB on
+    assert codec.decode_create_transfers(data) == pack_transfers(batch)
+    with pytest.raises(
+        ConversionError, match=rf"^CreateTransfersRequest: malformed at byte {len(data)}: field number 0$"
+    ):
+        codec.decode_create_transfers(data + b"\x00\x00")
+    request.transfers[700].code = 70_000
+    with pytest.raises(ConversionError, match=r"^transfers\.code\[700\]: 70000 exceeds 65535$"):
+        codec.decode_create_transfers(request.SerializeToString())
+    wide = data + field(1, b"\x58" + varint(2**32 + 7))  # a uint32 keeps 7, its low 32 bits
+    assert codec.decode_create_transfers(wide)[-128:] == pack_transfers([Transfer(id=0, code=7)])
