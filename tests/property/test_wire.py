@@ -105,17 +105,24 @@ wire_type_choices = {
     for avoid in (-1, VARINT, I64, LEN)
     for nest in (False, True)
 }
-unknown_values = u64 | st.just(-1)
+overflows = st.sampled_from([False] * 15 + [True])
 garbage = st.binary(max_size=12)
 transfer_numbers = st.sampled_from(sorted(TRANSFER_FIELDS))
+
+
+OVERFLOWING = bytes([0xFF] * 9 + [0x7F])
+"""2**64 - 1 with bits past 64 set in its tenth byte, which the library drops."""
+
+
+def value_varint(draw: st.DrawFn, values: st.SearchStrategy[int]) -> bytes:
+    return OVERFLOWING if draw(overflows) else padded_varint(draw, draw(values))
 
 
 def unknown_field(draw: st.DrawFn, field: int, avoid: int = -1, depth: int = 0) -> bytes:
     """A field of any wire type but `avoid`; a group holds more of them, nested."""
     wire_type = draw(wire_type_choices[avoid, depth < 3])
     if wire_type == VARINT:
-        value = draw(unknown_values)
-        payload = bytes([0xFF] * 9 + [0x7F]) if value < 0 else padded_varint(draw, value)  # -1: bits past 64
+        payload = value_varint(draw, u64)
     elif wire_type == I64:
         payload = draw(eight_bytes)
     elif wire_type == I32:
@@ -157,9 +164,7 @@ def transfer_message(draw: st.DrawFn) -> bytes:
             if kind == "uint128":
                 chunks.append(delimited(draw, field, uint128_message(draw)))
             else:
-                chunks.append(
-                    tag(draw, field, VARINT) + padded_varint(draw, draw(code_or_flags if kind == "u16" else u64))
-                )
+                chunks.append(tag(draw, field, VARINT) + value_varint(draw, code_or_flags if kind == "u16" else u64))
     return shuffled(draw, chunks + unknown_fields(draw, TRANSFER_FIELDS))
 
 
