@@ -72,31 +72,13 @@ def varint(value: int, padding: int = 0) -> bytes:
     return bytes(out)
 
 
-# The request is drawn by plain functions from these few strategies, built once.
-paddings = st.sampled_from([0, 0, 0, 0, 0, 1, 99])  # 99: as many bytes as a reader takes
+# The request is drawn by plain methods from these few strategies, built once.
+paddings = st.sampled_from([0, 0, 0, 1, 99])  # 99: as many bytes as a reader takes
 occurrences = st.sampled_from([0, 1, 1, 1, 2])
 unknown_numbers = st.sampled_from([14, 15, 16, 100, 2**29 - 1]) | st.integers(14, 2**29 - 1)
 eight_bytes = st.binary(min_size=8, max_size=8)
 four_bytes = st.binary(min_size=4, max_size=4)
-unknown_counts = st.integers(0, 3)
-
-
-def padded_varint(draw: st.DrawFn, value: int, size_max: int = 10) -> bytes:
-    return varint(value, min(draw(paddings), size_max - len(varint(value))))
-
-
-def tag(draw: st.DrawFn, field: int, wire_type: int) -> bytes:
-    return padded_varint(draw, field << 3 | wire_type, size_max=5)
-
-
-def length(draw: st.DrawFn, size: int) -> bytes:
-    return padded_varint(draw, size, size_max=5)
-
-
-def delimited(draw: st.DrawFn, field: int, payload: bytes) -> bytes:
-    return tag(draw, field, LEN) + length(draw, len(payload)) + payload
-
-
+unknown_counts = st.sampled_from([0, 0, 1, 2, 3])
 # Wire types of an unknown field, by the one it must not have (-1: none) and whether a group may nest further.
 wire_type_choices = {
     (avoid, nest): st.sampled_from(
@@ -108,71 +90,89 @@ wire_type_choices = {
 overflows = st.sampled_from([False] * 15 + [True])
 garbage = st.binary(max_size=12)
 transfer_numbers = st.sampled_from(sorted(TRANSFER_FIELDS))
-
+one_in_three = st.sampled_from([True, False, False])
 
 OVERFLOWING = bytes([0xFF] * 9 + [0x7F])
 """2**64 - 1 with bits past 64 set in its tenth byte, which the library drops."""
 
 
-def value_varint(draw: st.DrawFn, values: st.SearchStrategy[int]) -> bytes:
-    return OVERFLOWING if draw(overflows) else padded_varint(draw, draw(values))
+class Writer:
+    """Writes the parts of a request as drawn. Only some requests pad their varints (each padding is a draw)."""
 
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+        self.padded = draw(one_in_three)
 
-def unknown_field(draw: st.DrawFn, field: int, avoid: int = -1, depth: int = 0) -> bytes:
-    """A field of any wire type but `avoid`; a group holds more of them, nested."""
-    wire_type = draw(wire_type_choices[avoid, depth < 3])
-    if wire_type == VARINT:
-        payload = value_varint(draw, u64)
-    elif wire_type == I64:
-        payload = draw(eight_bytes)
-    elif wire_type == I32:
-        payload = draw(four_bytes)
-    elif wire_type == LEN:
-        content = draw(garbage)
-        payload = length(draw, len(content)) + content
-    else:
-        inner = [unknown_field(draw, draw(unknown_numbers), depth=depth + 1) for _ in range(draw(unknown_counts))]
-        payload = b"".join(inner) + tag(draw, field, END_GROUP)
-    return tag(draw, field, wire_type) + payload
+    def varint(self, value: int, size_max: int = 10) -> bytes:
+        if not self.padded:
+            return varint(value)
+        return varint(value, min(self.draw(paddings), size_max - len(varint(value))))
 
+    def tag(self, field: int, wire_type: int) -> bytes:
+        return self.varint(field << 3 | wire_type, size_max=5)
 
-def unknown_fields(draw: st.DrawFn, known: dict[int, str]) -> list[bytes]:
-    """Unknown fields, and known field numbers with a wire type their type is not written with (skipped too)."""
-    fields = []
-    for _ in range(draw(unknown_counts)):
-        if draw(st.booleans()):
-            fields.append(unknown_field(draw, draw(unknown_numbers)))
+    def length(self, size: int) -> bytes:
+        return self.varint(size, size_max=5)
+
+    def delimited(self, field: int, payload: bytes) -> bytes:
+        return self.tag(field, LEN) + self.length(len(payload)) + payload
+
+    def value(self, values: st.SearchStrategy[int]) -> bytes:
+        return OVERFLOWING if self.draw(overflows) else self.varint(self.draw(values))
+
+    def shuffled(self, chunks: list[bytes]) -> bytes:
+        return b"".join(self.draw(st.permutations(chunks)))
+
+    def unknown_field(self, field: int, avoid: int = -1, depth: int = 0) -> bytes:
+        """A field of any wire type but `avoid`; a group holds more of them, nested."""
+        wire_type = self.draw(wire_type_choices[avoid, depth < 3])
+        if wire_type == VARINT:
+            payload = self.value(u64)
+        elif wire_type == I64:
+            payload = self.draw(eight_bytes)
+        elif wire_type == I32:
+            payload = self.draw(four_bytes)
+        elif wire_type == LEN:
+            content = self.draw(garbage)
+            payload = self.length(len(content)) + content
         else:
-            field = draw(st.sampled_from(sorted(known)) if len(known) < 4 else transfer_numbers)
-            fields.append(unknown_field(draw, field, avoid=WIRE_TYPE_OF[known[field]]))
-    return fields
+            count = self.draw(unknown_counts)
+            inner = [self.unknown_field(self.draw(unknown_numbers), depth=depth + 1) for _ in range(count)]
+            payload = b"".join(inner) + self.tag(field, END_GROUP)
+        return self.tag(field, wire_type) + payload
 
-
-def shuffled(draw: st.DrawFn, chunks: list[bytes]) -> bytes:
-    return b"".join(draw(st.permutations(chunks)))
-
-
-def uint128_message(draw: st.DrawFn) -> bytes:
-    chunks = [tag(draw, field, I64) + draw(eight_bytes) for field in (1, 2) for _ in range(draw(occurrences))]
-    return shuffled(draw, chunks + unknown_fields(draw, {1: "fixed64", 2: "fixed64"}))
-
-
-def transfer_message(draw: st.DrawFn) -> bytes:
-    chunks = []
-    for field, kind in TRANSFER_FIELDS.items():
-        for _ in range(draw(occurrences)):
-            if kind == "uint128":
-                chunks.append(delimited(draw, field, uint128_message(draw)))
+    def unknown_fields(self, known: dict[int, str]) -> list[bytes]:
+        """Unknown fields, and known field numbers with a wire type their type is not written with (skipped too)."""
+        fields = []
+        for _ in range(self.draw(unknown_counts)):
+            if self.draw(st.booleans()):
+                fields.append(self.unknown_field(self.draw(unknown_numbers)))
             else:
-                chunks.append(tag(draw, field, VARINT) + value_varint(draw, code_or_flags if kind == "u16" else u64))
-    return shuffled(draw, chunks + unknown_fields(draw, TRANSFER_FIELDS))
+                field = self.draw(st.sampled_from(sorted(known)) if len(known) < 4 else transfer_numbers)
+                fields.append(self.unknown_field(field, avoid=WIRE_TYPE_OF[known[field]]))
+        return fields
+
+    def uint128(self) -> bytes:
+        chunks = [self.tag(f, I64) + self.draw(eight_bytes) for f in (1, 2) for _ in range(self.draw(occurrences))]
+        return self.shuffled(chunks + self.unknown_fields({1: "fixed64", 2: "fixed64"}))
+
+    def transfer(self) -> bytes:
+        chunks = []
+        for field, kind in TRANSFER_FIELDS.items():
+            for _ in range(self.draw(occurrences)):
+                if kind == "uint128":
+                    chunks.append(self.delimited(field, self.uint128()))
+                else:
+                    chunks.append(self.tag(field, VARINT) + self.value(code_or_flags if kind == "u16" else u64))
+        return self.shuffled(chunks + self.unknown_fields(TRANSFER_FIELDS))
 
 
 @st.composite
 def request(draw: st.DrawFn) -> bytes:
     """A CreateTransfersRequest or a TransferStreamRequest: both carry ledger.v1.Transfer as field 1."""
-    chunks = [delimited(draw, 1, transfer_message(draw)) for _ in range(draw(st.integers(0, 5)))]
-    return shuffled(draw, chunks + unknown_fields(draw, {1: "uint128", 2: "uint128", 3: "uint128"}))
+    writer = Writer(draw)
+    chunks = [writer.delimited(1, writer.transfer()) for _ in range(draw(st.integers(0, 3)))]
+    return writer.shuffled(chunks + writer.unknown_fields({1: "uint128", 2: "uint128", 3: "uint128"}))
 
 
 @st.composite
