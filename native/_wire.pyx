@@ -162,13 +162,19 @@ cdef inline bint read_length(reader_t* r, const uint8_t** p, const uint8_t* end,
     return True
 
 
-cdef bint skip_field(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_t field, uint32_t wire_type,
-                     const uint8_t* tag_start, int depth) noexcept nogil:
-    """Past the value of a field read as unknown, in a message nested `depth` deep."""
-    cdef uint64_t value
-    cdef Py_ssize_t length
+cdef inline bint skip_unknown(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_t field, uint32_t wire_type,
+                              const uint8_t* tag_start, int depth) noexcept nogil:
+    """Past a field its message does not know (or knows with another wire type); field number 0 is in none."""
     if field == 0:
         return fail(r, tag_start, FIELD_NUMBER_ZERO, 0)
+    return skip_value(r, p, end, field, wire_type, tag_start, depth)
+
+
+cdef bint skip_value(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_t field, uint32_t wire_type,
+                     const uint8_t* tag_start, int depth) noexcept nogil:
+    """Past the value of a field not read, in a message or group nested `depth` deep."""
+    cdef uint64_t value
+    cdef Py_ssize_t length
     if wire_type == WIRE_VARINT:
         return read_value(r, p, end, &value)
     if wire_type == WIRE_I64:
@@ -206,7 +212,7 @@ cdef bint skip_group(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_
             if field != number:
                 return fail(r, tag_start, END_GROUP_UNMATCHED, field)
             return True
-        if not skip_field(r, p, end, field, wire_type, tag_start, depth):
+        if not skip_value(r, p, end, field, wire_type, tag_start, depth):
             return False
     return fail(r, start, GROUP_NOT_CLOSED, number)
 
@@ -226,7 +232,7 @@ cdef bint read_uint128(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_
             p += 8
         elif wire_type == WIRE_END_GROUP:
             return fail(r, tag_start, END_GROUP_UNMATCHED, field)
-        elif not skip_field(r, &p, end, field, wire_type, tag_start, 2):
+        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 2):
             return False
     return True
 
@@ -266,7 +272,7 @@ cdef bint read_transfer(reader_t* r, const uint8_t* p, const uint8_t* end, uint8
                     code_flags[kind - KIND_CODE] = value32
         elif wire_type == WIRE_END_GROUP:
             return fail(r, tag_start, END_GROUP_UNMATCHED, field)
-        elif not skip_field(r, &p, end, field, wire_type, tag_start, 1):
+        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 1):
             return False
     return True
 
@@ -299,7 +305,7 @@ cdef bint count_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, Py_
             return fail(r, tag_start, END_GROUP_UNMATCHED, field)
         if field == 1 and wire_type == WIRE_LEN:
             count[0] += 1
-        if not skip_field(r, &p, end, field, wire_type, tag_start, 0):
+        if not skip_unknown(r, &p, end, field, wire_type, tag_start, 0):
             return False
     return True
 
@@ -325,7 +331,7 @@ cdef bint read_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, uint
             finish_transfer(records, code_flags, r.index, too_wide)
             records += TRANSFER_SIZE
             p += length
-        elif not skip_field(r, &p, end, field, wire_type, tag_start, 0):
+        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 0):
             return False
     r.index = -1
     return True
@@ -424,7 +430,7 @@ def decode_transfer_stream_request(data):
         elif wire_type == WIRE_END_GROUP:
             fail(&r, tag_start, END_GROUP_UNMATCHED, field)
             raise fault_error(&r, "TransferStreamRequest", "transfer")
-        elif not skip_field(&r, &p, end, field, wire_type, tag_start, 0):
+        elif not skip_unknown(&r, &p, end, field, wire_type, tag_start, 0):
             raise fault_error(&r, "TransferStreamRequest", "transfer")
     finish_transfer(record, code_flags, 0, &too_wide)
     if too_wide.index >= 0:

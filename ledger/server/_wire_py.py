@@ -16,7 +16,7 @@ The wire format as the library (upb) reads it, which both codecs follow:
 - a field whose number is unknown, or whose wire type is not the one its
   type is written with, is skipped (a group is skipped up to its end-group
   tag, which must carry the same number); an end-group tag outside its group
-  is an error;
+  is an error; inside a skipped group, field number 0 is let through;
 - a uint32 field keeps the low 32 bits of its varint; a scalar field seen
   twice keeps its last value; a sub-message seen twice is merged (each
   occurrence sets the fields it carries); every element of a repeated field
@@ -121,10 +121,14 @@ class _Reader:
             raise self.fault(pos, Malformed.LENGTH_PAST_END, length)
         return length, after
 
-    def skip(self, pos: int, end: int, field: int, wire_type: int, tag_start: int, depth: int) -> int:
-        """Past the value of a field read as unknown, in a message nested `depth` deep; the position after it."""
+    def skip_unknown(self, pos: int, end: int, field: int, wire_type: int, tag_start: int, depth: int) -> int:
+        """Past a field its message does not know (or knows with another wire type); field number 0 is in none."""
         if field == 0:
             raise self.fault(tag_start, Malformed.FIELD_NUMBER_ZERO)
+        return self.skip(pos, end, field, wire_type, tag_start, depth)
+
+    def skip(self, pos: int, end: int, field: int, wire_type: int, tag_start: int, depth: int) -> int:
+        """Past the value of a field not read, in a message or group nested `depth` deep; the position after it."""
         if wire_type == VARINT:
             return self.varint(pos, end)[1]
         if wire_type == I64:
@@ -165,7 +169,7 @@ class _Reader:
             if wire_type == END_GROUP:
                 raise self.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
             count += field == 1 and wire_type == LEN
-            pos = self.skip(pos, end, field, wire_type, tag_start, 0)
+            pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 0)
         return count
 
     def transfer(self, pos: int, end: int, record: bytearray, offset: int, code_flags: list[int]) -> None:
@@ -189,7 +193,7 @@ class _Reader:
             elif wire_type == END_GROUP:
                 raise self.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
             else:
-                pos = self.skip(pos, end, field, wire_type, tag_start, 1)
+                pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 1)
 
     def uint128(self, pos: int, end: int, record: bytearray, offset: int) -> None:
         """Merge one ledger.v1.Uint128 (fixed64 lo = 1, hi = 2) into the 16 bytes at `offset`."""
@@ -205,7 +209,7 @@ class _Reader:
             elif wire_type == END_GROUP:
                 raise self.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
             else:
-                pos = self.skip(pos, end, field, wire_type, tag_start, 2)
+                pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 2)
 
 
 def _finish(record: bytearray, offset: int, code_flags: list[int], index: int) -> tuple[int, str, int] | None:
@@ -241,7 +245,7 @@ def decode_create_transfers(data: Buffer) -> bytes:
             pos += length
             index += 1
         else:
-            pos = reader.skip(pos, end, field, wire_type, tag_start, 0)
+            pos = reader.skip_unknown(pos, end, field, wire_type, tag_start, 0)
     if too_wide is not None:
         _check_u16(*too_wide)
     return bytes(records)
@@ -265,7 +269,7 @@ def decode_transfer_stream_request(data: Buffer) -> bytes:
         elif wire_type == END_GROUP:
             raise reader.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
         else:
-            pos = reader.skip(pos, end, field, wire_type, tag_start, 0)
+            pos = reader.skip_unknown(pos, end, field, wire_type, tag_start, 0)
     too_wide = _finish(record, 0, code_flags, 0)
     if too_wide is not None:
         _check_u16(*too_wide)

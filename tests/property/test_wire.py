@@ -76,6 +76,7 @@ def varint(value: int, padding: int = 0) -> bytes:
 paddings = st.sampled_from([0, 0, 0, 1, 99])  # 99: as many bytes as a reader takes
 occurrences = st.sampled_from([0, 1, 1, 1, 2])
 unknown_numbers = st.sampled_from([14, 15, 16, 100, 2**29 - 1]) | st.integers(14, 2**29 - 1)
+group_numbers = unknown_numbers | st.sampled_from([0, 1, 2])  # upb lets field number 0 through inside a group
 eight_bytes = st.binary(min_size=8, max_size=8)
 four_bytes = st.binary(min_size=4, max_size=4)
 unknown_counts = st.sampled_from([0, 0, 1, 2, 3])
@@ -137,7 +138,7 @@ class Writer:
             payload = self.length(len(content)) + content
         else:
             count = self.draw(unknown_counts)
-            inner = [self.unknown_field(self.draw(unknown_numbers), depth=depth + 1) for _ in range(count)]
+            inner = [self.unknown_field(self.draw(group_numbers), depth=depth + 1) for _ in range(count)]
             payload = b"".join(inner) + self.tag(field, END_GROUP)
         return self.tag(field, wire_type) + payload
 

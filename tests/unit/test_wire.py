@@ -251,6 +251,24 @@ def test_known_numbers_with_another_wire_type_are_skipped_as_unknown(codec: Modu
 
 
 @codecs
+def test_field_number_0_is_refused_in_a_message_but_let_through_in_a_skipped_group(codec: ModuleType) -> None:
+    # upb skips an unknown group without looking at the numbers inside it; a message's own fields it checks.
+    inside = b"\x00\x05" + b"\x03\x00\x01\x04" + b"\x01" + bytes(8)  # field 0: a varint, a group, a fixed64
+    for data in (
+        b"\x2b" + inside + b"\x2c",
+        field(1, b"\x20\x05\x2b" + inside + b"\x2c"),
+        field(1, field(2, b"\x2b" + inside + b"\x2c")),
+    ):
+        assert codec.decode_create_transfers(data) == transfers_to_packed(
+            ledger_pb2.CreateTransfersRequest.FromString(data).transfers
+        )
+    for data in (b"\x00\x05", field(1, b"\x00\x05"), field(1, field(2, b"\x00\x05"))):
+        assert library_refuses(data)
+        with pytest.raises(ConversionError, match=r"field number 0$"):
+            codec.decode_create_transfers(data)
+
+
+@codecs
 def test_any_contiguous_buffer_is_read(codec: ModuleType) -> None:
     data = field(1, b"\x20\x05")
     expected = pack_transfers([Transfer(id=0, amount=5)])
