@@ -1,0 +1,51 @@
+"""The wire codec, chosen as the engine is: LEDGER_ENGINE=cython needs the native module
+(ledger.server._wire_c), =python takes the pure-Python twin, unset takes the native one if it was built.
+
+Both read a request's protobuf wire bytes straight into packed transfer records
+and write a reply's wire bytes straight from packed results, exactly as the
+protobuf library and ledger.server._convert would; every error is a
+ConversionError naming the field and index, or the byte where the bytes stop
+being a protobuf message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import ModuleType
+
+from ledger.engine import EngineUnavailable
+from ledger.engine._layout import Buffer
+
+from . import _wire_py
+
+
+def _load_native() -> ModuleType | None:
+    try:
+        from . import _wire_c
+    except ImportError:
+        return None
+    return _wire_c
+
+
+def select(requested: str | None) -> ModuleType:
+    requested = (requested or "").strip().lower()
+    if requested == "python":
+        return _wire_py
+    native = _load_native()
+    if requested == "cython" and native is None:
+        raise EngineUnavailable("LEDGER_ENGINE=cython but the native wire codec (ledger.server._wire_c) is not built")
+    return native or _wire_py
+
+
+wire: ModuleType = select(os.environ.get("LEDGER_ENGINE"))
+IMPLEMENTATION: str = wire.implementation
+
+decode_create_transfers: Callable[[Buffer], bytes] = wire.decode_create_transfers
+"""A ledger.v1.CreateTransfersRequest's wire bytes -> its packed 128-byte transfer records."""
+decode_transfer_stream_request: Callable[[Buffer], bytes] = wire.decode_transfer_stream_request
+"""A ledger.v1.TransferStreamRequest's wire bytes -> one packed transfer record (zeros if it carries none)."""
+encode_create_transfers_response: Callable[[Buffer], bytes] = wire.encode_create_transfers_response
+"""Packed 24-byte transfer results -> the wire bytes of a ledger.v1.CreateTransfersResponse."""
+encode_transfer_stream_response: Callable[[Buffer], bytes] = wire.encode_transfer_stream_response
+"""One packed 24-byte transfer result -> the wire bytes of a ledger.v1.TransferStreamResponse."""
