@@ -13,12 +13,13 @@ from ._convert import (
 )
 from ._metrics import LedgerMetrics, count_results
 from ._serve import run_event_loop, serve, start_server
-from ._servicer import SERVICE_NAME, LedgerService
+from ._servicer import SERVICE_NAME, LedgerService, add_ledger_service
 
 __all__ = [
     "SERVICE_NAME",
     "LedgerMetrics",
     "LedgerService",
+    "add_ledger_service",
     "run_event_loop",
     "serve",
     "start_server",

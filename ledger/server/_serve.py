@@ -19,10 +19,9 @@ from ledger.auth import Authenticator, AuthInterceptor
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.v1 import ledger_pb2_grpc
 
 from ._metrics import LedgerMetrics
-from ._servicer import SERVICE_NAME, LedgerService
+from ._servicer import SERVICE_NAME, LedgerService, add_ledger_service
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -93,7 +92,7 @@ async def start_server(
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
         ],
     )
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger, metrics), server)  # type: ignore[no-untyped-call]
+    add_ledger_service(LedgerService(ledger, metrics), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

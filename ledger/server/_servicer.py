@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ledger.auth import PermissionDenied, scoped
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
-from ledger.engine import EngineError, pack_ids
+from ledger.engine import Buffer, EngineError, pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
+from . import _wire
 from ._convert import (
     ConversionError,
     account_filter_from_proto,
@@ -32,6 +34,50 @@ from ._convert import (
     transfers_to_packed,
 )
 from ._metrics import LedgerMetrics
+
+# The wire codec's pure-Python twin is slower than protobuf's own parser: without the native codec,
+# wire bytes go through protobuf and _convert (the same results, and the same error texts for fields).
+
+
+def _protobuf_decode_create_transfers(data: Buffer) -> bytes:
+    return transfers_to_packed(_parse(ledger_pb2.CreateTransfersRequest, data).transfers)
+
+
+def _protobuf_decode_transfer_stream_request(data: Buffer) -> bytes:
+    return transfers_to_packed([_parse(ledger_pb2.TransferStreamRequest, data).transfer])
+
+
+def _protobuf_encode_create_transfers_response(results: Buffer) -> bytes:
+    return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results)).SerializeToString()
+
+
+def _protobuf_encode_transfer_stream_response(result: Buffer) -> bytes:
+    [first] = transfer_results_from_packed(result)
+    return ledger_pb2.TransferStreamResponse(result=first).SerializeToString()
+
+
+_NATIVE = _wire.IMPLEMENTATION != "python"
+Codec = Callable[[Buffer], bytes]
+decode_create_transfers: Codec = _wire.decode_create_transfers if _NATIVE else _protobuf_decode_create_transfers
+decode_transfer_stream_request: Codec = (
+    _wire.decode_transfer_stream_request if _NATIVE else _protobuf_decode_transfer_stream_request
+)
+encode_create_transfers_response: Codec = (
+    _wire.encode_create_transfers_response if _NATIVE else _protobuf_encode_create_transfers_response
+)
+encode_transfer_stream_response: Codec = (
+    _wire.encode_transfer_stream_response if _NATIVE else _protobuf_encode_transfer_stream_response
+)
+
+Message = TypeVar("Message", ledger_pb2.CreateTransfersRequest, ledger_pb2.TransferStreamRequest)
+
+
+def _parse(kind: type[Message], data: Buffer) -> Message:
+    try:
+        return kind.FromString(bytes(data))
+    except DecodeError as exc:
+        raise ConversionError(f"{kind.DESCRIPTOR.name}: malformed: {exc}") from None
+
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 STREAM_IN_FLIGHT_MAX = 256
@@ -100,14 +146,14 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
 
         return await call(context, work)
 
-    async def CreateTransfers(
-        self, request: ledger_pb2.CreateTransfersRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.CreateTransfersResponse:
-        async def work() -> ledger_pb2.CreateTransfersResponse:
-            results = await scoped(self._ledger).create_transfers(transfers_to_packed(request.transfers))
+    async def CreateTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Wire bytes in and out: the request is read natively into packed records, the reply written from them."""
+
+        async def work() -> bytes:
+            results = await scoped(self._ledger).create_transfers(decode_create_transfers(request))
             if self._metrics is not None:
                 self._metrics.count_transfer_results(results)
-            return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results))
+            return encode_create_transfers_response(results)
 
         return await call(context, work)
 
@@ -177,9 +223,9 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
 
     async def TransferStream(
         self,
-        request_iterator: AsyncIterator[ledger_pb2.TransferStreamRequest],
+        request_iterator: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[ledger_pb2.TransferStreamResponse]:
+    ) -> AsyncIterator[bytes]:
         """Each transfer is applied as it arrives and answered in order once durable.
 
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
@@ -193,7 +239,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             try:
                 async for request in request_iterator:
                     try:
-                        packed = transfers_to_packed([request.transfer])
+                        packed = decode_transfer_stream_request(request)
                         # Submissions are applied in the order made, so in stream order.
                         applied = ledger.submit_transfers(packed)
                     except ConversionError as exc:
@@ -216,7 +262,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 results = await call(context, lambda applied=applied: answer(applied))  # type: ignore[misc]
                 if self._metrics is not None:
                     self._metrics.count_transfer_results(results)
-                yield ledger_pb2.TransferStreamResponse(result=transfer_results_from_packed(results)[0])
+                yield encode_transfer_stream_response(results)
             await call(context, lambda: reader)
         finally:
             reader.cancel()
@@ -238,3 +284,31 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             if (code := status_of(exc)) is None:
                 raise
             await _abort(context, code, str(exc))
+
+
+WIRE_METHODS: Final = ("CreateTransfers", "TransferStream")
+"""Methods whose handlers take and give wire bytes (read and written by ._wire), not protobuf messages."""
+
+
+class _Handlers:
+    """Stands in for a server to collect the generated code's method handlers."""
+
+    handlers: dict[str, grpc.RpcMethodHandler]
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.handlers = handlers
+
+
+def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:
+    """Register the Ledger service on `server`: the generated handlers, except WIRE_METHODS, which pass bytes."""
+    collected = _Handlers()
+    ledger_pb2_grpc.add_LedgerServicer_to_server(service, collected)  # type: ignore[no-untyped-call]
+    handlers = dict(collected.handlers)
+    handlers["CreateTransfers"] = grpc.unary_unary_rpc_method_handler(service.CreateTransfers)
+    handlers["TransferStream"] = grpc.stream_stream_rpc_method_handler(service.TransferStream)
+    assert set(WIRE_METHODS) <= handlers.keys()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

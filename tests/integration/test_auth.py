@@ -187,11 +187,20 @@ async def status_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
 
 
 async def stream(w: World, md: Metadata, transfers: Sequence[types_pb2.Transfer]) -> list[Any]:
-    async def requests() -> AsyncIterator[ledger_pb2.TransferStreamRequest]:
-        for t in transfers:
-            yield ledger_pb2.TransferStreamRequest(transfer=t)
+    """The stream's answers, or the AioRpcError of its status.
 
-    return [answer.result async for answer in w.stub.TransferStream(requests(), metadata=md)]
+    Written message by message: a refused call may end before the client's write of its first message,
+    and grpc.aio reports such a write that lost the race as INTERNAL; the call's own status is the answer.
+    """
+    call = w.stub.TransferStream(metadata=md)
+    try:
+        for t in transfers:
+            await call.write(ledger_pb2.TransferStreamRequest(transfer=t))
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        if await call.code() == grpc.StatusCode.OK:
+            raise
+    return [answer.result async for answer in call]
 
 
 # -- every RPC for every kind of key --------------------------------------------------------------

@@ -38,7 +38,7 @@ from ledger.client import (
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import pack_transfers, unpack_transfer_results
-from ledger.server import LedgerService, start_server
+from ledger.server import LedgerService, add_ledger_service, start_server
 from ledger.server._serve import MESSAGE_BYTES_MAX
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -539,7 +539,10 @@ class FlakyLedger(ledger_pb2_grpc.LedgerServicer):  # type: ignore[misc]
 @contextlib.asynccontextmanager
 async def fake_server(servicer: Any, *, interceptors: Any = ()) -> AsyncIterator[int]:
     server = grpc.aio.server(interceptors=list(interceptors))
-    ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
+    if isinstance(servicer, LedgerService):
+        add_ledger_service(servicer, server)
+    else:
+        ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -658,7 +661,7 @@ def test_tls_and_mutual_tls(tmp_path: Path, kind: str) -> None:
     async def body() -> None:
         async with await Ledger.open(ledger_config(f"sqlite:///{tmp_path / 'j.sqlite3'}")) as ledger:
             server = grpc.aio.server()
-            ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(ledger), server)
+            add_ledger_service(LedgerService(ledger), server)
             port = server.add_secure_port("127.0.0.1:0", server_credentials)
             await server.start()
             try:

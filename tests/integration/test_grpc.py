@@ -21,6 +21,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 LEDGER = 978
 FUNDING, WALLET, REVENUE = 1, 2, 3
 OK, EXISTS, EXCEEDS_CREDITS = 1, 20, 61
+ID_MUST_NOT_BE_ZERO = 7
 
 
 def u128(value: int) -> types_pb2.Uint128:
@@ -98,7 +99,7 @@ async def status_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
 
 
 def test_malformed_requests_get_a_status_naming_the_problem(tmp_path: Any) -> None:
-    async def body(stub: ledger_pb2_grpc.LedgerStub, _: grpc.aio.Channel) -> None:
+    async def body(stub: ledger_pb2_grpc.LedgerStub, channel: grpc.aio.Channel) -> None:
         await open_books(stub)
         too_many = ledger_pb2.CreateTransfersRequest(transfers=[transfer(1, FUNDING, WALLET, 1)] * 8191)
         assert await status_of(stub.CreateTransfers(too_many)) == (
@@ -116,9 +117,20 @@ def test_malformed_requests_get_a_status_naming_the_problem(tmp_path: Any) -> No
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "account_id" in message
         code, message = await status_of(stub.LookupAccounts(ledger_pb2.LookupRequest(ids=[u128(1)] * 8191)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "ids" in message
-        # Nothing of any of them was applied.
+        # Bytes that are not a protobuf message at all, sent as they are.
+        raw = channel.unary_unary("/ledger.v1.Ledger/CreateTransfers")
+        valid = ledger_pb2.CreateTransfersRequest(transfers=[transfer(1, FUNDING, WALLET, 1)]).SerializeToString()
+        for broken in (valid[:-3], b"\x0a\xff\xff\xff\xff\x0f", b"\x0f"):
+            code, message = await status_of(raw(broken))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "malformed" in message, message
+        # Fields the contract does not know are skipped as protobuf skips them; nothing missing is invented.
+        unknown = valid + b"\xa0\x06\x01"  # field 100, a varint
+        assert await stub.CreateTransfers(ledger_pb2.CreateTransfersRequest.FromString(unknown)) is not None
+        # Nothing of any of them was applied except that one, and a transfer with no fields is refused by code.
+        empty = await stub.CreateTransfers(ledger_pb2.CreateTransfersRequest(transfers=[types_pb2.Transfer()]))
+        assert [r.result for r in empty.results] == [ID_MUST_NOT_BE_ZERO]
         found = await stub.LookupTransfers(ledger_pb2.LookupRequest(ids=[u128(1)]))
-        assert list(found.transfers) == []
+        assert [t.amount for t in found.transfers] == [1]
 
     with_server(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body)
 
