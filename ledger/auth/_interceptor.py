@@ -37,6 +37,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             principal = await self._authenticator.authenticate(handler_call_details.invocation_metadata, method)
         except AuthFailure as failure:
             return _refusing(handler, failure.code, failure.message)
+        if principal is None:
+            return handler  # no key asked for: the call runs as nobody, the context's default, unwrapped
         return _acting_as(handler, principal)
 
 
