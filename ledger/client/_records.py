@@ -70,7 +70,12 @@ def id_value(raw: object, where: str) -> int:
 
 def _values(item: object, widths: Mapping[str, int], record: type, where: str) -> list[int]:
     if isinstance(item, record):
-        return [field_value(getattr(item, name), width, f"{where}.{name}") for name, width in widths.items()]
+        values = [getattr(item, name) for name in widths]
+        # The common case, checked at once: plain non-negative ints that fit (names are built only for errors).
+        if all(type(v) is int and v >= 0 and not v >> w for v, w in zip(values, widths.values(), strict=True)):
+            return values
+        fields = zip(values, widths.items(), strict=True)
+        return [field_value(v, width, f"{where}.{name}") for v, (name, width) in fields]
     if not isinstance(item, Mapping):
         raise TypeError(f"{where}: expected a {record.__name__} or a mapping of its fields, got {type(item).__name__}")
     unknown = [name for name in item if name not in widths]
