@@ -77,12 +77,20 @@ class _Batcher(Generic[Payload, Result]):
         entry = Entry(payload, count, open_chain, loop.time() + timeout_seconds, waiter)
         if self._runner is None:
             self._runner = asyncio.create_task(self._run())
+        if self._queue.full():  # backpressure: wait for room, within the deadline
+            try:
+                async with asyncio.timeout_at(entry.deadline):
+                    await self._queue.put(entry)
+            except TimeoutError:
+                raise entry.timeout(timeout_seconds) from None
+        else:
+            self._queue.put_nowait(entry)
+        # A timer on the waiter itself: cheaper per call than a timeout context around the wait.
+        timer = loop.call_at(entry.deadline, _time_out, entry, timeout_seconds)
         try:
-            async with asyncio.timeout_at(entry.deadline):
-                await self._queue.put(entry)
-                return await waiter
-        except TimeoutError:
-            raise entry.timeout(timeout_seconds) from None
+            return await waiter
+        finally:
+            timer.cancel()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,6 +154,11 @@ class _Batcher(Generic[Payload, Result]):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _time_out(entry: Entry[Any, asyncio.Future[Any]], timeout_seconds: float) -> None:
+    if not entry.waiter.done():
+        entry.waiter.set_exception(entry.timeout(timeout_seconds))
 
 
 def _gone(waiter: asyncio.Future[Any]) -> bool:
