@@ -101,6 +101,8 @@ def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
             low = middle + 1
         else:
             high = middle
+    if low == 0 and isinstance(records, bytes):
+        return records  # the whole commit: shared, not copied per subscriber
     return bytes(view[low * TRANSFER_SIZE :])
 
 
@@ -169,6 +171,7 @@ class Ledger:
         )
         self._history.start(report.seq_last)
         self._subscribers: set[_Subscriber] = set()
+        self._feed_reads: set[asyncio.Future[list[Commit]]] = set()
         self._writer = GroupCommitWriter(
             store,
             seq_last=report.seq_last,
@@ -499,7 +502,7 @@ class Ledger:
             seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_last)
             while True:
                 # From the store up to its newest commit.
-                while commits := await asyncio.to_thread(self._read_commits, seq):
+                while commits := await self._read_commits_off_loop(seq):
                     for commit in commits:
                         seq = commit.seq
                         if records := _transfers_from(commit.transfers, timestamp_min):
@@ -526,6 +529,18 @@ class Ledger:
                 subscriber.commits.clear()
         finally:
             self._subscribers.discard(subscriber)
+
+    async def _read_commits_off_loop(self, after_seq: int) -> list[Commit]:
+        """A read of the store on a thread, which close() waits for even if its subscriber has gone."""
+        read = self._loop.run_in_executor(None, self._read_commits, after_seq)
+        self._feed_reads.add(read)
+        read.add_done_callback(self._feed_read_done)
+        return await asyncio.shield(read)
+
+    def _feed_read_done(self, read: asyncio.Future[list[Commit]]) -> None:
+        self._feed_reads.discard(read)
+        if not read.cancelled():
+            read.exception()  # retrieved here: a subscriber that left is not told
 
     def _read_commits(self, after_seq: int) -> list[Commit]:
         try:
@@ -575,6 +590,8 @@ class Ledger:
             logger.error("journal writer did not finish within %.0f s; unwritten entries were never acknowledged",
                          STOP_TIMEOUT_SECONDS)  # fmt: skip
         await asyncio.sleep(0)  # let the writer's last callbacks run
+        if self._feed_reads:  # feed reads of subscribers that have gone, still on their threads
+            await asyncio.wait(self._feed_reads)
         await asyncio.to_thread(self._history.stop)
         self._store.close()
         logger.info("ledger closed at journal seq=%d", self._writer.stats().seq_last)
