@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ledger._settings import parse_setting
 from ledger.engine import EngineConfig
 from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
 
@@ -131,23 +132,6 @@ class LedgerConfig:
             raw = environ.get(f"LEDGER_{f.name.upper()}")
             if raw is None or (raw == "" and f.name not in EMPTY_MEANS_OFF):
                 continue
-            values[f.name] = _parse(f.name, raw, cls.__dataclass_fields__[f.name].default)
+            values[f.name] = parse_setting(f.name, raw, cls.__dataclass_fields__[f.name].default)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-def _parse(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(raw.replace("_", ""))
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, Path):
-            return Path(raw)
-    except ValueError:
-        raise ValueError(f"LEDGER_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
-    return raw

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import grpc
 
+from ledger._settings import parse_setting, read_setting_file
+
 IN_FLIGHT_MAX: Final = 64
 """Most requests one call (or one kind of batched call) may have in flight at once."""
 MESSAGE_BYTES_MAX: Final = 4 << 20
@@ -96,9 +98,9 @@ class ClientConfig:
         """TLS credentials, or None for a plaintext channel. Reads the PEM files now: a missing one fails here."""
         if not self.uses_tls:
             return None
-        root = _read(self.tls_ca, "tls_ca")
-        chain = _read(self.tls_cert, "tls_cert")
-        key = _read(self.tls_key, "tls_key")
+        root = read_setting_file("tls_ca", self.tls_ca) if self.tls_ca else None
+        chain = read_setting_file("tls_cert", self.tls_cert) if self.tls_cert else None
+        key = read_setting_file("tls_key", self.tls_key) if self.tls_key else None
         return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
 
     @classmethod
@@ -109,35 +111,9 @@ class ClientConfig:
         for f in fields(cls):
             raw = environ.get(f"LEDGER_{f.name.upper()}")
             if raw:
-                values[f.name] = _parse(f.name, raw, cls.__dataclass_fields__[f.name].default)
+                values[f.name] = parse_setting(f.name, raw, cls.__dataclass_fields__[f.name].default)
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("tls_ca", "tls_cert", "tls_key"):
             if isinstance(values.get(name), str):
                 values[name] = Path(values[name])
         return cls(**values)
-
-
-def _read(path: Path | None, name: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
-
-
-def _parse(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(raw.replace("_", ""))
-        if isinstance(default, float):
-            return float(raw)
-        if default is None:
-            return Path(raw)
-    except ValueError:
-        raise ValueError(f"LEDGER_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
-    return raw

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -15,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ledger._settings import read_setting_file
 from ledger.auth import Authenticator, AuthInterceptor
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
@@ -40,16 +40,9 @@ def server_credentials(config: LedgerConfig) -> grpc.ServerCredentials | None:
     """TLS credentials from the configured PEM files (client certificates required if a client CA is set)."""
     if not config.tls_cert:
         return None
-
-    def read(name: str, path: str) -> bytes:
-        try:
-            return Path(path).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
-
-    client_ca = read("tls_client_ca", config.tls_client_ca) if config.tls_client_ca else None
+    client_ca = read_setting_file("tls_client_ca", config.tls_client_ca) if config.tls_client_ca else None
     return grpc.ssl_server_credentials(
-        [(read("tls_key", config.tls_key), read("tls_cert", config.tls_cert))],
+        [(read_setting_file("tls_key", config.tls_key), read_setting_file("tls_cert", config.tls_cert))],
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
