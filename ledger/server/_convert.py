@@ -9,6 +9,9 @@ here is only what the records cannot carry, with a message naming the field.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
 
 from ledger.engine._layout import (
     ACCOUNT_RESULT_STRUCT,
@@ -171,3 +174,32 @@ def account_filter_to_proto(f: AccountFilter) -> ledger_pb2.AccountFilter:
         user_data_32=f.user_data_32,
         reversed=f.reversed,
     )
+
+
+# -- whole messages from and to wire bytes, through protobuf (where the native wire codec is not built) --
+
+Message = TypeVar("Message", ledger_pb2.CreateTransfersRequest, ledger_pb2.TransferStreamRequest)
+
+
+def _parse(kind: type[Message], data: Buffer) -> Message:
+    try:
+        return kind.FromString(bytes(data))
+    except DecodeError as exc:
+        raise ConversionError(f"{kind.DESCRIPTOR.name}: malformed: {exc}") from None
+
+
+def decode_create_transfers(data: Buffer) -> bytes:
+    return transfers_to_packed(_parse(ledger_pb2.CreateTransfersRequest, data).transfers)
+
+
+def decode_transfer_stream_request(data: Buffer) -> bytes:
+    return transfers_to_packed([_parse(ledger_pb2.TransferStreamRequest, data).transfer])
+
+
+def encode_create_transfers_response(results: Buffer) -> bytes:
+    return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results)).SerializeToString()
+
+
+def encode_transfer_stream_response(result: Buffer) -> bytes:
+    [first] = transfer_results_from_packed(result)
+    return ledger_pb2.TransferStreamResponse(result=first).SerializeToString()

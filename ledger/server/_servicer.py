@@ -13,15 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Final, NoReturn, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from ledger.auth import PermissionDenied, scoped
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
-from ledger.engine import Buffer, EngineError, pack_ids
+from ledger.engine import EngineError, pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
-from . import _wire
 from ._convert import (
     ConversionError,
     account_filter_from_proto,
@@ -29,55 +27,15 @@ from ._convert import (
     account_results_from_packed,
     accounts_from_packed,
     accounts_to_packed,
-    transfer_results_from_packed,
     transfers_from_packed,
-    transfers_to_packed,
 )
 from ._metrics import LedgerMetrics
-
-# The wire codec's pure-Python twin is slower than protobuf's own parser: without the native codec,
-# wire bytes go through protobuf and _convert (the same results, and the same error texts for fields).
-
-
-def _protobuf_decode_create_transfers(data: Buffer) -> bytes:
-    return transfers_to_packed(_parse(ledger_pb2.CreateTransfersRequest, data).transfers)
-
-
-def _protobuf_decode_transfer_stream_request(data: Buffer) -> bytes:
-    return transfers_to_packed([_parse(ledger_pb2.TransferStreamRequest, data).transfer])
-
-
-def _protobuf_encode_create_transfers_response(results: Buffer) -> bytes:
-    return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results)).SerializeToString()
-
-
-def _protobuf_encode_transfer_stream_response(result: Buffer) -> bytes:
-    [first] = transfer_results_from_packed(result)
-    return ledger_pb2.TransferStreamResponse(result=first).SerializeToString()
-
-
-_NATIVE = _wire.IMPLEMENTATION != "python"
-Codec = Callable[[Buffer], bytes]
-decode_create_transfers: Codec = _wire.decode_create_transfers if _NATIVE else _protobuf_decode_create_transfers
-decode_transfer_stream_request: Codec = (
-    _wire.decode_transfer_stream_request if _NATIVE else _protobuf_decode_transfer_stream_request
+from ._wire import (
+    decode_create_transfers,
+    decode_transfer_stream_request,
+    encode_create_transfers_response,
+    encode_transfer_stream_response,
 )
-encode_create_transfers_response: Codec = (
-    _wire.encode_create_transfers_response if _NATIVE else _protobuf_encode_create_transfers_response
-)
-encode_transfer_stream_response: Codec = (
-    _wire.encode_transfer_stream_response if _NATIVE else _protobuf_encode_transfer_stream_response
-)
-
-Message = TypeVar("Message", ledger_pb2.CreateTransfersRequest, ledger_pb2.TransferStreamRequest)
-
-
-def _parse(kind: type[Message], data: Buffer) -> Message:
-    try:
-        return kind.FromString(bytes(data))
-    except DecodeError as exc:
-        raise ConversionError(f"{kind.DESCRIPTOR.name}: malformed: {exc}") from None
-
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 STREAM_IN_FLIGHT_MAX = 256

@@ -5,7 +5,8 @@ Both read a request's protobuf wire bytes straight into packed transfer records
 and write a reply's wire bytes straight from packed results, exactly as the
 protobuf library and ledger.server._convert would; every error is a
 ConversionError naming the field and index, or the byte where the bytes stop
-being a protobuf message.
+being a protobuf message. The functions this module exports are what the service
+runs: the native codec's, or where it is not loaded protobuf's and _convert's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from types import ModuleType
 from ledger.engine import EngineUnavailable
 from ledger.engine._layout import Buffer
 
-from . import _wire_py
+from . import _convert, _wire_py
 
 
 def _load_native() -> ModuleType | None:
@@ -41,11 +42,15 @@ def select(requested: str | None) -> ModuleType:
 wire: ModuleType = select(os.environ.get("LEDGER_ENGINE"))
 IMPLEMENTATION: str = wire.implementation
 
-decode_create_transfers: Callable[[Buffer], bytes] = wire.decode_create_transfers
+# What the service uses: the native codec, or else protobuf and _convert, which are faster than the
+# pure-Python twin (the twin is the readable statement of the format the native codec is tested with).
+serving: ModuleType = wire if wire is not _wire_py else _convert
+
+decode_create_transfers: Callable[[Buffer], bytes] = serving.decode_create_transfers
 """A ledger.v1.CreateTransfersRequest's wire bytes -> its packed 128-byte transfer records."""
-decode_transfer_stream_request: Callable[[Buffer], bytes] = wire.decode_transfer_stream_request
+decode_transfer_stream_request: Callable[[Buffer], bytes] = serving.decode_transfer_stream_request
 """A ledger.v1.TransferStreamRequest's wire bytes -> one packed transfer record (zeros if it carries none)."""
-encode_create_transfers_response: Callable[[Buffer], bytes] = wire.encode_create_transfers_response
+encode_create_transfers_response: Callable[[Buffer], bytes] = serving.encode_create_transfers_response
 """Packed 24-byte transfer results -> the wire bytes of a ledger.v1.CreateTransfersResponse."""
-encode_transfer_stream_response: Callable[[Buffer], bytes] = wire.encode_transfer_stream_response
+encode_transfer_stream_response: Callable[[Buffer], bytes] = serving.encode_transfer_stream_response
 """One packed 24-byte transfer result -> the wire bytes of a ledger.v1.TransferStreamResponse."""
