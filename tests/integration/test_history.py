@@ -259,3 +259,56 @@ def test_a_bad_filter_is_refused_naming_the_field(tmp_path: Any, fields: dict[st
                 await ledger.get_account_balances(f)
 
     asyncio.run(body())
+
+
+def downgrade_to_version_1(url: str) -> None:
+    """Rewrite the journal as schema version 1 left it: raw transfer records, no block index, no checkpoint."""
+    import psycopg
+
+    from ledger.journal._blocks import decompress_transfers
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT seq, transfers_count, transfers, transfer_blocks FROM ledger_journal ORDER BY seq"
+        ).fetchall()
+        assert rows and all(blocks is not None for *_, blocks in rows)
+        with connection.transaction():
+            for seq, count, transfers, blocks in rows:
+                raw = decompress_transfers(transfers, blocks, count, f"seq={seq}")
+                connection.execute("UPDATE ledger_journal SET transfers = %s WHERE seq = %s", (raw, seq))
+            connection.execute("ALTER TABLE ledger_journal DROP COLUMN transfer_blocks")
+            connection.execute("DELETE FROM ledger_schema WHERE version > 1")
+            connection.execute("DELETE FROM ledger_checkpoints")
+
+
+def test_a_journal_of_schema_version_1_recovers_and_serves_history_after_the_upgrade() -> None:
+    """Rows written before transfers were stored in blocks hold raw records; after the upgrade they replay
+    and answer history queries as before, beside the new rows."""
+    from tests.stores import postgres_schema
+
+    clock = ManualClock()
+    with postgres_schema() as url:
+
+        async def first() -> list[Transfer]:
+            async with await Ledger.open(config(url), clock=clock) as ledger:
+                return await books(ledger, clock)
+
+        stored = asyncio.run(first())
+        downgrade_to_version_1(url)
+
+        async def second() -> None:
+            async with await Ledger.open(config(url), clock=clock) as ledger:
+                assert ledger.recovery.checkpoint_seq == 0 and ledger.recovery.transfers_replayed == len(stored)
+                more = Transfer(id=88_888, debit_account_id=FUNDING, credit_account_id=WALLETS[2], amount=3,
+                                ledger=LEDGER, code=4)  # fmt: skip
+                results = unpack_transfer_results(await ledger.create_transfers(pack_transfers([more])))
+                assert results[0].result == TR.OK
+                looked_up = unpack_transfers(await ledger.lookup_transfers(pack_ids([more.id])))
+                everything = sorted([*stored, *looked_up], key=lambda t: t.timestamp)
+                for account_id in (*WALLETS, REVENUE, FUNDING):
+                    for overrides in FILTERS[:2]:
+                        f = AccountFilter(account_id=account_id, **overrides)
+                        got, _ = await all_pages(ledger, f)
+                        assert got == involving(everything, account_id, f), (account_id, overrides)
+
+        asyncio.run(second())
