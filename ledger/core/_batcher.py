@@ -26,6 +26,8 @@ from ledger.engine._limits import BATCH_EVENTS_MAX
 TRANSFER_FLAGS_OFFSET: Final = 110
 ACCOUNT_FLAGS_OFFSET: Final = 54
 assert int(AccountFlags.LINKED) == int(TransferFlags.LINKED), "one LINKED bit for both records"
+_LINKED: Final = int(TransferFlags.LINKED)
+"""As a plain int: `int & IntFlag` goes through the enum machinery, about a microsecond per call."""
 
 Apply = Callable[[Buffer], tuple[bytes, int]]
 """Apply one batch to the engine and hand it to the journal: (results, durability ticket)."""
@@ -84,7 +86,7 @@ class Batcher:
 
     def _chain_open(self, events: Buffer, count: int) -> bool:
         flags = memoryview(events)[(count - 1) * self._record_size + self._flags_offset]
-        return bool(flags & TransferFlags.LINKED)
+        return bool(flags & _LINKED)
 
     def _flush(self) -> None:
         self._scheduled = False

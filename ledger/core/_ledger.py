@@ -158,7 +158,9 @@ class Ledger:
         self._transfers_count = report.transfers_count
         self._ticket_applied = 0
         self._ticket_durable = 0
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None], float]] = collections.deque()
+        """(ticket, future, deadline) of callers waiting for durability, in ticket and deadline order."""
+        self._waiters_watch: asyncio.TimerHandle | None = None
         self._unavailable: BaseException | None = None
         self._failure: BaseException | None = None
         self._closed = False
@@ -387,24 +389,31 @@ class Ledger:
         if self._failure is not None:
             raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {self._failure}")
         future: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append((ticket, future))
-        # A timer on the future itself: cheaper per call than wait_for and shield.
-        timer = self._loop.call_later(self.config.durable_wait_seconds, self._durable_timeout, future)
-        try:
-            await future
-        finally:
-            timer.cancel()
+        deadline = self._loop.time() + self.config.durable_wait_seconds
+        self._waiters.append((ticket, future, deadline))
+        # One timer for all waiters, at the first one's deadline (they wait equally long, so the deque is in
+        # deadline order too): a timer per waiter would cost more than the rest of the wait.
+        if self._waiters_watch is None:
+            self._waiters_watch = self._loop.call_at(deadline, self._durable_timeouts)
+        await future
 
-    def _durable_timeout(self, future: asyncio.Future[None]) -> None:
-        if future.done():
-            return
-        reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
-        future.set_exception(
-            LedgerUnavailable(
-                f"not durable within {self.config.durable_wait_seconds} s ({reason}); "
-                "the outcome is unknown: retry with the same ids"
+    def _durable_timeouts(self) -> None:
+        """Fail the waiters whose deadline has passed; watch the next one's."""
+        self._waiters_watch = None
+        now = self._loop.time()
+        while self._waiters and self._waiters[0][2] <= now:
+            _, future, _ = self._waiters.popleft()
+            if future.done():
+                continue
+            reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
+            future.set_exception(
+                LedgerUnavailable(
+                    f"not durable within {self.config.durable_wait_seconds} s ({reason}); "
+                    "the outcome is unknown: retry with the same ids"
+                )
             )
-        )
+        if self._waiters:
+            self._waiters_watch = self._loop.call_at(self._waiters[0][2], self._durable_timeouts)
 
     def _soon(self, callback: Any, *args: Any) -> None:
         # A closed loop has nobody waiting any more.
@@ -414,7 +423,7 @@ class Ledger:
     def _durable_reached(self, ticket: int) -> None:
         self._ticket_durable = max(self._ticket_durable, ticket)
         while self._waiters and self._waiters[0][0] <= self._ticket_durable:
-            _, future = self._waiters.popleft()
+            _, future, _ = self._waiters.popleft()
             if not future.done():
                 future.set_result(None)
         self._maybe_checkpoint()
@@ -427,7 +436,7 @@ class Ledger:
             logger.critical("ledger stopped acknowledging: %r", exc)
             self._failure = exc
         while self._waiters:
-            _, future = self._waiters.popleft()
+            _, future, _ = self._waiters.popleft()
             if not future.done():
                 future.set_exception(LedgerFailed(f"the ledger stopped after an error and must be restarted: {exc}"))
 
@@ -590,6 +599,9 @@ class Ledger:
             logger.error("journal writer did not finish within %.0f s; unwritten entries were never acknowledged",
                          STOP_TIMEOUT_SECONDS)  # fmt: skip
         await asyncio.sleep(0)  # let the writer's last callbacks run
+        if self._waiters_watch is not None and not self._waiters:
+            self._waiters_watch.cancel()
+            self._waiters_watch = None
         if self._feed_reads:  # feed reads of subscribers that have gone, still on their threads
             await asyncio.wait(self._feed_reads)
         await asyncio.to_thread(self._history.stop)

@@ -197,6 +197,9 @@ class LedgerMetrics:
 
     def count_transfer_results(self, results: Buffer) -> None:
         """Count one batch's packed 24-byte transfer results by result code."""
+        if isinstance(results, bytes) and len(results) == TRANSFER_RESULT_SIZE:  # one transfer (a stream message)
+            self._transfer_children.add_one(results[0])
+            return
         self._transfer_children.add(count_results(results, TRANSFER_RESULT_SIZE))
 
     def count_account_results(self, results: Buffer) -> None:
@@ -259,14 +262,20 @@ class _ResultChildren:
 
     def add(self, counts: collections.Counter[int]) -> None:
         for code, count in counts.items():
-            child = self._children.get(code)
-            if child is None:
-                try:
-                    name = self._codes(code).name
-                except ValueError:  # not a code of this build: still counted, by number
-                    name = str(code)
-                child = self._children[code] = self._counter.labels(name)
-            child.inc(count)
+            self._child(code).inc(count)
+
+    def add_one(self, code: int) -> None:
+        self._child(code).inc()
+
+    def _child(self, code: int) -> Counter:
+        child = self._children.get(code)
+        if child is None:
+            try:
+                name = self._codes(code).name
+            except ValueError:  # not a code of this build: still counted, by number
+                name = str(code)
+            child = self._children[code] = self._counter.labels(name)
+        return child
 
 
 class _RpcChildren:

@@ -70,15 +70,24 @@ def status_of(exc: Exception) -> grpc.StatusCode | None:
 
 async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
     """Run `work`, turning the ledger's refusals into gRPC statuses; nothing starts past the deadline."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began")
+    await refuse_if_late(context)
     try:
         return await work()
     except Exception as exc:
-        if (code := status_of(exc)) is None:
-            raise
-        await _abort(context, code, str(exc))
+        await refuse(context, exc)
+
+
+async def refuse_if_late(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began")
+
+
+async def refuse(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+    """End the call with the status for one of the ledger's refusals; anything else is raised (INTERNAL)."""
+    if (code := status_of(exc)) is None:
+        raise exc
+    await _abort(context, code, str(exc))
 
 
 def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
@@ -189,8 +198,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
         waiting shares group commits instead of paying one commit per message.
         """
+        await refuse_if_late(context)
         window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
         ledger = scoped(self._ledger)
+        count_results = self._metrics.count_transfer_results if self._metrics is not None else None
 
         async def read() -> None:
             index = 0
@@ -209,19 +220,18 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             finally:
                 await window.put(None)
 
-        async def answer(applied: asyncio.Future[tuple[bytes, int]]) -> bytes:
-            results, ticket = await applied
-            await ledger.until_durable(ticket)
-            return results
-
         reader = asyncio.create_task(read())
         try:
-            while (applied := await window.get()) is not None:
-                results = await call(context, lambda applied=applied: answer(applied))  # type: ignore[misc]
-                if self._metrics is not None:
-                    self._metrics.count_transfer_results(results)
-                yield encode_transfer_stream_response(results)
-            await call(context, lambda: reader)
+            try:
+                while (applied := await window.get()) is not None:
+                    results, ticket = await applied
+                    await ledger.until_durable(ticket)
+                    if count_results is not None:
+                        count_results(results)
+                    yield encode_transfer_stream_response(results)
+                await reader
+            except Exception as exc:
+                await refuse(context, exc)
         finally:
             reader.cancel()
             while not window.empty():

@@ -416,6 +416,34 @@ def test_a_read_waits_until_what_it_sees_is_durable(store_url: str) -> None:
     run(body())
 
 
+def test_each_unanswered_write_times_out_at_its_own_deadline(store_url: str) -> None:
+    clock = ManualClock()
+
+    async def body() -> None:
+        ledger, store = await gated_ledger(store_url, clock, durable_wait_seconds=0.4)
+        await open_books(ledger)
+        store.gate.clear()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ended: dict[int, float] = {}
+
+        async def write(transfer_id: int) -> None:
+            with pytest.raises(LedgerUnavailable, match="not durable within 0.4 s"):
+                await transfers(ledger, move(transfer_id, FUNDING, WALLETS[0], 1))
+            ended[transfer_id] = loop.time() - started
+
+        first = asyncio.ensure_future(write(1))
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(write(2))
+        await asyncio.gather(first, second)
+        # Each at its own deadline: not before it, and the second not with the first.
+        assert ended[1] >= 0.38 and ended[2] >= 0.58 and ended[2] - ended[1] >= 0.15 and ended[2] < 5, ended
+        store.gate.set()
+        await ledger.close()
+
+    run(body())
+
+
 def test_a_store_outage_refuses_writes_then_recovers_by_itself(store_url: str) -> None:
     clock = ManualClock()
 
