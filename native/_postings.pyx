@@ -9,7 +9,7 @@ pure-Python module; a test feeds both the same journals.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport qsort
+from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memcpy
 
 cdef extern from *:
@@ -58,19 +58,64 @@ def sort_postings(transfers, uint64_t first_ordinal):
 
 
 def merge_runs(runs):
-    """One sorted run holding every posting of `runs`."""
-    cdef Py_ssize_t total = sum(len(run) for run in runs), offset = 0
-    out = PyBytes_FromStringAndSize(NULL, total)
-    cdef char* dst = PyBytes_AS_STRING(out)
+    """One sorted run holding every posting of `runs` (each sorted): merged pairwise, O(n log k), without the GIL."""
+    cdef Py_ssize_t count = len(runs), total = 0, offset = 0, i, width, a, b, c, size
+    cdef ledger_posting_t* src
+    cdef ledger_posting_t* dst
+    cdef Py_ssize_t* bounds = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
+    if bounds == NULL:
+        raise MemoryError()
     cdef const unsigned char[::1] data
-    for run in runs:
-        if len(run):
-            data = run
-            memcpy(dst + offset, &data[0], data.shape[0])
-            offset += data.shape[0]
-    with nogil:
-        qsort(dst, total // 32, 32, ledger_posting_cmp)
-    return out
+    try:
+        for run in runs:
+            total += len(run) // 32
+        out = PyBytes_FromStringAndSize(NULL, total * 32)
+        scratch = PyBytes_FromStringAndSize(NULL, total * 32)
+        src = <ledger_posting_t*>PyBytes_AS_STRING(out)
+        dst = <ledger_posting_t*>PyBytes_AS_STRING(scratch)
+        for i in range(count):
+            bounds[i] = offset
+            data = runs[i]
+            size = data.shape[0] // 32
+            if size:
+                memcpy(&src[offset], &data[0], size * 32)
+            offset += size
+        bounds[count] = total
+        with nogil:
+            # Rounds of merging neighbouring runs: after each, runs of `width` inputs are sorted.
+            width = 1
+            while width < count:
+                i = 0
+                while i < count:
+                    a = bounds[i]
+                    b = bounds[min(i + width, count)]
+                    c = bounds[min(i + 2 * width, count)]
+                    merge_two(src, a, b, c, dst)
+                    i += 2 * width
+                src, dst = dst, src
+                width *= 2
+    finally:
+        free(bounds)
+    # The merged postings ended in whichever buffer the last round wrote.
+    return out if src == <ledger_posting_t*>PyBytes_AS_STRING(out) else scratch
+
+
+cdef void merge_two(const ledger_posting_t* src, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c,
+                    ledger_posting_t* dst) noexcept nogil:
+    """dst[a:c] = the merge of the sorted src[a:b] and src[b:c] (stable: src[a:b] first on ties)."""
+    cdef Py_ssize_t i = a, j = b, k = a
+    while i < b and j < c:
+        if ledger_posting_cmp(&src[j], &src[i]) < 0:
+            dst[k] = src[j]
+            j += 1
+        else:
+            dst[k] = src[i]
+            i += 1
+        k += 1
+    if i < b:
+        memcpy(&dst[k], &src[i], (b - i) * 32)
+    elif j < c:
+        memcpy(&dst[k], &src[j], (c - j) * 32)
 
 
 cdef Py_ssize_t lower_bound(const ledger_posting_t* postings, Py_ssize_t count, uint64_t hi, uint64_t lo) noexcept nogil:

@@ -287,8 +287,6 @@ class HistoryIndex:
                 self._tail_since = time.monotonic()
             if run is not None:
                 self._runs.append(run)
-                if len(self._runs) > RUNS_MAX:
-                    self._runs = [postings.merge_runs(self._runs)]
             self._tail_transfers += commit.transfers_count
             for offset in range(0, len(values), 8):
                 key = (values[offset], values[offset + 1])
@@ -299,6 +297,13 @@ class HistoryIndex:
                 tail.values.extend(values[offset + 3 : offset + 3 + _BALANCE_VALUES])
             self._indexed_seq = commit.seq
             self._changed.notify_all()
+            runs = list(self._runs) if len(self._runs) > RUNS_MAX else None
+        if runs is not None:
+            # Merged outside the lock (the journal writer takes it after every commit), with the GIL released;
+            # only this thread changes the runs, so the ones merged are still the first ones.
+            merged = postings.merge_runs(runs)
+            with self._lock:
+                self._runs[: len(runs)] = [merged]
 
     def _flush(self) -> None:
         with self._lock:

@@ -428,7 +428,7 @@ def test_each_unanswered_write_times_out_at_its_own_deadline(store_url: str) -> 
         ended: dict[int, float] = {}
 
         async def write(transfer_id: int) -> None:
-            with pytest.raises(LedgerUnavailable, match="not durable within 0.4 s"):
+            with pytest.raises(LedgerUnavailable, match=r"not durable within 0\.4 s"):
                 await transfers(ledger, move(transfer_id, FUNDING, WALLETS[0], 1))
             ended[transfer_id] = loop.time() - started
 

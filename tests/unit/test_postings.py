@@ -38,7 +38,7 @@ def journals(draw: st.DrawFn) -> tuple[bytes, int]:
     return pack_transfers(transfers), draw(st.integers(0, 2**40))
 
 
-@given(st.lists(journals(), min_size=1, max_size=4))
+@given(st.lists(journals(), min_size=1, max_size=13))
 def test_implementations_agree(commits: list[tuple[bytes, int]]) -> None:
     outputs = []
     for module in IMPLEMENTATIONS:
@@ -71,3 +71,31 @@ def test_postings_name_both_sides_of_every_transfer(module: ModuleType) -> None:
     words = memoryview(module.entries(run, 0, 2)).cast("Q").tolist()
     assert words == [100, 101, 10 << 1, (11 << 1) | 1]  # debited by transfer 10, credited by transfer 11
     assert module.account_range(run, 6) == (2, 2)
+
+
+@pytest.mark.parametrize("module", IMPLEMENTATIONS, ids=lambda m: m.implementation)
+def test_merging_many_runs_and_runs_already_merged_sorts_them_all(module: ModuleType) -> None:
+    """The tail's runs are merged again and again (a merged run with new ones), in any count."""
+    import random
+
+    rng = random.Random(7)
+    runs = []
+    for commit in range(45):
+        transfers = [
+            Transfer(
+                id=commit * 100 + i + 1,
+                debit_account_id=rng.choice(EDGE_IDS[:4]),
+                credit_account_id=rng.choice(EDGE_IDS[4:]),
+                amount=1,
+                ledger=1,
+                code=1,
+                timestamp=1000 * commit + i,
+            )
+            for i in range(rng.randint(0, 30))
+        ]
+        runs.append(module.sort_postings(pack_transfers(transfers), commit * 100))
+    expected = _postings_py.merge_runs(runs)  # the reference sorts every posting afresh
+    assert len(expected) == sum(len(run) for run in runs)
+    assert module.merge_runs(runs) == expected
+    assert module.merge_runs([module.merge_runs(runs[:33]), *runs[33:]]) == expected
+    assert module.merge_runs([]) == b""
