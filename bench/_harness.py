@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +131,7 @@ class Window:
             self.transfers += transfers
 
 
-Caller = Callable[[int, Window], Awaitable[None]]
+Caller = Callable[[int, Window], Coroutine[Any, Any, None]]
 """One caller's loop (caller index, window): calls until the window is stopped, recording each."""
 
 

@@ -220,7 +220,7 @@ class LedgerSystem:
         records[:, 4] = credits
         records[:, 6] = amounts
         records[:, 13] = LEDGER | code << 32  # ledger u32, code u16, flags u16
-        results = await self.client.create_transfers_packed(records, in_flight=in_flight)
+        results = await self.client.create_transfers_packed(memoryview(records), in_flight=in_flight)
         codes = np.frombuffer(results, dtype="<u4")[:: TRANSFER_RESULT_SIZE // 4]
         if len(codes) != count or not (codes == CreateTransferResult.OK).all():
             failed = sorted({CreateTransferResult(int(c)).name for c in codes if c != CreateTransferResult.OK})
@@ -239,7 +239,7 @@ class PlainSystem:
 
     key = "plain_postgresql"
     label = "plain PostgreSQL ledger"
-    server = None
+    server: ServerProcess | None = None
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -336,7 +336,7 @@ class TigerBeetleSystem:
 
     key = "tigerbeetle"
     label = "TigerBeetle"
-    server = None
+    server: ServerProcess | None = None
 
     def __init__(self, address: str, *, cluster_id: int = 0, client_factory: Callable[[int, str], Any] = async_client):
         self.address = address
