@@ -155,6 +155,17 @@ def _met_text(met: bool | None) -> str:
     return "-" if met is None else ("yes" if met else "**no**")
 
 
+def _cpu_lines(system: dict[str, Any]) -> list[str]:
+    """Where the time went at 32 callers: CPU per transfer of the benchmark process, and of the server's."""
+    single = system["workloads"].get("uniform", {}).get("single_32")
+    if not single or single.get("client_cpu_us_per_transfer") is None:
+        return []
+    text = f"CPU per transfer at 32 callers (uniform): {single['client_cpu_us_per_transfer']} us in the client process"
+    if single.get("server_cpu_us_per_transfer") is not None:
+        text += f", {single['server_cpu_us_per_transfer']} us in the server process"
+    return [text]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The run as Markdown: the machine, a table per workload, the targets, how each system was driven."""
     settings = report["settings"]
@@ -210,6 +221,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for key in systems:
         for note in report["systems"][key]["notes"]:
             lines.append(f"- {labels[key]}: {note}")
+        lines.extend(f"- {labels[key]}: {line}" for line in _cpu_lines(report["systems"][key]))
     if TIGERBEETLE not in report["systems"]:
         lines.append("- TigerBeetle: not run (give `--tigerbeetle ADDRESS` with a cluster started)")
     if benchmark:
@@ -271,14 +283,14 @@ def charts(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     for axis, workload in zip(axes[0], workloads, strict=False):
         for key in systems:
             for field, style in (("p50_ms", "-"), ("p99_ms", "--"), ("p999_ms", ":")):
-                label = f"{report['systems'][key]['label']} {field.removesuffix('_ms').replace('p999', 'p99.9')}"
+                label = report["systems"][key]["label"] if field == "p50_ms" else "_nolegend_"
                 axis.plot(callers, series(key, workload, field), style, marker="o", markersize=3,
                           color=colors.get(key), label=label)  # fmt: skip
         axis.set(xscale="log", yscale="log", xlabel="concurrent callers", ylabel="latency per transfer, ms",
                  title=f"{WORKLOAD_TITLES[workload]}: p50 —, p99 --, p99.9 ··")  # fmt: skip
         axis.set_xticks(callers, [str(n) for n in callers])
         axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize="x-small", ncol=1)
+    axes[0][0].legend(fontsize="small")
     figure.tight_layout()
     latency = out / "latency.png"
     figure.savefig(latency, dpi=110)
