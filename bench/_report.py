@@ -172,7 +172,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     systems = _systems(report)
     labels = {key: report["systems"][key]["label"] for key in systems}
     lines = [
-        f"Measured by `python -m bench.compare{' --quick' if report['mode'] == 'quick' else ''}` "
+        f"Measured by `{report.get('command') or 'python -m bench.compare'}` "
         f"in one run of {report['elapsed_seconds']} s on: {_machine_line(report['machine'])}.",
         "",
         f"{settings['accounts']:,} customer accounts, each funded with {settings['balance']:,} minor units and "
@@ -230,7 +230,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- `tigerbeetle benchmark` (its own load generator in Zig, no Python): "
             f"{benchmark['transfers_per_s']:,} transfers/s" + (f", batch latency {latency}" if latency else "")
-            + f" (`{benchmark['command']}`)"
+            + f" (`{benchmark['command']}`"
+            + (f", server release {benchmark['release']}" if benchmark.get("release") else "")
+            + (f" built from {benchmark['git_commit']}" if benchmark.get("git_commit") else "") + ")"
         )  # fmt: skip
     else:
         lines.append("- `tigerbeetle benchmark`: not run (give `--tigerbeetle-binary PATH`)")

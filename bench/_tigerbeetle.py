@@ -19,6 +19,8 @@ TIGERBEETLE_BATCH_MAX = 8189
 OPEN_TIMEOUT_SECONDS = 30.0
 LOAD_ACCEPTED = re.compile(r"load accepted\s*=\s*(\d+)\s*tx/s")
 BATCH_LATENCY = re.compile(r"batch latency p(\d+)\s*=\s*(\d+)\s*ms")
+RELEASE = re.compile(r"\brelease=(\S+)")
+GIT_COMMIT = re.compile(r"\bgit_commit=([0-9a-f]{7,40})")
 
 
 def async_client(cluster_id: int, address: str) -> Any:
@@ -115,4 +117,8 @@ def parse_benchmark(output: str) -> dict[str, Any]:
     for percentile, milliseconds in BATCH_LATENCY.findall(output):
         if percentile in ("50", "99", "100"):
             figures[f"batch_p{percentile}_ms"] = int(milliseconds)
+    for name, pattern in (("release", RELEASE), ("git_commit", GIT_COMMIT)):
+        found = pattern.search(output)
+        if found:
+            figures[name] = found.group(1)[:12] if name == "git_commit" else found.group(1)
     return figures

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -359,6 +360,7 @@ class TigerBeetleSystem:
         from bench._tigerbeetle import client_version
 
         self.info["client_version"] = client_version()
+        self.notes.append(f"Python client `tigerbeetle` {self.info['client_version']}")
         self.books = TigerBeetleBooks(self.address, cluster_id=self.cluster_id, client_factory=self.client_factory)
         accounts = [(FUNDING_ID, ACCOUNT_CODE_FUNDING, False), (MERCHANT_ID, ACCOUNT_CODE_MERCHANT, False)]
         accounts += [(c, ACCOUNT_CODE_CUSTOMER, True) for c in customer_ids(customers)]
@@ -576,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     report = {
         "benchmark": "compare",
+        "command": shlex.join(["python", "-m", "bench.compare", *(sys.argv[1:] if argv is None else argv)]),
         "mode": "quick" if args.quick else "full",
         "machine": _report.machine(args.store if any(k.endswith("postgresql") for k in args.systems) else None),
         "settings": {

@@ -146,9 +146,7 @@ def test_the_readme_performance_section_is_a_generated_report() -> None:
     body = section.group(1)
     assert _report.replace_section(text, body) == text
     # What render_markdown writes, line for line in its fixed parts: the machine, both tables, the targets.
-    assert re.match(
-        r"Measured by `python -m bench\.compare( --quick)?` in one run of [\d.]+ s on: .+, \d+ cores;", body
-    )
+    assert re.match(r"Measured by `python -m bench\.compare[^`]*` in one run of [\d.]+ s on: .+, \d+ cores;", body)
     for line in ("#### Uniform: ", "#### Hot merchant: ", "#### Targets (this ledger on PostgreSQL",
                  "| batches, 4 in flight |", "#### How each system was driven"):  # fmt: skip
         assert line in body
@@ -156,10 +154,17 @@ def test_the_readme_performance_section_is_a_generated_report() -> None:
 
 
 def test_tigerbeetle_benchmark_output_is_read() -> None:
-    output = "info(benchmark): ...\nload accepted = 327667 tx/s\nbatch latency p1 = 8 ms\nbatch latency p50 = 15 ms\n"
-    output += "batch latency p99 = 121 ms\nbatch latency p100 = 123 ms\n"
+    output = (
+        "2026-11-23 21:17:37.050Z info(main): release=65535.0.0\n"
+        "2026-11-23 21:17:37.050Z info(main): release_client_min=0.16.4\n"
+        "2026-11-23 21:17:37.050Z info(main): git_commit=1e2826ecdee2f6ba617c1ee10903dfa01974d437\n"
+        "123 batches in 2.49 s\ntransfer batch size = 8189 txs\nload accepted = 401358 tx/s\n"
+        "batch latency p1   = 5 ms\nbatch latency p50  = 18 ms\n"
+        "batch latency p99  = 35 ms\nbatch latency p100 = 37 ms\n"
+    )
     assert parse_benchmark(output) == {
-        "transfers_per_s": 327_667, "batch_p50_ms": 15, "batch_p99_ms": 121, "batch_p100_ms": 123,
+        "transfers_per_s": 401_358, "batch_p50_ms": 18, "batch_p99_ms": 35, "batch_p100_ms": 37,
+        "release": "65535.0.0", "git_commit": "1e2826ecdee2",
     }  # fmt: skip
     with pytest.raises(ValueError, match="load accepted"):
         parse_benchmark("error: something else\n")
