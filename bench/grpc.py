@@ -26,19 +26,22 @@ import asyncio
 import json
 import os
 import platform
-import re
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
 
+from bench._harness import (
+    CHANNEL_OPTIONS,
+    DEFAULT_DSN,
+    ServerProcess,
+    Window,
+    fresh_store,
+    measure,
+    progress,
+    server_process,
+)
 from ledger.client import AsyncClient, ClientConfig
 from ledger.engine import IMPLEMENTATION, CreateTransferResult, Transfer
 from ledger.engine._limits import BATCH_EVENTS_MAX
@@ -48,8 +51,6 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 LEDGER = 978
 FUNDING = 1
 WALLETS = range(1000, 1000 + 1024)
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-START_LINE = re.compile(r"ledger serving gRPC on [\d.]+:(\d+)")
 BATCH_IN_FLIGHT = 4
 TARGETS = {
     "batch_8190_transfers_per_s": 500_000,
@@ -57,11 +58,6 @@ TARGETS = {
     "single_256_p99_ms": 50.0,
     "auto_batching_256_transfers_per_s": 50_000,
 }
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", 4 << 20), ("grpc.max_receive_message_length", 4 << 20)]
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def u128(value: int) -> types_pb2.Uint128:
@@ -85,123 +81,9 @@ class Ids:
         return first
 
 
-@contextmanager
-def fresh_store(store: str) -> Iterator[str]:
-    if store.startswith(("postgresql://", "postgres://")):
-        from tests.stores import temporary_schema
-
-        with temporary_schema(store, "ledger_bench_grpc") as url:
-            yield url
-    else:
-        with tempfile.TemporaryDirectory(prefix="ledger-bench-grpc-") as directory:
-            yield f"sqlite:///{directory}/ledger.sqlite3"
-
-
-@contextmanager
-def server_process(store_url: str, transfers_max: int) -> Iterator[int]:
-    """`ledger serve` in its own process on a free port; yields the port, stops it with SIGTERM."""
-    with tempfile.NamedTemporaryFile(prefix="ledger-bench-serve-", suffix=".log") as log:
-        environment = {
-            **os.environ,
-            "LEDGER_STORE": store_url,
-            "LEDGER_ADDRESS": "127.0.0.1:0",
-            "LEDGER_ACCOUNTS_MAX": "10000",
-            "LEDGER_TRANSFERS_MAX": str(transfers_max),
-            "LEDGER_PENDING_TRANSFERS_MAX": "1000",
-            "LEDGER_CONCURRENT_RPCS_MAX": "100000",
-            "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
-        }
-        process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=environment)
-        try:
-            deadline = time.monotonic() + 120
-            while (match := START_LINE.search(Path(log.name).read_text())) is None:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start:\n{Path(log.name).read_text()}")
-                time.sleep(0.05)
-            progress(Path(log.name).read_text().strip().splitlines()[-1])
-            SERVER_PID[:] = [process.pid]
-            yield int(match.group(1))
-        finally:
-            process.terminate()
-            process.wait(60)
-
-
 def transfer(transfer_id: int, wallet: int, amount: int = 1) -> types_pb2.Transfer:
     return types_pb2.Transfer(id=u128(transfer_id), debit_account_id=u128(FUNDING), credit_account_id=u128(wallet),
                               amount=amount, ledger=LEDGER, code=1)  # fmt: skip
-
-
-def summary(latencies: list[float], transfers: int, seconds: float) -> dict[str, Any]:
-    ordered = sorted(latencies)
-    return {
-        "transfers_per_s": round(transfers / seconds),
-        "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2) if ordered else None,
-        "calls": len(ordered),
-    }
-
-
-class Window:
-    """What finished between the end of the warm-up and the stop: latencies and transfers."""
-
-    def __init__(self) -> None:
-        self.measuring = False
-        self.stopped = False
-        self.latencies: list[float] = []
-        self.transfers = 0
-
-    def record(self, latency: float, transfers: int) -> None:
-        if self.measuring:
-            self.latencies.append(latency)
-            self.transfers += transfers
-
-
-Caller = Callable[[int, Window], Awaitable[None]]
-"""One caller's loop (caller index, window): calls until the window is stopped, recording each."""
-
-
-SERVER_PID: list[int] = []
-"""The server process, whose CPU time each scenario reads from /proc."""
-
-
-def server_cpu_seconds() -> float:
-    """User + system CPU seconds of the server process (Linux), 0 where /proc is not there."""
-    try:
-        fields = Path(f"/proc/{SERVER_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def measure(name: str, callers: int, caller: Caller, seconds: float, warmup_seconds: float) -> dict[str, Any]:
-    window = Window()
-    tasks = [asyncio.create_task(caller(index, window)) for index in range(callers)]
-    try:
-        await asyncio.sleep(warmup_seconds)
-        window.measuring = True
-        started = time.perf_counter()
-        cpu = (time.process_time(), server_cpu_seconds())
-        await asyncio.sleep(seconds)
-        window.measuring = False
-        elapsed = time.perf_counter() - started
-        client_cpu, server_cpu = time.process_time() - cpu[0], server_cpu_seconds() - cpu[1]
-        window.stopped = True
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-    result = summary(window.latencies, window.transfers, elapsed)
-    # Where the time goes: CPU per transfer on each side (2 cores shared by both).
-    transfers = max(1, window.transfers)
-    result["client_cpu_us_per_transfer"] = round(client_cpu / transfers * 1e6, 2)
-    result["server_cpu_us_per_transfer"] = round(server_cpu / transfers * 1e6, 2)
-    result["server_cpu_share"] = round(server_cpu / elapsed, 2)
-    progress(
-        f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms ({result['calls']:,} calls); CPU per transfer: "
-        f"server {result['server_cpu_us_per_transfer']} us, client {result['client_cpu_us_per_transfer']} us"
-    )
-    return result
 
 
 def check_ok(results: Any) -> None:
@@ -210,8 +92,8 @@ def check_ok(results: Any) -> None:
         raise RuntimeError(f"transfers failed with result codes {sorted(set(bad))}")
 
 
-async def unary(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
-    channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(callers)]
+async def unary(server: ServerProcess, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(server.address, options=CHANNEL_OPTIONS) for _ in range(callers)]
 
     async def caller(index: int, window: Window) -> None:
         stub = ledger_pb2_grpc.LedgerStub(channels[index])
@@ -224,13 +106,13 @@ async def unary(target: str, callers: int, ids: Ids, seconds: float, warmup: flo
             check_ok(response.results)
 
     try:
-        return await measure(f"unary_{callers}", callers, caller, seconds, warmup)
+        return await measure(f"unary_{callers}", callers, caller, seconds, warmup, server=server)
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
-async def stream(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
-    channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(callers)]
+async def stream(server: ServerProcess, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(server.address, options=CHANNEL_OPTIONS) for _ in range(callers)]
 
     async def caller(index: int, window: Window) -> None:
         call = ledger_pb2_grpc.LedgerStub(channels[index]).TransferStream()
@@ -246,14 +128,14 @@ async def stream(target: str, callers: int, ids: Ids, seconds: float, warmup: fl
             pass
 
     try:
-        return await measure(f"stream_{callers}", callers, caller, seconds, warmup)
+        return await measure(f"stream_{callers}", callers, caller, seconds, warmup, server=server)
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
-async def auto_batching(target: str, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+async def auto_batching(server: ServerProcess, callers: int, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
     """The same independent single-transfer callers, as tasks sharing one auto-batching AsyncClient."""
-    async with AsyncClient(ClientConfig(server=target)) as client:
+    async with AsyncClient(ClientConfig(server=server.address)) as client:
 
         async def caller(index: int, window: Window) -> None:
             wallet = WALLETS[index % len(WALLETS)]
@@ -266,12 +148,12 @@ async def auto_batching(target: str, callers: int, ids: Ids, seconds: float, war
                 if outcome.result != CreateTransferResult.OK:
                     raise RuntimeError(f"a transfer failed with {outcome.result.name}")
 
-        return await measure(f"auto_batching_{callers}", callers, caller, seconds, warmup)
+        return await measure(f"auto_batching_{callers}", callers, caller, seconds, warmup, server=server)
 
 
-async def batches(target: str, packed: bool, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
+async def batches(server: ServerProcess, packed: bool, ids: Ids, seconds: float, warmup: float) -> dict[str, Any]:
     """One client, BATCH_IN_FLIGHT calls of 8190 transfers in flight; requests are built before timing."""
-    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(server.address, options=CHANNEL_OPTIONS) as channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
         template = [transfer(0, WALLETS[i % len(WALLETS)]) for i in range(BATCH_EVENTS_MAX)]
         records = bytearray(transfers_to_packed(template))
@@ -306,7 +188,7 @@ async def batches(target: str, packed: bool, ids: Ids, seconds: float, warmup: f
                 window.record(time.perf_counter() - started, BATCH_EVENTS_MAX)
 
         name = f"batch_{'packed' if packed else 'typed'}_{BATCH_EVENTS_MAX}"
-        return await measure(name, BATCH_IN_FLIGHT, caller, seconds, warmup)
+        return await measure(name, BATCH_IN_FLIGHT, caller, seconds, warmup, server=server)
 
 
 async def open_books(target: str) -> None:
@@ -319,21 +201,20 @@ async def open_books(target: str) -> None:
             raise RuntimeError("could not open the accounts")
 
 
-async def run(port: int, args: argparse.Namespace) -> dict[str, Any]:
-    target = f"127.0.0.1:{port}"
-    await open_books(target)
+async def run(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
+    await open_books(server.address)
     ids = Ids()
     scenarios: dict[str, Any] = {}
     for callers in args.callers:
         for kind, scenario in (("unary", unary), ("stream", stream), ("auto_batching", auto_batching)):
             ids.start_scenario()
             progress(f"{kind}, {callers} callers")
-            scenarios[f"{kind}_{callers}"] = await scenario(target, callers, ids, args.seconds, args.warmup_seconds)
+            scenarios[f"{kind}_{callers}"] = await scenario(server, callers, ids, args.seconds, args.warmup_seconds)
     for packed in (False, True):
         ids.start_scenario()
         progress(f"batches of {BATCH_EVENTS_MAX}, {'packed' if packed else 'typed'}")
         name = f"batch_{'packed' if packed else 'typed'}_{BATCH_EVENTS_MAX}"
-        scenarios[name] = await batches(target, packed, ids, args.seconds, args.warmup_seconds)
+        scenarios[name] = await batches(server, packed, ids, args.seconds, args.warmup_seconds)
     return scenarios
 
 
@@ -372,8 +253,8 @@ def main() -> int:
     args = parser.parse_args()
     per_scenario = (args.seconds + args.warmup_seconds + 2) * 600_000
     transfers_max = int(min(60_000_000, max(2_000_000, per_scenario * 2 + 1_000_000)))
-    with fresh_store(args.store) as store_url, server_process(store_url, transfers_max) as port:
-        scenarios = run_event_loop(run(port, args))
+    with fresh_store(args.store) as store_url, server_process(store_url, transfers_max) as server:
+        scenarios = run_event_loop(run(server, args))
     report = {
         "benchmark": "grpc",
         "store": "postgresql" if args.store.startswith("postgres") else "sqlite",
