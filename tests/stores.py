@@ -54,16 +54,21 @@ def temporary_schema(dsn: str, prefix: str) -> Iterator[str]:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL: skipped if it is unreachable, failed under CI=true."""
+def require_postgres() -> str:
+    """The test PostgreSQL's DSN: the test is skipped if it is unreachable, and failed under CI=true."""
     dsn = postgres_dsn()
     problem = postgres_reachable(dsn)
     if problem is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL at {dsn} is required under CI=true: {problem}")
         pytest.skip(f"PostgreSQL at {dsn} is not reachable: {problem}")
-    with temporary_schema(dsn, "ledger_test") as url:
+    return dsn
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL (see require_postgres)."""
+    with temporary_schema(require_postgres(), "ledger_test") as url:
         yield url
 
 

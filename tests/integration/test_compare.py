@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import tigerbeetle as tb
 
 from bench import _report
@@ -26,7 +24,7 @@ from bench.compare import (
     TigerBeetleSystem,
     run_system,
 )
-from tests.stores import postgres_dsn, postgres_reachable
+from tests.stores import require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,12 +123,7 @@ def test_tigerbeetle_is_driven_through_its_client_api() -> None:
 
 def test_a_short_run_writes_the_report_and_the_readme_section(tmp_path: Path) -> None:
     """python -m bench.compare with tiny durations: this ledger on SQLite and the plain PostgreSQL ledger."""
-    dsn = postgres_dsn()
-    problem = postgres_reachable(dsn)
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {dsn} is required under CI=true: {problem}")
-        pytest.skip(f"PostgreSQL at {dsn} is not reachable: {problem}")
+    dsn = require_postgres()
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## Performance\n\n{_report.README_BEGIN}\nold\n{_report.README_END}\n\n## Next\n")
     out = tmp_path / "results"
