@@ -4,6 +4,7 @@
     python -m bench.compare                                  # steadier: 5 s per scenario
     python -m bench.compare --tigerbeetle 3000 --tigerbeetle-binary ./tigerbeetle
     python -m bench.compare --quick --readme README.md       # and regenerate the README's Performance section
+    python -m bench.compare --pgbench /usr/lib/postgresql/15/bin/pgbench   # pgbench when it is not on PATH
 
 Systems, each on a fresh state of its own, every transfer durable before it is answered:
 
@@ -11,8 +12,11 @@ Systems, each on a fresh state of its own, every transfer durable before it is a
   from N callers go as N asyncio tasks sharing one auto-batching `ledger.client.AsyncClient`, batches
   through its packed bulk call (`create_transfers_packed`).
 - `plain_postgresql`: the plain PostgreSQL ledger of bench/plain_pg.py (a transaction per transfer,
-  row locks), one connection per caller up to what the server's max_connections leaves, the rest of
-  the callers queued for a connection; a batch is one transaction.
+  row locks) driven from Python by psycopg 3, one connection per caller up to what the server's
+  max_connections leaves, the rest of the callers queued for a connection; a batch is one transaction.
+- `plain_postgresql_pgbench`: the same ledger and transaction driven by pgbench, PostgreSQL's load
+  generator in C (bench/_pgbench.py), with as many connections as callers up to the same cap; single
+  transfers only. The targets over the plain ledger are judged against the faster of its two drivers.
 - `tigerbeetle` (with `--tigerbeetle ADDRESS`): the cluster the user started, through its Python
   client's ClientAsync shared by N tasks (it coalesces concurrent calls too).
 
@@ -43,8 +47,8 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from bench import _report, plain_pg
-from bench._harness import DEFAULT_DSN, Caller, ServerProcess, Window, fresh_store, measure, server_process
+from bench import _pgbench, _report, plain_pg
+from bench._harness import DEFAULT_DSN, Caller, ServerProcess, Window, fresh_store, measure, server_process, summary
 from bench._tigerbeetle import TIGERBEETLE_BATCH_MAX, TigerBeetleBooks, async_client, run_benchmark
 from ledger.client import Account, AccountFlags, AsyncClient, ClientConfig, CreateTransferResult, Transfer
 from ledger.engine import CreateAccountResult
@@ -67,7 +71,7 @@ PLAIN_CONNECTIONS_MAX = 64
 """At most this many PostgreSQL connections for the plain ledger, and fewer if max_connections leaves fewer."""
 CONNECTIONS_SPARE = 16
 """Connections left free for everything else on the server (its superuser slots come on top)."""
-SYSTEMS = ("ledger_postgresql", "ledger_sqlite", "plain_postgresql", "tigerbeetle")
+SYSTEMS = ("ledger_postgresql", "ledger_sqlite", "plain_postgresql", "plain_postgresql_pgbench", "tigerbeetle")
 WORKLOADS = ("uniform", "hot_merchant")
 
 
@@ -235,11 +239,53 @@ class LedgerSystem:
             self.exits.close()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConnectionBudget:
+    """How many connections the plain ledger may open: what max_connections leaves, at most PLAIN_CONNECTIONS_MAX."""
+
+    count: int
+    max_connections: int
+    in_use: int
+
+    @property
+    def text(self) -> str:
+        return (
+            f"max_connections is {self.max_connections}, {self.in_use} were in use, {CONNECTIONS_SPARE} left spare; "
+            "raising it needs a restart"
+        )
+
+
+async def connection_budget(connection: psycopg.AsyncConnection[Any], key: str) -> ConnectionBudget:
+    """The plain ledger's connection cap on this server; fails unless commits are durable (synchronous_commit)."""
+    settings = await (
+        await connection.execute(
+            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')"
+            "::int, (SELECT count(*) FROM pg_stat_activity), current_setting('synchronous_commit')"
+        )
+    ).fetchone()
+    assert settings is not None
+    max_connections, reserved, in_use, synchronous_commit = settings
+    if synchronous_commit != "on":
+        raise RuntimeError(f"{key}: synchronous_commit is {synchronous_commit!r}; durable means 'on'")
+    count = max(1, min(PLAIN_CONNECTIONS_MAX, max_connections - reserved - in_use - CONNECTIONS_SPARE))
+    return ConnectionBudget(count=count, max_connections=max_connections, in_use=in_use)
+
+
+async def open_plain_books(url: str, customers: int, ids: Ids) -> None:
+    """The plain ledger's schema, its accounts and every customer funded (bench/plain_pg.py)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        await plain_pg.create_schema(connection)
+        await plain_pg.open_books(
+            connection, funding_id=FUNDING_ID, other_ids=[MERCHANT_ID], customer_ids=customer_ids(customers),
+            balance=BALANCE, first_transfer_id=ids.take(customers),
+        )  # fmt: skip
+
+
 class PlainSystem:
     """The plain PostgreSQL ledger (bench/plain_pg.py) in a fresh schema, a connection per caller."""
 
     key = "plain_postgresql"
-    label = "plain PostgreSQL ledger"
+    label = "plain PostgreSQL ledger (psycopg, Python client)"
     server: ServerProcess | None = None
 
     def __init__(self, dsn: str) -> None:
@@ -257,39 +303,25 @@ class PlainSystem:
         from tests.stores import temporary_schema
 
         url = self.exits.enter_context(temporary_schema(self.dsn, "ledger_bench_plain"))
+        await open_plain_books(url, customers, self.ids)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
-            await plain_pg.create_schema(connection)
-            await plain_pg.open_books(
-                connection, funding_id=FUNDING_ID, other_ids=[MERCHANT_ID], customer_ids=customer_ids(customers),
-                balance=BALANCE, first_transfer_id=self.ids.take(customers),
-            )  # fmt: skip
-            settings = await (
-                await connection.execute(
-                    "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')"
-                    "::int, (SELECT count(*) FROM pg_stat_activity), current_setting('synchronous_commit')"
-                )
-            ).fetchone()
-        assert settings is not None
-        max_connections, reserved, in_use, synchronous_commit = settings
-        if synchronous_commit != "on":
-            raise RuntimeError(f"{self.key}: synchronous_commit is {synchronous_commit!r}; durable means 'on'")
-        count = max(1, min(PLAIN_CONNECTIONS_MAX, max_connections - reserved - in_use - CONNECTIONS_SPARE))
+            budget = await connection_budget(connection, self.key)
+        count = budget.count
         self.connections = list(
             await asyncio.gather(*(psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(count)))
         )
-        self.info = {"connections": count, "max_connections": max_connections, "synchronous_commit": "on"}
+        self.info = {"connections": count, "max_connections": budget.max_connections, "synchronous_commit": "on"}
         self.notes = [
             "one transaction per transfer: INSERT the transfer, UPDATE the debit account guarded by its balance, "
             "UPDATE the credit account, COMMIT (row locks held to the commit), through psycopg 3 async",
-            f"one connection per caller up to {count} (max_connections is {max_connections}, "
-            f"{in_use} were in use, {CONNECTIONS_SPARE} left spare; raising it needs a restart): "
+            f"one connection per caller up to {count} ({budget.text}): "
             f"more callers wait in a queue for a free connection, as behind a pool",
             f"batches: one transaction of {BATCH_EVENTS_MAX} transfers: their accounts locked first in id order, "
             "then per transfer one statement (guarded debit, and insert) sent with executemany (pipelined), "
             "then each credited account updated once by its sum",
-            "synchronous_commit on; its client is Python too (psycopg 3, five round trips per transfer) and "
-            "shares the machine's cores with PostgreSQL, so a client in a compiled language would get more "
-            "out of the same server (its CPU per transfer is below)",
+            "synchronous_commit on; its client is Python (psycopg 3, five round trips per transfer) and shares "
+            "the machine's cores with PostgreSQL (its CPU per transfer is below); the pgbench column runs the "
+            "same transaction from C",
         ]
 
     async def prepare(self, callers: int) -> str | None:
@@ -332,6 +364,130 @@ class PlainSystem:
         finally:
             self.exits.close()
         self.info["deadlocks_retried"] = self.retries.deadlocks
+
+
+class PgbenchSystem:
+    """The plain PostgreSQL ledger driven by pgbench (bench/_pgbench.py): single transfers only, no batches.
+
+    Each scenario is one pgbench run of -T whole seconds with a connection per caller up to the cap the
+    psycopg driver has; the books are checked after each run (money conserved, one row per commit).
+    """
+
+    key = "plain_postgresql_pgbench"
+    label = "plain PostgreSQL ledger (pgbench, C client)"
+    batch_transfers = 0
+    server: ServerProcess | None = None
+
+    def __init__(self, dsn: str, pgbench: str) -> None:
+        self.dsn = dsn
+        self.pgbench = pgbench
+        self.ids = Ids()
+        self.exits = ExitStack()
+        self.url = ""
+        self.connections_max = 1
+        self.retries = True
+        self.notes: list[str] = []
+        self.info: dict[str, Any] = {}
+
+    async def start(self, customers: int) -> None:
+        from tests.stores import temporary_schema
+
+        major, minor = _pgbench.version(self.pgbench)
+        self.retries = major >= 15  # --max-tries came with pgbench 15; before it a deadlock ends the run
+        self.url = self.exits.enter_context(temporary_schema(self.dsn, "ledger_bench_pgbench"))
+        await open_plain_books(self.url, customers, self.ids)
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
+            await connection.execute(
+                f"ALTER TABLE transfers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (START WITH {self.ids.next})"
+            )
+            budget = await connection_budget(connection, self.key)
+        self.connections_max = budget.count
+        self.info = {
+            "connections": budget.count,
+            "max_connections": budget.max_connections,
+            "synchronous_commit": "on",
+            "pgbench": self.pgbench,
+            "pgbench_version": f"{major}.{minor}",
+            "query_mode": "prepared",
+            "transfer_ids": "identity column",
+        }
+        threads = f"-j {_pgbench.THREADS_MAX}" + (f" --max-tries {_pgbench.TRIES_MAX}" if self.retries else "")
+        self.notes = [
+            "the same transaction as the psycopg driver, five round trips as a pgbench script: BEGIN; INSERT the "
+            "transfer; UPDATE the debit account; UPDATE the credit account; COMMIT, as prepared statements "
+            f"(`pgbench -n -M prepared -c N {threads} -T SECONDS`, pgbench {major}.{minor})",
+            "the debit is guarded by the accounts table's CHECK (a guarded balance >= 0), as a pgbench script "
+            "cannot branch on a row count: too little money fails the UPDATE and rolls the whole transfer back; "
+            "after every run the balances summed to what they did before, no guarded account was below zero, and "
+            "the transfers table had grown by exactly the committed count",
+            "accounts and amounts drawn by pgbench's random() (uniform: debit and credit among the customers; "
+            "hot merchant: a customer pays the merchant); transfer ids from an identity column "
+            "(GENERATED ALWAYS AS IDENTITY), so the database numbers them, not the caller",
+            f"one connection per caller up to {budget.count}, the psycopg driver's cap ({budget.text}): beyond "
+            f"that {budget.count} connections carry the load at full speed (pgbench has no queue of callers)",
+            "transfers/s is pgbench's tps (without its connection time; there is no warm-up, so it includes each "
+            "connection's first transactions), over whole seconds (-T rounds the scenario's time up); latency is "
+            "per transaction from its --log files, every transaction logged",
+            "single transfers only: the batches are the psycopg driver's",
+        ]
+
+    def clients(self, callers: int) -> int:
+        return min(callers, self.connections_max)
+
+    async def run(self, plan: Plan, progress: Progress) -> dict[str, Any]:
+        """Every single-transfer scenario of the plan; its results per workload and scenario."""
+        progress.bar.set_description(f"{self.key}: opening {plan.customers:,} accounts")
+        await self.start(plan.customers)
+        results: dict[str, dict[str, Any]] = {workload: {} for workload in plan.workloads}
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
+                for workload in plan.workloads:
+                    text = _pgbench.script(
+                        customers=plan.customers, customer_first_id=CUSTOMER_FIRST_ID, amount_max=AMOUNT_MAX,
+                        credit_account_id=MERCHANT_ID if workload == "hot_merchant" else None,
+                    )  # fmt: skip
+                    for callers in plan.pgbench_scenarios:
+                        progress.bar.set_description(f"{self.key}: {workload}, {callers} callers")
+                        before = await _pgbench.books(connection)
+                        one = await asyncio.to_thread(
+                            _pgbench.run, self.pgbench, self.url, text, clients=self.clients(callers),
+                            seconds=_pgbench.whole_seconds(plan.seconds), seed=SEED, retries=self.retries,
+                        )  # fmt: skip
+                        _pgbench.check_conserved(before, await _pgbench.books(connection), one.output["transactions"])
+                        results[workload][f"single_{callers}"] = self.result(callers, one)
+                        self.report(
+                            progress, f"{self.key} {workload} single_{callers}", results[workload][f"single_{callers}"]
+                        )
+                        progress.bar.update()
+        finally:
+            self.exits.close()
+        return results
+
+    def result(self, callers: int, one: _pgbench.Run) -> dict[str, Any]:
+        output = one.output
+        result = summary(one.latencies, output["transactions"], one.seconds, p999=True)
+        result["transfers_per_s"] = round(output["tps"])
+        transfers = max(1, output["transactions"])
+        clients = output["clients"]
+        return {
+            "callers": callers,
+            **result,
+            "client_cpu_us_per_transfer": round(one.cpu_seconds / transfers * 1e6, 2),
+            "connections": clients,
+            "threads": output["threads"],
+            "seconds": one.seconds,
+            "failed": output["failed"],
+            "retried": output["retried"],
+            **({"note": f"{callers} callers: {clients} connections, the cap"} if clients < callers else {}),
+        }
+
+    @staticmethod
+    def report(progress: Progress, name: str, result: dict[str, Any]) -> None:
+        progress.write(
+            f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
+            f"p99 {result['p99_ms']} ms ({result['calls']:,} transactions, {result['connections']} connections); "
+            f"CPU per transfer: pgbench {result['client_cpu_us_per_transfer']} us"
+        )
 
 
 class TigerBeetleSystem:
@@ -403,6 +559,12 @@ class Plan:
     batch_seconds: float
     """Batches take longer: a window long enough for several of the slowest system's."""
     workloads: tuple[str, ...] = WORKLOADS
+    pgbench_callers: tuple[int, ...] | None = None
+    """The caller counts pgbench runs at (None: all of `callers`)."""
+
+    @property
+    def pgbench_scenarios(self) -> tuple[int, ...]:
+        return self.callers if self.pgbench_callers is None else self.pgbench_callers
 
 
 @dataclass
@@ -488,8 +650,8 @@ def transfers_max_for(plan: Plan) -> int:
     return int(min(60_000_000, plan.customers + len(plan.workloads) * (singles + batches)))
 
 
-def make_systems(args: argparse.Namespace, plan: Plan, progress: Progress) -> list[System]:
-    systems: list[System] = []
+def make_systems(args: argparse.Namespace, plan: Plan, progress: Progress) -> list[System | PgbenchSystem]:
+    systems: list[System | PgbenchSystem] = []
     for key in args.systems:
         if key == "ledger_postgresql":
             systems.append(LedgerSystem(args.store, transfers_max=transfers_max_for(plan), report=progress.write))
@@ -497,15 +659,26 @@ def make_systems(args: argparse.Namespace, plan: Plan, progress: Progress) -> li
             systems.append(LedgerSystem("sqlite", transfers_max=transfers_max_for(plan), report=progress.write))
         elif key == "plain_postgresql":
             systems.append(PlainSystem(args.store))
+        elif key == "plain_postgresql_pgbench" and args.pgbench_path:
+            systems.append(PgbenchSystem(args.store, args.pgbench_path))
         elif key == "tigerbeetle" and args.tigerbeetle:
             systems.append(TigerBeetleSystem(args.tigerbeetle, cluster_id=args.tigerbeetle_cluster))
     return systems
 
 
-async def run_all(systems: list[System], plan: Plan, progress: Progress) -> dict[str, Any]:
+def scenario_count(system: System | PgbenchSystem, plan: Plan) -> int:
+    if isinstance(system, PgbenchSystem):
+        return len(plan.workloads) * len(plan.pgbench_scenarios)
+    return len(plan.workloads) * (len(plan.callers) + 1)
+
+
+async def run_all(systems: list[System | PgbenchSystem], plan: Plan, progress: Progress) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for system in systems:
-        workloads = await run_system(system, plan, progress)
+        if isinstance(system, PgbenchSystem):
+            workloads = await system.run(plan, progress)
+        else:
+            workloads = await run_system(system, plan, progress)
         out[system.key] = {"label": system.label, "notes": system.notes, "info": system.info, "workloads": workloads}
     return out
 
@@ -519,10 +692,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--callers", type=lambda v: tuple(int(c) for c in v.split(",")), default=CALLERS,
                         help="concurrent callers of single transfers (default 1,8,32,256)")  # fmt: skip
     parser.add_argument("--accounts", type=int, default=100_000, help="customer accounts (default 100000)")
-    parser.add_argument("--systems", type=lambda v: tuple(v.split(",")), default=SYSTEMS,
+    parser.add_argument("--systems", type=lambda v: tuple(v.split(",")),
                         help=f"which systems, comma-separated (default all: {','.join(SYSTEMS)})")  # fmt: skip
     parser.add_argument("--store", default=os.environ.get("LEDGER_TEST_DATABASE_URL") or DEFAULT_DSN,
                         help="PostgreSQL DSN of this ledger's store and the plain ledger (fresh schemas)")  # fmt: skip
+    parser.add_argument("--pgbench", metavar="PATH",
+                        help="the pgbench that drives the plain ledger from C (default: on PATH, else "
+                        f"{_pgbench.PGBENCH_GLOB})")  # fmt: skip
     parser.add_argument("--tigerbeetle", metavar="ADDRESS", help="a TigerBeetle cluster to compare (e.g. 3000)")
     parser.add_argument("--tigerbeetle-cluster", type=int, default=0, help="its cluster id (default 0)")
     parser.add_argument("--tigerbeetle-binary", metavar="PATH",
@@ -533,6 +709,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-run", action="store_true",
                         help="run nothing: with --readme, take the Markdown from OUT/compare.md")  # fmt: skip
     args = parser.parse_args(argv)
+    chosen = args.systems is not None
+    args.systems = args.systems or SYSTEMS
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join(SYSTEMS)})")
@@ -542,6 +720,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--callers: every count must be at least 1")
     if args.no_run and args.readme is None:
         parser.error("--no-run only makes sense with --readme")
+    args.pgbench_path, args.skipped = None, {}
+    if "plain_postgresql_pgbench" in args.systems and not args.no_run:
+        try:
+            args.pgbench_path = _pgbench.find_pgbench(args.pgbench)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
+        if args.pgbench_path is None:
+            if chosen:
+                parser.error(f"--systems: plain_postgresql_pgbench needs pgbench: none on PATH or at "
+                             f"{_pgbench.PGBENCH_GLOB}; give --pgbench PATH")  # fmt: skip
+            args.skipped["plain_postgresql_pgbench"] = "pgbench not found (give `--pgbench PATH`)"
     return args
 
 
@@ -558,12 +747,14 @@ def main(argv: list[str] | None = None) -> int:
         batch_seconds=args.batch_seconds if args.batch_seconds is not None else (2.0 if args.quick else 5.0),
         warmup_seconds=args.warmup_seconds if args.warmup_seconds is not None else (0.3 if args.quick else 1.0),
     )
+    for key, reason in args.skipped.items():
+        print(f"{key}: not run: {reason}", file=sys.stderr)
     started = time.perf_counter()
     bar = tqdm(total=0, file=sys.stderr, unit="scenario", dynamic_ncols=True)
     progress = Progress(bar)
     try:
         systems = make_systems(args, plan, progress)
-        bar.total = len(systems) * len(plan.workloads) * (len(plan.callers) + 1)
+        bar.total = sum(scenario_count(system, plan) for system in systems)
         bar.refresh()
         results = run_event_loop(run_all(systems, plan, progress))
         benchmark = None
@@ -580,18 +771,20 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "compare",
         "command": shlex.join(["python", "-m", "bench.compare", *(sys.argv[1:] if argv is None else argv)]),
         "mode": "quick" if args.quick else "full",
-        "machine": _report.machine(args.store if any(k.endswith("postgresql") for k in args.systems) else None),
+        "machine": _report.machine(args.store if any("postgresql" in k for k in args.systems) else None),
         "settings": {
             "accounts": plan.customers,
             "balance": BALANCE,
             "amount_max": AMOUNT_MAX,
             "callers": list(plan.callers),
+            "pgbench_callers": list(plan.pgbench_scenarios),
             "batch_in_flight": BATCH_IN_FLIGHT,
             "seconds_per_scenario": plan.seconds,
             "batch_seconds": plan.batch_seconds,
             "warmup_seconds": plan.warmup_seconds,
         },
         "systems": results,
+        "not_run": args.skipped,
         "tigerbeetle_benchmark": benchmark,
         "elapsed_seconds": round(time.perf_counter() - started, 1),
     }
