@@ -162,6 +162,7 @@ def parse_output(text: str) -> dict[str, Any]:
         match = pattern.search(text)
         return int(match.group(1)) if match else 0
 
+    transactions = int(number(_PROCESSED, "number of transactions actually processed"))
     version_match = _OUTPUT_VERSION.search(text)
     mode = _QUERY_MODE.search(text)
     return {
@@ -169,7 +170,7 @@ def parse_output(text: str) -> dict[str, Any]:
         "query_mode": mode.group(1) if mode else None,
         "clients": int(number(_CLIENTS, "number of clients")),
         "threads": int(number(_THREADS, "number of threads")),
-        "transactions": int(number(_PROCESSED, "number of transactions actually processed")),
+        "transactions": transactions,
         "failed": optional(_FAILED),
         "retried": optional(_RETRIED),
         "retries": optional(_RETRIES),

@@ -255,8 +255,10 @@ class ConnectionBudget:
         )
 
 
-async def connection_budget(connection: psycopg.AsyncConnection[Any], key: str) -> ConnectionBudget:
-    """The plain ledger's connection cap on this server; fails unless commits are durable (synchronous_commit)."""
+async def connection_budget(
+    connection: psycopg.AsyncConnection[Any], key: str, most: int = PLAIN_CONNECTIONS_MAX
+) -> ConnectionBudget:
+    """The plain ledger's connection cap on this server, at most `most`; fails unless synchronous_commit is on."""
     settings = await (
         await connection.execute(
             "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')"
@@ -267,7 +269,7 @@ async def connection_budget(connection: psycopg.AsyncConnection[Any], key: str) 
     max_connections, reserved, in_use, synchronous_commit = settings
     if synchronous_commit != "on":
         raise RuntimeError(f"{key}: synchronous_commit is {synchronous_commit!r}; durable means 'on'")
-    count = max(1, min(PLAIN_CONNECTIONS_MAX, max_connections - reserved - in_use - CONNECTIONS_SPARE))
+    count = max(1, min(most, max_connections - reserved - in_use - CONNECTIONS_SPARE))
     return ConnectionBudget(count=count, max_connections=max_connections, in_use=in_use)
 
 
@@ -378,13 +380,15 @@ class PgbenchSystem:
     batch_transfers = 0
     server: ServerProcess | None = None
 
-    def __init__(self, dsn: str, pgbench: str) -> None:
+    def __init__(self, dsn: str, pgbench: str, *, connections_max: int = PLAIN_CONNECTIONS_MAX) -> None:
         self.dsn = dsn
         self.pgbench = pgbench
+        self.connections_max = connections_max
         self.ids = Ids()
         self.exits = ExitStack()
         self.url = ""
-        self.connections_max = 1
+        self.connections = 1
+        """Connections pgbench may open: connections_max, or fewer if max_connections leaves fewer."""
         self.retries = True
         self.notes: list[str] = []
         self.info: dict[str, Any] = {}
@@ -400,8 +404,8 @@ class PgbenchSystem:
             await connection.execute(
                 f"ALTER TABLE transfers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (START WITH {self.ids.next})"
             )
-            budget = await connection_budget(connection, self.key)
-        self.connections_max = budget.count
+            budget = await connection_budget(connection, self.key, self.connections_max)
+        self.connections = budget.count
         self.info = {
             "connections": budget.count,
             "max_connections": budget.max_connections,
@@ -432,7 +436,7 @@ class PgbenchSystem:
         ]
 
     def clients(self, callers: int) -> int:
-        return min(callers, self.connections_max)
+        return min(callers, self.connections)
 
     async def run(self, plan: Plan, progress: Progress) -> dict[str, Any]:
         """Every single-transfer scenario of the plan; its results per workload and scenario."""
