@@ -145,7 +145,7 @@ def command(
 
 
 def whole_seconds(seconds: float) -> int:
-    """pgbench's -T takes whole seconds: the measured window rounded up, at least 1."""
+    """pgbench's -T takes whole seconds: `seconds` rounded up, at least 1."""
     return max(1, math.ceil(seconds))
 
 
@@ -181,10 +181,22 @@ def parse_output(text: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class Log:
-    """pgbench's per-transaction log: the latencies of committed transactions (seconds), and failures."""
+    """pgbench's per-transaction log: when each committed transaction ended and its latency, and failures."""
 
+    ends: list[float]
+    """Seconds since the epoch."""
     latencies: list[float]
+    """Seconds, in the same order as `ends`."""
     failed: int
+
+    def window(self, warmup_seconds: float, seconds: float) -> list[float]:
+        """Latencies of the transactions that ended in the measured window: from `warmup_seconds` after the
+        first transaction began, for `seconds` (the rule bench._harness.measure applies to the other systems)."""
+        if not self.ends:
+            return []
+        began = min(end - latency for end, latency in zip(self.ends, self.latencies, strict=True))
+        opened, closed = began + warmup_seconds, began + warmup_seconds + seconds
+        return [latency for end, latency in zip(self.ends, self.latencies, strict=True) if opened <= end < closed]
 
 
 def parse_log(lines: Iterable[str]) -> Log:
@@ -192,19 +204,21 @@ def parse_log(lines: Iterable[str]) -> Log:
 
     A failed transaction has a word ("failed", "serialization", "deadlock") where its latency would be.
     """
+    ends: list[float] = []
     latencies: list[float] = []
     failed = 0
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) < 6:
-            raise ValueError(f"pgbench log line {number}: {len(fields)} fields, at least 6 expected: {line!r}")
+        if len(fields) < 6 or not (fields[4].isdigit() and fields[5].isdigit()):
+            raise ValueError(f"pgbench log line {number}: not `client transaction latency script s us`: {line!r}")
         if fields[2].isdigit():
             latencies.append(int(fields[2]) / 1e6)
+            ends.append(int(fields[4]) + int(fields[5]) / 1e6)
         else:
             failed += 1
-    return Log(latencies=latencies, failed=failed)
+    return Log(ends=ends, latencies=latencies, failed=failed)
 
 
 def read_logs(directory: Path, prefix: str = LOG_PREFIX) -> Log:
@@ -212,22 +226,24 @@ def read_logs(directory: Path, prefix: str = LOG_PREFIX) -> Log:
     paths = sorted(directory.glob(f"{prefix}.*"))
     if not paths:
         raise ValueError(f"pgbench wrote no log file {prefix}.* in {directory}")
+    ends: list[float] = []
     latencies: list[float] = []
     failed = 0
     for path in paths:
         with path.open() as file:
             log = parse_log(file)
+        ends += log.ends
         latencies += log.latencies
         failed += log.failed
-    return Log(latencies=latencies, failed=failed)
+    return Log(ends=ends, latencies=latencies, failed=failed)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Run:
-    """One pgbench run: its summary output, every committed transaction's latency, its CPU time."""
+    """One pgbench run: its summary output, its log of every transaction, its CPU time."""
 
     output: dict[str, Any]
-    latencies: list[float]
+    log: Log
     cpu_seconds: float
     seconds: int
     command: list[str]
@@ -266,14 +282,14 @@ def run(
             )
         output = parse_output(completed.stdout)
         log = read_logs(directory)
-    if len(log.latencies) != output["transactions"] or log.failed != output["failed"]:
+    if len(log.ends) != output["transactions"] or log.failed != output["failed"]:
         raise RuntimeError(
             f"pgbench: its log holds {len(log.latencies)} committed and {log.failed} failed transactions, "
             f"its output says {output['transactions']} and {output['failed']}"
         )
     cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shown = [part if part != dsn else "DSN" for part in line]
-    return Run(output=output, latencies=log.latencies, cpu_seconds=cpu_seconds, seconds=seconds, command=shown)
+    return Run(output=output, log=log, cpu_seconds=cpu_seconds, seconds=seconds, command=shown)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -415,11 +415,11 @@ class PgbenchSystem:
             "query_mode": "prepared",
             "transfer_ids": "identity column",
         }
-        threads = f"-j {_pgbench.THREADS_MAX}" + (f" --max-tries {_pgbench.TRIES_MAX}" if self.retries else "")
+        options = f"-j {_pgbench.THREADS_MAX}" + (f" --max-tries {_pgbench.TRIES_MAX}" if self.retries else "")
         self.notes = [
             "the same transaction as the psycopg driver, five round trips as a pgbench script: BEGIN; INSERT the "
             "transfer; UPDATE the debit account; UPDATE the credit account; COMMIT, as prepared statements "
-            f"(`pgbench -n -M prepared -c N {threads} -T SECONDS`, pgbench {major}.{minor})",
+            f"(`pgbench -n -M prepared -c N {options} -T SECONDS`, pgbench {major}.{minor})",
             "the debit is guarded by the accounts table's CHECK (a guarded balance >= 0), as a pgbench script "
             "cannot branch on a row count: too little money fails the UPDATE and rolls the whole transfer back; "
             "after every run the balances summed to what they did before, no guarded account was below zero, and "
@@ -429,9 +429,10 @@ class PgbenchSystem:
             "(GENERATED ALWAYS AS IDENTITY), so the database numbers them, not the caller",
             f"one connection per caller up to {budget.count}, the psycopg driver's cap ({budget.text}): beyond "
             f"that {budget.count} connections carry the load at full speed (pgbench has no queue of callers)",
-            "transfers/s is pgbench's tps (without its connection time; there is no warm-up, so it includes each "
-            "connection's first transactions), over whole seconds (-T rounds the scenario's time up); latency is "
-            "per transaction from its --log files, every transaction logged",
+            "every transaction logged (--log): transfers/s and latency are those of the transactions that ended "
+            "in the measured window after the warm-up, as for every other column; -T is warm-up plus window "
+            "rounded up to whole seconds, and pgbench's own tps over the whole run, its first transactions on "
+            "fresh connections included, is `pgbench_tps` in compare.json",
             "single transfers only: the batches are the psycopg driver's",
         ]
 
@@ -455,10 +456,11 @@ class PgbenchSystem:
                         before = await _pgbench.books(connection)
                         one = await asyncio.to_thread(
                             _pgbench.run, self.pgbench, self.url, text, clients=self.clients(callers),
-                            seconds=_pgbench.whole_seconds(plan.seconds), seed=SEED, retries=self.retries,
+                            seconds=_pgbench.whole_seconds(plan.warmup_seconds + plan.seconds), seed=SEED,
+                            retries=self.retries,
                         )  # fmt: skip
                         _pgbench.check_conserved(before, await _pgbench.books(connection), one.output["transactions"])
-                        results[workload][f"single_{callers}"] = self.result(callers, one)
+                        results[workload][f"single_{callers}"] = self.result(callers, one, plan.warmup_seconds)
                         self.report(
                             progress, f"{self.key} {workload} single_{callers}", results[workload][f"single_{callers}"]
                         )
@@ -467,19 +469,22 @@ class PgbenchSystem:
             self.exits.close()
         return results
 
-    def result(self, callers: int, one: _pgbench.Run) -> dict[str, Any]:
+    @staticmethod
+    def result(callers: int, one: _pgbench.Run, warmup_seconds: float) -> dict[str, Any]:
+        """Like the other systems': the transactions that ended in the window after the warm-up, from the log."""
         output = one.output
-        result = summary(one.latencies, output["transactions"], one.seconds, p999=True)
-        result["transfers_per_s"] = round(output["tps"])
-        transfers = max(1, output["transactions"])
+        seconds = one.seconds - warmup_seconds
+        measured = one.log.window(warmup_seconds, seconds)
         clients = output["clients"]
         return {
             "callers": callers,
-            **result,
-            "client_cpu_us_per_transfer": round(one.cpu_seconds / transfers * 1e6, 2),
+            **summary(measured, len(measured), seconds, p999=True),
+            "client_cpu_us_per_transfer": round(one.cpu_seconds / max(1, output["transactions"]) * 1e6, 2),
+            "pgbench_tps": round(output["tps"]),
             "connections": clients,
             "threads": output["threads"],
             "seconds": one.seconds,
+            "measured_seconds": round(seconds, 2),
             "failed": output["failed"],
             "retried": output["retried"],
             **({"note": f"{callers} callers: {clients} connections, the cap"} if clients < callers else {}),
@@ -489,7 +494,8 @@ class PgbenchSystem:
     def report(progress: Progress, name: str, result: dict[str, Any]) -> None:
         progress.write(
             f"  {name}: {result['transfers_per_s']:,} transfers/s, p50 {result['p50_ms']} ms, "
-            f"p99 {result['p99_ms']} ms ({result['calls']:,} transactions, {result['connections']} connections); "
+            f"p99 {result['p99_ms']} ms ({result['calls']:,} transactions, {result['connections']} connections; "
+            f"pgbench's tps {result['pgbench_tps']:,}); "
             f"CPU per transfer: pgbench {result['client_cpu_us_per_transfer']} us"
         )
 

@@ -115,7 +115,7 @@ def test_the_output_is_read() -> None:
         _pgbench.parse_output("pgbench: error: connection to server failed\n")
 
 
-def test_log_lines_give_latencies_and_failures() -> None:
+def test_log_lines_give_latencies_ends_and_failures() -> None:
     lines = [
         "0 1 2074 0 1795470406 708891 0\n",
         "0 2 429 0 1795470406 709331 0\n",
@@ -126,9 +126,25 @@ def test_log_lines_give_latencies_and_failures() -> None:
     ]
     log = _pgbench.parse_log(lines)
     assert log.latencies == [0.002074, 0.000429, 0.038393]
+    assert log.ends == [1795470406.708891, 1795470406.709331, 1795470408.831045]
     assert log.failed == 2
-    with pytest.raises(ValueError, match="line 2: 3 fields"):
+    with pytest.raises(ValueError, match="line 2: not `client transaction latency script s us`"):
         _pgbench.parse_log(["0 1 2074 0 1795470406 708891 0", "0 1 2074"])
+    with pytest.raises(ValueError, match="line 1"):
+        _pgbench.parse_log(["0 1 2074 0 1795470406.5 708891 0"])
+
+
+def test_the_measured_window_starts_after_the_warm_up() -> None:
+    # The first transaction began at 100.000 s and took 0.2 s; one transaction ends every 0.1 s after it.
+    lines = ["0 1 200000 0 100 200000 0"]
+    lines += [f"0 {n} 1000 0 {100 + (2 + n) // 10} {(2 + n) % 10 * 100000} 0" for n in range(2, 30)]
+    log = _pgbench.parse_log(lines)
+    assert min(log.ends) == 100.2 and max(log.ends) == 103.1
+    # Ended in [100.5, 102.5): 100.5, 100.6 ... 102.4, 20 transactions.
+    assert len(log.window(0.5, 2.0)) == 20
+    assert log.window(0.0, 0.25) == [0.2]  # the first ended at 0.2 s after the start
+    assert log.window(5.0, 1.0) == []
+    assert _pgbench.Log(ends=[], latencies=[], failed=0).window(0.3, 1.0) == []
 
 
 def test_the_logs_of_every_thread_are_read(tmp_path: Path) -> None:
@@ -136,7 +152,7 @@ def test_the_logs_of_every_thread_are_read(tmp_path: Path) -> None:
     (tmp_path / "pgbench_log.4242.1").write_text("1 1 2000 0 1 1 0\n1 2 failed 0 1 3 0\n")
     (tmp_path / "transfer.sql").write_text(UNIFORM_SCRIPT)
     log = _pgbench.read_logs(tmp_path)
-    assert sorted(log.latencies) == [0.001, 0.002, 0.003] and log.failed == 1
+    assert sorted(log.latencies) == [0.001, 0.002, 0.003] and log.failed == 1 and len(log.ends) == 3
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no log file"):
         _pgbench.read_logs(tmp_path / "empty")
