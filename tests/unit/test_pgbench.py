@@ -195,3 +195,8 @@ def test_pgbench_runs_at_the_callers_of_the_plan() -> None:
     assert plan.pgbench_scenarios == (1, 8)
     assert compare.Plan(customers=10, callers=(1, 8), seconds=1, warmup_seconds=0, batch_seconds=1,
                         pgbench_callers=(8,)).pgbench_scenarios == (8,)  # fmt: skip
+
+
+def test_quick_leaves_out_pgbench_at_one_caller() -> None:
+    assert compare.quick_pgbench_callers((1, 8, 32, 256)) == (8, 32, 256)
+    assert compare.quick_pgbench_callers((1,)) == (1,)
