@@ -430,9 +430,9 @@ class PgbenchSystem:
             f"one connection per caller up to {budget.count}, the psycopg driver's cap ({budget.text}): beyond "
             f"that {budget.count} connections carry the load at full speed (pgbench has no queue of callers)",
             "every transaction logged (--log): transfers/s and latency are those of the transactions that ended "
-            "in the measured window after the warm-up, as for every other column; -T is warm-up plus window "
-            "rounded up to whole seconds, and pgbench's own tps over the whole run, its first transactions on "
-            "fresh connections included, is `pgbench_tps` in compare.json",
+            "after the warm-up, as for every other column; a run lasts warm-up plus window rounded up to whole "
+            "seconds (-T), and its window is all of it after the warm-up; pgbench's own tps over the whole run, "
+            "fresh connections' first transactions included, is `pgbench_tps` in compare.json",
             "single transfers only: the batches are the psycopg driver's",
         ]
 
