@@ -3,6 +3,7 @@
     python -m bench.grpc --json                      # PostgreSQL at the machine's default DSN
     python -m bench.grpc --store sqlite --json
     python -m bench.grpc --seconds 2 --callers 1,16  # shorter
+    python -m bench.grpc --callers 256 --scenarios auto_batching  # only some kinds
 
 Scenarios, each run for `--seconds` after a short warm-up, every transfer durable before it is answered:
 
@@ -326,10 +327,14 @@ async def run(port: int, args: argparse.Namespace) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     for callers in args.callers:
         for kind, scenario in (("unary", unary), ("stream", stream), ("auto_batching", auto_batching)):
+            if kind not in args.scenarios:
+                continue
             ids.start_scenario()
             progress(f"{kind}, {callers} callers")
             scenarios[f"{kind}_{callers}"] = await scenario(target, callers, ids, args.seconds, args.warmup_seconds)
     for packed in (False, True):
+        if ("batch_packed" if packed else "batch_typed") not in args.scenarios:
+            continue
         ids.start_scenario()
         progress(f"batches of {BATCH_EVENTS_MAX}, {'packed' if packed else 'typed'}")
         name = f"batch_{'packed' if packed else 'typed'}_{BATCH_EVENTS_MAX}"
@@ -361,6 +366,17 @@ def verdicts(scenarios: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+SCENARIO_KINDS = ("unary", "stream", "auto_batching", "batch_typed", "batch_packed")
+
+
+def scenario_kinds(value: str) -> list[str]:
+    kinds = [kind.strip() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in SCENARIO_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown scenario kinds {unknown}; choose from {','.join(SCENARIO_KINDS)}")
+    return kinds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.grpc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default=os.environ.get("LEDGER_TEST_DATABASE_URL") or DEFAULT_DSN,
@@ -368,6 +384,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per scenario")
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
     parser.add_argument("--callers", type=lambda v: [int(c) for c in v.split(",")], default=[1, 16, 64, 256])
+    parser.add_argument("--scenarios", type=scenario_kinds, default=list(SCENARIO_KINDS),
+                        help=f"comma-separated kinds to run, of {','.join(SCENARIO_KINDS)} (default: all)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = parser.parse_args()
     per_scenario = (args.seconds + args.warmup_seconds + 2) * 600_000
