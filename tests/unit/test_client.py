@@ -13,17 +13,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.client import AccountFilter, ClientConfig, LedgerTimeout
+from ledger.client import AccountFilter, ClientConfig, LedgerError, LedgerTimeout
 from ledger.client._batching import Batch, Entry, request_bounds
 from ledger.client._records import (
     TRANSFER_WIDTHS,
+    AccountOutcome,
+    TransferOutcome,
     account_messages,
+    account_outcomes,
     field_value,
     pack_transfers,
+    transfer_outcomes,
 )
 from ledger.client._retry import Attempts, backoff_seconds
-from ledger.engine import Account, Transfer, TransferFlags
+from ledger.engine import Account, CreateAccountResult, CreateTransferResult, Transfer, TransferFlags
 from ledger.engine import pack_transfers as engine_pack_transfers
+from ledger.engine._layout import TRANSFER_RESULT_STRUCT
 from ledger.engine._limits import BATCH_EVENTS_MAX
 from ledger.server import accounts_to_packed
 from ledger.v1 import ledger_pb2
@@ -142,6 +147,19 @@ def test_transfers_with_uuids_and_flag_enums_take_the_checked_path_to_the_same_r
     flags = TransferFlags.LINKED | TransferFlags.PENDING
     record = pack_transfers([Transfer(id=uuid.UUID(int=2**70 + 1), flags=flags)])  # type: ignore[arg-type]
     assert record == Transfer(id=2**70 + 1, flags=3).pack()
+
+
+def test_result_codes_become_their_enum_members_and_an_unknown_one_is_named() -> None:
+    ok, exists = CreateTransferResult.OK, CreateTransferResult.EXISTS
+    packed = TRANSFER_RESULT_STRUCT.pack(ok, 0, 5, 10) + TRANSFER_RESULT_STRUCT.pack(exists, 0, 3, 7)
+    assert transfer_outcomes(packed) == [TransferOutcome(ok, 5, 10), TransferOutcome(exists, 3, 7)]
+    assert type(transfer_outcomes(packed)[0].result) is CreateTransferResult
+    with pytest.raises(LedgerError, match="the server answered CreateTransferResult 999, unknown to this client"):
+        transfer_outcomes(packed + TRANSFER_RESULT_STRUCT.pack(999, 0, 0, 0))
+    results = [ledger_pb2.CreateAccountsResult(result=CreateAccountResult.OK, timestamp=4)]
+    assert account_outcomes(results) == [AccountOutcome(CreateAccountResult.OK, 4)]
+    with pytest.raises(LedgerError, match="the server answered CreateAccountResult 998, unknown to this client"):
+        account_outcomes([*results, ledger_pb2.CreateAccountsResult(result=998)])
 
 
 def test_flags_and_enums_are_integers() -> None:
