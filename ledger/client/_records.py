@@ -157,7 +157,7 @@ def checked_results(records: Buffer, results: bytes) -> bytes:
     return results
 
 
-def packed_linked(records: memoryview, index: int) -> bool:
+def packed_linked(records: bytes | memoryview, index: int) -> bool:
     """Whether the transfer record at `index` has the LINKED flag."""
     return bool(records[index * TRANSFER_SIZE + TRANSFER_FLAGS_OFFSET] & LINKED)
 

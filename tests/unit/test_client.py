@@ -169,7 +169,7 @@ def test_flags_and_enums_are_integers() -> None:
 
 
 def entry(count: int, *, open_chain: bool = False, gone: bool = False, deadline: float = 0.0) -> Entry[int, bool]:
-    return Entry(count, count, open_chain, deadline, gone)
+    return Entry(count, count, open_chain, 1.0, deadline, gone)
 
 
 def test_a_batch_keeps_calls_whole_and_in_order() -> None:
