@@ -200,3 +200,19 @@ def test_closing_fails_the_calls_not_yet_sent_and_lets_the_requests_in_flight_fi
             await client.create_transfer(one(3))
 
     with_client(body, batch_in_flight_max=1)
+
+
+def test_a_single_transfer_is_checked_as_the_first_of_a_list_and_an_open_chain_goes_alone() -> None:
+    async def body(client: AsyncClient, fake: FakeLedger) -> None:
+        with pytest.raises(ValueError, match=r"transfers\[0\]\.amount: -5 is out of range"):
+            await client.create_transfer(Transfer(id=1, amount=-5))
+        with pytest.raises(TypeError, match=r"transfers\[0\]\.flags: expected an integer, got bool"):
+            await client.create_transfer({"id": 1, "flags": True})
+        assert fake.sent == []
+        linked = Transfer(id=2, debit_account_id=1, credit_account_id=2, amount=1, ledger=978, flags=1)
+        calls = [client.create_transfer(one(1)), client.create_transfer(linked), client.create_transfer(one(3))]
+        assert [outcome.result for outcome in await asyncio.gather(*calls)] == [OK] * 3
+        # The call that leaves a chain open ends its request: the next call's transfer never joins the chain.
+        assert fake.sent == [[1, 2], [3]]
+
+    with_client(body)
