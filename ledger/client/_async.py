@@ -70,6 +70,7 @@ class _Batcher(Generic[Payload, Result]):
         self._queue: asyncio.Queue[Entry[Payload, asyncio.Future[Result]]] = asyncio.Queue(CALLS_QUEUED_MAX)
         self._slots = asyncio.Semaphore(config.batch_in_flight_max)
         self._deadlines: _Deadlines[Payload, Result] = _Deadlines()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -79,11 +80,14 @@ class _Batcher(Generic[Payload, Result]):
         for than the answer), else a coroutine that first waits for room, within the deadline."""
         if self._closed:
             raise LedgerClosed("the client is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            # The first call binds the batcher (its runner and queue) to its loop; asking the loop again on
+            # every call costs a getpid() system call each on Python 3.11.
+            loop = self._loop = asyncio.get_running_loop()
+            self._runner = loop.create_task(self._run())
         waiter: asyncio.Future[Result] = loop.create_future()
         entry = Entry(payload, count, open_chain, timeout_seconds, loop.time() + timeout_seconds, waiter)
-        if self._runner is None:
-            self._runner = asyncio.create_task(self._run())
         if self._queue.full():
             return self._submit_when_room(entry)
         self._queue.put_nowait(entry)
