@@ -88,9 +88,10 @@ class _Batcher(Generic[Payload, Result]):
             self._runner = loop.create_task(self._run())
         waiter: asyncio.Future[Result] = loop.create_future()
         entry = Entry(payload, count, open_chain, timeout_seconds, loop.time() + timeout_seconds, waiter)
-        if self._queue.full():
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
             return self._submit_when_room(entry)
-        self._queue.put_nowait(entry)
         self._deadlines.add(entry)
         return waiter
 
@@ -141,8 +142,9 @@ class _Batcher(Generic[Payload, Result]):
                     entry.waiter.set_exception(closed)
 
     def _drain(self, pending: deque[Entry[Payload, asyncio.Future[Result]]]) -> None:
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
+        take = self._queue.get_nowait
+        for _ in range(self._queue.qsize()):
+            pending.append(take())
 
     async def _flush(self, batch: Batch[Payload, asyncio.Future[Result]]) -> None:
         try:
