@@ -103,6 +103,9 @@ class _Batcher(Generic[Payload, Result]):
         except TimeoutError:
             entry.waiter.cancel()
             raise entry.timeout() from None
+        if self._closed:  # the room was made by closing: no runner is left to send it
+            entry.waiter.cancel()
+            raise LedgerClosed("the client was closed before the call was sent; nothing of it was sent")
         self._deadlines.add(entry)
         return await entry.waiter
 

@@ -216,3 +216,29 @@ def test_a_single_transfer_is_checked_as_the_first_of_a_list_and_an_open_chain_g
         assert fake.sent == [[1, 2], [3]]
 
     with_client(body)
+
+
+def test_closing_fails_a_call_waiting_for_room_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_async, "CALLS_QUEUED_MAX", 2)
+
+    async def body(client: AsyncClient, fake: FakeLedger) -> None:
+        fake.held.add(1)
+        in_flight = asyncio.create_task(client.create_transfer(one(1), timeout=30))
+        await asyncio.sleep(0.01)
+        queued = [asyncio.create_task(client.create_transfer(one(i), timeout=30)) for i in range(2, 5)]
+        await asyncio.sleep(0.01)
+        assert client._create_transfers._queue.full()
+        waiting = asyncio.create_task(client.create_transfer(one(99), timeout=30))
+        await asyncio.sleep(0.01)
+        closing = asyncio.create_task(client.close())
+        started = time.monotonic()
+        for call in [*queued, waiting]:
+            with pytest.raises(LedgerClosed, match="nothing of it was sent"):
+                await call
+        assert time.monotonic() - started < SLACK_SECONDS
+        fake.release()
+        await closing
+        assert (await in_flight).result == OK
+        assert [ids for ids in fake.sent] == [[1]]
+
+    with_client(body, batch_in_flight_max=1)
