@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -33,6 +36,7 @@ from ._records import (
     check_packed_transfers,
     checked_results,
     id_value,
+    pack_transfer,
     pack_transfers,
     packed_linked,
     transfer_outcomes,
@@ -65,32 +69,45 @@ class _Batcher(Generic[Payload, Result]):
         self._window_seconds = config.batch_window_seconds
         self._queue: asyncio.Queue[Entry[Payload, asyncio.Future[Result]]] = asyncio.Queue(CALLS_QUEUED_MAX)
         self._slots = asyncio.Semaphore(config.batch_in_flight_max)
+        self._deadlines: _Deadlines[Payload, Result] = _Deadlines()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Result:
+    def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Awaitable[Result]:
+        """The call's result to await: its waiter itself when the queue has room (nothing more to wait
+        for than the answer), else a coroutine that first waits for room, within the deadline."""
         if self._closed:
             raise LedgerClosed("the client is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            # The first call binds the batcher (its runner and queue) to its loop; asking the loop again on
+            # every call costs a getpid() system call each on Python 3.11.
+            loop = self._loop = asyncio.get_running_loop()
+            self._runner = loop.create_task(self._run())
         waiter: asyncio.Future[Result] = loop.create_future()
-        entry = Entry(payload, count, open_chain, loop.time() + timeout_seconds, waiter)
-        if self._runner is None:
-            self._runner = asyncio.create_task(self._run())
-        if self._queue.full():  # backpressure: wait for room, within the deadline
-            try:
-                async with asyncio.timeout_at(entry.deadline):
-                    await self._queue.put(entry)
-            except TimeoutError:
-                raise entry.timeout(timeout_seconds) from None
-        else:
-            self._queue.put_nowait(entry)
-        # A timer on the waiter itself: cheaper per call than a timeout context around the wait.
-        timer = loop.call_at(entry.deadline, _time_out, entry, timeout_seconds)
+        entry = Entry(payload, count, open_chain, timeout_seconds, loop.time() + timeout_seconds, waiter)
         try:
-            return await waiter
-        finally:
-            timer.cancel()
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            return self._submit_when_room(entry)
+        self._deadlines.add(entry)
+        return waiter
+
+    async def _submit_when_room(self, entry: Entry[Payload, asyncio.Future[Result]]) -> Result:
+        """Backpressure: wait for room in the queue, then for the answer, both within the deadline."""
+        try:
+            async with asyncio.timeout_at(entry.deadline):
+                await self._queue.put(entry)
+        except TimeoutError:
+            entry.waiter.cancel()
+            raise entry.timeout() from None
+        if self._closed:  # the room was made by closing: no runner is left to send it
+            entry.waiter.cancel()
+            raise LedgerClosed("the client was closed before the call was sent; nothing of it was sent")
+        self._deadlines.add(entry)
+        return await entry.waiter
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,8 +145,9 @@ class _Batcher(Generic[Payload, Result]):
                     entry.waiter.set_exception(closed)
 
     def _drain(self, pending: deque[Entry[Payload, asyncio.Future[Result]]]) -> None:
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
+        take = self._queue.get_nowait
+        for _ in range(self._queue.qsize()):
+            pending.append(take())
 
     async def _flush(self, batch: Batch[Payload, asyncio.Future[Result]]) -> None:
         try:
@@ -146,6 +164,7 @@ class _Batcher(Generic[Payload, Result]):
                     entry.waiter.set_result(result)
         finally:
             self._slots.release()
+            self._deadlines.discard_ended()
 
     async def close(self) -> None:
         """Stop taking calls; requests in flight finish, calls not yet sent fail with LedgerClosed."""
@@ -154,11 +173,92 @@ class _Batcher(Generic[Payload, Result]):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         await asyncio.gather(*self._sending, return_exceptions=True)
+        self._deadlines.close()
 
 
-def _time_out(entry: Entry[Any, asyncio.Future[Any]], timeout_seconds: float) -> None:
+DEADLINES_COMPACTED_MIN: Final = 1024
+"""_Deadlines compacts its calls when they pass this many, or twice as many as were left by the last compaction."""
+
+
+class _Deadlines(Generic[Payload, Result]):
+    """The deadlines of one batcher's calls, watched by a single timer armed at the earliest.
+
+    A timer per call (call_at, then cancel) costs more than all the rest of a call's bookkeeping. Calls
+    with one timeout arrive in deadline order, so most go to the back of a deque; a call whose deadline
+    is earlier than the last one's (another timeout, or a wait for room in the queue) goes into a heap.
+    Calls that ended are dropped from the front of both as batches are answered; ones behind a call that
+    is still waiting are dropped when the whole set has doubled since it was last compacted.
+    """
+
+    def __init__(self) -> None:
+        self._in_order: deque[Entry[Payload, asyncio.Future[Result]]] = deque()
+        self._out_of_order: list[tuple[float, int, Entry[Payload, asyncio.Future[Result]]]] = []
+        self._sequence = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._compact_at_count = DEADLINES_COMPACTED_MIN
+
+    def __len__(self) -> int:
+        return len(self._in_order) + len(self._out_of_order)
+
+    def add(self, entry: Entry[Payload, asyncio.Future[Result]]) -> None:
+        in_order = self._in_order
+        if not in_order or entry.deadline >= in_order[-1].deadline:
+            in_order.append(entry)
+        else:
+            heapq.heappush(self._out_of_order, (entry.deadline, next(self._sequence), entry))
+        if entry.deadline < self._timer_at:
+            self._arm(entry.deadline)
+        if len(in_order) + len(self._out_of_order) > self._compact_at_count:
+            self._compact()
+
+    def discard_ended(self) -> None:
+        """Drop the calls at the front that have ended; no timer when no call is left."""
+        in_order, out_of_order = self._in_order, self._out_of_order
+        while in_order and in_order[0].waiter.done():
+            in_order.popleft()
+        while out_of_order and out_of_order[0][2].waiter.done():
+            heapq.heappop(out_of_order)
+        if not in_order and not out_of_order and self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
+        self._in_order.clear()
+        self._out_of_order.clear()
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
+        self._timer_at = when
+
+    def _expire(self) -> None:
+        # A loop runs a timer that is due within its clock's resolution: what it was armed for is due.
+        now = max(asyncio.get_running_loop().time(), self._timer_at)
+        self._timer, self._timer_at = None, math.inf
+        in_order, out_of_order = self._in_order, self._out_of_order
+        while in_order and (in_order[0].waiter.done() or in_order[0].deadline <= now):
+            _time_out(in_order.popleft())
+        while out_of_order and (out_of_order[0][2].waiter.done() or out_of_order[0][0] <= now):
+            _time_out(heapq.heappop(out_of_order)[2])
+        earliest = min(in_order[0].deadline if in_order else math.inf, out_of_order[0][0] if out_of_order else math.inf)
+        if earliest < math.inf:
+            self._arm(earliest)
+
+    def _compact(self) -> None:
+        self._in_order = deque(entry for entry in self._in_order if not entry.waiter.done())
+        self._out_of_order = [item for item in self._out_of_order if not item[2].waiter.done()]
+        heapq.heapify(self._out_of_order)
+        self._compact_at_count = max(DEADLINES_COMPACTED_MIN, 2 * len(self))
+
+
+def _time_out(entry: Entry[Any, asyncio.Future[Any]]) -> None:
     if not entry.waiter.done():
-        entry.waiter.set_exception(entry.timeout(timeout_seconds))
+        entry.waiter.set_exception(entry.timeout())
 
 
 def _gone(waiter: asyncio.Future[Any]) -> bool:
@@ -226,12 +326,15 @@ class AsyncClient:
         if not transfers:
             return []
         return await self._create_transfers.submit(
-            packed, len(transfers), packed_linked(memoryview(packed), len(transfers) - 1), self._timeout(timeout)
+            packed, len(transfers), packed_linked(packed, len(transfers) - 1), self._timeout(timeout)
         )
 
     async def create_transfer(self, transfer: TransferLike, *, timeout: float | None = None) -> TransferOutcome:
         """Apply one transfer, in a request shared with concurrent calls."""
-        return (await self.create_transfers([transfer], timeout=timeout))[0]
+        # create_transfers([transfer]) without its steps for many: the call most often made, and made by many.
+        record = pack_transfer(transfer)
+        outcomes = await self._create_transfers.submit(record, 1, packed_linked(record, 0), self._timeout(timeout))
+        return outcomes[0]
 
     async def create_accounts(
         self, accounts: Sequence[AccountLike], *, timeout: float | None = None, in_flight: int | None = None

@@ -31,17 +31,18 @@ class Entry(Generic[Payload, Waiter]):
     payload: Payload
     count: int
     open_chain: bool
+    timeout_seconds: float
     deadline: float
-    """time.monotonic() (or the event loop's clock) by which the caller stops waiting."""
+    """time.monotonic() (or the event loop's clock) when the caller stops waiting: timeout_seconds after the call."""
     waiter: Waiter = field(repr=False)
     attempts: Attempts | None = field(default=None, repr=False)
     """The attempts of the request that carries the call, once it is sent: what a caller that stops waiting reports."""
 
-    def timeout(self, timeout_seconds: float) -> LedgerTimeout:
+    def timeout(self) -> LedgerTimeout:
         attempts = self.attempts
         if attempts is None:
-            return LedgerTimeout(timeout_seconds, 0)
-        return LedgerTimeout(timeout_seconds, attempts.count, attempts.last_code, attempts.last_message)
+            return LedgerTimeout(self.timeout_seconds, 0)
+        return LedgerTimeout(self.timeout_seconds, attempts.count, attempts.last_code, attempts.last_message)
 
 
 class Batch(Generic[Payload, Waiter]):

@@ -79,7 +79,7 @@ class _Batcher(Generic[Payload, Result]):
 
     def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Result:
         waiter: Future[Result] = Future()
-        entry = Entry(payload, count, open_chain, time.monotonic() + timeout_seconds, waiter)
+        entry = Entry(payload, count, open_chain, timeout_seconds, time.monotonic() + timeout_seconds, waiter)
         with self._lock:
             if self._closed:
                 raise LedgerClosed("the client is closed")
@@ -100,7 +100,7 @@ class _Batcher(Generic[Payload, Result]):
             return waiter.result(timeout=max(entry.deadline - time.monotonic(), 0))
         except (queue.Full, TimeoutError):
             waiter.cancel()  # not sent yet: it never will be; in flight: its outcome is unknown
-            raise entry.timeout(timeout_seconds) from None
+            raise entry.timeout() from None
 
     def _run(self) -> None:
         assert self._pool is not None

@@ -51,6 +51,10 @@ QUEUE_BYTES_MAX: Final = 256 << 20
 """Durable commits held in memory for the index thread; past this it reads them from the store."""
 RUNS_MAX: Final = 32
 """Runs in the tail before they are merged into one, so a query looks at few."""
+RUNS_MERGED: Final = 4
+"""The newest runs are merged this many at a time once they are the same size class (each merged from as many
+commits), so the tail keeps about RUNS_MERGED - 1 runs per size class and each posting is merged a few
+times before the flush, instead of the whole tail once every RUNS_MAX commits."""
 
 _BALANCE_VALUES = 4  # debits_pending, debits_posted, credits_pending, credits_posted
 
@@ -158,6 +162,8 @@ class HistoryIndex:
         self._queue_bytes = 0
         self._runs: list[bytes] = []
         """Sorted runs of postings (ledger.journal._postings_py) of the transfers since the last flush."""
+        self._run_classes: list[int] = []
+        """Each run's size class: a run of class c was merged from RUNS_MERGED**c commits (index thread only)."""
         self._balances: dict[tuple[int, int], _Tail] = {}
         self._tail_transfers = 0
         self._tail_since = time.monotonic()
@@ -287,6 +293,7 @@ class HistoryIndex:
                 self._tail_since = time.monotonic()
             if run is not None:
                 self._runs.append(run)
+                self._run_classes.append(0)
             self._tail_transfers += commit.transfers_count
             for offset in range(0, len(values), 8):
                 key = (values[offset], values[offset + 1])
@@ -297,13 +304,27 @@ class HistoryIndex:
                 tail.values.extend(values[offset + 3 : offset + 3 + _BALANCE_VALUES])
             self._indexed_seq = commit.seq
             self._changed.notify_all()
-            runs = list(self._runs) if len(self._runs) > RUNS_MAX else None
-        if runs is not None:
-            # Merged outside the lock (the journal writer takes it after every commit), with the GIL released;
-            # only this thread changes the runs, so the ones merged are still the first ones.
+        if run is not None:
+            self._merge_newest_runs()
+
+    def _merge_newest_runs(self) -> None:
+        """Merge the newest runs while RUNS_MERGED of them share a size class, and all of them past RUNS_MAX.
+
+        The merging happens outside the lock: the journal writer hands over durable commits and queries copy
+        the runs meanwhile (a sort of the whole tail under the lock held up every commit's answer). Only this
+        thread changes the runs, so the ones merged are still the newest when the merged run replaces them.
+        """
+        runs, classes = self._runs, self._run_classes
+        while len(classes) >= RUNS_MERGED and classes[-RUNS_MERGED] == classes[-1]:
+            merged = postings.merge_runs(runs[-RUNS_MERGED:])
+            with self._lock:
+                runs[-RUNS_MERGED:] = [merged]
+            classes[-RUNS_MERGED:] = [classes[-1] + 1]
+        if len(runs) > RUNS_MAX:
             merged = postings.merge_runs(runs)
             with self._lock:
-                self._runs[: len(runs)] = [merged]
+                runs[:] = [merged]
+            classes[:] = [max(classes)]
 
     def _flush(self) -> None:
         with self._lock:
@@ -323,6 +344,7 @@ class HistoryIndex:
         with self._lock:
             # What was indexed while the rows were written stays in the tail.
             del self._runs[: len(runs)]
+            del self._run_classes[: len(runs)]
             _drop_flushed(self._balances, balance_rows)
             self._tail_transfers = sum(len(run) for run in self._runs) // 64
             self._tail_since = time.monotonic()

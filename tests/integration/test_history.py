@@ -26,6 +26,7 @@ from ledger.engine import (
     unpack_transfers,
 )
 from ledger.journal import AccountFilter
+from ledger.journal._history import RUNS_MERGED
 from tests.support import ManualClock
 
 TR = CreateTransferResult
@@ -171,6 +172,27 @@ def test_account_transfers_by_filter_and_page(store_url: str) -> None:
             f = AccountFilter(account_id=REVENUE, timestamp_min=middle[0], timestamp_max=middle[1], limit=3)
             got, _ = await all_pages(ledger, f)
             assert got == involving(stored, REVENUE, f) and got
+
+    asyncio.run(body())
+
+
+def test_a_tail_never_flushed_keeps_few_runs_and_answers_the_same(store_url: str) -> None:
+    # Everything stays in memory: the runs of about 30 commits are merged RUNS_MERGED at a time as they come.
+    clock = ManualClock()
+
+    async def body() -> None:
+        tail_only = config(store_url, history_flush_transfers=1_000_000, history_flush_seconds=3600.0)
+        async with await Ledger.open(tail_only, clock=clock) as ledger:
+            stored = await books(ledger, clock)
+            assert ledger._history.wait_for(ledger._history.durable_seq, 10.0)
+            classes = ledger._history._run_classes
+            assert len(ledger._history._runs) == len(classes) <= (RUNS_MERGED - 1) * (max(classes) + 1)
+            assert max(classes) >= 2, "the runs were merged more than once"
+            for account_id in (*WALLETS, REVENUE, FUNDING):
+                for overrides in FILTERS:
+                    f = AccountFilter(account_id=account_id, **overrides)
+                    got, _ = await all_pages(ledger, f)
+                    assert got == involving(stored, account_id, f), (account_id, overrides)
 
     asyncio.run(body())
 

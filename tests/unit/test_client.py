@@ -13,12 +13,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.client import AccountFilter, ClientConfig, LedgerTimeout
+from ledger.client import AccountFilter, ClientConfig, LedgerError, LedgerTimeout
 from ledger.client._batching import Batch, Entry, request_bounds
-from ledger.client._records import account_messages, field_value, pack_transfers
+from ledger.client._records import (
+    TRANSFER_WIDTHS,
+    AccountOutcome,
+    TransferOutcome,
+    account_messages,
+    account_outcomes,
+    field_value,
+    pack_transfers,
+    transfer_outcomes,
+)
 from ledger.client._retry import Attempts, backoff_seconds
-from ledger.engine import Account, Transfer, TransferFlags
+from ledger.engine import Account, CreateAccountResult, CreateTransferResult, Transfer, TransferFlags
 from ledger.engine import pack_transfers as engine_pack_transfers
+from ledger.engine._layout import TRANSFER_RESULT_STRUCT
 from ledger.engine._limits import BATCH_EVENTS_MAX
 from ledger.server import accounts_to_packed
 from ledger.v1 import ledger_pb2
@@ -79,6 +89,79 @@ def test_what_a_record_cannot_carry_is_named(item: Any, error: type[Exception], 
         pack_transfers([item])
 
 
+class Index:
+    """An integer-like object that is not an int (as a numpy integer is): the struct would take it."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def edge_values(width: int) -> st.SearchStrategy[Any]:
+    return st.sampled_from([0, 1, 2**width - 1, 2**width, 2**64, 2**128, -1, -(2**64), True, False, 1.0])
+
+
+@given(
+    st.sampled_from(sorted(TRANSFER_WIDTHS)).flatmap(
+        lambda name: st.tuples(st.just(name), edge_values(TRANSFER_WIDTHS[name]))
+    )
+)
+def test_a_transfer_is_refused_exactly_as_its_fields_alone_are(field: tuple[str, Any]) -> None:
+    # A Transfer takes the fast path, a mapping of the same fields the checked one: same record, or same error.
+    name, value = field
+    fields = {"id": 7, name: value}
+    try:
+        expected: Any = pack_transfers([fields], "calls")
+    except (TypeError, ValueError) as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: Any = pack_transfers([Transfer(**fields)], "calls")
+    except (TypeError, ValueError) as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"amount": -1}, ValueError, r"transfers\[1\]\.amount: -1 is out of range \(0 to 2\*\*64 - 1\)"),
+        ({"amount": 2**64}, ValueError, r"transfers\[1\]\.amount: 18446744073709551616 is out of range"),
+        ({"id": -1}, ValueError, r"transfers\[1\]\.id: -1 is out of range \(0 to 2\*\*128 - 1\)"),
+        ({"credit_account_id": 2**128}, ValueError, r"transfers\[1\]\.credit_account_id: .* is out of range"),
+        ({"code": 2**16}, ValueError, r"transfers\[1\]\.code: 65536 is out of range \(0 to 2\*\*16 - 1\)"),
+        ({"flags": True}, TypeError, r"transfers\[1\]\.flags: expected an integer, got bool"),
+        ({"ledger": Index(978)}, TypeError, r"transfers\[1\]\.ledger: expected an integer, got Index"),
+        ({"amount": 1.0}, TypeError, r"transfers\[1\]\.amount: expected an integer, got float"),
+    ],
+)
+def test_a_transfer_value_that_does_not_fit_is_named(
+    fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        pack_transfers([Transfer(id=1), Transfer(**{"id": 2, **fields})])
+
+
+def test_transfers_with_uuids_and_flag_enums_take_the_checked_path_to_the_same_record() -> None:
+    flags = TransferFlags.LINKED | TransferFlags.PENDING
+    record = pack_transfers([Transfer(id=uuid.UUID(int=2**70 + 1), flags=flags)])  # type: ignore[arg-type]
+    assert record == Transfer(id=2**70 + 1, flags=3).pack()
+
+
+def test_result_codes_become_their_enum_members_and_an_unknown_one_is_named() -> None:
+    ok, exists = CreateTransferResult.OK, CreateTransferResult.EXISTS
+    packed = TRANSFER_RESULT_STRUCT.pack(ok, 0, 5, 10) + TRANSFER_RESULT_STRUCT.pack(exists, 0, 3, 7)
+    assert transfer_outcomes(packed) == [TransferOutcome(ok, 5, 10), TransferOutcome(exists, 3, 7)]
+    assert type(transfer_outcomes(packed)[0].result) is CreateTransferResult
+    with pytest.raises(LedgerError, match="the server answered CreateTransferResult 999, unknown to this client"):
+        transfer_outcomes(packed + TRANSFER_RESULT_STRUCT.pack(999, 0, 0, 0))
+    results = [ledger_pb2.CreateAccountsResult(result=CreateAccountResult.OK, timestamp=4)]
+    assert account_outcomes(results) == [AccountOutcome(CreateAccountResult.OK, 4)]
+    with pytest.raises(LedgerError, match="the server answered CreateAccountResult 998, unknown to this client"):
+        account_outcomes([*results, ledger_pb2.CreateAccountsResult(result=998)])
+
+
 def test_flags_and_enums_are_integers() -> None:
     packed = pack_transfers([{"id": 1, "flags": TransferFlags.LINKED | TransferFlags.PENDING}])
     assert Transfer.unpack(packed).flags == 3
@@ -86,7 +169,7 @@ def test_flags_and_enums_are_integers() -> None:
 
 
 def entry(count: int, *, open_chain: bool = False, gone: bool = False, deadline: float = 0.0) -> Entry[int, bool]:
-    return Entry(count, count, open_chain, deadline, gone)
+    return Entry(count, count, open_chain, 1.0, deadline, gone)
 
 
 def test_a_batch_keeps_calls_whole_and_in_order() -> None:
