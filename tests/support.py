@@ -1,4 +1,4 @@
-"""Test helpers: a manual clock, the available engines, and a convenience harness."""
+"""Test helpers: a manual clock, the available engines, a convenience harness and a progress bar stand-in."""
 
 from __future__ import annotations
 
@@ -98,3 +98,20 @@ class Harness:
 
     def expire(self) -> list[int]:
         return unpack_ids(self.engine.expire_pending_transfers().expired)
+
+
+class ProgressBar:
+    """Stands in for a tqdm bar: keeps what was written and counts the steps."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.steps = 0
+
+    def write(self, message: str, file: Any = None) -> None:
+        self.lines.append(message)
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def update(self) -> None:
+        self.steps += 1

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import tigerbeetle as tb
 
@@ -25,6 +24,7 @@ from bench.compare import (
     run_system,
 )
 from tests.stores import require_postgres
+from tests.support import ProgressBar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,25 +78,10 @@ class StandIn:
         self.closed = True
 
 
-class Bar:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.steps = 0
-
-    def write(self, message: str, file: Any = None) -> None:
-        self.lines.append(message)
-
-    def set_description(self, text: str) -> None:
-        pass
-
-    def update(self) -> None:
-        self.steps += 1
-
-
 def test_tigerbeetle_is_driven_through_its_client_api() -> None:
     stand_in = StandIn()
     system = TigerBeetleSystem("3000", client_factory=lambda cluster, address: stand_in)
-    bar = Bar()
+    bar = ProgressBar()
     plan = Plan(customers=20_000, callers=(1, 8), seconds=0.2, warmup_seconds=0.05, batch_seconds=0.3)
     results = asyncio.run(run_system(system, plan, Progress(bar)))
 

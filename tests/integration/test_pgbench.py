@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
 import psycopg
 import pytest
@@ -21,6 +20,7 @@ from bench.compare import (
     open_plain_books,
 )
 from tests.stores import postgres_schema, require_postgres
+from tests.support import ProgressBar
 
 CUSTOMERS = 300
 
@@ -110,25 +110,10 @@ def test_a_debit_without_the_money_commits_nothing_of_its_transfer() -> None:
         assert transfers > 4  # some payments went through before the money ran out
 
 
-class Bar:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.steps = 0
-
-    def write(self, message: str, file: Any = None) -> None:
-        self.lines.append(message)
-
-    def set_description(self, text: str) -> None:
-        pass
-
-    def update(self) -> None:
-        self.steps += 1
-
-
 def test_the_comparison_runs_pgbench_per_scenario_and_checks_the_books() -> None:
     pgbench = require_pgbench()
     system = PgbenchSystem(require_postgres(), pgbench, connections_max=3)
-    bar = Bar()
+    bar = ProgressBar()
     plan = Plan(customers=CUSTOMERS, callers=(1, 8), seconds=0.2, warmup_seconds=0.05, batch_seconds=0.3)
     results = asyncio.run(system.run(plan, Progress(bar)))
     assert bar.steps == 4 and len(bar.lines) == 4
