@@ -305,11 +305,7 @@ def charts(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
                     [WORKLOAD_TITLES[w] for w in workloads])  # fmt: skip
     bars.set(ylabel="transfers/s", title="Batches")
     bars.grid(True, axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
-    throughput = out / "throughput.png"
-    figure.savefig(throughput, dpi=110)
-    pyplot.close(figure)
+    throughput = _save(pyplot, figure, axes, out / "throughput.png")
 
     figure, axes = pyplot.subplots(1, len(workloads), figsize=(5.5 * len(workloads), 4.2), squeeze=False)
     for axis, workload in zip(axes[0], workloads, strict=False):
@@ -322,12 +318,17 @@ def charts(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
                  title=f"{WORKLOAD_TITLES[workload]}: p50 —, p99 --, p99.9 ··")  # fmt: skip
         axis.set_xticks(callers, [str(n) for n in callers])
         axis.grid(True, which="both", alpha=0.3)
+    latency = _save(pyplot, figure, axes, out / "latency.png")
+    return throughput, latency
+
+
+def _save(pyplot: Any, figure: Any, axes: Any, path: Path) -> Path:
+    """Legend on the first chart, laid out, written as PNG, and the figure closed."""
     axes[0][0].legend(fontsize="small")
     figure.tight_layout()
-    latency = out / "latency.png"
-    figure.savefig(latency, dpi=110)
+    figure.savefig(path, dpi=110)
     pyplot.close(figure)
-    return throughput, latency
+    return path
 
 
 def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
