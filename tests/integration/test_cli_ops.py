@@ -196,7 +196,7 @@ class _startswith(str):
 
 def test_failed_calls_and_bad_usage(cli: Cli, tmp_path: Path) -> None:
     code, out, err = cli("history", "0")
-    assert (code, out) == (3, "") and "INVALID_ARGUMENT: account_id" in err
+    assert (code, out) == (3, "") and "INVALID_ARGUMENT: GetAccountTransfers: account_id" in err
     code, _, err = cli("balance", "1", "--server", "127.0.0.1:1", "--call-timeout", "0.3", server=False)
     assert code == 3 and "no answer within 0.3 s" in err and "UNAVAILABLE" in err
     code, _, err = cli("transfer", "--id", "1", "--debit", "2")
