@@ -239,20 +239,22 @@ async def _until_refused(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
             yield item
         return
     ended = grant.ended()
+    following: asyncio.Future[Any] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(items))
             await asyncio.wait((following, ended), return_when=asyncio.FIRST_COMPLETED)
             if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await following
-                check_still_allowed()
+                check_still_allowed()  # the grant ended: the pending read is stopped below
             try:
                 yield following.result()
             except StopAsyncIteration:
                 return
     finally:
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
         await items.aclose()  # type: ignore[attr-defined]
 
 
