@@ -68,11 +68,18 @@ class ServerProcess:
 
 @contextmanager
 def server_process(
-    store_url: str, transfers_max: int, *, accounts_max: int = 10_000, report: Callable[[str], None] = progress
+    store_url: str,
+    transfers_max: int,
+    *,
+    accounts_max: int = 10_000,
+    report: Callable[[str], None] = progress,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
-    """`ledger serve` in its own process on a free port, metrics on as in production; stopped with SIGTERM."""
+    """`ledger serve` in its own process on a free port, metrics on as in production; stopped with SIGTERM.
+
+    `environment` adds or overrides LEDGER_* settings."""
     with tempfile.NamedTemporaryFile(prefix="ledger-bench-serve-", suffix=".log") as log:
-        environment = {
+        settings = {
             **os.environ,
             "LEDGER_STORE": store_url,
             "LEDGER_ADDRESS": "127.0.0.1:0",
@@ -81,8 +88,9 @@ def server_process(
             "LEDGER_PENDING_TRANSFERS_MAX": "1000",
             "LEDGER_CONCURRENT_RPCS_MAX": "100000",
             "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
+            **(environment or {}),
         }
-        process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=environment)
+        process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=settings)
         try:
             deadline = time.monotonic() + 120
             while (match := START_LINE.search(Path(log.name).read_text())) is None:

@@ -6,6 +6,7 @@ nothing, leaves at most a rate-limited line in the log and never a traceback or 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
@@ -239,3 +240,19 @@ def test_a_second_server_on_a_served_address_fails_at_start(tmp_path: Path) -> N
                 assert [r.result for r in response.results] == [1]
 
         asyncio.run(call())
+
+
+def test_the_hostile_benchmark_runs_every_phase_and_counts_what_attackers_got(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import hostile
+
+    assert hostile.main(["--store", "sqlite", "--seconds", "0.3", "--history-transfers", "9000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["phases"]) == list(hostile.PHASES)
+    for phase, result in report["phases"].items():
+        assert result["terminal"]["all_calls"]["calls"] > 0, phase
+        assert set(result["attackers"]) == {kind for kind, _ in hostile.ATTACKS[phase]}, phase
+        for statuses in result["attackers"].values():
+            assert sum(statuses.values()) > 0 and not statuses.keys() & {"UNKNOWN", "INTERNAL"}, (phase, statuses)
+    assert report["targets"]["attackers_unknown_or_internal"] == {"measured": 0, "target": 0, "met": True}
