@@ -14,7 +14,7 @@ from typing import Final, NoReturn, TypeVar
 
 import grpc
 
-from ledger.auth import PermissionDenied, scoped
+from ledger.auth import PermissionDenied, current_principal, scoped
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
 from ledger.engine import EngineError, pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
@@ -29,6 +29,7 @@ from ._convert import (
     accounts_to_packed,
     transfers_from_packed,
 )
+from ._info import server_info
 from ._metrics import LedgerMetrics
 from ._wire import (
     decode_create_transfers,
@@ -252,6 +253,11 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             if (code := status_of(exc)) is None:
                 raise
             await _abort(context, code, str(exc))
+
+    async def GetServerInfo(
+        self, request: ledger_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> ledger_pb2.GetServerInfoResponse:
+        return server_info(self._ledger, current_principal())
 
 
 WIRE_METHODS: Final = ("CreateTransfers", "TransferStream")
