@@ -22,7 +22,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ._batching import Batch, Entry, request_bounds
 from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
-from ._info import ServerInfo
+from ._info import ServerInfo, wait_limit
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -52,14 +52,8 @@ Result = TypeVar("Result")
 
 CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
 """Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
-_SETTLED: Final = frozenset(
-    {
-        grpc.ChannelConnectivity.READY,
-        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-        grpc.ChannelConnectivity.SHUTDOWN,
-    }
-)
-"""Channel states that end a wait for a connection: made, or failed."""
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 class _Batcher(Generic[Payload, Result]):
@@ -331,16 +325,21 @@ class AsyncClient:
         caller that wants to know at once that nobody answers, before sending anything.
         """
         seconds = self._timeout(timeout)
-        state = self._channel.get_state(try_to_connect=True)
-        try:
-            async with asyncio.timeout(seconds):
-                while state not in _SETTLED:
-                    await self._channel.wait_for_state_change(state)
-                    state = self._channel.get_state(try_to_connect=True)
-        except TimeoutError:
-            pass
-        if state is not grpc.ChannelConnectivity.READY:
-            raise LedgerUnreachable(self.config.server, seconds, failed=state in _SETTLED)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        state, since = self._channel.get_state(try_to_connect=True), loop.time()
+        while state is not _READY and (left := wait_limit(state, since, deadline) - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), left)
+            except TimeoutError:
+                break
+            changed = self._channel.get_state(try_to_connect=True)
+            if changed is not state:
+                state, since = changed, loop.time()
+        if state is not _READY:
+            raise LedgerUnreachable(
+                self.config.server, seconds, failed=state is not grpc.ChannelConnectivity.CONNECTING
+            )
 
     async def server_info(self, *, timeout: float | None = None) -> ServerInfo:
         """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""

@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import grpc
+
 from ledger.v1 import ledger_pb2
 
-CONNECTED: Final = "READY"
-"""The channel state of a connection made (grpc.ChannelConnectivity's name)."""
+FAILED_CONNECTION_GRACE_SECONDS: Final = 0.5
+"""How long wait_for_server lets a channel whose connection attempt failed try again before it calls the
+server unreachable: a first attempt can fail for a moment (seen when another channel to the same server
+had just closed), while one that keeps failing (nothing listens there) is told at once."""
+
+
+def wait_limit(state: grpc.ChannelConnectivity, since: float, deadline: float) -> float:
+    """Until when wait_for_server waits for a connection, in `state` since `since` (one clock for all three)."""
+    if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+        return min(deadline, since + FAILED_CONNECTION_GRACE_SECONDS)
+    if state is grpc.ChannelConnectivity.SHUTDOWN:
+        return since
+    return deadline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from ._batching import Batch, Entry, request_bounds
 from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
-from ._info import ServerInfo
+from ._info import ServerInfo, wait_limit
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -53,14 +53,8 @@ CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
 """Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
 
 _CLOSE: Final = None
-_SETTLED: Final = frozenset(
-    {
-        grpc.ChannelConnectivity.READY,
-        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-        grpc.ChannelConnectivity.SHUTDOWN,
-    }
-)
-"""Channel states that end a wait for a connection: made, or failed."""
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 class _Batcher(Generic[Payload, Result]):
@@ -259,21 +253,29 @@ class Client:
         caller that wants to know at once that nobody answers (a command line), before sending anything.
         """
         seconds = self._timeout(timeout)
-        settled = threading.Event()
-        state: list[grpc.ChannelConnectivity] = []
+        deadline = time.monotonic() + seconds
+        changed = threading.Condition()
+        current = (grpc.ChannelConnectivity.IDLE, time.monotonic())
 
         def watch(connectivity: grpc.ChannelConnectivity) -> None:
-            if connectivity in _SETTLED:
-                state.append(connectivity)
-                settled.set()
+            nonlocal current
+            with changed:
+                if connectivity is not current[0]:
+                    current = (connectivity, time.monotonic())
+                    changed.notify_all()
 
         self._channel.subscribe(watch, try_to_connect=True)
         try:
-            settled.wait(seconds)
+            with changed:
+                while current[0] is not _READY and (left := wait_limit(*current, deadline) - time.monotonic()) > 0:
+                    changed.wait(left)
+                state = current[0]
         finally:
             self._channel.unsubscribe(watch)
-        if not state or state[0] is not grpc.ChannelConnectivity.READY:
-            raise LedgerUnreachable(self.config.server, seconds, failed=bool(state))
+        if state is not _READY:
+            raise LedgerUnreachable(
+                self.config.server, seconds, failed=state is not grpc.ChannelConnectivity.CONNECTING
+            )
 
     def server_info(self, *, timeout: float | None = None) -> ServerInfo:
         """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""
