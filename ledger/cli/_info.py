@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ledger import __version__
-from ledger.client import Client, LedgerCallError, LedgerError, LedgerUnauthenticated, LedgerUnreachable, ServerInfo
+from ledger.client import Client, LedgerError, LedgerUnauthenticated, LedgerUnreachable, ServerInfo
 from ledger.engine import IMPLEMENTATION, _limits
 
 from ._ops import (
@@ -71,10 +71,13 @@ def server_info(args: argparse.Namespace) -> int:
             report.update(_document(client.server_info()))
         except LedgerUnauthenticated as exc:
             report["auth_required"] = True
-            failure = f"the server requires an API key (--api-key or LEDGER_API_KEY) to say more: {exc.message}"
+            if config.api_key:
+                failure = f"the server refused the API key: {exc.message}"
+            else:
+                failure = f"the server requires an API key (--api-key or LEDGER_API_KEY) to say more: {exc.message}"
         except LedgerUnreachable as exc:
             failure = unreachable(exc, config)
-        except (LedgerCallError, LedgerError) as exc:
+        except LedgerError as exc:
             failure = str(exc)
     if failure:
         report["error"] = failure

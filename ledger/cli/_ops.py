@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ CONNECT_SECONDS_MAX: Final = 2.0
 """How long a command waits for a connection before it says it cannot reach the server. Nothing is sent
 before the connection is made, so giving up then is safe; once a write was sent, its call keeps retrying
 until --call-timeout, because its outcome is unknown until the server answers."""
+
+WAITING_NOTICE_SECONDS: Final = 3.0
+"""After this long without an answer, a command of a few calls says it is still waiting, and why."""
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -211,20 +215,36 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         raise InputError(str(exc)) from None
 
 
-def run_with_client(args: argparse.Namespace, work: Callable[[Client], int]) -> int:
+def run_with_client(args: argparse.Namespace, work: Callable[[Client], int], *, waiting_notice: bool = False) -> int:
     """`work` with a connected client made from the options; a failed call prints the reason and exits 3.
 
-    Bad input (InputError) goes up to `ledger.cli.main`, which prints it and exits 2.
+    With `waiting_notice` (commands of one or a few calls, without a progress bar of their own), a call
+    still unanswered after WAITING_NOTICE_SECONDS says so on stderr, rather than leaving the operator
+    before a silent terminal until --call-timeout. Bad input (InputError) goes up to `ledger.cli.main`,
+    which prints it and exits 2.
     """
     config = client_config(args)
+    notice = threading.Timer(
+        WAITING_NOTICE_SECONDS,
+        lambda: print(
+            f"{args.command_parser.prog}: no answer from {config.server} yet: retrying with the same ids until "
+            f"--call-timeout ({config.timeout_seconds:g} s); stopping and running it again is safe",
+            file=sys.stderr,
+        ),
+    )
+    notice.daemon = True
     try:
         with Client(config) as client:
             client.wait_for_server(min(CONNECT_SECONDS_MAX, config.timeout_seconds))
+            if waiting_notice:
+                notice.start()
             return work(client)
     except LedgerUnreachable as exc:
         return failed(args, unreachable(exc, config))
     except LedgerError as exc:
         return failed(args, str(exc))
+    finally:
+        notice.cancel()
 
 
 def failed(args: argparse.Namespace, message: str) -> int:
@@ -366,7 +386,7 @@ def _create_account(args: argparse.Namespace) -> int:
         emit(args, document, [f"account {format_id(account.id)}: {name}{at}"])
         return 0 if name in SUCCEEDED else EXIT_FAILED_ITEMS
 
-    return run_with_client(args, work)
+    return run_with_client(args, work, waiting_notice=True)
 
 
 def _at(timestamp: int) -> str:
@@ -439,7 +459,7 @@ def _transfer(args: argparse.Namespace) -> int:
         emit(args, document, [f"transfer {format_id(transfer.id)}: {said}"])
         return 0 if name in SUCCEEDED else EXIT_FAILED_ITEMS
 
-    return run_with_client(args, work)
+    return run_with_client(args, work, waiting_notice=True)
 
 
 _EXPLAINED: Final = {
@@ -492,7 +512,7 @@ def _lookup(args: argparse.Namespace) -> int:
         emit(args, document, lines)
         return 0 if all(i in found for i in args.ids) else EXIT_FAILED_ITEMS
 
-    return run_with_client(args, work)
+    return run_with_client(args, work, waiting_notice=True)
 
 
 def _missing(kind: str, record_id: int) -> str:
@@ -538,7 +558,7 @@ def _balance(args: argparse.Namespace) -> int:
         emit(args, document, lines)
         return 0
 
-    return run_with_client(args, work)
+    return run_with_client(args, work, waiting_notice=True)
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -581,7 +601,7 @@ def _history(args: argparse.Namespace) -> int:
             emit(args, None, history_lines(rows, unit))
         return 0
 
-    return run_with_client(args, work)
+    return run_with_client(args, work, waiting_notice=True)
 
 
 def _first(items: Iterator[Any], limit: int) -> Iterator[Any]:

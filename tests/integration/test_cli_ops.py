@@ -549,6 +549,8 @@ def test_info_tells_a_key_only_what_it_may_know(store_url: str, capsys: pytest.C
             "on: a key is needed",
         )
         assert "ledger info: error: the server requires an API key (--api-key or LEDGER_API_KEY)" in err
+        code, _, err = cli("info", "--api-key", "lk_0123456789abcdef_" + "0" * 64)
+        assert code == 3 and "ledger info: error: the server refused the API key: " in err
         shop = cli.json("info", "--api-key", served.tokens["shop"])
         key_id = served.tokens["shop"].split("_")[1]
         assert shop["key"] == {"id": key_id, "tenant": "shop-7", "role": "read", "ledgers": [840, 978]}
