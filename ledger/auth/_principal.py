@@ -3,7 +3,7 @@
 Roles and the Ledger service's methods:
 
 - `read`: LookupAccounts, LookupTransfers, GetAccountTransfers, GetAccountBalances, SubscribeTransfers,
-  on the key's ledgers only.
+  on the key's ledgers only, and GetServerInfo (which tells a key bound to ledgers nothing of the others).
 - `write`: all of `read`, and CreateAccounts, CreateTransfers, CreateTransfersPacked, TransferStream, on
   the key's ledgers only.
 - `admin`: every method on every ledger (an operator's key, bound to no ledger).
@@ -36,7 +36,14 @@ SERVICE_NAME: Final = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 
 READ_METHODS: Final = frozenset(
     f"/{SERVICE_NAME}/{name}"
-    for name in ("LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers")
+    for name in (
+        "LookupAccounts",
+        "LookupTransfers",
+        "GetAccountTransfers",
+        "GetAccountBalances",
+        "SubscribeTransfers",
+        "GetServerInfo",
+    )
 )
 WRITE_METHODS: Final = READ_METHODS | frozenset(
     f"/{SERVICE_NAME}/{name}"

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import grpc
 
-from ledger.auth import PermissionDenied, check_still_allowed, current_grant, scoped
+from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
 from ledger.core import Ledger
 from ledger.engine import pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX
@@ -30,6 +30,7 @@ from ._convert import (
     accounts_to_packed,
     transfers_from_packed,
 )
+from ._info import server_info
 from ._limits import REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late, request_bytes
@@ -229,6 +230,13 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                     yield response.SerializeToString()
         except Exception as exc:
             await refuse(context, exc, "SubscribeTransfers", self._refusals)
+
+    async def GetServerInfo(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            parse(ledger_pb2.GetServerInfoRequest, request, "GetServerInfo")
+            return server_info(self._ledger, current_principal()).SerializeToString()
+
+        return await call(context, "GetServerInfo", work, self._refusals)
 
 
 async def _until_refused(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
