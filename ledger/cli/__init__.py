@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from ledger import __version__
 
-from . import _csv, _demo, _keys, _ops, _serve
+from . import _audit, _csv, _demo, _keys, _ops, _serve
 
-COMMAND_MODULES = (_serve, _demo, _ops, _csv, _keys)
+COMMAND_MODULES = (_serve, _demo, _ops, _csv, _keys, _audit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
