@@ -20,7 +20,7 @@ from ledger.engine._layout import unpack_account_results, unpack_transfer_result
 from ledger.journal import Checkpoint, Commit, open_store
 from ledger.journal._blocks import compress_transfers
 from ledger.journal._store import pack_checkpoint_blob
-from tests.integration.test_journal import FUNDING, LEDGER, REVENUE, config, day_of_trading, open_books, move
+from tests.integration.test_journal import FUNDING, LEDGER, REVENUE, config, day_of_trading, move, open_books
 from tests.stores import execute
 from tests.support import ManualClock
 

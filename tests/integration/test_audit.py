@@ -271,10 +271,7 @@ def altered_transfer(url: str, pick: Any, change: Any) -> tuple[int, int]:
     journal = open_journal(url)
     try:
         seq, index = next(
-            (c.seq, i)
-            for c in journal.commits()
-            for i, t in enumerate(unpack_transfers(c.transfers))
-            if pick(t)
+            (c.seq, i) for c in journal.commits() for i, t in enumerate(unpack_transfers(c.transfers)) if pick(t)
         )
     finally:
         journal.close()
@@ -303,7 +300,9 @@ def test_an_expiry_left_out_is_caught(store_url: str) -> None:
 # --- the commands ----------------------------------------------------------------------------------
 
 
-def test_ledger_audit_prints_a_verdict_and_exits_0_when_clean(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ledger_audit_prints_a_verdict_and_exits_0_when_clean(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rich_journal(store_url)
     assert main(["audit", "--store", store_url, "--progress"]) == 0
     out, err = capsys.readouterr()
