@@ -174,18 +174,18 @@ def _apply_commit(books: Books, commit: StoredCommit, floor: int) -> None:
     def found(record: str, message: str) -> _Found:
         return _Found(Problem("journal commit", seq, record, message))
 
-    def in_time(timestamp: int, record: str) -> None:
+    def in_time(timestamp: int) -> None:
         if not floor < timestamp <= commit.timestamp_last:
             span = f"({floor}, {commit.timestamp_last}]"
-            raise found(record, f"timestamp {timestamp} is outside this commit's time {span}")
+            raise Violation(f"timestamp {timestamp} is outside this commit's time {span}")
 
     # Accounts first: a commit's accounts come from calls applied before or between its transfers, and each
     # transfer is checked against its accounts' creation timestamps.
     accounts = list(ACCOUNT_RECORD.iter_unpack(commit.accounts))
     for index, record in enumerate(accounts):
         where = f"account {index} (ordinal {commit.accounts_first + index}, id {_id_of(record)})"
-        in_time(record[9], where)
         try:
+            in_time(record[9])
             account = books.create_account(record[:-1], record[-1])
         except Violation as exc:
             raise found(where, str(exc)) from None
@@ -220,17 +220,18 @@ def _apply_commit(books: Books, commit: StoredCommit, floor: int) -> None:
     for index, record in enumerate(TRANSFER_RECORD.iter_unpack(commit.transfers)):
         t = TransferRecord.unpack(record)
         ordinal = commit.transfers_first + index
-        where = f"transfer {index} (ordinal {ordinal}, id {t.id})"
-        in_time(t.timestamp, where)
-        expire_at(ordinal, t.timestamp)
-        if previous is not None and previous.flags & TF.LINKED and t.timestamp != previous.timestamp + 1:
-            raise found(where, f"follows a linked transfer ({previous.id}) that is not the event before it")
+        if expiries:
+            expire_at(ordinal, t.timestamp)
         try:
+            in_time(t.timestamp)
+            if previous is not None and previous.flags & TF.LINKED and t.timestamp != previous.timestamp + 1:
+                raise Violation(f"follows a linked transfer ({previous.id}) that is not the event before it")
             touched = books.apply_transfer(t, ordinal)
         except Violation as exc:
-            raise found(where, str(exc)) from None
-        expected_balances.extend(_balance_entry(account, t.timestamp) for account in touched
-                                 if account.flags & AF.HISTORY)  # fmt: skip
+            raise found(f"transfer {index} (ordinal {ordinal}, id {t.id})", str(exc)) from None
+        if (touched[0].flags | touched[1].flags) & AF.HISTORY:
+            expected_balances.extend(_balance_entry(account, t.timestamp) for account in touched
+                                     if account.flags & AF.HISTORY)  # fmt: skip
         previous = t
     if previous is not None and previous.flags & TF.LINKED:
         raise found(f"transfer {commit.transfers_count - 1} (ordinal {end - 1}, id {previous.id})",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 AMOUNT_MAX: Final = 2**63 - 1
 TIMESTAMP_MAX: Final = 2**63 - 1
@@ -138,8 +138,9 @@ class Hold:
         return self.timestamp + self.timeout * NANOSECONDS_PER_SECOND if self.timeout else None
 
 
-@dataclass(frozen=True, slots=True)
-class TransferRecord:
+class TransferRecord(NamedTuple):
+    """A stored transfer (a tuple: made once per transfer read, so it costs little)."""
+
     id: int
     debit_account_id: int
     credit_account_id: int
@@ -412,12 +413,13 @@ class LedgerTotals:
 
 
 def _check_limits(account: AccountState) -> None:
-    for name, value in zip(BALANCE_FIELDS, account.balances(), strict=True):
-        if not 0 <= value <= AMOUNT_MAX:
-            raise Violation(f"account {account.id}: {name} {value} is outside 0..{AMOUNT_MAX}")
     debits = account.debits_pending + account.debits_posted
     credits = account.credits_pending + account.credits_posted
-    if debits > AMOUNT_MAX or credits > AMOUNT_MAX:
+    # Posted balances only ever grow, so these bound all four balances (the usual case: one comparison each).
+    if account.debits_pending < 0 or account.credits_pending < 0 or debits > AMOUNT_MAX or credits > AMOUNT_MAX:
+        for name, value in zip(BALANCE_FIELDS, account.balances(), strict=True):
+            if not 0 <= value <= AMOUNT_MAX:
+                raise Violation(f"account {account.id}: {name} {value} is outside 0..{AMOUNT_MAX}")
         raise Violation(f"account {account.id}: pending and posted together pass {AMOUNT_MAX}")
     if account.flags & AF.DEBITS_MUST_NOT_EXCEED_CREDITS and debits > account.credits_posted:
         raise Violation(

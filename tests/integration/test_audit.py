@@ -377,3 +377,24 @@ def test_export_to_parquet_without_pyarrow_says_what_to_install(
     assert main(["export", "transfers", str(tmp_path / "t.parquet"), "--store", url]) == 2
     assert "pip install 'wallet-ledger[export]'" in capsys.readouterr().err
     assert main(["export", "transfers", "-", "--store", url, "--format", "parquet"]) == 2
+
+
+def test_the_readmes_reader_reads_a_real_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The byte format's section of the README is enough to read a journal: its example runs as printed."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### The journal's byte format") :]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
+    path = tmp_path / "ledger.sqlite3"
+    rich_journal(f"sqlite:///{path}")
+    exec(compile(code.replace("data/ledger.sqlite3", str(path)), "README.md", "exec"), {})
+    journal = open_journal(f"sqlite:///{path}")
+    try:
+        records = [t for c in journal.commits() for t in unpack_transfers(c.transfers)]
+    finally:
+        journal.close()
+    moved = sum(t.amount for t in records if not t.flags & (TF.PENDING | TF.VOID_PENDING_TRANSFER))
+    assert capsys.readouterr().out == (
+        f"{len(records)} transfers in 21 accounts, {moved} moved; checksums, seqs, ordinals agree\n"
+    )
