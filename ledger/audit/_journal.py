@@ -271,10 +271,29 @@ def _check_version(version: int | None, description: str) -> None:
         )
 
 
+class _SqlJournal:
+    """What both stores answer with the same SQL (neither query has a parameter, so placeholders do not differ)."""
+
+    description: str
+    _connection: Any
+
+    def extent(self) -> Extent:
+        row = self._connection.execute(
+            "SELECT seq, transfers_first + transfers_count FROM ledger_journal ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return Extent(*row) if row else Extent(0, 0)
+
+    def checkpoints(self) -> list[CheckpointHead]:
+        rows = self._connection.execute(
+            "SELECT seq, timestamp_last, checksum FROM ledger_checkpoints ORDER BY seq"
+        ).fetchall()
+        return [CheckpointHead(*row) for row in rows]
+
+
 # -- SQLite ----------------------------------------------------------------------------------------
 
 
-class _SqliteJournal:
+class _SqliteJournal(_SqlJournal):
     def __init__(self, path: Path) -> None:
         self.description = f"sqlite:{path}"
         if not path.is_file():
@@ -296,12 +315,6 @@ class _SqliteJournal:
         row = self._connection.execute(query).fetchone()
         return row[0] if row else None
 
-    def extent(self) -> Extent:
-        row = self._connection.execute(
-            "SELECT seq, transfers_first + transfers_count FROM ledger_journal ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return Extent(*row) if row else Extent(0, 0)
-
     def commits(self) -> Iterator[StoredCommit]:
         try:
             cursor = self._connection.execute(f"SELECT {_COLUMNS}, expired, balances FROM ledger_journal ORDER BY seq")
@@ -310,12 +323,6 @@ class _SqliteJournal:
                     yield verify_commit(*row)
         except sqlite3.DatabaseError as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}") from None
-
-    def checkpoints(self) -> list[CheckpointHead]:
-        rows = self._connection.execute(
-            "SELECT seq, timestamp_last, checksum FROM ledger_checkpoints ORDER BY seq"
-        ).fetchall()
-        return [CheckpointHead(*row) for row in rows]
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         row = self._connection.execute(
@@ -330,7 +337,7 @@ class _SqliteJournal:
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
-class _PostgresJournal:
+class _PostgresJournal(_SqlJournal):
     def __init__(self, dsn: str) -> None:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
@@ -358,12 +365,6 @@ class _PostgresJournal:
         _check_version(row[0] if row else None, self.description)
         self._blocks = row is not None and row[0] >= 2
 
-    def extent(self) -> Extent:
-        row = self._connection.execute(
-            "SELECT seq, transfers_first + transfers_count FROM ledger_journal ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return Extent(*row) if row else Extent(0, 0)
-
     def commits(self) -> Iterator[StoredCommit]:
         import psycopg
 
@@ -383,12 +384,6 @@ class _PostgresJournal:
                     )  # fmt: skip
         except psycopg.Error as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}".strip()) from None
-
-    def checkpoints(self) -> list[CheckpointHead]:
-        rows = self._connection.execute(
-            "SELECT seq, timestamp_last, checksum FROM ledger_checkpoints ORDER BY seq"
-        ).fetchall()
-        return [CheckpointHead(*row) for row in rows]
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         with self._connection.cursor(binary=True) as cursor:
