@@ -16,7 +16,7 @@ from ._journal import (
     StoredCommit,
     open_journal,
 )
-from ._model import AccountState, Books, Hold, LedgerTotals, Tally, TransferRecord, Violation
+from ._model import AccountState, Books, Hold, LedgerTotals, Tally, TransferRecord, Violation, transfer_records
 
 __all__ = [
     "AccountState",
@@ -39,4 +39,5 @@ __all__ = [
     "Violation",
     "audit",
     "open_journal",
+    "transfer_records",
 ]

@@ -41,13 +41,13 @@ from ._model import (
     EXPIRED_RECORD,
     STATUS_NAMES,
     TF,
-    TRANSFER_RECORD,
     AccountState,
     Books,
     LedgerTotals,
     Tally,
     TransferRecord,
     Violation,
+    transfer_records,
 )
 
 _U64: int = 2**64 - 1
@@ -217,8 +217,7 @@ def _apply_commit(books: Books, commit: StoredCommit, floor: int) -> None:
             except Violation as exc:
                 raise found(where, str(exc)) from None
 
-    for index, record in enumerate(TRANSFER_RECORD.iter_unpack(commit.transfers)):
-        t = TransferRecord.unpack(record)
+    for index, t in enumerate(transfer_records(commit.transfers)):
         ordinal = commit.transfers_first + index
         if expiries:
             expire_at(ordinal, t.timestamp)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -164,6 +165,11 @@ class TransferRecord(NamedTuple):
             id_lo | id_hi << 64, dr_lo | dr_hi << 64, cr_lo | cr_hi << 64, amount, p_lo | p_hi << 64,
             u128_lo | u128_hi << 64, u64, u32, timeout, ledger, code, flags, timestamp, reserved,
         )  # fmt: skip
+
+
+def transfer_records(blob: bytes) -> Iterator[TransferRecord]:
+    """The transfer records of a commit's raw `transfers` blob, in order."""
+    return map(TransferRecord.unpack, TRANSFER_RECORD.iter_unpack(blob))
 
 
 @dataclass

@@ -24,8 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
-from ledger.audit import Books, JournalUnreadable, Progress, StoredCommit, TransferRecord, audit, open_journal
-from ledger.audit._model import TRANSFER_RECORD
+from ledger.audit import Books, JournalUnreadable, Progress, StoredCommit, audit, open_journal, transfer_records
 
 from ._ops import EXIT_CALL_FAILED, EXIT_FAILED_ITEMS, EXIT_USAGE, InputError
 
@@ -165,8 +164,7 @@ def export_journal(args: argparse.Namespace, kind: RecordKind, progress: Progres
                 books[:] = [state]
                 if kind.name != "transfers":
                     return
-                for record in TRANSFER_RECORD.iter_unpack(commit.transfers):
-                    transfer = TransferRecord.unpack(record)
+                for transfer in transfer_records(commit.transfers):
                     if args.timestamp_min <= transfer.timestamp <= timestamp_max:
                         table.writerow([getattr(transfer, column) for column in columns])
                         rows += 1
