@@ -398,3 +398,40 @@ def test_the_readmes_reader_reads_a_real_journal(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().out == (
         f"{len(records)} transfers in 21 accounts, {moved} moved; checksums, seqs, ordinals agree\n"
     )
+
+
+def test_beside_a_serving_ledger_the_journal_and_the_server_export_the_same(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ledger audit` and `ledger export --store` run while the server holds the journal, and agree with it."""
+    from ledger.client import Client, ClientConfig
+    from tests.integration.test_cli_ops import Served
+
+    with Served(store_url) as served:
+        server = f"127.0.0.1:{served.port}"
+        with Client(ClientConfig(server=server)) as client:
+            client.create_accounts([Account(id=i, ledger=LEDGER, code=1, flags=2 * (i > 1)) for i in range(1, 6)])
+            client.create_transfers([Transfer(id=10 + i, debit_account_id=1, credit_account_id=i, amount=100 * i,
+                                              ledger=LEDGER, code=1) for i in range(2, 6)])  # fmt: skip
+            hold = Transfer(id=20, debit_account_id=2, credit_account_id=3, amount=50, ledger=LEDGER, code=1,
+                            flags=TF.PENDING)  # fmt: skip
+            client.create_transfers([hold, Transfer(id=21, pending_id=20, amount=30, ledger=LEDGER,
+                                                    flags=TF.POST_PENDING_TRANSFER)])  # fmt: skip
+        assert main(["audit", "--store", store_url]) == 0
+        assert capsys.readouterr().out.splitlines()[0].endswith(": clean")
+        by_server = tmp_path / "server.parquet"
+        by_journal = tmp_path / "journal.parquet"
+        assert main(["export", "accounts", str(by_server), "--id-range", "1:5", "--server", server]) == 0
+        assert main(["export", "accounts", str(by_journal), "--store", store_url]) == 0
+        assert (
+            main(["export", "transfers", str(tmp_path / "server.csv"), "--id-range", "10:21", "--server", server]) == 0
+        )
+        assert main(["export", "transfers", str(tmp_path / "journal.csv"), "--store", store_url]) == 0
+
+    import pyarrow.parquet as pq
+
+    server_rows = pq.read_table(by_server).to_pylist()
+    assert server_rows == pq.read_table(by_journal).to_pylist()
+    assert [row["debits_posted"] for row in server_rows] == [1400, 30, 0, 0, 0]
+    assert server_rows[1]["id"] == "2"  # 128-bit columns as their decimal text
+    assert (tmp_path / "server.csv").read_text() == (tmp_path / "journal.csv").read_text()
