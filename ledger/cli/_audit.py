@@ -26,8 +26,11 @@ def register(commands: Commands) -> None:
     parser = commands.add_parser(
         "audit",
         help="check the journal on its own: checksums, sequence, ordinals, every balance recomputed (read-only)",
+        description="Replay the store's journal without the ledger's code (read-only, safe beside a running server) "
+        "and print a verdict. Exit codes: 0 clean, 1 a problem (named with its commit or checkpoint seq and record), "
+        "3 the store cannot be read.",
     )
-    parser.add_argument("--store", help=STORE_HELP)
+    parser.add_argument("--store", metavar="URL", help=STORE_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON for machines instead of lines for people")
     add_progress_option(parser)
     parser.set_defaults(run=_audit)
