@@ -123,8 +123,9 @@ def _run(
     extent = journal.extent()
     heads = {head.seq: head for head in journal.checkpoints()}
     floor = 0  # every record of the next commit is after this timestamp
-    if 0 in heads:
+    if 0 in heads:  # a checkpoint of the empty ledger
         floor = _compare_checkpoint(journal, heads[0], books, floor)
+        verdict.checkpoints.append(0)
     seq_last = 0
     for commit in journal.commits():
         if commit.seq != seq_last + 1:
