@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import IO, Any, Final, TextIO
+from typing import IO, Any, Final
 
 from tqdm import tqdm
 
@@ -47,6 +47,7 @@ from ledger.client._config import IN_FLIGHT_MAX
 from ledger.client._records import transfer_outcomes
 from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 
+from ._export import add_export_options, export_journal, open_table, table_format
 from ._ops import (
     EXIT_FAILED_ITEMS,
     EXIT_USAGE,
@@ -157,10 +158,10 @@ def register(commands: Commands) -> None:
     add_progress_option(importer)
     importer.set_defaults(run=_import)
 
-    exporter = commands.add_parser("export", help="write accounts or transfers to a CSV file")
+    exporter = commands.add_parser("export", help="write accounts or transfers to a CSV or Parquet file")
     add_connection_options(exporter)
     exporter.add_argument("kind", choices=list(KINDS))
-    exporter.add_argument("file", metavar="FILE.csv", help="where to write ('-': standard output)")
+    exporter.add_argument("file", metavar="FILE", help="where to write ('-': standard output)")
     which = exporter.add_mutually_exclusive_group(required=True)
     which.add_argument("--ids", type=Path, metavar="FILE", help="ids to look up, one a line")
     which.add_argument(
@@ -178,6 +179,7 @@ def register(commands: Commands) -> None:
         "--accounts-file", type=Path, metavar="FILE", help="transfers: the histories of these accounts, one id a line"
     )
     add_time_range_options(exporter, "transfers of accounts:")
+    add_export_options(exporter, which)
     add_progress_option(exporter)
     exporter.set_defaults(run=_export)
 
@@ -399,10 +401,13 @@ def _export(args: argparse.Namespace) -> int:
     kind = KINDS[args.kind]
     if (args.account or args.accounts_file) and kind is ACCOUNTS:
         raise InputError("--account and --accounts-file select transfers; accounts take --ids or --id-range")
+    args.format = table_format(args.format, args.file)
     if args.file != "-":
-        check_writable(Path(args.file), "FILE.csv")
+        check_writable(Path(args.file), "FILE")
     ids = read_ids(args.ids) if args.ids else None
     accounts = args.account or (read_ids(args.accounts_file) if args.accounts_file else None)
+    if args.store is not None:
+        return export_journal(args, kind, progress)
 
     def work(client: Client) -> int:
         # A file is written beside its place and moved there when complete: a failed export leaves none.
@@ -429,11 +434,7 @@ def write_records(args: argparse.Namespace, client: Client, kind: RecordKind, pa
                   accounts: list[int] | None, ids: list[int] | None) -> int:  # fmt: skip
     columns = [*kind.columns, *kind.state_columns]
     with ExitStack() as stack:
-        out: TextIO = (
-            sys.stdout if args.file == "-" else stack.enter_context(partial.open("w", newline="", encoding="utf-8"))
-        )
-        writer = csv.writer(out)
-        writer.writerow(columns)
+        writer = stack.enter_context(open_table(args.file, partial, kind, columns, args.format))
         bar = stack.enter_context(progress(args, None, f"export {kind.name}"))
         if accounts is not None:
             records: Iterable[Any] = history(client, accounts, args.timestamp_min, args.timestamp_max)

@@ -494,7 +494,7 @@ def test_files_that_cannot_be_written_are_refused_before_anything_is_sent(cli: C
     tour_accounts(cli)
     code, out, err = cli("export", "accounts", str(tmp_path / "missing" / "a.csv"), "--id-range", "1:3")
     assert (code, out) == (2, "") and "Traceback" not in err
-    assert err == f"ledger export: error: argument FILE.csv: '{tmp_path / 'missing' / 'a.csv'}': no directory " \
+    assert err == f"ledger export: error: argument FILE: '{tmp_path / 'missing' / 'a.csv'}': no directory " \
                   f"'{tmp_path / 'missing'}' to write it in\n"  # fmt: skip
     code, _, err = cli("export", "accounts", str(tmp_path), "--id-range", "1:3")
     assert code == 2 and "is a directory" in err

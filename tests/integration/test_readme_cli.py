@@ -14,8 +14,9 @@ from .test_cli_ops import Cli, Served, columns
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTIONS = ("## A tour", "## Operator commands")
-NOT_RUN = ("ledger serve", "ledger keys")
-"""Commands of those sections this test does not run: the server is already served; keys need a store."""
+NOT_RUN = ("ledger serve", "ledger keys", "ledger audit")
+"""Commands of those sections this test does not run: the server is already served; keys and the audit take
+a store (tests/integration/test_audit.py runs the audit's commands)."""
 
 
 def section(name: str) -> str:

@@ -1,0 +1,398 @@
+"""A read-only reader of a journal store, written from the README's "The journal's byte format" alone.
+
+Nothing here imports the ledger's journal or engine: the auditor reads the
+tables with SQL and the bytes with the layouts the README documents, so a
+clean verdict does not rest on the code it checks, and the README is shown
+to be enough to write a reader (tests/integration/test_audit.py compares this
+reader with journals the ledger wrote).
+
+Read-only by construction: SQLite is opened with `mode=ro` and
+`query_only`, and never through the ledger's lock file; PostgreSQL in a
+`READ ONLY` transaction at `REPEATABLE READ`, never touching the writer's
+advisory lock. Everything is read in one transaction, so an audit beside a
+running server sees one consistent snapshot: the commits durable when it
+began, and the checkpoints stored by then.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import lz4.block
+
+ACCOUNT_SIZE: Final = 128
+TRANSFER_SIZE: Final = 128
+EXPIRED_SIZE: Final = 24
+BALANCE_SIZE: Final = 64
+BLOCK_RECORDS: Final = 64
+"""PostgreSQL: transfer records per LZ4 block."""
+SCHEMA_VERSIONS: Final = (1, 2)
+"""The schema versions (table `ledger_schema`) whose columns the README documents."""
+
+COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
+CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
+BLOCK_END: Final = struct.Struct("<I")
+
+_COLUMNS: Final = "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts, transfers"
+_ROWS_PER_FETCH: Final = 8
+"""Commits held at once while scanning: a commit may be up to 64 MiB of records."""
+
+
+class JournalUnreadable(Exception):
+    """The store cannot be opened or holds no journal; the message says which store and why (no password)."""
+
+
+class JournalDamage(Exception):
+    """What the bytes themselves show to be wrong with a commit or checkpoint: its seq and what."""
+
+    def __init__(self, seq: int, what: str, message: str) -> None:
+        super().__init__(f"{what} seq={seq}: {message}")
+        self.seq = seq
+        self.what = what
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommit:
+    """One journal row, its transfers decompressed, its checksum verified."""
+
+    seq: int
+    timestamp_last: int
+    accounts_first: int
+    transfers_first: int
+    accounts: bytes
+    transfers: bytes
+    expired: bytes
+    balances: bytes
+
+    @property
+    def accounts_count(self) -> int:
+        return len(self.accounts) // ACCOUNT_SIZE
+
+    @property
+    def transfers_count(self) -> int:
+        return len(self.transfers) // TRANSFER_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointHead:
+    seq: int
+    timestamp_last: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    seq: int
+    timestamp_last: int
+    accounts: bytes
+    transfer_status: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """What the snapshot holds, for progress: the last seq and the transfers up to it."""
+
+    seq_last: int
+    transfers_count: int
+
+
+class Journal(Protocol):
+    """One store's journal as one read-only snapshot."""
+
+    description: str
+
+    def extent(self) -> Extent: ...
+
+    def commits(self) -> Iterator[StoredCommit]:
+        """Every commit in seq order, verified as bytes (JournalDamage otherwise); gaps are the caller's to find."""
+        ...
+
+    def checkpoints(self) -> list[CheckpointHead]:
+        """The checkpoints stored, oldest first."""
+        ...
+
+    def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
+        """A checkpoint's blobs, inflated and verified (JournalDamage otherwise)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_journal(url: str) -> Journal:
+    """A read-only snapshot of the journal at a store URL, as `ledger serve --store` takes it."""
+    url = url.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        return _PostgresJournal(url)
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif url.startswith("sqlite://"):
+        raise JournalUnreadable(f"store URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+    elif url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:")
+    elif "://" in url:
+        raise JournalUnreadable(f"store URL {url!r}: use postgresql://… or sqlite:///path")
+    else:
+        path = url
+    if not path:
+        raise JournalUnreadable(f"store URL {url!r} names no file")
+    return _SqliteJournal(Path(path))
+
+
+# -- the bytes -------------------------------------------------------------------------------------
+
+
+def commit_checksum(
+    seq: int,
+    timestamp_last: int,
+    accounts_first: int,
+    transfers_first: int,
+    accounts: bytes,
+    transfers: bytes,
+    expired: bytes,
+    balances: bytes,
+) -> int:
+    """CRC-32 of the commit header and its four record blobs (transfers uncompressed), chained in that order."""
+    header = COMMIT_HEADER.pack(
+        b"LJC1", seq, timestamp_last, accounts_first, transfers_first,
+        len(accounts), len(transfers), len(expired), len(balances),
+    )  # fmt: skip
+    crc = zlib.crc32(header)
+    for blob in (accounts, transfers, expired, balances):
+        crc = zlib.crc32(blob, crc)
+    return crc
+
+
+def checkpoint_checksum(seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes) -> int:
+    header = CHECKPOINT_HEADER.pack(
+        b"LJK1", seq, timestamp_last, len(accounts) // ACCOUNT_SIZE, len(transfer_status), len(accounts)
+    )
+    return zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header)))
+
+
+def decompress_blocks(seq: int, blocks: bytes, ends: bytes, transfers_count: int) -> bytes:
+    """The raw transfer records of a PostgreSQL row: LZ4 blocks of up to 64 records, `ends` their end offsets."""
+    blocks_count = -(-transfers_count // BLOCK_RECORDS)
+    if len(ends) != blocks_count * BLOCK_END.size:
+        raise JournalDamage(
+            seq, "journal commit", f"transfer_blocks holds {len(ends)} bytes, {transfers_count} transfers need "
+            f"{blocks_count} block ends ({blocks_count * BLOCK_END.size} bytes)"
+        )  # fmt: skip
+    raw = bytearray()
+    start = 0
+    for block in range(blocks_count):
+        (end,) = BLOCK_END.unpack_from(ends, block * BLOCK_END.size)
+        if not start < end <= len(blocks):
+            raise JournalDamage(
+                seq, "journal commit", f"transfer block {block} ends at {end}, outside {start + 1}..{len(blocks)}"
+            )
+        size = min(BLOCK_RECORDS, transfers_count - block * BLOCK_RECORDS) * TRANSFER_SIZE
+        try:
+            records = lz4.block.decompress(blocks[start:end], uncompressed_size=size)
+        except lz4.block.LZ4BlockError as exc:
+            raise JournalDamage(seq, "journal commit", f"transfer block {block} does not decompress: {exc}") from None
+        if len(records) != size:
+            raise JournalDamage(
+                seq, "journal commit", f"transfer block {block} holds {len(records)} bytes, expected {size}"
+            )
+        raw += records
+        start = end
+    if start != len(blocks):
+        raise JournalDamage(seq, "journal commit", f"{len(blocks) - start} bytes follow the last transfer block")
+    return bytes(raw)
+
+
+def verify_commit(
+    seq: int,
+    timestamp_last: int,
+    accounts_first: int,
+    transfers_first: int,
+    transfers_count: int,
+    checksum: int,
+    accounts: bytes,
+    transfers: bytes,
+    expired: bytes,
+    balances: bytes,
+) -> StoredCommit:
+    """A commit whose record sizes, transfers_count and checksum agree with its bytes."""
+    for name, blob, size in (
+        ("accounts", accounts, ACCOUNT_SIZE),
+        ("transfers", transfers, TRANSFER_SIZE),
+        ("expired", expired, EXPIRED_SIZE),
+        ("balances", balances, BALANCE_SIZE),
+    ):
+        if len(blob) % size:
+            raise JournalDamage(seq, "journal commit", f"{name} holds {len(blob)} bytes, not whole {size}-byte records")
+    if transfers_count != len(transfers) // TRANSFER_SIZE:
+        raise JournalDamage(
+            seq, "journal commit",
+            f"transfers_count says {transfers_count}, the row holds {len(transfers) // TRANSFER_SIZE} transfers",
+        )  # fmt: skip
+    expected = commit_checksum(
+        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+    )
+    if checksum != expected:
+        raise JournalDamage(
+            seq, "journal commit", f"checksum {checksum:#010x} does not match its contents ({expected:#010x})"
+        )
+    return StoredCommit(seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances)
+
+
+def inflate_checkpoint(head: CheckpointHead, accounts: bytes, transfer_status: bytes) -> StoredCheckpoint:
+    """A checkpoint's blobs (stored zlib-deflated), inflated and checked against its checksum."""
+    try:
+        raw_accounts = zlib.decompress(accounts)
+        raw_status = zlib.decompress(transfer_status)
+    except zlib.error as exc:
+        raise JournalDamage(head.seq, "checkpoint", f"a blob cannot be inflated ({exc})") from None
+    if len(raw_accounts) % ACCOUNT_SIZE:
+        raise JournalDamage(head.seq, "checkpoint", f"accounts holds {len(raw_accounts)} bytes, not whole records")
+    expected = checkpoint_checksum(head.seq, head.timestamp_last, raw_accounts, raw_status)
+    if head.checksum != expected:
+        raise JournalDamage(
+            head.seq, "checkpoint", f"checksum {head.checksum:#010x} does not match its contents ({expected:#010x})"
+        )
+    return StoredCheckpoint(head.seq, head.timestamp_last, raw_accounts, raw_status)
+
+
+def _check_version(version: int | None, description: str) -> None:
+    if version is None:
+        raise JournalUnreadable(f"{description}: no journal here (the table ledger_schema is empty)")
+    if version not in SCHEMA_VERSIONS:
+        raise JournalUnreadable(
+            f"{description}: journal schema version {version}; this auditor reads versions "
+            f"{', '.join(map(str, SCHEMA_VERSIONS))}"
+        )
+
+
+class _SqlJournal:
+    """What both stores answer with the same SQL (neither query has a parameter, so placeholders do not differ)."""
+
+    description: str
+    _connection: Any
+
+    def extent(self) -> Extent:
+        row = self._connection.execute(
+            "SELECT seq, transfers_first + transfers_count FROM ledger_journal ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return Extent(*row) if row else Extent(0, 0)
+
+    def checkpoints(self) -> list[CheckpointHead]:
+        rows = self._connection.execute(
+            "SELECT seq, timestamp_last, checksum FROM ledger_checkpoints ORDER BY seq"
+        ).fetchall()
+        return [CheckpointHead(*row) for row in rows]
+
+
+# -- SQLite ----------------------------------------------------------------------------------------
+
+
+class _SqliteJournal(_SqlJournal):
+    def __init__(self, path: Path) -> None:
+        self.description = f"sqlite:{path}"
+        if not path.is_file():
+            raise JournalUnreadable(f"{self.description}: no such file")
+        try:
+            # mode=ro: never writes, never creates; the ledger's lock file beside it is left alone.
+            self._connection = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._connection.execute("PRAGMA query_only = 1")
+            self._connection.execute("PRAGMA busy_timeout = 10000")
+            self._connection.execute("BEGIN")  # one read snapshot for everything below
+            version = self._one("SELECT max(version) FROM ledger_schema")
+        except sqlite3.Error as exc:
+            raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}") from None
+        _check_version(version, self.description)
+
+    def _one(self, query: str) -> Any:
+        row = self._connection.execute(query).fetchone()
+        return row[0] if row else None
+
+    def commits(self) -> Iterator[StoredCommit]:
+        try:
+            cursor = self._connection.execute(f"SELECT {_COLUMNS}, expired, balances FROM ledger_journal ORDER BY seq")
+            while rows := cursor.fetchmany(_ROWS_PER_FETCH):
+                for row in rows:
+                    yield verify_commit(*row)
+        except sqlite3.DatabaseError as exc:
+            raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}") from None
+
+    def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
+        row = self._connection.execute(
+            "SELECT accounts, transfer_status FROM ledger_checkpoints WHERE seq = ?", (head.seq,)
+        ).fetchone()
+        return inflate_checkpoint(head, *row)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+class _PostgresJournal(_SqlJournal):
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise JournalUnreadable("postgresql://(unparsable DSN)") from None
+        user = str(parts.get("user", ""))
+        self.description = (
+            f"postgresql://{user + '@' if user else ''}{parts.get('host', 'localhost')}:{parts.get('port', '5432')}"
+            f"/{parts.get('dbname', '')}"
+        )
+        try:
+            self._connection = psycopg.connect(dsn, connect_timeout=5, application_name="ledger-audit")
+            # One READ ONLY transaction at REPEATABLE READ: a snapshot of what was committed when it began.
+            self._connection.read_only = True
+            self._connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            exists = self._connection.execute("SELECT to_regclass('ledger_journal') IS NOT NULL").fetchone()
+            if not (exists and exists[0]):
+                raise JournalUnreadable(f"{self.description}: no journal here (no table ledger_journal)")
+            row = self._connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
+        except psycopg.Error as exc:
+            raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}".strip()) from None
+        _check_version(row[0] if row else None, self.description)
+        self._blocks = row is not None and row[0] >= 2
+
+    def commits(self) -> Iterator[StoredCommit]:
+        import psycopg
+
+        blocks = "transfer_blocks" if self._blocks else "NULL"
+        try:
+            with self._connection.cursor("ledger_audit_scan", binary=True) as cursor:
+                cursor.itersize = _ROWS_PER_FETCH
+                cursor.execute(f"SELECT {_COLUMNS}, {blocks}, expired, balances FROM ledger_journal ORDER BY seq")
+                for row in cursor:
+                    (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts,
+                     transfers, ends, expired, balances) = row  # fmt: skip
+                    if ends is not None:  # NULL: the raw records, as rows written before version 2
+                        transfers = decompress_blocks(seq, transfers, ends, transfers_count)
+                    yield verify_commit(
+                        seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
+                        accounts, transfers, expired, balances,
+                    )  # fmt: skip
+        except psycopg.Error as exc:
+            raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}".strip()) from None
+
+    def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
+        with self._connection.cursor(binary=True) as cursor:
+            row = cursor.execute(
+                "SELECT accounts, transfer_status FROM ledger_checkpoints WHERE seq = %s", (head.seq,)
+            ).fetchone()
+        assert row is not None, "a checkpoint listed in this snapshot is in it"
+        return inflate_checkpoint(head, bytes(row[0]), bytes(row[1]))
+
+    def close(self) -> None:
+        self._connection.rollback()
+        self._connection.close()
