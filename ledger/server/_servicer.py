@@ -9,15 +9,16 @@ sees and moves only those (PERMISSION_DENIED names the record that is not).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from typing import Final, NoReturn, TypeVar
 
 import grpc
 
-from ledger.auth import PermissionDenied, scoped
+from ledger.auth import PermissionDenied, current_principal, scoped
 from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
 from ledger.engine import EngineError, pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 from ._convert import (
@@ -97,6 +98,43 @@ def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
     return pack_ids([i.lo | i.hi << 64 for i in values])
 
 
+def _reader(context: grpc.aio.ServicerContext) -> Hashable:
+    """Whose turn a history read takes among the ledger's reads: its key's tenant; without keys, its connection."""
+    principal = current_principal()
+    return ("tenant", principal.tenant) if principal is not None else ("peer", context.peer())
+
+
+def _transfers_reply(page: TransfersPage) -> Steps[ledger_pb2.GetAccountTransfersResponse]:
+    """The reply to a page of transfers, built READ_STEP_RECORDS transfers a step (off the event loop)."""
+    response = ledger_pb2.GetAccountTransfersResponse()
+    step_bytes = READ_STEP_RECORDS * TRANSFER_SIZE
+    for start in range(0, len(page.transfers), step_bytes):
+        if start:
+            yield
+        response.transfers.extend(transfers_from_packed(page.transfers[start : start + step_bytes]))
+    if page.next is not None:
+        response.next.CopyFrom(account_filter_to_proto(page.next))
+    return response
+
+
+def _balances_reply(page: BalancesPage) -> Steps[ledger_pb2.GetAccountBalancesResponse]:
+    """The reply to a page of balances, built READ_STEP_RECORDS balances a step (off the event loop)."""
+    response = ledger_pb2.GetAccountBalancesResponse()
+    for index, b in enumerate(page.balances):
+        if index and not index % READ_STEP_RECORDS:
+            yield
+        response.balances.add(
+            timestamp=b.timestamp,
+            debits_pending=b.debits_pending,
+            debits_posted=b.debits_posted,
+            credits_pending=b.credits_pending,
+            credits_posted=b.credits_posted,
+        )
+    if page.next is not None:
+        response.next.CopyFrom(account_filter_to_proto(page.next))
+    return response
+
+
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
     def __init__(self, ledger: Ledger, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
@@ -157,11 +195,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.GetAccountTransfersResponse:
         async def work() -> ledger_pb2.GetAccountTransfersResponse:
-            page = await scoped(self._ledger).get_account_transfers(account_filter_from_proto(request))
-            response = ledger_pb2.GetAccountTransfersResponse(transfers=transfers_from_packed(page.transfers))
-            if page.next is not None:
-                response.next.CopyFrom(account_filter_to_proto(page.next))
-            return response
+            reader = _reader(context)
+            f = account_filter_from_proto(request)
+            page = await scoped(self._ledger).get_account_transfers(f, caller=reader)
+            return await self._ledger.read_in_turn(reader, _transfers_reply(page))
 
         return await call(context, work)
 
@@ -169,22 +206,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
     ) -> ledger_pb2.GetAccountBalancesResponse:
         async def work() -> ledger_pb2.GetAccountBalancesResponse:
-            page = await scoped(self._ledger).get_account_balances(account_filter_from_proto(request))
-            response = ledger_pb2.GetAccountBalancesResponse(
-                balances=[
-                    types_pb2.AccountBalance(
-                        timestamp=b.timestamp,
-                        debits_pending=b.debits_pending,
-                        debits_posted=b.debits_posted,
-                        credits_pending=b.credits_pending,
-                        credits_posted=b.credits_posted,
-                    )
-                    for b in page.balances
-                ]
-            )
-            if page.next is not None:
-                response.next.CopyFrom(account_filter_to_proto(page.next))
-            return response
+            reader = _reader(context)
+            f = account_filter_from_proto(request)
+            page = await scoped(self._ledger).get_account_balances(f, caller=reader)
+            return await self._ledger.read_in_turn(reader, _balances_reply(page))
 
         return await call(context, work)
 
