@@ -57,9 +57,11 @@ class LedgerConfig:
     """The history index writes its in-memory tail to the store after this many transfers…"""
     history_flush_seconds: float = 10.0
     """…or after this long."""
-    history_reads_concurrent_max: int = 2
+    history_reads_concurrent_max: int = 1
     """History and balance pages (queries and replies) worked on at once, each on a thread of its own; the rest
-    wait their turn, callers taking turns (ledger.core._reads)."""
+    wait their turn, callers taking turns (ledger.core._reads). Building replies is Python work, which one
+    process does one thread at a time: a second thread helps where the store's reads wait on the network
+    (PostgreSQL), and costs the event loop its share of the interpreter."""
     history_reads_per_caller_max: int = 16
     """History and balance reads one caller (the tenant of its API key; without keys, its connection) may have
     waiting or running; past this its next one gets RESOURCE_EXHAUSTED."""

@@ -16,22 +16,26 @@ pages makes everyone else's small page wait behind all of it. So:
   free thread takes the caller whose turn it is and runs one step of its
   oldest read; the caller then goes to the back of the turn order. A small
   read therefore waits for about one step of each busy caller, never for
-  their whole backlog.
+  their whole backlog. The threads pick the next step themselves (under a
+  lock): a step that ends does not wait for the event loop to start the
+  next, which matters when the loop is busy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from ledger.journal import Steps
 
 Result = TypeVar("Result")
+_CLOSED = "reads are closed: the ledger is shutting down"
 
 
 class ReadsRefused(Exception):
@@ -57,23 +61,11 @@ class _Read:
     caller: Hashable
     steps: Steps[Any]
     future: asyncio.Future[Any]
-    running: bool = False
     queued: bool = False
+    running: bool = False
+    abandoned: bool = False
+    """Its caller no longer waits for it (cancelled): the step running finishes, no other starts."""
     finished: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Finished:
-    value: Any
-
-
-def _step(steps: Steps[Any]) -> _Finished | None:
-    """On a read thread: one step; the read's result once it has none left."""
-    try:
-        next(steps)
-    except StopIteration as stop:
-        return _Finished(stop.value)
-    return None
 
 
 @dataclass(slots=True)
@@ -87,19 +79,29 @@ class _Queues:
 
 
 class FairReads:
-    """Runs reads step by step on `concurrent_max` threads, callers in turn; use from one event loop."""
+    """Runs reads step by step on `concurrent_max` threads, callers in turn; `run` it from one event loop.
+
+    The threads take the next step themselves, under a lock, so a read's steps follow each other without a
+    trip through the event loop; the loop is involved when a read arrives and when it ends.
+    """
 
     def __init__(self, *, concurrent_max: int, per_caller_max: int, thread_name: str = "ledger-read") -> None:
         if concurrent_max < 1 or per_caller_max < 1:
             raise ValueError(f"concurrent_max ({concurrent_max}) and per_caller_max ({per_caller_max}) must be >= 1")
         self._loop = asyncio.get_running_loop()
-        self._concurrent_max = concurrent_max
         self._per_caller_max = per_caller_max
-        self._executor = ThreadPoolExecutor(concurrent_max, thread_name_prefix=thread_name)
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
         self._queues = _Queues()
         self._running = 0
         self._refused_total = 0
         self._closed = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{thread_name}-{index}", daemon=True)
+            for index in range(concurrent_max)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def run(
         self, caller: Hashable, steps: Steps[Result], *, ready: Callable[[], Awaitable[None]] | None = None
@@ -108,49 +110,102 @@ class FairReads:
 
         `ready` is awaited first, holding the caller's place but no thread (a read that waits for the index).
         """
-        queues = self._queues
-        admitted = queues.admitted.get(caller, 0)
-        if self._closed or admitted >= self._per_caller_max:
+        read = _Read(caller, steps, self._loop.create_future())
+        with self._lock:
+            admitted = self._queues.admitted.get(caller, 0)
+            refused = self._closed or admitted >= self._per_caller_max
+            if not refused:
+                self._queues.admitted[caller] = admitted + 1
+            elif not self._closed:
+                self._refused_total += 1
+        if refused:
             steps.close()
             if self._closed:
-                raise ReadsRefused("reads are closed: the ledger is shutting down", overloaded=False)
-            self._refused_total += 1
+                raise ReadsRefused(_CLOSED, overloaded=False)
             raise ReadsRefused(
                 f"this caller already has {admitted} history reads waiting or running "
                 f"(history_reads_per_caller_max={self._per_caller_max}); retry when one has answered",
                 overloaded=True,
             )
-        queues.admitted[caller] = admitted + 1
-        read = _Read(caller, steps, self._loop.create_future())
         try:
             if ready is not None:
                 await ready()
-            if self._closed:
-                raise ReadsRefused("reads are closed: the ledger is shutting down", overloaded=False)
-            self._queue(read)
-            read.future.add_done_callback(functools.partial(self._abandoned, read))
-            self._dispatch()
+            with self._lock:
+                if self._closed:
+                    raise ReadsRefused(_CLOSED, overloaded=False)
+                self._queue(read)
+                self._work.notify()
+            read.future.add_done_callback(functools.partial(self._abandon, read))
             return cast(Result, await read.future)
         finally:
-            if not read.queued and not read.running:
-                self._finish(read)  # if nothing else has: it failed before its turn, or was cancelled waiting
+            with self._lock:
+                if not (read.queued or read.running):
+                    self._finish(read)  # unless done already: it failed before its turn, or was cancelled waiting
 
     def stats(self) -> ReadsStats:
-        waiting = sum(self._queues.admitted.values()) - self._running
-        return ReadsStats(running=self._running, waiting=waiting, refused_total=self._refused_total)
+        with self._lock:
+            waiting = sum(self._queues.admitted.values()) - self._running
+            return ReadsStats(running=self._running, waiting=waiting, refused_total=self._refused_total)
 
     async def close(self) -> None:
         """Refuse new reads, end the waiting ones with ReadsRefused, and wait for the steps running now."""
-        self._closed = True
-        for queue in list(self._queues.waiting.values()):
-            for read in list(queue):
-                self._unqueue(read)
-                if not read.future.done():
-                    read.future.set_exception(ReadsRefused("the ledger is shutting down", overloaded=False))
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
-        await asyncio.sleep(0)  # the last steps' callbacks
+        with self._lock:
+            self._closed = True
+            for queue in self._queues.waiting.values():
+                for read in queue:
+                    read.queued = False
+                    self._finish(read)
+                    self._resolve(read, ReadsRefused("the ledger is shutting down", overloaded=False))
+            self._queues.waiting.clear()
+            self._queues.turns.clear()
+            self._work.notify_all()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
+        await asyncio.sleep(0)  # the last answers, handed to the loop
 
-    # -- turns ---------------------------------------------------------------------------
+    # -- the read threads (everything below holds the lock unless it says otherwise) -------------------
+
+    def _serve(self) -> None:
+        """A read thread: take the next caller's oldest read, run one step of it, and again."""
+        while True:
+            with self._lock:
+                while not self._queues.turns and not self._closed:
+                    self._work.wait()
+                if self._closed:
+                    return
+                read = self._next()
+            try:  # without the lock: the step itself
+                next(read.steps)
+            except StopIteration as stop:
+                outcome: Any = _Finished(stop.value)
+            except Exception as exc:
+                outcome = exc
+            else:
+                outcome = None
+            with self._lock:
+                self._running -= 1
+                read.running = False
+                if outcome is None and not read.abandoned and not self._closed:
+                    self._queue(read, first=True)  # its next step in the caller's next turn, before its later reads
+                    continue
+                self._finish(read)
+            if outcome is None:
+                outcome = ReadsRefused("the ledger is shutting down", overloaded=False)
+            self._resolve(read, outcome)
+
+    def _next(self) -> _Read:
+        queues = self._queues
+        caller = queues.turns.popleft()
+        queue = queues.waiting[caller]
+        read = queue.popleft()
+        read.queued = False
+        if queue:
+            queues.turns.append(caller)
+        else:
+            del queues.waiting[caller]
+        read.running = True
+        self._running += 1
+        return read
 
     def _queue(self, read: _Read, *, first: bool = False) -> None:
         queues = self._queues
@@ -164,64 +219,50 @@ class FairReads:
             queue.append(read)
         read.queued = True
 
-    def _unqueue(self, read: _Read) -> None:
-        queues = self._queues
-        queue = queues.waiting[read.caller]
-        queue.remove(read)
-        read.queued = False
-        if not queue:
-            del queues.waiting[read.caller]
-            queues.turns.remove(read.caller)
-        self._finish(read)
-
-    def _dispatch(self) -> None:
-        queues = self._queues
-        while self._running < self._concurrent_max and queues.turns and not self._closed:
-            caller = queues.turns.popleft()
-            queue = queues.waiting[caller]
-            read = queue.popleft()
-            read.queued = False
-            if queue:
-                queues.turns.append(caller)
-            else:
-                del queues.waiting[caller]
-            read.running = True
-            self._running += 1
-            step = self._loop.run_in_executor(self._executor, _step, read.steps)
-            step.add_done_callback(functools.partial(self._stepped, read))
-
-    def _stepped(self, read: _Read, step: asyncio.Future[_Finished | None]) -> None:
-        self._running -= 1
-        read.running = False
-        if read.future.done():  # its caller went away (cancelled) meanwhile
-            self._finish(read)
-        elif (error := step.exception()) is not None:
-            read.future.set_exception(error)
-            self._finish(read)
-        elif (finished := step.result()) is not None:
-            read.future.set_result(finished.value)
-            self._finish(read)
-        elif self._closed:
-            read.future.set_exception(ReadsRefused("the ledger is shutting down", overloaded=False))
-            self._finish(read)
-        else:
-            self._queue(read, first=True)  # its next step in the caller's next turn, before its later reads
-        self._dispatch()
-
-    def _abandoned(self, read: _Read, future: asyncio.Future[Any]) -> None:
-        """The read's future is done: if its caller cancelled it while it waited for a turn, drop it now."""
-        if future.cancelled() and read.queued:
-            self._unqueue(read)
-
     def _finish(self, read: _Read) -> None:
         """The read leaves for good: its place in its caller's queue is free."""
         if read.finished:
             return
         read.finished = True
-        read.steps.close()
         admitted = self._queues.admitted
         count = admitted.get(read.caller, 0) - 1
         if count > 0:
             admitted[read.caller] = count
         else:
             admitted.pop(read.caller, None)
+        if not read.running:
+            read.steps.close()
+
+    def _resolve(self, read: _Read, outcome: Any) -> None:
+        """Hand the read's result or error to its caller on the event loop (any thread, lock or not)."""
+
+        def resolve() -> None:
+            if read.future.done():
+                return
+            if isinstance(outcome, _Finished):
+                read.future.set_result(outcome.value)
+            else:
+                read.future.set_exception(outcome)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(resolve)
+
+    def _abandon(self, read: _Read, future: asyncio.Future[Any]) -> None:
+        """On the loop, once the read's future is done: if its caller cancelled it, no step of it starts again."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            read.abandoned = True
+            if read.queued:
+                queue = self._queues.waiting[read.caller]
+                queue.remove(read)
+                read.queued = False
+                if not queue:
+                    del self._queues.waiting[read.caller]
+                    self._queues.turns.remove(read.caller)
+                self._finish(read)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    value: Any

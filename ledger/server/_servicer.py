@@ -28,6 +28,7 @@ from ._convert import (
     account_results_from_packed,
     accounts_from_packed,
     accounts_to_packed,
+    add_transfers,
     transfers_from_packed,
 )
 from ._metrics import LedgerMetrics
@@ -111,7 +112,7 @@ def _transfers_reply(page: TransfersPage) -> Steps[ledger_pb2.GetAccountTransfer
     for start in range(0, len(page.transfers), step_bytes):
         if start:
             yield
-        response.transfers.extend(transfers_from_packed(page.transfers[start : start + step_bytes]))
+        add_transfers(response.transfers, page.transfers[start : start + step_bytes])
     if page.next is not None:
         response.next.CopyFrom(account_filter_to_proto(page.next))
     return response
