@@ -53,6 +53,12 @@ from ledger.engine import (
     select,
     wall_clock,
 )
+from ledger.engine._layout import (
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET,
+    TRANSFER_TIMESTAMP_OFFSET,
+)
 from ledger.engine._limits import (
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
@@ -99,10 +105,6 @@ SUBSCRIBER_COMMITS_MAX = 1024
 """Durable commits waiting for one subscriber; past this it reads them from the store instead."""
 SUBSCRIBER_SCAN_COMMITS = 16
 """Commits one read from the store returns to a subscriber catching up."""
-_TIMESTAMP_OFFSET = 112
-_DEBIT_ACCOUNT_ID_OFFSET: Final = 16
-_CREDIT_ACCOUNT_ID_OFFSET: Final = 32
-_PENDING_ID_OFFSET: Final = 56
 _NO_ID: Final = bytes(ID_SIZE)
 
 
@@ -136,9 +138,9 @@ def _undurable(ticket: int, accounts: bytes, transfers: bytes, expired_holds: by
     accounts_created = _ids_at(accounts, 0, ACCOUNT_SIZE)
     transfers_created = _ids_at(transfers, 0, TRANSFER_SIZE)
     moved = transfers + expired_holds
-    accounts_changed = accounts_created | _ids_at(moved, _DEBIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
-    accounts_changed |= _ids_at(moved, _CREDIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
-    transfers_changed = transfers_created | _ids_at(transfers, _PENDING_ID_OFFSET, TRANSFER_SIZE)
+    accounts_changed = accounts_created | _ids_at(moved, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
+    accounts_changed |= _ids_at(moved, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
+    transfers_changed = transfers_created | _ids_at(transfers, TRANSFER_PENDING_ID_OFFSET, TRANSFER_SIZE)
     transfers_changed |= _ids_at(expired_holds, 0, TRANSFER_SIZE)
     transfers_changed.discard(_NO_ID)
     return _Undurable(
@@ -157,7 +159,7 @@ def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
     low, high = 0, count
     while low < high:
         middle = (low + high) // 2
-        offset = middle * TRANSFER_SIZE + _TIMESTAMP_OFFSET
+        offset = middle * TRANSFER_SIZE + TRANSFER_TIMESTAMP_OFFSET
         if int.from_bytes(view[offset : offset + 8], "little") < timestamp_min:
             low = middle + 1
         else:
@@ -492,7 +494,11 @@ class Ledger:
                 )
                 reading = asyncio.ensure_future(asyncio.to_thread(_undurable, ticket, accounts, transfers, holds))
                 self._undurable_reading = reading
-            known = await asyncio.shield(reading)
+            try:
+                known = await asyncio.shield(reading)
+            except Exception:  # then the reads wait for durability, as they would without this
+                logger.exception("working out what the unstored entries touch failed")
+                return None
             if known.ticket == self._ticket_applied:
                 self._undurable_known = known
                 return known

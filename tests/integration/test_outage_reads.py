@@ -20,8 +20,10 @@ from ledger.engine import (
     TransferFlags,
     pack_accounts,
     pack_ids,
+    pack_transfers,
     unpack_account_results,
     unpack_accounts,
+    unpack_transfer_results,
     unpack_transfers,
 )
 from ledger.journal import AccountFilter, StoreUnavailable
@@ -142,10 +144,16 @@ def test_a_retry_of_an_acknowledged_batch_answers_exists_during_an_outage(store_
         accounts = [Account(id=FUNDING, ledger=LEDGER, code=1), Account(id=REVENUE, ledger=LEDGER, code=2)]
         results = unpack_account_results(await ledger.create_accounts(pack_accounts(accounts)))
         assert [r.result for r in results] == [AR.EXISTS, AR.EXISTS]
+        # A terminal's stream retries one transfer at a time: the same answer, with a ticket already durable.
+        results, ticket = await ledger.submit_transfers(pack_transfers([move(3, WALLETS[0], REVENUE, 20)]))
+        await asyncio.wait_for(ledger.until_durable(ticket), 0.1)
+        assert [r.result for r in unpack_transfer_results(results)] == [TR.EXISTS]
+        with pytest.raises(LedgerUnavailable, match="unavailable"):
+            await ledger.submit_transfers(pack_transfers([move(5, FUNDING, WALLETS[2], 1)]))
         # Never acknowledged: a new id, or the batch whose own commit is not durable.
         with pytest.raises(LedgerUnavailable, match="unavailable"):
             await transfers(ledger, move(1, FUNDING, WALLETS[0], 500), move(4, FUNDING, WALLETS[2], 1))
-        assert ledger._engine.lookup_transfers(pack_ids([4])) == b""
+        assert ledger._engine.lookup_transfers(pack_ids([4, 5])) == b""
         with pytest.raises(LedgerUnavailable):
             await transfers(ledger, move(2, FUNDING, WALLETS[1], 700))
         with pytest.raises(LedgerUnavailable):
