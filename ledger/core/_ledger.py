@@ -36,7 +36,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -362,11 +362,11 @@ class Ledger:
         if self._failure is not None or self._closed:
             return None
         try:
-            check_batch(events, TRANSFER_SIZE, "events")
+            check_batch(events, EVENT_SIZE, "events")
         except EngineError:
             return None
         data = bytes(events)
-        ids = _ids_at(data, 0, TRANSFER_SIZE)
+        ids = _ids_at(data, 0, EVENT_SIZE)
         if not ids:
             return None
         undurable = await self._undurable()
@@ -517,8 +517,9 @@ class Ledger:
         return await self._read_history(self._history.account_balances_steps, f, caller)
 
     async def read_in_turn(self, caller: Hashable, steps: Steps[Result]) -> Result:
-        """Run a read's own work (e.g. turning a page into a reply) on the read threads, in `caller`'s turn."""
-        return await self._read_in_turn(caller, steps, None)
+        """Run the rest of a read's work (turning a page into a reply, say) on the read threads, in `caller`'s
+        turn. It continues a read already admitted, so a full queue does not refuse it."""
+        return await self._read_in_turn(caller, steps, None, continuing=True)
 
     async def _read_history(
         self, query: Callable[[AccountFilter], Steps[Page]], f: AccountFilter, caller: Hashable
@@ -526,9 +527,16 @@ class Ledger:
         f.check()
         return await self._read_in_turn(caller, query(f), self._history_caught_up)
 
-    async def _read_in_turn(self, caller: Hashable, steps: Steps[Result], ready: Callable[[], Any] | None) -> Result:
+    async def _read_in_turn(
+        self,
+        caller: Hashable,
+        steps: Steps[Result],
+        ready: Callable[[], Awaitable[None]] | None,
+        *,
+        continuing: bool = False,
+    ) -> Result:
         try:
-            return await self._reads.run(caller, steps, ready=ready)
+            return await self._reads.run(caller, steps, ready=ready, continuing=continuing)
         except ReadsRefused as exc:
             raise (LedgerOverloaded if exc.overloaded else LedgerUnavailable)(str(exc)) from None
         except StoreUnavailable as exc:

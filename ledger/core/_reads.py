@@ -104,16 +104,23 @@ class FairReads:
             thread.start()
 
     async def run(
-        self, caller: Hashable, steps: Steps[Result], *, ready: Callable[[], Awaitable[None]] | None = None
+        self,
+        caller: Hashable,
+        steps: Steps[Result],
+        *,
+        ready: Callable[[], Awaitable[None]] | None = None,
+        continuing: bool = False,
     ) -> Result:
         """The result of `steps`, run in `caller`'s turn; ReadsRefused at once if its queue is full.
 
         `ready` is awaited first, holding the caller's place but no thread (a read that waits for the index).
+        A `continuing` read goes on with one just admitted (its reply, say) and is not refused for a full queue:
+        the work before it is done, and each read has at most one such continuation.
         """
         read = _Read(caller, steps, self._loop.create_future())
         with self._lock:
             admitted = self._queues.admitted.get(caller, 0)
-            refused = self._closed or admitted >= self._per_caller_max
+            refused = self._closed or (admitted >= self._per_caller_max and not continuing)
             if not refused:
                 self._queues.admitted[caller] = admitted + 1
             elif not self._closed:

@@ -73,6 +73,14 @@ def test_a_full_queue_refuses_its_own_caller_only_and_frees_as_reads_end() -> No
         gate.set()
         assert await asyncio.gather(*held, other) == ["a0", "a1", "b"]
         assert await reads.run("a", steps(log, "a3", 1)) == "a3"  # room again
+        # The rest of a read already admitted (its reply) is never refused for a full queue.
+        gate.clear()
+        full = [asyncio.ensure_future(reads.run("a", steps(log, f"a{i}", 1, gate))) for i in (4, 5)]
+        await settle()
+        reply = asyncio.ensure_future(reads.run("a", steps(log, "reply", 1), continuing=True))
+        await settle()
+        gate.set()
+        assert await asyncio.gather(*full, reply) == ["a4", "a5", "reply"]
         assert "a2" not in log
         assert reads.stats().running == reads.stats().waiting == 0
         await reads.close()
