@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ledger.config import LedgerConfig
 from ledger.core._reads import FairReads, ReadsRefused
 from ledger.journal import Steps
 
@@ -181,3 +182,18 @@ def test_close_ends_waiting_reads_and_refuses_new_ones() -> None:
         assert log == ["a"]  # the step running finished; nothing started after
 
     run(body)
+
+
+def test_the_settings_are_bounded_and_read_from_the_environment() -> None:
+    config = LedgerConfig.from_env(
+        {"LEDGER_HISTORY_READS_CONCURRENT_MAX": "3", "LEDGER_HISTORY_READS_PER_CALLER_MAX": "40"}
+    )
+    assert (config.history_reads_concurrent_max, config.history_reads_per_caller_max) == (3, 40)
+    assert (LedgerConfig().history_reads_concurrent_max, LedgerConfig().history_reads_per_caller_max) == (1, 16)
+    for name, value, message in (
+        ("history_reads_concurrent_max", 0, "history_reads_concurrent_max must be at least 1"),
+        ("history_reads_concurrent_max", 65, "history_reads_concurrent_max must be at most 64"),
+        ("history_reads_per_caller_max", 0, "history_reads_per_caller_max must be at least 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            LedgerConfig(**{name: value})
