@@ -48,8 +48,12 @@ class SlowReads:
         self.description = inner.description
         self.fetches: list[int] = []
         """Records asked for by each fetch, in order (a small page's fetch asks for SMALL_PAGE)."""
+        self.gate = threading.Event()
+        """Fetches wait while it is clear."""
+        self.gate.set()
 
     def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
+        self.gate.wait(30)
         self.fetches.append(len(ordinals))
         time.sleep(len(ordinals) * SLEEP_PER_RECORD_SECONDS)
         return dict(self.inner.read_transfers(ordinals))
@@ -194,21 +198,28 @@ def test_a_small_page_and_a_write_take_their_turn_beside_a_flood_of_large_pages(
 
 def test_a_full_queue_refuses_only_its_own_caller_and_names_the_setting(tmp_path: Any) -> None:
     async def body(served: Served) -> None:
-        stub, md = served.stub, served.md
+        stub, md, store = served.stub, served.md, served.store
         await books(stub, md)
-        calls = [stub.GetAccountTransfers(page(A, FLOOD_PAGE), metadata=md["a"]) for _ in range(PER_CALLER_MAX + 3)]
-        answers = await asyncio.gather(*calls, return_exceptions=True)
-        refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
-        assert len(refused) == 3, answers
-        for exc in refused:
-            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "history_reads_per_caller_max=6" in (exc.details() or "")
-        assert all(len(a.transfers) == FLOOD_PAGE for a in answers if not isinstance(a, grpc.aio.AioRpcError))
-        # With the queue full again, the other tenant is not refused.
-        calls = [stub.GetAccountTransfers(page(A, FLOOD_PAGE), metadata=md["a"]) for _ in range(PER_CALLER_MAX)]
-        other = stub.GetAccountTransfers(page(B, 100), metadata=md["b"])
-        *_, small = await asyncio.gather(*calls, other)
-        assert len(small.transfers) == SMALL_PAGE
+        store.gate.clear()  # no read ends until every call is in
+        calls = [
+            asyncio.ensure_future(stub.GetAccountTransfers(page(A, FLOOD_PAGE), metadata=md["a"]))
+            for _ in range(PER_CALLER_MAX + 3)
+        ]
+        while sum(call.done() for call in calls) < 3:
+            await asyncio.sleep(0.01)
+        for call in (call for call in calls if call.done()):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "history_reads_per_caller_max=6" in (refused.value.details() or "")
+        # With tenant a's queue full, tenant b is not refused.
+        other = asyncio.ensure_future(stub.GetAccountTransfers(page(B, 100), metadata=md["b"]))
+        while served.ledger.stats().reads.waiting + served.ledger.stats().reads.running < PER_CALLER_MAX + 1:
+            await asyncio.sleep(0.01)
+        store.gate.set()
+        assert len((await other).transfers) == SMALL_PAGE
+        answered = [await call for call in calls if not call.done() or call.exception() is None]
+        assert len(answered) == PER_CALLER_MAX and all(len(a.transfers) == FLOOD_PAGE for a in answered)
 
     serve_slow(f"sqlite:///{tmp_path / 'journal.sqlite3'}", body)
 
@@ -217,16 +228,24 @@ def test_without_keys_each_connection_takes_its_own_turn(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
 
     async def body(served: Served) -> None:
-        stub = served.stub
+        stub, store, reads = served.stub, served.store, served.ledger.stats
         await books(stub, served.md)
-        calls = [stub.GetAccountTransfers(page(A, FLOOD_PAGE)) for _ in range(PER_CALLER_MAX + 2)]
+        store.gate.clear()  # no read ends until every call is in
+        calls = [
+            asyncio.ensure_future(stub.GetAccountTransfers(page(A, FLOOD_PAGE))) for _ in range(PER_CALLER_MAX + 2)
+        ]
+        while sum(call.done() for call in calls) < 2:  # this connection's queue is full: two refused
+            await asyncio.sleep(0.01)
         # A connection of its own (channels in one process otherwise share one).
         options = [("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.insecure_channel(served.target, options=options) as other_channel:
-            other = ledger_pb2_grpc.LedgerStub(other_channel).GetAccountTransfers(page(B, 100))
-            answers = await asyncio.gather(*calls, return_exceptions=True)
-            assert sum(isinstance(a, grpc.aio.AioRpcError) for a in answers) == 2
+            other = asyncio.ensure_future(ledger_pb2_grpc.LedgerStub(other_channel).GetAccountTransfers(page(B, 100)))
+            while reads().reads.waiting + reads().reads.running < PER_CALLER_MAX + 1:
+                await asyncio.sleep(0.01)
+            store.gate.set()
             assert len((await other).transfers) == SMALL_PAGE  # another connection, another queue
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        assert sum(isinstance(a, grpc.aio.AioRpcError) for a in answers) == 2
 
     serve_slow(url, body, auth="off")
 
