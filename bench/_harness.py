@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +73,15 @@ def server_process(
     *,
     accounts_max: int = 10_000,
     report: Callable[[str], None] = progress,
-    settings: Mapping[str, str] | None = None,
+    environment: dict[str, str] | None = None,
     source: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """`ledger serve` in its own process on a free port, metrics on as in production; stopped with SIGTERM.
 
-    `settings` are more environment variables (LEDGER_*); `source` runs the `ledger` package of another
-    checkout (e.g. an older commit, for a before/after comparison in one run) instead of this one.
-    """
+    `environment` adds or overrides LEDGER_* settings; `source` runs the `ledger` package of another
+    checkout (e.g. an older commit, for a before/after comparison in one run) instead of this one."""
     with tempfile.NamedTemporaryFile(prefix="ledger-bench-serve-", suffix=".log") as log:
-        environment = {
+        settings = {
             **os.environ,
             "LEDGER_STORE": store_url,
             "LEDGER_ADDRESS": "127.0.0.1:0",
@@ -91,12 +90,12 @@ def server_process(
             "LEDGER_PENDING_TRANSFERS_MAX": "1000",
             "LEDGER_CONCURRENT_RPCS_MAX": "100000",
             "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
-            **(settings or {}),
+            **(environment or {}),
         }
         if source is not None:
-            environment["PYTHONPATH"] = str(source)
+            settings["PYTHONPATH"] = str(source)
         process = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=environment, cwd=source
+            [sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=settings, cwd=source
         )
         try:
             deadline = time.monotonic() + 120

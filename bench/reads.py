@@ -195,7 +195,7 @@ def run_server(name: str, store: str, source: Path | None, args: argparse.Namesp
         tokens = create_keys(url)
         settings = {"LEDGER_AUTH": "required"}
         with server_process(
-            url, transfers_max=HISTORY_TRANSFERS + 1_000_000, settings=settings, source=source
+            url, transfers_max=HISTORY_TRANSFERS + 1_000_000, environment=settings, source=source
         ) as server:
             seed(server.address, tokens)
             next_id = iter(range(3_000_000, 2**63))

@@ -1,10 +1,14 @@
-"""Test helpers: a manual clock, the available engines, a convenience harness and a progress bar stand-in."""
+"""Test helpers: a manual clock, the available engines, a convenience harness, a progress bar stand-in, and
+the guard of the tests that need bench.compare's extra."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from ledger.engine import (
     Account,
@@ -115,3 +119,17 @@ class ProgressBar:
 
     def update(self) -> None:
         self.steps += 1
+
+
+def require_compare_extra(*modules: str) -> None:
+    """At the top of a test module of bench.compare: skip the module unless the `compare` extra that the
+    comparison needs is installed (`pip install -e '.[compare]'`: numpy, matplotlib, TigerBeetle's client),
+    so that the test extra stays light; under CI=true, where .ci/run installs it, fail instead."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            reason = f"{module} is missing ({exc}): bench.compare's tests need pip install -e '.[compare]'"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{reason}; .ci/run installs it", pytrace=False)
+            pytest.skip(reason, allow_module_level=True)

@@ -15,7 +15,7 @@ touch. A key of one tenant never reads or moves another tenant's money:
 - `_scope`: the ledger as a key bound to some ledgers may see and move it.
 """
 
-from ._authenticator import Authenticator, AuthFailure
+from ._authenticator import Authenticator
 from ._interceptor import AuthInterceptor
 from ._keys import (
     KEY_LEDGERS_MAX,
@@ -35,8 +35,12 @@ from ._principal import (
     OPEN_SERVICES,
     READ_METHODS,
     WRITE_METHODS,
+    AuthFailure,
+    Grant,
     Principal,
     acting_as,
+    check_still_allowed,
+    current_grant,
     current_principal,
     is_open,
     may_see_ledger,
@@ -66,6 +70,7 @@ __all__ = [
     "AuthFailure",
     "AuthInterceptor",
     "Authenticator",
+    "Grant",
     "KeyNotFound",
     "KeyStore",
     "KeyStoreError",
@@ -77,6 +82,8 @@ __all__ = [
     "Role",
     "ScopedLedger",
     "acting_as",
+    "check_still_allowed",
+    "current_grant",
     "current_principal",
     "format_token",
     "hash_secret",

@@ -3,7 +3,15 @@
 The cache is re-read every `auth_refresh_seconds` (so a revoked key is refused
 within that time, without a restart) and a key id the cache does not know is
 looked up at once (so a key created while the server runs works on its first
-call). Every read of the table runs off the event loop.
+call). Every read of the table runs off the event loop. A key may carry an
+expiry, after which it is refused as a revoked one is.
+
+Streams outlive the check at their start, so each streaming call holds a
+`Grant` registered here under its key: after every refresh (and whether or
+not the table could be read, for expiry) the grants of keys that were revoked
+or have expired are ended, and the interceptor ends their calls with
+UNAUTHENTICATED. A revoked key thus stops working everywhere within the
+refresh interval, open streams included.
 
 Policies (`LEDGER_AUTH`):
 
@@ -21,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import grpc
@@ -29,7 +38,7 @@ import grpc
 from ledger.config import LedgerConfig
 
 from ._keys import ApiKey, MalformedToken, parse_token
-from ._principal import Principal, role_needed
+from ._principal import AuthFailure, Grant, Principal, role_needed
 from ._store import KeyStore, KeyStoreError, open_key_store
 
 logger = logging.getLogger(__name__)
@@ -39,26 +48,26 @@ LOOKUPS_IN_FLIGHT_MAX: Final = 4
 """Reads of unknown key ids at once: a caller sending made-up ids cannot occupy more threads than this."""
 
 
-class AuthFailure(Exception):
-    """A call is refused: UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE, with a message that never
-    repeats a secret."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Authenticator:
     """Checks the key of each call against the key table (`start` before use, `close` after)."""
 
-    def __init__(self, store: KeyStore, *, policy: str, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        policy: str,
+        refresh_seconds: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if policy not in ("auto", "required"):
             raise ValueError(f"policy must be auto or required (off needs no authenticator), got {policy!r}")
         self.policy = policy
         self._store = store
         self._refresh_seconds = refresh_seconds
+        self._clock = clock
         self._cache: dict[str, tuple[ApiKey, Principal]] = {}
+        self._grants: dict[str, set[Grant]] = {}
+        """Open streaming calls, by the id of the key they were allowed with."""
         self._keys_exist = False
         self._lookups = asyncio.Semaphore(LOOKUPS_IN_FLIGHT_MAX)
         self._refresher: asyncio.Task[None] | None = None
@@ -124,10 +133,38 @@ class Authenticator:
                 if not failing:
                     logger.warning("cannot re-read the API keys, going on with those read before: %s", exc)
                 failing = True
+            else:
+                if failing:
+                    logger.info("API keys read again")
+                    failing = False
+            self.end_refused_grants()
+
+    # -- streaming calls ---------------------------------------------------------
+
+    def open_grant(self, principal: Principal) -> Grant:
+        """Register a streaming call allowed with `principal`'s key; `close_grant` when the call ends."""
+        grant = Grant(principal)
+        self._grants.setdefault(principal.key_id, set()).add(grant)
+        return grant
+
+    def close_grant(self, grant: Grant) -> None:
+        grants = self._grants.get(grant.principal.key_id)
+        if grants is not None:
+            grants.discard(grant)
+            if not grants:
+                del self._grants[grant.principal.key_id]
+
+    def end_refused_grants(self) -> None:
+        """End the grants of every open stream whose key has been revoked or has expired by now."""
+        now = self._clock()
+        for key_id, grants in self._grants.items():
+            entry = self._cache.get(key_id)
+            reason = "its API key is no longer in the key table" if entry is None else entry[0].refusal(now)
+            if reason is None:
                 continue
-            if failing:
-                logger.info("API keys read again")
-                failing = False
+            refusal = AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"{reason}; the stream ends")
+            for grant in grants:
+                grant.end(refusal)
 
     async def authenticate(self, metadata: Sequence[tuple[str, Any]] | None, method: str) -> Principal | None:
         """The principal of a call to `method` with this metadata; None if no key is needed and none was sent.
@@ -152,11 +189,8 @@ class Authenticator:
         key, principal = entry
         if not key.matches(secret):
             raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"unknown API key: key {key_id} has another secret")
-        if key.revoked_at is not None:
-            raise AuthFailure(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"API key {key_id} was revoked at {key.revoked_at.isoformat(timespec='seconds')}",
-            )
+        if (refusal := key.refusal(self._clock())) is not None:
+            raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, refusal)
         if not principal.may_call(method):
             raise AuthFailure(
                 grpc.StatusCode.PERMISSION_DENIED,

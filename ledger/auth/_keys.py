@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 TOKEN_PREFIX: Final = "lk"
@@ -61,10 +61,23 @@ class ApiKey:
     secret_sha256: bytes
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """None: the key works until it is revoked."""
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why the key no longer works at `now` (revoked or expired), or None while it does."""
+        if self.revoked_at is not None:
+            return f"API key {self.key_id} was revoked at {self.revoked_at.isoformat(timespec='seconds')}"
+        if self.expires_at is not None and self.expires_at <= now:
+            return f"API key {self.key_id} expired at {self.expires_at.isoformat(timespec='seconds')}"
+        return None
 
     def matches(self, secret: str) -> bool:
         """Whether `secret` is this key's secret, in time independent of where they differ."""
@@ -95,6 +108,17 @@ def parse_token(token: str) -> tuple[str, str]:
 def hash_secret(key_id: str, secret: str) -> bytes:
     """SHA-256 over the key id and the secret: a stored hash is valid for its own key id only."""
     return hashlib.sha256(f"{TOKEN_PREFIX}:{key_id}:{secret}".encode("ascii")).digest()
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    """An expiry time in UTC, which must have a time zone and lie after `now`."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        raise ValueError("expires_at: give a time zone (e.g. 2027-01-31T00:00:00Z)")
+    if expires_at <= now:
+        raise ValueError(f"expires_at: {expires_at.isoformat(timespec='seconds')} is not in the future")
+    return expires_at.astimezone(UTC)
 
 
 def check_key_id(key_id: str) -> str:

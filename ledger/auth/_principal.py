@@ -3,7 +3,7 @@
 Roles and the Ledger service's methods:
 
 - `read`: LookupAccounts, LookupTransfers, GetAccountTransfers, GetAccountBalances, SubscribeTransfers,
-  on the key's ledgers only.
+  on the key's ledgers only, and GetServerInfo (which tells a key bound to ledgers nothing of the others).
 - `write`: all of `read`, and CreateAccounts, CreateTransfers, CreateTransfersPacked, TransferStream, on
   the key's ledgers only.
 - `admin`: every method on every ledger (an operator's key, bound to no ledger).
@@ -13,15 +13,20 @@ Health checking and reflection need no key (probes and grpcurl discovery).
 
 The server sets the principal of each call in a context variable; `current_principal()` reads it.
 None means no key was asked for (auth off, or `auto` before the first key): every ledger is visible.
+A streaming call also holds a `Grant`, which the server ends when the call's key is revoked or expires;
+`check_still_allowed()` refuses the call's next step from then on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
+
+import grpc
 
 from ledger.v1 import ledger_pb2
 
@@ -31,7 +36,14 @@ SERVICE_NAME: Final = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 
 READ_METHODS: Final = frozenset(
     f"/{SERVICE_NAME}/{name}"
-    for name in ("LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers")
+    for name in (
+        "LookupAccounts",
+        "LookupTransfers",
+        "GetAccountTransfers",
+        "GetAccountBalances",
+        "SubscribeTransfers",
+        "GetServerInfo",
+    )
 )
 WRITE_METHODS: Final = READ_METHODS | frozenset(
     f"/{SERVICE_NAME}/{name}"
@@ -85,7 +97,42 @@ class Principal:
         return f"API key {self.key_id} (tenant {self.tenant}, role {self.role.value})"
 
 
+class AuthFailure(Exception):
+    """A call is refused: UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE, with a message that never
+    repeats a secret."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Grant:
+    """A streaming call's standing leave to go on: ended once its key is revoked or expires."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.refusal: AuthFailure | None = None
+        self._ended: asyncio.Future[None] | None = None
+
+    def end(self, refusal: AuthFailure) -> None:
+        """From now on the call is refused with `refusal`; whoever waits in `ended()` wakes."""
+        if self.refusal is None:
+            self.refusal = refusal
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_result(None)
+
+    def ended(self) -> asyncio.Future[None]:
+        """Done once the grant has ended."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+            if self.refusal is not None:
+                self._ended.set_result(None)
+        return self._ended
+
+
 _current: ContextVar[Principal | None] = ContextVar("ledger_principal", default=None)
+_grant: ContextVar[Grant | None] = ContextVar("ledger_grant", default=None)
 
 
 def current_principal() -> Principal | None:
@@ -99,11 +146,25 @@ def may_see_ledger(ledger: int) -> bool:
     return principal is None or principal.may_see_ledger(ledger)
 
 
+def current_grant() -> Grant | None:
+    """The grant of the streaming call being served; None for a unary call or when no key was asked for."""
+    return _grant.get()
+
+
+def check_still_allowed() -> None:
+    """Raise the call's refusal (AuthFailure) if its key was revoked or expired since the call began."""
+    grant = _grant.get()
+    if grant is not None and grant.refusal is not None:
+        raise grant.refusal
+
+
 @contextlib.contextmanager
-def acting_as(principal: Principal | None) -> Iterator[None]:
-    """Serve what runs inside on behalf of `principal`."""
+def acting_as(principal: Principal | None, grant: Grant | None = None) -> Iterator[None]:
+    """Serve what runs inside on behalf of `principal` (a streaming call: for as long as `grant` lasts)."""
     token = _current.set(principal)
+    grant_token = _grant.set(grant)
     try:
         yield
     finally:
+        _grant.reset(grant_token)
         _current.reset(token)

@@ -26,6 +26,7 @@ from ledger.journal import PostgresStore, SqliteStore, open_store
 
 from ._keys import (
     ApiKey,
+    check_expiry,
     check_key_id,
     check_ledgers,
     check_name,
@@ -39,7 +40,7 @@ from ._keys import (
 )
 
 TABLE: Final = "ledger_api_keys"
-COLUMNS: Final = "key_id, name, tenant, role, ledgers, secret_sha256, created_at, revoked_at"
+COLUMNS: Final = "key_id, name, tenant, role, ledgers, secret_sha256, created_at, revoked_at, expires_at"
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 CONNECT_TIMEOUT_SECONDS: Final = 5
 ADVISORY_LOCK_CLASS: Final = 0x4C4B_4559  # "LKEY"; the second key is the schema's hash, as for the journal
@@ -85,11 +86,21 @@ class KeyStore(abc.ABC):
     # -- the table ------------------------------------------------------------------------------
 
     def create_key(
-        self, *, tenant: str, role: str, ledgers: Iterable[int] = (), name: str = "", now: datetime | None = None
+        self,
+        *,
+        tenant: str,
+        role: str,
+        ledgers: Iterable[int] = (),
+        name: str = "",
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
     ) -> tuple[ApiKey, str]:
-        """Store a new key; returns it with its token, which exists only in this return value."""
+        """Store a new key (working until `expires_at`, if given); returns it with its token, which exists only
+        in this return value."""
         checked_role = check_role(role)
         bound = check_ledgers(checked_role, ledgers)
+        created_at = (now or datetime.now(UTC)).astimezone(UTC)
+        expiry = check_expiry(expires_at, created_at)
         key_id, secret = new_secret()
         key = ApiKey(
             key_id=key_id,
@@ -98,12 +109,13 @@ class KeyStore(abc.ABC):
             role=checked_role,
             ledgers=bound,
             secret_sha256=hash_secret(key_id, secret),
-            created_at=(now or datetime.now(UTC)).astimezone(UTC),
+            created_at=created_at,
+            expires_at=expiry,
         )
         self._update(
-            f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, NULL)",
+            f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s)",
             (key.key_id, key.name, key.tenant, key.role.value, format_ledgers(key.ledgers), key.secret_sha256,
-             self._time_to_db(key.created_at)),
+             self._time_to_db(key.created_at), None if expiry is None else self._time_to_db(expiry)),
         )  # fmt: skip
         return key, format_token(key_id, secret)
 
@@ -129,7 +141,7 @@ class KeyStore(abc.ABC):
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    key_id, name, tenant, role, ledgers, secret_sha256, created_at, revoked_at = row
+    key_id, name, tenant, role, ledgers, secret_sha256, created_at, revoked_at, expires_at = row
     return ApiKey(
         key_id=key_id,
         name=name,
@@ -139,6 +151,7 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         secret_sha256=bytes(secret_sha256),
         created_at=_time_from_db(created_at),
         revoked_at=None if revoked_at is None else _time_from_db(revoked_at),
+        expires_at=None if expires_at is None else _time_from_db(expires_at),
     )
 
 
@@ -178,9 +191,13 @@ class SqliteKeyStore(KeyStore):
                     ledgers TEXT NOT NULL,
                     secret_sha256 BLOB NOT NULL,
                     created_at TEXT NOT NULL,
-                    revoked_at TEXT
+                    revoked_at TEXT,
+                    expires_at TEXT
                 )"""
             )
+            columns = {row[1] for row in self._connection.execute(f"PRAGMA table_info({TABLE})")}
+            if "expires_at" not in columns:  # a table made before keys could expire
+                self._connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN expires_at TEXT")
         except sqlite3.Error as exc:
             self._connection.close()
             raise KeyStoreUnavailable(f"{self.description}: cannot prepare the key table: {exc}") from exc
@@ -232,9 +249,12 @@ class PostgresKeyStore(KeyStore):
                             ledgers text NOT NULL,
                             secret_sha256 bytea NOT NULL,
                             created_at timestamptz NOT NULL,
-                            revoked_at timestamptz
+                            revoked_at timestamptz,
+                            expires_at timestamptz
                         )"""
                     )
+                    # A table made before keys could expire.
+                    connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS expires_at timestamptz")
             except psycopg.Error as exc:
                 self._drop()
                 raise KeyStoreUnavailable(f"{description}: cannot prepare the key table: {exc}") from exc

@@ -52,13 +52,11 @@ from ._ops import (
     EXIT_USAGE,
     SUCCEEDED,
     Commands,
-    InputError,
     add_connection_options,
-    parse_flags,
-    parse_id,
+    add_time_range_options,
     run_with_client,
-    unsigned,
 )
+from ._parse import InputError, parse_amount, parse_flags, parse_id, parse_id_range, parse_unsigned
 
 ACCOUNT_COLUMNS: Final = ("id", "ledger", "code", "flags", "user_data_128", "user_data_64", "user_data_32")
 """What an import creates an account from, in the order export writes them."""
@@ -171,27 +169,15 @@ def register(commands: Commands) -> None:
     which.add_argument(
         "--account",
         type=parse_id,
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="ID",
-        help="transfers: the history of this account (repeat for more)",
+        help="transfers: the history of these accounts (--account 1 2 3, or --account 1 --account 2)",
     )
     which.add_argument(
         "--accounts-file", type=Path, metavar="FILE", help="transfers: the histories of these accounts, one id a line"
     )
-    exporter.add_argument(
-        "--from",
-        dest="timestamp_min",
-        type=unsigned(63),
-        default=0,
-        help="transfers of accounts: from this timestamp (ns) on",
-    )
-    exporter.add_argument(
-        "--to",
-        dest="timestamp_max",
-        type=unsigned(63),
-        default=0,
-        help="transfers of accounts: up to this timestamp (ns), inclusive",
-    )
+    add_time_range_options(exporter, "transfers of accounts:")
     add_progress_option(exporter)
     exporter.set_defaults(run=_export)
 
@@ -219,16 +205,6 @@ def progress(args: argparse.Namespace, total: int | None, description: str) -> t
     )
 
 
-def parse_id_range(text: str) -> tuple[int, int]:
-    first, separator, last = text.partition(":")
-    if not separator:
-        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST:LAST")
-    low, high = parse_id(first), parse_id(last)
-    if high < low:
-        raise argparse.ArgumentTypeError(f"{text!r}: LAST is below FIRST")
-    return low, high
-
-
 # Import.
 
 
@@ -250,6 +226,8 @@ def _import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with tempfile.TemporaryFile() as spool:
         try:
+            if args.failures is not None:
+                check_writable(args.failures, "--failures")
             header, rows = read_rows(kind, args.file, spool)
             spool.flush()
             with ExitStack() as stack:
@@ -320,7 +298,9 @@ def cell_value(kind: RecordKind, column: str, text: str, where: str) -> int:
             return parse_flags(kind.flags, text)
         if column in ID_COLUMNS:
             return parse_id(text)
-        return unsigned(kind.widths[column])(text)
+        if column == "amount":
+            return parse_amount(text)
+        return parse_unsigned(text, kind.widths[column])
     except argparse.ArgumentTypeError as exc:
         raise InputError(f"{where}: {exc}") from None
 
@@ -418,28 +398,25 @@ def write_failures(path: Path, kind: RecordKind, header: list[str], report: Repo
 def _export(args: argparse.Namespace) -> int:
     kind = KINDS[args.kind]
     if (args.account or args.accounts_file) and kind is ACCOUNTS:
-        print(
-            "ledger export: error: --account and --accounts-file select transfers; accounts take --ids or --id-range",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    try:
-        ids = read_ids(args.ids) if args.ids else None
-        accounts = args.account or (read_ids(args.accounts_file) if args.accounts_file else None)
-    except InputError as exc:
-        print(f"ledger export: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise InputError("--account and --accounts-file select transfers; accounts take --ids or --id-range")
+    if args.file != "-":
+        check_writable(Path(args.file), "FILE.csv")
+    ids = read_ids(args.ids) if args.ids else None
+    accounts = args.account or (read_ids(args.accounts_file) if args.accounts_file else None)
 
     def work(client: Client) -> int:
         # A file is written beside its place and moved there when complete: a failed export leaves none.
         partial = Path(f"{args.file}.partial")
         try:
             rows = write_records(args, client, kind, partial, accounts, ids)
+            if args.file != "-":
+                partial.replace(args.file)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise InputError(f"cannot write {args.file}: {exc.strerror or exc}; no file was left") from None
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        if args.file != "-":
-            partial.replace(args.file)
         summary = {"kind": kind.name, "file": args.file, "rows": rows}
         to = sys.stderr if args.file == "-" or not args.json else sys.stdout
         print(json.dumps(summary) if args.json else f"exported {rows} {kind.name} to {args.file}", file=to)
@@ -468,6 +445,15 @@ def write_records(args: argparse.Namespace, client: Client, kind: RecordKind, pa
             rows += 1
             bar.update(1)
     return rows
+
+
+def check_writable(path: Path, argument: str) -> None:
+    """Refuse, before anything is sent, a file whose directory is missing (or is a directory itself)."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise InputError(f"argument {argument}: {str(path)!r}: no directory {str(directory)!r} to write it in")
+    if path.is_dir():
+        raise InputError(f"argument {argument}: {str(path)!r} is a directory")
 
 
 def read_ids(path: Path) -> list[int]:

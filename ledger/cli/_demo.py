@@ -1,132 +1,251 @@
-"""`ledger info` and `ledger demo`."""
+"""`ledger demo`: a wallet's day, through the running server or, when none runs, a temporary ledger of its own.
+
+It never touches a user's accounts: everything it books is in a ledger number
+of its own (DEMO_LEDGER, `--ledger` for another) under ids derived from that
+number and a name of the step (UUIDv5 in DEMO_NAMESPACE), so they cannot meet
+ids a user chose. Because the ids are always the same, running it again is a
+retry of every step: what was booked answers EXISTS and nothing moves twice.
+Without a server it runs the steps on a temporary SQLite journal, restarts
+that ledger from its journal and runs them again, then deletes it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
-from ledger import __version__
-from ledger.config import LedgerConfig
-from ledger.core import Ledger
-from ledger.engine import (
-    IMPLEMENTATION,
+from ledger.client import (
     Account,
     AccountFlags,
+    AsyncClient,
+    ClientConfig,
     CreateTransferResult,
+    LedgerCallError,
+    LedgerError,
+    LedgerUnreachable,
     Transfer,
     TransferFlags,
-    _limits,
-    pack_accounts,
-    pack_ids,
-    pack_transfers,
-    unpack_accounts,
-    unpack_transfer_results,
 )
+from ledger.config import LedgerConfig
+from ledger.core import Ledger
+from ledger.server import start_server
 
-FUNDING, WALLET, REVENUE, FEES = 1, 2, 3, 4
-EUR = 978  # the ledger number: ISO 4217 numeric code of the currency
+from ._ops import (
+    CONNECT_SECONDS_MAX,
+    EXIT_CALL_FAILED,
+    EXIT_FAILED_ITEMS,
+    Commands,
+    add_connection_options,
+    client_config,
+)
+from ._parse import Money, format_amount, format_id, unsigned
+
+DEMO_LEDGER: Final = 4_000_000_978
+"""The demo's ledger number: its own, far from ISO 4217 numeric codes and from the small numbers tenants get."""
+DEMO_NAMESPACE: Final = uuid.UUID("6f0d7a52-3c1e-5b8e-9a4d-2e7c1b9f0d35")
+"""Every demo id is UUIDv5 of this namespace and "<ledger>/<name>": fixed, and apart from anyone's own ids."""
+EUR: Final = Money(2, "EUR")
+DEMO_ACCOUNTS_MAX: Final = 1_000
+DEMO_TRANSFERS_MAX: Final = 10_000
+"""The temporary ledger's engine: room for the demo, not for millions of transfers."""
 
 
-def format_minor(amount: int) -> str:
-    """Minor units as a decimal string with two places (integers only: no float touches money)."""
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
+def demo_id(ledger: int, name: str) -> int:
+    return uuid.uuid5(DEMO_NAMESPACE, f"{ledger}/{name}").int
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    info_parser = commands.add_parser("info", help="show the engine in use and its limits")
-    info_parser.set_defaults(run=lambda _: info())
-    demo_parser = commands.add_parser("demo", help="run a wallet scenario through the durable ledger, print each step")
-    demo_parser.add_argument("--store", help="postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR)")
-    demo_parser.set_defaults(run=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    # A demo needs no room for millions of transfers.
-    config = LedgerConfig.from_env(
-        store=args.store, accounts_max=1_000, transfers_max=100_000, pending_transfers_max=1_000
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="book a wallet's day (top-up, payment with a fee, retry, hold and capture) in a ledger of its own",
+        description="Runs on the server at --server (default LEDGER_SERVER, else 127.0.0.1:7100) in a ledger "
+        "number of its own, under ids of its own; when no server answers at the default address, on a temporary "
+        "ledger that it deletes afterwards. Run it again: every booking answers EXISTS.",
     )
-    return demo(config)
+    add_connection_options(parser)
+    parser.add_argument(
+        "--ledger",
+        type=unsigned(32, nonzero=True),
+        default=DEMO_LEDGER,
+        help=f"the ledger number to book in (default {DEMO_LEDGER}; another one for a key bound to it)",
+    )
+    parser.set_defaults(run=_run)
 
 
-def info() -> int:
-    """Which engine loaded, and the limits it enforces."""
-    print(
-        json.dumps(
-            {
-                "version": __version__,
-                "engine": IMPLEMENTATION,
-                "batch_events_max": _limits.BATCH_EVENTS_MAX,
-                "amount_max": _limits.AMOUNT_MAX,
-                "account_size": _limits.ACCOUNT_SIZE,
-                "transfer_size": _limits.TRANSFER_SIZE,
-                "accounts_max_default": _limits.ACCOUNTS_MAX_DEFAULT,
-                "transfers_max_default": _limits.TRANSFERS_MAX_DEFAULT,
-                "pending_transfers_max_default": _limits.PENDING_TRANSFERS_MAX_DEFAULT,
-            },
-            indent=2,
+@dataclass(frozen=True, slots=True)
+class Step:
+    title: str
+    transfers: tuple[Transfer, ...]
+    refused: bool = False
+    """Expected to be refused (EXCEEDS_CREDITS): a refusal is not stored, so a retry is decided again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Books:
+    """The demo's accounts and steps in one ledger."""
+
+    ledger: int
+
+    def id(self, name: str) -> int:
+        return demo_id(self.ledger, name)
+
+    def accounts(self) -> list[Account]:
+        wallet_flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
+        return [
+            Account(id=self.id("funding"), ledger=self.ledger, code=1),
+            Account(id=self.id("wallet"), ledger=self.ledger, code=2, flags=wallet_flags),
+            Account(id=self.id("revenue"), ledger=self.ledger, code=3),
+            Account(id=self.id("fees"), ledger=self.ledger, code=4),
+        ]
+
+    def move(self, name: str, debit: str, credit: str, amount: int, code: int, flags: int = 0) -> Transfer:
+        return Transfer(
+            id=self.id(name), debit_account_id=self.id(debit), credit_account_id=self.id(credit), amount=amount,
+            ledger=self.ledger, code=code, flags=flags, timeout=600 if flags & TransferFlags.PENDING else 0,
+        )  # fmt: skip
+
+    def steps(self) -> list[Step]:
+        payment = (
+            self.move("fee", "wallet", "fees", 30, code=3, flags=TransferFlags.LINKED),
+            self.move("payment", "wallet", "revenue", 80_00, code=2, flags=TransferFlags.BALANCING_DEBIT),
         )
-    )
-    return 0
+        hold = TransferFlags.PENDING
+        capture = Transfer(
+            id=self.id("capture"), pending_id=self.id("hold"), amount=12_50, ledger=self.ledger,
+            flags=TransferFlags.POST_PENDING_TRANSFER,
+        )  # fmt: skip
+        return [
+            Step("top-up 50.00", (self.move("top-up", "funding", "wallet", 50_00, code=1),)),
+            Step("pay an 80.00 order with credit, 0.30 fee (chained)", payment),
+            Step("the terminal retries the same payment", payment),
+            Step("top-up 20.00", (self.move("top-up 2", "funding", "wallet", 20_00, code=1),)),
+            Step("hold 15.00 at a POS terminal", (self.move("hold", "wallet", "revenue", 15_00, 2, hold),)),
+            Step("capture 12.50 of the hold (2.50 released)", (capture,)),
+            Step("pay 10.00 more than the wallet holds", (self.move("overdraft", "wallet", "revenue", 1000, 2),), True),
+        ]
 
 
-def demo(config: LedgerConfig) -> int:
-    """A wallet's day in the durable ledger: top-up, partial payment with a fee, a hold, a retried payment."""
-    return asyncio.run(_demo(config))
+def _run(args: argparse.Namespace) -> int:
+    # A server named by the operator must answer; the default address may simply have nobody serving.
+    named = args.server is not None or bool(os.environ.get("LEDGER_SERVER"))
+    return asyncio.run(_demo(client_config(args), args.ledger, named))
 
 
-async def _demo(config: LedgerConfig) -> int:
-    async with await Ledger.open(config) as ledger:
-        report = ledger.recovery
-        print(f"engine: {ledger.stats().implementation}, store: {ledger.store.description}")
+async def _demo(config: ClientConfig, ledger: int, named: bool) -> int:
+    books = Books(ledger)
+    try:
+        async with AsyncClient(config) as client:
+            try:
+                await client.wait_for_server(min(CONNECT_SECONDS_MAX, config.timeout_seconds))
+            except LedgerUnreachable as exc:
+                if named:
+                    raise
+                print(f"{exc}: no ledger serves there (`ledger serve` starts one).")
+            else:
+                print(f"The ledger at {config.server}{await _describe(client)}, in ledger {ledger}:")
+                verdict = await run_steps(client, books)
+                if verdict == FIRST_RUN:
+                    wallet = format_id(books.id("wallet"))
+                    server = f" --server {config.server}" if named else ""
+                    print(f"Run it again: every booking answers EXISTS. The wallet: ledger history {wallet}{server}")
+                return 0 if verdict in (FIRST_RUN, RETRY) else EXIT_FAILED_ITEMS
+        return await _on_a_temporary_ledger(books)
+    except LedgerCallError as exc:
+        print(f"ledger demo: error: {exc}", file=sys.stderr)
         print(
-            f"recovered {report.accounts_count} accounts and {report.transfers_count} transfers "
-            f"in {report.seconds:.3f} s (a second run shows every step as EXISTS: retries never move money twice)"
+            f"  it books in ledger {ledger}: it needs a key that may write there (an admin key), or --ledger N "
+            "for a ledger your key may write (its ids stay its own)",
+            file=sys.stderr,
         )
-        await ledger.create_accounts(
-            pack_accounts(
-                [
-                    Account(id=FUNDING, ledger=EUR, code=1),
-                    Account(id=WALLET, ledger=EUR, code=2, flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
-                    Account(id=REVENUE, ledger=EUR, code=3),
-                    Account(id=FEES, ledger=EUR, code=4),
-                ]
-            )
-        )
+        return EXIT_CALL_FAILED
+    except LedgerError as exc:
+        print(f"ledger demo: error: {exc}", file=sys.stderr)
+        return EXIT_CALL_FAILED
 
-        async def book(title: str, *transfers: Transfer) -> None:
-            results = unpack_transfer_results(await ledger.create_transfers(pack_transfers(list(transfers))))
-            outcome = ", ".join(f"{CreateTransferResult(r.result).name} {format_minor(r.amount)}" for r in results)
-            wallet = unpack_accounts(await ledger.lookup_accounts(pack_ids([WALLET])))[0]
-            balance = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
-            held = wallet.debits_pending
-            print(f"{title:<48} {outcome:<44} wallet {format_minor(balance):>7} EUR (held {format_minor(held)})")
 
-        def move(transfer_id: int, debit: int, credit: int, amount: int, code: int, flags: int = 0) -> Transfer:
-            return Transfer(
-                id=transfer_id, debit_account_id=debit, credit_account_id=credit, amount=amount, ledger=EUR,
-                code=code, flags=flags, timeout=600 if flags & TransferFlags.PENDING else 0,
-            )  # fmt: skip
+async def _describe(client: AsyncClient) -> str:
+    try:
+        info = await client.server_info()
+    except LedgerCallError:  # a server from before GetServerInfo, or a key it refuses: the steps will say
+        return ""
+    return f" ({info.version}, engine {info.engine}{', store ' + info.store if info.store else ''})"
 
-        await book("top-up 50.00", move(10, FUNDING, WALLET, 50_00, code=1))
-        await book(
-            "pay 80.00 order with credit, 0.30 fee (chained)",
-            move(11, WALLET, FEES, 30, code=3, flags=TransferFlags.LINKED),
-            move(12, WALLET, REVENUE, 80_00, code=2, flags=TransferFlags.BALANCING_DEBIT),
+
+async def _on_a_temporary_ledger(books: Books) -> int:
+    """The steps on a ledger of the demo's own; then again after a restart from its journal: all EXISTS."""
+    with tempfile.TemporaryDirectory(prefix="ledger-demo-") as directory:
+        config = LedgerConfig(
+            store=f"sqlite:///{Path(directory) / 'demo.sqlite3'}",
+            accounts_max=DEMO_ACCOUNTS_MAX,
+            transfers_max=DEMO_TRANSFERS_MAX,
+            pending_transfers_max=DEMO_ACCOUNTS_MAX,
         )
-        await book(
-            "the terminal retries the same payment",
-            move(11, WALLET, FEES, 30, code=3, flags=TransferFlags.LINKED),
-            move(12, WALLET, REVENUE, 80_00, code=2, flags=TransferFlags.BALANCING_DEBIT),
+        print(f"Running on a temporary ledger of its own instead ({directory}, deleted afterwards):")
+        async with _served(config) as client:
+            first = await run_steps(client, books)
+        print("Restarting that ledger from its journal, and retrying the same steps:")
+        async with _served(config) as client:
+            again = await run_steps(client, books)
+    return 0 if (first, again) == (FIRST_RUN, RETRY) else EXIT_FAILED_ITEMS
+
+
+@asynccontextmanager
+async def _served(config: LedgerConfig) -> AsyncIterator[AsyncClient]:
+    async with await Ledger.open(config) as ledger:
+        server, port, _ = await start_server(ledger)
+        report = ledger.recovery
+        if report.transfers_count:
+            print(f"  (recovered {report.accounts_count} accounts and {report.transfers_count} transfers)")
+        try:
+            async with AsyncClient(ClientConfig(server=f"127.0.0.1:{port}")) as client:
+                yield client
+        finally:
+            await server.stop(None)
+
+
+FIRST_RUN: Final = "first run"
+RETRY: Final = "retry"
+UNEXPECTED: Final = "unexpected"
+
+
+async def run_steps(client: AsyncClient, books: Books) -> str:
+    """Each step, what it answered and the wallet after it. FIRST_RUN if every booking answered OK or EXISTS,
+    RETRY if every one answered EXISTS (the refused payment is refused both times), else UNEXPECTED."""
+    await client.create_accounts(books.accounts())
+    wallet_id = books.id("wallet")
+    bookings: list[str] = []
+    refused_again = True
+    for step in books.steps():
+        outcomes = await client.create_transfers(list(step.transfers))
+        names = [CreateTransferResult(o.result).name for o in outcomes]
+        if step.refused:
+            refused_again &= names == ["EXCEEDS_CREDITS"]
+        else:
+            bookings.extend(names)
+        said = ", ".join(f"{name} {format_amount(o.amount, EUR)}" for name, o in zip(names, outcomes, strict=True))
+        wallet = await client.lookup_account(wallet_id)
+        assert wallet is not None  # created above
+        available = wallet.credits_posted - wallet.debits_posted - wallet.debits_pending
+        print(
+            f"  {step.title:<52} {said:<28} wallet {format_amount(available, EUR):>6} EUR "
+            f"(held {format_amount(wallet.debits_pending, EUR)})"
         )
-        await book("top-up 20.00", move(13, FUNDING, WALLET, 20_00, code=1))
-        await book(
-            "hold 15.00 at a POS terminal", move(14, WALLET, REVENUE, 15_00, code=2, flags=TransferFlags.PENDING)
+    if refused_again and all(name == "EXISTS" for name in bookings):
+        print(
+            "  A retry: every booking answered EXISTS and nothing moved twice; the refused payment was refused "
+            "again (a refusal is not stored, so it is decided anew)."
         )
-        await book(
-            "capture 12.50 of the hold",
-            Transfer(id=15, pending_id=14, amount=12_50, flags=TransferFlags.POST_PENDING_TRANSFER),
-        )
-        await book("pay 10.00 more than the wallet holds", move(16, WALLET, REVENUE, 10_00, code=2))
-    return 0
+        return RETRY
+    if refused_again and all(name in ("OK", "EXISTS") for name in bookings):
+        return FIRST_RUN
+    print("  Some steps answered otherwise than a first run or a retry would (see above).")
+    return UNEXPECTED

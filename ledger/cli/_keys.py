@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from ledger.auth import ApiKey, KeyStore, KeyStoreError, Role, open_key_store
 from ledger.config import LedgerConfig
@@ -29,6 +30,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a ledger (currency) the key may touch; repeat for more; none for an admin key",
     )
     create.add_argument("--name", default="", help="a label for the key (what or who uses it)")
+    create.add_argument(
+        "--expires",
+        type=parse_expiry,
+        metavar="WHEN",
+        help="the key stops working then: an ISO 8601 time with its zone (2027-01-31T00:00:00Z), or a span "
+        "from now such as 90d, 12h or 30m (default: until revoked)",
+    )
     create.add_argument("--store", help=STORE_HELP)
     create.set_defaults(run=_with_store(_create, create=True))
 
@@ -65,8 +73,27 @@ def _with_store(
     return run
 
 
+_SPAN = re.compile(r"(\d+)([dhm])")
+_SPAN_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def parse_expiry(text: str) -> datetime:
+    """An expiry: a time with its zone (Z or +hh:mm), or a span from now (90d, 12h, 30m)."""
+    if span := _SPAN.fullmatch(text.strip()):
+        return datetime.now(UTC) + int(span.group(1)) * _SPAN_UNITS[span.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO 8601 time nor a span such as 90d") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. {text}Z for UTC")
+    return moment
+
+
 def _create(store: KeyStore, args: argparse.Namespace) -> int:
-    key, token = store.create_key(tenant=args.tenant, role=args.role, ledgers=args.ledger, name=args.name)
+    key, token = store.create_key(
+        tenant=args.tenant, role=args.role, ledgers=args.ledger, name=args.name, expires_at=args.expires
+    )
     print(f"created API key {key.key_id}: {_summary(key)}", file=sys.stderr)
     print(token)
     print(
@@ -78,7 +105,7 @@ def _create(store: KeyStore, args: argparse.Namespace) -> int:
 
 
 def _list(store: KeyStore, args: argparse.Namespace) -> int:
-    rows = [("ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "REVOKED")]
+    rows = [("ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "EXPIRES", "REVOKED")]
     for key in store.all_keys():
         rows.append(
             (
@@ -88,6 +115,7 @@ def _list(store: KeyStore, args: argparse.Namespace) -> int:
                 key.role.value,
                 _ledgers(key),
                 _time(key.created_at),
+                _time(key.expires_at) if key.expires_at is not None else "-",
                 _time(key.revoked_at) if key.revoked_at is not None else "-",
             )
         )
@@ -109,7 +137,8 @@ def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
 
 def _summary(key: ApiKey) -> str:
     name = f"{key.name!r}, " if key.name else ""
-    return f"{name}tenant {key.tenant}, role {key.role.value}, ledgers {_ledgers(key)}"
+    expiry = f", expires {_time(key.expires_at)}" if key.expires_at is not None else ""
+    return f"{name}tenant {key.tenant}, role {key.role.value}, ledgers {_ledgers(key)}{expiry}"
 
 
 def _ledgers(key: ApiKey) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from ledger.config import LedgerConfig
 from ledger.server import run_event_loop, serve
@@ -33,5 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         metrics_address=args.metrics_address,
     )
-    run_event_loop(serve(config))
+    try:
+        run_event_loop(serve(config))
+    except OSError as exc:  # an address in use or not ours to listen on: said in one line, no traceback
+        print(f"ledger serve: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0

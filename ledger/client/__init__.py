@@ -24,7 +24,9 @@ from ._errors import (
     LedgerPermissionDenied,
     LedgerTimeout,
     LedgerUnauthenticated,
+    LedgerUnreachable,
 )
+from ._info import ServerInfo
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -59,6 +61,8 @@ __all__ = [
     "LedgerPermissionDenied",
     "LedgerTimeout",
     "LedgerUnauthenticated",
+    "LedgerUnreachable",
+    "ServerInfo",
     "Transfer",
     "TransferFlags",
     "TransferLike",

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
@@ -20,7 +21,8 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
 from ._config import IN_FLIGHT_MAX, ClientConfig
-from ._errors import LedgerClosed
+from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
+from ._info import ServerInfo, wait_limit
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -50,6 +52,8 @@ Result = TypeVar("Result")
 
 CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
 """Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 class _Batcher(Generic[Payload, Result]):
@@ -290,6 +294,7 @@ class AsyncClient:
                 self.config.server, credentials, options=options, interceptors=list(interceptors) or None
             )
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
         self._create_transfers = self._batcher(CREATE_TRANSFERS)
@@ -309,6 +314,50 @@ class AsyncClient:
         for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
             await batcher.close()
         await self._channel.close()
+
+    # The server.
+
+    async def wait_for_server(self, timeout: float | None = None) -> None:
+        """Connect now; LedgerUnreachable if no connection is made within `timeout` seconds (default: the
+        call timeout) or the attempt fails (nothing listens, the name does not resolve, TLS does not match).
+
+        Calls need not do this: they connect by themselves and retry until their deadline. It is for a
+        caller that wants to know at once that nobody answers, before sending anything.
+        """
+        seconds = self._timeout(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        state, since = self._channel.get_state(try_to_connect=True), loop.time()
+        while state is not _READY and (left := wait_limit(state, since, deadline) - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), left)
+            except TimeoutError:
+                break
+            changed = self._channel.get_state(try_to_connect=True)
+            if changed is not state:
+                state, since = changed, loop.time()
+        if state is not _READY:
+            raise LedgerUnreachable(
+                self.config.server, seconds, failed=state is not grpc.ChannelConnectivity.CONNECTING
+            )
+
+    async def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""
+        return ServerInfo.from_message(
+            await self._call("GetServerInfo", ledger_pb2.GetServerInfoRequest(), self._timeout(timeout))
+        )
+
+    async def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The server's health for `service` ("": the whole server) by the standard health check, one
+        attempt: SERVING, NOT_SERVING (e.g. shutting down) or SERVICE_UNKNOWN. Needs no key."""
+        seconds = self._timeout(timeout)
+        try:
+            response = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=seconds)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise LedgerTimeout(seconds, 1) from None
+            raise call_error(exc.code(), exc.details() or "") from None
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     # Writes.
 

@@ -69,6 +69,18 @@ class LedgerTimeout(LedgerError):
         self.last_message = last_message
 
 
+class LedgerUnreachable(LedgerError):
+    """No connection to the server could be made (nothing listens there, the name does not resolve, or TLS
+    does not match): nothing was sent, so nothing was applied."""
+
+    def __init__(self, server: str, seconds: float, *, failed: bool) -> None:
+        why = "the connection failed" if failed else f"no connection within {seconds:.3g} s"
+        super().__init__(f"cannot reach {server}: {why}; nothing was sent")
+        self.server = server
+        self.seconds = seconds
+        self.failed = failed
+
+
 class LedgerClosed(LedgerError):
     """The client was closed before the call was sent; nothing of it was sent."""
 

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
@@ -20,7 +21,8 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
 from ._config import IN_FLIGHT_MAX, ClientConfig
-from ._errors import LedgerClosed
+from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
+from ._info import ServerInfo, wait_limit
 from ._records import (
     AccountFilter,
     AccountLike,
@@ -51,6 +53,8 @@ CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
 """Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
 
 _CLOSE: Final = None
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 class _Batcher(Generic[Payload, Result]):
@@ -213,6 +217,7 @@ class Client:
         if interceptors:
             channel = grpc.intercept_channel(channel, *interceptors)
         self._stub = ledger_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
@@ -237,6 +242,58 @@ class Client:
         if pool is not None:
             pool.shutdown(wait=True)
         self._channel.close()
+
+    # The server.
+
+    def wait_for_server(self, timeout: float | None = None) -> None:
+        """Connect now; LedgerUnreachable if no connection is made within `timeout` seconds (default: the
+        call timeout) or the attempt fails (nothing listens, the name does not resolve, TLS does not match).
+
+        Calls need not do this: they connect by themselves and retry until their deadline. It is for a
+        caller that wants to know at once that nobody answers (a command line), before sending anything.
+        """
+        seconds = self._timeout(timeout)
+        deadline = time.monotonic() + seconds
+        changed = threading.Condition()
+        current = (grpc.ChannelConnectivity.IDLE, time.monotonic())
+
+        def watch(connectivity: grpc.ChannelConnectivity) -> None:
+            nonlocal current
+            with changed:
+                if connectivity is not current[0]:
+                    current = (connectivity, time.monotonic())
+                    changed.notify_all()
+
+        self._channel.subscribe(watch, try_to_connect=True)
+        try:
+            with changed:
+                while current[0] is not _READY and (left := wait_limit(*current, deadline) - time.monotonic()) > 0:
+                    changed.wait(left)
+                state = current[0]
+        finally:
+            self._channel.unsubscribe(watch)
+        if state is not _READY:
+            raise LedgerUnreachable(
+                self.config.server, seconds, failed=state is not grpc.ChannelConnectivity.CONNECTING
+            )
+
+    def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""
+        return ServerInfo.from_message(
+            self._call("GetServerInfo", ledger_pb2.GetServerInfoRequest(), self._timeout(timeout))
+        )
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The server's health for `service` ("": the whole server) by the standard health check, one
+        attempt: SERVING, NOT_SERVING (e.g. shutting down) or SERVICE_UNKNOWN. Needs no key."""
+        seconds = self._timeout(timeout)
+        try:
+            response = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=seconds)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise LedgerTimeout(seconds, 1) from None
+            raise call_error(exc.code(), exc.details() or "") from None
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     # Writes.
 

@@ -4,8 +4,11 @@ and its Prometheus metrics on an HTTP port of their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
@@ -18,22 +21,17 @@ from ledger._settings import read_setting_file
 from ledger.auth import Authenticator, AuthInterceptor
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
+from ._limits import MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
+from ._redact import install_secret_filter
 from ._servicer import SERVICE_NAME, LedgerService, add_ledger_service
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
-TRANSFER_MESSAGE_BYTES_MAX: Final = 160
-"""A typed Transfer with every field set, framing included."""
-MESSAGE_BYTES_MAX: Final = 4 << 20
 KEEPALIVE_TIME_MS: Final = 30_000
 KEEPALIVE_TIMEOUT_MS: Final = 10_000
-
-assert BATCH_EVENTS_MAX * TRANSFER_MESSAGE_BYTES_MAX < MESSAGE_BYTES_MAX, "a full typed batch must fit a message"
-assert BATCH_EVENTS_MAX * TRANSFER_SIZE < MESSAGE_BYTES_MAX, "a full packed batch must fit a message"
 
 
 def server_credentials(config: LedgerConfig) -> grpc.ServerCredentials | None:
@@ -46,6 +44,50 @@ def server_credentials(config: LedgerConfig) -> grpc.ServerCredentials | None:
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
+
+
+class AddressInUse(OSError):
+    """Another process listens on an address this server was to listen on; nothing was started."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """host:port (or [v6]:port) as (host, port)."""
+    host, _, port = address.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"address must be host:port, got {address!r}") from None
+    return host.strip("[]"), number
+
+
+def check_address_free(address: str, what: str) -> None:
+    """Raise AddressInUse if something already listens on `address` (`what`: the setting, for the message).
+
+    gRPC turns SO_REUSEPORT on by default, which lets a second server bind a port another still
+    listens on, after which callers alternate between the two: money split across two journals.
+    The server turns that off; this check says so clearly, and before recovery starts.
+    """
+    host, port = split_address(address)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"{what} {address}: cannot resolve {host!r}: {exc.strerror}") from None
+    for family, kind, protocol, _, sockaddr in infos:
+        with contextlib.closing(socket.socket(family, kind, protocol)) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(
+                        exc.errno,
+                        f"{what} {address} is already in use (another ledger or program listens there); "
+                        "stop it or choose another address",
+                    ) from None
+                if exc.errno != errno.EADDRNOTAVAIL:  # e.g. no IPv6 on this host: gRPC skips it too
+                    raise OSError(exc.errno, f"{what} {address}: cannot listen there: {exc.strerror}") from None
 
 
 def transport(config: LedgerConfig) -> str:
@@ -68,6 +110,7 @@ async def start_server(
     call but health checking and reflection needs an API key its role allows.
     """
     config = ledger.config
+    install_secret_filter()
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if metrics is not None:
         metrics.watch(ledger)
@@ -83,6 +126,9 @@ async def start_server(
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIMEOUT_MS),
+            # One server per address: with SO_REUSEPORT (gRPC's default) a second server could bind
+            # a port this one listens on, and callers would alternate between two ledgers.
+            ("grpc.so_reuseport", 0),
         ],
     )
     add_ledger_service(LedgerService(ledger, metrics), server)
@@ -91,7 +137,11 @@ async def start_server(
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([SERVICE_NAME, health_name, reflection.SERVICE_NAME], server)
     credentials = server_credentials(config)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:  # gRPC says only that it could not bind: find out why, for the message
+        check_address_free(address, "address")
+        raise OSError(f"address {address}: cannot listen there ({exc})") from None
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -114,6 +164,10 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     `shutdown_grace_seconds` to finish, then everything applied is made durable and checkpointed.
     """
     endpoint = config.metrics_endpoint
+    # Taken addresses are found before recovery, which may take a while, and before the journal is opened.
+    check_address_free(config.address, "address")
+    if config.metrics_address:
+        check_address_free(config.metrics_address, "metrics_address")
     metrics = LedgerMetrics() if endpoint is not None else None
     ledger = await Ledger.open(
         config,

@@ -9,17 +9,18 @@ sees and moves only those (PERMISSION_DENIED names the record that is not).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
-from typing import Final, NoReturn, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any, Final
 
 import grpc
 
-from ledger.auth import PermissionDenied, current_principal, scoped
-from ledger.core import Ledger, LedgerOverloaded, LedgerUnavailable
-from ledger.engine import EngineError, pack_ids
+from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
+from ledger.core import Ledger
+from ledger.engine import pack_ids
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
-from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._convert import (
     ConversionError,
@@ -31,7 +32,10 @@ from ._convert import (
     add_transfers,
     transfers_from_packed,
 )
+from ._info import server_info
+from ._limits import REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
+from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late, request_bytes
 from ._wire import (
     decode_create_transfers,
     decode_transfer_stream_request,
@@ -40,63 +44,13 @@ from ._wire import (
 )
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
-STREAM_IN_FLIGHT_MAX = 256
-"""Transfers of one TransferStream applied and waiting for durability at once; past it the stream is not read."""
-
-SUBSCRIBE_MESSAGE_BYTES_MAX = BATCH_EVENTS_MAX * TRANSFER_SIZE
-"""Packed transfers per SubscribeTransfers message: a commit larger than a batch spans several messages."""
-
-Result = TypeVar("Result")
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("unreachable: abort raises")  # pragma: no cover
-
-
-REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...] = (
-    ((ConversionError, EngineError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (LedgerOverloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (LedgerUnavailable, grpc.StatusCode.UNAVAILABLE),
-)
-
-
-def status_of(exc: Exception) -> grpc.StatusCode | None:
-    """The status for one of the ledger's refusals; None for anything else (a bug: INTERNAL)."""
-    for kinds, code in REFUSALS:
-        if isinstance(exc, kinds):
-            return code
-    return None
-
-
-async def call(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Result]]) -> Result:
-    """Run `work`, turning the ledger's refusals into gRPC statuses; nothing starts past the deadline."""
-    await refuse_if_late(context)
-    try:
-        return await work()
-    except Exception as exc:
-        await refuse(context, exc)
-
-
-async def refuse_if_late(context: grpc.aio.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began")
-
-
-async def refuse(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
-    """End the call with the status for one of the ledger's refusals; anything else is raised (INTERNAL)."""
-    if (code := status_of(exc)) is None:
-        raise exc
-    await _abort(context, code, str(exc))
-
-
-def _ids(ids: Iterable[types_pb2.Uint128]) -> bytes:
-    values = list(ids)
-    if len(values) > BATCH_EVENTS_MAX:
-        raise ConversionError(f"ids: {len(values)} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
-    return pack_ids([i.lo | i.hi << 64 for i in values])
+def _ids(request: ledger_pb2.LookupRequest) -> bytes:
+    count = len(request.ids)  # a repeated field's length is known without building its items
+    if count > BATCH_EVENTS_MAX:
+        raise ConversionError(f"ids: {count} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
+    return pack_ids([i.lo | i.hi << 64 for i in request.ids])
 
 
 def _reader(context: grpc.aio.ServicerContext) -> Hashable:
@@ -105,21 +59,22 @@ def _reader(context: grpc.aio.ServicerContext) -> Hashable:
     return ("tenant", principal.tenant) if principal is not None else ("peer", context.peer())
 
 
-def _transfers_reply(page: TransfersPage) -> Steps[ledger_pb2.GetAccountTransfersResponse]:
-    """The reply to a page of transfers, built READ_STEP_RECORDS transfers a step (off the event loop)."""
+def _transfers_reply(page: TransfersPage) -> Steps[bytes]:
+    """The reply to a page of transfers as wire bytes, built READ_STEP_RECORDS transfers a step and then
+    written (on the read threads, off the event loop)."""
     response = ledger_pb2.GetAccountTransfersResponse()
     step_bytes = READ_STEP_RECORDS * TRANSFER_SIZE
     for start in range(0, len(page.transfers), step_bytes):
-        if start:
-            yield
         add_transfers(response.transfers, page.transfers[start : start + step_bytes])
+        yield
     if page.next is not None:
         response.next.CopyFrom(account_filter_to_proto(page.next))
-    return response
+    return response.SerializeToString()
 
 
-def _balances_reply(page: BalancesPage) -> Steps[ledger_pb2.GetAccountBalancesResponse]:
-    """The reply to a page of balances, built READ_STEP_RECORDS balances a step (off the event loop)."""
+def _balances_reply(page: BalancesPage) -> Steps[bytes]:
+    """The reply to a page of balances as wire bytes, built READ_STEP_RECORDS balances a step and then written
+    (on the read threads, off the event loop)."""
     response = ledger_pb2.GetAccountBalancesResponse()
     for index, b in enumerate(page.balances):
         if index and not index % READ_STEP_RECORDS:
@@ -131,88 +86,88 @@ def _balances_reply(page: BalancesPage) -> Steps[ledger_pb2.GetAccountBalancesRe
             credits_pending=b.credits_pending,
             credits_posted=b.credits_posted,
         )
+    yield
     if page.next is not None:
         response.next.CopyFrom(account_filter_to_proto(page.next))
-    return response
+    return response.SerializeToString()
 
 
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
+    """Every method takes its request as wire bytes: a call is authenticated (by the interceptor) before a
+    byte of its body is read, a body longer than its RPC's largest valid request is refused unread, and one
+    that does not parse is INVALID_ARGUMENT naming the RPC, never UNKNOWN."""
+
     def __init__(self, ledger: Ledger, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
         self._metrics = metrics
+        self._refusals = RefusalLog()
 
-    async def CreateAccounts(
-        self, request: ledger_pb2.CreateAccountsRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.CreateAccountsResponse:
-        async def work() -> ledger_pb2.CreateAccountsResponse:
-            results = await scoped(self._ledger).create_accounts(accounts_to_packed(request.accounts))
+    async def CreateAccounts(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(ledger_pb2.CreateAccountsRequest, request, "CreateAccounts")
+            results = await scoped(self._ledger).create_accounts(accounts_to_packed(message.accounts))
             if self._metrics is not None:
                 self._metrics.count_account_results(results)
-            return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
+            response = ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results))
+            return response.SerializeToString()
 
-        return await call(context, work)
+        return await call(context, "CreateAccounts", work, self._refusals)
 
     async def CreateTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """Wire bytes in and out: the request is read natively into packed records, the reply written from them."""
 
         async def work() -> bytes:
-            results = await scoped(self._ledger).create_transfers(decode_create_transfers(request))
+            events = decode_create_transfers(request_bytes(request, "CreateTransfers"))
+            results = await scoped(self._ledger).create_transfers(events)
             if self._metrics is not None:
                 self._metrics.count_transfer_results(results)
             return encode_create_transfers_response(results)
 
-        return await call(context, work)
+        return await call(context, "CreateTransfers", work, self._refusals)
 
-    async def CreateTransfersPacked(
-        self, request: ledger_pb2.PackedTransfers, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.PackedTransferResults:
-        async def work() -> ledger_pb2.PackedTransferResults:
-            results = await scoped(self._ledger).create_transfers(request.records)
+    async def CreateTransfersPacked(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(ledger_pb2.PackedTransfers, request, "CreateTransfersPacked")
+            results = await scoped(self._ledger).create_transfers(message.records)
             if self._metrics is not None:
                 self._metrics.count_transfer_results(results)
-            return ledger_pb2.PackedTransferResults(results=results)
+            return ledger_pb2.PackedTransferResults(results=results).SerializeToString()
 
-        return await call(context, work)
+        return await call(context, "CreateTransfersPacked", work, self._refusals)
 
-    async def LookupAccounts(
-        self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.LookupAccountsResponse:
-        async def work() -> ledger_pb2.LookupAccountsResponse:
-            found = await scoped(self._ledger).lookup_accounts(_ids(request.ids))
-            return ledger_pb2.LookupAccountsResponse(accounts=accounts_from_packed(found))
+    async def LookupAccounts(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            ids = _ids(parse(ledger_pb2.LookupRequest, request, "LookupAccounts"))
+            found = await scoped(self._ledger).lookup_accounts(ids)
+            return ledger_pb2.LookupAccountsResponse(accounts=accounts_from_packed(found)).SerializeToString()
 
-        return await call(context, work)
+        return await call(context, "LookupAccounts", work, self._refusals)
 
-    async def LookupTransfers(
-        self, request: ledger_pb2.LookupRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.LookupTransfersResponse:
-        async def work() -> ledger_pb2.LookupTransfersResponse:
-            found = await scoped(self._ledger).lookup_transfers(_ids(request.ids))
-            return ledger_pb2.LookupTransfersResponse(transfers=transfers_from_packed(found))
+    async def LookupTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            ids = _ids(parse(ledger_pb2.LookupRequest, request, "LookupTransfers"))
+            found = await scoped(self._ledger).lookup_transfers(ids)
+            return ledger_pb2.LookupTransfersResponse(transfers=transfers_from_packed(found)).SerializeToString()
 
-        return await call(context, work)
+        return await call(context, "LookupTransfers", work, self._refusals)
 
-    async def GetAccountTransfers(
-        self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.GetAccountTransfersResponse:
-        async def work() -> ledger_pb2.GetAccountTransfersResponse:
+    async def GetAccountTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
             reader = _reader(context)
-            f = account_filter_from_proto(request)
+            f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountTransfers"))
             page = await scoped(self._ledger).get_account_transfers(f, caller=reader)
             return await self._ledger.read_in_turn(reader, _transfers_reply(page))
 
-        return await call(context, work)
+        return await call(context, "GetAccountTransfers", work, self._refusals)
 
-    async def GetAccountBalances(
-        self, request: ledger_pb2.AccountFilter, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.GetAccountBalancesResponse:
-        async def work() -> ledger_pb2.GetAccountBalancesResponse:
+    async def GetAccountBalances(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
             reader = _reader(context)
-            f = account_filter_from_proto(request)
+            f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountBalances"))
             page = await scoped(self._ledger).get_account_balances(f, caller=reader)
             return await self._ledger.read_in_turn(reader, _balances_reply(page))
 
-        return await call(context, work)
+        return await call(context, "GetAccountBalances", work, self._refusals)
 
     async def TransferStream(
         self,
@@ -222,31 +177,49 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         """Each transfer is applied as it arrives and answered in order once durable.
 
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
-        waiting shares group commits instead of paying one commit per message.
+        waiting shares group commits instead of paying one commit per message. When the stream's key
+        is revoked or expires, nothing more is read or applied; what was applied is answered, then the
+        stream ends UNAUTHENTICATED.
         """
         await refuse_if_late(context)
-        window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue(STREAM_IN_FLIGHT_MAX)
+        credit = asyncio.Semaphore(STREAM_IN_FLIGHT_MAX)
+        # Bounded by `credit`: the reader holds one per transfer it put here and not yet answered.
+        window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue()
         ledger = scoped(self._ledger)
         count_results = self._metrics.count_transfer_results if self._metrics is not None else None
+        requests = aiter(request_iterator)
 
         async def read() -> None:
             index = 0
             try:
-                async for request in request_iterator:
+                while True:
+                    # The reader waits only here and for the next message, never between applying a
+                    # transfer and putting it in the window: stopped anywhere, it leaves nothing unanswered.
+                    await credit.acquire()
                     try:
-                        packed = decode_transfer_stream_request(request)
+                        request = await anext(requests)
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        packed = decode_transfer_stream_request(request_bytes(request, "TransferStream"))
+                        check_still_allowed()
                         # Submissions are applied in the order made, so in stream order.
                         applied = ledger.submit_transfers(packed)
+                    except MalformedRequest as exc:
+                        raise MalformedRequest(f"message {index}: {exc}") from None
                     except ConversionError as exc:
                         raise ConversionError(f"message {index}: {exc}") from None
                     except PermissionDenied as exc:
                         raise PermissionDenied(f"message {index}: {exc}") from None
-                    await window.put(applied)
+                    window.put_nowait(applied)
                     index += 1
             finally:
-                await window.put(None)
+                window.put_nowait(None)
 
         reader = asyncio.create_task(read())
+        grant = current_grant()
+        if grant is not None:  # a refused key stops the reading at once, even while the terminal is idle
+            grant.ended().add_done_callback(lambda _: reader.cancel())
         try:
             try:
                 while (applied := await window.get()) is not None:
@@ -255,9 +228,12 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                     if count_results is not None:
                         count_results(results)
                     yield encode_transfer_stream_response(results)
+                    credit.release()
+                if reader.cancelled():
+                    check_still_allowed()  # the key was refused: everything taken is answered, now say so
                 await reader
             except Exception as exc:
-                await refuse(context, exc)
+                await refuse(context, exc, "TransferStream", self._refusals)
         finally:
             reader.cancel()
             while not window.empty():
@@ -265,44 +241,79 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 if leftover is not None:
                     leftover.cancel()
 
-    async def SubscribeTransfers(
-        self, request: ledger_pb2.SubscribeTransfersRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ledger_pb2.SubscribeTransfersResponse]:
-        """Committed transfers from `timestamp_min`, a commit at a time (at most 8190 per message), then live."""
+    async def SubscribeTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Committed transfers from `timestamp_min`, a commit at a time (at most 8190 per message), then live.
+
+        The feed ends UNAUTHENTICATED as soon as its key is revoked or expires, even while no commit comes."""
+        await refuse_if_late(context)
         try:
-            async for records in scoped(self._ledger).subscribe_transfers(request.timestamp_min):
+            message = parse(ledger_pb2.SubscribeTransfersRequest, request, "SubscribeTransfers")
+            feed = scoped(self._ledger).subscribe_transfers(message.timestamp_min)
+            async for records in _until_refused(feed):
                 for start in range(0, len(records), SUBSCRIBE_MESSAGE_BYTES_MAX):
                     chunk = records[start : start + SUBSCRIBE_MESSAGE_BYTES_MAX]
-                    yield ledger_pb2.SubscribeTransfersResponse(transfers=transfers_from_packed(chunk))
+                    response = ledger_pb2.SubscribeTransfersResponse(transfers=transfers_from_packed(chunk))
+                    yield response.SerializeToString()
         except Exception as exc:
-            if (code := status_of(exc)) is None:
-                raise
-            await _abort(context, code, str(exc))
+            await refuse(context, exc, "SubscribeTransfers", self._refusals)
+
+    async def GetServerInfo(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            parse(ledger_pb2.GetServerInfoRequest, request, "GetServerInfo")
+            return server_info(self._ledger, current_principal()).SerializeToString()
+
+        return await call(context, "GetServerInfo", work, self._refusals)
 
 
-WIRE_METHODS: Final = ("CreateTransfers", "TransferStream")
-"""Methods whose handlers take and give wire bytes (read and written by ._wire), not protobuf messages."""
+async def _until_refused(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The items, until the call's key is refused (then AuthFailure), even while waiting for the next one."""
+    grant = current_grant()
+    if grant is None:
+        async for item in items:
+            yield item
+        return
+    ended = grant.ended()
+    following: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait((following, ended), return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                check_still_allowed()  # the grant ended: the pending read is stopped below
+            try:
+                yield following.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+        await items.aclose()  # type: ignore[attr-defined]
 
 
-class _Handlers:
-    """Stands in for a server to collect the generated code's method handlers."""
+_KINDS: Final[dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
-    handlers: dict[str, grpc.RpcMethodHandler]
 
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self.handlers = handlers
+def method_handlers(service: LedgerService) -> dict[str, grpc.RpcMethodHandler]:
+    """Every method of the Ledger service, taking and giving wire bytes: gRPC decodes nothing itself, so a
+    body is read only after the interceptors (auth first) let the call through, and only by the service."""
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].methods:
+        make = _KINDS[method.client_streaming, method.server_streaming]
+        behavior: Any = getattr(service, method.name)
+        handlers[method.name] = make(behavior)
+    assert handlers.keys() == REQUEST_BYTES_MAX.keys(), "every method has a request bound"
+    return handlers
 
 
 def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:
-    """Register the Ledger service on `server`: the generated handlers, except WIRE_METHODS, which pass bytes."""
-    collected = _Handlers()
-    ledger_pb2_grpc.add_LedgerServicer_to_server(service, collected)  # type: ignore[no-untyped-call]
-    handlers = dict(collected.handlers)
-    handlers["CreateTransfers"] = grpc.unary_unary_rpc_method_handler(service.CreateTransfers)
-    handlers["TransferStream"] = grpc.stream_stream_rpc_method_handler(service.TransferStream)
-    assert set(WIRE_METHODS) <= handlers.keys()
+    """Register the Ledger service on `server`, every method with raw request and response bytes."""
+    handlers = method_handlers(service)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

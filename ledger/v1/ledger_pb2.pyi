@@ -144,3 +144,37 @@ class SubscribeTransfersResponse(_message.Message):
     TRANSFERS_FIELD_NUMBER: _ClassVar[int]
     transfers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Transfer]
     def __init__(self, transfers: _Optional[_Iterable[_Union[_types_pb2.Transfer, _Mapping]]] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetServerInfoResponse(_message.Message):
+    __slots__ = ("version", "engine", "auth_required", "key_id", "tenant", "role", "ledgers", "operator_view", "store", "store_available", "accounts_count", "transfers_count", "pending_transfers_count")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LEDGERS_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_VIEW_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    STORE_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PENDING_TRANSFERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    engine: str
+    auth_required: bool
+    key_id: str
+    tenant: str
+    role: str
+    ledgers: _containers.RepeatedScalarFieldContainer[int]
+    operator_view: bool
+    store: str
+    store_available: bool
+    accounts_count: int
+    transfers_count: int
+    pending_transfers_count: int
+    def __init__(self, version: _Optional[str] = ..., engine: _Optional[str] = ..., auth_required: _Optional[bool] = ..., key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ledgers: _Optional[_Iterable[int]] = ..., operator_view: _Optional[bool] = ..., store: _Optional[str] = ..., store_available: _Optional[bool] = ..., accounts_count: _Optional[int] = ..., transfers_count: _Optional[int] = ..., pending_transfers_count: _Optional[int] = ...) -> None: ...

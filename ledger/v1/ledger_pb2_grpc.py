@@ -79,6 +79,11 @@ class LedgerStub:
                 request_serializer=ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersResponse.FromString,
                 _registered_method=True)
+        self.GetServerInfo = channel.unary_unary(
+                '/ledger.v1.Ledger/GetServerInfo',
+                request_serializer=ledger_dot_v1_dot_ledger__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__pb2.GetServerInfoResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -148,6 +153,14 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServerInfo(self, request, context):
+        """What this server is (version, engine), whether it requires keys and who the caller is; to a caller
+        who sees every ledger also its store and what it holds. Read-only; any valid key may call it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +208,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.SubscribeTransfers,
                     request_deserializer=ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersResponse.SerializeToString,
+            ),
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=ledger_dot_v1_dot_ledger__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__pb2.GetServerInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +458,33 @@ class Ledger:
             '/ledger.v1.Ledger/SubscribeTransfers',
             ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersRequest.SerializeToString,
             ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.Ledger/GetServerInfo',
+            ledger_dot_v1_dot_ledger__pb2.GetServerInfoRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__pb2.GetServerInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -603,6 +604,91 @@ def test_revocation_takes_effect_while_serving(store_url: str, capsys: pytest.Ca
     run(store_url, body)
 
 
+def test_revocation_ends_the_streams_opened_before_it(store_url: str) -> None:
+    """A TransferStream and a SubscribeTransfers opened with a key end UNAUTHENTICATED once it is revoked,
+    and no transfer sent on the stream after that is applied."""
+
+    async def body(w: World) -> None:
+        await seed(w)
+        md = w.md("a_write")
+        pos = w.stub.TransferStream(metadata=md)
+        await pos.write(ledger_pb2.TransferStreamRequest(transfer=transfer(400, FUNDING[A], WALLET[A], 1, A)))
+        assert (await pos.read()).result.result == TR.OK
+        feed = w.stub.SubscribeTransfers(ledger_pb2.SubscribeTransfersRequest(), metadata=md)
+        assert [t.id.lo for t in (await asyncio.wait_for(feed.read(), 10)).transfers] == [SEED[A]]
+
+        store = open_key_store(w.store_url)
+        try:
+            store.revoke(w.key_ids["a_write"])
+        finally:
+            store.close()
+        revoked_at = time.monotonic()
+        # The terminal goes on sending; the server stops applying within the refresh interval.
+        sent: list[int] = []
+        answered: list[int] = []
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            for transfer_id in itertools.count(401):
+                await pos.write(ledger_pb2.TransferStreamRequest(
+                    transfer=transfer(transfer_id, FUNDING[A], WALLET[A], 1, A)
+                ))  # fmt: skip
+                sent.append(transfer_id)
+                answer = await asyncio.wait_for(pos.read(), 10)
+                assert answer is not grpc.aio.EOF
+                answered.append(transfer_id)
+                await asyncio.sleep(0.01)
+        assert ended.value.code() == UNAUTHENTICATED and "was revoked" in (ended.value.details() or "")
+        assert time.monotonic() - revoked_at < 10 * REFRESH_SECONDS + 5
+        with pytest.raises(grpc.aio.AioRpcError) as feed_ended:
+            while (message := await asyncio.wait_for(feed.read(), 10)) is not grpc.aio.EOF:
+                assert all(t.ledger == A for t in message.transfers)
+        assert feed_ended.value.code() == UNAUTHENTICATED and "the stream ends" in (feed_ended.value.details() or "")
+        # What was applied is what was answered: nothing sent after the refusal was applied.
+        lookup = ledger_pb2.LookupRequest(ids=[u128(i) for i in sent])
+        applied = [t.id.lo for t in (await w.stub.LookupTransfers(lookup, metadata=w.md("admin"))).transfers]
+        assert sorted(applied) == answered
+        # The key is refused for new calls too; another tenant's key goes on working.
+        code, _ = await status_of(w.stub.LookupAccounts(lookup, metadata=md))
+        assert code == UNAUTHENTICATED
+        b_stream = w.stub.TransferStream(metadata=w.md("b_write"))
+        await b_stream.write(ledger_pb2.TransferStreamRequest(transfer=transfer(500, FUNDING[B], WALLET[B], 1, B)))
+        assert (await b_stream.read()).result.result == TR.OK
+        await b_stream.done_writing()
+
+    run(store_url, body)
+
+
+def test_a_key_that_expires_stops_working_and_ends_its_streams(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    store = open_key_store(store_url)
+    try:
+        _, admin = store.create_key(tenant="ops", role="admin")
+        key, token = store.create_key(
+            tenant="a", role="read", ledgers=[A], expires_at=datetime.now(UTC) + timedelta(seconds=2)
+        )
+        with pytest.raises(ValueError, match="is not in the future"):
+            store.create_key(tenant="a", role="read", ledgers=[A], expires_at=datetime.now(UTC))
+    finally:
+        store.close()
+    assert key.expires_at is not None
+
+    async def body(w: World) -> None:
+        await seed(w, bearer(admin))
+        feed = w.stub.SubscribeTransfers(ledger_pb2.SubscribeTransfersRequest(), metadata=bearer(token))
+        assert [t.id.lo for t in (await asyncio.wait_for(feed.read(), 10)).transfers] == [SEED[A]]
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while await asyncio.wait_for(feed.read(), 10) is not grpc.aio.EOF:
+                pass
+        assert ended.value.code() == UNAUTHENTICATED and f"API key {key.key_id} expired at" in str(
+            ended.value.details()
+        )
+        code, message = await status_of(
+            w.stub.LookupAccounts(ledger_pb2.LookupRequest(ids=[u128(WALLET[A])]), metadata=bearer(token))
+        )
+        assert code == UNAUTHENTICATED and "expired at" in message
+
+    run(store_url, body, keys={})
+
+
 def test_auto_requires_keys_from_the_first_one_created(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     async def body(w: World) -> None:
         assert w.auth is not None and not w.auth.required
@@ -844,7 +930,7 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["keys", "list", *store]) == 0
     out, _ = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "REVOKED"]
+    assert lines[0].split() == ["ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "EXPIRES", "REVOKED"]
     assert lines[1].split()[:6] == [key_id, "pos", "fleet", "acme", "write", "840,978"]
     assert lines[1].split()[-1] == "-" and lines[2].split()[:5] == [admin_id, "-", "ops", "admin", "all"]
     assert secret not in out and token not in out

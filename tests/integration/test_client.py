@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
+from ledger import __version__
 from ledger.client import (
     Account,
     AccountFilter,
@@ -32,12 +33,13 @@ from ledger.client import (
     LedgerPermissionDenied,
     LedgerTimeout,
     LedgerUnauthenticated,
+    LedgerUnreachable,
     Transfer,
     TransferFlags,
 )
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
-from ledger.engine import pack_transfers, unpack_transfer_results
+from ledger.engine import IMPLEMENTATION, pack_transfers, unpack_transfer_results
 from ledger.server import LedgerService, add_ledger_service, start_server
 from ledger.server._serve import MESSAGE_BYTES_MAX
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -489,6 +491,30 @@ def test_a_server_that_is_down_gives_a_definite_timeout_at_the_deadline(kind: st
                 await c("get_account_transfers", AccountFilter(account_id=1), timeout=0.2)
 
     asyncio.run(body())
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_wait_for_server_says_at_once_that_nobody_answers_and_sends_nothing(tmp_path: Path, kind: str) -> None:
+    async def nobody() -> None:
+        address = f"127.0.0.1:{free_port()}"
+        async with either(kind, ClientConfig(server=address)) as c:
+            started = time.monotonic()
+            with pytest.raises(LedgerUnreachable, match=f"cannot reach {address}: .*; nothing was sent"):
+                await c("wait_for_server", 5)
+            assert time.monotonic() - started < 2.5 and c.calls.requests == []
+
+    async def served(port: int) -> None:
+        async with either(kind, config(port)) as c:
+            await c("wait_for_server", 5)
+            assert await c("health") == "SERVING" and await c("health", "ledger.v1.Ledger") == "SERVING"
+            info = await c("server_info")
+            assert (info.version, info.engine, info.auth_required, info.accounts_count) == (
+                __version__, IMPLEMENTATION, False, 0,
+            )  # fmt: skip
+            assert info.store is not None and info.store.startswith("sqlite:") and info.key_id == ""
+
+    asyncio.run(nobody())
+    with_server(f"sqlite:///{tmp_path / 'j.sqlite3'}", served)
 
 
 @pytest.mark.parametrize("kind", ["async", "sync"])

@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tigerbeetle as tb
+from tests.support import require_compare_extra
 
-from bench import _report
-from bench._tigerbeetle import TIGERBEETLE_BATCH_MAX
-from bench.compare import (
+require_compare_extra("numpy", "matplotlib", "tigerbeetle")
+
+import tigerbeetle as tb  # noqa: E402
+
+from bench import _report  # noqa: E402
+from bench._tigerbeetle import TIGERBEETLE_BATCH_MAX  # noqa: E402
+from bench.compare import (  # noqa: E402
     BALANCE,
     CUSTOMER_FIRST_ID,
     FUNDING_ID,
@@ -23,8 +27,8 @@ from bench.compare import (
     TigerBeetleSystem,
     run_system,
 )
-from tests.stores import require_postgres
-from tests.support import ProgressBar
+from tests.stores import require_postgres  # noqa: E402
+from tests.support import ProgressBar  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -103,8 +103,9 @@ def test_malformed_requests_get_a_status_naming_the_problem(tmp_path: Any) -> No
         await open_books(stub)
         too_many = ledger_pb2.CreateTransfersRequest(transfers=[transfer(1, FUNDING, WALLET, 1)] * 8191)
         assert await status_of(stub.CreateTransfers(too_many)) == (
-            grpc.StatusCode.INVALID_ARGUMENT, "transfers: 8191 items exceeds the limit of 8190 per request",
-        )  # fmt: skip
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "CreateTransfers: transfers: 8191 items exceeds the limit of 8190 per request",
+        )
         code, message = await status_of(
             stub.CreateTransfers(
                 ledger_pb2.CreateTransfersRequest(transfers=[transfer(1, FUNDING, WALLET, 1, code=70_000)])

@@ -262,7 +262,7 @@ def test_failed_timed_out_and_cancelled_calls_are_counted(store_url: str, gated:
         served.ledger.lookup_accounts = broken  # type: ignore[method-assign,assignment]
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await served.stub.LookupAccounts(ledger_pb2.LookupRequest(ids=[u128(FUNDING)]))
-        assert failed.value.code() == grpc.StatusCode.UNKNOWN
+        assert failed.value.code() == grpc.StatusCode.INTERNAL  # a bug is never mistaken for bad input
 
         # While commits wait, a call past its deadline and a stream its caller cancels end on the server too.
         store.gate.clear()
@@ -276,7 +276,7 @@ def test_failed_timed_out_and_cancelled_calls_are_counted(store_url: str, gated:
         stream.cancel()
         expected = {
             (f"{SERVICE}/CreateAccounts", "OK"): 1,
-            (f"{SERVICE}/LookupAccounts", "UNKNOWN"): 1,
+            (f"{SERVICE}/LookupAccounts", "INTERNAL"): 1,
             (f"{SERVICE}/CreateTransfers", "CANCELLED"): 1,  # the server's view of a deadline that passed
             (f"{SERVICE}/TransferStream", "CANCELLED"): 1,
         }

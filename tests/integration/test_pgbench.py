@@ -8,8 +8,12 @@ import os
 import psycopg
 import pytest
 
-from bench import _pgbench
-from bench.compare import (
+from tests.support import require_compare_extra
+
+require_compare_extra("numpy")
+
+from bench import _pgbench  # noqa: E402
+from bench.compare import (  # noqa: E402
     CUSTOMER_FIRST_ID,
     MERCHANT_ID,
     Ids,
@@ -19,8 +23,8 @@ from bench.compare import (
     customer_ids,
     open_plain_books,
 )
-from tests.stores import postgres_schema, require_postgres
-from tests.support import ProgressBar
+from tests.stores import postgres_schema, require_postgres  # noqa: E402
+from tests.support import ProgressBar  # noqa: E402
 
 CUSTOMERS = 300
 

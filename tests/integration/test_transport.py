@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
-from ledger.server import _servicer, start_server
+from ledger.server import _status, start_server
 from ledger.server._serve import server_credentials, transport
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -188,6 +188,6 @@ def test_a_call_whose_deadline_has_passed_is_not_started() -> None:
 
     context = PastDeadline()
     with pytest.raises(grpc.RpcError):
-        asyncio.run(_servicer.call(context, work))  # type: ignore[arg-type]
+        asyncio.run(_status.call(context, "CreateTransfers", work))  # type: ignore[arg-type]
     assert started == []
     assert context.aborted is not None and context.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED

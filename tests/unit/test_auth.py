@@ -4,9 +4,10 @@ role may call, and the principal of the call being served."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,10 +18,12 @@ from ledger.auth import (
     TOKEN_LENGTH,
     ApiKey,
     Authenticator,
+    AuthFailure,
     MalformedToken,
     Principal,
     Role,
     acting_as,
+    check_still_allowed,
     current_principal,
     format_token,
     hash_secret,
@@ -129,7 +132,8 @@ def test_every_field_of_a_key_is_bounded() -> None:
 
 
 def test_each_method_of_the_service_needs_a_named_role() -> None:
-    reads = {"LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers"}
+    reads = {"LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers",
+             "GetServerInfo"}  # fmt: skip
     writes = {"CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream"}
     # A method added to the service must be placed here; until then it needs an admin key.
     assert {m.name for m in SERVICE.methods} == reads | writes
@@ -190,3 +194,56 @@ async def _principal_later() -> Principal | None:
 def test_an_authenticator_is_for_auto_or_required() -> None:
     with pytest.raises(ValueError, match="policy must be auto or required"):
         Authenticator(None, policy="off", refresh_seconds=1)  # type: ignore[arg-type]
+
+
+class _Keys:
+    """A key table in memory, for an authenticator without a database."""
+
+    def __init__(self, *keys: ApiKey) -> None:
+        self.keys = {k.key_id: k for k in keys}
+
+    def all_keys(self) -> list[ApiKey]:
+        return list(self.keys.values())
+
+    def find(self, key_id: str) -> ApiKey | None:
+        return self.keys.get(key_id)
+
+    def close(self) -> None:
+        pass
+
+
+def test_grants_of_a_revoked_or_expired_key_end_and_others_do_not() -> None:
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
+    expiring = ApiKey(key_id="1111111111111111", name="", tenant="a", role=Role.READ, ledgers=frozenset({1}),
+                      secret_sha256=b"", created_at=now[0], expires_at=now[0] + timedelta(minutes=5))  # fmt: skip
+    revoked_later = ApiKey(key_id="2222222222222222", name="", tenant="b", role=Role.WRITE, ledgers=frozenset({2}),
+                           secret_sha256=b"", created_at=now[0])  # fmt: skip
+    keys = _Keys(expiring, revoked_later)
+
+    async def run() -> None:
+        auth = Authenticator(keys, policy="required", refresh_seconds=3600, clock=lambda: now[0])  # type: ignore[arg-type]
+        await auth.refresh()
+        first, second = Principal.of(expiring), Principal.of(revoked_later)
+        grants = [auth.open_grant(first), auth.open_grant(second)]
+        with acting_as(first, grants[0]):
+            check_still_allowed()  # nothing ended yet
+        auth.end_refused_grants()
+        assert [g.refusal for g in grants] == [None, None]
+        # The first key expires: its stream's grant ends, the other's does not.
+        now[0] += timedelta(minutes=5)
+        auth.end_refused_grants()
+        assert grants[0].refusal is not None and "expired at 2026-12-01T00:05:00" in grants[0].refusal.message
+        assert grants[0].ended().done() and grants[1].refusal is None
+        with acting_as(first, grants[0]), pytest.raises(AuthFailure, match="expired"):
+            check_still_allowed()
+        # The second is revoked in the table: the next refresh ends its grant.
+        keys.keys[revoked_later.key_id] = dataclasses.replace(revoked_later, revoked_at=now[0])
+        await auth.refresh()
+        auth.end_refused_grants()
+        assert grants[1].refusal is not None and "was revoked" in grants[1].refusal.message
+        # A closed grant is forgotten.
+        for grant in grants:
+            auth.close_grant(grant)
+        assert not auth._grants
+
+    asyncio.run(run())

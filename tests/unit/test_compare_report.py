@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
-from bench import _report
-from bench._tigerbeetle import parse_benchmark
-from bench.compare import CUSTOMER_FIRST_ID, MERCHANT_ID, Sampler
+from tests.support import require_compare_extra
+
+require_compare_extra("numpy", "matplotlib")
+
+from bench import _report  # noqa: E402
+from bench._tigerbeetle import parse_benchmark  # noqa: E402
+from bench.compare import CUSTOMER_FIRST_ID, MERCHANT_ID, Sampler  # noqa: E402
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import _pgbench, compare
-from bench._pgbench import Books
+from tests.support import require_compare_extra
+
+require_compare_extra("numpy")
+
+from bench import _pgbench, compare  # noqa: E402
+from bench._pgbench import Books  # noqa: E402
 
 UNIFORM_SCRIPT = """\
 -- One transfer of the plain PostgreSQL ledger (bench/_pgbench.py); the CHECK on accounts guards the debit.
