@@ -74,10 +74,12 @@ def server_process(
     accounts_max: int = 10_000,
     report: Callable[[str], None] = progress,
     environment: dict[str, str] | None = None,
+    source: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """`ledger serve` in its own process on a free port, metrics on as in production; stopped with SIGTERM.
 
-    `environment` adds or overrides LEDGER_* settings."""
+    `environment` adds or overrides LEDGER_* settings; `source` runs the `ledger` package of another
+    checkout (e.g. an older commit, for a before/after comparison in one run) instead of this one."""
     with tempfile.NamedTemporaryFile(prefix="ledger-bench-serve-", suffix=".log") as log:
         settings = {
             **os.environ,
@@ -90,7 +92,11 @@ def server_process(
             "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
             **(environment or {}),
         }
-        process = subprocess.Popen([sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=settings)
+        if source is not None:
+            settings["PYTHONPATH"] = str(source)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "serve"], stdout=log, stderr=log, env=settings, cwd=source
+        )
         try:
             deadline = time.monotonic() + 120
             while (match := START_LINE.search(Path(log.name).read_text())) is None:

@@ -8,7 +8,7 @@ In the normal test run benchmarks are disabled and each body runs once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,10 @@ class Answered:
     async def lookup_transfers(self, ids: Buffer) -> bytes:
         return bytes(self.engine.lookup_transfers(ids))
 
-    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
+    async def get_account_transfers(self, f: AccountFilter, *, caller: Hashable = None) -> TransfersPage:
         raise AssertionError("not benchmarked")
 
-    async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
+    async def get_account_balances(self, f: AccountFilter, *, caller: Hashable = None) -> BalancesPage:
         raise AssertionError("not benchmarked")
 
 

@@ -15,6 +15,7 @@ from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DE
 MIB = 1 << 20
 AUTH_POLICIES = ("auto", "required", "off")
 AUTH_REFRESH_SECONDS_MAX = 3600.0
+HISTORY_READS_CONCURRENT_MAX = 64
 EMPTY_MEANS_OFF = frozenset({"metrics_address"})
 """Fields whose LEDGER_* variable, set but empty, turns the feature off instead of keeping the default."""
 
@@ -56,6 +57,14 @@ class LedgerConfig:
     """The history index writes its in-memory tail to the store after this many transfers…"""
     history_flush_seconds: float = 10.0
     """…or after this long."""
+    history_reads_concurrent_max: int = 1
+    """History and balance pages (queries and replies) worked on at once, each on a thread of its own; the rest
+    wait their turn, callers taking turns (ledger.core._reads). Building replies is Python work, which one
+    process does one thread at a time: a second thread helps where the store's reads wait on the network
+    (PostgreSQL), and costs the event loop its share of the interpreter."""
+    history_reads_per_caller_max: int = 16
+    """History and balance reads one caller (the tenant of its API key; without keys, its connection) may have
+    waiting or running; past this its next one gets RESOURCE_EXHAUSTED."""
     expire_interval_seconds: float = 1.0
     """How often holds past their timeout are expired when no batch arrives to do it."""
     verify: bool = False
@@ -68,12 +77,18 @@ class LedgerConfig:
 
     def __post_init__(self) -> None:
         for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers",
-                     "history_flush_transfers"):  # fmt: skip
+                     "history_flush_transfers", "history_reads_concurrent_max",
+                     "history_reads_per_caller_max"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.commit_bytes_max > 512 * MIB:
             raise ValueError(
                 f"commit_bytes_max must be at most {512 * MIB} (one stored value), got {self.commit_bytes_max}"
+            )
+        if self.history_reads_concurrent_max > HISTORY_READS_CONCURRENT_MAX:
+            raise ValueError(
+                f"history_reads_concurrent_max must be at most {HISTORY_READS_CONCURRENT_MAX} (a thread each), "
+                f"got {self.history_reads_concurrent_max}"
             )
         if self.concurrent_rpcs_max < 1:
             raise ValueError(f"concurrent_rpcs_max must be at least 1, got {self.concurrent_rpcs_max}")

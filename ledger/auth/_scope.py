@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Iterable
 from typing import Any, Final, Protocol
 
 from ledger.engine import (
@@ -105,9 +105,9 @@ class LedgerView(Protocol):
 
     async def lookup_transfers(self, ids: Buffer) -> bytes: ...
 
-    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage: ...
+    async def get_account_transfers(self, f: AccountFilter, *, caller: Hashable = None) -> TransfersPage: ...
 
-    async def get_account_balances(self, f: AccountFilter) -> BalancesPage: ...
+    async def get_account_balances(self, f: AccountFilter, *, caller: Hashable = None) -> BalancesPage: ...
 
     def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]: ...
 
@@ -288,17 +288,17 @@ class ScopedLedger:
         found = _as_bytes(await self._ledger.lookup_transfers(ids))
         return self._scope.visible(found, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET)
 
-    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
+    async def get_account_transfers(self, f: AccountFilter, *, caller: Hashable = None) -> TransfersPage:
         f.check()
         if not await self._may_see_account(f.account_id):
             return TransfersPage(transfers=b"", next=None)
-        return await self._ledger.get_account_transfers(f)
+        return await self._ledger.get_account_transfers(f, caller=caller)
 
-    async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
+    async def get_account_balances(self, f: AccountFilter, *, caller: Hashable = None) -> BalancesPage:
         f.check()
         if not await self._may_see_account(f.account_id):
             return BalancesPage(balances=[], next=None)
-        return await self._ledger.get_account_balances(f)
+        return await self._ledger.get_account_balances(f, caller=caller)
 
     async def _may_see_account(self, account_id: int) -> bool:
         # Every transfer of an account is in the account's ledger, so seeing the account is seeing its history.

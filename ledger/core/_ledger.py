@@ -17,8 +17,16 @@
 5. If the store fails, new writes are refused with LedgerUnavailable at once,
    calls already applied wait (up to `durable_wait_seconds`) while the writer
    retries the same commits, and all of it resumes when the store is back.
-   The process may also be killed at any point: what was acknowledged is in
-   the store, and what was not was never shown to anyone.
+   Meanwhile what is durable is still answered from memory: a lookup that
+   shows nothing the unstored commits touched answers at once, and a retry
+   whose every event is already durable in the engine gets its EXISTS
+   results (applying it changes nothing it reports). The process may also be
+   killed at any point: what was acknowledged is in the store, and what was
+   not was never shown to anyone.
+6. History and balance pages are read off the event loop on a few threads of
+   their own, a step at a time and callers in turn (ledger.core._reads), so
+   one caller's flood of large pages neither holds up the loop nor makes
+   another caller's small page wait behind it.
 """
 
 from __future__ import annotations
@@ -28,9 +36,9 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ledger.config import LedgerConfig
 from ledger.engine import (
@@ -41,16 +49,33 @@ from ledger.engine import (
     EngineError,
     EngineStats,
     TransfersApplied,
+    check_batch,
     select,
     wall_clock,
 )
-from ledger.engine._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.engine._layout import (
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET,
+    TRANSFER_TIMESTAMP_OFFSET,
+)
+from ledger.engine._limits import (
+    ACCOUNT_RESULT_SIZE,
+    ACCOUNT_SIZE,
+    BATCH_EVENTS_MAX,
+    ID_SIZE,
+    TRANSFER_RESULT_SIZE,
+    TRANSFER_SIZE,
+)
 from ledger.journal import (
+    EXPIRED_SIZE,
     AccountFilter,
     BalancesPage,
     Commit,
     GroupCommitWriter,
     HistoryIndex,
+    HistoryStats,
+    Steps,
     Store,
     StoreUnavailable,
     TransfersPage,
@@ -60,6 +85,7 @@ from ledger.journal import (
 )
 
 from ._batcher import ACCOUNT_FLAGS_OFFSET, TRANSFER_FLAGS_OFFSET, Batcher
+from ._reads import FairReads, ReadsRefused, ReadsStats
 from ._recovery import RecoveryReport, recover
 
 logger = logging.getLogger(__name__)
@@ -72,13 +98,14 @@ STOP_TIMEOUT_SECONDS = 30.0
 CommitObserver = Callable[[int, int, float], None]
 ApplyObserver = Callable[[str, int, float], None]
 Page = TypeVar("Page", TransfersPage, BalancesPage)
+Result = TypeVar("Result")
 
 
 SUBSCRIBER_COMMITS_MAX = 1024
 """Durable commits waiting for one subscriber; past this it reads them from the store instead."""
 SUBSCRIBER_SCAN_COMMITS = 16
 """Commits one read from the store returns to a subscriber catching up."""
-_TIMESTAMP_OFFSET = 112
+_NO_ID: Final = bytes(ID_SIZE)
 
 
 class _Subscriber:
@@ -89,6 +116,42 @@ class _Subscriber:
         self.ended = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Undurable:
+    """What the entries applied but not yet durable touch, as 16-byte ids, when the newest ticket was `ticket`."""
+
+    ticket: int
+    accounts_created: frozenset[bytes]
+    accounts_changed: frozenset[bytes]
+    """Created, or balances or flags changed by a transfer or an expiry."""
+    transfers_created: frozenset[bytes]
+    transfers_changed: frozenset[bytes]
+    """Created, or posted, voided or expired (a hold's status)."""
+
+
+def _ids_at(records: bytes, offset: int, record_size: int) -> set[bytes]:
+    return {records[i : i + ID_SIZE] for i in range(offset, len(records), record_size)}
+
+
+def _undurable(ticket: int, accounts: bytes, transfers: bytes, expired_holds: bytes) -> _Undurable:
+    """On a thread: the ids the undurable entries touch (`expired_holds`: the records of the holds they expired)."""
+    accounts_created = _ids_at(accounts, 0, ACCOUNT_SIZE)
+    transfers_created = _ids_at(transfers, 0, TRANSFER_SIZE)
+    moved = transfers + expired_holds
+    accounts_changed = accounts_created | _ids_at(moved, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
+    accounts_changed |= _ids_at(moved, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET, TRANSFER_SIZE)
+    transfers_changed = transfers_created | _ids_at(transfers, TRANSFER_PENDING_ID_OFFSET, TRANSFER_SIZE)
+    transfers_changed |= _ids_at(expired_holds, 0, TRANSFER_SIZE)
+    transfers_changed.discard(_NO_ID)
+    return _Undurable(
+        ticket,
+        frozenset(accounts_created),
+        frozenset(accounts_changed),
+        frozenset(transfers_created),
+        frozenset(transfers_changed),
+    )
+
+
 def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
     """The records with timestamp >= timestamp_min (records are in timestamp order)."""
     view = memoryview(records)
@@ -96,7 +159,7 @@ def _transfers_from(records: Buffer, timestamp_min: int) -> bytes:
     low, high = 0, count
     while low < high:
         middle = (low + high) // 2
-        offset = middle * TRANSFER_SIZE + _TIMESTAMP_OFFSET
+        offset = middle * TRANSFER_SIZE + TRANSFER_TIMESTAMP_OFFSET
         if int.from_bytes(view[offset : offset + 8], "little") < timestamp_min:
             low = middle + 1
         else:
@@ -115,7 +178,8 @@ class LedgerUnavailable(LedgerError):
 
 
 class LedgerOverloaded(LedgerError):
-    """The journal backlog is at its bound (gRPC RESOURCE_EXHAUSTED); nothing was applied. Retry later."""
+    """A bound is reached (gRPC RESOURCE_EXHAUSTED): the journal backlog, or the caller's own queue of reads.
+    Nothing was applied or read; retry later."""
 
 
 class LedgerFailed(LedgerUnavailable):
@@ -133,6 +197,8 @@ class LedgerStats:
     ticket_applied: int
     """The newest journal ticket handed to the writer; `writer.ticket_durable` trails it by the calls not yet
     durable."""
+    history: HistoryStats
+    reads: ReadsStats
 
 
 class Ledger:
@@ -158,8 +224,8 @@ class Ledger:
         self._transfers_count = report.transfers_count
         self._ticket_applied = 0
         self._ticket_durable = 0
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None], float]] = collections.deque()
-        """(ticket, future, deadline) of callers waiting for durability, in ticket and deadline order."""
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None], float, bool]] = collections.deque()
+        """(ticket, future, deadline, is a read) of callers waiting for durability, in ticket and deadline order."""
         self._waiters_watch: asyncio.TimerHandle | None = None
         self._unavailable: BaseException | None = None
         self._failure: BaseException | None = None
@@ -168,10 +234,20 @@ class Ledger:
         self._checkpoint_accounts = report.accounts_count
         self._checkpoint_at = time.monotonic()
         self._checkpoint_in_flight = False
+        self._history_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """(seq, future) of history reads waiting for the index to reach seq."""
         self._history = HistoryIndex(
-            store, flush_transfers=config.history_flush_transfers, flush_seconds=config.history_flush_seconds
+            store,
+            flush_transfers=config.history_flush_transfers,
+            flush_seconds=config.history_flush_seconds,
+            on_indexed=self._indexed,
         )
         self._history.start(report.seq_last)
+        self._reads = FairReads(
+            concurrent_max=config.history_reads_concurrent_max, per_caller_max=config.history_reads_per_caller_max
+        )
+        self._undurable_known: _Undurable | None = None
+        self._undurable_reading: asyncio.Future[_Undurable] | None = None
         self._subscribers: set[_Subscriber] = set()
         self._feed_reads: set[asyncio.Future[list[Commit]]] = set()
         self._writer = GroupCommitWriter(
@@ -242,6 +318,8 @@ class Ledger:
 
     async def create_accounts(self, events: Buffer) -> bytes:
         """Per-event 16-byte results, once every account created is durable."""
+        if self._unavailable is not None and (replayed := await self._replayed(self._accounts_batcher, events)):
+            return replayed[0]
         self._admit()
         results, ticket = await self._accounts_batcher.submit(events)
         await self._until_durable(ticket)
@@ -249,6 +327,8 @@ class Ledger:
 
     async def create_transfers(self, events: Buffer) -> bytes:
         """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
+        if self._unavailable is not None and (replayed := await self._replayed(self._transfers_batcher, events)):
+            return replayed[0]
         self._admit()
         results, ticket = await self._transfers_batcher.submit(events)
         await self._until_durable(ticket)
@@ -259,8 +339,46 @@ class Ledger:
 
         For a caller that pipelines (a stream): submissions are applied in the order made.
         """
+        if self._unavailable is not None:
+            return asyncio.ensure_future(self._submit_during_outage(events))
         self._admit()
         return self._transfers_batcher.enqueue(events)
+
+    async def _submit_during_outage(self, events: Buffer) -> tuple[bytes, int]:
+        if replayed := await self._replayed(self._transfers_batcher, events):
+            return replayed
+        self._admit()  # refuses while the store is away; applies if it came back meanwhile
+        return await self._transfers_batcher.submit(events)
+
+    async def _replayed(self, batcher: Batcher, events: Buffer) -> tuple[bytes, int] | None:
+        """During an outage: the results of a batch whose every event is already in the engine and durable, with
+        a ticket that is durable; None for any other batch (refused as unavailable, as before).
+
+        Such a batch creates nothing: each event's result (EXISTS, EXISTS_WITH_DIFFERENT_*, a field refused)
+        depends on the event and the durable record with its id alone, never on what is not durable. It is
+        applied as any batch is, so the answer is the engine's own; holds it expires on the way are journaled
+        as usual once the store is back, and are not part of the answer.
+        """
+        if self._failure is not None or self._closed:
+            return None
+        try:
+            check_batch(events, EVENT_SIZE, "events")
+        except EngineError:
+            return None
+        data = bytes(events)
+        ids = _ids_at(data, 0, EVENT_SIZE)
+        if not ids:
+            return None
+        undurable = await self._undurable()
+        if undurable is None:
+            return None
+        accounts = batcher is self._accounts_batcher
+        created = undurable.accounts_created if accounts else undurable.transfers_created
+        lookup = self._engine.lookup_accounts if accounts else self._engine.lookup_transfers
+        if not ids.isdisjoint(created) or len(lookup(b"".join(ids))) != len(ids) * EVENT_SIZE:
+            return None
+        results, _ = await batcher.submit(data)
+        return results, self._ticket_durable
 
     async def until_durable(self, ticket: int) -> None:
         """Wait until everything up to `ticket` is durable (LedgerUnavailable past durable_wait_seconds)."""
@@ -328,43 +446,135 @@ class Ledger:
 
     async def lookup_accounts(self, ids: Buffer) -> bytes:
         found = self._engine.lookup_accounts(ids)
-        await self._until_durable(self._ticket_applied)
+        await self._until_shown_durable(ids, accounts=True)
         return found
 
     async def lookup_transfers(self, ids: Buffer) -> bytes:
         found = self._engine.lookup_transfers(ids)
-        await self._until_durable(self._ticket_applied)
+        await self._until_shown_durable(ids, accounts=False)
         return found
 
     async def transfer_status(self, transfer_id: int) -> int:
         status = self._engine.transfer_status(transfer_id)
-        await self._until_durable(self._ticket_applied)
+        await self._until_shown_durable(transfer_id.to_bytes(ID_SIZE, "little"), accounts=False)
         return status
 
-    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
+    async def _until_shown_durable(self, ids: Buffer, *, accounts: bool) -> None:
+        """Wait until the records of `ids`, as just read from the engine, are durable.
+
+        Normally that is the newest ticket (a commit away). During an outage, a read that shows none of what
+        the unstored entries touched shows durable state already, and answers at once.
+        """
+        if self._ticket_applied <= self._ticket_durable:
+            return
+        if self._unavailable is not None and (undurable := await self._undurable()) is not None:
+            changed = undurable.accounts_changed if accounts else undurable.transfers_changed
+            if changed.isdisjoint(_ids_at(bytes(ids), 0, ID_SIZE)):
+                return  # `undurable` covers every entry applied before the read and since: none touched these
+        await self._until_durable(self._ticket_applied, read=True)
+
+    async def _undurable(self) -> _Undurable | None:
+        """What the entries not yet durable touch, up to the newest ticket; None if new ones keep coming.
+
+        Worked out on a thread from the writer's copies (during an outage the backlog stops growing, so this
+        is done about once per outage) and shared by every read that asks meanwhile.
+        """
+        for _ in range(3):
+            ticket = self._ticket_applied
+            known = self._undurable_known
+            if known is not None and known.ticket == ticket:
+                return known
+            reading = self._undurable_reading
+            if reading is None or reading.done():
+                accounts, transfers, expired = self._writer.undurable_entries()
+                hold_ids = [expired[i : i + ID_SIZE] for i in range(0, len(expired), EXPIRED_SIZE)]
+                holds = b"".join(
+                    self._engine.lookup_transfers(b"".join(hold_ids[i : i + BATCH_EVENTS_MAX]))
+                    for i in range(0, len(hold_ids), BATCH_EVENTS_MAX)
+                )
+                reading = asyncio.ensure_future(asyncio.to_thread(_undurable, ticket, accounts, transfers, holds))
+                self._undurable_reading = reading
+            try:
+                known = await asyncio.shield(reading)
+            except Exception:  # then the reads wait for durability, as they would without this
+                logger.exception("working out what the unstored entries touch failed")
+                return None
+            if known.ticket == self._ticket_applied:
+                self._undurable_known = known
+                return known
+        return None
+
+    async def get_account_transfers(self, f: AccountFilter, *, caller: Hashable = None) -> TransfersPage:
         """An account's transfers from the store, by time range and filters, a page at a time.
 
         Raises ValueError naming a field out of bounds. Sees every transfer acknowledged before the call.
+        Runs in `caller`'s turn among the history reads (LedgerOverloaded if it has too many already).
         """
-        return await self._read_history(self._history.account_transfers, f)
+        return await self._read_history(self._history.account_transfers_steps, f, caller)
 
-    async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
+    async def get_account_balances(self, f: AccountFilter, *, caller: Hashable = None) -> BalancesPage:
         """Balances of an account with the HISTORY flag after each of its transfers (empty without the flag)."""
-        return await self._read_history(self._history.account_balances, f)
+        return await self._read_history(self._history.account_balances_steps, f, caller)
 
-    async def _read_history(self, query: Callable[[AccountFilter], Page], f: AccountFilter) -> Page:
+    async def read_in_turn(self, caller: Hashable, steps: Steps[Result]) -> Result:
+        """Run the rest of a read's work (turning a page into a reply, say) on the read threads, in `caller`'s
+        turn. It continues a read already admitted, so a full queue does not refuse it."""
+        return await self._read_in_turn(caller, steps, None, continuing=True)
+
+    async def _read_history(
+        self, query: Callable[[AccountFilter], Steps[Page]], f: AccountFilter, caller: Hashable
+    ) -> Page:
         f.check()
+        return await self._read_in_turn(caller, query(f), self._history_caught_up)
+
+    async def _read_in_turn(
+        self,
+        caller: Hashable,
+        steps: Steps[Result],
+        ready: Callable[[], Awaitable[None]] | None,
+        *,
+        continuing: bool = False,
+    ) -> Result:
+        try:
+            return await self._reads.run(caller, steps, ready=ready, continuing=continuing)
+        except ReadsRefused as exc:
+            raise (LedgerOverloaded if exc.overloaded else LedgerUnavailable)(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise LedgerUnavailable(
+                f"this read cannot be answered now, the journal store is unavailable ({exc}); retry the read"
+            ) from exc
+
+    async def _history_caught_up(self) -> None:
+        """Wait until the history index holds every commit durable now, so a read sees all acknowledged."""
         target = self._history.durable_seq
+        if self._history.indexed_seq >= target:
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        waiter = (target, future)
+        self._history_waiters.append(waiter)
+        if self._history.indexed_seq >= target:  # reached meanwhile, before the index thread saw this waiter
+            future.set_result(None)
         wait = self.config.durable_wait_seconds
-        if not await asyncio.to_thread(self._history.wait_for, target, wait):
+        try:
+            await asyncio.wait_for(future, wait)
+        except TimeoutError:
             raise LedgerUnavailable(
                 f"the history index has not reached journal seq={target} within {wait} s "
-                f"(it is at seq={self._history.indexed_seq}); retry"
-            )
-        try:
-            return await asyncio.to_thread(query, f)
-        except StoreUnavailable as exc:
-            raise LedgerUnavailable(f"history cannot be read now: {exc}") from exc
+                f"(it is at seq={self._history.indexed_seq}); retry the read"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._history_waiters.remove(waiter)
+
+    def _indexed(self, seq: int) -> None:
+        """On the index thread: every commit up to `seq` is indexed."""
+        if self._history_waiters:  # read without the loop: a waiter added meanwhile checks again itself
+            self._soon(self._history_reached, seq)
+
+    def _history_reached(self, seq: int) -> None:
+        for target, future in self._history_waiters:
+            if target <= seq and not future.done():
+                future.set_result(None)
 
     def stats(self) -> LedgerStats:
         return LedgerStats(
@@ -375,6 +585,8 @@ class Ledger:
             store=self._store.description,
             available=self._unavailable is None and self._failure is None,
             ticket_applied=self._ticket_applied,
+            history=self._history.stats(),
+            reads=self._reads.stats(),
         )
 
     @property
@@ -383,14 +595,14 @@ class Ledger:
 
     # -- durability --------------------------------------------------------------
 
-    async def _until_durable(self, ticket: int) -> None:
+    async def _until_durable(self, ticket: int, *, read: bool = False) -> None:
         if ticket <= self._ticket_durable:
             return
         if self._failure is not None:
             raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {self._failure}")
         future: asyncio.Future[None] = self._loop.create_future()
         deadline = self._loop.time() + self.config.durable_wait_seconds
-        self._waiters.append((ticket, future, deadline))
+        self._waiters.append((ticket, future, deadline, read))
         # One timer for all waiters, at the first one's deadline (they wait equally long, so the deque is in
         # deadline order too): a timer per waiter would cost more than the rest of the wait.
         if self._waiters_watch is None:
@@ -402,14 +614,17 @@ class Ledger:
         self._waiters_watch = None
         now = self._loop.time()
         while self._waiters and self._waiters[0][2] <= now:
-            _, future, _ = self._waiters.popleft()
+            _, future, _, read = self._waiters.popleft()
             if future.done():
                 continue
             reason = f"the journal store is unavailable: {self._unavailable}" if self._unavailable else "overloaded"
+            wait = self.config.durable_wait_seconds
             future.set_exception(
                 LedgerUnavailable(
-                    f"not durable within {self.config.durable_wait_seconds} s ({reason}); "
-                    "the outcome is unknown: retry with the same ids"
+                    f"this read would show state that is not durable within {wait} s ({reason}); "
+                    "nothing was changed: retry the read"
+                    if read
+                    else f"not durable within {wait} s ({reason}); the outcome is unknown: retry with the same ids"
                 )
             )
         if self._waiters:
@@ -423,7 +638,7 @@ class Ledger:
     def _durable_reached(self, ticket: int) -> None:
         self._ticket_durable = max(self._ticket_durable, ticket)
         while self._waiters and self._waiters[0][0] <= self._ticket_durable:
-            _, future, _ = self._waiters.popleft()
+            _, future, _, _ = self._waiters.popleft()
             if not future.done():
                 future.set_result(None)
         self._maybe_checkpoint()
@@ -436,7 +651,7 @@ class Ledger:
             logger.critical("ledger stopped acknowledging: %r", exc)
             self._failure = exc
         while self._waiters:
-            _, future, _ = self._waiters.popleft()
+            _, future, _, _ = self._waiters.popleft()
             if not future.done():
                 future.set_exception(LedgerFailed(f"the ledger stopped after an error and must be restarted: {exc}"))
 
@@ -508,7 +723,8 @@ class Ledger:
         subscriber = _Subscriber()
         self._subscribers.add(subscriber)
         try:
-            seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_last)
+            # Only commits the store confirmed: the writer numbers a commit before the store has it.
+            seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_durable)
             while True:
                 # From the store up to its newest commit.
                 while commits := await self._read_commits_off_loop(seq):
@@ -604,6 +820,10 @@ class Ledger:
             self._waiters_watch = None
         if self._feed_reads:  # feed reads of subscribers that have gone, still on their threads
             await asyncio.wait(self._feed_reads)
+        await self._reads.close()  # history reads running now finish: they read the store
+        for _, future in self._history_waiters:
+            if not future.done():
+                future.set_exception(LedgerUnavailable("the ledger is shutting down; retry the read"))
         await asyncio.to_thread(self._history.stop)
         self._store.close()
         logger.info("ledger closed at journal seq=%d", self._writer.stats().seq_last)

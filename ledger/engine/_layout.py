@@ -97,6 +97,15 @@ assert ACCOUNT_BALANCE_STRUCT.size == ACCOUNT_BALANCE_SIZE
 
 _ACCOUNT_RESERVED: Final = bytes(32)
 
+TRANSFER_DEBIT_ACCOUNT_ID_OFFSET: Final = 16
+TRANSFER_CREDIT_ACCOUNT_ID_OFFSET: Final = 32
+TRANSFER_PENDING_ID_OFFSET: Final = 56
+TRANSFER_TIMESTAMP_OFFSET: Final = 112
+assert struct.calcsize("<QQ") == TRANSFER_DEBIT_ACCOUNT_ID_OFFSET
+assert struct.calcsize("<QQQQ") == TRANSFER_CREDIT_ACCOUNT_ID_OFFSET
+assert struct.calcsize("<QQQQQQQ") == TRANSFER_PENDING_ID_OFFSET
+assert struct.calcsize(TRANSFER_STRUCT.format[:-2]) == TRANSFER_TIMESTAMP_OFFSET
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:

@@ -1,7 +1,16 @@
 """The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
 
 from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
-from ._history import AccountFilter, BalancesPage, HistoryIndex, TransfersPage
+from ._history import (
+    READ_STEP_RECORDS,
+    AccountFilter,
+    BalancesPage,
+    HistoryIndex,
+    HistoryStats,
+    Steps,
+    TransfersPage,
+    run_steps,
+)
 from ._postgres import PostgresStore
 from ._sqlite import SqliteStore
 from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before
@@ -13,6 +22,9 @@ __all__ = [
     "AccountFilter",
     "BalancesPage",
     "HistoryIndex",
+    "HistoryStats",
+    "READ_STEP_RECORDS",
+    "Steps",
     "TransfersPage",
     "CHECKPOINTS_KEPT",
     "EXPIRED_SIZE",
@@ -27,5 +39,6 @@ __all__ = [
     "StoreUnavailable",
     "WriterStats",
     "open_store",
+    "run_steps",
     "seq_before",
 ]

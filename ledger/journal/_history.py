@@ -15,10 +15,13 @@ the index from commits that are already durable, like an LSM tree:
   covers, and cleared. A restart re-reads the commits after that position.
 
 A query reads the account's rows overlapping its time range and its tail
-entries, and fetches the transfer records from the journal by ordinal. It
-first waits until the index has caught up with every commit that was durable
-when it began, so it sees every transfer acknowledged before it (and nothing
-that is not durable).
+entries, and fetches the transfer records from the journal by ordinal. Its
+caller first waits until the index has caught up with every commit that was
+durable when it began, so it sees every transfer acknowledged before it (and
+nothing that is not durable). A query is a generator of steps, each of
+bounded work (READ_STEP_RECORDS records fetched or built), so that a caller
+running many queries can let other callers' queries take turns between the
+steps of a large one (ledger.core._reads).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import logging
 import threading
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, TypeVar
 
 from ledger.engine._layout import TRANSFER_STRUCT, AccountBalance, Buffer
 from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX, TIMESTAMP_MAX
@@ -46,6 +49,10 @@ FLUSH_TRANSFERS: Final = 1_048_576
 FLUSH_SECONDS: Final = 10.0
 SCAN_ENTRIES_MAX: Final = 65_536
 """Most index entries one query looks at; a page cut short by filters says where to go on."""
+READ_STEP_RECORDS: Final = 1024
+"""Transfer records a query fetches, or balances it builds, in one step (a few milliseconds of work)."""
+SCAN_STEP_ENTRIES: Final = 8 * READ_STEP_RECORDS
+"""Index entries a query looks at in one step when its filters match few of them."""
 RETRY_SECONDS: Final = 0.5
 QUEUE_BYTES_MAX: Final = 256 << 20
 """Durable commits held in memory for the index thread; past this it reads them from the store."""
@@ -57,6 +64,19 @@ commits), so the tail keeps about RUNS_MERGED - 1 runs per size class and each p
 times before the flush, instead of the whole tail once every RUNS_MAX commits."""
 
 _BALANCE_VALUES = 4  # debits_pending, debits_posted, credits_pending, credits_posted
+
+Result = TypeVar("Result")
+Steps = Generator[None, None, Result]
+"""Work done a step at a time: each next() does a bounded part, the last one returns the result."""
+
+
+def run_steps(steps: Steps[Result]) -> Result:
+    """Every step of `steps` at once; the result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +141,18 @@ class BalancesPage:
     next: AccountFilter | None
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryStats:
+    indexed_seq: int
+    """Every commit up to this one is indexed."""
+    durable_seq: int
+    """The newest durable commit the index was told of."""
+    store_available: bool
+    """False while the index cannot read or write the store (it retries every RETRY_SECONDS)."""
+    store_outages_total: int
+    """Times the index found the store unavailable after it had been available."""
+
+
 class _Tail:
     """One account's entries since the last flush: timestamps and, per entry, `width` values."""
 
@@ -149,8 +181,11 @@ class HistoryIndex:
         *,
         flush_transfers: int = FLUSH_TRANSFERS,
         flush_seconds: float = FLUSH_SECONDS,
+        on_indexed: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_indexed(seq)` is called on the index thread whenever every commit up to `seq` is indexed."""
         self._store = store
+        self._on_indexed = on_indexed
         self._flush_transfers = flush_transfers
         self._flush_seconds = flush_seconds
         self._lock = threading.Lock()
@@ -168,6 +203,9 @@ class HistoryIndex:
         self._tail_transfers = 0
         self._tail_since = time.monotonic()
         self._stopping = False
+        self._store_failed_at: float | None = None
+        """When the index found the store unavailable; None while it is available (index thread only)."""
+        self._store_outages_total = 0
         self._thread = threading.Thread(target=self._run, name="ledger-history-index", daemon=True)
 
     # -- the owner's side ----------------------------------------------------------
@@ -205,6 +243,14 @@ class HistoryIndex:
     @property
     def indexed_seq(self) -> int:
         return self._indexed_seq
+
+    def stats(self) -> HistoryStats:
+        return HistoryStats(
+            indexed_seq=self._indexed_seq,
+            durable_seq=self._durable_seq,
+            store_available=self._store_failed_at is None,
+            store_outages_total=self._store_outages_total,
+        )
 
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until every commit up to `seq` is indexed; False if that took longer than `timeout`."""
@@ -245,7 +291,11 @@ class HistoryIndex:
                 ):
                     self._flush()
             except StoreUnavailable as exc:
-                logger.warning("history index waits for the store: %s", exc)
+                # One line when an outage begins and one when it ends: a retry every RETRY_SECONDS is no news.
+                if self._store_failed_at is None:
+                    self._store_failed_at = time.monotonic()
+                    self._store_outages_total += 1
+                    logger.warning("history index waits for the store, retrying every %.1f s: %s", RETRY_SECONDS, exc)
                 if stopping:
                     return
                 time.sleep(RETRY_SECONDS)
@@ -253,6 +303,13 @@ class HistoryIndex:
             except Exception:
                 logger.exception("history index stopped")
                 return
+            if self._store_failed_at is not None:
+                logger.info(
+                    "history index: the store is back after %.1f s; indexed up to seq=%d",
+                    time.monotonic() - self._store_failed_at,
+                    self._indexed_seq,
+                )
+                self._store_failed_at = None
             if stopping and self._indexed_seq >= target:
                 return
 
@@ -282,6 +339,8 @@ class HistoryIndex:
                     # Commits with nothing in them are still positions reached.
                     self._indexed_seq = max(self._indexed_seq, upto)
                     self._changed.notify_all()
+            if self._on_indexed is not None:
+                self._on_indexed(self._indexed_seq)
             if self._tail_transfers >= self._flush_transfers:
                 self._flush()
 
@@ -398,6 +457,10 @@ class HistoryIndex:
 
     def account_transfers(self, f: AccountFilter) -> TransfersPage:
         """The account's transfers matching the filter: up to `limit`, looking at most at SCAN_ENTRIES_MAX entries."""
+        return run_steps(self.account_transfers_steps(f))
+
+    def account_transfers_steps(self, f: AccountFilter) -> Steps[TransfersPage]:
+        """`account_transfers` a step at a time (one fetch of at most READ_STEP_RECORDS records a step)."""
         f.check()
         record_filters = bool(f.code or f.user_data_128 or f.user_data_64 or f.user_data_32)
         found: list[bytes] = []
@@ -408,17 +471,20 @@ class HistoryIndex:
             if scanned == SCAN_ENTRIES_MAX:
                 complete = False
                 break
+            if scanned and not scanned % SCAN_STEP_ENTRIES:
+                yield
             last_scanned = timestamp
             ref = values[0]
             if f.credits if ref & 1 else f.debits:
                 wanted.append(ref >> 1)
             needed = f.limit - len(found)
-            if len(wanted) >= (max(needed, 256) if record_filters else needed):
+            if len(wanted) >= min(max(needed, 256) if record_filters else needed, READ_STEP_RECORDS):
                 found.extend(self._fetch(wanted, f))
                 wanted = []
                 if len(found) >= f.limit:
                     complete = False
                     break
+                yield
         found.extend(self._fetch(wanted, f))
         if len(found) > f.limit or (len(found) == f.limit and not complete):
             del found[f.limit :]
@@ -442,12 +508,18 @@ class HistoryIndex:
 
     def account_balances(self, f: AccountFilter) -> BalancesPage:
         """Balances of an account with the HISTORY flag after each of its transfers in the range."""
+        return run_steps(self.account_balances_steps(f))
+
+    def account_balances_steps(self, f: AccountFilter) -> Steps[BalancesPage]:
+        """`account_balances` a step at a time (READ_STEP_RECORDS balances a step)."""
         f.check()
         found: list[AccountBalance] = []
         last_timestamp: int | None = None
         for timestamp, values in self._entries(BALANCES_TABLE, f, _BALANCE_VALUES):
             if len(found) == f.limit:
                 return BalancesPage(found, _after(f, last_timestamp))
+            if found and not len(found) % READ_STEP_RECORDS:
+                yield
             found.append(
                 AccountBalance(
                     account_id=f.account_id,

@@ -326,26 +326,52 @@ class SqliteStore:
         return [HistoryRow(lo, hi, *row[2:]) for row in rows]
 
     def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
+        # An account's ordinals come in runs within a commit (a busy wallet's page is often one run): one query
+        # per commit and one blob read per run, not one of each per record.
         found: dict[int, bytes] = {}
         with self._read_lock:
             connection = self._read()
-            for ordinal in ordinals:
+            commit: tuple[int, int, int] | None = None  # seq, transfers_first, transfers_count
+            runs: list[tuple[int, int]] = []  # (first, last) ordinals of runs in `commit`
+            for ordinal in sorted(set(ordinals)):
+                if commit is not None and commit[1] <= ordinal < commit[1] + commit[2]:
+                    if runs and runs[-1][1] == ordinal - 1:
+                        runs[-1] = (runs[-1][0], ordinal)
+                    else:
+                        runs.append((ordinal, ordinal))
+                    continue
+                if commit is not None:
+                    self._read_runs(connection, commit, runs, found)
+                commit, runs = None, []
                 row = connection.execute(
-                    "SELECT seq, transfers_first FROM ledger_journal "
+                    "SELECT seq, transfers_first, transfers_count FROM ledger_journal "
                     "WHERE transfers_first <= ? AND transfers_count > 0 "
                     "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
                     (ordinal,),
                 ).fetchone()
-                if row is None:
-                    continue
-                seq, first = row
-                with connection.blobopen("ledger_journal", "transfers", seq, readonly=True) as blob:
-                    offset = (ordinal - first) * TRANSFER_SIZE
-                    if offset + TRANSFER_SIZE > len(blob):
-                        continue
-                    blob.seek(offset)
-                    found[ordinal] = blob.read(TRANSFER_SIZE)
+                if row is not None and ordinal < row[1] + row[2]:
+                    commit, runs = (int(row[0]), int(row[1]), int(row[2])), [(ordinal, ordinal)]
+            if commit is not None:
+                self._read_runs(connection, commit, runs, found)
         return found
+
+    @staticmethod
+    def _read_runs(
+        connection: sqlite3.Connection,
+        commit: tuple[int, int, int],
+        runs: list[tuple[int, int]],
+        found: dict[int, bytes],
+    ) -> None:
+        seq, first, _ = commit
+        with connection.blobopen("ledger_journal", "transfers", seq, readonly=True) as blob:
+            for start, end in runs:
+                offset = (start - first) * TRANSFER_SIZE
+                if offset >= len(blob):
+                    continue
+                blob.seek(offset)
+                data = blob.read((end - start + 1) * TRANSFER_SIZE)
+                for index in range(len(data) // TRANSFER_SIZE):
+                    found[start + index] = data[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
 
     def close(self) -> None:
         if self._indexer is not None:

@@ -66,6 +66,9 @@ class WriterStats:
     commits_total: int
     commit_seconds_total: float
     seq_last: int
+    """The newest commit numbered; the store may not have it yet."""
+    seq_durable: int
+    """The newest commit the store confirmed: every commit up to it is stored."""
     ticket_durable: int
     backlog_bytes: int
     checkpoints_total: int
@@ -96,6 +99,7 @@ class GroupCommitWriter:
     ) -> None:
         self._store = store
         self._seq_last = seq_last
+        self._seq_durable = seq_last
         self._accounts_count = accounts_count
         self._transfers_count = transfers_count
         self._commit_bytes_max = commit_bytes_max
@@ -108,6 +112,8 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: list[_Batch] = []
+        self._writing: list[_Batch] = []
+        """Batches taken by the writer thread and not yet durable."""
         self._backlog_bytes = 0
         self._ticket_last = 0
         self._ticket_durable = 0
@@ -163,6 +169,16 @@ class GroupCommitWriter:
             batch.snapshot = _Snapshot(accounts, transfer_status, timestamp_last, on_saved)
             self._wake.notify()
 
+    def undurable_entries(self) -> tuple[bytes, bytes, bytes]:
+        """Copies of the account records, transfer records and expiries appended and not yet durable."""
+        with self._lock:
+            batches = self._writing + self._pending
+            return (
+                b"".join(batch.accounts for batch in batches),
+                b"".join(batch.transfers for batch in batches),
+                b"".join(batch.expired for batch in batches),
+            )
+
     @property
     def backlog_bytes(self) -> int:
         """Bytes appended and not yet durable."""
@@ -174,6 +190,7 @@ class GroupCommitWriter:
                 commits_total=self._commits_total,
                 commit_seconds_total=self._commit_seconds_total,
                 seq_last=self._seq_last,
+                seq_durable=self._seq_durable,
                 ticket_durable=self._ticket_durable,
                 backlog_bytes=self._backlog_bytes,
                 checkpoints_total=self._checkpoints_total,
@@ -197,6 +214,7 @@ class GroupCommitWriter:
             if not self._pending:
                 return None
             batches, self._pending = self._pending, []
+            self._writing = batches
             return batches
 
     def _commits(self, batches: list[_Batch]) -> list[tuple[Commit | None, _Batch, int]]:
@@ -227,6 +245,8 @@ class GroupCommitWriter:
                 commits = [commit for commit, _, _ in cut if commit is not None]
                 if commits:
                     self._write(commits)
+                    with self._lock:
+                        self._seq_durable = commits[-1].seq
                     if self._on_written is not None:
                         self._on_written(commits)
                 for _, batch, seq in cut:
@@ -237,6 +257,7 @@ class GroupCommitWriter:
                 with self._lock:
                     self._backlog_bytes -= size
                     self._ticket_durable = max(self._ticket_durable, ticket)
+                    self._writing = []
                 self._on_durable(ticket)
         except StoreUnavailable as exc:
             with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import DecodeError
 
 from ledger.engine._layout import (
@@ -65,25 +66,32 @@ def transfers_to_packed(transfers: Sequence[types_pb2.Transfer]) -> bytes:
     return bytes(out)
 
 
+def add_transfers(transfers: RepeatedCompositeFieldContainer[types_pb2.Transfer], records: Buffer) -> None:
+    """Append packed transfer records to a repeated Transfer field.
+
+    Each message is made in place and its ids set field by field: about 2 us a transfer, against 13 us for
+    messages built with their Uint128 sub-messages and then copied in.
+    """
+    add = transfers.add
+    for f in TRANSFER_STRUCT.iter_unpack(records):
+        t = add(amount=f[6], user_data_64=f[11], user_data_32=f[12], timeout=f[13], ledger=f[14], code=f[15],
+                flags=f[16], timestamp=f[17])  # fmt: skip
+        value = t.id
+        value.lo, value.hi = f[0], f[1]
+        value = t.debit_account_id
+        value.lo, value.hi = f[2], f[3]
+        value = t.credit_account_id
+        value.lo, value.hi = f[4], f[5]
+        value = t.pending_id
+        value.lo, value.hi = f[7], f[8]
+        value = t.user_data_128
+        value.lo, value.hi = f[9], f[10]
+
+
 def transfers_from_packed(records: Buffer) -> list[types_pb2.Transfer]:
-    return [
-        types_pb2.Transfer(
-            id=types_pb2.Uint128(lo=f[0], hi=f[1]),
-            debit_account_id=types_pb2.Uint128(lo=f[2], hi=f[3]),
-            credit_account_id=types_pb2.Uint128(lo=f[4], hi=f[5]),
-            amount=f[6],
-            pending_id=types_pb2.Uint128(lo=f[7], hi=f[8]),
-            user_data_128=types_pb2.Uint128(lo=f[9], hi=f[10]),
-            user_data_64=f[11],
-            user_data_32=f[12],
-            timeout=f[13],
-            ledger=f[14],
-            code=f[15],
-            flags=f[16],
-            timestamp=f[17],
-        )
-        for f in TRANSFER_STRUCT.iter_unpack(records)
-    ]
+    holder = ledger_pb2.LookupTransfersResponse()
+    add_transfers(holder.transfers, records)
+    return list(holder.transfers)
 
 
 def accounts_to_packed(accounts: Sequence[types_pb2.Account]) -> bytes:

@@ -471,6 +471,35 @@ _STATS_GAUGES: Final[tuple[tuple[str, str, Callable[[LedgerStats], float]], ...]
         "1 while the journal store takes commits and the ledger acknowledges writes, else 0.",
         lambda s: float(s.available),
     ),
+    (
+        "ledger_history_store_available",
+        "1 while the history index reads and writes the store, else 0 (it retries until the store is back).",
+        lambda s: float(s.history.store_available),
+    ),
+    (
+        "ledger_history_lag_commits",
+        "Durable journal commits the history index has not indexed yet.",
+        lambda s: s.history.durable_seq - s.history.indexed_seq,
+    ),
+    ("ledger_history_reads_running", "History and balance read steps running now.", lambda s: s.reads.running),
+    (
+        "ledger_history_reads_waiting",
+        "History and balance reads admitted and waiting for their caller's turn.",
+        lambda s: s.reads.waiting,
+    ),
+)
+_STATS_COUNTERS: Final[tuple[tuple[str, str, Callable[[LedgerStats], float]], ...]] = (
+    ("ledger_journal_checkpoints", "Checkpoints stored since the start.", lambda s: s.writer.checkpoints_total),
+    (
+        "ledger_history_store_outages",
+        "Times the history index found the store unavailable (one per outage, however long).",
+        lambda s: s.history.store_outages_total,
+    ),
+    (
+        "ledger_history_reads_refused",
+        "History and balance reads refused (RESOURCE_EXHAUSTED) because their caller's own queue was full.",
+        lambda s: s.reads.refused_total,
+    ),
 )
 
 
@@ -517,8 +546,9 @@ class _LedgerCollector:
             GaugeMetricFamily(name, documentation, value=None if stats is None else value(stats))
             for name, documentation, value in _STATS_GAUGES
         ]
-        checkpoints = CounterMetricFamily("ledger_journal_checkpoints", "Checkpoints stored since the start.")
-        if stats is not None:
-            checkpoints.add_metric([], stats.writer.checkpoints_total)
-        families.append(checkpoints)
+        for name, documentation, value in _STATS_COUNTERS:
+            counter = CounterMetricFamily(name, documentation)
+            if stats is not None:
+                counter.add_metric([], value(stats))
+            families.append(counter)
         return families

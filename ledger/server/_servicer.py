@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, Final
 
 import grpc
@@ -18,8 +18,9 @@ import grpc
 from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
 from ledger.core import Ledger
 from ledger.engine import pack_ids
-from ledger.engine._limits import BATCH_EVENTS_MAX
-from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._convert import (
     ConversionError,
@@ -28,6 +29,7 @@ from ._convert import (
     account_results_from_packed,
     accounts_from_packed,
     accounts_to_packed,
+    add_transfers,
     transfers_from_packed,
 )
 from ._info import server_info
@@ -49,6 +51,45 @@ def _ids(request: ledger_pb2.LookupRequest) -> bytes:
     if count > BATCH_EVENTS_MAX:
         raise ConversionError(f"ids: {count} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
     return pack_ids([i.lo | i.hi << 64 for i in request.ids])
+
+
+def _reader(context: grpc.aio.ServicerContext) -> Hashable:
+    """Whose turn a history read takes among the ledger's reads: its key's tenant; without keys, its connection."""
+    principal = current_principal()
+    return ("tenant", principal.tenant) if principal is not None else ("peer", context.peer())
+
+
+def _transfers_reply(page: TransfersPage) -> Steps[bytes]:
+    """The reply to a page of transfers as wire bytes, built READ_STEP_RECORDS transfers a step and then
+    written (on the read threads, off the event loop)."""
+    response = ledger_pb2.GetAccountTransfersResponse()
+    step_bytes = READ_STEP_RECORDS * TRANSFER_SIZE
+    for start in range(0, len(page.transfers), step_bytes):
+        add_transfers(response.transfers, page.transfers[start : start + step_bytes])
+        yield
+    if page.next is not None:
+        response.next.CopyFrom(account_filter_to_proto(page.next))
+    return response.SerializeToString()
+
+
+def _balances_reply(page: BalancesPage) -> Steps[bytes]:
+    """The reply to a page of balances as wire bytes, built READ_STEP_RECORDS balances a step and then written
+    (on the read threads, off the event loop)."""
+    response = ledger_pb2.GetAccountBalancesResponse()
+    for index, b in enumerate(page.balances):
+        if index and not index % READ_STEP_RECORDS:
+            yield
+        response.balances.add(
+            timestamp=b.timestamp,
+            debits_pending=b.debits_pending,
+            debits_posted=b.debits_posted,
+            credits_pending=b.credits_pending,
+            credits_posted=b.credits_posted,
+        )
+    yield
+    if page.next is not None:
+        response.next.CopyFrom(account_filter_to_proto(page.next))
+    return response.SerializeToString()
 
 
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
@@ -112,34 +153,19 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
 
     async def GetAccountTransfers(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:
+            reader = _reader(context)
             f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountTransfers"))
-            page = await scoped(self._ledger).get_account_transfers(f)
-            response = ledger_pb2.GetAccountTransfersResponse(transfers=transfers_from_packed(page.transfers))
-            if page.next is not None:
-                response.next.CopyFrom(account_filter_to_proto(page.next))
-            return response.SerializeToString()
+            page = await scoped(self._ledger).get_account_transfers(f, caller=reader)
+            return await self._ledger.read_in_turn(reader, _transfers_reply(page))
 
         return await call(context, "GetAccountTransfers", work, self._refusals)
 
     async def GetAccountBalances(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:
+            reader = _reader(context)
             f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountBalances"))
-            page = await scoped(self._ledger).get_account_balances(f)
-            response = ledger_pb2.GetAccountBalancesResponse(
-                balances=[
-                    types_pb2.AccountBalance(
-                        timestamp=b.timestamp,
-                        debits_pending=b.debits_pending,
-                        debits_posted=b.debits_posted,
-                        credits_pending=b.credits_pending,
-                        credits_posted=b.credits_posted,
-                    )
-                    for b in page.balances
-                ]
-            )
-            if page.next is not None:
-                response.next.CopyFrom(account_filter_to_proto(page.next))
-            return response.SerializeToString()
+            page = await scoped(self._ledger).get_account_balances(f, caller=reader)
+            return await self._ledger.read_in_turn(reader, _balances_reply(page))
 
         return await call(context, "GetAccountBalances", work, self._refusals)
 

@@ -334,3 +334,35 @@ def test_a_journal_of_schema_version_1_recovers_and_serves_history_after_the_upg
                         assert got == involving(everything, account_id, f), (account_id, overrides)
 
         asyncio.run(second())
+
+
+def test_the_store_reads_records_by_ordinal_in_runs_across_commits_and_leaves_out_the_missing(store_url: str) -> None:
+    """Records come back by ordinal whatever the order asked, in runs inside a commit, across commits, with
+    commits holding no transfers between them; ordinals past the journal are left out."""
+    from ledger.journal import Commit, open_store
+
+    def records(first: int, count: int) -> bytes:
+        return b"".join((first + i).to_bytes(16, "little") + bytes(112) for i in range(count))
+
+    store = open_store(store_url)
+    store.connect()
+    try:
+        sizes = [5, 0, 300, 1, 70]  # transfers per commit; the second holds none
+        first = 0
+        for seq, size in enumerate(sizes, start=1):
+            commit = Commit.seal(
+                seq=seq, timestamp_last=seq, accounts_first=0, transfers_first=first,
+                accounts=b"" if size else bytes(128), transfers=records(first, size), expired=b"",
+            )  # fmt: skip
+            store.append([commit])
+            first += size
+        total = first
+        wanted = [375, 0, 1, 2, 4, 5, 6, 7, 200, 199, 198, 304, 305, 306, 376, 10_000, 3, 305]
+        found = store.read_transfers(wanted)
+        assert set(found) == {o for o in wanted if o < total}
+        for ordinal, record in found.items():
+            assert int.from_bytes(record[:16], "little") == ordinal and len(record) == 128
+        assert store.read_transfers([]) == {}
+        assert set(store.read_transfers(list(range(total)))) == set(range(total))
+    finally:
+        store.close()

@@ -5,7 +5,7 @@ it answers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 import pytest
@@ -79,10 +79,10 @@ class EngineLedger:
         for records in self.commits:
             yield records
 
-    async def get_account_transfers(self, f: AccountFilter) -> TransfersPage:
+    async def get_account_transfers(self, f: AccountFilter, *, caller: Hashable = None) -> TransfersPage:
         return HISTORY
 
-    async def get_account_balances(self, f: AccountFilter) -> BalancesPage:
+    async def get_account_balances(self, f: AccountFilter, *, caller: Hashable = None) -> BalancesPage:
         return BALANCES
 
 
