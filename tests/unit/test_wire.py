@@ -331,50 +331,42 @@ def test_a_million_ids_are_counted_and_refused_in_the_serving_codec() -> None:
         _wire.decode_lookup_request(data)
 
 
+CODE_AND_FLAGS_TAGS = {"transfers": (b"\x58", b"\x60"), "accounts": (b"\x50", b"\x58")}
+"""The tags of an element's code and flags (Transfer: fields 11 and 12; Account: 10 and 11)."""
+
+
 @codecs
-def test_the_first_over_wide_code_or_flags_is_named(codec: ModuleType) -> None:
-    def transfer(code: int, flags: int) -> bytes:
-        return field(1, b"\x58" + varint(code) + b"\x60" + varint(flags))
+@pytest.mark.parametrize("kind", list(CODE_AND_FLAGS_TAGS))
+def test_the_first_over_wide_code_or_flags_is_named(codec: ModuleType, kind: str) -> None:
+    code_tag, flags_tag = CODE_AND_FLAGS_TAGS[kind]
+
+    def element(code: int, flags: int) -> bytes:
+        return field(1, code_tag + varint(code) + flags_tag + varint(flags))
 
     cases = [
-        (transfer(1, 1) + transfer(70_000, 1) + transfer(80_000, 1), "transfers.code[1]: 70000 exceeds 65535"),
-        (transfer(1, 1) + transfer(70_000, 2**32 - 1), "transfers.code[1]: 70000 exceeds 65535"),
-        (transfer(1, 65_536) + transfer(70_000, 1), "transfers.flags[0]: 65536 exceeds 65535"),
+        (element(1, 1) + element(70_000, 1) + element(80_000, 1), f"{kind}.code[1]: 70000 exceeds 65535"),
+        (element(1, 1) + element(70_000, 2**32 - 1), f"{kind}.code[1]: 70000 exceeds 65535"),
+        (element(1, 65_536) + element(70_000, 1), f"{kind}.flags[0]: 65536 exceeds 65535"),
         # uint32 keeps the low 32 bits of a wider varint; what remains is checked.
-        (transfer(2**32 + 65_535, 2**64 - 1), "transfers.flags[0]: 4294967295 exceeds 65535"),
+        (element(2**32 + 65_535, 2**64 - 1), f"{kind}.flags[0]: 4294967295 exceeds 65535"),
     ]
     for data, message in cases:
         with pytest.raises(ConversionError) as expected:
-            transfers_to_packed(ledger_pb2.CreateTransfersRequest.FromString(data).transfers)
+            library_packs(kind, data)
         with pytest.raises(ConversionError) as raised:
-            codec.decode_create_transfers(data)
+            decoded(codec, kind, data)
         assert str(raised.value) == str(expected.value) == message
+    narrowed = element(2**32 + 7, 65_535)
+    assert decoded(codec, kind, narrowed) == library_packs(kind, narrowed)
     # Bytes the library refuses are refused as such, even after an over-wide code.
     with pytest.raises(ConversionError, match="malformed at byte"):
-        codec.decode_create_transfers(transfer(70_000, 1) + field(1, b"\x20"))
-    with pytest.raises(ConversionError, match=r"^transfers\.code\[0\]: 70000 exceeds 65535$"):
-        codec.decode_transfer_stream_request(transfer(70_000, 1))
+        decoded(codec, kind, element(70_000, 1) + field(1, b"\x20"))
 
 
 @codecs
-def test_the_first_over_wide_account_code_or_flags_is_named(codec: ModuleType) -> None:
-    def account(code: int, flags: int) -> bytes:
-        return field(1, b"\x50" + varint(code) + b"\x58" + varint(flags))
-
-    cases = [
-        (account(1, 1) + account(70_000, 1) + account(80_000, 1), "accounts.code[1]: 70000 exceeds 65535"),
-        (account(1, 65_536) + account(70_000, 1), "accounts.flags[0]: 65536 exceeds 65535"),
-        (account(2**32 + 65_535, 2**64 - 1), "accounts.flags[0]: 4294967295 exceeds 65535"),
-    ]
-    for data, message in cases:
-        with pytest.raises(ConversionError) as expected:
-            accounts_to_packed(ledger_pb2.CreateAccountsRequest.FromString(data).accounts)
-        with pytest.raises(ConversionError) as raised:
-            codec.decode_create_accounts(data)
-        assert str(raised.value) == str(expected.value) == message
-    assert codec.decode_create_accounts(account(2**32 + 7, 65_535)) == pack_accounts(
-        [Account(id=0, code=7, flags=65_535)]
-    )
+def test_a_stream_request_names_its_over_wide_code_as_a_batch_would(codec: ModuleType) -> None:
+    with pytest.raises(ConversionError, match=r"^transfers\.code\[0\]: 70000 exceeds 65535$"):
+        codec.decode_transfer_stream_request(field(1, b"\x58" + varint(70_000)))
 
 
 # --- protobuf semantics, spelled out ---------------------------------------------------------
