@@ -44,5 +44,5 @@ def test_the_comparison_runs_and_reports_every_path(capsys: pytest.CaptureFixtur
             assert ("native_speedup_over_protobuf" in measured) == ("native" in paths)
     oversized = report["oversized_lookup"]
     assert oversized["ids"] * 2 == oversized["request_bytes"] == 18_000
-    assert oversized["protobuf_ms"] > 0 and oversized["before_the_codec_ms"] > 0
+    assert oversized["protobuf_ms"] >= oversized["protobuf_ms_least"] > 0 and oversized["before_the_codec_ms"] > 0
     assert ("native_ms" in oversized) == ("native" in paths)
