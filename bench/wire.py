@@ -17,8 +17,8 @@ faster the native codec is than protobuf: one call holds the event loop for
 its ms per call.
 
 Last, a LookupRequest as large as the server takes (4 MiB, 2,097,152 empty
-ids) is refused natively and through protobuf, and once as LedgerService
-read ids before the codec (a Python object for every id, then the count):
+ids) is refused natively and through protobuf, and once the way LedgerService
+reads ids without the codec (a Python object for every id, then the count):
 how long each holds the loop before the refusal (the median, and the least,
 which on a busy machine is the call's own cost). Progress goes to stderr; the result is one JSON
 object.
@@ -206,7 +206,7 @@ def paths_of(name: str) -> dict[str, Callable[[bytes], Any]]:
 
 
 def lookup_as_before(data: bytes) -> bytes:
-    """Ids as LedgerService read them before the codec: a Python object for each, then the count checked."""
+    """Ids as LedgerService reads them without the codec: a Python object for each, then the count checked."""
     ids = list(ledger_pb2.LookupRequest.FromString(data).ids)
     if len(ids) > BATCH_EVENTS_MAX:
         raise ConversionError(f"ids: {len(ids)} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
