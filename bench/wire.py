@@ -239,7 +239,7 @@ def measure_oversized_lookup(args: argparse.Namespace) -> dict[str, Any]:
         report[f"{name}_ms"], report[f"{name}_ms_least"] = refusal_ms(call, data, 2 * args.repeat + 1)
         progress(f"  {len(data):,} bytes, {count:,} ids: refused by {name} in {report[f'{name}_ms']} ms")
     report["before_the_codec_ms"], _ = refusal_ms(lookup_as_before, data, 1)
-    progress(f"  and as LedgerService read ids before the codec, in {report['before_the_codec_ms']} ms")
+    progress(f"  and the way LedgerService reads ids without the codec, in {report['before_the_codec_ms']} ms")
     return report
 
 
