@@ -20,8 +20,8 @@ Last, a LookupRequest as large as the server takes (4 MiB, 2,097,152 empty
 ids) is refused natively and through protobuf, and once the way LedgerService
 reads ids without the codec (a Python object for every id, then the count):
 how long each holds the loop before the refusal (the median, and the least,
-which on a busy machine is the call's own cost). Progress goes to stderr; the result is one JSON
-object.
+which on a busy machine is the call's own cost). Progress goes to stderr;
+the result is one JSON object.
 """
 
 from __future__ import annotations
