@@ -7,9 +7,9 @@ transfers, ids) and write a reply's wire bytes straight from packed records
 ledger.server._convert would; every error is a ConversionError naming the field
 and index, or the byte where the bytes stop being a protobuf message. A request
 of more than BATCH_EVENTS_MAX elements is refused once they are counted, before
-any is read or room for them is made. The functions this module exports are
-what the service runs: the native codec's, or where it is not loaded protobuf's
-and _convert's.
+any is read or room for them is made (through protobuf: once it has parsed
+them). The functions this module exports are what the service runs: the native
+codec's, or where it is not loaded protobuf's and _convert's.
 """
 
 from __future__ import annotations
