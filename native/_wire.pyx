@@ -1,21 +1,31 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The wire codec in C: the contract of ledger.server._wire_py, with no Python object per transfer.
+"""The wire codec in C: the contract of ledger.server._wire_py, with no Python object per record.
 
 Requests are read from their protobuf wire bytes straight into the engine's
-packed 128-byte transfer records, and replies written from the packed 24-byte
-results straight into wire bytes. The wire format is read as the protobuf
-library (upb) reads it; the twin's docstring says how, and both read in the
-same order so that they report the same fault at the same byte. Limits and
-the text of every error come from the shared Python modules at import.
+packed records (accounts, transfers, ids), and replies written from packed
+records (accounts, transfers, results) straight into wire bytes. The wire
+format is read as the protobuf library (upb) reads it; the twin's docstring
+says how, and both read in the same order so that they report the same
+fault at the same byte. One reader and one writer serve every message: which
+field lands where is a C copy, made at import, of the tables in
+ledger.server._wire_schema. Limits and the text of every error come from the
+shared Python modules too.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+    _PyBytes_Resize,
+)
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
 from libc.stdint cimport UINT32_MAX, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from ledger.engine._limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
-from ledger.engine._limits import TRANSFER_RESULT_SIZE as _TRANSFER_RESULT_SIZE
-from ledger.engine._limits import TRANSFER_SIZE as _TRANSFER_SIZE
+from ledger.server import _wire_schema as _schema
 from ledger.server._convert import _check_count, _check_u16
 from ledger.server._wire_errors import DEPTH_MAX as _DEPTH_MAX
 from ledger.server._wire_errors import ENUM_VALUE_MAX as _ENUM_VALUE_MAX
@@ -24,12 +34,8 @@ from ledger.server._wire_errors import LENGTH_SIZE_MAX as _LENGTH_SIZE_MAX
 from ledger.server._wire_errors import TAG_SIZE_MAX as _TAG_SIZE_MAX
 from ledger.server._wire_errors import VARINT_SIZE_MAX as _VARINT_SIZE_MAX
 from ledger.server._wire_errors import Malformed as _Malformed
-from ledger.server._wire_errors import (
-    malformed,
-    result_code_error,
-    result_size_error,
-    results_size_error,
-)
+from ledger.server._wire_errors import malformed, records_error, result_error
+from ledger.server._wire_schema import Kind as _Kind
 
 implementation = "cython"
 
@@ -40,8 +46,33 @@ cdef enum:
     WIRE_START_GROUP = 3
     WIRE_END_GROUP = 4
     WIRE_I32 = 5
+    WIRE_NONE = 8            # what no field is read with: the numbers a message does not know
 
-# How each field number of ledger.v1.Transfer is read, and where it lands in the record.
+cdef enum:
+    FIELDS_MAX = 16          # field numbers stay below it (one-byte tags; checked as the tables load)
+    BODY_SIZE_MAX = 255      # the most a message written here takes (checked as the tables load)
+    RELEASE_GIL_BYTES_MIN = 16384
+
+cdef extern from "Python.h":
+    # A new reference, or NULL with the error set; its own name, as Cython declares it to give an object.
+    PyObject* new_bytes "PyBytes_FromStringAndSize"(const char* data, Py_ssize_t size) except NULL
+
+
+cdef struct message_t:
+    uint8_t wire_type[FIELDS_MAX]   # by field number: the wire type it is read with, WIRE_NONE if unknown
+    uint8_t kind[FIELDS_MAX]        # by field number: its ledger.server._wire_schema.Kind
+    uint16_t offset[FIELDS_MAX]     # by field number: where its value is in the record
+    uint8_t numbers[FIELDS_MAX]     # its field numbers in order, the first `count` of them
+    int count
+    Py_ssize_t size                 # of its record
+    Py_ssize_t element_size_max     # the most one element of field 1 takes when written from a record
+    Py_ssize_t code_offset          # of its CODE field, -1 for none
+    Py_ssize_t flags_offset         # of its FLAGS field, -1 for none
+
+
+cdef message_t UINT128, TRANSFER, ACCOUNT, TRANSFER_RESULT, ACCOUNT_RESULT
+
+# ledger.server._wire_schema.Kind as constants the C compiler can branch on; checked against it at import.
 cdef enum:
     KIND_UNKNOWN = 0
     KIND_UINT128 = 1
@@ -49,21 +80,97 @@ cdef enum:
     KIND_U32 = 3
     KIND_CODE = 4
     KIND_FLAGS = 5
+    KIND_FIXED64 = 6
+    KIND_RESULT = 7
 
-cdef enum:
-    TRANSFER_FIELDS = 14
-    CODE_OFFSET = 108
-    RELEASE_GIL_BYTES_MIN = 16384
+_KINDS = {"UNKNOWN": KIND_UNKNOWN, "UINT128": KIND_UINT128, "U64": KIND_U64, "U32": KIND_U32, "CODE": KIND_CODE,
+          "FLAGS": KIND_FLAGS, "FIXED64": KIND_FIXED64, "RESULT": KIND_RESULT}
+if _KINDS != {kind.name: kind.value for kind in _Kind}:
+    raise ImportError(f"the codec's kinds {_KINDS} are not ledger.server._wire_schema.Kind")
 
-cdef uint8_t FIELD_KIND[TRANSFER_FIELDS]
-cdef uint8_t FIELD_OFFSET[TRANSFER_FIELDS]
-FIELD_KIND[:] = [KIND_UNKNOWN, KIND_UINT128, KIND_UINT128, KIND_UINT128, KIND_U64, KIND_UINT128, KIND_UINT128,
-                 KIND_U64, KIND_U32, KIND_U32, KIND_U32, KIND_CODE, KIND_FLAGS, KIND_U64]
-FIELD_OFFSET[:] = [0, 0, 16, 32, 48, 56, 72, 88, 96, 100, 104, 0, 0, 112]
+
+VALUE_SIZE_WRITTEN_MAX = {
+    _Kind.UINT128: 1 + 2 * 9,  # its length, each half's tag and 8 bytes
+    _Kind.U64: 10,
+    _Kind.U32: 5,
+    _Kind.CODE: 3,             # a varint of 16 bits
+    _Kind.FLAGS: 3,
+    _Kind.FIXED64: 8,
+    _Kind.RESULT: 5,           # at most 2^31 - 1: larger codes are refused
+}
+"""The most each kind of field takes on the wire after its tag, as written from a record."""
+
+
+cdef void load_message(message_t* m, message) except *:
+    """The C table of one message of ledger.server._wire_schema."""
+    memset(m, 0, sizeof(message_t))
+    memset(m.wire_type, WIRE_NONE, FIELDS_MAX)
+    for number, field in message.fields.items():
+        if not 0 < number < FIELDS_MAX:
+            raise ImportError(f"{message.name}.{field.name}: field number {number} is past the codec's table")
+        m.wire_type[number] = _schema.WIRE_TYPE[field.kind]
+        m.kind[number] = field.kind
+        m.offset[number] = field.offset
+        m.numbers[m.count] = number
+        m.count += 1
+    m.size = message.size
+    body_size_max = sum(1 + VALUE_SIZE_WRITTEN_MAX[field.kind] for field in message.fields.values())
+    if body_size_max > BODY_SIZE_MAX:
+        raise ImportError(f"{message.name}: up to {body_size_max} bytes written, past BODY_SIZE_MAX")
+    m.element_size_max = 1 + varint_size(body_size_max) + body_size_max
+    m.code_offset = message.offset_of(_Kind.CODE)
+    m.flags_offset = message.offset_of(_Kind.FLAGS)
+
+
+cdef const message_t* table_of(message) except NULL:
+    """The C table of a message of ledger.server._wire_schema."""
+    if message is _schema.TRANSFER:
+        return &TRANSFER
+    if message is _schema.ACCOUNT:
+        return &ACCOUNT
+    if message is _schema.UINT128:
+        return &UINT128
+    if message is _schema.TRANSFER_RESULT:
+        return &TRANSFER_RESULT
+    if message is _schema.ACCOUNT_RESULT:
+        return &ACCOUNT_RESULT
+    raise LookupError(f"{message.name}: no C table")
+
+
+cdef class Repeated:
+    """A ledger.server._wire_schema.Repeated with its element's C table, read without a Python lookup per call."""
+
+    cdef const message_t* element
+    cdef bint single
+    cdef readonly object schema
+
+    def __cinit__(self, schema):
+        self.element = table_of(schema.element)
+        self.single = schema.single
+        self.schema = schema
+
+
+load_message(&UINT128, _schema.UINT128)
+load_message(&TRANSFER, _schema.TRANSFER)
+load_message(&ACCOUNT, _schema.ACCOUNT)
+load_message(&TRANSFER_RESULT, _schema.TRANSFER_RESULT)
+load_message(&ACCOUNT_RESULT, _schema.ACCOUNT_RESULT)
+
+# Fixed64 fields are a Uint128's alone: within a message, read_uint128 and write_uint128 read and write them.
+for _message in (_schema.TRANSFER, _schema.ACCOUNT, _schema.TRANSFER_RESULT, _schema.ACCOUNT_RESULT):
+    if any(field.kind == _Kind.FIXED64 for field in _message.fields.values()):
+        raise ImportError(f"{_message.name}: the codec knows fixed64 fields only inside a Uint128")
+
+cdef Repeated CREATE_TRANSFERS_REQUEST = Repeated(_schema.CREATE_TRANSFERS_REQUEST)
+cdef Repeated CREATE_ACCOUNTS_REQUEST = Repeated(_schema.CREATE_ACCOUNTS_REQUEST)
+cdef Repeated LOOKUP_REQUEST = Repeated(_schema.LOOKUP_REQUEST)
+cdef Repeated TRANSFERS_RESPONSE = Repeated(_schema.TRANSFERS_RESPONSE)
+cdef Repeated ACCOUNTS_RESPONSE = Repeated(_schema.ACCOUNTS_RESPONSE)
+cdef Repeated CREATE_TRANSFERS_RESPONSE = Repeated(_schema.CREATE_TRANSFERS_RESPONSE)
+cdef Repeated CREATE_ACCOUNTS_RESPONSE = Repeated(_schema.CREATE_ACCOUNTS_RESPONSE)
+cdef Repeated TRANSFER_STREAM_RESPONSE = Repeated(_schema.TRANSFER_STREAM_RESPONSE)
 
 cdef Py_ssize_t BATCH_EVENTS_MAX = _BATCH_EVENTS_MAX
-cdef Py_ssize_t TRANSFER_SIZE = _TRANSFER_SIZE
-cdef Py_ssize_t RESULT_SIZE = _TRANSFER_RESULT_SIZE
 cdef int DEPTH_MAX = _DEPTH_MAX
 cdef int TAG_SIZE_MAX = _TAG_SIZE_MAX
 cdef int LENGTH_SIZE_MAX = _LENGTH_SIZE_MAX
@@ -90,14 +197,14 @@ cdef int TOO_DEEP = _Malformed.TOO_DEEP
 
 cdef struct reader_t:
     const uint8_t* data      # the request's first byte: offsets in errors count from here
-    Py_ssize_t index         # the transfer being read, -1 for the request's own fields
+    Py_ssize_t index         # the element being read, -1 for the request's own fields
     int fault                # 0, or the Malformed reason of the first fault
     Py_ssize_t fault_offset
     uint64_t fault_value
 
 
 cdef struct too_wide_t:
-    Py_ssize_t index         # the first transfer whose code or flags exceed 16 bits, -1 for none
+    Py_ssize_t index         # the first element whose code or flags exceed 16 bits, -1 for none
     uint32_t value
     bint is_flags
 
@@ -217,8 +324,60 @@ cdef bint skip_group(reader_t* r, const uint8_t** p, const uint8_t* end, uint32_
     return fail(r, start, GROUP_NOT_CLOSED, number)
 
 
-cdef bint read_uint128(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* out) noexcept nogil:
-    """Merge one ledger.v1.Uint128 (fixed64 lo = 1, hi = 2) into the 16 bytes at `out`."""
+cdef bint read_message(reader_t* r, const message_t* m, const uint8_t* p, const uint8_t* end, uint8_t* record,
+                       uint32_t* wide, int depth) noexcept nogil:
+    """Merge one message, nested `depth` deep, into its record; code and flags (32 bits on the wire) go to `wide`."""
+    cdef const uint8_t* tag_start
+    cdef uint32_t field, wire_type, value32
+    cdef uint8_t kind
+    cdef uint64_t value
+    cdef Py_ssize_t length
+    while p < end:
+        tag_start = p
+        if not read_tag(r, &p, end, &field, &wire_type):
+            return False
+        if field < FIELDS_MAX and wire_type == m.wire_type[field]:
+            kind = m.kind[field]
+            if wire_type == WIRE_VARINT:
+                if p < end and p[0] < 0x80:
+                    value = p[0]
+                    p += 1
+                elif not read_value(r, &p, end, &value):
+                    return False
+                value32 = <uint32_t>value
+                if kind == KIND_U64:
+                    memcpy(record + m.offset[field], &value, 8)
+                elif kind == KIND_CODE:
+                    wide[0] = value32
+                elif kind == KIND_FLAGS:
+                    wide[1] = value32
+                else:
+                    memcpy(record + m.offset[field], &value32, 4)
+            elif wire_type == WIRE_LEN:  # a Uint128, the only sub-message these messages have
+                if not read_length(r, &p, end, &length):
+                    return False
+                if not read_uint128(r, p, p + length, record + m.offset[field], depth + 1):
+                    return False
+                p += length
+            else:  # a fixed64: a half of a Uint128 read as a request's element (LookupRequest.ids)
+                if end - p < 8:
+                    return fail(r, p, TRUNCATED_FIXED64, 0)
+                memcpy(record + m.offset[field], p, 8)
+                p += 8
+        elif wire_type == WIRE_END_GROUP:
+            return fail(r, tag_start, END_GROUP_UNMATCHED, field)
+        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, depth):
+            return False
+    return True
+
+
+cdef bint read_uint128(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* out, int depth) noexcept nogil:
+    """Merge one ledger.v1.Uint128, nested `depth` deep, into the 16 bytes at `out` (lo, then hi).
+
+    Not through read_message and its table: a transfer has ten of these fields (more than all its others), and
+    reading them in a loop of their own keeps CreateTransfers decoding as fast as before the tables (through the
+    table it took about 10 % longer). write_uint128 is the writer's counterpart.
+    """
     cdef const uint8_t* tag_start
     cdef uint32_t field, wire_type
     while p < end:
@@ -232,90 +391,62 @@ cdef bint read_uint128(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_
             p += 8
         elif wire_type == WIRE_END_GROUP:
             return fail(r, tag_start, END_GROUP_UNMATCHED, field)
-        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 2):
+        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, depth):
             return False
     return True
 
 
-cdef bint read_transfer(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* record,
-                        uint32_t* code_flags) noexcept nogil:
-    """Merge one ledger.v1.Transfer into the record; code and flags (32 bits wide on the wire) go to code_flags."""
-    cdef const uint8_t* tag_start
-    cdef uint32_t field, wire_type, value32
-    cdef uint8_t kind
-    cdef uint64_t value
-    cdef Py_ssize_t length
-    while p < end:
-        tag_start = p
-        if not read_tag(r, &p, end, &field, &wire_type):
-            return False
-        kind = FIELD_KIND[field] if field < TRANSFER_FIELDS else KIND_UNKNOWN
-        if kind == KIND_UINT128 and wire_type == WIRE_LEN:
-            if not read_length(r, &p, end, &length):
-                return False
-            if not read_uint128(r, p, p + length, record + FIELD_OFFSET[field]):
-                return False
-            p += length
-        elif kind >= KIND_U64 and wire_type == WIRE_VARINT:
-            if p < end and p[0] < 0x80:
-                value = p[0]
-                p += 1
-            elif not read_value(r, &p, end, &value):
-                return False
-            if kind == KIND_U64:
-                memcpy(record + FIELD_OFFSET[field], &value, 8)
-            else:
-                value32 = <uint32_t>value
-                if kind == KIND_U32:
-                    memcpy(record + FIELD_OFFSET[field], &value32, 4)
-                else:
-                    code_flags[kind - KIND_CODE] = value32
-        elif wire_type == WIRE_END_GROUP:
-            return fail(r, tag_start, END_GROUP_UNMATCHED, field)
-        elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 1):
-            return False
-    return True
-
-
-cdef inline void finish_transfer(uint8_t* record, const uint32_t* code_flags, Py_ssize_t index,
-                                 too_wide_t* too_wide) noexcept nogil:
-    """Write code and flags into the record; remember the first transfer with one too wide for it."""
-    cdef uint16_t[2] pair
-    pair[0] = <uint16_t>code_flags[0]
-    pair[1] = <uint16_t>code_flags[1]
-    memcpy(record + CODE_OFFSET, pair, 4)
+cdef inline void finish_record(const message_t* m, uint8_t* record, const uint32_t* wide, Py_ssize_t index,
+                               too_wide_t* too_wide) noexcept nogil:
+    """Write code and flags into the record; remember the first element with one too wide for it."""
+    cdef uint16_t narrow
+    if m.code_offset < 0:
+        return
+    narrow = <uint16_t>wide[0]
+    memcpy(record + m.code_offset, &narrow, 2)
+    narrow = <uint16_t>wide[1]
+    memcpy(record + m.flags_offset, &narrow, 2)
     if too_wide.index >= 0:
         return
-    if code_flags[0] > 0xFFFF:
-        too_wide.index, too_wide.value, too_wide.is_flags = index, code_flags[0], False
-    elif code_flags[1] > 0xFFFF:
-        too_wide.index, too_wide.value, too_wide.is_flags = index, code_flags[1], True
+    if wide[0] > 0xFFFF:
+        too_wide.index, too_wide.value, too_wide.is_flags = index, wide[0], False
+    elif wide[1] > 0xFFFF:
+        too_wide.index, too_wide.value, too_wide.is_flags = index, wide[1], True
 
 
-cdef bint count_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, Py_ssize_t* count) noexcept nogil:
-    """Read the request's own fields, the transfers skipped: how many transfers there are."""
+cdef bint count_elements(reader_t* r, const uint8_t* p, const uint8_t* end, Py_ssize_t* count) noexcept nogil:
+    """Read the request's own fields, its elements (field 1) skipped: how many elements there are."""
     cdef const uint8_t* tag_start
     cdef uint32_t field, wire_type
-    count[0] = 0
+    cdef Py_ssize_t counted = 0, length
     while p < end:
+        # An element with a one-byte length (every id, and all but the largest transfers and accounts) is counted
+        # and passed at once: the most ids a message can hold (2 bytes each) are refused in a few milliseconds.
+        if p[0] == (1 << 3 | WIRE_LEN) and end - p >= 2:
+            length = p[1]
+            if length < 0x80 and length <= end - p - 2:
+                counted += 1
+                p += 2 + length
+                continue
         tag_start = p
         if not read_tag(r, &p, end, &field, &wire_type):
             return False
         if wire_type == WIRE_END_GROUP:
             return fail(r, tag_start, END_GROUP_UNMATCHED, field)
         if field == 1 and wire_type == WIRE_LEN:
-            count[0] += 1
+            counted += 1
         if not skip_unknown(r, &p, end, field, wire_type, tag_start, 0):
             return False
+    count[0] = counted
     return True
 
 
-cdef bint read_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* records,
-                         too_wide_t* too_wide) noexcept nogil:
-    """Every transfer of a request whose own fields count_transfers has read (and found well formed), in turn."""
+cdef bint read_elements(reader_t* r, const message_t* m, const uint8_t* p, const uint8_t* end, uint8_t* records,
+                        too_wide_t* too_wide) noexcept nogil:
+    """Every element of a request whose own fields count_elements has read (and found well formed), in turn."""
     cdef const uint8_t* tag_start
     cdef uint32_t field, wire_type
-    cdef uint32_t[2] code_flags
+    cdef uint32_t[2] wide
     cdef Py_ssize_t length
     while p < end:
         tag_start = p
@@ -325,11 +456,11 @@ cdef bint read_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, uint
             if not read_length(r, &p, end, &length):
                 return False
             r.index += 1
-            code_flags[0] = code_flags[1] = 0
-            if not read_transfer(r, p, p + length, records, code_flags):
+            wide[0] = wide[1] = 0
+            if not read_message(r, m, p, p + length, records, wide, 1):
                 return False
-            finish_transfer(records, code_flags, r.index, too_wide)
-            records += TRANSFER_SIZE
+            finish_record(m, records, wide, r.index, too_wide)
+            records += m.size
             p += length
         elif not skip_unknown(r, &p, end, field, wire_type, tag_start, 0):
             return False
@@ -337,33 +468,45 @@ cdef bint read_transfers(reader_t* r, const uint8_t* p, const uint8_t* end, uint
     return True
 
 
-cdef bint count_transfers_releasing(reader_t* r, const uint8_t* p, const uint8_t* end, Py_ssize_t* count,
+cdef bint count_elements_releasing(reader_t* r, const uint8_t* p, const uint8_t* end, Py_ssize_t* count,
                                    bint release):
     if release:
         with nogil:
-            return count_transfers(r, p, end, count)
-    return count_transfers(r, p, end, count)
+            return count_elements(r, p, end, count)
+    return count_elements(r, p, end, count)
 
 
-cdef bint read_transfers_releasing(reader_t* r, const uint8_t* p, const uint8_t* end, uint8_t* records,
-                                   too_wide_t* too_wide, bint release):
+cdef bint read_elements_releasing(reader_t* r, const message_t* m, const uint8_t* p, const uint8_t* end,
+                                  uint8_t* records, too_wide_t* too_wide, bint release):
     if release:
         with nogil:
-            return read_transfers(r, p, end, records, too_wide)
-    return read_transfers(r, p, end, records, too_wide)
+            return read_elements(r, m, p, end, records, too_wide)
+    return read_elements(r, m, p, end, records, too_wide)
 
 
-cdef object fault_error(const reader_t* r, str request, str transfer):
-    where = request if r.index < 0 else transfer.format(index=r.index)
+cdef object fault_error(const reader_t* r, str message, str element):
+    where = message if r.index < 0 else element.format(index=r.index)
     return malformed(where, r.fault_offset, r.fault, r.fault_value)
+
+
+cdef object check_too_wide(const too_wide_t* too_wide, str field):
+    _check_u16(too_wide.value, f"{field}.flags" if too_wide.is_flags else f"{field}.code", too_wide.index)
+
+
+cdef inline object steal(PyObject* reference):
+    """An object from a reference this function takes over (as C code hands them back)."""
+    result = <object>reference
+    Py_DECREF(result)
+    return result
 
 
 cdef inline const uint8_t* first_byte(const uint8_t[::1] view) noexcept:
     return &view[0] if view.shape[0] else <const uint8_t*>b""
 
 
-def decode_create_transfers(data):
-    """The packed transfer records of a ledger.v1.CreateTransfersRequest's wire bytes."""
+cdef object decode(data, Repeated request):
+    """The packed records of the elements of a request whose field 1 is `repeated <element> <field>`."""
+    cdef const message_t* m = request.element
     cdef const uint8_t[::1] view
     cdef const uint8_t* start
     cdef Py_ssize_t size, count
@@ -378,18 +521,33 @@ def decode_create_transfers(data):
     cdef bint release = size >= RELEASE_GIL_BYTES_MIN
     r.data, r.index, r.fault = start, -1, 0
     too_wide.index = -1
-    if not count_transfers_releasing(&r, start, start + size, &count, release):
-        raise fault_error(&r, "CreateTransfersRequest", "transfers[{index}]")
+    if not count_elements_releasing(&r, start, start + size, &count, release):
+        raise fault_error(&r, request.schema.message, request.schema.field + "[{index}]")
     if count > BATCH_EVENTS_MAX:
-        _check_count(count, "transfers")
-    out = PyBytes_FromStringAndSize(NULL, count * TRANSFER_SIZE)
+        _check_count(count, request.schema.field)
+    out = PyBytes_FromStringAndSize(NULL, count * m.size)
     cdef uint8_t* records = <uint8_t*>PyBytes_AS_STRING(out)
-    memset(records, 0, count * TRANSFER_SIZE)
-    if not read_transfers_releasing(&r, start, start + size, records, &too_wide, release):
-        raise fault_error(&r, "CreateTransfersRequest", "transfers[{index}]")
+    memset(records, 0, count * m.size)
+    if not read_elements_releasing(&r, m, start, start + size, records, &too_wide, release):
+        raise fault_error(&r, request.schema.message, request.schema.field + "[{index}]")
     if too_wide.index >= 0:
-        _check_u16(too_wide.value, "transfers.flags" if too_wide.is_flags else "transfers.code", too_wide.index)
+        check_too_wide(&too_wide, request.schema.field)
     return out
+
+
+def decode_create_transfers(data):
+    """The packed transfer records of a ledger.v1.CreateTransfersRequest's wire bytes."""
+    return decode(data, CREATE_TRANSFERS_REQUEST)
+
+
+def decode_create_accounts(data):
+    """The packed account records of a ledger.v1.CreateAccountsRequest's wire bytes."""
+    return decode(data, CREATE_ACCOUNTS_REQUEST)
+
+
+def decode_lookup_request(data):
+    """The packed 16-byte ids of a ledger.v1.LookupRequest's wire bytes."""
+    return decode(data, LOOKUP_REQUEST)
 
 
 def decode_transfer_stream_request(data):
@@ -401,7 +559,7 @@ def decode_transfer_stream_request(data):
     cdef too_wide_t too_wide
     cdef const uint8_t* tag_start
     cdef uint32_t field, wire_type
-    cdef uint32_t[2] code_flags
+    cdef uint32_t[2] wide
     cdef Py_ssize_t length
     if PyBytes_CheckExact(data):
         p, end = <const uint8_t*>PyBytes_AS_STRING(data), <const uint8_t*>PyBytes_AS_STRING(data) + PyBytes_GET_SIZE(data)
@@ -411,10 +569,10 @@ def decode_transfer_stream_request(data):
         end = p + view.shape[0]
     r.data, r.index, r.fault = p, -1, 0
     too_wide.index = -1
-    code_flags[0] = code_flags[1] = 0
-    out = PyBytes_FromStringAndSize(NULL, TRANSFER_SIZE)
+    wide[0] = wide[1] = 0
+    out = PyBytes_FromStringAndSize(NULL, TRANSFER.size)
     cdef uint8_t* record = <uint8_t*>PyBytes_AS_STRING(out)
-    memset(record, 0, TRANSFER_SIZE)
+    memset(record, 0, TRANSFER.size)
     while p < end:
         tag_start = p
         if not read_tag(&r, &p, end, &field, &wire_type):
@@ -423,7 +581,7 @@ def decode_transfer_stream_request(data):
             if not read_length(&r, &p, end, &length):
                 raise fault_error(&r, "TransferStreamRequest", "transfer")
             r.index = 0
-            if not read_transfer(&r, p, p + length, record, code_flags):
+            if not read_message(&r, &TRANSFER, p, p + length, record, wide, 1):
                 raise fault_error(&r, "TransferStreamRequest", "transfer")
             r.index = -1
             p += length
@@ -432,9 +590,9 @@ def decode_transfer_stream_request(data):
             raise fault_error(&r, "TransferStreamRequest", "transfer")
         elif not skip_unknown(&r, &p, end, field, wire_type, tag_start, 0):
             raise fault_error(&r, "TransferStreamRequest", "transfer")
-    finish_transfer(record, code_flags, 0, &too_wide)
+    finish_record(&TRANSFER, record, wide, 0, &too_wide)
     if too_wide.index >= 0:
-        _check_u16(too_wide.value, "transfers.flags" if too_wide.is_flags else "transfers.code", 0)
+        check_too_wide(&too_wide, CREATE_TRANSFERS_REQUEST.schema.field)
     return out
 
 
@@ -455,97 +613,138 @@ cdef inline uint8_t* write_varint(uint8_t* p, uint64_t value) noexcept nogil:
     return p + 1
 
 
-cdef inline int result_body_size(uint32_t code, uint64_t timestamp, uint64_t amount) noexcept nogil:
-    """The size of a ledger.v1.CreateTransfersResult as protobuf writes it: zero fields left out."""
-    return ((1 + varint_size(code) if code else 0) + (1 + varint_size(timestamp) if timestamp else 0)
-            + (1 + varint_size(amount) if amount else 0))
+cdef inline uint64_t scalar(const uint8_t* at, uint8_t kind) noexcept nogil:
+    """The value of a scalar field of a kind but UINT128 and FIXED64, from its place in the record."""
+    cdef uint64_t value64
+    cdef uint32_t value32
+    cdef uint16_t value16
+    if kind == KIND_U64:
+        memcpy(&value64, at, 8)
+        return value64
+    if kind == KIND_CODE or kind == KIND_FLAGS:
+        memcpy(&value16, at, 2)
+        return value16
+    memcpy(&value32, at, 4)
+    return value32
 
 
-cdef inline uint8_t* write_result(uint8_t* p, const uint8_t* packed) noexcept nogil:
-    """One results element (field 1 of the reply): its tag, its length and its fields in order."""
-    cdef uint32_t code
-    cdef uint64_t timestamp, amount
-    memcpy(&code, packed, 4)
-    memcpy(&timestamp, packed + 8, 8)
-    memcpy(&amount, packed + 16, 8)
-    p[0] = 1 << 3 | WIRE_LEN
-    p = write_varint(p + 1, result_body_size(code, timestamp, amount))
-    if code:
-        p[0] = 1 << 3 | WIRE_VARINT
-        p = write_varint(p + 1, code)
-    if timestamp:
-        p[0] = 2 << 3 | WIRE_VARINT
-        p = write_varint(p + 1, timestamp)
-    if amount:
-        p[0] = 3 << 3 | WIRE_VARINT
-        p = write_varint(p + 1, amount)
+cdef inline uint8_t* write_uint128(uint8_t* p, uint8_t number, const uint8_t* at) noexcept nogil:
+    """A Uint128 field, written even when zero (as _convert sets every one), each half only when not zero."""
+    cdef uint64_t lo, hi
+    memcpy(&lo, at, 8)
+    memcpy(&hi, at + 8, 8)
+    p[0] = number << 3 | WIRE_LEN
+    p[1] = (9 if lo else 0) + (9 if hi else 0)  # a one-byte tag and 8 bytes a half
+    p += 2
+    if lo:
+        p[0] = 1 << 3 | WIRE_I64
+        memcpy(p + 1, at, 8)
+        p += 9
+    if hi:
+        p[0] = 2 << 3 | WIRE_I64
+        memcpy(p + 1, at + 8, 8)
+        p += 9
     return p
 
 
-cdef Py_ssize_t results_wire_size(const uint8_t* packed, Py_ssize_t count, Py_ssize_t* bad_index,
-                                  uint32_t* bad_code) noexcept nogil:
-    """The size of the results on the wire, or -1 with the first result code no enum can hold and its index."""
-    cdef Py_ssize_t i, total = 0
-    cdef uint32_t code
-    cdef uint64_t timestamp, amount
-    cdef int body
-    for i in range(count):
-        memcpy(&code, packed, 4)
-        memcpy(&timestamp, packed + 8, 8)
-        memcpy(&amount, packed + 16, 8)
-        if code > ENUM_VALUE_MAX:
-            bad_index[0] = i
-            bad_code[0] = code
+cdef Py_ssize_t write_body(uint8_t* p, const message_t* m, const uint8_t* record, uint64_t* bad_result) noexcept nogil:
+    """One message's fields in number order as protobuf writes them: its size, or -1 for a result code past int32."""
+    cdef uint8_t* start = p
+    cdef int i
+    cdef uint8_t number, kind
+    cdef uint64_t value
+    for i in range(m.count):
+        number = m.numbers[i]
+        kind = m.kind[number]
+        if kind == KIND_UINT128:
+            p = write_uint128(p, number, record + m.offset[number])
+            continue
+        value = scalar(record + m.offset[number], kind)
+        if kind == KIND_RESULT and value > ENUM_VALUE_MAX:
+            bad_result[0] = value
             return -1
-        body = result_body_size(code, timestamp, amount)
-        total += 1 + varint_size(body) + body
-        packed += RESULT_SIZE
-    return total
+        if value:
+            p[0] = number << 3 | WIRE_VARINT
+            p = write_varint(p + 1, value)
+    return p - start
 
 
-cdef void write_results(uint8_t* p, const uint8_t* packed, Py_ssize_t count) noexcept nogil:
-    cdef Py_ssize_t i
+cdef Py_ssize_t write_elements(uint8_t* out, const message_t* m, const uint8_t* records, Py_ssize_t count,
+                               Py_ssize_t* bad_index, uint64_t* bad_result) noexcept nogil:
+    """Field 1 from every record, each element its tag, its length and its body; the size written, or -1 with the
+    first result code no enum can hold and its index. `out` holds count * m.element_size_max bytes."""
+    cdef uint8_t[BODY_SIZE_MAX] body  # written first: its length goes before it
+    cdef uint8_t* p = out
+    cdef Py_ssize_t i, size
     for i in range(count):
-        p = write_result(p, packed + i * RESULT_SIZE)
+        size = write_body(body, m, records + i * m.size, bad_result)
+        if size < 0:
+            bad_index[0] = i
+            return -1
+        p[0] = 1 << 3 | WIRE_LEN
+        p = write_varint(p + 1, size)
+        memcpy(p, body, size)
+        p += size
+    return p - out
+
+
+cdef Py_ssize_t write_elements_releasing(uint8_t* out, const message_t* m, const uint8_t* records, Py_ssize_t count,
+                                         Py_ssize_t* bad_index, uint64_t* bad_result, bint release):
+    if release:
+        with nogil:
+            return write_elements(out, m, records, count, bad_index, bad_result)
+    return write_elements(out, m, records, count, bad_index, bad_result)
+
+
+cdef object encode(records, Repeated reply):
+    """The wire bytes of a reply whose field 1 is `repeated <element> <field>` (or one), from packed records.
+
+    They are written once, into room for the largest the records could take, which is then cut to what they took.
+    """
+    cdef const message_t* m = reply.element
+    cdef const uint8_t[::1] view
+    cdef const uint8_t* packed
+    cdef Py_ssize_t size, count, total, bad_index = -1
+    cdef uint64_t bad_result = 0
+    cdef PyObject* out
+    if PyBytes_CheckExact(records):
+        packed, size = <const uint8_t*>PyBytes_AS_STRING(records), PyBytes_GET_SIZE(records)
+    else:
+        view = records
+        packed, size = first_byte(view), view.shape[0]
+    if size % m.size or (reply.single and size != m.size):
+        raise records_error(reply.schema, size)
+    count = size // m.size
+    out = new_bytes(NULL, count * m.element_size_max)
+    total = write_elements_releasing(<uint8_t*>PyBytes_AS_STRING(<object>out), m, packed, count, &bad_index,
+                                     &bad_result, size >= RELEASE_GIL_BYTES_MIN)
+    if total < 0:
+        Py_DECREF(<object>out)
+        raise result_error(reply.schema, bad_index, bad_result)
+    _PyBytes_Resize(&out, total)
+    return steal(out)
+
+
+def encode_transfers(records):
+    """The wire bytes of a ledger.v1.LookupTransfersResponse carrying these packed transfer records."""
+    return encode(records, TRANSFERS_RESPONSE)
+
+
+def encode_accounts(records):
+    """The wire bytes of a ledger.v1.LookupAccountsResponse carrying these packed account records."""
+    return encode(records, ACCOUNTS_RESPONSE)
 
 
 def encode_create_transfers_response(results):
     """The wire bytes of the ledger.v1.CreateTransfersResponse carrying these packed transfer results."""
-    cdef const uint8_t[::1] view
-    cdef const uint8_t* packed
-    cdef Py_ssize_t size, total, bad_index = -1
-    cdef uint32_t bad_code = 0
-    if PyBytes_CheckExact(results):
-        packed, size = <const uint8_t*>PyBytes_AS_STRING(results), PyBytes_GET_SIZE(results)
-    else:
-        view = results
-        packed, size = first_byte(view), view.shape[0]
-    if size % RESULT_SIZE:
-        raise results_size_error(size)
-    cdef Py_ssize_t count = size // RESULT_SIZE
-    total = results_wire_size(packed, count, &bad_index, &bad_code)
-    if total < 0:
-        raise result_code_error(f"results[{bad_index}].result", bad_code)
-    out = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
-    if size >= RELEASE_GIL_BYTES_MIN:
-        with nogil:
-            write_results(p, packed, count)
-    else:
-        write_results(p, packed, count)
-    return out
+    return encode(results, CREATE_TRANSFERS_RESPONSE)
+
+
+def encode_create_accounts_response(results):
+    """The wire bytes of the ledger.v1.CreateAccountsResponse carrying these packed account results."""
+    return encode(results, CREATE_ACCOUNTS_RESPONSE)
 
 
 def encode_transfer_stream_response(result):
     """The wire bytes of the ledger.v1.TransferStreamResponse carrying this one packed transfer result."""
-    cdef const uint8_t[::1] view = result
-    cdef Py_ssize_t size = view.shape[0], bad_index = -1
-    cdef uint32_t bad_code = 0
-    if size != RESULT_SIZE:
-        raise result_size_error(size)
-    cdef Py_ssize_t total = results_wire_size(&view[0], 1, &bad_index, &bad_code)
-    if total < 0:
-        raise result_code_error("result.result", bad_code)
-    out = PyBytes_FromStringAndSize(NULL, total)
-    write_result(<uint8_t*>PyBytes_AS_STRING(out), &view[0])
-    return out
+    return encode(result, TRANSFER_STREAM_RESPONSE)

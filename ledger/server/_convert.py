@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from ledger.engine._layout import (
     ACCOUNT_RESULT_STRUCT,
     ACCOUNT_STRUCT,
+    ID_STRUCT,
     TRANSFER_RESULT_STRUCT,
     TRANSFER_STRUCT,
     Buffer,
@@ -186,7 +187,13 @@ def account_filter_to_proto(f: AccountFilter) -> ledger_pb2.AccountFilter:
 
 # -- whole messages from and to wire bytes, through protobuf (where the native wire codec is not built) --
 
-Message = TypeVar("Message", ledger_pb2.CreateTransfersRequest, ledger_pb2.TransferStreamRequest)
+Message = TypeVar(
+    "Message",
+    ledger_pb2.CreateTransfersRequest,
+    ledger_pb2.TransferStreamRequest,
+    ledger_pb2.CreateAccountsRequest,
+    ledger_pb2.LookupRequest,
+)
 
 
 def _parse(kind: type[Message], data: Buffer) -> Message:
@@ -204,8 +211,31 @@ def decode_transfer_stream_request(data: Buffer) -> bytes:
     return transfers_to_packed([_parse(ledger_pb2.TransferStreamRequest, data).transfer])
 
 
+def decode_create_accounts(data: Buffer) -> bytes:
+    return accounts_to_packed(_parse(ledger_pb2.CreateAccountsRequest, data).accounts)
+
+
+def decode_lookup_request(data: Buffer) -> bytes:
+    ids = _parse(ledger_pb2.LookupRequest, data).ids
+    _check_count(len(ids), "ids")  # before a Python object is made for any of them
+    return b"".join(ID_STRUCT.pack(i.lo, i.hi) for i in ids)
+
+
 def encode_create_transfers_response(results: Buffer) -> bytes:
     return ledger_pb2.CreateTransfersResponse(results=transfer_results_from_packed(results)).SerializeToString()
+
+
+def encode_create_accounts_response(results: Buffer) -> bytes:
+    return ledger_pb2.CreateAccountsResponse(results=account_results_from_packed(results)).SerializeToString()
+
+
+def encode_transfers(records: Buffer) -> bytes:
+    """Also the bytes of GetAccountTransfersResponse and SubscribeTransfersResponse without `next`: field 1 too."""
+    return ledger_pb2.LookupTransfersResponse(transfers=transfers_from_packed(records)).SerializeToString()
+
+
+def encode_accounts(records: Buffer) -> bytes:
+    return ledger_pb2.LookupAccountsResponse(accounts=accounts_from_packed(records)).SerializeToString()
 
 
 def encode_transfer_stream_response(result: Buffer) -> bytes:

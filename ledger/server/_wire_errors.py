@@ -10,9 +10,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
-from ledger.engine._limits import TRANSFER_RESULT_SIZE
-
 from ._convert import ConversionError
+from ._wire_schema import Kind, Repeated
 
 DEPTH_MAX: Final = 100
 """Sub-messages and groups nested below the request, at most; upb's default limit, which the library applies."""
@@ -70,14 +69,16 @@ def malformed(where: str, offset: int, reason: int, value: int = 0) -> Conversio
     return ConversionError(f"{where}: malformed at byte {offset}: {_TEXT[Malformed(reason)].format(value=value)}")
 
 
-def results_size_error(size: int) -> ConversionError:
-    return ConversionError(f"results: {size} bytes is not a whole number of {TRANSFER_RESULT_SIZE}-byte results")
+def records_error(reply: Repeated, size: int) -> ConversionError:
+    """Packed records to write that are not a whole number of them (for a stream's message: not one)."""
+    record_size = reply.element.size
+    if reply.single:
+        return ConversionError(f"{reply.field}: {size} bytes where one {record_size}-byte {reply.field} was expected")
+    return ConversionError(f"{reply.field}: {size} bytes is not a whole number of {record_size}-byte {reply.field}")
 
 
-def result_size_error(size: int) -> ConversionError:
-    return ConversionError(f"result: {size} bytes where one {TRANSFER_RESULT_SIZE}-byte result was expected")
-
-
-def result_code_error(where: str, value: int) -> ConversionError:
+def result_error(reply: Repeated, index: int, value: int) -> ConversionError:
     """A result code past the largest value of an enum on the wire (int32), which protobuf refuses too."""
-    return ConversionError(f"{where}: {value} exceeds {ENUM_VALUE_MAX}, the largest enum value")
+    where = reply.field if reply.single else f"{reply.field}[{index}]"
+    name = next(field.name for field in reply.element.fields.values() if field.kind == Kind.RESULT)
+    return ConversionError(f"{where}.{name}: {value} exceeds {ENUM_VALUE_MAX}, the largest enum value")

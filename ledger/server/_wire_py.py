@@ -1,11 +1,14 @@
 """The wire codec in plain Python: the twin of the native module built from native/_wire.pyx.
 
-Transfers go from the protobuf wire bytes of a request straight into the
-engine's packed 128-byte records, and results from packed 24-byte records
-straight into the wire bytes of a reply, with no message object in between.
-The result is exactly that of the protobuf library followed by
-ledger.server._convert, and so are the errors for what the records cannot
-carry; bytes the library refuses are refused with a message naming the byte.
+Accounts, transfers and ids go from the protobuf wire bytes of a request
+straight into the engine's packed records, and accounts, transfers and
+results from packed records straight into the wire bytes of a reply, with
+no message object in between. The result is exactly that of the protobuf
+library and ledger.server._convert, and so are the errors for what the
+records cannot carry; bytes the library refuses are refused with a message
+naming the byte. Which field of which message lands where in its record is
+one table per message (ledger.server._wire_schema), read by one reader and
+one writer for all of them.
 
 The wire format as the library (upb) reads it, which both codecs follow:
 
@@ -25,9 +28,13 @@ The wire format as the library (upb) reads it, which both codecs follow:
   sub-messages and groups nest at most DEPTH_MAX deep below the request.
 
 Both codecs read in the same order and report the first fault they meet: the
-request's own fields first (to count the transfers before anything is
-allocated), then each transfer in turn. Over-wide code and flags are reported
-after the whole request is read, for the first transfer that has one.
+request's own fields first (to count its elements and refuse more than a
+batch before anything is allocated), then each element in turn. Over-wide
+code and flags are reported after the whole request is read, for the first
+element that has one.
+
+Replies are written as protobuf writes them: fields in number order, a
+scalar only when it is not zero, every Uint128 (which _convert always sets).
 """
 
 from __future__ import annotations
@@ -35,8 +42,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT, Buffer
-from ledger.engine._limits import TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.engine._layout import Buffer
 
 from ._convert import ConversionError, _check_count, _check_u16
 from ._wire_errors import (
@@ -48,33 +54,39 @@ from ._wire_errors import (
     VARINT_SIZE_MAX,
     Malformed,
     malformed,
-    result_code_error,
-    result_size_error,
-    results_size_error,
+    records_error,
+    result_error,
+)
+from ._wire_schema import (
+    ACCOUNTS_RESPONSE,
+    CREATE_ACCOUNTS_REQUEST,
+    CREATE_ACCOUNTS_RESPONSE,
+    CREATE_TRANSFERS_REQUEST,
+    CREATE_TRANSFERS_RESPONSE,
+    END_GROUP,
+    I32,
+    I64,
+    LEN,
+    LOOKUP_REQUEST,
+    START_GROUP,
+    TRANSFER,
+    TRANSFER_STREAM_RESPONSE,
+    TRANSFERS_RESPONSE,
+    UINT128,
+    VALUE_SIZE,
+    VARINT,
+    WIRE_TYPE,
+    Kind,
+    Message,
+    Repeated,
 )
 
 implementation = "python"
 
 _MASK32: Final = 2**32 - 1
 _MASK64: Final = 2**64 - 1
-
-VARINT: Final = 0
-I64: Final = 1
-LEN: Final = 2
-START_GROUP: Final = 3
-END_GROUP: Final = 4
-I32: Final = 5
-
-# Where each field of ledger.v1.Transfer lands in the record (ledger.engine._layout).
-_UINT128_OFFSETS: Final = {1: 0, 2: 16, 3: 32, 5: 56, 6: 72}
-_U64_OFFSETS: Final = {4: 48, 7: 88, 13: 112}
-_U32_OFFSETS: Final = {8: 96, 9: 100, 10: 104}
-_CODE: Final = 11
-_FLAGS: Final = 12
-_CODE_OFFSET: Final = 108
-_U64: Final = struct.Struct("<Q")
-_U32: Final = struct.Struct("<I")
-_U16_PAIR: Final = struct.Struct("<HH")
+_U16: Final = struct.Struct("<H")
+_TOO_WIDE: Final = {Kind.CODE: "code", Kind.FLAGS: "flags"}
 
 
 class _Reader:
@@ -160,8 +172,8 @@ class _Reader:
             pos = self.skip(pos, end, field, wire_type, tag_start, depth)
         raise self.fault(start, Malformed.GROUP_NOT_CLOSED, number)
 
-    def count_transfers(self) -> int:
-        """Read the request's own fields, the transfers skipped: how many transfers there are."""
+    def count_elements(self) -> int:
+        """Read the request's own fields, its elements (field 1) skipped: how many elements there are."""
         pos, end, count = 0, len(self.data), 0
         while pos < end:
             tag_start = pos
@@ -172,63 +184,58 @@ class _Reader:
             pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 0)
         return count
 
-    def transfer(self, pos: int, end: int, record: bytearray, offset: int, code_flags: list[int]) -> None:
-        """Merge one ledger.v1.Transfer into the record at `offset`; code and flags go to `code_flags`."""
+    def message(
+        self, message: Message, pos: int, end: int, record: bytearray, offset: int, wide: list[int], depth: int
+    ) -> None:
+        """Merge one message, nested `depth` deep, into the record at `offset`; code and flags go to `wide`."""
         while pos < end:
             tag_start = pos
             field, wire_type, pos = self.tag(pos, end)
-            if wire_type == VARINT and field in _U64_OFFSETS:
-                value, pos = self.varint(pos, end)
-                _U64.pack_into(record, offset + _U64_OFFSETS[field], value)
-            elif wire_type == VARINT and field in _U32_OFFSETS:
-                value, pos = self.varint(pos, end)
-                _U32.pack_into(record, offset + _U32_OFFSETS[field], value & _MASK32)
-            elif wire_type == VARINT and field in (_CODE, _FLAGS):
-                value, pos = self.varint(pos, end)
-                code_flags[field - _CODE] = value & _MASK32
-            elif wire_type == LEN and field in _UINT128_OFFSETS:
-                length, pos = self.length(pos, end)
-                self.uint128(pos, pos + length, record, offset + _UINT128_OFFSETS[field])
-                pos += length
+            known = message.fields.get(field)
+            if known is not None and wire_type == WIRE_TYPE[known.kind]:
+                at = offset + known.offset
+                if known.kind == Kind.UINT128:
+                    length, pos = self.length(pos, end)
+                    self.message(UINT128, pos, pos + length, record, at, wide, depth + 1)
+                    pos += length
+                elif known.kind == Kind.FIXED64:
+                    if end - pos < 8:
+                        raise self.fault(pos, Malformed.TRUNCATED_FIXED64)
+                    record[at : at + 8] = self.data[pos : pos + 8]
+                    pos += 8
+                else:
+                    value, pos = self.varint(pos, end)
+                    if known.kind in _TOO_WIDE:
+                        wide[known.kind - Kind.CODE] = value & _MASK32
+                    else:
+                        size = VALUE_SIZE[known.kind]
+                        record[at : at + size] = (value & (1 << 8 * size) - 1).to_bytes(size, "little")
             elif wire_type == END_GROUP:
                 raise self.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
             else:
-                pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 1)
-
-    def uint128(self, pos: int, end: int, record: bytearray, offset: int) -> None:
-        """Merge one ledger.v1.Uint128 (fixed64 lo = 1, hi = 2) into the 16 bytes at `offset`."""
-        while pos < end:
-            tag_start = pos
-            field, wire_type, pos = self.tag(pos, end)
-            if wire_type == I64 and field in (1, 2):
-                if end - pos < 8:
-                    raise self.fault(pos, Malformed.TRUNCATED_FIXED64)
-                half = offset + 8 * (field - 1)
-                record[half : half + 8] = self.data[pos : pos + 8]
-                pos += 8
-            elif wire_type == END_GROUP:
-                raise self.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
-            else:
-                pos = self.skip_unknown(pos, end, field, wire_type, tag_start, 2)
+                pos = self.skip_unknown(pos, end, field, wire_type, tag_start, depth)
 
 
-def _finish(record: bytearray, offset: int, code_flags: list[int], index: int) -> tuple[int, str, int] | None:
+def _finish(
+    message: Message, record: bytearray, offset: int, wide: list[int], field: str, index: int
+) -> tuple[int, str, int] | None:
     """Write code and flags into the record; the first of them too wide for it, as (value, field, index)."""
-    code, flags = code_flags
-    _U16_PAIR.pack_into(record, offset + _CODE_OFFSET, code & 0xFFFF, flags & 0xFFFF)
-    if code > 0xFFFF:
-        return code, "transfers.code", index
-    if flags > 0xFFFF:
-        return flags, "transfers.flags", index
+    for kind, value in zip((Kind.CODE, Kind.FLAGS), wide, strict=True):
+        if (at := message.offset_of(kind)) >= 0:
+            _U16.pack_into(record, offset + at, value & 0xFFFF)
+    for kind, value in zip((Kind.CODE, Kind.FLAGS), wide, strict=True):
+        if value > 0xFFFF:
+            return value, f"{field}.{_TOO_WIDE[kind]}", index
     return None
 
 
-def decode_create_transfers(data: Buffer) -> bytes:
-    """The packed transfer records of a ledger.v1.CreateTransfersRequest's wire bytes."""
-    reader = _Reader(bytes(data), "CreateTransfersRequest")
-    count = reader.count_transfers()
-    _check_count(count, "transfers")
-    records = bytearray(count * TRANSFER_SIZE)
+def _decode(request: Repeated, data: Buffer) -> bytes:
+    """The packed records of the elements of a request that is `repeated <element> <field> = 1`."""
+    reader = _Reader(bytes(data), request.message)
+    count = reader.count_elements()
+    _check_count(count, request.field)
+    element = request.element
+    records = bytearray(count * element.size)
     too_wide: tuple[int, str, int] | None = None
     pos, end, index = 0, len(reader.data), 0
     while pos < end:
@@ -236,12 +243,11 @@ def decode_create_transfers(data: Buffer) -> bytes:
         field, wire_type, pos = reader.tag(pos, end)
         if field == 1 and wire_type == LEN:
             length, pos = reader.length(pos, end)
-            reader.where = f"transfers[{index}]"
-            code_flags = [0, 0]
-            reader.transfer(pos, pos + length, records, index * TRANSFER_SIZE, code_flags)
-            wide = _finish(records, index * TRANSFER_SIZE, code_flags, index)
-            too_wide = too_wide or wide
-            reader.where = "CreateTransfersRequest"
+            reader.where = f"{request.field}[{index}]"
+            wide = [0, 0]
+            reader.message(element, pos, pos + length, records, index * element.size, wide, 1)
+            too_wide = too_wide or _finish(element, records, index * element.size, wide, request.field, index)
+            reader.where = request.message
             pos += length
             index += 1
         else:
@@ -251,11 +257,26 @@ def decode_create_transfers(data: Buffer) -> bytes:
     return bytes(records)
 
 
+def decode_create_transfers(data: Buffer) -> bytes:
+    """The packed transfer records of a ledger.v1.CreateTransfersRequest's wire bytes."""
+    return _decode(CREATE_TRANSFERS_REQUEST, data)
+
+
+def decode_create_accounts(data: Buffer) -> bytes:
+    """The packed account records of a ledger.v1.CreateAccountsRequest's wire bytes."""
+    return _decode(CREATE_ACCOUNTS_REQUEST, data)
+
+
+def decode_lookup_request(data: Buffer) -> bytes:
+    """The packed 16-byte ids of a ledger.v1.LookupRequest's wire bytes."""
+    return _decode(LOOKUP_REQUEST, data)
+
+
 def decode_transfer_stream_request(data: Buffer) -> bytes:
     """The one packed transfer record of a ledger.v1.TransferStreamRequest's wire bytes (zeros if it has none)."""
     reader = _Reader(bytes(data), "TransferStreamRequest")
-    record = bytearray(TRANSFER_SIZE)
-    code_flags = [0, 0]
+    record = bytearray(TRANSFER.size)
+    wide = [0, 0]
     pos, end = 0, len(reader.data)
     while pos < end:
         tag_start = pos
@@ -263,14 +284,14 @@ def decode_transfer_stream_request(data: Buffer) -> bytes:
         if field == 1 and wire_type == LEN:
             length, pos = reader.length(pos, end)
             reader.where = "transfer"
-            reader.transfer(pos, pos + length, record, 0, code_flags)
+            reader.message(TRANSFER, pos, pos + length, record, 0, wide, 1)
             reader.where = "TransferStreamRequest"
             pos += length
         elif wire_type == END_GROUP:
             raise reader.fault(tag_start, Malformed.END_GROUP_UNMATCHED, field)
         else:
             pos = reader.skip_unknown(pos, end, field, wire_type, tag_start, 0)
-    too_wide = _finish(record, 0, code_flags, 0)
+    too_wide = _finish(TRANSFER, record, 0, wide, CREATE_TRANSFERS_REQUEST.field, 0)
     if too_wide is not None:
         _check_u16(*too_wide)
     return bytes(record)
@@ -285,32 +306,62 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _result(result: int, timestamp: int, amount: int, where: str) -> bytes:
-    """A ledger.v1.CreateTransfersResult as protobuf writes it: fields in order, zeros left out."""
-    if result > ENUM_VALUE_MAX:
-        raise result_code_error(where, result)
+def _delimited(field: int, body: bytes) -> bytes:
+    return _varint(field << 3 | LEN) + _varint(len(body)) + body
+
+
+def _body(message: Message, record: bytes, offset: int, reply: Repeated, index: int) -> bytes:
+    """The fields of one message (element `index` of the reply) written from the record at `offset`."""
     body = b""
-    for field, value in ((1, result), (2, timestamp), (3, amount)):
+    for number, known in message.fields.items():
+        at = offset + known.offset
+        if known.kind == Kind.UINT128:
+            body += _delimited(number, _body(UINT128, record, at, reply, index))
+            continue
+        raw = record[at : at + VALUE_SIZE[known.kind]]
+        if known.kind == Kind.FIXED64:
+            if any(raw):
+                body += _varint(number << 3 | I64) + raw
+            continue
+        value = int.from_bytes(raw, "little")
+        if known.kind == Kind.RESULT and value > ENUM_VALUE_MAX:
+            raise result_error(reply, index, value)
         if value:
-            body += _varint(field << 3 | VARINT) + _varint(value)
-    return _varint(1 << 3 | LEN) + _varint(len(body)) + body
+            body += _varint(number << 3 | VARINT) + _varint(value)
+    return body
+
+
+def _encode(reply: Repeated, records: Buffer) -> bytes:
+    """The wire bytes of a reply whose field 1 is `repeated <element> <field>` (or one), from packed records."""
+    data, size = bytes(records), reply.element.size
+    if len(data) % size or (reply.single and len(data) != size):
+        raise records_error(reply, len(data))
+    return b"".join(
+        _delimited(1, _body(reply.element, data, offset, reply, index))
+        for index, offset in enumerate(range(0, len(data), size))
+    )
+
+
+def encode_transfers(records: Buffer) -> bytes:
+    """The wire bytes of a ledger.v1.LookupTransfersResponse carrying these packed transfer records."""
+    return _encode(TRANSFERS_RESPONSE, records)
+
+
+def encode_accounts(records: Buffer) -> bytes:
+    """The wire bytes of a ledger.v1.LookupAccountsResponse carrying these packed account records."""
+    return _encode(ACCOUNTS_RESPONSE, records)
 
 
 def encode_create_transfers_response(results: Buffer) -> bytes:
     """The wire bytes of the ledger.v1.CreateTransfersResponse carrying these packed transfer results."""
-    size = memoryview(results).nbytes
-    if size % TRANSFER_RESULT_SIZE:
-        raise results_size_error(size)
-    return b"".join(
-        _result(result, timestamp, amount, f"results[{index}].result")
-        for index, (result, _, timestamp, amount) in enumerate(TRANSFER_RESULT_STRUCT.iter_unpack(results))
-    )
+    return _encode(CREATE_TRANSFERS_RESPONSE, results)
+
+
+def encode_create_accounts_response(results: Buffer) -> bytes:
+    """The wire bytes of the ledger.v1.CreateAccountsResponse carrying these packed account results."""
+    return _encode(CREATE_ACCOUNTS_RESPONSE, results)
 
 
 def encode_transfer_stream_response(result: Buffer) -> bytes:
     """The wire bytes of the ledger.v1.TransferStreamResponse carrying this one packed transfer result."""
-    size = memoryview(result).nbytes
-    if size != TRANSFER_RESULT_SIZE:
-        raise result_size_error(size)
-    code, _, timestamp, amount = TRANSFER_RESULT_STRUCT.unpack(result)
-    return _result(code, timestamp, amount, "result.result")
+    return _encode(TRANSFER_STREAM_RESPONSE, result)
