@@ -252,13 +252,13 @@ def test_without_keys_each_connection_takes_its_own_turn(tmp_path: Any) -> None:
 
 def test_replies_are_built_off_the_event_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: set[str] = set()
-    convert = _servicer.add_transfers
+    convert = _servicer.encode_transfers
 
-    def watched(transfers: Any, records: Any) -> None:
+    def watched(records: Any) -> bytes:
         threads.add(threading.current_thread().name)
-        convert(transfers, records)
+        return convert(records)
 
-    monkeypatch.setattr(_servicer, "add_transfers", watched)
+    monkeypatch.setattr(_servicer, "encode_transfers", watched)
 
     async def body(served: Served) -> None:
         await books(served.stub, served.md)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -38,7 +38,6 @@ from ledger.server._convert import (
     transfers_from_packed,
     transfers_to_packed,
 )
-from ledger.server._servicer import _ids
 from ledger.server._wire_errors import DEPTH_MAX, Malformed
 from ledger.server._wire_schema import Kind
 from ledger.v1 import ledger_pb2, types_pb2
@@ -87,6 +86,13 @@ class Request(NamedTuple):
     packed_by_library: Callable[[Any], bytes]
     """What protobuf's message becomes through _convert (ids: as the servicer packs them today)."""
     record_size: int
+
+
+def _ids(ids: Sequence[types_pb2.Uint128]) -> bytes:
+    """What the Ledger service did with a LookupRequest's ids before the codec read them: counted, then packed."""
+    if len(ids) > BATCH_EVENTS_MAX:
+        raise ConversionError(f"ids: {len(ids)} items exceeds the limit of {BATCH_EVENTS_MAX} per request")
+    return pack_ids([i.lo | i.hi << 64 for i in ids])
 
 
 REQUESTS = {
