@@ -1,7 +1,9 @@
 """The production journal store: PostgreSQL through psycopg 3.
 
-A group commit is one COPY … FROM STDIN (FORMAT BINARY) of commit rows whose
-blobs are the engine's packed records, the transfers in LZ4 blocks
+A group commit is one statement in autocommit: a prepared INSERT of its one
+commit row (the usual case), or one COPY … FROM STDIN (FORMAT BINARY) of
+several rows (a backlog past commit_bytes_max). Either way the row is the
+same: blobs of the engine's packed records, the transfers in LZ4 blocks
 (_blocks.py): nothing is encoded per transfer, and Postgres appends about as
 fast as it can write WAL, a third as much as the raw records. Balances
 are never updated row by row (that costs 6 to 12 times more here); they live in the
@@ -26,6 +28,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.engine._limits import TRANSFER_SIZE
@@ -122,6 +125,9 @@ _COMMIT_COLUMNS: Final = (
     "accounts, transfers, transfer_blocks, expired, balances"
 )
 _COPY_COLUMNS: Final = _COMMIT_COLUMNS
+_INSERT_COMMIT: Final = f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(['%b'] * 11)})"
+"""One commit row, prepared, its parameters binary: one round trip where COPY takes two (the server answers
+COPY before it takes the data), 0.1 ms less per commit here at every size up to a full batch."""
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -227,23 +233,12 @@ class PostgresStore:
         connection = self._writer_connection()
         try:
             try:
-                statement = f"COPY ledger_journal ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
                 # One statement in autocommit is its own transaction: all rows or none, durable when it
                 # returns (synchronous_commit), without the round trips of BEGIN and COMMIT.
-                with connection.cursor() as cursor, cursor.copy(statement) as copy:
-                    copy.write(_COPY_SIGNATURE)
-                    for c in commits:
-                        head = _COPY_ROW_HEAD.pack(
-                            11, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
-                            8, c.transfers_count, 8, c.checksum,
-                        )  # fmt: skip
-                        copy.write(head)
-                        blocks, ends = compress_transfers(c.transfers)
-                        for blob in (c.accounts, blocks, ends, c.expired, c.balances):
-                            copy.write(_COPY_LENGTH.pack(len(blob)))
-                            if blob:
-                                copy.write(blob)
-                    copy.write(_COPY_TRAILER)
+                if len(commits) == 1:
+                    self._insert(connection, commits[0])
+                else:
+                    self._copy(connection, commits)
             except pg_errors.UniqueViolation:
                 # A retry of a transaction that landed although its acknowledgement was lost.
                 seqs = [c.seq for c in commits]
@@ -252,6 +247,32 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             self._drop_writer()
             raise StoreUnavailable(f"{self.description}: commit not confirmed: {exc}".strip()) from exc
+
+    @staticmethod
+    def _insert(connection: psycopg.Connection[Any], c: Commit) -> None:
+        blocks, ends = compress_transfers(c.transfers)
+        # Int8 throughout: psycopg would otherwise pick int2, int4 or int8 by value, and prepare each mix anew.
+        numbers = (c.seq, c.timestamp_last, c.accounts_first, c.transfers_first, c.transfers_count, c.checksum)
+        blobs = (c.accounts, blocks, ends, c.expired, c.balances)
+        connection.execute(_INSERT_COMMIT, (*map(Int8, numbers), *blobs), prepare=True)
+
+    @staticmethod
+    def _copy(connection: psycopg.Connection[Any], commits: Sequence[Commit]) -> None:
+        statement = f"COPY ledger_journal ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(_COPY_SIGNATURE)
+            for c in commits:
+                head = _COPY_ROW_HEAD.pack(
+                    11, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
+                    8, c.transfers_count, 8, c.checksum,
+                )  # fmt: skip
+                copy.write(head)
+                blocks, ends = compress_transfers(c.transfers)
+                for blob in (c.accounts, blocks, ends, c.expired, c.balances):
+                    copy.write(_COPY_LENGTH.pack(len(blob)))
+                    if blob:
+                        copy.write(blob)
+            copy.write(_COPY_TRAILER)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         connection = self._writer_connection()
