@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.numeric import Int8
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.engine._limits import TRANSFER_SIZE
@@ -125,9 +125,16 @@ _COMMIT_COLUMNS: Final = (
     "accounts, transfers, transfer_blocks, expired, balances"
 )
 _COPY_COLUMNS: Final = _COMMIT_COLUMNS
-_INSERT_COMMIT: Final = f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(['%b'] * 11)})"
-"""One commit row, prepared, its parameters binary: one round trip where COPY takes two (the server answers
-COPY before it takes the data), 0.1 ms less per commit here at every size up to a full batch."""
+_INSERT_NAME: Final = b"ledger_journal_insert"
+_INSERT_SQL: Final = (
+    f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 12))})".encode()
+)
+"""One commit row: one round trip where COPY takes two (the server answers COPY before it takes the data),
+0.1 ms less per commit here at every size up to a full batch."""
+_INT8_OID, _BYTEA_OID = 20, 17
+_INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 5
+_BINARY: Final = (1,) * 11
+_INT8: Final = struct.Struct(">q")
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -144,6 +151,15 @@ def describe(dsn: str) -> str:
     return f"postgresql://{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
 
 
+def _check(connection: psycopg.Connection[Any], result: pq.abc.PGresult) -> None:
+    """Raise what psycopg would for a statement run through libpq directly that did not succeed."""
+    if result.status == pq.ExecStatus.COMMAND_OK:
+        return
+    if connection.pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError(result.get_error_message(connection.info.encoding).strip())
+    raise pg_errors.error_from_result(result, encoding=connection.info.encoding)
+
+
 class PostgresStore:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -153,6 +169,7 @@ class PostgresStore:
         self._indexer: psycopg.Connection[Any] | None = None
         self._scanner: psycopg.Connection[Any] | None = None
         self._scan_lock = threading.Lock()
+        self._insert_prepared_on: psycopg.Connection[Any] | None = None
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -248,13 +265,22 @@ class PostgresStore:
             self._drop_writer()
             raise StoreUnavailable(f"{self.description}: commit not confirmed: {exc}".strip()) from exc
 
-    @staticmethod
-    def _insert(connection: psycopg.Connection[Any], c: Commit) -> None:
+    def _insert(self, connection: psycopg.Connection[Any], c: Commit) -> None:
+        """The commit as one prepared INSERT with binary parameters, sent through libpq itself.
+
+        psycopg's own execute costs about 0.15 ms of Python per commit here (a cursor, adaptation, the
+        prepared-statement cache, result bookkeeping) on the path every acknowledgement waits for; this
+        is one libpq call, which releases the GIL while PostgreSQL commits.
+        """
+        pgconn = connection.pgconn
+        if self._insert_prepared_on is not connection:  # a prepared statement lives as long as its session
+            _check(connection, pgconn.prepare(_INSERT_NAME, _INSERT_SQL, _INSERT_TYPES))
+            self._insert_prepared_on = connection
         blocks, ends = compress_transfers(c.transfers)
-        # Int8 throughout: psycopg would otherwise pick int2, int4 or int8 by value, and prepare each mix anew.
         numbers = (c.seq, c.timestamp_last, c.accounts_first, c.transfers_first, c.transfers_count, c.checksum)
         blobs = (c.accounts, blocks, ends, c.expired, c.balances)
-        connection.execute(_INSERT_COMMIT, (*map(Int8, numbers), *blobs), prepare=True)
+        params = [*map(_INT8.pack, numbers), *(b if isinstance(b, bytes) else bytes(b) for b in blobs)]
+        _check(connection, pgconn.exec_prepared(_INSERT_NAME, params, _BINARY, 1))
 
     @staticmethod
     def _copy(connection: psycopg.Connection[Any], commits: Sequence[Commit]) -> None:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from ledger.engine._limits import TRANSFER_SIZE
-from ledger.journal import Commit, JournalCorrupt, open_store
+from ledger.journal import Commit, JournalCorrupt, StoreUnavailable, open_store
 from ledger.journal._blocks import TRANSFER_BLOCK_RECORDS
 from ledger.journal._postgres import PostgresStore
 from tests.stores import postgres_schema
@@ -63,7 +63,7 @@ def test_one_commit_is_an_insert_several_a_copy_and_both_store_the_same_row(
 ) -> None:
     used: list[str] = []
     insert, copy = PostgresStore._insert, PostgresStore._copy
-    spy_insert = staticmethod(lambda connection, c: (used.append("insert"), insert(connection, c)))
+    spy_insert = lambda self, connection, c: (used.append("insert"), insert(self, connection, c))  # noqa: E731
     spy_copy = staticmethod(lambda connection, cs: (used.append("copy"), copy(connection, cs)))
     monkeypatch.setattr(PostgresStore, "_insert", spy_insert)
     monkeypatch.setattr(PostgresStore, "_copy", spy_copy)
@@ -106,5 +106,27 @@ def test_an_insert_that_landed_unacknowledged_is_recognised_and_a_different_one_
         with pytest.raises(JournalCorrupt, match="different contents"):
             store.append([changed])
         assert [c.seq for c in store.commits()] == [1, 2]
+    finally:
+        store.close()
+
+
+def test_a_lost_connection_fails_the_insert_as_unavailable_and_the_next_session_prepares_it_again(
+    two_schemas: tuple[str, str],
+) -> None:
+    store = open_store(two_schemas[0])
+    store.connect()
+    try:
+        first, second, third = commits(3)
+        store.append([first])
+        assert isinstance(store, PostgresStore) and store._writer is not None
+        backend = store._writer.info.backend_pid
+        with psycopg.connect(two_schemas[1], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        with pytest.raises(StoreUnavailable, match="commit not confirmed"):
+            store.append([second])
+        store.append([second])  # a new session: the statement is prepared there before it is used
+        store.append([third])
+        assert store._writer.info.backend_pid != backend
+        assert [c.seq for c in store.commits()] == [1, 2, 3]
     finally:
         store.close()
