@@ -30,4 +30,5 @@ def test_lone_caller_and_many_callers_side_by_side(benchmark: Any, capsys: pytes
     assert all(len(result["transfers_per_s_rounds"]) == 2 for result in report["callers_4"].values())
     targets = report["targets"]
     assert targets["lone_p50_ms_vs_plain_postgresql"]["target"] == report["lone_caller"]["plain_postgresql"]["p50_ms"]
+    assert targets["lone_p50_ms_vs_fastest_plain"]["against"].startswith("plain_postgresql")
     assert targets["callers_4_vs_best_plain"]["against"].startswith("plain_postgresql")

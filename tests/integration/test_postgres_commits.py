@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -22,6 +23,17 @@ from tests.stores import postgres_schema
 def two_schemas() -> Iterator[tuple[str, str]]:
     with postgres_schema() as first, postgres_schema() as second:
         yield first, second
+
+
+@contextmanager
+def connected(url: str) -> Iterator[PostgresStore]:
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    store.connect()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def commits(count: int) -> list[Commit]:
@@ -68,10 +80,7 @@ def test_one_commit_is_an_insert_several_a_copy_and_both_store_the_same_row(
     monkeypatch.setattr(PostgresStore, "_insert", spy_insert)
     monkeypatch.setattr(PostgresStore, "_copy", spy_copy)
     written = commits(8)
-    one_by_one, all_at_once = (open_store(url) for url in two_schemas)
-    for store in (one_by_one, all_at_once):
-        store.connect()
-    try:
+    with connected(two_schemas[0]) as one_by_one, connected(two_schemas[1]) as all_at_once:
         for commit in written:
             one_by_one.append([commit])
         all_at_once.append(written)
@@ -84,17 +93,12 @@ def test_one_commit_is_an_insert_several_a_copy_and_both_store_the_same_row(
             ]
             for commit in read:
                 commit.verify()
-    finally:
-        one_by_one.close()
-        all_at_once.close()
 
 
 def test_an_insert_that_landed_unacknowledged_is_recognised_and_a_different_one_refused(
     two_schemas: tuple[str, str],
 ) -> None:
-    store = open_store(two_schemas[0])
-    store.connect()
-    try:
+    with connected(two_schemas[0]) as store:
         first, second = commits(2)
         store.append([first])
         store.append([first])  # the retry of an INSERT whose acknowledgement was lost
@@ -106,19 +110,15 @@ def test_an_insert_that_landed_unacknowledged_is_recognised_and_a_different_one_
         with pytest.raises(JournalCorrupt, match="different contents"):
             store.append([changed])
         assert [c.seq for c in store.commits()] == [1, 2]
-    finally:
-        store.close()
 
 
 def test_a_lost_connection_fails_the_insert_as_unavailable_and_the_next_session_prepares_it_again(
     two_schemas: tuple[str, str],
 ) -> None:
-    store = open_store(two_schemas[0])
-    store.connect()
-    try:
+    with connected(two_schemas[0]) as store:
         first, second, third = commits(3)
         store.append([first])
-        assert isinstance(store, PostgresStore) and store._writer is not None
+        assert store._writer is not None
         backend = store._writer.info.backend_pid
         with psycopg.connect(two_schemas[1], autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
@@ -128,5 +128,3 @@ def test_a_lost_connection_fails_the_insert_as_unavailable_and_the_next_session_
         store.append([third])
         assert store._writer.info.backend_pid != backend
         assert [c.seq for c in store.commits()] == [1, 2, 3]
-    finally:
-        store.close()
