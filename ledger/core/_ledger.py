@@ -180,7 +180,7 @@ class Ledger:
             accounts_count=report.accounts_count,
             transfers_count=report.transfers_count,
             commit_bytes_max=config.commit_bytes_max,
-            on_durable=self._durable,
+            on_durable=lambda ticket: self._soon(self._durable_reached, ticket),
             on_unavailable=lambda exc: self._soon(self._set_unavailable, exc),
             on_available=lambda: self._soon(self._set_unavailable, None),
             on_fatal=lambda exc: self._soon(self._fail, exc),
@@ -420,11 +420,6 @@ class Ledger:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _durable(self, ticket: int) -> None:
-        """On the writer thread: everything up to `ticket` is durable; answer it, then index it."""
-        self._soon(self._durable_reached, ticket)
-        self._history.wake()
-
     def _durable_reached(self, ticket: int) -> None:
         self._ticket_durable = max(self._ticket_durable, ticket)
         while self._waiters and self._waiters[0][0] <= self._ticket_durable:
@@ -563,8 +558,8 @@ class Ledger:
             raise LedgerUnavailable(f"committed transfers cannot be read now: {exc}") from exc
 
     def _written(self, commits: list[Commit]) -> None:
-        """On the writer thread: these commits are durable (the history index is woken once they are answered)."""
-        self._history.durable(commits, wake=False)
+        """On the writer thread: these commits are durable."""
+        self._history.durable(commits)
         if self._subscribers:  # read without the loop: one that subscribes meanwhile finds these in the store
             self._soon(self._publish, commits)
 

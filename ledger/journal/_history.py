@@ -178,14 +178,11 @@ class HistoryIndex:
         self._durable_seq = max(durable_seq, self._flushed_seq)
         self._thread.start()
 
-    def durable(self, commits: Sequence[Commit], *, wake: bool = True) -> None:
+    def durable(self, commits: Sequence[Commit]) -> None:
         """These commits are durable: index them (called by the journal writer, in seq order).
 
         They are kept in memory for the index thread up to QUEUE_BYTES_MAX; past that it reads them
-        back from the store instead. With `wake=False` the index thread is not woken until `wake()`: the
-        writer first acknowledges the commits, so that their callers are not kept waiting while the index
-        thread takes the interpreter's lock; a query started after the acknowledgement already waits for
-        these commits, as `durable_seq` includes them.
+        back from the store instead.
         """
         if not commits:
             return
@@ -199,12 +196,6 @@ class HistoryIndex:
                 self._queue.clear()
                 self._queue_bytes = 0
             self._durable_seq = max(self._durable_seq, commits[-1].seq)
-            if wake:
-                self._changed.notify_all()
-
-    def wake(self) -> None:
-        """Let the index thread index what `durable(..., wake=False)` handed over."""
-        with self._lock:
             self._changed.notify_all()
 
     @property
