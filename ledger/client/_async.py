@@ -61,7 +61,9 @@ class _Batcher(Generic[Payload, Result]):
 
     One runner task per kind takes the first waiting call, waits for a free request slot (at most
     `batch_in_flight_max` requests in flight; calls keep gathering meanwhile), then adds every call
-    already waiting. If the batch can take more, it lets the event loop run once more: if that brought
+    already waiting. If no request is in flight, the batch goes at once: waiting for more callers would
+    only delay these (a lone caller pays one RPC, no more), and whoever comes meanwhile gathers behind
+    it. Otherwise, if the batch can take more, it lets the event loop run once more: if that brought
     another call it keeps gathering, up to `batch_window_seconds`; if not, the loop is idle and the batch
     goes. A full batch, or one whose last call leaves a linked chain open, goes at once.
     """
@@ -77,6 +79,7 @@ class _Batcher(Generic[Payload, Result]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._requests_in_flight = 0
         self._closed = False
 
     def submit(self, payload: Payload, count: int, open_chain: bool, timeout_seconds: float) -> Awaitable[Result]:
@@ -131,12 +134,13 @@ class _Batcher(Generic[Payload, Result]):
                 window_end = loop.time() + self._window_seconds
                 while True:
                     batch.extend(pending, _gone)
-                    if batch.closed or loop.time() >= window_end:
+                    if batch.closed or not self._requests_in_flight or loop.time() >= window_end:
                         break
                     await asyncio.sleep(0)  # one more turn of the event loop for callers still on their way
                     if self._queue.empty():
                         break
                     self._drain(pending)
+                self._requests_in_flight += 1
                 task = asyncio.create_task(self._flush(batch))
                 batch = None
                 self._sending.add(task)
@@ -167,6 +171,7 @@ class _Batcher(Generic[Payload, Result]):
                 if not entry.waiter.done():
                     entry.waiter.set_result(result)
         finally:
+            self._requests_in_flight -= 1
             self._slots.release()
             self._deadlines.discard_ended()
 

@@ -1,7 +1,9 @@
 """The production journal store: PostgreSQL through psycopg 3.
 
-A group commit is one COPY … FROM STDIN (FORMAT BINARY) of commit rows whose
-blobs are the engine's packed records, the transfers in LZ4 blocks
+A group commit is one statement in autocommit: a prepared INSERT of its one
+commit row (the usual case), or one COPY … FROM STDIN (FORMAT BINARY) of
+several rows (a backlog past commit_bytes_max). Either way the row is the
+same: blobs of the engine's packed records, the transfers in LZ4 blocks
 (_blocks.py): nothing is encoded per transfer, and Postgres appends about as
 fast as it can write WAL, a third as much as the raw records. Balances
 are never updated row by row (that costs 6 to 12 times more here); they live in the
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -122,6 +125,16 @@ _COMMIT_COLUMNS: Final = (
     "accounts, transfers, transfer_blocks, expired, balances"
 )
 _COPY_COLUMNS: Final = _COMMIT_COLUMNS
+_INSERT_NAME: Final = b"ledger_journal_insert"
+_INSERT_SQL: Final = (
+    f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 12))})".encode()
+)
+"""One commit row: one round trip where COPY takes two (the server answers COPY before it takes the data),
+0.1 ms less per commit here at every size up to a full batch."""
+_INT8_OID, _BYTEA_OID = 20, 17
+_INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 5
+_BINARY: Final = (1,) * 11
+_INT8: Final = struct.Struct(">q")
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -138,6 +151,15 @@ def describe(dsn: str) -> str:
     return f"postgresql://{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
 
 
+def _check(connection: psycopg.Connection[Any], result: pq.abc.PGresult) -> None:
+    """Raise what psycopg would for a statement run through libpq directly that did not succeed."""
+    if result.status == pq.ExecStatus.COMMAND_OK:
+        return
+    if connection.pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError(result.get_error_message(connection.info.encoding).strip())
+    raise pg_errors.error_from_result(result, encoding=connection.info.encoding)
+
+
 class PostgresStore:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -147,6 +169,7 @@ class PostgresStore:
         self._indexer: psycopg.Connection[Any] | None = None
         self._scanner: psycopg.Connection[Any] | None = None
         self._scan_lock = threading.Lock()
+        self._insert_prepared_on: psycopg.Connection[Any] | None = None
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -227,23 +250,12 @@ class PostgresStore:
         connection = self._writer_connection()
         try:
             try:
-                statement = f"COPY ledger_journal ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
                 # One statement in autocommit is its own transaction: all rows or none, durable when it
                 # returns (synchronous_commit), without the round trips of BEGIN and COMMIT.
-                with connection.cursor() as cursor, cursor.copy(statement) as copy:
-                    copy.write(_COPY_SIGNATURE)
-                    for c in commits:
-                        head = _COPY_ROW_HEAD.pack(
-                            11, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
-                            8, c.transfers_count, 8, c.checksum,
-                        )  # fmt: skip
-                        copy.write(head)
-                        blocks, ends = compress_transfers(c.transfers)
-                        for blob in (c.accounts, blocks, ends, c.expired, c.balances):
-                            copy.write(_COPY_LENGTH.pack(len(blob)))
-                            if blob:
-                                copy.write(blob)
-                    copy.write(_COPY_TRAILER)
+                if len(commits) == 1:
+                    self._insert(connection, commits[0])
+                else:
+                    self._copy(connection, commits)
             except pg_errors.UniqueViolation:
                 # A retry of a transaction that landed although its acknowledgement was lost.
                 seqs = [c.seq for c in commits]
@@ -252,6 +264,41 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             self._drop_writer()
             raise StoreUnavailable(f"{self.description}: commit not confirmed: {exc}".strip()) from exc
+
+    def _insert(self, connection: psycopg.Connection[Any], c: Commit) -> None:
+        """The commit as one prepared INSERT with binary parameters, sent through libpq itself.
+
+        psycopg's own execute costs about 0.15 ms of Python per commit here (a cursor, adaptation, the
+        prepared-statement cache, result bookkeeping) on the path every acknowledgement waits for; this
+        is one libpq call, which releases the GIL while PostgreSQL commits.
+        """
+        pgconn = connection.pgconn
+        if self._insert_prepared_on is not connection:  # a prepared statement lives as long as its session
+            _check(connection, pgconn.prepare(_INSERT_NAME, _INSERT_SQL, _INSERT_TYPES))
+            self._insert_prepared_on = connection
+        blocks, ends = compress_transfers(c.transfers)
+        numbers = (c.seq, c.timestamp_last, c.accounts_first, c.transfers_first, c.transfers_count, c.checksum)
+        blobs = (c.accounts, blocks, ends, c.expired, c.balances)
+        params = [*map(_INT8.pack, numbers), *(b if isinstance(b, bytes) else bytes(b) for b in blobs)]
+        _check(connection, pgconn.exec_prepared(_INSERT_NAME, params, _BINARY, 1))
+
+    @staticmethod
+    def _copy(connection: psycopg.Connection[Any], commits: Sequence[Commit]) -> None:
+        statement = f"COPY ledger_journal ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(_COPY_SIGNATURE)
+            for c in commits:
+                head = _COPY_ROW_HEAD.pack(
+                    11, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
+                    8, c.transfers_count, 8, c.checksum,
+                )  # fmt: skip
+                copy.write(head)
+                blocks, ends = compress_transfers(c.transfers)
+                for blob in (c.accounts, blocks, ends, c.expired, c.balances):
+                    copy.write(_COPY_LENGTH.pack(len(blob)))
+                    if blob:
+                        copy.write(blob)
+            copy.write(_COPY_TRAILER)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         connection = self._writer_connection()

@@ -249,16 +249,18 @@ class GroupCommitWriter:
                         self._seq_durable = commits[-1].seq
                     if self._on_written is not None:
                         self._on_written(commits)
-                for _, batch, seq in cut:
-                    if batch.snapshot is not None:
-                        self._save_checkpoint(batch.snapshot, seq)
                 size = sum(batch.size for batch in batches)
                 ticket = max(batch.ticket for batch in batches)
                 with self._lock:
                     self._backlog_bytes -= size
                     self._ticket_durable = max(self._ticket_durable, ticket)
                     self._writing = []
+                # Answered before any checkpoint of this take is saved: the commits are durable, and a
+                # checkpoint (every account) takes far longer to store than they did.
                 self._on_durable(ticket)
+                for _, batch, seq in cut:
+                    if batch.snapshot is not None:
+                        self._save_checkpoint(batch.snapshot, seq)
         except StoreUnavailable as exc:
             with self._lock:
                 backlog = self._backlog_bytes

@@ -242,3 +242,46 @@ def test_closing_fails_a_call_waiting_for_room_at_once(monkeypatch: pytest.Monke
         assert [ids for ids in fake.sent] == [[1]]
 
     with_client(body, batch_in_flight_max=1)
+
+
+async def turns_until_sent(client: AsyncClient, fake: FakeLedger, transfer_id: int) -> int:
+    """Turns of the event loop from a call to its request reaching the channel."""
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count())
+    await asyncio.sleep(0)
+    started, before = turns, len(fake.sent)
+    call = asyncio.create_task(client.create_transfer(one(transfer_id)))
+    while len(fake.sent) == before:
+        await asyncio.sleep(0)
+    sent_after = turns - started
+    counter.cancel()
+    assert (await call).result == OK
+    return sent_after
+
+
+def test_a_lone_call_goes_at_once_and_calls_gather_only_behind_a_request_in_flight() -> None:
+    async def body(client: AsyncClient, fake: FakeLedger) -> None:
+        # Nothing in flight: the runner sends what it has on its first turn (task start, runner, request)
+        # instead of first letting the loop turn once more for callers who might come.
+        assert await turns_until_sent(client, fake, 1) <= 3
+        # A request in flight: the next batch still waits that turn, and the caller who comes then joins it.
+        fake.held.add(2)
+        held = asyncio.create_task(client.create_transfer(one(2)))
+        while len(fake.sent) < 2:
+            await asyncio.sleep(0)
+        first = asyncio.create_task(client.create_transfer(one(3)))
+        await asyncio.sleep(0)  # the first call is queued and the runner woken: the second starts behind the runner
+        second = asyncio.create_task(client.create_transfer(one(4)))
+        assert [(await first).result, (await second).result] == [OK, OK]
+        assert fake.sent[2:] == [[3, 4]]
+        fake.release()
+        assert (await held).result == OK
+
+    with_client(body)
