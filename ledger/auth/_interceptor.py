@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import grpc
 
+from ledger._streams import drain_requests
+
 from ._authenticator import Authenticator
 from ._principal import AuthFailure, Grant, Principal, acting_as, is_open
 
@@ -72,7 +74,9 @@ def _behavior(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
 
 
 def _refusing(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    async def refuse(_: Any, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        if handler.request_streaming:
+            await drain_requests(request)  # so that the client's writes do not fail before it reads this status
         await context.abort(code, message)
 
     return _rebuild(handler, refuse)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import grpc
 
+from ledger._streams import drain_requests
 from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
 from ledger.core import Ledger
 from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
@@ -214,6 +215,10 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                     check_still_allowed()  # the key was refused: everything taken is answered, now say so
                 await reader
             except Exception as exc:
+                if not reader.done():
+                    reader.cancel()
+                    await asyncio.wait((reader,))
+                await drain_requests(requests)  # the terminal's writes complete; it reads the refusal next
                 await refuse(context, exc, "TransferStream", self._refusals)
         finally:
             reader.cancel()

@@ -258,3 +258,47 @@ def test_the_hostile_benchmark_runs_every_phase_and_counts_what_attackers_got(
         for statuses in result["attackers"].values():
             assert sum(statuses.values()) > 0 and not statuses.keys() & {"UNKNOWN", "INTERNAL"}, (phase, statuses)
     assert report["targets"]["attackers_unknown_or_internal"] == {"measured": 0, "target": 0, "met": True}
+
+
+def test_a_refused_stream_is_refused_with_its_own_status_while_the_client_still_writes(tmp_path: Path) -> None:
+    """grpc.aio's client turns a write that loses the race with the end of the call into INTERNAL: the server
+    reads what the client still sends for a moment before refusing, so the client sees the real status."""
+    store_url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    keys = open_key_store(store_url)
+    _, token = keys.create_key(tenant="a", role="write", ledgers=[1])
+    keys.close()
+
+    async def run() -> None:
+        config = LedgerConfig(store=store_url, accounts_max=10, transfers_max=1_000, pending_transfers_max=10,
+                              auth="required")  # fmt: skip
+        from ledger.auth import Authenticator
+
+        async with await Ledger.open(config) as ledger:
+            authenticator = await Authenticator.open(config)
+            assert authenticator is not None
+            server, port, _ = await start_server(ledger, auth=authenticator)
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    one, two = types_pb2.Uint128(lo=1), types_pb2.Uint128(lo=2)
+                    transfer = types_pb2.Transfer(id=one, debit_account_id=one, credit_account_id=two, amount=1,
+                                                  ledger=2, code=1)  # fmt: skip
+                    message = ledger_pb2.TransferStreamRequest(transfer=transfer)
+                    cases = (
+                        (None, UNAUTHENTICATED),  # refused by the interceptor
+                        ((("authorization", f"Bearer {token}"),), grpc.StatusCode.PERMISSION_DENIED),  # by the service
+                    )
+                    for metadata, expected in cases:
+                        for _ in range(30):
+                            call = ledger_pb2_grpc.LedgerStub(channel).TransferStream(metadata=metadata)
+                            for _ in range(5):
+                                await call.write(message)
+                            await call.done_writing()
+                            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                                async for _ in call:
+                                    pass
+                            assert refused.value.code() == expected, refused.value.details()
+            finally:
+                await server.stop(None)
+                await authenticator.close()
+
+    asyncio.run(run())
