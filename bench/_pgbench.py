@@ -4,7 +4,8 @@ bench/plain_pg.py's Python driver spends hundreds of microseconds of CPU per tra
 shares with PostgreSQL, so it measures its client as much as the server. pgbench runs the same
 transaction from C on the same schema, so the comparison can be judged against the faster of the two.
 
-The transaction is the Python driver's, five round trips, with prepared statements (`-M prepared`):
+Two scripts, with prepared statements (`-M prepared`). `five`: the Python driver's transaction,
+five round trips:
 
     BEGIN
     INSERT INTO transfers ...                          -- the id from the table's identity column
@@ -12,12 +13,18 @@ The transaction is the Python driver's, five round trips, with prepared statemen
     UPDATE accounts SET balance = balance + amount WHERE id = credit
     COMMIT
 
-A pgbench script cannot branch on an UPDATE's row count, so the debit is guarded by the accounts
-table's CHECK (a guarded account's balance >= 0) instead of a WHERE clause: a transfer without the
-money fails its debit, and pgbench ends that client with the transaction rolled back, never half
-applied. The accounts are funded so far above what a run moves that no guard fails; `Books` is read
-before and after each run to show that money was conserved and that exactly the committed
-transfers were written.
+A pgbench script cannot branch on an UPDATE's row count, so there the debit is guarded by the
+accounts table's CHECK (a guarded account's balance >= 0) instead of a WHERE clause: a transfer
+without the money fails its debit, and pgbench ends that client with the transaction rolled back,
+never half applied.
+
+`one`: the transfer as one statement (bench/plain_pg.py's ONE_STATEMENT: a CTE that debits guarded,
+credits and inserts), one round trip in its own transaction; a debit without the money moves
+nothing and writes no transfer.
+
+The accounts are funded so far above what a run moves that no guard fails; `Books` is read before
+and after each run to show that money was conserved, that no guarded account went below zero, and
+that exactly the committed transfers were written (a transfer refused by a guard would show there).
 
 Transfer ids come from an identity column (GENERATED ALWAYS AS IDENTITY), as a shop's wallet numbers
 its rows; the database chooses them, not the caller.
@@ -40,6 +47,8 @@ from typing import Any
 
 import psycopg
 
+from bench.plain_pg import one_statement
+
 PGBENCH_GLOB = "/usr/lib/postgresql/*/bin/pgbench"
 """Where Debian and Ubuntu install pgbench when it is not on PATH (one directory per major version)."""
 THREADS_MAX = 2
@@ -56,6 +65,9 @@ UPDATE accounts SET balance = balance - :amount WHERE id = :debit;
 UPDATE accounts SET balance = balance + :amount WHERE id = :credit;
 COMMIT;
 """
+ONE_STATEMENT = one_statement(":{}", with_id=False) + ";\n"
+STATEMENTS = {"five": TRANSACTION, "one": ONE_STATEMENT}
+"""The transfer as pgbench runs it: five round trips, or one statement."""
 
 _VERSION = re.compile(r"^pgbench \(PostgreSQL\) (\d+)(?:\.(\d+))?", re.MULTILINE)
 _OUTPUT_VERSION = re.compile(r"^pgbench \((\d+(?:\.\d+)?)", re.MULTILINE)
@@ -95,19 +107,27 @@ def version(pgbench: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
-def script(*, customers: int, customer_first_id: int, amount_max: int, credit_account_id: int | None) -> str:
-    """The pgbench script of one transfer: pgbench draws the accounts and the amount, then the transaction.
+def script(
+    *, customers: int, customer_first_id: int, amount_max: int, credit_account_id: int | None,
+    statement: str = "five",
+) -> str:  # fmt: skip
+    """The pgbench script of one transfer: pgbench draws the accounts and the amount, then the transfer
+    (`statement`: "five" round trips or "one" statement, see STATEMENTS).
 
     The debit is a customer drawn uniformly; the credit is `credit_account_id` (a hot merchant) or, if
     None, another customer drawn uniformly; the amount is 1..amount_max minor units.
     """
+    if statement not in STATEMENTS:
+        raise ValueError(f"statement: {statement!r} is not one of {', '.join(STATEMENTS)}")
     if customers < 2:
         raise ValueError(f"customers: {customers} is fewer than the 2 a transfer needs")
     if amount_max < 1:
         raise ValueError(f"amount_max: {amount_max} is below 1")
     first, last = customer_first_id, customer_first_id + customers - 1
     lines = [
-        "-- One transfer of the plain PostgreSQL ledger (bench/_pgbench.py); the CHECK on accounts guards the debit.",
+        "-- One transfer of the plain PostgreSQL ledger (bench/_pgbench.py); the CHECK on accounts guards the debit."
+        if statement == "five"
+        else "-- One transfer of the plain PostgreSQL ledger as one statement (bench/plain_pg.py's ONE_STATEMENT).",
         f"\\set debit random({first}, {last})",
     ]
     if credit_account_id is None:
@@ -115,7 +135,7 @@ def script(*, customers: int, customer_first_id: int, amount_max: int, credit_ac
     else:
         lines.append(f"\\set credit {credit_account_id}")
     lines.append(f"\\set amount random(1, {amount_max})")
-    return "\n".join(lines) + "\n" + TRANSACTION
+    return "\n".join(lines) + "\n" + STATEMENTS[statement]
 
 
 def command(
@@ -314,15 +334,15 @@ async def books(connection: psycopg.AsyncConnection[Any]) -> Books:
     return Books(balance_sum=int(balance_sum), overdrawn=int(row[1]), transfers=int(row[2]))
 
 
-def check_conserved(before: Books, after: Books, committed: int) -> None:
+def check_conserved(before: Books, after: Books, committed: int, *, driver: str = "pgbench") -> None:
     """Money moved, none made or lost: the same sum of balances, no guarded account below zero, and one
-    new transfer row per committed transaction. Raises RuntimeError saying what broke."""
+    new transfer row per committed transfer. Raises RuntimeError saying what broke."""
     problems = []
     if after.balance_sum != before.balance_sum:
         problems.append(f"the balances sum to {after.balance_sum}, not {before.balance_sum} as before")
     if after.overdrawn:
         problems.append(f"{after.overdrawn} guarded accounts are below zero")
     if after.transfers - before.transfers != committed:
-        problems.append(f"{after.transfers - before.transfers} transfers were written, pgbench committed {committed}")
+        problems.append(f"{after.transfers - before.transfers} transfers were written, {driver} committed {committed}")
     if problems:
-        raise RuntimeError("pgbench run: " + "; ".join(problems))
+        raise RuntimeError(f"{driver} run: " + "; ".join(problems))

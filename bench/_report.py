@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,57 @@ README_BEGIN = "<!-- performance:begin -->"
 README_END = "<!-- performance:end -->"
 
 OURS = "ledger_postgresql"
-PLAIN = ("plain_postgresql", "plain_postgresql_pgbench")
-"""The plain PostgreSQL ledger's two drivers (psycopg from Python, pgbench from C): a target over it is
-judged against whichever was faster at that scenario."""
+PLAIN = ("plain_postgresql", "plain_postgresql_one", "plain_postgresql_pgbench", "plain_postgresql_pgbench_one")
+"""The plain PostgreSQL ledger's drivers (psycopg from Python, pgbench from C; five round trips or one
+statement per transfer): a target over it is judged against whichever was best at that scenario."""
 TIGERBEETLE = "tigerbeetle"
-TARGETS: tuple[tuple[str, str, str, tuple[str, ...], float], ...] = (
-    # name, workload, scenario, the other system (the fastest of these), goal (our transfers/s over theirs)
-    ("hot_merchant_32_callers_vs_plain_postgresql", "hot_merchant", "single_32", PLAIN, 5.0),
-    ("uniform_32_callers_vs_plain_postgresql", "uniform", "single_32", PLAIN, 2.0),
-    ("batches_vs_tigerbeetle_python_client", "uniform", "batch", (TIGERBEETLE,), 3.0),
-)
+SYSTEM_ORDER = ("ledger_postgresql", "ledger_sqlite", *PLAIN, TIGERBEETLE)
+LABELS = {
+    "ledger_postgresql": "this ledger (PostgreSQL)",
+    "ledger_sqlite": "this ledger (SQLite)",
+    "plain_postgresql": "plain PostgreSQL ledger (psycopg, 5 round trips)",
+    "plain_postgresql_one": "plain PostgreSQL ledger (psycopg, one statement)",
+    "plain_postgresql_pgbench": "plain PostgreSQL ledger (pgbench, 5 round trips)",
+    "plain_postgresql_pgbench_one": "plain PostgreSQL ledger (pgbench, one statement)",
+    TIGERBEETLE: "TigerBeetle",
+}
+"""Names for systems that did not run (those that ran carry their own label)."""
 WORKLOAD_TITLES = {"uniform": "Uniform", "hot_merchant": "Hot merchant"}
-SYSTEM_ORDER = ("ledger_postgresql", "ledger_sqlite", "plain_postgresql", "plain_postgresql_pgbench", "tigerbeetle")
+BATCH_ROWS = {"batch": "packed (numpy records)", "batch_typed": "typed (Python objects)"}
+"""The batch scenarios: the same transfers as packed records, or as typed objects, each through the system's client."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Our figure over the best of `others` at one scenario, measured in the same run."""
+
+    name: str
+    description: str
+    workload: str
+    scenario: str
+    others: tuple[str, ...]
+    goal: float | None
+    """The ratio wanted, or None: the ratio is reported, no goal is set."""
+    metric: str = "transfers_per_s"
+    """transfers_per_s (higher is better: ratio = ours / theirs) or p50_ms (lower: ratio = theirs / ours)."""
+
+
+TARGETS = (
+    Target("uniform_32_callers_vs_plain_postgresql", "uniform, 32 callers, over the plain PostgreSQL ledger",
+           "uniform", "single_32", PLAIN, 3.0),
+    Target("hot_merchant_32_callers_vs_plain_postgresql", "hot merchant, 32 callers, over the plain PostgreSQL ledger",
+           "hot_merchant", "single_32", PLAIN, 5.0),
+    Target("batches_packed_vs_tigerbeetle_packed",
+           "batches (uniform), packed vs packed: numpy records through each one's client", "uniform", "batch",
+           (TIGERBEETLE,), 2.0),
+    Target("batches_typed_vs_tigerbeetle_typed",
+           "batches (uniform), typed vs typed: Python transfer objects through each one's client", "uniform",
+           "batch_typed", (TIGERBEETLE,), None),
+    Target("single_caller_p50_vs_plain_postgresql",
+           "one caller (uniform): p50 latency at most the plain PostgreSQL ledger's", "uniform", "single_1", PLAIN,
+           1.0, metric="p50_ms"),
+)  # fmt: skip
+BENCHMARK_TARGET = "batches_vs_tigerbeetle_benchmark"
 
 
 def machine(postgres_dsn: str | None) -> dict[str, Any]:
@@ -79,46 +119,51 @@ def _os_name() -> str:
     return f"{name or platform.system()}, kernel {platform.release()}"
 
 
-def _figure(report: dict[str, Any], system: str, workload: str, scenario: str) -> int | None:
+def _figure(report: dict[str, Any], system: str, workload: str, scenario: str, metric: str) -> float | None:
     try:
-        value = report["systems"][system]["workloads"][workload][scenario]["transfers_per_s"]
+        value = report["systems"][system]["workloads"][workload][scenario][metric]
     except KeyError:
         return None
-    return int(value)
+    return value if value else None
+
+
+def _verdict(ours: float | None, theirs: float | None, against: str | None, goal: float | None,
+             metric: str) -> dict[str, Any]:  # fmt: skip
+    ratio = None
+    if ours is not None and theirs is not None:
+        ratio = round(ours / theirs if metric == "transfers_per_s" else theirs / ours, 2)
+    return {
+        "ours": ours,
+        "theirs": theirs,
+        "against": against,
+        "metric": metric,
+        "ratio": ratio,
+        "target": goal,
+        "met": None if ratio is None or goal is None else ratio >= goal,
+    }
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """Each target: our transfers/s over the other system's, measured in this run; met is None if not measured.
+    """Each target: our figure over the other system's, measured in this run; met is None if not measured
+    (or if no goal is set).
 
-    Where the other system has several drivers, the fastest at that scenario is the one measured against
-    (`against` names it).
+    Where the other system has several drivers, the best at that scenario is the one measured against
+    (`against` names it): the most transfers/s, or the lowest latency.
     """
     out: dict[str, Any] = {}
-    for name, workload, scenario, others, goal in TARGETS:
-        ours = _figure(report, OURS, workload, scenario)
-        measured = [(figure, key) for key in others if (figure := _figure(report, key, workload, scenario))]
-        theirs, against = max(measured) if measured else (None, None)
-        ratio = round(ours / theirs, 2) if ours is not None and theirs else None
-        out[name] = {
-            "ours": ours,
-            "theirs": theirs,
-            "against": against,
-            "ratio": ratio,
-            "target": goal,
-            "met": None if ratio is None else ratio >= goal,
-        }
-    benchmark = report.get("tigerbeetle_benchmark")
-    ours = _figure(report, OURS, "uniform", "batch")
-    theirs = benchmark["transfers_per_s"] if benchmark else None
-    ratio = round(ours / theirs, 2) if ours is not None and theirs else None
-    out["batches_vs_tigerbeetle_benchmark"] = {
-        "ours": ours,
-        "theirs": theirs,
-        "against": "tigerbeetle_benchmark" if theirs else None,
-        "ratio": ratio,
-        "target": 1.0,
-        "met": None if ratio is None else ratio >= 1.0,
-    }
+    for target in TARGETS:
+        ours = _figure(report, OURS, target.workload, target.scenario, target.metric)
+        measured = [(figure, key) for key in target.others
+                    if (figure := _figure(report, key, target.workload, target.scenario, target.metric))]  # fmt: skip
+        best = max if target.metric == "transfers_per_s" else min
+        theirs, against = best(measured) if measured else (None, None)
+        out[target.name] = _verdict(ours, theirs, against, target.goal, target.metric)
+    benchmark = report.get("tigerbeetle_benchmark") or {}
+    theirs = benchmark.get("transfers_per_s")
+    out[BENCHMARK_TARGET] = _verdict(
+        _figure(report, OURS, "uniform", "batch", "transfers_per_s"), theirs,
+        "tigerbeetle_benchmark" if theirs else None, 1.0, "transfers_per_s",
+    )  # fmt: skip
     return out
 
 
@@ -137,6 +182,18 @@ def _cell(result: dict[str, Any] | None) -> str:
         text += f", p99.9 {result['p999_ms']} ms"
     if result.get("note"):
         text += f"<br>({result['note']})"
+    if result.get("calls_short"):
+        text += f"<br>({result['calls_short']})"
+    return text
+
+
+def _cpu_cell(result: dict[str, Any] | None) -> str:
+    """Server CPU per transfer and share of a core (and, for this ledger on PostgreSQL, its store's backends)."""
+    if not result or result.get("server_cpu_us_per_transfer") is None:
+        return "-"
+    text = f"{result['server_cpu_us_per_transfer']} us, {result['server_cpu_share']} core"
+    if result.get("store_cpu_us_per_transfer") is not None:
+        text += f"<br>+ store {result['store_cpu_us_per_transfer']} us, {result['store_cpu_share']} core"
     return text
 
 
@@ -158,35 +215,45 @@ def _machine_line(info: dict[str, Any]) -> str:
 def _ratio_text(verdict: dict[str, Any]) -> str:
     if verdict["ratio"] is None:
         return "not measured"
+    if verdict.get("metric") == "p50_ms":
+        return f"{verdict['ratio']}x (p50 {verdict['ours']} vs {verdict['theirs']} ms)"
     return f"{verdict['ratio']}x ({verdict['ours']:,} vs {verdict['theirs']:,}/s)"
+
+
+def _goal_text(verdict: dict[str, Any]) -> str:
+    return "reported" if verdict["target"] is None else f"≥ {verdict['target']}x"
 
 
 def _met_text(met: bool | None) -> str:
     return "-" if met is None else ("yes" if met else "**no**")
 
 
-_NOT_RUN_LABELS = {"plain_postgresql_pgbench": "plain PostgreSQL ledger (pgbench, C client)"}
-
-
 def _driver(label: str) -> str:
-    """The driver named at the end of a system's label, in parentheses: `pgbench, C client`."""
+    """The driver named at the end of a system's label, in parentheses: `pgbench, one statement`."""
     match = re.search(r"\(([^)]*)\)$", label)
     return match.group(1) if match else label
 
 
-def _cpu_lines(system: dict[str, Any]) -> list[str]:
-    """Where the time went at 32 callers: CPU per transfer of the benchmark process, and of the server's."""
-    single = system["workloads"].get("uniform", {}).get("single_32")
-    if not single or single.get("client_cpu_us_per_transfer") is None:
-        return []
-    text = f"CPU per transfer at 32 callers (uniform): {single['client_cpu_us_per_transfer']} us in the client process"
-    if single.get("server_cpu_us_per_transfer") is not None:
-        text += f", {single['server_cpu_us_per_transfer']} us in the server process"
-    return [text]
+def _window_text(settings: dict[str, Any]) -> str:
+    text = (
+        f"Each scenario's window lasted at least {settings['seconds_per_scenario']} s "
+        f"(batches {settings.get('batch_seconds', settings['seconds_per_scenario'])} s)"
+    )
+    if settings.get("calls_min"):
+        text += (
+            f" and until {settings['calls_min']:,} calls ended in it (batches {settings.get('batch_calls_min', 0)}), "
+            f"at most {settings.get('seconds_max')} s (batches {settings.get('batch_seconds_max')} s)"
+        )
+    text += f", after {settings['warmup_seconds']} s of warm-up; latency is per call (one transfer, or one batch)."
+    if settings.get("settled"):
+        text += f" After loading, before any scenario: {', '.join(settings['settled'])}."
+    if settings.get("order"):
+        text += f" Order: {settings['order']}."
+    return text
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The run as Markdown: the machine, a table per workload, the targets, how each system was driven."""
+    """The run as Markdown: the machine, a table per workload, server CPU, the targets, how each system was driven."""
     settings = report["settings"]
     systems = _systems(report)
     labels = {key: report["systems"][key]["label"] for key in systems}
@@ -196,10 +263,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"{settings['accounts']:,} customer accounts, each funded with {settings['balance']:,} minor units and "
         f"guarded (never below zero); amounts of 1 to {settings['amount_max']:,}. Every transfer is durable "
-        f"before it is answered. Each scenario ran {settings['seconds_per_scenario']} s "
-        f"(batches {settings.get('batch_seconds', settings['seconds_per_scenario'])} s) after "
-        f"{settings['warmup_seconds']} s of warm-up; latency is per call (one transfer, or one batch). "
-        "The machine is shared, so compare the ratios of one run rather than the absolute figures.",
+        f"before it is answered. {_window_text(settings)} The machine is shared, so compare the ratios of one "
+        "run rather than the absolute figures.",
     ]
     for workload in ("uniform", "hot_merchant"):
         if not any(workload in report["systems"][key]["workloads"] for key in systems):
@@ -213,59 +278,95 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", f"#### {title}: {what}", ""]
         lines.append("| callers | " + " | ".join(labels[key] for key in systems) + " |")
         lines.append("|---" * (len(systems) + 1) + "|")
-        for callers in settings["callers"]:
-            cells = [_cell(report["systems"][key]["workloads"].get(workload, {}).get(f"single_{callers}"))
-                     for key in systems]  # fmt: skip
-            lines.append(f"| {callers} | " + " | ".join(cells) + " |")
-        batch_cells = []
-        for key in systems:
-            batch = report["systems"][key]["workloads"].get(workload, {}).get("batch")
-            batch_cells.append(_cell(batch) + (f"<br>batches of {batch['batch_transfers']:,}" if batch else ""))
-        lines.append(f"| batches, {settings['batch_in_flight']} in flight | " + " | ".join(batch_cells) + " |")
+        scenarios = [(f"single_{n}", str(n)) for n in settings["callers"]]
+        scenarios += [(key, f"batches, {kind}, {settings['batch_in_flight']} in flight")
+                      for key, kind in BATCH_ROWS.items()]  # fmt: skip
+        for scenario, title in scenarios:
+            cells = []
+            for key in systems:
+                result = report["systems"][key]["workloads"].get(workload, {}).get(scenario)
+                cell = _cell(result)
+                if result and result.get("batch_transfers"):
+                    cell += f"<br>batches of {result['batch_transfers']:,}"
+                cells.append(cell)
+            if scenario.startswith("batch") and all(cell == "-" for cell in cells):
+                continue
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines += _cpu_table(report, systems, labels)
     lines += ["", "#### Targets (this ledger on PostgreSQL, ratios within this run)", ""]
     lines += ["| target | measured | goal | met |", "|---|---|---|---|"]
-    descriptions = {
-        "hot_merchant_32_callers_vs_plain_postgresql": "hot merchant, 32 callers, over the plain PostgreSQL ledger",
-        "uniform_32_callers_vs_plain_postgresql": "uniform, 32 callers, over the plain PostgreSQL ledger",
-        "batches_vs_tigerbeetle_python_client": "batches (uniform) over TigerBeetle through its Python client",
-        "batches_vs_tigerbeetle_benchmark": "batches (uniform) over `tigerbeetle benchmark`, its own load generator",
-    }
+    descriptions = {target.name: target.description for target in TARGETS}
+    descriptions[BENCHMARK_TARGET] = "batches (uniform, packed) over `tigerbeetle benchmark`, its own load generator"
+    plain_run = sum(key in report["systems"] for key in PLAIN)
     for name, verdict in report["targets"].items():
         description = descriptions.get(name, name)
-        if verdict.get("against") in PLAIN and sum(key in report["systems"] for key in PLAIN) > 1:
-            description += f", against its faster driver here: {_driver(labels[verdict['against']])}"
+        if verdict.get("against") in PLAIN and plain_run > 1:
+            description += f", against its best driver here: {_driver(labels[verdict['against']])}"
         lines.append(
-            f"| {description} | {_ratio_text(verdict)} | ≥ {verdict['target']}x | {_met_text(verdict['met'])} |"
+            f"| {description} | {_ratio_text(verdict)} | {_goal_text(verdict)} | {_met_text(verdict['met'])} |"
         )
-    if sum(key in report["systems"] for key in PLAIN) > 1:
+    if plain_run > 1:
         lines += [
             "",
-            "The plain PostgreSQL ledger ran twice, from Python (psycopg) and from C (pgbench); each target over it "
-            "is judged against whichever was faster at that scenario.",
+            f"The plain PostgreSQL ledger ran with {plain_run} drivers (psycopg from Python, pgbench from C; five "
+            "round trips or one statement per transfer); each target over it is judged against whichever was best "
+            "at that scenario.",
         ]
-    benchmark = report.get("tigerbeetle_benchmark")
     lines += ["", "#### How each system was driven", ""]
     for key in systems:
         for note in report["systems"][key]["notes"]:
             lines.append(f"- {labels[key]}: {note}")
-        lines.extend(f"- {labels[key]}: {line}" for line in _cpu_lines(report["systems"][key]))
+    for key in systems:
+        if report["systems"][key].get("error"):
+            lines.append(f"- {labels[key]}: **failed**, its other figures kept: {report['systems'][key]['error']}")
     for key, reason in report.get("not_run", {}).items():
-        lines.append(f"- {_NOT_RUN_LABELS.get(key, key)}: not run: {reason}")
-    if TIGERBEETLE not in report["systems"]:
-        lines.append("- TigerBeetle: not run (give `--tigerbeetle ADDRESS` with a cluster started)")
-    if benchmark:
-        latency = ", ".join(f"{k.removeprefix('batch_').removesuffix('_ms')} {v} ms" for k, v in benchmark.items()
-                            if k.startswith("batch_p"))  # fmt: skip
-        lines.append(
-            f"- `tigerbeetle benchmark` (its own load generator in Zig, no Python): "
-            f"{benchmark['transfers_per_s']:,} transfers/s" + (f", batch latency {latency}" if latency else "")
-            + f" (`{benchmark['command']}`"
-            + (f", server release {benchmark['release']}" if benchmark.get("release") else "")
-            + (f" built from {benchmark['git_commit']}" if benchmark.get("git_commit") else "") + ")"
-        )  # fmt: skip
-    else:
-        lines.append("- `tigerbeetle benchmark`: not run (give `--tigerbeetle-binary PATH`)")
+        lines.append(f"- {LABELS.get(key, key)}: not run: {reason}")
+    if TIGERBEETLE not in report["systems"] and TIGERBEETLE not in report.get("not_run", {}):
+        lines.append("- TigerBeetle: not run (give `--tigerbeetle-binary PATH`)")
+    lines.append(_benchmark_line(report.get("tigerbeetle_benchmark")))
     return "\n".join(lines) + "\n"
+
+
+def _cpu_table(report: dict[str, Any], systems: list[str], labels: dict[str, str]) -> list[str]:
+    """Server CPU per transfer and share of one core, uniform workload: where each system's server time goes."""
+    rows = []
+    callers = report["settings"]["callers"]
+    scenarios = [(f"single_{n}", f"{n} caller{'s' if n != 1 else ''}") for n in callers]
+    scenarios += [(key, f"batches, {kind.split(' ')[0]}") for key, kind in BATCH_ROWS.items()]
+    for scenario, title in scenarios:
+        cells = [_cpu_cell(report["systems"][key]["workloads"].get("uniform", {}).get(scenario)) for key in systems]
+        if any(cell != "-" for cell in cells):
+            rows.append(f"| {title} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "",
+        "#### Server CPU (uniform): per transfer, and share of one core",
+        "",
+        "This ledger: its server process (and, on PostgreSQL, the backends of its store connections); the plain "
+        "ledger: the PostgreSQL backends of its connections; TigerBeetle: its server process.",
+        "",
+        "| scenario | " + " | ".join(labels[key] for key in systems) + " |",
+        "|---" * (len(systems) + 1) + "|",
+        *rows,
+    ]
+
+
+def _benchmark_line(benchmark: dict[str, Any] | None) -> str:
+    if not benchmark:
+        return "- `tigerbeetle benchmark`: not run (give `--tigerbeetle-binary PATH`)"
+    if benchmark.get("error"):
+        return f"- `tigerbeetle benchmark`: **failed**: {benchmark['error']}"
+    latency = ", ".join(f"{k.removeprefix('batch_').removesuffix('_ms')} {v} ms" for k, v in benchmark.items()
+                        if k.startswith("batch_p"))  # fmt: skip
+    return (
+        f"- `tigerbeetle benchmark` (its own load generator in Zig, no Python, "
+        f"{benchmark.get('clients', 1)} clients): {benchmark['transfers_per_s']:,} transfers/s"
+        + (f", batch latency {latency}" if latency else "")
+        + f" (`{benchmark['command']}`"
+        + (f", release {benchmark['release']}" if benchmark.get("release") else "")
+        + (f" built from {benchmark['git_commit']}" if benchmark.get("git_commit") else "") + ")"
+    )  # fmt: skip
 
 
 def charts(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
@@ -294,16 +395,18 @@ def charts(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
         axis.set_xticks(callers, [str(n) for n in callers])
         axis.grid(True, which="both", alpha=0.3)
     bars = axes[0][-1]
-    batched = [key for key in systems if any("batch" in w for w in report["systems"][key]["workloads"].values())]
+    batched = [(key, scenario) for key in systems for scenario in BATCH_ROWS
+               if any(scenario in w for w in report["systems"][key]["workloads"].values())]  # fmt: skip
     width = 0.8 / max(1, len(batched))
-    for index, key in enumerate(batched):
-        values = [report["systems"][key]["workloads"].get(w, {}).get("batch", {}).get("transfers_per_s", 0)
+    for index, (key, scenario) in enumerate(batched):
+        values = [report["systems"][key]["workloads"].get(w, {}).get(scenario, {}).get("transfers_per_s", 0)
                   for w in workloads]  # fmt: skip
         bars.bar([i + index * width for i in range(len(workloads))], values, width, color=colors.get(key),
-                 label=report["systems"][key]["label"])  # fmt: skip
+                 hatch="//" if scenario == "batch_typed" else None,
+                 label=f"{report['systems'][key]['label']}, {BATCH_ROWS[scenario].split(' ')[0]}")  # fmt: skip
     bars.set_xticks([i + width * (len(batched) - 1) / 2 for i in range(len(workloads))],
                     [WORKLOAD_TITLES[w] for w in workloads])  # fmt: skip
-    bars.set(ylabel="transfers/s", title="Batches")
+    bars.set(ylabel="transfers/s", yscale="log", title="Batches (hatched: typed objects)")
     bars.grid(True, axis="y", alpha=0.3)
     throughput = _save(pyplot, figure, axes, out / "throughput.png")
 

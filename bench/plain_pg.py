@@ -15,6 +15,17 @@ The two updates take row locks that are held until COMMIT, so transfers touching
 (a shop's revenue account credited by every payment) wait for each other's commit. A deadlock
 (two transfers locking the same two accounts in opposite order) is retried.
 
+The same transfer also fits in one statement, one round trip in autocommit mode (`transfer_one`,
+and pgbench's script of it): a data-modifying CTE that debits guarded, then credits and inserts
+only if the debit took the money. It is the plain ledger at its best from a client's side:
+
+    WITH debit AS (UPDATE accounts ... WHERE id = debit AND (NOT guarded OR balance >= amount) RETURNING id),
+         credit AS (UPDATE accounts ... WHERE id = credit AND EXISTS (SELECT FROM debit) RETURNING id)
+    INSERT INTO transfers ... SELECT ... FROM debit RETURNING id  -- no row: not enough money
+
+The insert follows the debit, not the credit, so an unknown credit account fails the insert's
+foreign key and with it the whole statement: a debit is never kept without its credit.
+
 A batch is one transaction: the accounts it touches are locked first in id order (so concurrent
 batches cannot deadlock), then every transfer is one statement (the guarded debit, and the insert if
 it moved money) sent with executemany (pipelined), and last each credited account is updated once by
@@ -73,6 +84,25 @@ FROM (SELECT credit_account_id, sum(amount) AS amount FROM transfers WHERE id = 
 WHERE accounts.id = credited.credit_account_id
 """
 DEADLOCK_RETRIES_MAX = 10
+
+
+def one_statement(parameter: str, *, with_id: bool = True) -> str:
+    """The transfer as one statement, its parameters written by `parameter` (`%({})s` for psycopg, `:{}` for
+    pgbench); without `with_id` the transfers table numbers it (an identity column)."""
+    amount, debit, credit = (parameter.format(name) for name in ("amount", "debit", "credit"))
+    columns, values = ("id, ", parameter.format("id") + ", ") if with_id else ("", "")
+    return (
+        "WITH debit AS ("
+        f"UPDATE accounts SET balance = balance - {amount} "
+        f"WHERE id = {debit} AND (NOT guarded OR balance >= {amount}) RETURNING id), "
+        f"credit AS (UPDATE accounts SET balance = balance + {amount} "
+        f"WHERE id = {credit} AND EXISTS (SELECT FROM debit) RETURNING id) "
+        f"INSERT INTO transfers ({columns}debit_account_id, credit_account_id, amount) "
+        f"SELECT {values}{debit}, {credit}, {amount} FROM debit RETURNING id"
+    )
+
+
+ONE_STATEMENT = one_statement("%({})s")
 
 
 class PlainResult(enum.Enum):
@@ -167,6 +197,29 @@ async def transfer(
                 retries.deadlocks += 1
             continue
         return PlainResult.OK
+    raise RuntimeError(f"transfer {one.id}: still deadlocked after {DEADLOCK_RETRIES_MAX} tries")
+
+
+async def transfer_one(
+    connection: psycopg.AsyncConnection[Any], one: PlainTransfer, retries: Retries | None = None
+) -> PlainResult:
+    """One transfer as one statement (ONE_STATEMENT) in autocommit mode: one round trip, its own transaction.
+
+    No row back means nothing moved: the debit account lacks the money (or does not exist).
+    """
+    parameters = {"id": one.id, "debit": one.debit_account_id, "credit": one.credit_account_id, "amount": one.amount}
+    for _ in range(DEADLOCK_RETRIES_MAX):
+        try:
+            cursor = await connection.execute(ONE_STATEMENT, parameters)
+        except errors.UniqueViolation:
+            return PlainResult.DUPLICATE_ID
+        except errors.ForeignKeyViolation:
+            return PlainResult.ACCOUNT_NOT_FOUND
+        except errors.DeadlockDetected:
+            if retries is not None:
+                retries.deadlocks += 1
+            continue
+        return PlainResult.OK if await cursor.fetchone() is not None else PlainResult.EXCEEDS_BALANCE
     raise RuntimeError(f"transfer {one.id}: still deadlocked after {DEADLOCK_RETRIES_MAX} tries")
 
 

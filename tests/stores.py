@@ -8,15 +8,27 @@ PostgreSQL variants; under CI=true they must run, so it fails them instead.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+# Schemas are made the way the benchmarks make theirs; they live in bench/ so that the benchmarks need
+# nothing from tests/ (nor pytest) to run.
+from bench._harness import DEFAULT_DSN, temporary_schema, with_search_path
+
+__all__ = [
+    "DEFAULT_DSN",
+    "execute",
+    "postgres_dsn",
+    "postgres_reachable",
+    "postgres_schema",
+    "require_postgres",
+    "store_url",
+    "temporary_schema",
+    "with_search_path",
+]
 
 
 def postgres_dsn() -> str:
@@ -32,26 +44,6 @@ def postgres_reachable(dsn: str) -> str | None:
     except psycopg.OperationalError as exc:
         return str(exc).strip()
     return None
-
-
-def with_search_path(dsn: str, schema: str) -> str:
-    separator = "&" if "?" in dsn else "?"
-    return f"{dsn}{separator}options={quote(f'-c search_path={schema}')}"
-
-
-@contextmanager
-def temporary_schema(dsn: str, prefix: str) -> Iterator[str]:
-    """A DSN whose tables live in a new schema, dropped afterwards."""
-    import psycopg
-
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield with_search_path(dsn, schema)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def require_postgres() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,18 +14,8 @@ from tests.support import require_compare_extra
 require_compare_extra("numpy")
 
 from bench import _pgbench  # noqa: E402
-from bench.compare import (  # noqa: E402
-    CUSTOMER_FIRST_ID,
-    MERCHANT_ID,
-    Ids,
-    PgbenchSystem,
-    Plan,
-    Progress,
-    customer_ids,
-    open_plain_books,
-)
+from bench._systems import CUSTOMER_FIRST_ID, MERCHANT_ID, Ids, PgbenchSystem, customer_ids, open_plain_books  # noqa: E402
 from tests.stores import postgres_schema, require_postgres  # noqa: E402
-from tests.support import ProgressBar  # noqa: E402
 
 CUSTOMERS = 300
 
@@ -68,14 +59,15 @@ def ledger_state(url: str) -> tuple[dict[int, int], dict[int, int], int]:
     return balances, net, len(rows)
 
 
-def test_a_real_pgbench_run_conserves_money() -> None:
+@pytest.mark.parametrize("statement", ["five", "one"])
+def test_a_real_pgbench_run_conserves_money(statement: str) -> None:
     pgbench = require_pgbench()
     with postgres_schema() as url:
         first_id = asyncio.run(books_with_identity(url, CUSTOMERS))
         committed = 0
         for credit in (None, MERCHANT_ID):
             text = _pgbench.script(customers=CUSTOMERS, customer_first_id=CUSTOMER_FIRST_ID, amount_max=1_000,
-                                   credit_account_id=credit)  # fmt: skip
+                                   credit_account_id=credit, statement=statement)  # fmt: skip
             run = _pgbench.run(pgbench, url, text, clients=4, seconds=1, seed=11)
             assert run.output["transactions"] > 0 and run.output["failed"] == 0
             assert run.output["clients"] == 4 and run.output["threads"] == 2 and run.output["query_mode"] == "prepared"
@@ -114,23 +106,59 @@ def test_a_debit_without_the_money_commits_nothing_of_its_transfer() -> None:
         assert transfers > 4  # some payments went through before the money ran out
 
 
-def test_the_comparison_runs_pgbench_per_scenario_and_checks_the_books() -> None:
+@pytest.mark.parametrize("statement", ["five", "one"])
+def test_the_comparison_runs_pgbench_per_scenario_and_checks_the_books(statement: str) -> None:
     pgbench = require_pgbench()
-    system = PgbenchSystem(require_postgres(), pgbench, connections_max=3)
-    bar = ProgressBar()
-    plan = Plan(customers=CUSTOMERS, callers=(1, 8), seconds=0.2, warmup_seconds=0.05, batch_seconds=0.3)
-    results = asyncio.run(system.run(plan, Progress(bar)))
-    assert bar.steps == 4 and len(bar.lines) == 4
+    system = PgbenchSystem(require_postgres(), pgbench, statement=statement, connections_max=3)
+
+    async def run() -> dict[str, dict[str, dict[str, Any]]]:
+        await system.start(CUSTOMERS)
+        try:
+            await system.settle()
+            return {
+                workload: {
+                    f"single_{callers}": await system.run_single(
+                        workload, callers, seconds=0.2, warmup_seconds=0.05, calls_min=1, seconds_max=3.0
+                    )
+                    for callers in (1, 8)
+                }
+                for workload in ("uniform", "hot_merchant")
+            }
+        finally:
+            await system.stop()
+
+    results = asyncio.run(run())
     for workload in ("uniform", "hot_merchant"):
-        assert set(results[workload]) == {"single_1", "single_8"}  # no batches
         one, eight = results[workload]["single_1"], results[workload]["single_8"]
         assert one["connections"] == 1 and "note" not in one
         assert eight["connections"] == 3 and eight["note"] == "8 callers: 3 connections, the cap"
-        assert eight["seconds"] == 1 and eight["measured_seconds"] == 0.95 and eight["failed"] == 0
+        assert eight["pgbench_seconds"] == 1 and eight["seconds"] == 0.95 and eight["failed"] == 0
         assert eight["pgbench_tps"] > 0
         for result in (one, eight):
             assert result["transfers_per_s"] > 0 and result["calls"] > 0
             assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["p999_ms"]
             assert result["client_cpu_us_per_transfer"] > 0
+            if result["server_cpu_us_per_transfer"] is not None:  # None: a busy machine delayed the samples
+                assert result["server_cpu_us_per_transfer"] >= 0 and 0 <= result["server_cpu_share"] <= 2.5
+    # PostgreSQL's backends for pgbench's connections did the work: some CPU was seen in the windows.
+    assert sum(r["server_cpu_us_per_transfer"] or 0 for w in results.values() for r in w.values()) > 0
     assert system.info["transfer_ids"] == "identity column" and system.info["synchronous_commit"] == "on"
-    assert any("CHECK" in note for note in system.notes)
+    assert system.info["statement"] == statement
+    assert any("committed count" in note for note in system.notes)
+
+
+def test_a_window_short_of_its_calls_runs_pgbench_again_longer() -> None:
+    pgbench = require_pgbench()
+    system = PgbenchSystem(require_postgres(), pgbench, statement="one", connections_max=2)
+
+    async def run() -> dict[str, Any]:
+        await system.start(CUSTOMERS)
+        try:
+            return await system.run_single("uniform", 1, seconds=0.5, warmup_seconds=0.0, calls_min=10**9,
+                                           seconds_max=2.0)  # fmt: skip
+        finally:
+            await system.stop()
+
+    result = asyncio.run(run())
+    assert result["pgbench_seconds"] == 2  # 1 s, then 2 s: the longest
+    assert result["calls_short"].endswith(f"fewer than the {10**9} wanted")

@@ -10,7 +10,7 @@ from tests.support import require_compare_extra
 
 require_compare_extra("numpy")
 
-from bench import _pgbench, compare  # noqa: E402
+from bench import _pgbench, compare, plain_pg  # noqa: E402
 from bench._pgbench import Books  # noqa: E402
 
 UNIFORM_SCRIPT = """\
@@ -79,11 +79,30 @@ def test_the_hot_merchant_script_credits_one_account() -> None:
     assert "UPDATE accounts SET balance = balance - :amount WHERE id = :debit;\n" in text
 
 
+def test_the_one_statement_script_is_the_psycopg_drivers_statement() -> None:
+    text = _pgbench.script(customers=100, customer_first_id=1001, amount_max=1000, credit_account_id=2,
+                           statement="one")  # fmt: skip
+    assert text.startswith("-- One transfer of the plain PostgreSQL ledger as one statement")
+    assert "\\set credit 2\n" in text and "BEGIN" not in text and "COMMIT" not in text
+    statement = text.splitlines()[-1]
+    assert statement == (
+        "WITH debit AS (UPDATE accounts SET balance = balance - :amount WHERE id = :debit AND (NOT guarded OR "
+        "balance >= :amount) RETURNING id), credit AS (UPDATE accounts SET balance = balance + :amount WHERE id = "
+        ":credit AND EXISTS (SELECT FROM debit) RETURNING id) INSERT INTO transfers (debit_account_id, "
+        "credit_account_id, amount) SELECT :debit, :credit, :amount FROM debit RETURNING id;"
+    )
+    # The same statement psycopg sends, but for the id, which pgbench leaves to the identity column.
+    assert plain_pg.ONE_STATEMENT.replace("%(", ":").replace(")s", "").replace("id, debit_account_id", (
+        "debit_account_id")).replace(":id, ", "") + ";" == statement  # fmt: skip
+
+
 def test_the_script_refuses_impossible_workloads() -> None:
     with pytest.raises(ValueError, match="customers: 1 is fewer than the 2"):
         _pgbench.script(customers=1, customer_first_id=1001, amount_max=1000, credit_account_id=None)
     with pytest.raises(ValueError, match="amount_max: 0"):
         _pgbench.script(customers=10, customer_first_id=1001, amount_max=0, credit_account_id=2)
+    with pytest.raises(ValueError, match="statement: 'two' is not one of five, one"):
+        _pgbench.script(customers=10, customer_first_id=1001, amount_max=1, credit_account_id=2, statement="two")
 
 
 def test_the_command_line() -> None:
@@ -171,6 +190,11 @@ def test_conservation_is_checked() -> None:
         _pgbench.check_conserved(before, Books(balance_sum=0, overdrawn=1, transfers=150), committed=50)
     with pytest.raises(RuntimeError, match="51 transfers were written, pgbench committed 50"):
         _pgbench.check_conserved(before, Books(balance_sum=0, overdrawn=0, transfers=151), committed=50)
+    with pytest.raises(
+        RuntimeError, match=r"^plain_postgresql_one run: 49 transfers were written, plain_postgresql_one"
+    ):
+        _pgbench.check_conserved(before, Books(balance_sum=0, overdrawn=0, transfers=149), committed=50,
+                                 driver="plain_postgresql_one")  # fmt: skip
 
 
 def test_pgbench_is_found_or_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -189,18 +213,8 @@ def test_without_pgbench_the_comparison_runs_without_it_unless_asked(monkeypatch
     monkeypatch.setattr(_pgbench, "find_pgbench", lambda path=None: None)
     args = compare.parse_args([])
     assert args.pgbench_path is None
-    assert args.skipped == {"plain_postgresql_pgbench": "pgbench not found (give `--pgbench PATH`)"}
-    with pytest.raises(SystemExit):
-        compare.parse_args(["--systems", "plain_postgresql_pgbench"])
-
-
-def test_pgbench_runs_at_the_callers_of_the_plan() -> None:
-    plan = compare.Plan(customers=10, callers=(1, 8), seconds=1, warmup_seconds=0, batch_seconds=1)
-    assert plan.pgbench_scenarios == (1, 8)
-    assert compare.Plan(customers=10, callers=(1, 8), seconds=1, warmup_seconds=0, batch_seconds=1,
-                        pgbench_callers=(8,)).pgbench_scenarios == (8,)  # fmt: skip
-
-
-def test_quick_leaves_out_pgbench_at_one_caller() -> None:
-    assert compare.quick_pgbench_callers((1, 8, 32, 256)) == (8, 32, 256)
-    assert compare.quick_pgbench_callers((1,)) == (1,)
+    assert args.skipped["plain_postgresql_pgbench"] == "pgbench not found (give `--pgbench PATH`)"
+    assert args.skipped["plain_postgresql_pgbench_one"] == "pgbench not found (give `--pgbench PATH`)"
+    for key in ("plain_postgresql_pgbench", "plain_postgresql_pgbench_one"):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--systems", key])
