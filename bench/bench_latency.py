@@ -14,7 +14,7 @@ import pytest
 from bench.latency import main
 from tests.stores import require_postgres
 
-SYSTEMS = {"ledger_postgresql", "ledger_sqlite", "plain_postgresql", "plain_postgresql_one_statement"}
+SYSTEMS = {"ledger_postgresql", "ledger_sqlite", "plain_postgresql", "plain_postgresql_one"}
 FLOORS = {"insert_commit", "grpc_noop", "ledger_postgresql_lookup"}
 
 

@@ -10,8 +10,8 @@ on one machine, a lone caller (one call at a time, each waiting for its answer) 
   `create_transfer` at a time through `ledger.client.AsyncClient`;
 - `plain_postgresql`: bench/plain_pg.py's transaction per transfer (INSERT, guarded debit, credit,
   COMMIT) through psycopg 3, five round trips;
-- `plain_postgresql_one_statement`: the same ledger moved by one statement per transfer (a CTE that
-  debits guarded, credits and inserts) in autocommit: one round trip;
+- `plain_postgresql_one`: the same ledger moved by one statement per transfer (bench/plain_pg.py's CTE
+  that debits guarded, credits and inserts) in autocommit: one round trip;
 - the floors: `insert_commit`, one INSERT of a small row in autocommit (a prepared statement: one round
   trip and one durable commit of PostgreSQL), `grpc_noop`, a grpc.aio unary call that does nothing,
   its server in its own process, with the byte sizes of a one-transfer request and its answer, and
@@ -45,9 +45,7 @@ from typing import Any, Final, Protocol
 
 import grpc
 import psycopg
-from psycopg import errors
 
-from bench import plain_pg
 from bench._harness import DEFAULT_DSN, ServerProcess, measure, progress, summary
 from bench.compare import LedgerSystem, PlainSystem, Sampler, single_caller
 from ledger.engine import IMPLEMENTATION
@@ -61,18 +59,6 @@ NOOP_METHOD: Final = "/bench.latency.Noop/Call"
 NOOP_REQUEST: Final = bytes(TRANSFER_SIZE + 3)
 """A CreateTransfersPacked request of one record: the record and its field's tag and length."""
 NOOP_RESPONSE: Final = bytes(TRANSFER_RESULT_SIZE + 2)
-ONE_STATEMENT: Final = """
-WITH debit AS (
-    UPDATE accounts SET balance = balance - %(amount)s
-    WHERE id = %(debit)s AND (NOT guarded OR balance >= %(amount)s) RETURNING id
-), credit AS (
-    UPDATE accounts SET balance = balance + %(amount)s WHERE id = %(credit)s AND EXISTS (SELECT FROM debit)
-    RETURNING id
-)
-INSERT INTO transfers (id, debit_account_id, credit_account_id, amount)
-SELECT %(id)s, %(debit)s, %(credit)s, %(amount)s FROM debit, credit
-"""
-"""One transfer as one statement, its own transaction in autocommit: guarded debit, credit, insert."""
 
 
 class Driven(Protocol):
@@ -82,31 +68,6 @@ class Driven(Protocol):
     server: ServerProcess | None
 
     async def transfer(self, caller: int, debit: int, credit: int, amount: int) -> None: ...
-
-
-class OneStatement:
-    """The plain ledger of a PlainSystem, moved by ONE_STATEMENT on the same connections and schema."""
-
-    key = "plain_postgresql_one_statement"
-    server: ServerProcess | None = None
-
-    def __init__(self, plain: PlainSystem) -> None:
-        self._plain = plain
-        self.deadlocks = 0
-
-    async def transfer(self, caller: int, debit: int, credit: int, amount: int) -> None:
-        params = {"id": self._plain.ids.take(), "debit": debit, "credit": credit, "amount": amount}
-        connection = self._plain.connections[caller]
-        for _ in range(plain_pg.DEADLOCK_RETRIES_MAX):
-            try:
-                cursor = await connection.execute(ONE_STATEMENT, params, prepare=True)
-            except errors.DeadlockDetected:
-                self.deadlocks += 1
-                continue
-            if cursor.rowcount != 1:
-                raise RuntimeError(f"{self.key}: transfer {params['id']} moved nothing")
-            return
-        raise RuntimeError(f"{self.key}: transfer {params['id']} still deadlocked")
 
 
 class LedgerLookup:
@@ -215,10 +176,17 @@ class LoneCalls:
         self.server_cpu_seconds = 0.0
 
     async def round(self, sampler: Sampler, calls: int, warmup_calls: int) -> None:
+        await prepared(self.system, 1)
+        try:
+            await self._round(sampler, calls, warmup_calls)
+        finally:
+            await finished(self.system)
+
+    async def _round(self, sampler: Sampler, calls: int, warmup_calls: int) -> None:
         transfer = self.system.transfer
         for _ in range(warmup_calls):
             await transfer(0, *sampler.one())
-        server = self.system.server
+        server = getattr(self.system, "server", None)
         cpu = (time.process_time(), server.cpu_seconds() if server else 0.0)
         started = time.perf_counter()
         for _ in range(calls):
@@ -235,9 +203,23 @@ class LoneCalls:
         out = summary(self.latencies, len(self.latencies), self.seconds)
         calls = max(1, len(self.latencies))
         out["client_cpu_us_per_call"] = round(self.client_cpu_seconds / calls * 1e6, 1)
-        if self.system.server is not None:
+        if getattr(self.system, "server", None) is not None:
             out["server_cpu_us_per_call"] = round(self.server_cpu_seconds / calls * 1e6, 1)
         return out
+
+
+async def prepared(system: Driven, callers: int) -> None:
+    """A bench.compare system readies itself for a scenario of `callers` (the plain ledger opens its connections)."""
+    prepare = getattr(system, "prepare", None)
+    if prepare is not None:
+        await prepare(callers)
+
+
+async def finished(system: Driven) -> None:
+    """A bench.compare system ends its scenario (the plain ledger checks its books and closes its connections)."""
+    finish = getattr(system, "finish", None)
+    if finish is not None:
+        await finish()
 
 
 def rotated(items: list[Any], turn: int) -> list[Any]:
@@ -263,9 +245,18 @@ async def many_callers(systems: list[Driven], args: argparse.Namespace, sampler:
         for system in rotated(systems, turn):
             name = f"{system.key} {args.callers} callers, round {turn + 1} of {args.rounds}"
             caller = single_caller(system, sampler)
-            measured = await measure(
-                name, args.callers, caller, args.seconds, args.warmup_seconds, server=system.server
-            )
+            await prepared(system, args.callers)
+            try:
+                measured = await measure(
+                    name,
+                    args.callers,
+                    caller,
+                    args.seconds,
+                    args.warmup_seconds,
+                    server=getattr(system, "server", None),
+                )
+            finally:
+                await finished(system)
             rounds[system.key].append(measured)
     results: dict[str, Any] = {}
     for key, measured in rounds.items():
@@ -315,12 +306,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ledger_pg = LedgerSystem(args.store, transfers_max=transfers_max, report=progress)
         ledger_sqlite = LedgerSystem("sqlite", transfers_max=transfers_max, report=progress)
         plain = PlainSystem(args.store)
-        one_statement = OneStatement(plain)
+        one_statement = PlainSystem(args.store, statement="one")
         insert = InsertCommit(exits.enter_context(temporary_schema(args.store, "ledger_bench_latency")))
         noop = GrpcNoop()
         started: list[Any] = []
         try:
-            for system in (ledger_pg, ledger_sqlite, plain):
+            for system in (ledger_pg, ledger_sqlite, plain, one_statement):
                 progress(f"{system.key}: opening {args.accounts:,} accounts")
                 await system.start(args.accounts)
                 started.append(system)
@@ -338,7 +329,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lone_caller": lone,
         f"callers_{args.callers}": many,
         "targets": verdicts(lone, many, args.callers),
-        "deadlocks_retried": {"plain_postgresql": plain.retries.deadlocks, one_statement.key: one_statement.deadlocks},
+        "deadlocks_retried": {system.key: system.retries.deadlocks for system in (plain, one_statement)},
     }
 
 
