@@ -1,30 +1,37 @@
-"""Recovery of POS-shaped journals on both journal stores.
+"""Recovery of POS-shaped journals, and checkpoints by commits and bytes, on both journal stores.
 
 A POS fleet writes many commits of a few transfers. Recovery must cost per
 transfer, not per commit (the engine is handed many commits at once), keep
 every check it makes (checksum, seq, ordinals, checkpoint counts) naming the
-right commit, and rebuild exactly the state and the idempotency answers.
+right commit, and rebuild exactly the state and the idempotency answers; a
+ledger must checkpoint after many commits or bytes even when few transfers
+were written, without holding its commits back while it saves one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from ledger.core import Ledger
-from ledger.engine import CreateTransferResult, Transfer, TransferFlags
-from ledger.journal import Commit, JournalCorrupt, StoreLocked, open_store
+from ledger.engine import Account, CreateTransferResult, Transfer, TransferFlags, pack_accounts
+from ledger.journal import Checkpoint, Commit, JournalCorrupt, StoreLocked, open_store
 from ledger.journal import _postgres as postgres_module
 from ledger.journal import _sqlite as sqlite_module
 from tests.integration.test_journal import (
     FEES,
     FUNDING,
+    LEDGER,
     REVENUE,
     WALLETS,
+    GatedStore,
     config,
     crash,
+    gated_ledger,
     move,
     open_books,
     run,
@@ -277,3 +284,115 @@ def test_a_scan_comes_in_chunks_bounded_by_bytes_whatever_the_commit_sizes(
         assert [c.seq for c in store.commits(5, 12)] == list(range(6, 13))
     finally:
         store.close()
+
+
+# --- checkpoints by commits and bytes ----------------------------------------------------------------------------
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_many_small_commits_take_a_checkpoint_although_few_transfers_were_written(store_url: str) -> None:
+    clock = ManualClock()
+
+    async def body() -> Any:
+        ledger = await Ledger.open(config(store_url, checkpoint_every_commits=25), clock=clock)
+        await open_books(ledger)
+        for i in range(22):
+            await transfers(ledger, move(100 + i, FUNDING, WALLETS[0], 1))
+        await asyncio.sleep(0.05)
+        assert ledger.stats().writer.checkpoints_total == 0  # 23 commits, 22 transfers
+        for i in range(22, 30):
+            await transfers(ledger, move(100 + i, FUNDING, WALLETS[0], 1))
+        await until(lambda: ledger.stats().writer.checkpoints_total >= 1)
+        state = await snapshot(ledger)
+        await crash(ledger)
+        return state
+
+    before = run(body())
+
+    async def again() -> None:
+        async with await Ledger.open(config(store_url), clock=clock) as ledger:
+            assert ledger.recovery.checkpoint_seq >= 25
+            assert ledger.recovery.commits_replayed <= 31 - 25
+            assert await snapshot(ledger) == before
+
+    run(again())
+
+
+def test_many_bytes_take_a_checkpoint_although_no_transfer_was_written(store_url: str) -> None:
+    clock = ManualClock()
+
+    async def body() -> None:
+        ledger = await Ledger.open(config(store_url, checkpoint_every_bytes=32 * 1024), clock=clock)
+        for start in range(1000, 1300, 100):  # 300 accounts: 38,400 bytes of records, in 3 commits
+            await ledger.create_accounts(
+                pack_accounts([Account(id=i, ledger=LEDGER, code=1) for i in range(start, start + 100)])
+            )
+        await until(lambda: ledger.stats().writer.checkpoints_total >= 1)
+        await crash(ledger)
+
+    run(body())
+    store = locked_store(store_url)
+    try:
+        checkpoint = store.latest_checkpoint()
+        assert checkpoint is not None and checkpoint.seq == 3 and checkpoint.accounts_count == 300
+    finally:
+        store.close()
+
+
+def test_a_start_that_replayed_many_commits_checkpoints_at_once(store_url: str) -> None:
+    clock = ManualClock()
+    write_plain_calls(store_url, clock, 30)  # 31 commits, no checkpoint
+
+    async def restart() -> None:
+        ledger = await Ledger.open(config(store_url, checkpoint_every_commits=25), clock=clock)
+        assert ledger.recovery.commits_replayed == 31
+        # Without a single write: the next start must not replay them all again.
+        await until(lambda: ledger.stats().writer.checkpoints_total == 1)
+        await crash(ledger)
+
+    run(restart())
+
+    async def again() -> None:
+        async with await Ledger.open(config(store_url, checkpoint_every_commits=25), clock=clock) as ledger:
+            assert (ledger.recovery.checkpoint_seq, ledger.recovery.commits_replayed) == (31, 0)
+
+    run(again())
+
+
+class SlowCheckpointStore(GatedStore):
+    """Checkpoints wait for a gate of their own before they are saved."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.checkpoint_gate = threading.Event()
+        self.checkpoint_gate.set()
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint_gate.wait(30)
+        self.inner.save_checkpoint(checkpoint)
+
+
+def test_commits_go_on_while_a_checkpoint_is_saved(store_url: str) -> None:
+    clock = ManualClock()
+
+    async def body() -> None:
+        ledger, store = await gated_ledger(store_url, clock, store_class=SlowCheckpointStore)
+        assert isinstance(store, SlowCheckpointStore)
+        await open_books(ledger)
+        store.checkpoint_gate.clear()
+        saving = asyncio.ensure_future(ledger.checkpoint())
+        await asyncio.sleep(0.05)
+        for i in range(5):  # each made durable and answered while the checkpoint waits
+            assert await asyncio.wait_for(transfers(ledger, move(100 + i, FUNDING, WALLETS[i], 1)), 5) == [TR.OK]
+        assert not saving.done()
+        store.checkpoint_gate.set()
+        assert await saving == 1  # at the journal position it was taken at
+        await ledger.close()
+
+    run(body())
