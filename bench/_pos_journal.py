@@ -9,6 +9,9 @@ applies each call of about `commit_transfers` transfers, and its entries
 become a commit as `Ledger._record` and the group-commit writer make them
 (the same record format, seqs, ordinals, expiry points, balances and
 timestamps), sealed with `Commit.seal` and appended in large transactions.
+The history index is kept as a ledger keeps it (ledger.journal.HistoryIndex
+fed every commit once durable), so a ledger opened on the journal has no
+history to catch up on, as one restarted after a crash would not.
 
 The calls mix what a POS fleet sends: wallet payments to merchants, some as
 a linked payment and fee, top-ups, and holds (about one per call) of which
@@ -29,7 +32,7 @@ from typing import Any
 from ledger.engine import Account, AccountFlags, EngineConfig, TransferFlags, pack_accounts, select
 from ledger.engine._layout import TRANSFER_STRUCT
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.journal import Checkpoint, Commit, open_store
+from ledger.journal import Checkpoint, Commit, HistoryIndex, open_store
 
 LEDGER = 978
 FUNDING = 1
@@ -42,6 +45,7 @@ TICK_NS = 1_000_000
 """The clock moves 1 ms between calls: a busy fleet; holds of 1 to 3 s expire thousands of commits later."""
 APPEND_COMMITS = 4096
 """Commits per store transaction while writing (the store takes any number; this bounds memory)."""
+HISTORY_WAIT_SECONDS = 600.0
 _MASK = 2**64 - 1
 TF = TransferFlags
 
@@ -109,6 +113,8 @@ def write_pos_journal(
     engine = select(None)(config, clock=clock)  # type: ignore[call-arg]
     store = open_store(url)
     store.connect()
+    history = HistoryIndex(store)
+    history.start(0)
     seq = accounts_count = transfers_count_written = 0
     pending: list[Commit] = []
     counts = {"holds": 0, "posted": 0, "voided": 0, "expired": 0}
@@ -136,8 +142,12 @@ def write_pos_journal(
         accounts_count += len(accounts) // 128
         transfers_count_written += len(transfers) // TRANSFER_SIZE
         if len(pending) >= APPEND_COMMITS:
-            store.append(pending)
-            pending.clear()
+            append()
+
+    def append() -> None:
+        store.append(pending)
+        history.durable(list(pending))
+        pending.clear()
 
     def create_transfers(records: bytearray) -> None:
         clock.now += TICK_NS
@@ -240,8 +250,9 @@ def write_pos_journal(
                 reported = transfers_count_written
                 progress(f"  journaled {transfers_count_written:,} of {transfers_count:,} in commits of ~{size}")
         if pending:
-            store.append(pending)
-            pending.clear()
+            append()
+        if not history.wait_for(seq, HISTORY_WAIT_SECONDS):
+            raise RuntimeError(f"the history index did not reach seq={seq} within {HISTORY_WAIT_SECONDS} s")
         snapshot = engine.export_snapshot()
         if checkpoint:
             store.save_checkpoint(
@@ -253,6 +264,7 @@ def write_pos_journal(
                 )
             )
     finally:
+        history.stop()
         store.close()
     return PosJournal(
         transfers=transfers_count_written,
