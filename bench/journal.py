@@ -429,7 +429,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             progress(f"  {result['transfers_per_s']:,} transfers/s, call p99 {result['call_p99_ms']} ms, "
                      f"{result['checkpoints']} checkpoints")  # fmt: skip
             report["checkpoint"][label] = result
+        report["checkpoint"]["at_the_default"] = checkpoint_overhead(report["checkpoint"])
     return report
+
+
+def checkpoint_overhead(runs: dict[str, Any]) -> dict[str, Any]:
+    """What one checkpoint cost the traffic (the time it took over the time without), and what that makes at the
+    default LEDGER_CHECKPOINT_EVERY_COMMITS at the commit rate the traffic had without checkpoints."""
+    none, often = runs["none_during_traffic"], runs["often"]
+    lost = none["transfers"] / often["transfers_per_s"] - none["transfers"] / none["transfers_per_s"]
+    per_checkpoint = lost / max(1, often["checkpoints"])
+    commits_per_s = none["commits"] * none["transfers_per_s"] / none["transfers"]
+    every = LedgerConfig().checkpoint_every_commits
+    return {
+        "seconds_lost_per_checkpoint": round(per_checkpoint, 3),
+        "commits_per_s": round(commits_per_s),
+        "checkpoint_every_commits": every,
+        "seconds_between_checkpoints": round(every / commits_per_s, 1),
+        "throughput_lost_fraction": round(per_checkpoint * commits_per_s / every, 4),
+    }
 
 
 def main() -> int:
