@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 from ledger.engine import Engine, EngineState, StateMismatch
 from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.journal import EXPIRED_SIZE, Checkpoint, Commit, JournalCorrupt, Store
-from ledger.journal._format import Blob, check_commit_row
+from ledger.journal import EXPIRED_SIZE, Blob, Checkpoint, Commit, JournalCorrupt, Store, check_commit_row
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,16 @@
 """The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
 
-from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
+from ._format import (
+    EXPIRED_SIZE,
+    EXPIRED_STRUCT,
+    Blob,
+    Checkpoint,
+    Commit,
+    CommitRow,
+    JournalCorrupt,
+    JournalError,
+    check_commit_row,
+)
 from ._history import AccountFilter, BalancesPage, HistoryIndex, TransfersPage
 from ._postgres import PostgresStore
 from ._sqlite import SqliteStore
@@ -17,8 +27,10 @@ __all__ = [
     "CHECKPOINTS_KEPT",
     "EXPIRED_SIZE",
     "EXPIRED_STRUCT",
+    "Blob",
     "Checkpoint",
     "Commit",
+    "CommitRow",
     "GroupCommitWriter",
     "JournalCorrupt",
     "JournalError",
@@ -26,6 +38,7 @@ __all__ = [
     "StoreLocked",
     "StoreUnavailable",
     "WriterStats",
+    "check_commit_row",
     "open_store",
     "seq_before",
 ]

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 from ledger.core import recover
 from ledger.engine import ReferenceEngine
-from ledger.journal import Checkpoint, Commit
-from ledger.journal._format import CommitRow
+from ledger.journal import Checkpoint, Commit, CommitRow
 from ledger.journal._store import SEQ_MAX
 from tests.property.test_differential import FUNDING, Pair, accounts_batch, draw_transfer, small_capacity
 from tests.support import ENGINE_CLASSES, SECOND
