@@ -19,7 +19,7 @@ import pytest
 
 from ledger.core import Ledger
 from ledger.engine import Account, CreateTransferResult, Transfer, TransferFlags, pack_accounts
-from ledger.journal import Checkpoint, Commit, JournalCorrupt, StoreLocked, open_store
+from ledger.journal import Checkpoint, Commit, StoreLocked, open_store
 from ledger.journal import _postgres as postgres_module
 from ledger.journal import _sqlite as sqlite_module
 from tests.integration.test_journal import (
@@ -34,6 +34,7 @@ from tests.integration.test_journal import (
     gated_ledger,
     move,
     open_books,
+    open_fails,
     run,
     snapshot,
     transfers,
@@ -208,12 +209,6 @@ def replace_commit(url: str, seq: int, transfers_from: int) -> None:
         store.append([new, *(c for c in commits if c.seq > seq)])
     finally:
         store.close()
-
-
-def open_fails(url: str, clock: ManualClock) -> str:
-    with pytest.raises(JournalCorrupt) as info:
-        run(Ledger.open(config(url), clock=clock))
-    return str(info.value)
 
 
 def test_a_damaged_commit_inside_a_merged_run_is_named(store_url: str) -> None:
