@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.journal import fresh_store, recovery, throughput
+from bench.journal import checkpoint_cost, fresh_store, pos_recovery, recovery, throughput
 from ledger.engine._limits import BATCH_EVENTS_MAX
 
 
@@ -36,3 +36,23 @@ def test_recovery_from_checkpoint_and_from_journal(benchmark: Any) -> None:
     result = benchmark.pedantic(run, rounds=1, iterations=1)
     assert result["from_checkpoint"]["transfers_replayed"] == 0
     assert result["journal_only"]["transfers_replayed"] == 20_000
+
+
+def test_recovery_of_a_journal_of_small_commits(benchmark: Any) -> None:
+    def run() -> dict[str, Any]:
+        with fresh_store("sqlite") as url:
+            return asyncio.run(pos_recovery(url, 60_000))
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert result["transfers"] >= 60_000 and result["transfers_per_commit"] > 15 and result["expired"] > 0
+    assert result["from_checkpoint"]["state_matches"] and result["journal_only"]["state_matches"]
+    assert result["from_checkpoint"]["commits_replayed"] == 0
+    assert result["journal_only"]["commits_replayed"] == result["commits"]
+
+
+def test_checkpoint_cost_under_small_commits(benchmark: Any) -> None:
+    def run() -> dict[str, Any]:
+        return asyncio.run(checkpoint_cost("sqlite", 20, accounts=2_000, count=8_000))
+
+    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert result["checkpoints"] >= 1 and result["transfers_per_s"] > 0 and result["loop_pause_ms_max"] >= 0

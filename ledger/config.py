@@ -52,7 +52,13 @@ class LedgerConfig:
     durable_wait_seconds: float = 10.0
     """How long a call waits for its entries to become durable before it answers 'unavailable, retry'."""
     checkpoint_every_transfers: int = 1_000_000
+    """A checkpoint is taken in the background once this many transfers were journaled since the last one…"""
+    checkpoint_every_commits: int = 100_000
+    """…or this many journal commits: a POS fleet writes many small ones, and recovery pays for each…"""
+    checkpoint_every_bytes: int = 256 * MIB
+    """…or this many bytes of journal records (accounts, transfers, expiries, balance history)…"""
     checkpoint_interval_seconds: float = 300.0
+    """…or after this long, if anything was journaled."""
     history_flush_transfers: int = 1_048_576
     """The history index writes its in-memory tail to the store after this many transfers…"""
     history_flush_seconds: float = 10.0
@@ -77,8 +83,8 @@ class LedgerConfig:
 
     def __post_init__(self) -> None:
         for name in ("journal_backlog_bytes_max", "commit_bytes_max", "checkpoint_every_transfers",
-                     "history_flush_transfers", "history_reads_concurrent_max",
-                     "history_reads_per_caller_max"):  # fmt: skip
+                     "checkpoint_every_commits", "checkpoint_every_bytes", "history_flush_transfers",
+                     "history_reads_concurrent_max", "history_reads_per_caller_max"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.commit_bytes_max > 512 * MIB:

@@ -1468,21 +1468,24 @@ cdef class NativeEngine:
         cdef const uint8_t[::1] transfers
         cdef const uint8_t[::1] status
         cdef uint64_t count = len(entries) // 128
-        cdef uint64_t i, pos
+        cdef uint64_t i, pos, fits
         self.check_idle()
         if len(entries) % 128:
             raise StateMismatch("state holds a partial record")
         if len(transfer_status) != count:
             raise StateMismatch("transfer_status must hold one byte per transfer")
-        if self.transfers_count + count > self.transfers_max:
-            raise StateMismatch("state exceeds the configured capacity")
         if count == 0:
             return
         transfers = entries
         status = transfer_status
-        memcpy(&self.transfers[self.transfers_count], &transfers[0], count * 128)
-        memcpy(&self.status[self.transfers_count], &status[0], count)
+        # Entries are taken one by one up to the one refused (recovery names that one's commit), so only
+        # what fits the tables is copied.
+        fits = min(count, self.transfers_max - self.transfers_count)
+        memcpy(&self.transfers[self.transfers_count], &transfers[0], fits * 128)
+        memcpy(&self.status[self.transfers_count], &status[0], fits)
         for i in range(count):
+            if i == fits:
+                raise StateMismatch("state exceeds the configured capacity")
             pos = self.transfers_count
             self.index_transfer(pos)
             if self.status[pos] == S_PENDING:

@@ -199,6 +199,9 @@ class LedgerStats:
     durable."""
     history: HistoryStats
     reads: ReadsStats
+    commits_since_checkpoint: int = 0
+    """Journal commits after the last checkpoint: what a restart would replay."""
+    bytes_since_checkpoint: int = 0
 
 
 class Ledger:
@@ -230,8 +233,12 @@ class Ledger:
         self._unavailable: BaseException | None = None
         self._failure: BaseException | None = None
         self._closed = False
-        self._checkpoint_transfers = report.transfers_count
+        # What the last checkpoint covers: the recovered state counts as covered except what was replayed
+        # after the checkpoint recovery started from, which the next restart would replay again.
+        self._checkpoint_transfers = report.transfers_count - report.transfers_replayed
         self._checkpoint_accounts = report.accounts_count
+        self._checkpoint_seq = report.checkpoint_seq
+        self._checkpoint_bytes = -report.bytes_replayed
         self._checkpoint_at = time.monotonic()
         self._checkpoint_in_flight = False
         self._history_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -271,6 +278,7 @@ class Ledger:
             self._loop, self._apply_transfers, TRANSFER_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_FLAGS_OFFSET, "transfers"
         )
         self._expiry_task = self._loop.create_task(self._expire_loop(), name="ledger-expiry")
+        self._maybe_checkpoint()  # a long replay at start is not paid again at the next one
 
     @classmethod
     async def open(
@@ -577,6 +585,7 @@ class Ledger:
                 future.set_result(None)
 
     def stats(self) -> LedgerStats:
+        _, commits_since_checkpoint, bytes_since_checkpoint = self._since_checkpoint()
         return LedgerStats(
             engine=self._engine.stats(),
             writer=self._writer.stats(),
@@ -587,6 +596,8 @@ class Ledger:
             ticket_applied=self._ticket_applied,
             history=self._history.stats(),
             reads=self._reads.stats(),
+            commits_since_checkpoint=commits_since_checkpoint,
+            bytes_since_checkpoint=bytes_since_checkpoint,
         )
 
     @property
@@ -657,15 +668,33 @@ class Ledger:
 
     # -- checkpoints and expiry ----------------------------------------------------
 
+    def _since_checkpoint(self) -> tuple[int, int, int]:
+        """(transfers, commits, bytes) journaled since the last checkpoint: what a restart would replay."""
+        return (
+            self._transfers_count - self._checkpoint_transfers,
+            self._writer.seq_last - self._checkpoint_seq,
+            self._writer.bytes_appended - self._checkpoint_bytes,
+        )
+
+    def _changed_since_checkpoint(self) -> bool:
+        transfers, commits, _ = self._since_checkpoint()
+        return bool(transfers or commits) or self._accounts_count != self._checkpoint_accounts
+
     def _maybe_checkpoint(self) -> None:
         if self._checkpoint_in_flight or self._closed or self._failure is not None:
             return
-        changed = (self._transfers_count, self._accounts_count) != (
-            self._checkpoint_transfers,
-            self._checkpoint_accounts,
-        )
-        due = self._transfers_count - self._checkpoint_transfers >= self.config.checkpoint_every_transfers or (
-            changed and time.monotonic() - self._checkpoint_at >= self.config.checkpoint_interval_seconds
+        config = self.config
+        transfers, commits, size = self._since_checkpoint()
+        # Replay costs per transfer, per commit (each is read and checked on its own) and per byte read; a
+        # POS fleet writes many commits of a few transfers, so any of the three may be what is due.
+        due = (
+            transfers >= config.checkpoint_every_transfers
+            or commits >= config.checkpoint_every_commits
+            or size >= config.checkpoint_every_bytes
+            or (
+                time.monotonic() - self._checkpoint_at >= config.checkpoint_interval_seconds
+                and self._changed_since_checkpoint()
+            )
         )
         if due:
             self._take_checkpoint(None)
@@ -675,10 +704,14 @@ class Ledger:
         self._checkpoint_in_flight = True
         self._checkpoint_transfers = self._transfers_count
         self._checkpoint_accounts = self._accounts_count
+        self._checkpoint_bytes = self._writer.bytes_appended
         self._checkpoint_at = time.monotonic()
 
         def saved(seq: int | None) -> None:
             self._checkpoint_in_flight = False
+            # The seq the snapshot stands at is known once its commits are written; if it was not saved, the
+            # commits until now count as covered all the same, so that a failing save is not retried per commit.
+            self._checkpoint_seq = seq if seq is not None else self._writer.seq_last
             if done is not None and not done.done():
                 done.set_result(seq)
 
@@ -802,13 +835,9 @@ class Ledger:
             return
         self._expiry_task.cancel()
         self.end_subscriptions()
-        if checkpoint and self._failure is None and self._unavailable is None:
-            changed = (self._transfers_count, self._accounts_count) != (
-                self._checkpoint_transfers,
-                self._checkpoint_accounts,
-            )
-            if changed and not self._checkpoint_in_flight:
-                self._take_checkpoint(None)
+        healthy = self._failure is None and self._unavailable is None
+        if checkpoint and healthy and self._changed_since_checkpoint() and not self._checkpoint_in_flight:
+            self._take_checkpoint(None)
         self._closed = True
         finished = await asyncio.to_thread(self._writer.stop, STOP_TIMEOUT_SECONDS)
         if not finished:

@@ -152,7 +152,11 @@ class Engine(Protocol):
     One caller at a time: the engine is the single writer of the ledger (the
     native engine refuses a second caller while a batch runs). After a
     StateMismatch from import_state or a replay the engine is in an undefined
-    state and must be discarded.
+    state and must be discarded; only `stats().transfers_count` still means
+    something: replay_transfers and restore_transfers take entries one by one,
+    so it is the ordinal of the transfer entry refused (of the call's first
+    one when an expiry is refused). Recovery, which hands them many commits
+    at once, names the commit that holds it.
     """
 
     implementation: str

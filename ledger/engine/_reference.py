@@ -759,18 +759,20 @@ class ReferenceEngine:
         transfers = unpack_transfers(entries)
         if len(transfer_status) != len(transfers):
             raise StateMismatch("transfer_status must hold one byte per transfer")
-        if len(self._transfers) + len(transfers) > self._config.transfers_max:
-            raise StateMismatch("state exceeds the configured capacity")
         for t, status in zip(transfers, bytes(transfer_status), strict=True):
+            # One by one up to the one refused, as replay does: recovery names that one's commit.
+            if len(self._transfers) >= self._config.transfers_max:
+                raise StateMismatch("state exceeds the configured capacity")
             if t.id in self._transfers:
                 raise StateMismatch(f"transfer {t.id} appears twice")
+            open_hold = bool(t.flags & TF.PENDING) and status == TransferStatus.PENDING
+            if open_hold and self._pending_count >= self._config.pending_transfers_max:
+                limit = self._config.pending_transfers_max
+                raise StateMismatch(f"state holds more than pending_transfers_max={limit} open holds")
             self._transfers[t.id] = t
             if t.flags & TF.PENDING:
                 self._status[t.id] = TransferStatus(status)
-                if status == TransferStatus.PENDING:
-                    if self._pending_count >= self._config.pending_transfers_max:
-                        limit = self._config.pending_transfers_max
-                        raise StateMismatch(f"state holds more than pending_transfers_max={limit} open holds")
+                if open_hold:
                     self._pending_count += 1
                     if t.timeout:
                         heapq.heappush(

@@ -1,6 +1,16 @@
 """The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
 
-from ._format import EXPIRED_SIZE, EXPIRED_STRUCT, Checkpoint, Commit, JournalCorrupt, JournalError
+from ._format import (
+    EXPIRED_SIZE,
+    EXPIRED_STRUCT,
+    Blob,
+    Checkpoint,
+    Commit,
+    CommitRow,
+    JournalCorrupt,
+    JournalError,
+    check_commit_row,
+)
 from ._history import (
     READ_STEP_RECORDS,
     AccountFilter,
@@ -29,8 +39,10 @@ __all__ = [
     "CHECKPOINTS_KEPT",
     "EXPIRED_SIZE",
     "EXPIRED_STRUCT",
+    "Blob",
     "Checkpoint",
     "Commit",
+    "CommitRow",
     "GroupCommitWriter",
     "JournalCorrupt",
     "JournalError",
@@ -38,6 +50,7 @@ __all__ = [
     "StoreLocked",
     "StoreUnavailable",
     "WriterStats",
+    "check_commit_row",
     "open_store",
     "run_steps",
     "seq_before",

@@ -68,6 +68,8 @@ def decompress_block(data: bytes | memoryview, block: int, transfers_count: int,
 def decompress_transfers(blocks: bytes, ends: bytes, transfers_count: int, where: str) -> bytes:
     """The packed records of a commit, from its blocks; JournalCorrupt if they do not add up."""
     count = block_count(transfers_count)
+    if count == 1 and len(ends) == _END.size and _END.unpack(ends)[0] == len(blocks):
+        return decompress_block(blocks, 0, transfers_count, where)  # a commit of a few transfers: one block
     if len(ends) != count * _END.size:
         raise JournalCorrupt(f"{where}: {len(ends) // _END.size} transfer blocks for {transfers_count} transfers")
     if count and _END.unpack_from(ends, (count - 1) * _END.size)[0] != len(blocks):

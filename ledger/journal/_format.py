@@ -147,27 +147,62 @@ class Commit:
         """Bytes of records this commit carries."""
         return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances)
 
+    @classmethod
+    def from_row(cls, row: CommitRow) -> Commit:
+        seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
+        return cls(
+            seq=seq,
+            timestamp_last=timestamp_last,
+            accounts_first=accounts_first,
+            transfers_first=transfers_first,
+            checksum=checksum,
+            accounts=accounts,
+            transfers=transfers,
+            expired=expired,
+            balances=balances,
+        )
+
     def verify(self) -> None:
         """Raise JournalCorrupt naming this commit unless it is whole and unchanged."""
-        where = f"journal commit seq={self.seq} (transfers from ordinal {self.transfers_first})"
-        if (
-            len(self.accounts) % ACCOUNT_SIZE
-            or len(self.transfers) % TRANSFER_SIZE
-            or len(self.expired) % EXPIRED_SIZE
-            or len(self.balances) % ACCOUNT_BALANCE_SIZE
-        ):
-            raise JournalCorrupt(f"{where}: a record is truncated")
-        expected = _commit_checksum(
-            self.seq,
-            self.timestamp_last,
-            self.accounts_first,
-            self.transfers_first,
-            self.accounts,
-            self.transfers,
-            self.expired,
-            self.balances,
+        check_commit_row(
+            (
+                self.seq,
+                self.timestamp_last,
+                self.accounts_first,
+                self.transfers_first,
+                self.checksum,
+                self.accounts,
+                self.transfers,
+                self.expired,
+                self.balances,
+            )
         )
-        _check_checksum(where, self.checksum, expected)
+
+
+CommitRow = tuple[int, int, int, int, int, Blob, Blob, Blob, Blob]
+"""A commit as the stores read it: seq, timestamp_last, accounts_first, transfers_first, checksum, accounts,
+transfers (as raw records), expired, balances. Recovery reads commits this way, with no object per commit."""
+
+
+def check_commit_row(row: CommitRow) -> None:
+    """Commit.verify of a row: JournalCorrupt naming the commit unless it is whole and unchanged."""
+    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
+    if (
+        len(accounts) % ACCOUNT_SIZE
+        or len(transfers) % TRANSFER_SIZE
+        or len(expired) % EXPIRED_SIZE
+        or len(balances) % ACCOUNT_BALANCE_SIZE
+    ):
+        raise JournalCorrupt(f"{_commit_where(seq, transfers_first)}: a record is truncated")
+    expected = _commit_checksum(
+        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+    )
+    if expected != checksum:  # the message is built only when it is needed: recovery checks millions of commits
+        _check_checksum(_commit_where(seq, transfers_first), checksum, expected)
+
+
+def _commit_where(seq: int, transfers_first: int) -> str:
+    return f"journal commit seq={seq} (transfers from ordinal {transfers_first})"
 
 
 def _checkpoint_checksum(

@@ -34,17 +34,20 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ledger.engine._limits import TRANSFER_SIZE
 
 from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, compress_transfers, decompress_block, decompress_transfers
-from ._format import Checkpoint, Commit, JournalCorrupt
+from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._store import (
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
+    SCAN_CHUNK_BYTES,
+    SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
     U64_MASK,
     HistoryRow,
     StoreLocked,
     StoreUnavailable,
     check_duplicate,
+    commits_of,
     pack_checkpoint_blob,
     signed,
     unpack_checkpoint_blob,
@@ -135,6 +138,11 @@ _INT8_OID, _BYTEA_OID = 20, 17
 _INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 5
 _BINARY: Final = (1,) * 11
 _INT8: Final = struct.Struct(">q")
+_SCAN: Final = (
+    f"COPY (SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq) "
+    "TO STDOUT (FORMAT BINARY)"
+)
+_SCAN_TYPES: Final = ["int8"] * 6 + ["bytea"] * 5
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -168,6 +176,7 @@ class PostgresStore:
         self._readers: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._indexer: psycopg.Connection[Any] | None = None
         self._scanner: psycopg.Connection[Any] | None = None
+        self._checkpointer: psycopg.Connection[Any] | None = None
         self._scan_lock = threading.Lock()
         self._insert_prepared_on: psycopg.Connection[Any] | None = None
 
@@ -301,7 +310,10 @@ class PostgresStore:
             copy.write(_COPY_TRAILER)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        connection = self._writer_connection()
+        # A connection of its own: checkpoints are saved on a thread beside the writer's.
+        if self._checkpointer is None or self._checkpointer.closed:
+            self._checkpointer = self._connect()
+        connection = self._checkpointer
         row = (
             checkpoint.seq,
             checkpoint.timestamp_last,
@@ -323,7 +335,7 @@ class PostgresStore:
                     (CHECKPOINTS_KEPT,),
                 )
         except _UNAVAILABLE as exc:
-            self._drop_writer()
+            connection.close()
             raise StoreUnavailable(f"{self.description}: checkpoint not confirmed: {exc}".strip()) from exc
 
     def _fetch(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -357,37 +369,42 @@ class PostgresStore:
         return int(rows[0][0]) if rows else None
 
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
-        # A connection of its own (kept for the next scan) and one transaction: a consistent snapshot,
-        # streamed by a server-side cursor. One scan at a time.
+        return commits_of(self.commit_rows(after_seq, upto_seq))
+
+    def commit_rows(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[list[CommitRow]]:
+        # A connection of its own, kept for the next scan; one scan at a time.
         with self._scan_lock:
             if self._scanner is None or self._scanner.closed:
                 self._scanner = self._connect()
-            connection = self._scanner
-            yield from self._scan(connection, after_seq, upto_seq)
+            yield from self._scan(self._scanner, after_seq, upto_seq)
 
-    def _scan(self, connection: psycopg.Connection[Any], after_seq: int, upto_seq: int) -> Iterator[Commit]:
+    def _scan(self, connection: psycopg.Connection[Any], after_seq: int, upto_seq: int) -> Iterator[list[CommitRow]]:
+        # One COPY streams every commit (one statement: one snapshot): the server goes on reading while the
+        # chunks before are replayed, and a round trip per chunk, or fetching whole results, would cost more
+        # than the replay here.
         try:
-            with connection.transaction(), connection.cursor("ledger_journal_scan", binary=True) as cursor:
-                cursor.itersize = 8
-                cursor.execute(
-                    f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq",
-                    (after_seq, upto_seq),
-                )
-                for row in cursor:
-                    seq, transfers_count, transfers, ends = row[0], row[4], row[7], row[8]
-                    if ends is not None:
-                        transfers = decompress_transfers(transfers, ends, transfers_count, f"journal commit seq={seq}")
-                    yield Commit(
-                        seq=seq,
-                        timestamp_last=row[1],
-                        accounts_first=row[2],
-                        transfers_first=row[3],
-                        checksum=row[5],
-                        accounts=row[6],
-                        transfers=transfers,
-                        expired=row[9],
-                        balances=row[10],
-                    )
+            with connection.cursor(binary=True) as cursor, cursor.copy(_SCAN, (after_seq, upto_seq)) as copy:
+                copy.set_types(_SCAN_TYPES)
+                chunk: list[CommitRow] = []
+                size = 0
+                try:
+                    for row in copy.rows():
+                        seq, count, stored, ends = row[0], row[4], row[7], row[8]
+                        # NULL block ends in rows written before version 2: their transfers are the raw records.
+                        where = f"journal commit seq={seq}"
+                        transfers = stored if ends is None else decompress_transfers(stored, ends, count, where)
+                        accounts, expired, balances = row[6], row[9], row[10]
+                        chunk.append((seq, row[1], row[2], row[3], row[5], accounts, transfers, expired, balances))
+                        size += len(accounts) + len(transfers) + len(expired) + len(balances)
+                        if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
+                            yield chunk
+                            chunk, size = [], 0
+                except JournalCorrupt:
+                    if chunk:  # the commits before the damaged one first
+                        yield chunk
+                    raise
+                if chunk:
+                    yield chunk
         except pg_errors.DataCorrupted as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
         except _UNAVAILABLE as exc:
@@ -495,10 +512,10 @@ class PostgresStore:
         return records
 
     def close(self) -> None:
-        for connection in (self._indexer, self._scanner):
+        for connection in (self._indexer, self._scanner, self._checkpointer):
             if connection is not None:
                 connection.close()
-        self._indexer = self._scanner = None
+        self._indexer = self._scanner = self._checkpointer = None
         if self._readers is not None:
             self._readers.close()
             self._readers = None

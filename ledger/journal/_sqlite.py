@@ -19,17 +19,20 @@ from pathlib import Path
 
 from ledger.engine._limits import TRANSFER_SIZE
 
-from ._format import Checkpoint, Commit, JournalCorrupt
+from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._store import (
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
+    SCAN_CHUNK_BYTES,
+    SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
     U64_MASK,
     HistoryRow,
     StoreLocked,
     StoreUnavailable,
     check_duplicate,
+    commits_of,
     pack_checkpoint_blob,
     signed,
     unpack_checkpoint_blob,
@@ -83,21 +86,6 @@ _COMMIT_COLUMNS = (
 )
 
 
-def _row_commit(row: tuple[int, int, int, int, int, bytes, bytes, bytes, bytes]) -> Commit:
-    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
-    return Commit(
-        seq=seq,
-        timestamp_last=timestamp_last,
-        accounts_first=accounts_first,
-        transfers_first=transfers_first,
-        checksum=checksum,
-        accounts=accounts,
-        transfers=transfers,
-        expired=expired,
-        balances=balances,
-    )
-
-
 class SqliteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -106,6 +94,7 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._indexer: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
         self._lock_file: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -216,7 +205,12 @@ class SqliteStore:
         check_duplicate(dict(rows.fetchall()), commits, self.description)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        connection = self._writer_connection()
+        # A connection of its own: checkpoints are saved on a thread beside the writer's.
+        if self._writer is None:
+            raise StoreUnavailable(f"{self.description}: not connected")
+        if self._checkpointer is None:
+            self._checkpointer = self._connect()
+        connection = self._checkpointer
         row = (
             checkpoint.seq,
             checkpoint.timestamp_last,
@@ -264,16 +258,27 @@ class SqliteStore:
         )
 
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
-        # A read transaction keeps one snapshot of the file for the whole scan.
+        return commits_of(self.commit_rows(after_seq, upto_seq))
+
+    def commit_rows(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[list[CommitRow]]:
+        # A connection of its own; one statement reads one snapshot of the file for the whole scan.
+        # Rows come one at a time from SQLite, so a chunk is cut by its size, whatever the commits' sizes.
         connection = self._connect()
         try:
             cursor = connection.execute(
                 f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? AND seq <= ? ORDER BY seq",
                 (after_seq, upto_seq),
             )
-            while rows := cursor.fetchmany(16):
-                for row in rows:
-                    yield _row_commit(row)
+            chunk: list[CommitRow] = []
+            size = 0
+            for row in cursor:
+                chunk.append(row)
+                size += len(row[5]) + len(row[6]) + len(row[7]) + len(row[8])
+                if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
+                    yield chunk
+                    chunk, size = [], 0
+            if chunk:
+                yield chunk
         except sqlite3.DatabaseError as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
         finally:
@@ -374,9 +379,10 @@ class SqliteStore:
                     found[start + index] = data[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
 
     def close(self) -> None:
-        if self._indexer is not None:
-            self._indexer.close()
-            self._indexer = None
+        for connection in (self._indexer, self._checkpointer):
+            if connection is not None:
+                connection.close()
+        self._indexer = self._checkpointer = None
         for connection in (self._writer, self._reader):
             if connection is not None:
                 connection.close()

@@ -6,10 +6,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Final, NamedTuple, Protocol
 
-from ._format import Checkpoint, Commit, JournalCorrupt, JournalError
+from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt, JournalError
 
 CHECKPOINTS_KEPT = 2
 """Checkpoints kept in the store; older ones are deleted when a new one is saved."""
+SCAN_CHUNK_BYTES: Final = 8 << 20
+"""About how many bytes of records one chunk of a journal scan holds: a journal of small commits is read a
+few thousand commits per round trip, one of 64 MiB commits a commit at a time (memory stays bounded)."""
+SCAN_CHUNK_COMMITS_MAX: Final = 4096
 
 SEQ_MAX: Final = 2**63 - 1
 U64_MASK: Final = 2**64 - 1
@@ -65,7 +69,8 @@ class Store(Protocol):
     def append(self, commits: Sequence[Commit]) -> None: ...
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Store a checkpoint and delete all but the newest CHECKPOINTS_KEPT."""
+        """Store a checkpoint and delete all but the newest CHECKPOINTS_KEPT (on a connection of its own: the
+        writer's checkpoint thread calls this while `append` goes on)."""
         ...
 
     def latest_checkpoint(self) -> Checkpoint | None:
@@ -74,6 +79,14 @@ class Store(Protocol):
 
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
         """Commits with after_seq < seq <= upto_seq in seq order, unverified."""
+        ...
+
+    def commit_rows(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[list[CommitRow]]:
+        """The same commits as rows, in chunks of about SCAN_CHUNK_BYTES (at least one commit each).
+
+        Recovery reads the journal this way: no object per commit. A commit whose transfers cannot be
+        decompressed raises JournalCorrupt after the chunk of the commits before it.
+        """
         ...
 
     def timestamp_last_of(self, seq: int) -> int | None:
@@ -172,3 +185,10 @@ def seq_before(store: Store, timestamp: int, seq_last: int) -> int:
         else:
             high = middle - 1
     return low
+
+
+def commits_of(chunks: Iterator[list[CommitRow]]) -> Iterator[Commit]:
+    """A store's `commits` from its `commit_rows`."""
+    for rows in chunks:
+        for row in rows:
+            yield Commit.from_row(row)

@@ -11,11 +11,16 @@ transfer.
 If the store fails, the same commits are retried (with the same seqs, so a
 transaction that landed without its acknowledgement is recognised) until it
 is back; meanwhile the owner refuses new writes.
+
+Checkpoints are saved by a thread of their own once the commits they cover
+are durable: sealing and deflating a snapshot of a million accounts takes a
+second or two, and the commits behind it must not wait for that.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -121,12 +126,19 @@ class GroupCommitWriter:
         self._commits_total = 0
         self._commit_seconds_total = 0.0
         self._checkpoints_total = 0
+        self._bytes_appended = 0
         self._thread = threading.Thread(target=self._run, name="ledger-journal-writer", daemon=True)
+        # The owner keeps one checkpoint in flight; a second waits here, holding the writer back.
+        self._checkpoints: queue.Queue[tuple[_Snapshot, int] | None] = queue.Queue(maxsize=1)
+        self._checkpointer = threading.Thread(
+            target=self._run_checkpoints, name="ledger-journal-checkpoints", daemon=True
+        )
 
     # -- the owner's side ------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+        self._checkpointer.start()
 
     def append(self, accounts: Buffer, transfers: Buffer, expired: bytes, balances: bytes, timestamp_last: int) -> int:
         """Queue one engine call's entries; returns the ticket that `on_durable` will report."""
@@ -144,7 +156,9 @@ class GroupCommitWriter:
             self._transfers_count += len(transfers) // 128
             self._ticket_last += 1
             batch.ticket = self._ticket_last
-            self._backlog_bytes += len(accounts) + len(transfers) + len(expired) + len(balances)
+            size = len(accounts) + len(transfers) + len(expired) + len(balances)
+            self._backlog_bytes += size
+            self._bytes_appended += size
             self._wake.notify()
             return self._ticket_last
 
@@ -184,6 +198,16 @@ class GroupCommitWriter:
         """Bytes appended and not yet durable."""
         return self._backlog_bytes
 
+    @property
+    def bytes_appended(self) -> int:
+        """Bytes of records appended since the start."""
+        return self._bytes_appended
+
+    @property
+    def seq_last(self) -> int:
+        """The newest durable commit's seq."""
+        return self._seq_last
+
     def stats(self) -> WriterStats:
         with self._lock:
             return WriterStats(
@@ -197,13 +221,16 @@ class GroupCommitWriter:
             )
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Write what is pending, then end the thread; False if it did not finish within `timeout`."""
+        """Write what is pending and save the last checkpoint, then end the threads; False if they did not
+        finish within `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._stopping = True
             self._wake.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        for thread in (self._thread, self._checkpointer):  # the writer ends the checkpoint thread when it ends
+            if thread.is_alive():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not (self._thread.is_alive() or self._checkpointer.is_alive())
 
     # -- the writer thread -------------------------------------------------------
 
@@ -255,12 +282,12 @@ class GroupCommitWriter:
                     self._backlog_bytes -= size
                     self._ticket_durable = max(self._ticket_durable, ticket)
                     self._writing = []
-                # Answered before any checkpoint of this take is saved: the commits are durable, and a
-                # checkpoint (every account) takes far longer to store than they did.
+                # Answered before any checkpoint of this take is handed over: the commits are durable, and the
+                # checkpoint thread saves it (every account) while the next commits are written.
                 self._on_durable(ticket)
                 for _, batch, seq in cut:
                     if batch.snapshot is not None:
-                        self._save_checkpoint(batch.snapshot, seq)
+                        self._checkpoints.put((batch.snapshot, seq))
         except StoreUnavailable as exc:
             with self._lock:
                 backlog = self._backlog_bytes
@@ -270,6 +297,8 @@ class GroupCommitWriter:
         except BaseException as exc:  # anything else is a bug or a corrupt journal: stop acknowledging
             logger.exception("journal writer stopped")
             self._on_fatal(exc)
+        finally:
+            self._checkpoints.put(None)  # the checkpoint thread ends after those handed over
 
     def _write(self, commits: list[Commit]) -> None:
         delay = RETRY_DELAY_MIN_SECONDS
@@ -299,14 +328,24 @@ class GroupCommitWriter:
                 self._on_available()
             return
 
+    def _run_checkpoints(self) -> None:
+        while (item := self._checkpoints.get()) is not None:
+            try:
+                self._save_checkpoint(*item)
+            except BaseException as exc:  # a bug: stop acknowledging, as a failed commit would
+                logger.exception("saving a checkpoint failed")
+                self._on_fatal(exc)
+                if item[0].on_saved is not None:
+                    item[0].on_saved(None)
+
     def _save_checkpoint(self, snapshot: _Snapshot, seq: int) -> None:
+        started = time.perf_counter()
         checkpoint = Checkpoint.seal(
             seq=seq,
             timestamp_last=snapshot.timestamp_last,
             accounts=snapshot.accounts,
             transfer_status=snapshot.transfer_status,
         )
-        started = time.perf_counter()
         try:
             self._store.save_checkpoint(checkpoint)
         except StoreUnavailable as exc:

@@ -467,6 +467,16 @@ _STATS_GAUGES: Final[tuple[tuple[str, str, Callable[[LedgerStats], float]], ...]
     ),
     ("ledger_journal_seq", "Sequence number of the newest journal commit.", lambda s: s.writer.seq_last),
     (
+        "ledger_journal_commits_since_checkpoint",
+        "Journal commits after the last checkpoint: what a restart would replay.",
+        lambda s: s.commits_since_checkpoint,
+    ),
+    (
+        "ledger_journal_bytes_since_checkpoint",
+        "Bytes of journal records after the last checkpoint.",
+        lambda s: s.bytes_since_checkpoint,
+    ),
+    (
         "ledger_store_available",
         "1 while the journal store takes commits and the ledger acknowledges writes, else 0.",
         lambda s: float(s.available),

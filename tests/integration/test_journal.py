@@ -374,14 +374,16 @@ class GatedStore:
         return getattr(self.inner, name)
 
 
-async def gated_ledger(url: str, clock: ManualClock, **overrides: Any) -> tuple[Ledger, GatedStore]:
+async def gated_ledger(
+    url: str, clock: ManualClock, store_class: type[GatedStore] = GatedStore, **overrides: Any
+) -> tuple[Ledger, GatedStore]:
     import ledger.core._ledger as module
 
     original = module.open_store
     holder: list[GatedStore] = []
 
     def wrapped(store_url: str) -> Any:
-        holder.append(GatedStore(original(store_url)))
+        holder.append(store_class(original(store_url)))
         return holder[0]
 
     module.open_store = wrapped  # type: ignore[assignment]

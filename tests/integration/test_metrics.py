@@ -202,6 +202,8 @@ def test_calls_results_batches_and_state_are_scraped(store_url: str) -> None:
         assert value(scraped, "ledger_durable_lag_batches") == 0
         assert value(scraped, "ledger_store_available") == 1
         assert value(scraped, "ledger_journal_checkpoints_total") == stats.writer.checkpoints_total
+        assert value(scraped, "ledger_journal_commits_since_checkpoint") == stats.commits_since_checkpoint > 0
+        assert value(scraped, "ledger_journal_bytes_since_checkpoint") == stats.bytes_since_checkpoint > 0
         assert value(scraped, "ledger_recovery_seconds") == served.ledger.recovery.seconds
         config = served.ledger.config
         assert value(scraped, "ledger_engine_accounts_max") == config.accounts_max == 100

@@ -1089,6 +1089,42 @@ def test_replay_refuses_entries_that_contradict_the_state(engine_class: type[Any
         b.replay_transfers(b"", post_batch[2][:128], post_batch[3], post_batch[4])  # the transfer exists already
 
 
+def test_a_refused_replay_or_restore_stops_at_the_entry_it_refuses(engine_class: type[Any]) -> None:
+    # Recovery hands the engine many commits at once and names the one that contradicts the state from where
+    # the engine stopped: the entries before the refused one are taken, the count says which one it was.
+    clock = ManualClock()
+    recorder = Recorder(Harness.new(engine_class, clock))
+    run_scenario(recorder)
+    state = recorder.h.engine.export_state()
+    (_, accounts_entries, accounts_last), *calls = recorder.journal
+    records = b"".join(entry[1] for kind, *entry in calls if kind == "transfers")
+    count = len(records) // 128
+    assert count > 6
+
+    def fresh(**capacity: Any) -> Any:
+        engine = engine_class(small_config(**capacity), clock=clock)
+        engine.replay_accounts(accounts_entries, accounts_last)
+        return engine
+
+    duplicated = records[: 4 * 128] + records[:128] + records[4 * 128 :]  # the fifth repeats the first
+    replayed = fresh()
+    with pytest.raises(StateMismatch):
+        replayed.replay_transfers(b"", duplicated[: 8 * 128], 0, 0)
+    assert replayed.stats().transfers_count == 4
+    restored = fresh()
+    with pytest.raises(StateMismatch, match="twice"):
+        restored.restore_transfers(duplicated, state.transfer_status[:4] + b"\x00" + state.transfer_status[4:])
+    assert restored.stats().transfers_count == 4
+    full = fresh(transfers_max=3)
+    with pytest.raises(StateMismatch, match="capacity"):
+        full.restore_transfers(records, state.transfer_status)
+    assert full.stats().transfers_count == 3
+    full = fresh(transfers_max=3)
+    with pytest.raises(StateMismatch):
+        full.replay_transfers(b"", records[: 5 * 128], 0, 0)
+    assert full.stats().transfers_count == 3
+
+
 def test_journal_entries_do_not_change_after_later_batches(ledger: Harness) -> None:
     # Entries are what the journal stores: the records as created. A caller that
     # writes them out after the next batch must not see that batch's effects.
