@@ -46,6 +46,7 @@ from ._records import (
 )
 from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
 from ._retry import Attempts, backoff_seconds
+from ._stream import StreamFailed, WriteStream
 
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
@@ -302,6 +303,7 @@ class AsyncClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
+        self._write_stream = WriteStream(self._stub, self._metadata) if self.config.write_stream else None
         self._create_transfers = self._batcher(CREATE_TRANSFERS)
         self._create_accounts = self._batcher(CREATE_ACCOUNTS)
         self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
@@ -318,6 +320,8 @@ class AsyncClient:
     async def close(self) -> None:
         for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
             await batcher.close()
+        if self._write_stream is not None:
+            await self._write_stream.close()
         await self._channel.close()
 
     # The server.
@@ -509,6 +513,16 @@ class AsyncClient:
             raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
         return in_flight
 
+    async def _streamed(self, request: Any, remaining: float, attempts: Attempts) -> Any:
+        """One attempt on the write stream: the reply, or StreamFailed; the call's deadline bounds the wait."""
+        assert self._write_stream is not None
+        reply = await self._write_stream.send(request)
+        try:
+            # Shielded: a reply that comes after the deadline is dropped, but the stream goes on.
+            return await asyncio.wait_for(asyncio.shield(reply), remaining)
+        except TimeoutError:
+            raise attempts.timeout() from None
+
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self.config.timeout_seconds
@@ -558,17 +572,25 @@ class AsyncClient:
         return results
 
     async def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
-        """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
+        """One call with retries until the deadline (each attempt's gRPC deadline is the time left): a unary
+        call, or for packed transfers a message on the write stream (config.write_stream)."""
         loop = asyncio.get_running_loop()
         attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
         deadline = loop.time() + attempts.timeout_seconds
         method = getattr(self._stub, rpc)
+        streamed = rpc == CREATE_TRANSFERS.rpc and self._write_stream is not None
         while (remaining := deadline - loop.time()) > 0:
             attempts.count += 1
             try:
+                if streamed and self._write_stream is not None and not self._write_stream.unsupported:
+                    return await self._streamed(request, remaining, attempts)
                 return await method(request, timeout=remaining, metadata=self._metadata)
             except grpc.aio.AioRpcError as exc:
                 attempts.failed(exc.code(), exc.details() or "")
+            except StreamFailed as exc:
+                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                    continue  # an older server: the same request as a unary call, at once
+                attempts.failed(exc.code, exc.details)
             pause = backoff_seconds(self.config, attempts.count, self._rng)
             await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
         raise attempts.timeout()
