@@ -8,8 +8,11 @@ ends. Requests are written in order and answered in order (the server
 applies each message as it arrives and answers it once durable); a reader
 task hands each reply to the request that waits for it.
 
-Whatever ends the stream (a broken connection, the server shutting down, a
-revoked key) ends the requests still waiting with its status, as a unary call
+A request not answered by its caller's deadline leaves the stream stuck
+behind it (replies come in order): the next requests go on a new stream and
+the old one is half-closed. Whatever ends a stream (a broken connection, the
+server shutting down, a revoked key) ends the requests still waiting with its
+status, as a unary call
 would have ended: the caller retries UNAVAILABLE and RESOURCE_EXHAUSTED with
 the same ids on a new stream, which is safe. A server without the method
 (UNIMPLEMENTED) is remembered, and requests go as unary calls from then on.
@@ -89,6 +92,20 @@ class WriteStream:
         """The next request opens a new stream."""
         if self._open is stream:
             self._open = None
+
+    def abandon(self, reply: asyncio.Future[ledger_pb2.PackedTransferResults]) -> None:
+        """A request's caller stopped waiting for `reply`: the stream it went on is stuck behind it (replies come
+        in order), so the next requests go on a new stream, and this one is half-closed: the server answers what
+        it took and ends it."""
+        stream = self._open
+        if stream is not None and reply in stream.waiting:
+            self._forget(stream)
+            asyncio.get_running_loop().create_task(self._half_close(stream))
+
+    @staticmethod
+    async def _half_close(stream: _Open) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await stream.call.done_writing()
 
     async def _read(self, stream: _Open) -> None:
         waiting = stream.waiting

@@ -208,3 +208,43 @@ def test_a_server_without_the_stream_gets_unary_calls(tmp_path: Path) -> None:
                 await server.stop(None)
 
     asyncio.run(run())
+
+
+def test_a_stream_that_never_answers_times_the_call_out_and_the_next_call_goes_on_a_new_one() -> None:
+    """A reply that does not come by the call's deadline ends the call with LedgerTimeout (its outcome unknown);
+    the stream is stuck behind it (replies come in order), so the next call opens a new stream."""
+    from ledger.client import LedgerTimeout
+
+    async def run() -> None:
+        streams: list[list[bytes]] = []
+
+        async def first_one_silent(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            taken: list[bytes] = []
+            streams.append(taken)
+            async for request in requests:
+                taken.append(request)
+                if len(streams) > 1:  # the first stream never answers; the others answer every message
+                    count = len(ledger_pb2.PackedTransfers.FromString(request).records) // 128
+                    results = (1).to_bytes(4, "little") * 6 * count  # OK, and a timestamp and amount
+                    yield ledger_pb2.PackedTransferResults(results=results).SerializeToString()
+
+        server = grpc.aio.server()
+        handler = grpc.stream_stream_rpc_method_handler(first_one_silent)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, {"TransferBatches": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with AsyncClient(ClientConfig(server=f"127.0.0.1:{port}")) as client:
+                with pytest.raises(LedgerTimeout):
+                    await client.create_transfer(move(1), timeout=0.3)
+                answer = await client.create_transfer(move(2), timeout=5)
+                assert answer.result == OK
+                # The second call went on a new stream (perhaps after a try on the stuck one, which its caller's
+                # deadline may have left open a moment longer: that one ended unanswered and was retried).
+                assert len(streams) == 2 and len(streams[1]) == 1
+        finally:
+            await server.stop(None)
+
+    asyncio.run(run())
