@@ -15,7 +15,7 @@ from bench.latency import main
 from tests.stores import require_postgres
 
 SYSTEMS = {"ledger_postgresql", "ledger_sqlite", "plain_postgresql", "plain_postgresql_one"}
-FLOORS = {"insert_commit", "grpc_noop", "ledger_postgresql_lookup"}
+FLOORS = {"insert_commit", "grpc_noop", "grpc_stream_noop", "ledger_postgresql_lookup"}
 
 
 def test_lone_caller_and_many_callers_side_by_side(benchmark: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,9 @@ on one machine, a lone caller (one call at a time, each waiting for its answer) 
   that debits guarded, credits and inserts) in autocommit: one round trip;
 - the floors: `insert_commit`, one INSERT of a small row in autocommit (a prepared statement: one round
   trip and one durable commit of PostgreSQL), `grpc_noop`, a grpc.aio unary call that does nothing,
-  its server in its own process, with the byte sizes of a one-transfer request and its answer, and
+  its server in its own process, with the byte sizes of a one-transfer request and its answer,
+  `grpc_stream_noop`, the same bytes as a message on an open stream and its echo (what the client's write
+  stream pays instead of a call), and
   `ledger_postgresql_lookup`, one account looked up through the same client and server: this ledger's
   RPC without a commit.
 
@@ -56,6 +58,7 @@ CALLERS_DEFAULT: Final = 32
 THROUGHPUT_TARGET_RATIO: Final = 3.0
 """At 32 callers this ledger should move at least this many times what the best plain driver does."""
 NOOP_METHOD: Final = "/bench.latency.Noop/Call"
+NOOP_STREAM_METHOD: Final = "/bench.latency.Noop/Stream"
 NOOP_REQUEST: Final = bytes(TRANSFER_SIZE + 3)
 """A CreateTransfersPacked request of one record: the record and its field's tag and length."""
 NOOP_RESPONSE: Final = bytes(TRANSFER_RESULT_SIZE + 2)
@@ -113,11 +116,13 @@ class InsertCommit:
 
 
 class GrpcNoop:
-    """The floor of one RPC: a grpc.aio unary call to a server (its own process, uvloop) that does nothing."""
+    """The floor of one RPC: a grpc.aio unary call to a server (its own process, uvloop) that does nothing; with
+    `stream`, the floor of a message on an open stream: written, and its echo read."""
 
-    key = "grpc_noop"
-
-    def __init__(self) -> None:
+    def __init__(self, *, stream: bool = False) -> None:
+        self.key = "grpc_stream_noop" if stream else "grpc_noop"
+        self._stream = stream
+        self._open: Any = None
         self._process: subprocess.Popen[str] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._call: Callable[[bytes], Awaitable[bytes]] | None = None
@@ -133,9 +138,16 @@ class GrpcNoop:
             raise RuntimeError(f"the no-op gRPC server did not start (exit {self._process.poll()})")
         self.server = ServerProcess(port=int(line), pid=self._process.pid)
         self._channel = grpc.aio.insecure_channel(self.server.address)
-        self._call = self._channel.unary_unary(NOOP_METHOD)
+        if self._stream:
+            self._open = self._channel.stream_stream(NOOP_STREAM_METHOD)()
+        else:
+            self._call = self._channel.unary_unary(NOOP_METHOD)
 
     async def transfer(self, caller: int, debit: int, credit: int, amount: int) -> None:
+        if self._open is not None:
+            await self._open.write(NOOP_REQUEST)
+            await self._open.read()
+            return
         assert self._call is not None
         await self._call(NOOP_REQUEST)
 
@@ -155,10 +167,17 @@ async def serve_noop() -> None:
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return NOOP_RESPONSE
 
+    async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for _ in requests:
+            yield NOOP_RESPONSE
+
     server = grpc.aio.server()
     service, method = NOOP_METHOD.strip("/").split("/")
-    handler = grpc.unary_unary_rpc_method_handler(call)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+    handlers = {
+        method: grpc.unary_unary_rpc_method_handler(call),
+        NOOP_STREAM_METHOD.rsplit("/", 1)[1]: grpc.stream_stream_rpc_method_handler(stream),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)
@@ -308,18 +327,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plain = PlainSystem(args.store)
         one_statement = PlainSystem(args.store, statement="one")
         insert = InsertCommit(exits.enter_context(temporary_schema(args.store, "ledger_bench_latency")))
-        noop = GrpcNoop()
+        noop, stream_noop = GrpcNoop(), GrpcNoop(stream=True)
         started: list[Any] = []
         try:
             for system in (ledger_pg, ledger_sqlite, plain, one_statement):
                 progress(f"{system.key}: opening {args.accounts:,} accounts")
                 await system.start(args.accounts)
                 started.append(system)
-            for floor in (insert, noop):
+            for floor in (insert, noop, stream_noop):
                 await floor.start()
                 started.append(floor)
             sampler = Sampler("uniform", args.accounts)
-            lone_systems = [ledger_pg, ledger_sqlite, plain, one_statement, insert, noop, LedgerLookup(ledger_pg)]
+            lone_systems = [
+                ledger_pg,
+                ledger_sqlite,
+                plain,
+                one_statement,
+                insert,
+                noop,
+                stream_noop,
+                LedgerLookup(ledger_pg),
+            ]
             lone = await lone_caller(lone_systems, args, sampler)
             many = await many_callers([ledger_pg, ledger_sqlite, plain, one_statement], args, sampler)
         finally:

@@ -47,7 +47,7 @@ READ_METHODS: Final = frozenset(
 )
 WRITE_METHODS: Final = READ_METHODS | frozenset(
     f"/{SERVICE_NAME}/{name}"
-    for name in ("CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream")
+    for name in ("CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream", "TransferBatches")
 )
 OPEN_SERVICES: Final = frozenset(
     {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}

@@ -46,6 +46,7 @@ from ._records import (
 )
 from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
 from ._retry import Attempts, backoff_seconds
+from ._stream import StreamFailed, WriteStream
 
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
@@ -265,6 +266,12 @@ class _Deadlines(Generic[Payload, Result]):
         self._compact_at_count = max(DEADLINES_COMPACTED_MIN, 2 * len(self))
 
 
+def _task_cancelling() -> bool:
+    """Whether the running task itself is being cancelled (rather than a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _time_out(entry: Entry[Any, asyncio.Future[Any]]) -> None:
     if not entry.waiter.done():
         entry.waiter.set_exception(entry.timeout())
@@ -302,6 +309,7 @@ class AsyncClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
+        self._write_stream = WriteStream(self._stub, self._metadata) if self.config.write_stream else None
         self._create_transfers = self._batcher(CREATE_TRANSFERS)
         self._create_accounts = self._batcher(CREATE_ACCOUNTS)
         self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
@@ -318,6 +326,8 @@ class AsyncClient:
     async def close(self) -> None:
         for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
             await batcher.close()
+        if self._write_stream is not None:
+            await self._write_stream.close()
         await self._channel.close()
 
     # The server.
@@ -509,6 +519,24 @@ class AsyncClient:
             raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
         return in_flight
 
+    async def _streamed(self, request: Any, remaining: float, attempts: Attempts) -> Any:
+        """One attempt on the write stream: the reply, or StreamFailed; the call's deadline bounds the wait.
+
+        At the deadline the reply's future is cancelled (the stream's reader passes over a cancelled one, and
+        the stream goes on): one timer, cheaper than wait_for and shield on the path of every write."""
+        assert self._write_stream is not None
+        reply = await self._write_stream.send(request)
+        expiry = asyncio.get_running_loop().call_later(remaining, reply.cancel)
+        try:
+            return await reply
+        except asyncio.CancelledError:
+            self._write_stream.abandon(reply)
+            if not _task_cancelling():  # the timer cancelled the reply: the deadline passed
+                raise attempts.timeout() from None
+            raise
+        finally:
+            expiry.cancel()
+
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self.config.timeout_seconds
@@ -558,17 +586,25 @@ class AsyncClient:
         return results
 
     async def _call(self, rpc: str, request: Any, timeout: float | Attempts) -> Any:
-        """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
+        """One call with retries until the deadline (each attempt's gRPC deadline is the time left): a unary
+        call, or for packed transfers a message on the write stream (config.write_stream)."""
         loop = asyncio.get_running_loop()
         attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
         deadline = loop.time() + attempts.timeout_seconds
         method = getattr(self._stub, rpc)
+        streamed = rpc == CREATE_TRANSFERS.rpc and self._write_stream is not None
         while (remaining := deadline - loop.time()) > 0:
             attempts.count += 1
             try:
+                if streamed and self._write_stream is not None and not self._write_stream.unsupported:
+                    return await self._streamed(request, remaining, attempts)
                 return await method(request, timeout=remaining, metadata=self._metadata)
             except grpc.aio.AioRpcError as exc:
                 attempts.failed(exc.code(), exc.details() or "")
+            except StreamFailed as exc:
+                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                    continue  # an older server: the same request as a unary call, at once
+                attempts.failed(exc.code, exc.details)
             pause = backoff_seconds(self.config, attempts.count, self._rng)
             await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
         raise attempts.timeout()

@@ -46,6 +46,10 @@ class ClientConfig:
     bulk_in_flight_max: int = 4
     """Requests of 8190 records in flight at once when one call sends more than that (calls may ask for
     another number; 1 keeps the order of application across requests)."""
+    write_stream: bool = True
+    """AsyncClient: send packed transfers (and the coalesced single ones) as messages on one long-lived
+    TransferBatches stream instead of a call each (cheaper for both sides); False sends unary calls. Servers
+    without TransferBatches get unary calls either way. The threads' Client always sends unary calls."""
     keepalive_time_ms: int = 30_000
     """Ping an idle connection with calls open after this long, to notice a dead peer."""
     keepalive_timeout_ms: int = 10_000

@@ -256,6 +256,7 @@ class Ledger:
         self._undurable_known: _Undurable | None = None
         self._undurable_reading: asyncio.Future[_Undurable] | None = None
         self._subscribers: set[_Subscriber] = set()
+        self._ending: asyncio.Future[None] = self._loop.create_future()
         self._feed_reads: set[asyncio.Future[list[Commit]]] = set()
         self._writer = GroupCommitWriter(
             store,
@@ -829,12 +830,24 @@ class Ledger:
             subscriber.ended = True
             subscriber.wake.set()
 
+    def begin_shutdown(self) -> None:
+        """Shutdown begins: subscriptions end, and `ending` is done, so that long-lived write streams stop
+        taking messages and end once they answered those they took (a server's drain need not wait for them)."""
+        self.end_subscriptions()
+        if not self._ending.done():
+            self._ending.set_result(None)
+
+    @property
+    def ending(self) -> asyncio.Future[None]:
+        """Done once shutdown has begun (`begin_shutdown`, or `close`)."""
+        return self._ending
+
     async def close(self, *, checkpoint: bool = True) -> None:
         """Stop accepting writes, make everything applied durable, checkpoint (unless told not to), close."""
         if self._closed:
             return
         self._expiry_task.cancel()
-        self.end_subscriptions()
+        self.begin_shutdown()
         healthy = self._failure is None and self._unavailable is None
         if checkpoint and healthy and self._changed_since_checkpoint() and not self._checkpoint_in_flight:
             self._take_checkpoint(None)

@@ -20,6 +20,7 @@ scans have a connection each.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 from collections.abc import Iterator, Sequence
@@ -519,6 +520,13 @@ class PostgresStore:
         if self._readers is not None:
             self._readers.close()
             self._readers = None
+        if self._writer is not None and not self._writer.closed:
+            # Released here rather than when PostgreSQL notices the session has gone, which it does a moment
+            # after the connection closes: a ledger opened right after this one would find the journal locked.
+            with contextlib.suppress(psycopg.Error):
+                self._writer.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (ADVISORY_LOCK_CLASS,)
+                )
         self._drop_writer()
 
     def drop_schema(self) -> None:

@@ -29,6 +29,8 @@ FIXED32_BYTES: Final = 4
 
 STREAM_IN_FLIGHT_MAX: Final = 256
 """Transfers of one TransferStream applied and waiting for durability at once; past it the stream is not read."""
+BATCHES_IN_FLIGHT_MAX: Final = 8
+"""Batches of one TransferBatches stream applied and waiting for durability at once (up to 8 x 8190 transfers)."""
 
 
 def _varint_size(value: int) -> int:

@@ -204,7 +204,9 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         await stop.wait()
         logger.info("ledger stopping: draining calls for up to %.0f s", config.shutdown_grace_seconds)
         await health.enter_graceful_shutdown()
-        ledger.end_subscriptions()  # feeds never finish by themselves; their clients resume elsewhere or later
+        # Feeds and write streams never finish by themselves: feeds end, write streams answer what they took
+        # and end; their clients resume elsewhere or later.
+        ledger.begin_shutdown()
         await server.stop(config.shutdown_grace_seconds)
     finally:
         if auth is not None:

@@ -17,13 +17,14 @@ import grpc
 
 from ledger._streams import drain_requests
 from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
-from ledger.core import Ledger
+from ledger.core import Ledger, LedgerUnavailable
+from ledger.engine import EngineError
 from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._convert import ConversionError, account_filter_from_proto, account_filter_to_proto
 from ._info import server_info
-from ._limits import REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
+from ._limits import BATCHES_IN_FLIGHT_MAX, REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late, request_bytes
 from ._wire import (
@@ -39,6 +40,17 @@ from ._wire import (
 )
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
+
+
+SHUTTING_DOWN: Final = "the server is shutting down: this stream takes no more; send what was not answered again"
+
+
+def _packed_records(request: bytes) -> bytes:
+    return parse(ledger_pb2.PackedTransfers, request, "TransferBatches").records
+
+
+def _packed_results(results: bytes) -> bytes:
+    return ledger_pb2.PackedTransferResults(results=results).SerializeToString()
 
 
 def _reader(context: grpc.aio.ServicerContext) -> Hashable:
@@ -152,20 +164,47 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         return await call(context, "GetAccountBalances", work, self._refusals)
 
     async def TransferStream(
-        self,
-        request_iterator: AsyncIterator[bytes],
-        context: grpc.aio.ServicerContext,
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """Each transfer is applied as it arrives and answered in order once durable.
 
         Up to STREAM_IN_FLIGHT_MAX wait for durability together, so a terminal that sends without
         waiting shares group commits instead of paying one commit per message. When the stream's key
         is revoked or expires, nothing more is read or applied; what was applied is answered, then the
-        stream ends UNAUTHENTICATED.
+        stream ends UNAUTHENTICATED (at shutdown likewise, UNAVAILABLE).
         """
+        replies = self._applied_in_order(
+            request_iterator, context, "TransferStream", decode_transfer_stream_request,
+            encode_transfer_stream_response, STREAM_IN_FLIGHT_MAX,
+        )  # fmt: skip
+        async for reply in replies:  # (an async generator method, as gRPC and the interceptors expect)
+            yield reply
+
+    async def TransferBatches(
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """Packed batches, each applied as it arrives and answered in order once durable: CreateTransfersPacked
+        without the cost of a call per batch (what the client library sends coalesced writes on)."""
+        replies = self._applied_in_order(
+            request_iterator, context, "TransferBatches", _packed_records, _packed_results, BATCHES_IN_FLIGHT_MAX
+        )
+        async for reply in replies:
+            yield reply
+
+    async def _applied_in_order(
+        self,
+        request_iterator: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext,
+        method: str,
+        decode: Callable[[bytes], bytes],
+        encode: Callable[[bytes], bytes],
+        in_flight_max: int,
+    ) -> AsyncIterator[bytes]:
+        """A write stream: each message decoded to packed transfers, applied as it arrives (in stream order),
+        and answered in order once durable; up to `in_flight_max` messages wait for durability together."""
         await refuse_if_late(context)
-        credit = asyncio.Semaphore(STREAM_IN_FLIGHT_MAX)
-        # Bounded by `credit`: the reader holds one per transfer it put here and not yet answered.
+        credit = asyncio.Semaphore(in_flight_max)
+        # Bounded by `credit`: the reader holds one per message it put here and not yet answered.
         window: asyncio.Queue[asyncio.Future[tuple[bytes, int]] | None] = asyncio.Queue()
         ledger = scoped(self._ledger)
         count_results = self._metrics.count_transfer_results if self._metrics is not None else None
@@ -176,20 +215,20 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             try:
                 while True:
                     # The reader waits only here and for the next message, never between applying a
-                    # transfer and putting it in the window: stopped anywhere, it leaves nothing unanswered.
+                    # message and putting it in the window: stopped anywhere, it leaves nothing unanswered.
                     await credit.acquire()
                     try:
                         request = await anext(requests)
                     except StopAsyncIteration:
                         return
                     try:
-                        packed = decode_transfer_stream_request(request_bytes(request, "TransferStream"))
+                        packed = decode(request_bytes(request, method))
                         check_still_allowed()
                         # Submissions are applied in the order made, so in stream order.
                         applied = ledger.submit_transfers(packed)
                     except MalformedRequest as exc:
                         raise MalformedRequest(f"message {index}: {exc}") from None
-                    except ConversionError as exc:
+                    except (ConversionError, EngineError) as exc:  # a field, or records that are not whole
                         raise ConversionError(f"message {index}: {exc}") from None
                     except PermissionDenied as exc:
                         raise PermissionDenied(f"message {index}: {exc}") from None
@@ -199,9 +238,16 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 window.put_nowait(None)
 
         reader = asyncio.create_task(read())
+        # A refused key, or the server shutting down, stops the reading at once, even while the caller is idle.
         grant = current_grant()
-        if grant is not None:  # a refused key stops the reading at once, even while the terminal is idle
-            grant.ended().add_done_callback(lambda _: reader.cancel())
+
+        def stop_reading(_: asyncio.Future[None]) -> None:
+            reader.cancel()
+
+        if grant is not None:
+            grant.ended().add_done_callback(stop_reading)
+        ending = self._ledger.ending
+        ending.add_done_callback(stop_reading)
         try:
             try:
                 while (applied := await window.get()) is not None:
@@ -209,18 +255,22 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                     await ledger.until_durable(ticket)
                     if count_results is not None:
                         count_results(results)
-                    yield encode_transfer_stream_response(results)
+                    yield encode(results)
                     credit.release()
                 if reader.cancelled():
-                    check_still_allowed()  # the key was refused: everything taken is answered, now say so
+                    # Everything taken is answered: now say why no more is taken.
+                    check_still_allowed()
+                    if ending.done():
+                        raise LedgerUnavailable(SHUTTING_DOWN)
                 await reader
             except Exception as exc:
                 if not reader.done():
                     reader.cancel()
                     await asyncio.wait((reader,))
-                await drain_requests(requests)  # the terminal's writes complete; it reads the refusal next
-                await refuse(context, exc, "TransferStream", self._refusals)
+                await drain_requests(requests)  # the caller's writes complete; it reads the refusal next
+                await refuse(context, exc, method, self._refusals)
         finally:
+            ending.remove_done_callback(stop_reading)  # the server outlives its streams
             reader.cancel()
             while not window.empty():
                 leftover = window.get_nowait()

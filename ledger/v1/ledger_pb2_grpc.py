@@ -74,6 +74,11 @@ class LedgerStub:
                 request_serializer=ledger_dot_v1_dot_ledger__pb2.TransferStreamRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_ledger__pb2.TransferStreamResponse.FromString,
                 _registered_method=True)
+        self.TransferBatches = channel.stream_stream(
+                '/ledger.v1.Ledger/TransferBatches',
+                request_serializer=ledger_dot_v1_dot_ledger__pb2.PackedTransfers.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__pb2.PackedTransferResults.FromString,
+                _registered_method=True)
         self.SubscribeTransfers = channel.unary_stream(
                 '/ledger.v1.Ledger/SubscribeTransfers',
                 request_serializer=ledger_dot_v1_dot_ledger__pb2.SubscribeTransfersRequest.SerializeToString,
@@ -145,6 +150,17 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferBatches(self, request_iterator, context):
+        """Packed batches on one long-lived stream: each message (up to 8190 records) is applied as it arrives
+        and answered in order once durable, as CreateTransfersPacked answers one call, without the cost of a
+        call per batch. What the client library sends its coalesced writes on. When the server shuts down,
+        or the stream's key is revoked, it stops taking messages, answers those it took, and ends the stream
+        (UNAVAILABLE, UNAUTHENTICATED). A message left unanswered may be sent again: its ids make that safe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubscribeTransfers(self, request, context):
         """Committed transfers in time order from `timestamp_min` on, then live as they commit. To resume
         after a broken stream, subscribe again from the last timestamp received plus one.
@@ -203,6 +219,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.TransferStream,
                     request_deserializer=ledger_dot_v1_dot_ledger__pb2.TransferStreamRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_ledger__pb2.TransferStreamResponse.SerializeToString,
+            ),
+            'TransferBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.TransferBatches,
+                    request_deserializer=ledger_dot_v1_dot_ledger__pb2.PackedTransfers.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__pb2.PackedTransferResults.SerializeToString,
             ),
             'SubscribeTransfers': grpc.unary_stream_rpc_method_handler(
                     servicer.SubscribeTransfers,
@@ -431,6 +452,33 @@ class Ledger:
             '/ledger.v1.Ledger/TransferStream',
             ledger_dot_v1_dot_ledger__pb2.TransferStreamRequest.SerializeToString,
             ledger_dot_v1_dot_ledger__pb2.TransferStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ledger.v1.Ledger/TransferBatches',
+            ledger_dot_v1_dot_ledger__pb2.PackedTransfers.SerializeToString,
+            ledger_dot_v1_dot_ledger__pb2.PackedTransferResults.FromString,
             options,
             channel_credentials,
             insecure,

@@ -247,6 +247,19 @@ async def try_transfer_stream(w: World, md: Metadata, ledger: int) -> Outcome:
     return all_ok(await stream(w, md, [transfer(next(w.ids), FUNDING[ledger], WALLET[ledger], 1, ledger)]))
 
 
+async def try_transfer_batches(w: World, md: Metadata, ledger: int) -> Outcome:
+    record = Transfer(id=next(w.ids), debit_account_id=FUNDING[ledger], credit_account_id=WALLET[ledger], amount=1,
+                      ledger=ledger, code=1)  # fmt: skip
+    call = w.stub.TransferBatches(metadata=md)
+    try:
+        await call.write(ledger_pb2.PackedTransfers(records=pack_transfers([record])))
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        if await call.code() == grpc.StatusCode.OK:
+            raise
+    return all_ok([r for reply in [reply async for reply in call] for r in unpack_transfer_results(reply.results)])
+
+
 def found(records: Sequence[Any]) -> Outcome:
     return "ok" if records else "empty"
 
@@ -276,6 +289,7 @@ WRITES = {
     "CreateTransfers": try_create_transfers,
     "CreateTransfersPacked": try_create_transfers_packed,
     "TransferStream": try_transfer_stream,
+    "TransferBatches": try_transfer_batches,
 }
 READS = {
     "LookupAccounts": try_lookup_accounts,

@@ -74,6 +74,9 @@ def with_server(store_url: str, body: Callable[[int], Awaitable[None]]) -> None:
 
 
 def config(port: int, **fields: Any) -> ClientConfig:
+    """Unary calls only, unless a test asks otherwise: these tests count the calls sent with an interceptor of
+    unary calls (the write stream's messages are tested in test_write_stream.py)."""
+    fields.setdefault("write_stream", False)
     return ClientConfig(server=f"127.0.0.1:{port}", **fields)
 
 
@@ -497,7 +500,7 @@ def test_a_server_that_is_down_gives_a_definite_timeout_at_the_deadline(kind: st
 def test_wait_for_server_says_at_once_that_nobody_answers_and_sends_nothing(tmp_path: Path, kind: str) -> None:
     async def nobody() -> None:
         address = f"127.0.0.1:{free_port()}"
-        async with either(kind, ClientConfig(server=address)) as c:
+        async with either(kind, ClientConfig(server=address, write_stream=False)) as c:
             started = time.monotonic()
             with pytest.raises(LedgerUnreachable, match=f"cannot reach {address}: .*; nothing was sent"):
                 await c("wait_for_server", 5)

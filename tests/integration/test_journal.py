@@ -338,6 +338,17 @@ def test_a_second_ledger_on_the_same_journal_is_refused(store_url: str) -> None:
     run(body())
 
 
+def test_a_journal_closed_can_be_opened_again_at_once(store_url: str) -> None:
+    """The journal's lock is released when its ledger closes, not when the store notices its session went."""
+
+    async def body() -> None:
+        for _ in range(20):
+            ledger = await Ledger.open(config(store_url))
+            await ledger.close(checkpoint=False)
+
+    run(body())
+
+
 def test_an_unreachable_database_is_named_in_the_error() -> None:
     url = "postgresql://ledger:secret@127.0.0.1:1/books"
     with pytest.raises(StoreUnavailable) as info:

@@ -134,7 +134,7 @@ def test_every_field_of_a_key_is_bounded() -> None:
 def test_each_method_of_the_service_needs_a_named_role() -> None:
     reads = {"LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers",
              "GetServerInfo"}  # fmt: skip
-    writes = {"CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream"}
+    writes = {"CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream", "TransferBatches"}
     # A method added to the service must be placed here; until then it needs an admin key.
     assert {m.name for m in SERVICE.methods} == reads | writes
     for method in SERVICE.methods:

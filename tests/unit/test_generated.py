@@ -29,7 +29,8 @@ def test_generated_code_loads_and_names_every_rpc() -> None:
     service = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
     assert [m.name for m in service.methods] == [
         "CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "LookupAccounts", "LookupTransfers",
-        "GetAccountTransfers", "GetAccountBalances", "TransferStream", "SubscribeTransfers", "GetServerInfo",
+        "GetAccountTransfers", "GetAccountBalances", "TransferStream", "TransferBatches", "SubscribeTransfers",
+        "GetServerInfo",
     ]  # fmt: skip
     assert hasattr(ledger_pb2_grpc, "LedgerServicer") and hasattr(ledger_pb2_grpc, "LedgerStub")
     transfer = types_pb2.Transfer(amount=2**63 - 1)
