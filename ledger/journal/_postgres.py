@@ -124,6 +124,20 @@ _COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER: Final = struct.pack(">h", -1)
 _COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiqiq")
 _COPY_LENGTH: Final = struct.Struct(">i")
+_HISTORY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiii")
+"""A history row in COPY BINARY: 6 fields, four int8 and an int4 (each after its length), then the entries' length."""
+
+
+def _history_copy(rows: Sequence[HistoryRow]) -> bytes:
+    """The rows as one COPY BINARY stream (signature, rows, trailer): one pack per row, no adaptation per value."""
+    pack = _HISTORY_ROW_HEAD.pack
+    parts = [_COPY_SIGNATURE]
+    for r in rows:
+        parts.append(pack(6, 8, signed(r.account_lo), 8, signed(r.account_hi), 8, r.timestamp_first,
+                          8, r.timestamp_last, 4, r.entries_count, len(r.entries)))  # fmt: skip
+        parts.append(r.entries)
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 _COMMIT_COLUMNS: Final = (
     "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "
     "accounts, transfers, transfer_blocks, expired, balances"
@@ -424,23 +438,17 @@ class PostgresStore:
         connection = self._indexer
         try:
             with connection.transaction(), connection.cursor() as cursor:
+                # A flush repeated after a lost acknowledgement finds its position stored: it landed whole (one
+                # transaction), so nothing is written twice, and a first write needs no DELETE of what is not there.
+                cursor.execute("SELECT seq FROM ledger_history_position WHERE id = 1 FOR UPDATE")
+                stored = cursor.fetchone()
+                if stored is not None and stored[0] >= seq:
+                    return
                 for table, table_rows in rows.items():
                     assert table in HISTORY_TABLES
-                    if not table_rows:
-                        continue
-                    # A flush repeated after a lost acknowledgement rewrites the same rows.
-                    cursor.execute(
-                        f"DELETE FROM {table} t USING unnest(%s::int8[], %s::int8[], %s::int8[]) AS d(lo, hi, ts) "
-                        "WHERE t.account_lo = d.lo AND t.account_hi = d.hi AND t.timestamp_first = d.ts",
-                        (
-                            [signed(r.account_lo) for r in table_rows],
-                            [signed(r.account_hi) for r in table_rows],
-                            [r.timestamp_first for r in table_rows],
-                        ),
-                    )
-                    with cursor.copy(f"COPY {table} ({HISTORY_COLUMNS}) FROM STDIN") as copy:
-                        for r in table_rows:
-                            copy.write_row((signed(r.account_lo), signed(r.account_hi), *r[2:]))
+                    if table_rows:
+                        with cursor.copy(f"COPY {table} ({HISTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                            copy.write(_history_copy(table_rows))
                 cursor.execute(
                     "INSERT INTO ledger_history_position (id, seq) VALUES (1, %s) "
                     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
