@@ -68,11 +68,15 @@ class LedgerConfig:
     wait their turn, callers taking turns (ledger.core._reads). Building replies is Python work, which one
     process does one thread at a time: a second thread helps where the store's reads wait on the network
     (PostgreSQL), and costs the event loop its share of the interpreter."""
-    history_reads_per_caller_max: int = 16
+    history_reads_per_caller_max: int = 64
     """History and balance reads one caller (the tenant of its API key; without keys, its connection) may have
     waiting or running; past this its next one gets RESOURCE_EXHAUSTED."""
     expire_interval_seconds: float = 1.0
     """How often holds past their timeout are expired when no batch arrives to do it."""
+    switch_interval_seconds: float = 0.001
+    """`ledger serve`: how long a thread may keep the interpreter before another gets it (sys.setswitchinterval;
+    Python's default is 0.005): shorter keeps the event loop answering while reads, the journal writer or the
+    history index run Python; 0 leaves Python's default."""
     verify: bool = False
     """Check O(n) engine invariants after every batch (tests)."""
     auth: str = "auto"
@@ -106,6 +110,8 @@ class LedgerConfig:
                      "history_flush_seconds", "shutdown_grace_seconds", "auth_refresh_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.switch_interval_seconds <= 1:
+            raise ValueError(f"switch_interval_seconds must be between 0 and 1, got {self.switch_interval_seconds}")
         if self.auth_refresh_seconds > AUTH_REFRESH_SECONDS_MAX:
             raise ValueError(
                 f"auth_refresh_seconds must be at most {AUTH_REFRESH_SECONDS_MAX} (a revocation must take effect), "

@@ -13,10 +13,12 @@ pages makes everyone else's small page wait behind all of it. So:
   caller's next read is refused at once (LedgerOverloaded: RESOURCE_EXHAUSTED)
   and no other caller notices.
 - A read is a generator of steps of bounded work (ledger.journal.Steps). A
-  free thread takes the caller whose turn it is and runs one step of its
-  oldest read; the caller then goes to the back of the turn order. A small
-  read therefore waits for about one step of each busy caller, never for
-  their whole backlog. The threads pick the next step themselves (under a
+  free thread takes the caller whose turn it is and runs steps of its oldest
+  read for at most TURN_SECONDS_MAX (at least one step); the caller then goes
+  to the back of the turn order. A small read therefore waits for about one
+  step of each busy caller and then runs to its end in its own turn, never
+  behind their whole backlog, nor behind one of their steps per step of its
+  own. The threads pick the next step themselves (under a
   lock): a step that ends does not wait for the event loop to start the
   next, which matters when the loop is busy.
 """
@@ -28,6 +30,7 @@ import collections
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -36,6 +39,9 @@ from ledger.journal import Steps
 
 Result = TypeVar("Result")
 _CLOSED = "reads are closed: the ledger is shutting down"
+TURN_SECONDS_MAX = 0.002
+"""A caller's turn on a read thread: steps of its read go on until this has passed (a step of a large page
+takes milliseconds, the steps of a small read microseconds)."""
 
 
 class ReadsRefused(Exception):
@@ -181,14 +187,7 @@ class FairReads:
                 if self._closed:
                     return
                 read = self._next()
-            try:  # without the lock: the step itself
-                next(read.steps)
-            except StopIteration as stop:
-                outcome: Any = _Finished(stop.value)
-            except Exception as exc:
-                outcome = exc
-            else:
-                outcome = None
+            outcome = self._turn(read)
             with self._lock:
                 self._running -= 1
                 read.running = False
@@ -199,6 +198,19 @@ class FairReads:
             if outcome is None:
                 outcome = ReadsRefused("the ledger is shutting down", overloaded=False)
             self._resolve(read, outcome)
+
+    def _turn(self, read: _Read) -> Any:
+        """Without the lock: steps of `read` for one turn. None if it has more to do, else its outcome."""
+        turn_end = time.monotonic() + TURN_SECONDS_MAX
+        while True:
+            try:
+                next(read.steps)
+            except StopIteration as stop:
+                return _Finished(stop.value)
+            except Exception as exc:
+                return exc
+            if read.abandoned or self._closed or time.monotonic() >= turn_end:
+                return None
 
     def _next(self) -> _Read:
         queues = self._queues

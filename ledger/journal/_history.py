@@ -49,8 +49,9 @@ FLUSH_TRANSFERS: Final = 1_048_576
 FLUSH_SECONDS: Final = 10.0
 SCAN_ENTRIES_MAX: Final = 65_536
 """Most index entries one query looks at; a page cut short by filters says where to go on."""
-READ_STEP_RECORDS: Final = 1024
-"""Transfer records a query fetches, or balances it builds, in one step (a few milliseconds of work)."""
+READ_STEP_RECORDS: Final = 256
+"""Transfer records a query fetches, or balances it builds, in one step (a millisecond or two of work: a small
+read waits for about one step of a busy caller)."""
 SCAN_STEP_ENTRIES: Final = 8 * READ_STEP_RECORDS
 """Index entries a query looks at in one step when its filters match few of them."""
 RETRY_SECONDS: Final = 0.5

@@ -138,6 +138,8 @@ def _history_copy(rows: Sequence[HistoryRow]) -> bytes:
         parts.append(r.entries)
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
+
+
 _COMMIT_COLUMNS: Final = (
     "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "
     "accounts, transfers, transfer_blocks, expired, balances"

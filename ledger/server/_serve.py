@@ -9,6 +9,7 @@ import errno
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
@@ -164,6 +165,10 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     `shutdown_grace_seconds` to finish, then everything applied is made durable and checkpointed.
     """
     endpoint = config.metrics_endpoint
+    if config.switch_interval_seconds:
+        # The event loop shares the interpreter with the read, journal and history threads: a thread busy in
+        # Python keeps it waiting up to this long each time (5 ms by default).
+        sys.setswitchinterval(config.switch_interval_seconds)
     # Taken addresses are found before recovery, which may take a while, and before the journal is opened.
     check_address_free(config.address, "address")
     if config.metrics_address:

@@ -19,7 +19,7 @@ from ledger._streams import drain_requests
 from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
 from ledger.core import Ledger, LedgerUnavailable
 from ledger.engine import EngineError
-from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage
+from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage, run_steps
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._convert import ConversionError, account_filter_from_proto, account_filter_to_proto
@@ -27,6 +27,7 @@ from ._info import server_info
 from ._limits import BATCHES_IN_FLIGHT_MAX, REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late, request_bytes
+from ._wire import IMPLEMENTATION as WIRE_IMPLEMENTATION
 from ._wire import (
     decode_create_accounts,
     decode_create_transfers,
@@ -41,6 +42,12 @@ from ._wire import (
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
 
+
+NATIVE_REPLIES: Final = WIRE_IMPLEMENTATION == "cython"
+"""Transfers are written to reply bytes by the native codec: a whole page costs less than handing it over."""
+BALANCES_REPLIED_ON_LOOP_MAX: Final = 64
+"""A page of at most this many balances is written on the event loop (well under a millisecond through
+protobuf); larger ones take a turn on the read threads."""
 
 SHUTTING_DOWN: Final = "the server is shutting down: this stream takes no more; send what was not answered again"
 
@@ -150,6 +157,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             reader = _reader(context)
             f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountTransfers"))
             page = await scoped(self._ledger).get_account_transfers(f, caller=reader)
+            if NATIVE_REPLIES:  # a page of 8190 written in about 0.25 ms: not worth another turn among the reads
+                return run_steps(_transfers_reply(page))
             return await self._ledger.read_in_turn(reader, _transfers_reply(page))
 
         return await call(context, "GetAccountTransfers", work, self._refusals)
@@ -159,6 +168,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             reader = _reader(context)
             f = account_filter_from_proto(parse(ledger_pb2.AccountFilter, request, "GetAccountBalances"))
             page = await scoped(self._ledger).get_account_balances(f, caller=reader)
+            if len(page.balances) <= BALANCES_REPLIED_ON_LOOP_MAX:
+                return run_steps(_balances_reply(page))
             return await self._ledger.read_in_turn(reader, _balances_reply(page))
 
         return await call(context, "GetAccountBalances", work, self._refusals)

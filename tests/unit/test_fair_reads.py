@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from ledger.config import LedgerConfig
-from ledger.core._reads import FairReads, ReadsRefused
+from ledger.core._reads import TURN_SECONDS_MAX, FairReads, ReadsRefused
 from ledger.journal import Steps
 
 
-def steps(log: list[str], name: str, count: int, gate: threading.Event | None = None) -> Steps[str]:
-    """`count` steps, each logged as `name` (the first waits for `gate`); returns `name`."""
+def steps(
+    log: list[str], name: str, count: int, gate: threading.Event | None = None, step_seconds: float = 0.0
+) -> Steps[str]:
+    """`count` steps, each logged as `name` and taking `step_seconds` (the first waits for `gate`); returns
+    `name`."""
     for index in range(count):
         if index:
             yield
         if gate is not None and index == 0:
             gate.wait(10)
+        time.sleep(step_seconds)
         log.append(name)
     return name
 
@@ -35,27 +40,32 @@ async def settle() -> None:
         await asyncio.sleep(0.005)
 
 
-def test_callers_take_turns_a_step_each() -> None:
+def test_callers_take_turns_and_a_small_read_ends_in_its_own() -> None:
+    slow = 2 * TURN_SECONDS_MAX
+
     async def body() -> list[str]:
         reads = FairReads(concurrent_max=1, per_caller_max=10)
         log: list[str] = []
         gate = threading.Event()
-        first = asyncio.ensure_future(reads.run("flood", steps(log, "f0", 5, gate)))
+        first = asyncio.ensure_future(reads.run("flood", steps(log, "f0", 5, gate, slow)))
         await settle()  # f0's first step holds the only thread until the gate opens
-        flood = [asyncio.ensure_future(reads.run("flood", steps(log, f"f{i}", 5))) for i in range(1, 4)]
-        small = asyncio.ensure_future(reads.run("small", steps(log, "s", 2)))
+        flood = [asyncio.ensure_future(reads.run("flood", steps(log, f"f{i}", 5, step_seconds=slow)))
+                 for i in range(1, 4)]  # fmt: skip
+        small = asyncio.ensure_future(reads.run("small", steps(log, "s", 3)))
+        other = asyncio.ensure_future(reads.run("other", steps(log, "o", 2, step_seconds=slow)))
         await settle()
         gate.set()
-        assert await small == "s"
+        assert await small == "s" and await other == "o"
         assert await asyncio.gather(first, *flood) == ["f0", "f1", "f2", "f3"]
         await reads.close()
         return log
 
     log = run(body)
-    # Once the step holding the thread is done, the small caller's two steps alternate with the flood's,
-    # whose reads go oldest first.
-    assert log[:5] == ["f0", "f0", "s", "f0", "s"], log
-    assert log[5:] == ["f0"] * 2 + ["f1"] * 5 + ["f2"] * 5 + ["f3"] * 5, log
+    # The flood's caller had its turn (f0's first step) before the others queued, and queued again ahead of
+    # them; then each caller takes a turn: the small read's quick steps all run in its own; a slow step ends
+    # its caller's turn, so the other slow caller alternates with the flood, whose reads go oldest first.
+    assert log[:8] == ["f0", "f0", "s", "s", "s", "o", "f0", "o"], log
+    assert log[8:] == ["f0"] * 2 + ["f1"] * 5 + ["f2"] * 5 + ["f3"] * 5, log
 
 
 def test_a_full_queue_refuses_its_own_caller_only_and_frees_as_reads_end() -> None:
@@ -189,7 +199,7 @@ def test_the_settings_are_bounded_and_read_from_the_environment() -> None:
         {"LEDGER_HISTORY_READS_CONCURRENT_MAX": "3", "LEDGER_HISTORY_READS_PER_CALLER_MAX": "40"}
     )
     assert (config.history_reads_concurrent_max, config.history_reads_per_caller_max) == (3, 40)
-    assert (LedgerConfig().history_reads_concurrent_max, LedgerConfig().history_reads_per_caller_max) == (1, 16)
+    assert (LedgerConfig().history_reads_concurrent_max, LedgerConfig().history_reads_per_caller_max) == (1, 64)
     for name, value, message in (
         ("history_reads_concurrent_max", 0, "history_reads_concurrent_max must be at least 1"),
         ("history_reads_concurrent_max", 65, "history_reads_concurrent_max must be at most 64"),
