@@ -200,10 +200,13 @@ def test_the_settings_are_bounded_and_read_from_the_environment() -> None:
     )
     assert (config.history_reads_concurrent_max, config.history_reads_per_caller_max) == (3, 40)
     assert (LedgerConfig().history_reads_concurrent_max, LedgerConfig().history_reads_per_caller_max) == (1, 64)
+    assert LedgerConfig.from_env({"LEDGER_SWITCH_INTERVAL_SECONDS": "0.002"}).switch_interval_seconds == 0.002
     for name, value, message in (
         ("history_reads_concurrent_max", 0, "history_reads_concurrent_max must be at least 1"),
         ("history_reads_concurrent_max", 65, "history_reads_concurrent_max must be at most 64"),
         ("history_reads_per_caller_max", 0, "history_reads_per_caller_max must be at least 1"),
+        ("switch_interval_seconds", -0.001, "switch_interval_seconds must be between 0 and 1"),
+        ("switch_interval_seconds", 2, "switch_interval_seconds must be between 0 and 1"),
     ):
         with pytest.raises(ValueError, match=message):
             LedgerConfig(**{name: value})
