@@ -36,7 +36,7 @@ EDGES_32 = (0, 1, 2, 127, 128, 65535, 65536, 2**31 - 1, 2**32 - 1)
 class Request:
     method: str
     body: bytes
-    """The request, or for TransferStream each message (joined with `messages`)."""
+    """The request; empty for a stream of requests, whose messages are `messages`."""
     messages: tuple[bytes, ...]
     key: str
     """Which key the call carries: none, garbled, or one of the fuzz keys (see test_fuzz.KEYS)."""
@@ -194,7 +194,7 @@ class RequestMaker:
         method = r.choice(list(METHODS))
         descriptor = METHODS[method].input_type
         key = r.choices(("none", "garbled", *self.keys), weights=(1, 1, *([6] * len(self.keys))))[0]
-        if method == "TransferStream":
+        if METHODS[method].client_streaming:  # TransferStream, TransferBatches: a few messages on one stream
             messages = tuple(self.one(descriptor, method)[0] for _ in range(r.randint(1, 4)))
             return Request(method, b"", messages, key, "stream")
         body, how = self.one(descriptor, method)
