@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from ledger.engine._layout import TRANSFER_STRUCT
 from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.server._limits import REQUEST_BYTES_MAX
+from ledger.server._wire_py import _varint
 from ledger.v1 import ledger_pb2
 
 SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
@@ -217,15 +218,6 @@ class RequestMaker:
         """Ids that now exist, for later requests to name."""
         self.account_ids = (self.account_ids + account_ids)[-512:]
         self.transfer_ids = (self.transfer_ids + transfer_ids)[-512:]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 _CLASSES: dict[str, type[Message]] = {}
