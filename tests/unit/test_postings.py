@@ -99,3 +99,27 @@ def test_merging_many_runs_and_runs_already_merged_sorts_them_all(module: Module
     assert module.merge_runs(runs) == expected
     assert module.merge_runs([module.merge_runs(runs[:33]), *runs[33:]]) == expected
     assert module.merge_runs([]) == b""
+
+
+@given(st.lists(st.tuples(st.sampled_from(EDGE_IDS), st.sampled_from(EDGE_IDS), st.integers(1, 5)), max_size=60))
+def test_records_out_of_timestamp_order_are_sorted_alike(rows: list[tuple[int, int, int]]) -> None:
+    """A commit's records come in timestamp order (the native sort relies on it to sort by account alone);
+    records that do not are still sorted by account, timestamp and ref, as the reference does."""
+    transfers = pack_transfers(
+        [
+            Transfer(
+                id=i + 1,
+                debit_account_id=debit,
+                credit_account_id=credit,
+                amount=1,
+                ledger=1,
+                code=1,
+                timestamp=timestamp,
+            )
+            for i, (debit, credit, timestamp) in enumerate(rows)
+            if debit != credit
+        ]
+    )
+    expected = _postings_py.sort_postings(transfers, 3)
+    for module in IMPLEMENTATIONS:
+        assert module.sort_postings(transfers, 3) == expected
