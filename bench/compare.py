@@ -26,8 +26,10 @@ and `hot_merchant` (a random customer pays, one merchant account is credited eve
 single transfers at 1, 8, 32 and 256 concurrent callers, then batches of 8190 (TigerBeetle: what its
 server takes, probed first; 8189 at most), four in flight. All systems are loaded first, then left to
 settle; each scenario then runs on every system in turn, the order rotated from one scenario to the
-next. A scenario's window lasts a minimum time and at least a minimum number of calls. A system that
-fails is reported with its error; the others go on.
+next, and each run starts on a quiet disk: the pages the system before it wrote are flushed first
+(sync, then until the kernel's dirty and writeback pages are under 32 MiB), so that no system's
+commits wait behind another's writeback. A scenario's window lasts a minimum time and at least a
+minimum number of calls. A system that fails is reported with its error; the others go on.
 
 Writes `compare.json`, `compare.md`, `throughput.png` and `latency.png` into `--out`; a progress bar on stderr.
 """
@@ -74,6 +76,9 @@ BATCH_KEYS = {"packed": "batch", "typed": "batch_typed"}
 """A batch scenario's key in the report, by kind of batch."""
 SCENARIO_GRACE_SECONDS = 120.0
 """A scenario that has not ended this long after its longest window is stopped and its system marked failed."""
+QUIET_DIRTY_BYTES_MAX = 32 * 1024 * 1024
+"""A run starts once the kernel's dirty and writeback pages are below this (or QUIET_SECONDS_MAX passed)."""
+QUIET_SECONDS_MAX = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +189,29 @@ async def run_scenario(system: System | PgbenchSystem, scenario: Scenario, plan:
     return result
 
 
+def dirty_bytes() -> int | None:
+    """The kernel's dirty and writeback page bytes (Linux), or None where /proc/meminfo does not say."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    fields = {name: value for name, _, value in (line.partition(":") for line in lines)}
+    try:
+        return sum(int(fields[name].split()[0]) * 1024 for name in ("Dirty", "Writeback"))
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+async def quiet_disk() -> None:
+    """Flush what earlier runs wrote and wait for the writeback to end (at most QUIET_SECONDS_MAX): a
+    system's commits must not wait behind the previous system's pages."""
+    started = time.perf_counter()
+    await asyncio.to_thread(os.sync)
+    while (time.perf_counter() - started < QUIET_SECONDS_MAX
+           and (dirty := dirty_bytes()) is not None and dirty > QUIET_DIRTY_BYTES_MAX):  # fmt: skip
+        await asyncio.sleep(0.05)
+
+
 def error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text if len(text) <= 600 else text[:600] + " ..."
@@ -264,6 +292,7 @@ async def run_all(systems: list[System | PgbenchSystem], plan: Plan, progress: P
                     continue
                 progress.bar.set_description(f"{system.key}: {scenario.workload}, {scenario.key}")
                 if system.key not in failed:
+                    await quiet_disk()
                     try:
                         result = await asyncio.wait_for(
                             run_scenario(system, scenario, plan, samplers[system.key, scenario.workload], progress),
@@ -475,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_seconds": plan.warmup_seconds,
             "settled": settled,
             "order": "every system loaded first; each scenario then runs on every system in turn, the order "
-            "rotated by one system from one scenario to the next",
+            "rotated by one system from one scenario to the next; each run on a quiet disk (sync, then the "
+            f"kernel's dirty and writeback pages under {QUIET_DIRTY_BYTES_MAX >> 20} MiB)",
         },
         "systems": results,
         "not_run": args.skipped,
