@@ -124,64 +124,83 @@ cdef inline uint64_t _key(const ledger_posting_t* posting, int byte) noexcept no
 
 
 def merge_runs(runs):
-    """One sorted run holding every posting of `runs` (each sorted): merged pairwise, O(n log k), without the GIL."""
-    cdef Py_ssize_t count = len(runs), total = 0, offset = 0, i, width, a, b, c, size
+    """One sorted run holding every posting of `runs` (each sorted): merged pairwise, O(n log k), without the GIL.
+
+    The first round merges pairs of runs straight from where they are; later rounds go back and forth
+    between the result and a scratch buffer (only needed past two runs)."""
+    cdef Py_ssize_t count = len(runs), total = 0, i, width, a, b, c, size
+    cdef const ledger_posting_t** sources = <const ledger_posting_t**>malloc((count + 1) * sizeof(void*))
+    cdef Py_ssize_t* bounds = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
     cdef ledger_posting_t* src
     cdef ledger_posting_t* dst
-    cdef Py_ssize_t* bounds = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
-    if bounds == NULL:
-        raise MemoryError()
+    cdef ledger_posting_t* first
     cdef const unsigned char[::1] data
+    if bounds == NULL or sources == NULL:
+        free(bounds)
+        free(sources)
+        raise MemoryError()
+    views = []  # the runs' buffers, held while their postings are read without the GIL
     try:
-        for run in runs:
-            total += len(run) // 32
-        out = PyBytes_FromStringAndSize(NULL, total * 32)
-        scratch = PyBytes_FromStringAndSize(NULL, total * 32)
-        src = <ledger_posting_t*>PyBytes_AS_STRING(out)
-        dst = <ledger_posting_t*>PyBytes_AS_STRING(scratch)
         for i in range(count):
-            bounds[i] = offset
             data = runs[i]
+            views.append(data)
             size = data.shape[0] // 32
-            if size:
-                memcpy(&src[offset], &data[0], size * 32)
-            offset += size
+            sources[i] = <const ledger_posting_t*>&data[0] if size else NULL
+            bounds[i] = total
+            total += size
         bounds[count] = total
+        out = PyBytes_FromStringAndSize(NULL, total * 32)
+        scratch = PyBytes_FromStringAndSize(NULL, total * 32) if count > 2 else None
+        first = <ledger_posting_t*>PyBytes_AS_STRING(out)
         with nogil:
-            # Rounds of merging neighbouring runs: after each, runs of `width` inputs are sorted.
-            width = 1
-            while width < count:
-                i = 0
-                while i < count:
-                    a = bounds[i]
-                    b = bounds[min(i + width, count)]
-                    c = bounds[min(i + 2 * width, count)]
-                    merge_two(src, a, b, c, dst)
-                    i += 2 * width
-                src, dst = dst, src
-                width *= 2
+            i = 0
+            while i < count:  # the first round, from the runs into `out`
+                a = bounds[i]
+                b = bounds[min(i + 1, count)]
+                c = bounds[min(i + 2, count)]
+                merge_from(sources[i], b - a, sources[i + 1] if i + 1 < count else NULL, c - b, &first[a])
+                i += 2
+        if count > 2:
+            src = first
+            dst = <ledger_posting_t*>PyBytes_AS_STRING(scratch)
+            with nogil:
+                # Rounds of merging neighbouring runs: after each, runs of `width` inputs are sorted.
+                width = 2
+                while width < count:
+                    i = 0
+                    while i < count:
+                        a = bounds[i]
+                        b = bounds[min(i + width, count)]
+                        c = bounds[min(i + 2 * width, count)]
+                        merge_from(&src[a], b - a, &src[b], c - b, &dst[a])
+                        i += 2 * width
+                    src, dst = dst, src
+                    width *= 2
+            # The merged postings ended in whichever buffer the last round wrote.
+            if src != first:
+                return scratch
     finally:
         free(bounds)
-    # The merged postings ended in whichever buffer the last round wrote.
-    return out if src == <ledger_posting_t*>PyBytes_AS_STRING(out) else scratch
+        free(sources)
+    return out
 
 
-cdef void merge_two(const ledger_posting_t* src, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c,
-                    ledger_posting_t* dst) noexcept nogil:
-    """dst[a:c] = the merge of the sorted src[a:b] and src[b:c] (stable: src[a:b] first on ties)."""
-    cdef Py_ssize_t i = a, j = b, k = a
-    while i < b and j < c:
-        if ledger_posting_cmp(&src[j], &src[i]) < 0:
-            dst[k] = src[j]
+cdef void merge_from(const ledger_posting_t* x, Py_ssize_t x_count, const ledger_posting_t* y, Py_ssize_t y_count,
+                     ledger_posting_t* out) noexcept nogil:
+    """out = the merge of the sorted x and y (stable: x first on ties); either may be empty (or NULL)."""
+    cdef Py_ssize_t i = 0, j = 0, k = 0
+    while i < x_count and j < y_count:
+        if ledger_posting_cmp(&y[j], &x[i]) < 0:
+            out[k] = y[j]
             j += 1
         else:
-            dst[k] = src[i]
+            out[k] = x[i]
             i += 1
         k += 1
-    if i < b:
-        memcpy(&dst[k], &src[i], (b - i) * 32)
-    elif j < c:
-        memcpy(&dst[k], &src[j], (c - j) * 32)
+    if i < x_count:
+        memcpy(&out[k], &x[i], (x_count - i) * 32)
+    elif j < y_count:
+        memcpy(&out[k], &y[j], (y_count - j) * 32)
 
 
 cdef Py_ssize_t lower_bound(const ledger_posting_t* postings, Py_ssize_t count, uint64_t hi, uint64_t lo) noexcept nogil:
@@ -237,3 +256,63 @@ def groups(run):
             result.append((postings[start].lo, postings[start].hi, start, i))
             start = i
     return result
+
+
+cdef inline unsigned char* _put_field(unsigned char* at, uint64_t value, int size) noexcept nogil:
+    """A COPY BINARY field: its length (int4), then `value` big-endian in `size` bytes."""
+    cdef int i
+    at[0] = 0
+    at[1] = 0
+    at[2] = 0
+    at[3] = size
+    for i in range(size):
+        at[4 + i] = (value >> (8 * (size - 1 - i))) & 0xFF
+    return at + 4 + size
+
+
+def copy_rows(run):
+    """The run's accounts as rows of a history table in PostgreSQL's COPY BINARY (without its header and
+    trailer), one per account: account_lo and account_hi (int8 holding the u64's bits), timestamp_first and
+    timestamp_last (int8), entries_count (int4), entries (bytea: the timestamps, then the refs, u64
+    little-endian each)."""
+    cdef const unsigned char[::1] data = run
+    cdef Py_ssize_t count = data.shape[0] // 32, i, j, start = 0, accounts = 0, size
+    cdef const ledger_posting_t* postings
+    cdef unsigned char* at
+    cdef uint64_t* words
+    if count == 0:
+        return b""
+    postings = <const ledger_posting_t*>&data[0]
+    with nogil:
+        for i in range(1, count + 1):
+            if i == count or postings[i].hi != postings[i - 1].hi or postings[i].lo != postings[i - 1].lo:
+                accounts += 1
+    out = PyBytes_FromStringAndSize(NULL, accounts * ROW_HEAD_SIZE + count * 16)
+    at = <unsigned char*>PyBytes_AS_STRING(out)
+    with nogil:
+        for i in range(1, count + 1):
+            if i < count and postings[i].hi == postings[start].hi and postings[i].lo == postings[start].lo:
+                continue
+            size = i - start
+            at[0] = 0
+            at[1] = 6  # fields
+            at = _put_field(at + 2, postings[start].lo, 8)
+            at = _put_field(at, postings[start].hi, 8)
+            at = _put_field(at, postings[start].timestamp, 8)
+            at = _put_field(at, postings[i - 1].timestamp, 8)
+            at = _put_field(at, size, 4)
+            at[0] = (16 * size >> 24) & 0xFF
+            at[1] = (16 * size >> 16) & 0xFF
+            at[2] = (16 * size >> 8) & 0xFF
+            at[3] = 16 * size & 0xFF
+            words = <uint64_t*>(at + 4)  # (x86-64 and ARM64 take unaligned words)
+            for j in range(size):
+                words[j] = postings[start + j].timestamp
+                words[size + j] = postings[start + j].ref
+            at += 4 + 16 * size
+            start = i
+    return out
+
+
+cdef enum:
+    ROW_HEAD_SIZE = 2 + 4 * (4 + 8) + (4 + 4) + 4

@@ -392,15 +392,8 @@ class HistoryIndex:
             runs = list(self._runs)
             balance_rows = _rows(self._balances)
         merged = postings.merge_runs(runs) if len(runs) > 1 else (runs[0] if runs else b"")
-        transfer_rows = []
-        for lo, hi, start, end in postings.groups(merged):
-            entries = postings.entries(merged, start, end)
-            count = end - start
-            first = int.from_bytes(entries[:8], "little")
-            last = int.from_bytes(entries[(count - 1) * 8 : count * 8], "little")
-            transfer_rows.append(HistoryRow(lo, hi, first, last, count, entries))
         started = time.perf_counter()
-        self._store.write_history({TRANSFERS_TABLE: transfer_rows, BALANCES_TABLE: balance_rows}, seq)
+        self._store.write_history(merged, balance_rows, seq)
         with self._lock:
             # What was indexed while the rows were written stays in the tail.
             del self._runs[: len(runs)]
@@ -410,9 +403,9 @@ class HistoryIndex:
             self._tail_since = time.monotonic()
             self._flushed_seq = seq
         logger.debug(
-            "history index flushed up to seq=%d: %d accounts in %.3f s",
+            "history index flushed up to seq=%d: %d postings in %.3f s",
             seq,
-            len(transfer_rows),
+            len(merged) // 32,
             time.perf_counter() - started,
         )
 

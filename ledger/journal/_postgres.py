@@ -36,13 +36,16 @@ from ledger.engine._limits import TRANSFER_SIZE
 
 from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, compress_transfers, decompress_block, decompress_transfers
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
+from ._postings import postings
 from ._store import (
+    BALANCES_TABLE,
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
     SCAN_CHUNK_BYTES,
     SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
+    TRANSFERS_TABLE,
     U64_MASK,
     HistoryRow,
     StoreLocked,
@@ -434,7 +437,7 @@ class PostgresStore:
         rows = self._fetch("SELECT seq FROM ledger_history_position WHERE id = 1")
         return int(rows[0][0]) if rows else 0
 
-    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
+    def write_history(self, transfers: bytes, balances: Sequence[HistoryRow], seq: int) -> None:
         if self._indexer is None or self._indexer.closed:
             self._indexer = self._connect()
         connection = self._indexer
@@ -446,11 +449,14 @@ class PostgresStore:
                 stored = cursor.fetchone()
                 if stored is not None and stored[0] >= seq:
                     return
-                for table, table_rows in rows.items():
-                    assert table in HISTORY_TABLES
-                    if table_rows:
-                        with cursor.copy(f"COPY {table} ({HISTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                            copy.write(_history_copy(table_rows))
+                if transfers:
+                    with cursor.copy(f"COPY {TRANSFERS_TABLE} ({HISTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.write(_COPY_SIGNATURE)
+                        copy.write(postings.copy_rows(transfers))  # the rows made natively: no object per row
+                        copy.write(_COPY_TRAILER)
+                if balances:
+                    with cursor.copy(f"COPY {BALANCES_TABLE} ({HISTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.write(_history_copy(balances))
                 cursor.execute(
                     "INSERT INTO ledger_history_position (id, seq) VALUES (1, %s) "
                     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",

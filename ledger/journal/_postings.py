@@ -9,6 +9,7 @@ from types import ModuleType
 from ledger.engine import EngineUnavailable
 
 from . import _postings_py
+from ._store import HistoryRow
 
 
 def _load_native() -> ModuleType | None:
@@ -32,3 +33,15 @@ def select(requested: str | None) -> ModuleType:
 
 
 postings: ModuleType = select(os.environ.get("LEDGER_ENGINE"))
+
+
+def account_rows(run: bytes) -> list[HistoryRow]:
+    """The run's accounts as history rows, one per account (what postings.copy_rows writes for COPY)."""
+    rows = []
+    for lo, hi, start, end in postings.groups(run):
+        entries = postings.entries(run, start, end)
+        count = end - start
+        first = int.from_bytes(entries[:8], "little")
+        last = int.from_bytes(entries[(count - 1) * 8 : count * 8], "little")
+        rows.append(HistoryRow(lo, hi, first, last, count, entries))
+    return rows

@@ -18,6 +18,8 @@ from ledger.engine._layout import Buffer
 implementation = "python"
 
 POSTING: Final = struct.Struct("<QQQQ")
+_COPY_ROW_HEAD: Final = struct.Struct(">hiQiQiQiQiii")
+"""A history row in COPY BINARY: 6 fields, four int8 and an int4 (each after its length), then the entries' length."""
 _ACCOUNTS_AND_TIMESTAMP: Final = struct.Struct("<16xQQQQ64xQ8x")
 _U64_MASK: Final = 2**64 - 1
 
@@ -65,3 +67,19 @@ def groups(run: Buffer) -> list[tuple[int, int, int, int]]:
             result.append((postings[start][1], postings[start][0], start, i))
             start = i
     return result
+
+
+def copy_rows(run: Buffer) -> bytes:
+    """The run's accounts as rows of a history table in PostgreSQL's COPY BINARY (without its header and
+    trailer), one per account: account_lo and account_hi (int8 holding the u64's bits), timestamp_first and
+    timestamp_last (int8), entries_count (int4), entries (bytea: the timestamps, then the refs, u64
+    little-endian each)."""
+    parts = []
+    for lo, hi, start, end in groups(run):
+        row = entries(run, start, end)
+        count = end - start
+        first = int.from_bytes(row[:8], "little")
+        last = int.from_bytes(row[(count - 1) * 8 : count * 8], "little")
+        parts.append(_COPY_ROW_HEAD.pack(6, 8, lo, 8, hi, 8, first, 8, last, 4, count, len(row)))
+        parts.append(row)
+    return b"".join(parts)

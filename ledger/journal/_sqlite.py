@@ -20,13 +20,16 @@ from pathlib import Path
 from ledger.engine._limits import TRANSFER_SIZE
 
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
+from ._postings import account_rows
 from ._store import (
+    BALANCES_TABLE,
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
     SCAN_CHUNK_BYTES,
     SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
+    TRANSFERS_TABLE,
     U64_MASK,
     HistoryRow,
     StoreLocked,
@@ -296,11 +299,10 @@ class SqliteStore:
             row = self._read().execute("SELECT seq FROM ledger_history_position WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
-    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
+    def write_history(self, transfers: bytes, balances: Sequence[HistoryRow], seq: int) -> None:
         connection = self._history_connection()
         with self._transaction(connection, "writing the history index"):
-            for table, table_rows in rows.items():
-                assert table in HISTORY_TABLES
+            for table, table_rows in ((TRANSFERS_TABLE, account_rows(transfers)), (BALANCES_TABLE, balances)):
                 connection.executemany(
                     f"INSERT OR REPLACE INTO {table} ({HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?)",
                     [(signed(r.account_lo), signed(r.account_hi), *r[2:]) for r in table_rows],

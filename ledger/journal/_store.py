@@ -97,8 +97,10 @@ class Store(Protocol):
         """The last commit seq whose history entries are stored (0: none)."""
         ...
 
-    def write_history(self, rows: dict[str, list[HistoryRow]], seq: int) -> None:
-        """Store history rows (by table) and the new position in one transaction (the history thread only)."""
+    def write_history(self, transfers: bytes, balances: Sequence[HistoryRow], seq: int) -> None:
+        """Store one flush of the history index and the new position in one transaction (the history thread
+        only): `transfers` is a sorted run of postings (ledger.journal._postings_py), a row per account in
+        TRANSFERS_TABLE; `balances` are BALANCES_TABLE's rows."""
         ...
 
     def history_rows(

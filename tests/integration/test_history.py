@@ -371,25 +371,36 @@ def test_the_store_reads_records_by_ordinal_in_runs_across_commits_and_leaves_ou
 def test_a_history_flush_written_twice_is_stored_once(store_url: str) -> None:
     """A flush repeated after its acknowledgement was lost finds its position stored and writes nothing twice;
     the next flush adds its rows beside."""
+    from ledger.engine import Transfer, pack_transfers
     from ledger.journal import open_store
+    from ledger.journal._postings import postings
     from ledger.journal._store import BALANCES_TABLE, TRANSFERS_TABLE, HistoryRow
+
+    big_id = 5 << 64 | (2**64 - 1)
+
+    def run(*moves: tuple[int, int, int], first: int) -> bytes:
+        """The sorted postings of transfers (debit, credit, timestamp) from journal ordinal `first`."""
+        transfers = [Transfer(id=i + 1, debit_account_id=debit, credit_account_id=credit, amount=1, ledger=1, code=1,
+                              timestamp=timestamp) for i, (debit, credit, timestamp) in enumerate(moves)]  # fmt: skip
+        return postings.sort_postings(pack_transfers(transfers), first)
 
     store = open_store(store_url)
     store.connect()
     try:
-        first = {TRANSFERS_TABLE: [HistoryRow(7, 0, 100, 200, 2, bytes(32)), HistoryRow(2**64 - 1, 5, 150, 150, 1,
-                                                                                    bytes(16))],
-                 BALANCES_TABLE: [HistoryRow(7, 0, 100, 100, 1, bytes(40))]}  # fmt: skip
-        store.write_history(first, 3)
-        store.write_history(first, 3)  # the retry
+        first = run((7, 8, 100), (big_id, 7, 200), first=0)
+        balances = [HistoryRow(7, 0, 100, 100, 1, bytes(40))]
+        store.write_history(first, balances, 3)
+        store.write_history(first, balances, 3)  # the retry
         assert store.history_position() == 3
-        later = {TRANSFERS_TABLE: [HistoryRow(7, 0, 300, 300, 1, bytes(16))], BALANCES_TABLE: []}
-        store.write_history(later, 5)
+        store.write_history(run((8, 7, 300), first=2), [], 5)
         assert store.history_position() == 5
         rows = store.history_rows(TRANSFERS_TABLE, 7, 0, 2**63 - 1, False)
         assert [(r.timestamp_first, r.timestamp_last, r.entries_count) for r in rows] == [(100, 200, 2), (300, 300, 1)]
-        big = store.history_rows(TRANSFERS_TABLE, 5 << 64 | (2**64 - 1), 0, 2**63 - 1, False)
-        assert [(r.account_lo, r.account_hi, r.entries) for r in big] == [(2**64 - 1, 5, bytes(16))]
+        assert rows[0].entries == (100).to_bytes(8, "little") + (200).to_bytes(8, "little") + (0 << 1).to_bytes(
+            8, "little"
+        ) + (1 << 1 | 1).to_bytes(8, "little")  # debited by ordinal 0, credited by ordinal 1
+        big = store.history_rows(TRANSFERS_TABLE, big_id, 0, 2**63 - 1, False)
+        assert [(r.account_lo, r.account_hi, r.entries_count) for r in big] == [(2**64 - 1, 5, 1)]
         assert len(store.history_rows(BALANCES_TABLE, 7, 0, 2**63 - 1, False)) == 1
     finally:
         store.close()

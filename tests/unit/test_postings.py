@@ -46,9 +46,10 @@ def test_implementations_agree(commits: list[tuple[bytes, int]]) -> None:
         merged = module.merge_runs(runs)
         found = {account: module.account_range(merged, account) for account in EDGE_IDS}
         rows = [(lo, hi, module.entries(merged, start, end)) for lo, hi, start, end in module.groups(merged)]
-        outputs.append((runs, merged, found, rows))
+        outputs.append((runs, merged, found, rows, module.copy_rows(merged)))
     assert all(output == outputs[0] for output in outputs[1:])
-    runs, merged, found, rows = outputs[0]
+    runs, merged, found, rows, copied = outputs[0]
+    assert copied == b"".join(_copy_row(lo, hi, entries) for lo, hi, entries in rows)
     assert len(merged) == sum(len(run) for run in runs) == 64 * sum(len(t) // 128 for t, _ in commits)
     for lo, hi, entries in rows:
         start, end = found[lo | hi << 64]
@@ -123,3 +124,15 @@ def test_records_out_of_timestamp_order_are_sorted_alike(rows: list[tuple[int, i
     expected = _postings_py.sort_postings(transfers, 3)
     for module in IMPLEMENTATIONS:
         assert module.sort_postings(transfers, 3) == expected
+
+
+def _copy_row(lo: int, hi: int, entries: bytes) -> bytes:
+    """One history row in PostgreSQL's COPY BINARY, field by field: its field count, then each length and value."""
+    count = len(entries) // 16
+
+    def field(value: int, size: int) -> bytes:
+        return size.to_bytes(4, "big") + value.to_bytes(size, "big")
+
+    first, last = int.from_bytes(entries[:8], "little"), int.from_bytes(entries[8 * count - 8 : 8 * count], "little")
+    head = (6).to_bytes(2, "big") + field(lo, 8) + field(hi, 8) + field(first, 8) + field(last, 8) + field(count, 4)
+    return head + len(entries).to_bytes(4, "big") + entries
