@@ -61,7 +61,9 @@ class ServerProcess:
             {
                 "LEDGER_ACCOUNTS_MAX": "1000",
                 "LEDGER_TRANSFERS_MAX": "2000000",
-                "LEDGER_PENDING_TRANSFERS_MAX": "10000",
+                # A sixth of the load is holds that expire after a second: room for several seconds of them
+                # (a store outage delays their expiry), so that no hold meets a full table.
+                "LEDGER_PENDING_TRANSFERS_MAX": "100000",
                 "LEDGER_CHECKPOINT_EVERY_TRANSFERS": "3000",
                 "LEDGER_DURABLE_WAIT_SECONDS": "2",
                 "LEDGER_EXPIRE_INTERVAL_SECONDS": "0.2",

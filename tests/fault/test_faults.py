@@ -158,7 +158,7 @@ def check_journal(url: str, books: Books) -> None:
     store = open_store(url)
     store.connect()
     try:
-        config = small_config(accounts_max=1_000, transfers_max=2_000_000, pending_transfers_max=10_000)
+        config = small_config(accounts_max=1_000, transfers_max=2_000_000, pending_transfers_max=100_000)
         from_checkpoint = create_engine(config)
         recover(from_checkpoint, store)
         from_journal = create_engine(config)
