@@ -37,6 +37,7 @@ def reporting(server: ServerProcess) -> Iterator[None]:
     finally:
         if server.process is not None and server.process.poll() is None:
             server.process.kill()
+            server.process.wait(30)  # reaped here: a process left unreaped fails a later test with a ResourceWarning
 
 
 def test_a_process_killed_at_random_moments_loses_nothing(store_url: str, tmp_path: Path, fault_cycles: int) -> None:
