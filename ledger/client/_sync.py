@@ -15,8 +15,8 @@ from typing import Any, Final, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from ._batching import Batch, Entry, request_bounds
@@ -342,7 +342,7 @@ class Client:
     def create_transfers_packed(
         self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
     ) -> bytes:
-        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
+        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/records/layout.py).
 
         Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
         (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in

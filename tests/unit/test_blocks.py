@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.journal import JournalCorrupt
 from ledger.journal._blocks import (
     TRANSFER_BLOCK_RECORDS,

@@ -13,7 +13,7 @@ import uvloop
 
 from ledger.client import AsyncClient, ClientConfig, CreateTransferResult, LedgerClosed, LedgerTimeout, Transfer, _async
 from ledger.client._retry import Attempts
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
+from ledger.records.layout import TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
 from ledger.v1 import ledger_pb2
 
 OK = CreateTransferResult.OK

@@ -34,7 +34,7 @@ from ledger.engine import (
     unpack_transfer_results,
     unpack_transfers,
 )
-from ledger.engine._codes import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN
+from ledger.records.codes import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN
 from tests.support import ENGINE_CLASSES, ManualClock, NativeEngine, small_config
 
 RESULT_ENUMS = [CreateAccountResult, CreateTransferResult, TransferStatus]
