@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.engine import Account, AccountFlags, EngineConfig, TransferFlags, pack_accounts, select
-from ledger.engine._layout import TRANSFER_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.journal import Checkpoint, Commit, HistoryIndex, open_store
+from ledger.records.layout import TRANSFER_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 LEDGER = 978
 FUNDING = 1

@@ -32,7 +32,7 @@ from bench._harness import (
 )
 from ledger.client import Account, AccountFlags, AsyncClient, ClientConfig, CreateTransferResult, Transfer
 from ledger.engine import CreateAccountResult
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 
 LEDGER = 978
 FUNDING_ID, MERCHANT_ID = 1, 2
@@ -253,7 +253,7 @@ class LedgerSystem:
     async def _send(
         self, debits: np.ndarray, credits: np.ndarray, amounts: np.ndarray, code: int, *, in_flight: int
     ) -> None:
-        """Packed 128-byte transfer records (ledger/engine/_layout.py), made column by column."""
+        """Packed 128-byte transfer records (ledger/records/layout.py), made column by column."""
         assert self.client is not None
         count = len(debits)
         records = np.zeros((count, TRANSFER_SIZE // 8), dtype="<u8")

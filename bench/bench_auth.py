@@ -20,9 +20,9 @@ from ledger.auth import Authenticator, ScopedLedger, open_key_store
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import Account, Buffer, EngineConfig, pack_accounts, pack_ids, unpack_transfer_results
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX
 from ledger.journal import AccountFilter, BalancesPage, TransfersPage
+from ledger.records.layout import TRANSFER_RESULT_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import start_server
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 from tests.support import ENGINE_CLASSES, ManualClock

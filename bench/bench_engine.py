@@ -13,7 +13,7 @@ import pytest
 
 from bench.engine import make_accounts, make_transfers
 from ledger.engine import EngineConfig, pack_ids
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 from tests.support import ENGINE_CLASSES, ManualClock
 
 ACCOUNTS = 10_000

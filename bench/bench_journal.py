@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.journal import checkpoint_cost, fresh_store, pos_recovery, recovery, throughput
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 
 
 @pytest.mark.parametrize("batch_size", [1, 100, BATCH_EVENTS_MAX])

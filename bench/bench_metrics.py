@@ -17,8 +17,8 @@ import pytest
 
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.layout import TRANSFER_RESULT_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import LedgerMetrics, count_results, start_server
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.wire import FUNCTIONS, codecs, main, paths_of
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 
 SIZES = [1, BATCH_EVENTS_MAX]
 

@@ -35,7 +35,7 @@ import grpc
 
 from ledger.client import Account, AsyncClient, Client, ClientConfig, Transfer
 from ledger.client._records import pack_transfers
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 LEDGER = 978

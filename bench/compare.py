@@ -63,7 +63,7 @@ from bench._systems import (
     System,
     TigerBeetleSystem,
 )
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import run_event_loop
 
 CALLERS = (1, 8, 32, 256)

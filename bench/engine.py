@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from ledger.engine import Account, EngineConfig, ReferenceEngine, pack_accounts
-from ledger.engine._layout import TRANSFER_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.layout import TRANSFER_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 try:
     from ledger.engine._c import NativeEngine

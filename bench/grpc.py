@@ -48,7 +48,7 @@ from bench._harness import (
 )
 from ledger.client import AsyncClient, ClientConfig
 from ledger.engine import IMPLEMENTATION, CreateTransferResult, Transfer
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import run_event_loop, transfers_to_packed
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 

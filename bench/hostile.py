@@ -44,7 +44,7 @@ import grpc
 from bench._harness import DEFAULT_DSN, fresh_store, progress, quantile_ms, server_process
 from ledger.auth import open_key_store
 from ledger.engine import IMPLEMENTATION, Transfer, pack_transfers
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 A, B = 1001, 1002

@@ -53,8 +53,8 @@ from bench._pos_journal import FIRST_WALLET, snapshot_digest, write_pos_journal
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import IMPLEMENTATION, Account, pack_accounts
-from ledger.engine._layout import TRANSFER_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.layout import TRANSFER_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 LEDGER = 978
 ACCOUNTS = 10_000

@@ -51,7 +51,7 @@ import psycopg
 from bench._harness import DEFAULT_DSN, ServerProcess, measure, progress, summary
 from bench.compare import LedgerSystem, PlainSystem, Sampler, single_caller
 from ledger.engine import IMPLEMENTATION
-from ledger.engine._limits import TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.records.limits import TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 from ledger.server import run_event_loop
 
 CALLERS_DEFAULT: Final = 32

@@ -38,14 +38,14 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from ledger.engine._layout import (
+from ledger.records.layout import (
     ACCOUNT_RESULT_STRUCT,
     ACCOUNT_STRUCT,
     ID_STRUCT,
     TRANSFER_RESULT_STRUCT,
     TRANSFER_STRUCT,
 )
-from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.server import _convert, _wire_py
 from ledger.server._convert import ConversionError
 from ledger.server._serve import MESSAGE_BYTES_MAX

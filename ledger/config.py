@@ -10,7 +10,7 @@ from typing import Any
 
 from ledger._settings import parse_setting
 from ledger.engine import EngineConfig
-from ledger.engine._limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
+from ledger.records.limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
 
 MIB = 1 << 20
 AUTH_POLICIES = ("auto", "required", "off")

@@ -2,7 +2,7 @@
 """The native engine: the reference engine's rules over C tables.
 
 Accounts and transfers live in dense arrays of the packed 128-byte records
-(ledger.engine._layout), in creation order; each array has an open-addressing
+(ledger.records.layout), in creation order; each array has an open-addressing
 index of 8-byte slots (a 32-bit hash tag and the record's position + 1),
 sized once from the configured capacity at a load factor of at most 3/4.
 Batches are read straight from the caller's buffer and results written
@@ -19,7 +19,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from ledger.engine import _limits
+from ledger.records import limits as _limits
 from ledger.engine._api import (
     AccountsApplied,
     ClockExhausted,
@@ -31,14 +31,14 @@ from ledger.engine._api import (
     TransfersApplied,
     check_batch,
 )
-from ledger.engine._layout import unpack_ids
-from ledger.engine._codes import ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN
-from ledger.engine._codes import TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN
-from ledger.engine._codes import AccountFlags as _AF
-from ledger.engine._codes import CreateAccountResult as _AR
-from ledger.engine._codes import CreateTransferResult as _TR
-from ledger.engine._codes import TransferFlags as _TF
-from ledger.engine._codes import TransferStatus as _TS
+from ledger.records.layout import unpack_ids
+from ledger.records.codes import ACCOUNT_FLAGS_KNOWN as _ACCOUNT_FLAGS_KNOWN
+from ledger.records.codes import TRANSFER_FLAGS_KNOWN as _TRANSFER_FLAGS_KNOWN
+from ledger.records.codes import AccountFlags as _AF
+from ledger.records.codes import CreateAccountResult as _AR
+from ledger.records.codes import CreateTransferResult as _TR
+from ledger.records.codes import TransferFlags as _TF
+from ledger.records.codes import TransferStatus as _TS
 
 cdef extern from *:
     """

@@ -24,7 +24,7 @@ from cpython.ref cimport Py_DECREF
 from libc.stdint cimport UINT32_MAX, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from ledger.engine._limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX as _BATCH_EVENTS_MAX
 from ledger.server import _wire_schema as _schema
 from ledger.server._convert import _check_count, _check_u16
 from ledger.server._wire_errors import DEPTH_MAX as _DEPTH_MAX

@@ -15,11 +15,11 @@ from typing import Any
 
 from ledger.core import Ledger
 from ledger.engine import Account, AccountFlags, Transfer, TransferFlags, pack_accounts, pack_transfers
-from ledger.engine._codes import CreateAccountResult, CreateTransferResult
-from ledger.engine._layout import unpack_account_results, unpack_transfer_results
 from ledger.journal import Checkpoint, Commit, open_store
 from ledger.journal._blocks import compress_transfers
 from ledger.journal._store import pack_checkpoint_blob
+from ledger.records.codes import CreateAccountResult, CreateTransferResult
+from ledger.records.layout import unpack_account_results, unpack_transfer_results
 from tests.integration.test_journal import FUNDING, LEDGER, REVENUE, config, day_of_trading, move, open_books
 from tests.stores import execute
 from tests.support import ManualClock

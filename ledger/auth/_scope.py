@@ -1,6 +1,6 @@
 """Tenant scoping: the ledger as a key bound to some ledgers may see and move it.
 
-Checks read the packed records (ledger/engine/_layout.py), so they hold for
+Checks read the packed records (ledger/records/layout.py), so they hold for
 the typed, packed and streamed RPCs alike, and for any decoder that produces
 those records. Before anything is applied:
 
@@ -43,8 +43,18 @@ from ledger.engine import (
     check_batch,
     pack_ids,
 )
-from ledger.engine._layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
-from ledger.engine._limits import (
+from ledger.journal import AccountFilter, BalancesPage, TransfersPage
+from ledger.records.layout import (
+    ACCOUNT_LEDGER_OFFSET,
+    ACCOUNT_RESULT_STRUCT,
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_ID_OFFSET,
+    TRANSFER_LEDGER_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET,
+    TRANSFER_RESULT_STRUCT,
+)
+from ledger.records.limits import (
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
     BATCH_EVENTS_MAX,
@@ -52,16 +62,8 @@ from ledger.engine._limits import (
     TRANSFER_RESULT_SIZE,
     TRANSFER_SIZE,
 )
-from ledger.journal import AccountFilter, BalancesPage, TransfersPage
 
 from ._principal import Principal, current_principal
-
-ID_OFFSET: Final = 0
-DEBIT_ACCOUNT_ID_OFFSET: Final = 16
-CREDIT_ACCOUNT_ID_OFFSET: Final = 32
-PENDING_ID_OFFSET: Final = 56
-ACCOUNT_LEDGER_OFFSET: Final = 48
-TRANSFER_LEDGER_OFFSET: Final = 104
 
 AR = CreateAccountResult
 TR = CreateTransferResult
@@ -218,16 +220,16 @@ class ScopedLedger:
         codes = {i: results[i * TRANSFER_RESULT_SIZE] for i in reviewed}
         # Which record each answer may be about: the transfer's own id, its accounts, or its pending transfer.
         transfer_ids = [
-            field(i, ID_OFFSET if codes[i] in _TRANSFER_EXISTS else PENDING_ID_OFFSET)
+            field(i, TRANSFER_ID_OFFSET if codes[i] in _TRANSFER_EXISTS else TRANSFER_PENDING_ID_OFFSET)
             for i in reviewed
             if codes[i] in _TRANSFER_EXISTS or codes[i] in _PENDING_ELSEWHERE
         ]
-        account_ids = [field(i, DEBIT_ACCOUNT_ID_OFFSET) for i in reviewed if codes[i] == _CREDIT_NOT_FOUND]
+        account_ids = [field(i, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET) for i in reviewed if codes[i] == _CREDIT_NOT_FOUND]
         account_ids += [
             field(i, offset)
             for i in reviewed
             if codes[i] in _ACCOUNTS_ELSEWHERE
-            for offset in (DEBIT_ACCOUNT_ID_OFFSET, CREDIT_ACCOUNT_ID_OFFSET)
+            for offset in (TRANSFER_DEBIT_ACCOUNT_ID_OFFSET, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET)
         ]
         foreign = await self._foreign(
             self._ledger.lookup_transfers, transfer_ids, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET
@@ -240,16 +242,16 @@ class ScopedLedger:
             code = codes[index]
             if code in _TRANSFER_EXISTS:
                 # The request's ledger is one of the key's, so a stored transfer outside them has another ledger.
-                hidden = TR.EXISTS_WITH_DIFFERENT_LEDGER if field(index, ID_OFFSET) in foreign else 0
+                hidden = TR.EXISTS_WITH_DIFFERENT_LEDGER if field(index, TRANSFER_ID_OFFSET) in foreign else 0
             elif code in _ACCOUNTS_ELSEWHERE or code == _CREDIT_NOT_FOUND:
-                if field(index, DEBIT_ACCOUNT_ID_OFFSET) in foreign:
+                if field(index, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET) in foreign:
                     hidden = TR.DEBIT_ACCOUNT_NOT_FOUND
-                elif code != _CREDIT_NOT_FOUND and field(index, CREDIT_ACCOUNT_ID_OFFSET) in foreign:
+                elif code != _CREDIT_NOT_FOUND and field(index, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET) in foreign:
                     hidden = TR.CREDIT_ACCOUNT_NOT_FOUND
                 else:
                     hidden = 0
             else:
-                hidden = TR.PENDING_TRANSFER_NOT_FOUND if field(index, PENDING_ID_OFFSET) in foreign else 0
+                hidden = TR.PENDING_TRANSFER_NOT_FOUND if field(index, TRANSFER_PENDING_ID_OFFSET) in foreign else 0
             if hidden:
                 TRANSFER_RESULT_STRUCT.pack_into(masked, index * TRANSFER_RESULT_SIZE, hidden, 0, 0, 0)
         return bytes(masked)

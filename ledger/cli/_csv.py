@@ -45,7 +45,7 @@ from ledger.client import (
 from ledger.client._batching import request_bounds
 from ledger.client._config import IN_FLIGHT_MAX
 from ledger.client._records import transfer_outcomes
-from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 from ._export import add_export_options, export_journal, open_table, table_format
 from ._ops import (

@@ -9,7 +9,8 @@ from typing import Any
 
 from ledger import __version__
 from ledger.client import Client, LedgerError, LedgerUnauthenticated, LedgerUnreachable, ServerInfo
-from ledger.engine import IMPLEMENTATION, _limits
+from ledger.engine import IMPLEMENTATION
+from ledger.records import limits as _limits
 
 from ._ops import (
     CONNECT_SECONDS_MAX,

@@ -33,7 +33,7 @@ from ledger.client import (
     Transfer,
     TransferFlags,
 )
-from ledger.engine._limits import BATCH_EVENTS_MAX, NANOSECONDS_PER_SECOND
+from ledger.records.limits import BATCH_EVENTS_MAX, NANOSECONDS_PER_SECOND
 
 from ._parse import (
     MINOR,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ledger.client import AccountFlags, TransferFlags
-from ledger.engine._limits import AMOUNT_MAX, ID_INT_MAX, TIMESTAMP_MAX
+from ledger.records.limits import AMOUNT_MAX, ID_INT_MAX, TIMESTAMP_MAX
 
 SCALE_MAX: Final = 18
 """Most decimal places a currency's scale may have (10**18 minor units still leave 9 major units in a u63)."""

@@ -6,13 +6,13 @@ ledger's gRPC port. Ids are ints or uuid.UUIDs; amounts are integers in
 minor units.
 """
 
-from ledger.engine._codes import (
+from ledger.records.codes import (
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,
     TransferFlags,
 )
-from ledger.engine._layout import Account, AccountBalance, Transfer
+from ledger.records.layout import Account, AccountBalance, Transfer
 
 from ._async import AsyncClient
 from ._config import MESSAGE_BYTES_MAX, ClientConfig

@@ -15,12 +15,13 @@ from typing import Any, Final, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
+from ledger.records.limits import BATCH_EVENTS_MAX
+from ledger.v1 import ledger_pb2_grpc
 
-from ._batching import Batch, Entry, request_bounds
-from ._config import IN_FLIGHT_MAX, ClientConfig
+from ._base import Call, ClientSteps, Shared, Step, Steps, run_async
+from ._batching import Batch, Entry
+from ._config import ClientConfig
 from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
 from ._info import ServerInfo, wait_limit
 from ._records import (
@@ -32,17 +33,8 @@ from ._records import (
     TransferLike,
     TransferOutcome,
     TransfersPage,
-    account_linked,
-    account_messages,
-    balances_page,
-    check_packed_transfers,
-    checked_results,
-    id_value,
     pack_transfer,
-    pack_transfers,
     packed_linked,
-    transfer_outcomes,
-    transfers_page,
 )
 from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
 from ._retry import Attempts, backoff_seconds
@@ -50,6 +42,7 @@ from ._stream import StreamFailed, WriteStream
 
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
+T = TypeVar("T")
 
 CALLS_QUEUED_MAX: Final = 2 * BATCH_EVENTS_MAX
 """Calls of one kind waiting to join a batch; past it callers wait their turn (backpressure)."""
@@ -281,7 +274,7 @@ def _gone(waiter: asyncio.Future[Any]) -> bool:
     return waiter.done()
 
 
-class AsyncClient:
+class AsyncClient(ClientSteps):
     """The Ledger service over one grpc.aio channel. Create it inside a running event loop; close it after.
 
     Calls of up to 8190 events from concurrent tasks are coalesced into shared requests (auto-batching);
@@ -310,10 +303,9 @@ class AsyncClient:
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
         self._write_stream = WriteStream(self._stub, self._metadata) if self.config.write_stream else None
-        self._create_transfers = self._batcher(CREATE_TRANSFERS)
-        self._create_accounts = self._batcher(CREATE_ACCOUNTS)
-        self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
-        self._lookup_transfers = self._batcher(LOOKUP_TRANSFERS)
+        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS)
+        self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
+        self._transfers_batcher: _Batcher[bytes, list[TransferOutcome]] = self._batchers[CREATE_TRANSFERS.rpc]
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -324,7 +316,7 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
+        for batcher in self._batchers.values():
             await batcher.close()
         if self._write_stream is not None:
             await self._write_stream.close()
@@ -358,9 +350,7 @@ class AsyncClient:
 
     async def server_info(self, *, timeout: float | None = None) -> ServerInfo:
         """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""
-        return ServerInfo.from_message(
-            await self._call("GetServerInfo", ledger_pb2.GetServerInfoRequest(), self._timeout(timeout))
-        )
+        return await self._run(self._server_info(timeout))
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's health for `service` ("": the whole server) by the standard health check, one
@@ -384,20 +374,13 @@ class AsyncClient:
         Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
         (see there for `in_flight`, and for order across requests).
         """
-        packed = pack_transfers(transfers)
-        if len(transfers) > BATCH_EVENTS_MAX:
-            return transfer_outcomes(await self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
-        if not transfers:
-            return []
-        return await self._create_transfers.submit(
-            packed, len(transfers), packed_linked(packed, len(transfers) - 1), self._timeout(timeout)
-        )
+        return await self._run(self._create_transfers(transfers, timeout, in_flight))
 
     async def create_transfer(self, transfer: TransferLike, *, timeout: float | None = None) -> TransferOutcome:
         """Apply one transfer, in a request shared with concurrent calls."""
         # create_transfers([transfer]) without its steps for many: the call most often made, and made by many.
         record = pack_transfer(transfer)
-        outcomes = await self._create_transfers.submit(record, 1, packed_linked(record, 0), self._timeout(timeout))
+        outcomes = await self._transfers_batcher.submit(record, 1, packed_linked(record, 0), self._timeout(timeout))
         return outcomes[0]
 
     async def create_accounts(
@@ -408,15 +391,7 @@ class AsyncClient:
         More than 8190 are cut into requests between chains, `in_flight` at once (default
         `bulk_in_flight_max`; requests in flight together may be applied in either order).
         """
-        messages = account_messages(accounts)
-        if len(messages) > BATCH_EVENTS_MAX:
-            bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
-            return await self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
-        if not messages:
-            return []
-        return await self._create_accounts.submit(
-            messages, len(messages), account_linked(messages[-1]), self._timeout(timeout)
-        )
+        return await self._run(self._create_accounts(accounts, timeout, in_flight))
 
     async def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
         return (await self.create_accounts([account], timeout=timeout))[0]
@@ -424,7 +399,7 @@ class AsyncClient:
     async def create_transfers_packed(
         self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
     ) -> bytes:
-        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
+        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/records/layout.py).
 
         Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
         (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
@@ -433,25 +408,13 @@ class AsyncClient:
         then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
         (`timeout`) applies to each request.
         """
-        view = check_packed_transfers(records)
-        count = len(view) // TRANSFER_SIZE
-        bounds = request_bounds(count, lambda i: packed_linked(view, i))
-        payloads = [bytes(view[a * TRANSFER_SIZE : b * TRANSFER_SIZE]) for a, b in bounds]
-        timeout_seconds = self._timeout(timeout)
-
-        async def send(payload: bytes) -> bytes:
-            response = await self._call(
-                CREATE_TRANSFERS.rpc, ledger_pb2.PackedTransfers(records=payload), timeout_seconds
-            )
-            return checked_results(payload, response.results)
-
-        return b"".join(await self._pipelined(send, payloads, in_flight))
+        return await self._run(self._create_transfers_packed(records, timeout, in_flight))
 
     # Reads.
 
     async def lookup_accounts(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Account]:
         """The accounts found, in the order asked; ids not found are left out."""
-        return await self._lookup(self._lookup_accounts, LOOKUP_ACCOUNTS, ids, timeout)
+        return await self._run(self._lookup_accounts(ids, timeout))
 
     async def lookup_account(self, account_id: IdLike, *, timeout: float | None = None) -> Account | None:
         found = await self.lookup_accounts([account_id], timeout=timeout)
@@ -459,35 +422,19 @@ class AsyncClient:
 
     async def lookup_transfers(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Transfer]:
         """The transfers found, in the order asked; ids not found are left out."""
-        return await self._lookup(self._lookup_transfers, LOOKUP_TRANSFERS, ids, timeout)
+        return await self._run(self._lookup_transfers(ids, timeout))
 
     async def lookup_transfer(self, transfer_id: IdLike, *, timeout: float | None = None) -> Transfer | None:
         found = await self.lookup_transfers([transfer_id], timeout=timeout)
         return found[0] if found else None
 
-    async def _lookup(
-        self, batcher: _Batcher[list[int], list[Any]], kind: Kind[list[int], Any], ids: Sequence[IdLike],
-        timeout: float | None,
-    ) -> list[Any]:  # fmt: skip
-        values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
-        if len(values) > BATCH_EVENTS_MAX:
-            chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
-            return await self._in_requests(kind, chunks, timeout, None)
-        if not values:
-            return []
-        found: list[Any] = await batcher.submit(values, len(values), False, self._timeout(timeout))
-        return found
-
     async def get_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> TransfersPage:
         """One page of an account's transfers; `page.next` is the filter for the next page (None at the end)."""
-        response = await self._call("GetAccountTransfers", filter.to_message(), self._timeout(timeout))
-        return transfers_page(response)
+        return await self._run(self._account_transfers(filter, timeout))
 
     async def get_account_balances(self, filter: AccountFilter, *, timeout: float | None = None) -> BalancesPage:
         """One page of the balances of an account with the HISTORY flag after each of its transfers."""
-        message = filter.to_message()
-        response = await self._call("GetAccountBalances", message, self._timeout(timeout))
-        return balances_page(message.account_id.lo | message.account_id.hi << 64, response)
+        return await self._run(self._account_balances(filter, timeout))
 
     async def iter_account_transfers(
         self, filter: AccountFilter, *, timeout: float | None = None
@@ -512,12 +459,24 @@ class AsyncClient:
 
     # Sending.
 
-    def _in_flight(self, in_flight: int | None) -> int:
-        if in_flight is None:
-            return self.config.bulk_in_flight_max
-        if not 1 <= in_flight <= IN_FLIGHT_MAX:
-            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
-        return in_flight
+    async def _run(self, steps: Steps[T]) -> T:
+        return await run_async(steps, self._perform)
+
+    async def _perform(self, step: Step) -> Any:
+        """The I/O a call's step names, awaited."""
+        if isinstance(step, Shared):
+            return await self._batchers[step.kind.rpc].submit(
+                step.payload, step.count, step.open_chain, step.timeout_seconds
+            )
+        if isinstance(step, Call):
+            return await self._call(step.rpc, step.request, step.timeout_seconds)
+        requests = step
+
+        async def send(payload: Any) -> Any:
+            response = await self._call(requests.rpc, requests.request(payload), requests.timeout_seconds)
+            return requests.answer(payload, response)
+
+        return await self._pipelined(send, requests.payloads, requests.in_flight)
 
     async def _streamed(self, request: Any, remaining: float, attempts: Attempts) -> Any:
         """One attempt on the write stream: the reply, or StreamFailed; the call's deadline bounds the wait.
@@ -537,13 +496,6 @@ class AsyncClient:
         finally:
             expiry.cancel()
 
-    def _timeout(self, timeout: float | None) -> float:
-        if timeout is None:
-            return self.config.timeout_seconds
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout}")
-        return timeout
-
     def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
         async def send(batch: Batch[Payload, asyncio.Future[Result]]) -> list[Result]:
             payloads = [entry.payload for entry in batch.entries]
@@ -554,22 +506,11 @@ class AsyncClient:
 
         return _Batcher(send, self.config)
 
-    async def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
-                           timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
-        """One call too long for one request: the requests' results joined in order."""
-        timeout_seconds = self._timeout(timeout)
-
-        async def send(payload: Payload) -> list[Result]:
-            return kind.answer([payload], await self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
-
-        return [result for share in await self._pipelined(send, payloads, in_flight) for result in share]
-
     async def _pipelined(
-        self, send: Callable[[Payload], Coroutine[Any, Any, Result]], payloads: list[Payload], in_flight: int | None
+        self, send: Callable[[Payload], Coroutine[Any, Any, Result]], payloads: list[Payload], bound: int
     ) -> list[Result]:
-        """send(payload) for each, at most `in_flight` at once, results in order; the first error
-        cancels the rest and is raised."""
-        bound = self._in_flight(in_flight)
+        """send(payload) for each, at most `bound` at once, results in order; the first error cancels the rest
+        and is raised."""
         window: deque[asyncio.Task[Result]] = deque()
         results: list[Result] = []
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX
 
 from ._errors import LedgerTimeout
 from ._retry import Attempts

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from ledger.engine._codes import CreateAccountResult, CreateTransferResult
-from ledger.engine._layout import (
+from ledger.records.codes import CreateAccountResult, CreateTransferResult
+from ledger.records.layout import (
+    TRANSFER_FLAGS_OFFSET,
     TRANSFER_RESULT_STRUCT,
     TRANSFER_STRUCT,
     Account,
@@ -23,7 +24,7 @@ from ledger.engine._layout import (
     Buffer,
     Transfer,
 )
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, types_pb2
 
 from ._errors import LedgerError
@@ -37,7 +38,6 @@ AccountLike: TypeAlias = Account | Mapping[str, Any]
 _U64_MASK: Final = 2**64 - 1
 LINKED: Final = 1
 """The LINKED bit, the same for transfers and accounts."""
-TRANSFER_FLAGS_OFFSET: Final = 110
 
 TRANSFER_WIDTHS: Final = {
     "id": 128, "debit_account_id": 128, "credit_account_id": 128, "amount": 64, "pending_id": 128,

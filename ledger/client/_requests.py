@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ledger.engine._layout import Account, Transfer
-from ledger.engine._limits import TRANSFER_SIZE
+from ledger.records.layout import Account, Transfer
+from ledger.records.limits import TRANSFER_SIZE
 from ledger.v1 import ledger_pb2, types_pb2
 
 from ._errors import LedgerError

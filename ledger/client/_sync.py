@@ -15,11 +15,12 @@ from typing import Any, Final, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ledger.engine._layout import Account, AccountBalance, Buffer, Transfer
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
+from ledger.records.limits import BATCH_EVENTS_MAX
+from ledger.v1 import ledger_pb2_grpc
 
-from ._batching import Batch, Entry, request_bounds
+from ._base import Call, ClientSteps, Shared, Step, run_sync
+from ._batching import Batch, Entry
 from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
 from ._info import ServerInfo, wait_limit
@@ -32,16 +33,6 @@ from ._records import (
     TransferLike,
     TransferOutcome,
     TransfersPage,
-    account_linked,
-    account_messages,
-    balances_page,
-    check_packed_transfers,
-    checked_results,
-    id_value,
-    pack_transfers,
-    packed_linked,
-    transfer_outcomes,
-    transfers_page,
 )
 from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
 from ._retry import Attempts, backoff_seconds
@@ -194,7 +185,7 @@ class _Batcher(Generic[Payload, Result]):
                     left.waiter.set_exception(LedgerClosed("the client was closed before the call was sent"))
 
 
-class Client:
+class Client(ClientSteps):
     """The Ledger service over one grpc sync channel, safe to share between threads; close it after use.
 
     The same calls as AsyncClient, blocking: calls of up to 8190 events from concurrent threads are
@@ -223,10 +214,8 @@ class Client:
         self._rng_lock = threading.Lock()
         self._bulk_lock = threading.Lock()
         self._bulk_pool: ThreadPoolExecutor | None = None
-        self._create_transfers = self._batcher(CREATE_TRANSFERS)
-        self._create_accounts = self._batcher(CREATE_ACCOUNTS)
-        self._lookup_accounts = self._batcher(LOOKUP_ACCOUNTS)
-        self._lookup_transfers = self._batcher(LOOKUP_TRANSFERS)
+        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS)
+        self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
 
     def __enter__(self) -> Client:
         return self
@@ -235,7 +224,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        for batcher in (self._create_transfers, self._create_accounts, self._lookup_accounts, self._lookup_transfers):
+        for batcher in self._batchers.values():
             batcher.close()
         with self._bulk_lock:
             pool, self._bulk_pool = self._bulk_pool, None
@@ -279,9 +268,7 @@ class Client:
 
     def server_info(self, *, timeout: float | None = None) -> ServerInfo:
         """What the server is and who this client is to it (GetServerInfo; any valid key may ask)."""
-        return ServerInfo.from_message(
-            self._call("GetServerInfo", ledger_pb2.GetServerInfoRequest(), self._timeout(timeout))
-        )
+        return run_sync(self._server_info(timeout), self._perform)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's health for `service` ("": the whole server) by the standard health check, one
@@ -305,14 +292,7 @@ class Client:
         Up to 8190 share a request with concurrent calls; more go as create_transfers_packed sends them
         (see there for `in_flight`, and for order across requests).
         """
-        packed = pack_transfers(transfers)
-        if len(transfers) > BATCH_EVENTS_MAX:
-            return transfer_outcomes(self.create_transfers_packed(packed, timeout=timeout, in_flight=in_flight))
-        if not transfers:
-            return []
-        return self._create_transfers.submit(
-            packed, len(transfers), packed_linked(memoryview(packed), len(transfers) - 1), self._timeout(timeout)
-        )
+        return run_sync(self._create_transfers(transfers, timeout, in_flight), self._perform)
 
     def create_transfer(self, transfer: TransferLike, *, timeout: float | None = None) -> TransferOutcome:
         """Apply one transfer, in a request shared with concurrent calls from other threads."""
@@ -326,15 +306,7 @@ class Client:
         More than 8190 are cut into requests between chains, `in_flight` at once (default
         `bulk_in_flight_max`; requests in flight together may be applied in either order).
         """
-        messages = account_messages(accounts)
-        if len(messages) > BATCH_EVENTS_MAX:
-            bounds = request_bounds(len(messages), lambda i: account_linked(messages[i]))
-            return self._in_requests(CREATE_ACCOUNTS, [messages[a:b] for a, b in bounds], timeout, in_flight)
-        if not messages:
-            return []
-        return self._create_accounts.submit(
-            messages, len(messages), account_linked(messages[-1]), self._timeout(timeout)
-        )
+        return run_sync(self._create_accounts(accounts, timeout, in_flight), self._perform)
 
     def create_account(self, account: AccountLike, *, timeout: float | None = None) -> AccountOutcome:
         return self.create_accounts([account], timeout=timeout)[0]
@@ -342,7 +314,7 @@ class Client:
     def create_transfers_packed(
         self, records: Buffer, *, timeout: float | None = None, in_flight: int | None = None
     ) -> bytes:
-        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/engine/_layout.py).
+        """Packed 128-byte transfer records in, packed 24-byte results out (ledger/records/layout.py).
 
         Up to 8190 records go in one CreateTransfersPacked request; more are cut into requests of 8190
         (never inside a linked chain), `in_flight` at once (default `bulk_in_flight_max`), with results in
@@ -351,22 +323,13 @@ class Client:
         then its capture), pass in_flight=1: each request then waits for the one before it. The deadline
         (`timeout`) applies to each request.
         """
-        view = check_packed_transfers(records)
-        bounds = request_bounds(len(view) // TRANSFER_SIZE, lambda i: packed_linked(view, i))
-        payloads = [bytes(view[a * TRANSFER_SIZE : b * TRANSFER_SIZE]) for a, b in bounds]
-        timeout_seconds = self._timeout(timeout)
-
-        def send(payload: bytes) -> bytes:
-            response = self._call(CREATE_TRANSFERS.rpc, ledger_pb2.PackedTransfers(records=payload), timeout_seconds)
-            return checked_results(payload, response.results)
-
-        return b"".join(self._pipelined(send, payloads, in_flight))
+        return run_sync(self._create_transfers_packed(records, timeout, in_flight), self._perform)
 
     # Reads.
 
     def lookup_accounts(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Account]:
         """The accounts found, in the order asked; ids not found are left out."""
-        return self._lookup(self._lookup_accounts, LOOKUP_ACCOUNTS, ids, timeout)
+        return run_sync(self._lookup_accounts(ids, timeout), self._perform)
 
     def lookup_account(self, account_id: IdLike, *, timeout: float | None = None) -> Account | None:
         found = self.lookup_accounts([account_id], timeout=timeout)
@@ -374,34 +337,19 @@ class Client:
 
     def lookup_transfers(self, ids: Sequence[IdLike], *, timeout: float | None = None) -> list[Transfer]:
         """The transfers found, in the order asked; ids not found are left out."""
-        return self._lookup(self._lookup_transfers, LOOKUP_TRANSFERS, ids, timeout)
+        return run_sync(self._lookup_transfers(ids, timeout), self._perform)
 
     def lookup_transfer(self, transfer_id: IdLike, *, timeout: float | None = None) -> Transfer | None:
         found = self.lookup_transfers([transfer_id], timeout=timeout)
         return found[0] if found else None
 
-    def _lookup(
-        self, batcher: _Batcher[list[int], list[Any]], kind: Kind[list[int], Any], ids: Sequence[IdLike],
-        timeout: float | None,
-    ) -> list[Any]:  # fmt: skip
-        values = [id_value(raw, f"ids[{index}]") for index, raw in enumerate(ids)]
-        if len(values) > BATCH_EVENTS_MAX:
-            chunks = [values[a : a + BATCH_EVENTS_MAX] for a in range(0, len(values), BATCH_EVENTS_MAX)]
-            return self._in_requests(kind, chunks, timeout, None)
-        if not values:
-            return []
-        found: list[Any] = batcher.submit(values, len(values), False, self._timeout(timeout))
-        return found
-
     def get_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> TransfersPage:
         """One page of an account's transfers; `page.next` is the filter for the next page (None at the end)."""
-        return transfers_page(self._call("GetAccountTransfers", filter.to_message(), self._timeout(timeout)))
+        return run_sync(self._account_transfers(filter, timeout), self._perform)
 
     def get_account_balances(self, filter: AccountFilter, *, timeout: float | None = None) -> BalancesPage:
         """One page of the balances of an account with the HISTORY flag after each of its transfers."""
-        message = filter.to_message()
-        response = self._call("GetAccountBalances", message, self._timeout(timeout))
-        return balances_page(message.account_id.lo | message.account_id.hi << 64, response)
+        return run_sync(self._account_balances(filter, timeout), self._perform)
 
     def iter_account_transfers(self, filter: AccountFilter, *, timeout: float | None = None) -> Iterator[Transfer]:
         """Every transfer the filter selects, following the pages (each page's request has its own deadline)."""
@@ -420,19 +368,20 @@ class Client:
 
     # Sending.
 
-    def _in_flight(self, in_flight: int | None) -> int:
-        if in_flight is None:
-            return self.config.bulk_in_flight_max
-        if not 1 <= in_flight <= IN_FLIGHT_MAX:
-            raise ValueError(f"in_flight must be between 1 and {IN_FLIGHT_MAX}, got {in_flight}")
-        return in_flight
+    def _perform(self, step: Step) -> Any:
+        """The I/O a call's step names, blocking."""
+        if isinstance(step, Shared):
+            return self._batchers[step.kind.rpc].submit(step.payload, step.count, step.open_chain, step.timeout_seconds)
+        if isinstance(step, Call):
+            return self._call(step.rpc, step.request, step.timeout_seconds)
+        requests = step
 
-    def _timeout(self, timeout: float | None) -> float:
-        if timeout is None:
-            return self.config.timeout_seconds
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout}")
-        return timeout
+        def send(payload: Any) -> Any:
+            return requests.answer(
+                payload, self._call(requests.rpc, requests.request(payload), requests.timeout_seconds)
+            )
+
+        return self._pipelined(send, requests.payloads, requests.in_flight)
 
     def _batcher(self, kind: Kind[Payload, Result]) -> _Batcher[Payload, Result]:
         def send(batch: Batch[Payload, Future[Result]]) -> list[Result]:
@@ -444,22 +393,9 @@ class Client:
 
         return _Batcher(send, self.config, kind.rpc)
 
-    def _in_requests(self, kind: Kind[Payload, list[Result]], payloads: list[Payload],
-                     timeout: float | None, in_flight: int | None) -> list[Result]:  # fmt: skip
-        """One call too long for one request: the requests' results joined in order."""
-        timeout_seconds = self._timeout(timeout)
-
-        def send(payload: Payload) -> list[Result]:
-            return kind.answer([payload], self._call(kind.rpc, kind.request([payload]), timeout_seconds))[0]
-
-        return [result for share in self._pipelined(send, payloads, in_flight) for result in share]
-
-    def _pipelined(
-        self, send: Callable[[Payload], Result], payloads: list[Payload], in_flight: int | None
-    ) -> list[Result]:
-        """send(payload) for each, at most `in_flight` at once, results in order; the first error
-        cancels the requests not yet started and is raised."""
-        bound = self._in_flight(in_flight)
+    def _pipelined(self, send: Callable[[Payload], Result], payloads: list[Payload], bound: int) -> list[Result]:
+        """send(payload) for each, at most `bound` at once, results in order; the first error cancels the requests
+        not yet started and is raised."""
         if len(payloads) == 1 or bound == 1:
             return [send(payload) for payload in payloads]
         with self._bulk_lock:

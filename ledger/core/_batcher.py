@@ -20,11 +20,9 @@ from collections.abc import Callable
 from typing import Final
 
 from ledger.engine import Buffer, check_batch
-from ledger.engine._codes import AccountFlags, TransferFlags
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.codes import AccountFlags, TransferFlags
+from ledger.records.limits import BATCH_EVENTS_MAX
 
-TRANSFER_FLAGS_OFFSET: Final = 110
-ACCOUNT_FLAGS_OFFSET: Final = 54
 assert int(AccountFlags.LINKED) == int(TransferFlags.LINKED), "one LINKED bit for both records"
 _LINKED: Final = int(TransferFlags.LINKED)
 """As a plain int: `int & IntFlag` goes through the enum machinery, about a microsecond per call."""

@@ -53,20 +53,6 @@ from ledger.engine import (
     select,
     wall_clock,
 )
-from ledger.engine._layout import (
-    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
-    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
-    TRANSFER_PENDING_ID_OFFSET,
-    TRANSFER_TIMESTAMP_OFFSET,
-)
-from ledger.engine._limits import (
-    ACCOUNT_RESULT_SIZE,
-    ACCOUNT_SIZE,
-    BATCH_EVENTS_MAX,
-    ID_SIZE,
-    TRANSFER_RESULT_SIZE,
-    TRANSFER_SIZE,
-)
 from ledger.journal import (
     EXPIRED_SIZE,
     AccountFilter,
@@ -83,8 +69,24 @@ from ledger.journal import (
     open_store,
     seq_before,
 )
+from ledger.records.layout import (
+    ACCOUNT_FLAGS_OFFSET,
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_FLAGS_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET,
+    TRANSFER_TIMESTAMP_OFFSET,
+)
+from ledger.records.limits import (
+    ACCOUNT_RESULT_SIZE,
+    ACCOUNT_SIZE,
+    BATCH_EVENTS_MAX,
+    ID_SIZE,
+    TRANSFER_RESULT_SIZE,
+    TRANSFER_SIZE,
+)
 
-from ._batcher import ACCOUNT_FLAGS_OFFSET, TRANSFER_FLAGS_OFFSET, Batcher
+from ._batcher import Batcher
 from ._reads import FairReads, ReadsRefused, ReadsStats
 from ._recovery import RecoveryReport, recover
 

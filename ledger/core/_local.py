@@ -9,7 +9,7 @@ Every frame starts with a 12-byte header, little-endian:
 
 Requests on one connection may be pipelined; responses carry the request id
 and may come back in any order. Payloads are the engine's packed records
-(ledger.engine._layout): accounts, transfers or ids in, results or records
+(ledger.records.layout): accounts, transfers or ids in, results or records
 out; a status other than OK carries a UTF-8 message instead.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from ledger.engine import EngineError
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 from ._ledger import Ledger, LedgerFailed, LedgerOverloaded, LedgerUnavailable
 

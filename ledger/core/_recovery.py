@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.engine import Engine, EngineState, StateMismatch
-from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.journal import EXPIRED_SIZE, Blob, Checkpoint, Commit, JournalCorrupt, Store, check_commit_row
+from ledger.records.limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -1,29 +1,13 @@
 """The money state machine: one contract, a pure-Python and a Cython implementation."""
 
-from ._api import (
-    AccountsApplied,
-    BatchTooLarge,
-    Clock,
-    ClockExhausted,
-    Engine,
-    EngineConfig,
-    EngineError,
-    EngineSnapshot,
-    EngineState,
-    EngineStats,
-    MalformedBatch,
-    StateMismatch,
-    TransfersApplied,
-    check_batch,
-)
-from ._codes import (
+from ledger.records.codes import (
     AccountFlags,
     CreateAccountResult,
     CreateTransferResult,
     TransferFlags,
     TransferStatus,
 )
-from ._layout import (
+from ledger.records.layout import (
     Account,
     AccountBalance,
     AccountResult,
@@ -39,6 +23,23 @@ from ._layout import (
     unpack_ids,
     unpack_transfer_results,
     unpack_transfers,
+)
+
+from ._api import (
+    AccountsApplied,
+    BatchTooLarge,
+    Clock,
+    ClockExhausted,
+    Engine,
+    EngineConfig,
+    EngineError,
+    EngineSnapshot,
+    EngineState,
+    EngineStats,
+    MalformedBatch,
+    StateMismatch,
+    TransfersApplied,
+    check_batch,
 )
 from ._reference import ReferenceEngine
 from ._select import IMPLEMENTATION, EngineClass, EngineUnavailable, create_engine, select, wall_clock

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ._layout import Buffer
-from ._limits import (
+from ledger.records.layout import Buffer
+from ledger.records.limits import (
     ACCOUNTS_MAX_DEFAULT,
     BATCH_EVENTS_MAX,
     CAPACITY_MAX,

@@ -1,4 +1,6 @@
 # Type stub of the native engine built from native/_engine.pyx.
+from ledger.records.layout import Buffer
+
 from ._api import (
     AccountsApplied,
     Clock,
@@ -8,7 +10,6 @@ from ._api import (
     EngineStats,
     TransfersApplied,
 )
-from ._layout import Buffer
 
 class NativeEngine:
     implementation: str

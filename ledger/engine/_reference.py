@@ -3,7 +3,7 @@
 Written for clarity, not speed: it is the oracle the native engine is tested
 against and the fallback where no C compiler is present. The rules live in
 the validation ladders below, one early return per rule, in the precedence
-order of ledger.engine._codes.
+order of ledger.records.codes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,37 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+
+from ledger.records.codes import (
+    ACCOUNT_FLAGS_KNOWN,
+    TRANSFER_FLAGS_KNOWN,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    TransferFlags,
+    TransferStatus,
+)
+from ledger.records.layout import (
+    ACCOUNT_BALANCE_STRUCT,
+    ACCOUNT_RESULT_STRUCT,
+    ID_STRUCT,
+    TRANSFER_RESULT_STRUCT,
+    Account,
+    Buffer,
+    Transfer,
+    unpack_accounts,
+    unpack_ids,
+    unpack_transfers,
+)
+from ledger.records.limits import (
+    ACCOUNT_SIZE,
+    AMOUNT_MAX,
+    ID_INT_MAX,
+    ID_SIZE,
+    NANOSECONDS_PER_SECOND,
+    TIMESTAMP_MAX,
+    TRANSFER_SIZE,
+)
 
 from ._api import (
     AccountsApplied,
@@ -23,36 +54,6 @@ from ._api import (
     StateMismatch,
     TransfersApplied,
     check_batch,
-)
-from ._codes import (
-    ACCOUNT_FLAGS_KNOWN,
-    TRANSFER_FLAGS_KNOWN,
-    AccountFlags,
-    CreateAccountResult,
-    CreateTransferResult,
-    TransferFlags,
-    TransferStatus,
-)
-from ._layout import (
-    ACCOUNT_BALANCE_STRUCT,
-    ACCOUNT_RESULT_STRUCT,
-    ID_STRUCT,
-    TRANSFER_RESULT_STRUCT,
-    Account,
-    Buffer,
-    Transfer,
-    unpack_accounts,
-    unpack_ids,
-    unpack_transfers,
-)
-from ._limits import (
-    ACCOUNT_SIZE,
-    AMOUNT_MAX,
-    ID_INT_MAX,
-    ID_SIZE,
-    NANOSECONDS_PER_SECOND,
-    TIMESTAMP_MAX,
-    TRANSFER_SIZE,
 )
 
 AR = CreateAccountResult

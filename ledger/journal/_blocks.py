@@ -23,7 +23,7 @@ from typing import Final
 
 import lz4.block
 
-from ledger.engine._limits import TRANSFER_SIZE
+from ledger.records.limits import TRANSFER_SIZE
 
 from ._format import JournalCorrupt
 

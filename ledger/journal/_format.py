@@ -2,7 +2,7 @@
 
 A **commit** is one row of the journal: everything the engine changed between
 two group commits, as the packed records the engine returned
-(ledger.engine._layout), so writing it is appending bytes and replaying it is
+(ledger.records.layout), so writing it is appending bytes and replaying it is
 handing the same bytes back to the engine. Its fields:
 
 - `seq`: 1, 2, 3, … with no gaps; a gap is a lost commit and refuses recovery.
@@ -16,7 +16,7 @@ handing the same bytes back to the engine. Its fields:
   expired just before the transfer with that ordinal was created, which is
   where replay must release it.
 - `balances`: 64-byte AccountBalance entries of accounts with the HISTORY
-  flag (ledger.engine._layout), for balance history; replay does not need
+  flag (ledger.records.layout), for balance history; replay does not need
   them.
 - `timestamp_last`: the engine's last timestamp when the commit was cut, so
   timestamps stay strictly increasing across restarts.
@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Final
 
-from ledger.engine._limits import ACCOUNT_BALANCE_SIZE, ACCOUNT_SIZE, TRANSFER_SIZE
+from ledger.records.limits import ACCOUNT_BALANCE_SIZE, ACCOUNT_SIZE, TRANSFER_SIZE
 
 Blob = bytes | bytearray
 """Commits read from a store hold bytes; commits being written hold the writer's buffers as they are."""

@@ -36,8 +36,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, TypeVar
 
-from ledger.engine._layout import TRANSFER_STRUCT, AccountBalance, Buffer
-from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX, TIMESTAMP_MAX
+from ledger.records.layout import TRANSFER_STRUCT, AccountBalance, Buffer
+from ledger.records.limits import BATCH_EVENTS_MAX, ID_INT_MAX, TIMESTAMP_MAX
 
 from ._format import Commit
 from ._postings import postings

@@ -32,7 +32,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ledger.engine._limits import TRANSFER_SIZE
+from ledger.records.limits import TRANSFER_SIZE
 
 from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, compress_transfers, decompress_block, decompress_transfers
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt

@@ -1,5 +1,5 @@
 # Type stub of the native postings module built from native/_postings.pyx.
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 implementation: str
 

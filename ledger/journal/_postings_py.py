@@ -13,7 +13,7 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 implementation = "python"
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ledger.engine._limits import TRANSFER_SIZE
+from ledger.records.limits import TRANSFER_SIZE
 
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import account_rows

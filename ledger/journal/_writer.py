@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 from ._format import Checkpoint, Commit, JournalError
 from ._store import Store, StoreUnavailable

@@ -1,4 +1,4 @@
-"""Between the proto contract (ledger.v1) and the engine's packed records (ledger.engine._layout).
+"""Between the proto contract (ledger.v1) and the engine's packed records (ledger.records.layout).
 
 This is the plain-protobuf path: it reads each message's fields in Python
 (about a microsecond per transfer), and it is the reference a native decoder
@@ -14,7 +14,8 @@ from typing import TypeVar
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import DecodeError
 
-from ledger.engine._layout import (
+from ledger.journal import AccountFilter
+from ledger.records.layout import (
     ACCOUNT_RESULT_STRUCT,
     ACCOUNT_STRUCT,
     ID_STRUCT,
@@ -22,8 +23,7 @@ from ledger.engine._layout import (
     TRANSFER_STRUCT,
     Buffer,
 )
-from ledger.engine._limits import BATCH_EVENTS_MAX, ID_INT_MAX
-from ledger.journal import AccountFilter
+from ledger.records.limits import BATCH_EVENTS_MAX, ID_INT_MAX
 from ledger.v1 import ledger_pb2, types_pb2
 
 _ACCOUNT_RESERVED = bytes(32)

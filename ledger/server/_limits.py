@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.v1 import ledger_pb2
 
 MESSAGE_BYTES_MAX: Final = 4 << 20

@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ledger import __version__
 from ledger.core import Ledger, LedgerStats
 from ledger.engine import Buffer, CreateAccountResult, CreateTransferResult
-from ledger.engine._limits import ACCOUNT_RESULT_SIZE, BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE
+from ledger.records.limits import ACCOUNT_RESULT_SIZE, BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from ledger.engine import EngineUnavailable
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 from . import _convert, _wire_py
 

@@ -1,5 +1,5 @@
 # Type stub of the native wire codec built from native/_wire.pyx.
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 implementation: str
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from ledger.engine._layout import Buffer
+from ledger.records.layout import Buffer
 
 from ._convert import ConversionError, _check_count, _check_u16
 from ._wire_errors import (

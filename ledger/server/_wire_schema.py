@@ -1,7 +1,7 @@
 """What the wire codec knows of each message, shared by the native codec and its pure-Python twin.
 
 Every message the codec reads or writes is one packed record
-(ledger.engine._layout): each of its fields is named here by number, with
+(ledger.records.layout): each of its fields is named here by number, with
 its kind (how the wire carries it and what the record holds) and the
 offset of its value in the record. Both codecs are driven by these tables,
 so a request of accounts is read by the same code as one of transfers, and
@@ -15,7 +15,37 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, NamedTuple
 
-from ledger.engine._limits import (
+from ledger.records.layout import (
+    ACCOUNT_CODE_OFFSET,
+    ACCOUNT_CREDITS_PENDING_OFFSET,
+    ACCOUNT_CREDITS_POSTED_OFFSET,
+    ACCOUNT_DEBITS_PENDING_OFFSET,
+    ACCOUNT_DEBITS_POSTED_OFFSET,
+    ACCOUNT_FLAGS_OFFSET,
+    ACCOUNT_ID_OFFSET,
+    ACCOUNT_LEDGER_OFFSET,
+    ACCOUNT_TIMESTAMP_OFFSET,
+    ACCOUNT_USER_DATA_32_OFFSET,
+    ACCOUNT_USER_DATA_64_OFFSET,
+    ACCOUNT_USER_DATA_128_OFFSET,
+    RESULT_CODE_OFFSET,
+    RESULT_TIMESTAMP_OFFSET,
+    TRANSFER_AMOUNT_OFFSET,
+    TRANSFER_CODE_OFFSET,
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_FLAGS_OFFSET,
+    TRANSFER_ID_OFFSET,
+    TRANSFER_LEDGER_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET,
+    TRANSFER_RESULT_AMOUNT_OFFSET,
+    TRANSFER_TIMEOUT_OFFSET,
+    TRANSFER_TIMESTAMP_OFFSET,
+    TRANSFER_USER_DATA_32_OFFSET,
+    TRANSFER_USER_DATA_64_OFFSET,
+    TRANSFER_USER_DATA_128_OFFSET,
+)
+from ledger.records.limits import (
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
     ID_SIZE,
@@ -100,19 +130,19 @@ TRANSFER: Final = Message(
     "Transfer",
     TRANSFER_SIZE,
     {
-        1: Field("id", Kind.UINT128, 0),
-        2: Field("debit_account_id", Kind.UINT128, 16),
-        3: Field("credit_account_id", Kind.UINT128, 32),
-        4: Field("amount", Kind.U64, 48),
-        5: Field("pending_id", Kind.UINT128, 56),
-        6: Field("user_data_128", Kind.UINT128, 72),
-        7: Field("user_data_64", Kind.U64, 88),
-        8: Field("user_data_32", Kind.U32, 96),
-        9: Field("timeout", Kind.U32, 100),
-        10: Field("ledger", Kind.U32, 104),
-        11: Field("code", Kind.CODE, 108),
-        12: Field("flags", Kind.FLAGS, 110),
-        13: Field("timestamp", Kind.U64, 112),
+        1: Field("id", Kind.UINT128, TRANSFER_ID_OFFSET),
+        2: Field("debit_account_id", Kind.UINT128, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET),
+        3: Field("credit_account_id", Kind.UINT128, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET),
+        4: Field("amount", Kind.U64, TRANSFER_AMOUNT_OFFSET),
+        5: Field("pending_id", Kind.UINT128, TRANSFER_PENDING_ID_OFFSET),
+        6: Field("user_data_128", Kind.UINT128, TRANSFER_USER_DATA_128_OFFSET),
+        7: Field("user_data_64", Kind.U64, TRANSFER_USER_DATA_64_OFFSET),
+        8: Field("user_data_32", Kind.U32, TRANSFER_USER_DATA_32_OFFSET),
+        9: Field("timeout", Kind.U32, TRANSFER_TIMEOUT_OFFSET),
+        10: Field("ledger", Kind.U32, TRANSFER_LEDGER_OFFSET),
+        11: Field("code", Kind.CODE, TRANSFER_CODE_OFFSET),
+        12: Field("flags", Kind.FLAGS, TRANSFER_FLAGS_OFFSET),
+        13: Field("timestamp", Kind.U64, TRANSFER_TIMESTAMP_OFFSET),
     },
 )
 
@@ -120,31 +150,35 @@ ACCOUNT: Final = Message(
     "Account",
     ACCOUNT_SIZE,
     {
-        1: Field("id", Kind.UINT128, 0),
-        2: Field("debits_pending", Kind.U64, 16),
-        3: Field("debits_posted", Kind.U64, 24),
-        4: Field("credits_pending", Kind.U64, 32),
-        5: Field("credits_posted", Kind.U64, 40),
-        6: Field("user_data_128", Kind.UINT128, 64),
-        7: Field("user_data_64", Kind.U64, 80),
-        8: Field("user_data_32", Kind.U32, 88),
-        9: Field("ledger", Kind.U32, 48),
-        10: Field("code", Kind.CODE, 52),
-        11: Field("flags", Kind.FLAGS, 54),
-        12: Field("timestamp", Kind.U64, 56),
+        1: Field("id", Kind.UINT128, ACCOUNT_ID_OFFSET),
+        2: Field("debits_pending", Kind.U64, ACCOUNT_DEBITS_PENDING_OFFSET),
+        3: Field("debits_posted", Kind.U64, ACCOUNT_DEBITS_POSTED_OFFSET),
+        4: Field("credits_pending", Kind.U64, ACCOUNT_CREDITS_PENDING_OFFSET),
+        5: Field("credits_posted", Kind.U64, ACCOUNT_CREDITS_POSTED_OFFSET),
+        6: Field("user_data_128", Kind.UINT128, ACCOUNT_USER_DATA_128_OFFSET),
+        7: Field("user_data_64", Kind.U64, ACCOUNT_USER_DATA_64_OFFSET),
+        8: Field("user_data_32", Kind.U32, ACCOUNT_USER_DATA_32_OFFSET),
+        9: Field("ledger", Kind.U32, ACCOUNT_LEDGER_OFFSET),
+        10: Field("code", Kind.CODE, ACCOUNT_CODE_OFFSET),
+        11: Field("flags", Kind.FLAGS, ACCOUNT_FLAGS_OFFSET),
+        12: Field("timestamp", Kind.U64, ACCOUNT_TIMESTAMP_OFFSET),
     },
 )
 
 TRANSFER_RESULT: Final = Message(
     "CreateTransfersResult",
     TRANSFER_RESULT_SIZE,
-    {1: Field("result", Kind.RESULT, 0), 2: Field("timestamp", Kind.U64, 8), 3: Field("amount", Kind.U64, 16)},
+    {
+        1: Field("result", Kind.RESULT, RESULT_CODE_OFFSET),
+        2: Field("timestamp", Kind.U64, RESULT_TIMESTAMP_OFFSET),
+        3: Field("amount", Kind.U64, TRANSFER_RESULT_AMOUNT_OFFSET),
+    },
 )
 
 ACCOUNT_RESULT: Final = Message(
     "CreateAccountsResult",
     ACCOUNT_RESULT_SIZE,
-    {1: Field("result", Kind.RESULT, 0), 2: Field("timestamp", Kind.U64, 8)},
+    {1: Field("result", Kind.RESULT, RESULT_CODE_OFFSET), 2: Field("timestamp", Kind.U64, RESULT_TIMESTAMP_OFFSET)},
 )
 
 MESSAGES: Final = (UINT128, TRANSFER, ACCOUNT, TRANSFER_RESULT, ACCOUNT_RESULT)

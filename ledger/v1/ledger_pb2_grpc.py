@@ -109,7 +109,7 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateTransfersPacked(self, request, context):
-        """The same for packed 128-byte records (ledger/engine/_layout.py), for high-volume senders.
+        """The same for packed 128-byte records (ledger/records/layout.py), for high-volume senders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -20,8 +20,8 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from ledger.engine._layout import TRANSFER_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.layout import TRANSFER_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.server._limits import REQUEST_BYTES_MAX
 from ledger.server._wire_py import _varint
 from ledger.v1 import ledger_pb2

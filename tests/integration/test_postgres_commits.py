@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger.engine._limits import TRANSFER_SIZE
 from ledger.journal import Commit, JournalCorrupt, StoreUnavailable, open_store
 from ledger.journal._blocks import TRANSFER_BLOCK_RECORDS
 from ledger.journal._postgres import PostgresStore
+from ledger.records.limits import TRANSFER_SIZE
 from tests.stores import postgres_schema
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from ledger.audit import Books, audit, open_journal
 from ledger.core import Ledger
 from ledger.engine import Account, AccountFlags, Transfer, TransferFlags, pack_accounts, pack_transfers
-from ledger.engine._limits import AMOUNT_MAX
+from ledger.records.limits import AMOUNT_MAX
 from tests.integration.test_journal import config
 from tests.support import SECOND, ManualClock
 

@@ -33,7 +33,7 @@ from ledger.engine import (
     unpack_transfer_results,
     unpack_transfers,
 )
-from ledger.engine._limits import AMOUNT_MAX, ID_INT_MAX
+from ledger.records.limits import AMOUNT_MAX, ID_INT_MAX
 from tests.support import ENGINE_CLASSES, SECOND, ManualClock
 
 TF = TransferFlags

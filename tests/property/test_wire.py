@@ -35,8 +35,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from ledger.engine import pack_ids
-from ledger.engine._layout import ACCOUNT_RESULT_STRUCT, ACCOUNT_STRUCT, TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
-from ledger.engine._limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
+from ledger.records.layout import ACCOUNT_RESULT_STRUCT, ACCOUNT_STRUCT, TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
+from ledger.records.limits import ACCOUNT_RESULT_SIZE, ACCOUNT_SIZE, TRANSFER_RESULT_SIZE, TRANSFER_SIZE
 from ledger.server import _wire_py
 from ledger.server._convert import (
     ConversionError,

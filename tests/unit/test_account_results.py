@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ledger.engine import Account, AccountFlags, CreateAccountResult, unpack_account_results
-from ledger.engine._limits import ID_INT_MAX
+from ledger.records.limits import ID_INT_MAX
 from tests.support import Harness
 
 AR = CreateAccountResult

@@ -12,9 +12,11 @@ import pytest
 
 import ledger.audit
 from ledger.audit import CheckpointHead, Extent, StoredCheckpoint, StoredCommit, _journal, _model, audit
-from ledger.engine import Account, AccountFlags, Transfer, TransferFlags, TransferStatus, _layout, _limits
+from ledger.engine import Account, AccountFlags, Transfer, TransferFlags, TransferStatus
 from ledger.journal import Checkpoint, Commit
 from ledger.journal._blocks import TRANSFER_BLOCK_RECORDS, compress_transfers
+from ledger.records import layout as _layout
+from ledger.records import limits as _limits
 from tests.support import SECOND, START_NS
 
 TF = TransferFlags

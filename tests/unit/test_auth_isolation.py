@@ -28,8 +28,8 @@ from ledger.engine import (
 )
 from ledger.engine import CreateAccountResult as AR
 from ledger.engine import CreateTransferResult as TR
-from ledger.engine._limits import BATCH_EVENTS_MAX
 from ledger.journal import AccountFilter, BalancesPage, TransfersPage
+from ledger.records.limits import BATCH_EVENTS_MAX
 from tests.support import Harness
 
 A, B = 978, 840

@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from ledger.engine._limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 from ledger.journal import JournalCorrupt
 from ledger.journal._blocks import (
     TRANSFER_BLOCK_RECORDS,
@@ -16,6 +15,7 @@ from ledger.journal._blocks import (
     decompress_block,
     decompress_transfers,
 )
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
 
 def records(count: int, seed: int = 1) -> bytes:

@@ -28,8 +28,8 @@ from ledger.client._records import (
 from ledger.client._retry import Attempts, backoff_seconds
 from ledger.engine import Account, CreateAccountResult, CreateTransferResult, Transfer, TransferFlags
 from ledger.engine import pack_transfers as engine_pack_transfers
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT
-from ledger.engine._limits import BATCH_EVENTS_MAX
+from ledger.records.layout import TRANSFER_RESULT_STRUCT
+from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import accounts_to_packed
 from ledger.v1 import ledger_pb2
 

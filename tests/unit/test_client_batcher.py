@@ -13,7 +13,7 @@ import uvloop
 
 from ledger.client import AsyncClient, ClientConfig, CreateTransferResult, LedgerClosed, LedgerTimeout, Transfer, _async
 from ledger.client._retry import Attempts
-from ledger.engine._layout import TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
+from ledger.records.layout import TRANSFER_RESULT_STRUCT, TRANSFER_STRUCT
 from ledger.v1 import ledger_pb2
 
 OK = CreateTransferResult.OK
@@ -121,7 +121,7 @@ def test_a_call_waiting_for_room_in_the_queue_ends_at_its_deadline_unsent(monkey
         # One taken by the runner to start the next batch, then 4 filling the queue.
         queued += [asyncio.create_task(client.create_transfer(one(i), timeout=30)) for i in range(2, 7)]
         await asyncio.sleep(0.01)
-        assert client._create_transfers._queue.full()
+        assert client._transfers_batcher._queue.full()
         error, elapsed = await ends_with_timeout(client.create_transfer(one(99), timeout=0.1))
         assert 0.1 - EARLY_SECONDS <= elapsed < 0.1 + SLACK_SECONDS
         assert error.attempts == 0
@@ -153,7 +153,7 @@ def test_a_call_with_a_shorter_timeout_than_the_calls_before_it_ends_at_its_own_
 
 def test_deadlines_are_dropped_as_calls_end_and_no_timer_is_left_when_none_waits() -> None:
     async def body(client: AsyncClient, fake: FakeLedger) -> None:
-        deadlines = client._create_transfers._deadlines
+        deadlines = client._transfers_batcher._deadlines
         for wave in range(20):
             outcomes = await asyncio.gather(*(client.create_transfer(one(wave << 16 | i)) for i in range(256)))
             assert {outcome.result for outcome in outcomes} == {OK}
@@ -164,7 +164,7 @@ def test_deadlines_are_dropped_as_calls_end_and_no_timer_is_left_when_none_waits
 
 def test_deadlines_stay_bounded_behind_a_call_that_waits_long() -> None:
     async def body(client: AsyncClient, fake: FakeLedger) -> None:
-        deadlines = client._create_transfers._deadlines
+        deadlines = client._transfers_batcher._deadlines
         fake.held.add(1)
         stuck = asyncio.create_task(client.create_transfer(one(1), timeout=30))
         await asyncio.sleep(0.01)  # sent alone, and held
@@ -195,7 +195,7 @@ def test_closing_fails_the_calls_not_yet_sent_and_lets_the_requests_in_flight_fi
         fake.release()
         await closing
         assert (await in_flight).result == OK
-        assert client._create_transfers._deadlines._timer is None
+        assert client._transfers_batcher._deadlines._timer is None
         with pytest.raises(LedgerClosed, match="the client is closed"):
             await client.create_transfer(one(3))
 
@@ -227,7 +227,7 @@ def test_closing_fails_a_call_waiting_for_room_at_once(monkeypatch: pytest.Monke
         await asyncio.sleep(0.01)
         queued = [asyncio.create_task(client.create_transfer(one(i), timeout=30)) for i in range(2, 5)]
         await asyncio.sleep(0.01)
-        assert client._create_transfers._queue.full()
+        assert client._transfers_batcher._queue.full()
         waiting = asyncio.create_task(client.create_transfer(one(99), timeout=30))
         await asyncio.sleep(0.01)
         closing = asyncio.create_task(client.close())

@@ -22,8 +22,6 @@ from ledger.engine import (
     Transfer,
     TransferFlags,
     TransferStatus,
-    _layout,
-    _limits,
     pack_accounts,
     pack_ids,
     pack_transfers,
@@ -34,7 +32,9 @@ from ledger.engine import (
     unpack_transfer_results,
     unpack_transfers,
 )
-from ledger.engine._codes import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN
+from ledger.records import layout as _layout
+from ledger.records import limits as _limits
+from ledger.records.codes import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN
 from tests.support import ENGINE_CLASSES, ManualClock, NativeEngine, small_config
 
 RESULT_ENUMS = [CreateAccountResult, CreateTransferResult, TransferStatus]

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.engine import Account, Transfer, pack_accounts, pack_transfers, unpack_accounts, unpack_transfers
-from ledger.engine._layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
 from ledger.journal import AccountFilter
+from ledger.records.layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
 from ledger.server import (
     account_filter_from_proto,
     account_filter_to_proto,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.config import LedgerConfig
 from ledger.engine import CreateAccountResult, CreateTransferResult
-from ledger.engine._layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
+from ledger.records.layout import ACCOUNT_RESULT_STRUCT, TRANSFER_RESULT_STRUCT
 from ledger.server import LedgerMetrics, count_results
 
 TR = CreateTransferResult

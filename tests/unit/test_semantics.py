@@ -34,7 +34,7 @@ from ledger.engine import (
     unpack_ids,
     unpack_transfer_results,
 )
-from ledger.engine._limits import BATCH_EVENTS_MAX, TIMESTAMP_MAX
+from ledger.records.limits import BATCH_EVENTS_MAX, TIMESTAMP_MAX
 from tests.support import ENGINE_CLASSES, SECOND, Harness, ManualClock, small_config
 
 AR = CreateAccountResult

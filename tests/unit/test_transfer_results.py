@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ledger.engine import Account, AccountFlags, CreateTransferResult, Transfer, TransferFlags
-from ledger.engine._limits import AMOUNT_MAX, ID_INT_MAX, TIMESTAMP_MAX
+from ledger.records.limits import AMOUNT_MAX, ID_INT_MAX, TIMESTAMP_MAX
 from tests.support import SECOND, Harness, ManualClock
 
 TR = CreateTransferResult

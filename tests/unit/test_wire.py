@@ -21,14 +21,14 @@ from ledger.engine import (
     pack_ids,
     pack_transfers,
 )
-from ledger.engine._layout import (
+from ledger.records.layout import (
     ACCOUNT_RESULT_STRUCT,
     ACCOUNT_STRUCT,
     ID_STRUCT,
     TRANSFER_RESULT_STRUCT,
     TRANSFER_STRUCT,
 )
-from ledger.engine._limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, ID_SIZE, TRANSFER_SIZE
+from ledger.records.limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, ID_SIZE, TRANSFER_SIZE
 from ledger.server import _convert, _wire, _wire_py, _wire_schema
 from ledger.server._convert import (
     ConversionError,

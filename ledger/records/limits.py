@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# Records (see ledger.engine._layout for the byte layout).
+# Records (see ledger.records.layout for the byte layout).
 ACCOUNT_SIZE: Final = 128
 TRANSFER_SIZE: Final = 128
 ID_SIZE: Final = 16

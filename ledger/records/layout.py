@@ -67,7 +67,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from ._limits import (
+from .limits import (
     ACCOUNT_BALANCE_SIZE,
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
@@ -97,14 +97,70 @@ assert ACCOUNT_BALANCE_STRUCT.size == ACCOUNT_BALANCE_SIZE
 
 _ACCOUNT_RESERVED: Final = bytes(32)
 
+# Where each field starts, in bytes from the start of its record (the tables above). Code that reads or
+# writes one field of packed records names it by these, never by a number of its own.
+ACCOUNT_ID_OFFSET: Final = 0
+ACCOUNT_DEBITS_PENDING_OFFSET: Final = 16
+ACCOUNT_DEBITS_POSTED_OFFSET: Final = 24
+ACCOUNT_CREDITS_PENDING_OFFSET: Final = 32
+ACCOUNT_CREDITS_POSTED_OFFSET: Final = 40
+ACCOUNT_LEDGER_OFFSET: Final = 48
+ACCOUNT_CODE_OFFSET: Final = 52
+ACCOUNT_FLAGS_OFFSET: Final = 54
+ACCOUNT_TIMESTAMP_OFFSET: Final = 56
+ACCOUNT_USER_DATA_128_OFFSET: Final = 64
+ACCOUNT_USER_DATA_64_OFFSET: Final = 80
+ACCOUNT_USER_DATA_32_OFFSET: Final = 88
+
+TRANSFER_ID_OFFSET: Final = 0
 TRANSFER_DEBIT_ACCOUNT_ID_OFFSET: Final = 16
 TRANSFER_CREDIT_ACCOUNT_ID_OFFSET: Final = 32
+TRANSFER_AMOUNT_OFFSET: Final = 48
 TRANSFER_PENDING_ID_OFFSET: Final = 56
+TRANSFER_USER_DATA_128_OFFSET: Final = 72
+TRANSFER_USER_DATA_64_OFFSET: Final = 88
+TRANSFER_USER_DATA_32_OFFSET: Final = 96
+TRANSFER_TIMEOUT_OFFSET: Final = 100
+TRANSFER_LEDGER_OFFSET: Final = 104
+TRANSFER_CODE_OFFSET: Final = 108
+TRANSFER_FLAGS_OFFSET: Final = 110
 TRANSFER_TIMESTAMP_OFFSET: Final = 112
-assert struct.calcsize("<QQ") == TRANSFER_DEBIT_ACCOUNT_ID_OFFSET
-assert struct.calcsize("<QQQQ") == TRANSFER_CREDIT_ACCOUNT_ID_OFFSET
-assert struct.calcsize("<QQQQQQQ") == TRANSFER_PENDING_ID_OFFSET
-assert struct.calcsize(TRANSFER_STRUCT.format[:-2]) == TRANSFER_TIMESTAMP_OFFSET
+
+RESULT_CODE_OFFSET: Final = 0
+"""In account and transfer results alike: the result code (u32), then the timestamp (u64)."""
+RESULT_TIMESTAMP_OFFSET: Final = 8
+TRANSFER_RESULT_AMOUNT_OFFSET: Final = 16
+
+
+def _field_offsets(record: struct.Struct, widths: str) -> list[int]:
+    """The offset of each field of `record`, whose fields span these struct codes (a 128-bit id is "QQ")."""
+    offsets, at = [], 0
+    for width in widths.split():
+        offsets.append(at)
+        at += struct.calcsize("<" + width)
+    assert at == record.size
+    return offsets
+
+
+assert _field_offsets(ACCOUNT_STRUCT, "QQ Q Q Q Q I H H Q QQ Q I I 32s")[:12] == [
+    ACCOUNT_ID_OFFSET, ACCOUNT_DEBITS_PENDING_OFFSET, ACCOUNT_DEBITS_POSTED_OFFSET, ACCOUNT_CREDITS_PENDING_OFFSET,
+    ACCOUNT_CREDITS_POSTED_OFFSET, ACCOUNT_LEDGER_OFFSET, ACCOUNT_CODE_OFFSET, ACCOUNT_FLAGS_OFFSET,
+    ACCOUNT_TIMESTAMP_OFFSET, ACCOUNT_USER_DATA_128_OFFSET, ACCOUNT_USER_DATA_64_OFFSET, ACCOUNT_USER_DATA_32_OFFSET,
+]  # fmt: skip
+assert _field_offsets(ACCOUNT_RESULT_STRUCT, "I I Q") == [RESULT_CODE_OFFSET, 4, RESULT_TIMESTAMP_OFFSET]  # 4: reserved
+assert _field_offsets(TRANSFER_RESULT_STRUCT, "I I Q Q") == [
+    RESULT_CODE_OFFSET, 4, RESULT_TIMESTAMP_OFFSET, TRANSFER_RESULT_AMOUNT_OFFSET,
+]  # fmt: skip
+assert _field_offsets(TRANSFER_STRUCT, "QQ QQ QQ Q QQ QQ Q I I I H H Q Q")[:13] == [
+    TRANSFER_ID_OFFSET, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET, TRANSFER_AMOUNT_OFFSET,
+    TRANSFER_PENDING_ID_OFFSET, TRANSFER_USER_DATA_128_OFFSET, TRANSFER_USER_DATA_64_OFFSET,
+    TRANSFER_USER_DATA_32_OFFSET, TRANSFER_TIMEOUT_OFFSET, TRANSFER_LEDGER_OFFSET, TRANSFER_CODE_OFFSET,
+    TRANSFER_FLAGS_OFFSET, TRANSFER_TIMESTAMP_OFFSET,
+]  # fmt: skip
+assert _field_offsets(ACCOUNT_RESULT_STRUCT, "I I Q") == [RESULT_CODE_OFFSET, 4, RESULT_TIMESTAMP_OFFSET]  # 4: reserved
+assert _field_offsets(TRANSFER_RESULT_STRUCT, "I I Q Q") == [
+    RESULT_CODE_OFFSET, 4, RESULT_TIMESTAMP_OFFSET, TRANSFER_RESULT_AMOUNT_OFFSET,
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
