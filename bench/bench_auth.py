@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from bench.engine import LEDGER, make_accounts, make_transfers
-from ledger.auth import Authenticator, ScopedLedger, open_key_store
+from ledger.auth import Authenticator, Permission, ScopedLedger, open_key_store
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import Account, Buffer, EngineConfig, pack_accounts, pack_ids, unpack_transfer_results
@@ -106,7 +106,9 @@ def test_check_a_key(benchmark: Any, loop: asyncio.AbstractEventLoop, tmp_path: 
     loop.run_until_complete(auth.start())
     metadata = (("user-agent", "grpc-python"), ("authorization", f"Bearer {token}"))
     try:
-        principal = benchmark(lambda: loop.run_until_complete(auth.authenticate(metadata, METHOD)))
+        principal = benchmark(
+            lambda: loop.run_until_complete(auth.authenticate(metadata, METHOD, Permission.LEDGER_WRITE))
+        )
         assert principal is not None and principal.tenant == "a"
     finally:
         loop.run_until_complete(auth.close())

@@ -31,10 +31,8 @@ from ._keys import (
     new_secret,
     parse_token,
 )
+from ._permissions import OPEN_SERVICES, ROLE_PERMISSIONS, MethodPermissions, Permission, is_open
 from ._principal import (
-    OPEN_SERVICES,
-    READ_METHODS,
-    WRITE_METHODS,
     AuthFailure,
     Grant,
     Principal,
@@ -42,9 +40,7 @@ from ._principal import (
     check_still_allowed,
     current_grant,
     current_principal,
-    is_open,
     may_see_ledger,
-    role_needed,
 )
 from ._scope import LedgerView, PermissionDenied, ScopedLedger, scoped, visible_transfers
 from ._store import (
@@ -61,11 +57,10 @@ __all__ = [
     "LEDGER_MAX",
     "NAME_LENGTH_MAX",
     "OPEN_SERVICES",
-    "READ_METHODS",
+    "ROLE_PERMISSIONS",
     "TABLE",
     "TENANT_LENGTH_MAX",
     "TOKEN_LENGTH",
-    "WRITE_METHODS",
     "ApiKey",
     "AuthFailure",
     "AuthInterceptor",
@@ -77,6 +72,8 @@ __all__ = [
     "KeyStoreUnavailable",
     "LedgerView",
     "MalformedToken",
+    "MethodPermissions",
+    "Permission",
     "PermissionDenied",
     "Principal",
     "Role",
@@ -92,7 +89,6 @@ __all__ = [
     "new_secret",
     "open_key_store",
     "parse_token",
-    "role_needed",
     "scoped",
     "visible_transfers",
 ]

@@ -38,7 +38,8 @@ import grpc
 from ledger.config import LedgerConfig
 
 from ._keys import ApiKey, MalformedToken, parse_token
-from ._principal import AuthFailure, Grant, Principal, role_needed
+from ._permissions import Permission
+from ._principal import AuthFailure, Grant, Principal
 from ._store import KeyStore, KeyStoreError, open_key_store
 
 logger = logging.getLogger(__name__)
@@ -166,8 +167,11 @@ class Authenticator:
             for grant in grants:
                 grant.end(refusal)
 
-    async def authenticate(self, metadata: Sequence[tuple[str, Any]] | None, method: str) -> Principal | None:
-        """The principal of a call to `method` with this metadata; None if no key is needed and none was sent.
+    async def authenticate(
+        self, metadata: Sequence[tuple[str, Any]] | None, method: str, needed: Permission
+    ) -> Principal | None:
+        """The principal of a call to `method`, which needs `needed`, with this metadata; None if no key is
+        needed and none was sent.
 
         Raises AuthFailure when the call must be refused.
         """
@@ -191,11 +195,11 @@ class Authenticator:
             raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, f"unknown API key: key {key_id} has another secret")
         if (refusal := key.refusal(self._clock())) is not None:
             raise AuthFailure(grpc.StatusCode.UNAUTHENTICATED, refusal)
-        if not principal.may_call(method):
+        if not principal.may(needed):
             raise AuthFailure(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{principal.describe()} may not call {method.rsplit('/', 1)[-1]}: "
-                f"that needs role {role_needed(method).value}",
+                f"that needs permission {needed.value}",
             )
         return principal
 

@@ -22,17 +22,20 @@ import grpc
 from ledger._streams import drain_requests
 
 from ._authenticator import Authenticator
-from ._principal import AuthFailure, Grant, Principal, acting_as, is_open
+from ._permissions import MethodPermissions, is_open
+from ._principal import AuthFailure, Grant, Principal, acting_as
 
 GRANT_DRAIN_SECONDS_MAX: Final = 60.0
 """How long a streaming call may take to answer what it took before its key was refused, at most."""
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Health checking and reflection pass without a key; every other method needs what its role allows."""
+    """Health checking and reflection pass without a key; every other method needs the permission its service
+    gives it (`permissions`), which the key's role must grant."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, permissions: MethodPermissions) -> None:
         self._authenticator = authenticator
+        self._permissions = permissions
 
     async def intercept_service(
         self,
@@ -44,7 +47,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or is_open(method):
             return handler
         try:
-            principal = await self._authenticator.authenticate(handler_call_details.invocation_metadata, method)
+            principal = await self._authenticator.authenticate(
+                handler_call_details.invocation_metadata, method, self._permissions.needed(method)
+            )
         except AuthFailure as failure:
             return _refusing(handler, failure.code, failure.message)
         if principal is None:

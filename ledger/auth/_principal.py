@@ -1,15 +1,7 @@
-"""Who is calling: the principal a key stands for, what its role may call, which ledgers it may see.
+"""Who is calling: the principal a key stands for, what it may do, which ledgers it may see.
 
-Roles and the Ledger service's methods:
-
-- `read`: LookupAccounts, LookupTransfers, GetAccountTransfers, GetAccountBalances, SubscribeTransfers,
-  on the key's ledgers only, and GetServerInfo (which tells a key bound to ledgers nothing of the others).
-- `write`: all of `read`, and CreateAccounts, CreateTransfers, CreateTransfersPacked, TransferStream, on
-  the key's ledgers only.
-- `admin`: every method on every ledger (an operator's key, bound to no ledger).
-
-A method that is in no list (one added to the service later) needs `admin` until it is listed here.
-Health checking and reflection need no key (probes and grpcurl discovery).
+What a key may do is the set of permissions its role grants (ledger.auth._permissions); what each method
+needs is said by the service it belongs to.
 
 The server sets the principal of each call in a context variable; `current_principal()` reads it.
 None means no key was asked for (auth off, or `auto` before the first key): every ledger is visible.
@@ -24,52 +16,11 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Final
 
 import grpc
 
-from ledger.v1 import ledger_pb2
-
 from ._keys import ApiKey, Role
-
-SERVICE_NAME: Final = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
-
-READ_METHODS: Final = frozenset(
-    f"/{SERVICE_NAME}/{name}"
-    for name in (
-        "LookupAccounts",
-        "LookupTransfers",
-        "GetAccountTransfers",
-        "GetAccountBalances",
-        "SubscribeTransfers",
-        "GetServerInfo",
-    )
-)
-WRITE_METHODS: Final = READ_METHODS | frozenset(
-    f"/{SERVICE_NAME}/{name}"
-    for name in ("CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream", "TransferBatches")
-)
-OPEN_SERVICES: Final = frozenset(
-    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
-)
-"""Services any caller may use without a key."""
-
-_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
-
-
-def role_needed(method: str) -> Role:
-    """The least role that may call a full method name such as /ledger.v1.Ledger/CreateTransfers."""
-    if method in READ_METHODS:
-        return Role.READ
-    if method in WRITE_METHODS:
-        return Role.WRITE
-    return Role.ADMIN
-
-
-def is_open(method: str) -> bool:
-    """Whether a full method name belongs to a service that needs no key."""
-    service = method.lstrip("/").split("/", 1)[0]
-    return service in OPEN_SERVICES
+from ._permissions import ROLE_PERMISSIONS, Permission
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +37,13 @@ class Principal:
     def of(cls, key: ApiKey) -> Principal:
         return cls(key.key_id, key.tenant, key.role, None if key.role is Role.ADMIN else key.ledgers)
 
-    def may_call(self, method: str) -> bool:
-        return _RANK[self.role] >= _RANK[role_needed(method)]
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        """What the key's role grants."""
+        return ROLE_PERMISSIONS[self.role]
+
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
 
     def may_see_ledger(self, ledger: int) -> bool:
         return self.ledgers is None or ledger in self.ledgers

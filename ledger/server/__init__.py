@@ -13,13 +13,17 @@ from ._convert import (
 )
 from ._metrics import LedgerMetrics, count_results
 from ._serve import run_event_loop, serve, start_server
-from ._servicer import SERVICE_NAME, LedgerService, add_ledger_service
+from ._servicer import PERMISSIONS, SERVICE_NAME, LedgerService, add_ledger_service, ledger_service
+from ._services import Service
 
 __all__ = [
     "SERVICE_NAME",
     "LedgerMetrics",
+    "PERMISSIONS",
     "LedgerService",
+    "Service",
     "add_ledger_service",
+    "ledger_service",
     "run_event_loop",
     "serve",
     "start_server",

@@ -10,7 +10,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -19,14 +19,15 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ledger._settings import read_setting_file
-from ledger.auth import Authenticator, AuthInterceptor
+from ledger.auth import Authenticator, AuthInterceptor, MethodPermissions
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 
 from ._limits import MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
 from ._redact import install_secret_filter
-from ._servicer import SERVICE_NAME, LedgerService, add_ledger_service
+from ._servicer import ledger_service
+from ._services import Service
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -104,20 +105,26 @@ async def start_server(
     *,
     metrics: LedgerMetrics | None = None,
     auth: Authenticator | None = None,
+    services: Sequence[Service] | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """Serve `ledger` on `address`; returns the started server, its port and its health servicer.
+    """Serve `services` (default: the Ledger service over `ledger`) on `address`, with health checking and
+    reflection; returns the started server, its port and its health servicer.
 
     With `metrics`, every call is counted and timed and the metrics watch `ledger`. With `auth`, every
-    call but health checking and reflection needs an API key its role allows.
+    call but health checking and reflection needs an API key whose role grants the permission its service
+    names for it.
     """
     config = ledger.config
     install_secret_filter()
+    if services is None:
+        services = [ledger_service(ledger, metrics)]
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if metrics is not None:
         metrics.watch(ledger)
         interceptors.append(metrics.interceptor)  # first: it sees every status the others answer with
     if auth is not None:
-        interceptors.append(AuthInterceptor(auth))
+        permissions = MethodPermissions((service.name, service.permissions) for service in services)
+        interceptors.append(AuthInterceptor(auth, permissions))
     server = grpc.aio.server(
         interceptors=interceptors,
         maximum_concurrent_rpcs=config.concurrent_rpcs_max,
@@ -132,11 +139,13 @@ async def start_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_ledger_service(LedgerService(ledger, metrics), server)
+    for service in services:
+        service.register(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    reflection.enable_server_reflection([SERVICE_NAME, health_name, reflection.SERVICE_NAME], server)
+    names = [service.name for service in services]
+    reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     credentials = server_credentials(config)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
@@ -144,8 +153,8 @@ async def start_server(
         check_address_free(address, "address")
         raise OSError(f"address {address}: cannot listen there ({exc})") from None
     await server.start()
-    for service in ("", SERVICE_NAME):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", *names):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health
 
 

@@ -16,7 +16,14 @@ from typing import Any, Final
 import grpc
 
 from ledger._streams import drain_requests
-from ledger.auth import PermissionDenied, check_still_allowed, current_grant, current_principal, scoped
+from ledger.auth import (
+    Permission,
+    PermissionDenied,
+    check_still_allowed,
+    current_grant,
+    current_principal,
+    scoped,
+)
 from ledger.core import Ledger, LedgerUnavailable
 from ledger.engine import EngineError
 from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage, run_steps
@@ -26,6 +33,7 @@ from ._convert import ConversionError, account_filter_from_proto, account_filter
 from ._info import server_info
 from ._limits import BATCHES_IN_FLIGHT_MAX, REQUEST_BYTES_MAX, STREAM_IN_FLIGHT_MAX, SUBSCRIBE_MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
+from ._services import Service
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late, request_bytes
 from ._wire import IMPLEMENTATION as WIRE_IMPLEMENTATION
 from ._wire import (
@@ -41,6 +49,23 @@ from ._wire import (
 )
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name
+
+_READ, _WRITE = Permission.LEDGER_READ, Permission.LEDGER_WRITE
+PERMISSIONS: Final = {
+    "LookupAccounts": _READ,
+    "LookupTransfers": _READ,
+    "GetAccountTransfers": _READ,
+    "GetAccountBalances": _READ,
+    "SubscribeTransfers": _READ,
+    "GetServerInfo": _READ,  # (it tells a key bound to ledgers nothing of the others)
+    "CreateAccounts": _WRITE,
+    "CreateTransfers": _WRITE,
+    "CreateTransfersPacked": _WRITE,
+    "TransferStream": _WRITE,
+    "TransferBatches": _WRITE,
+}
+"""What each method of the Ledger service needs, always on the key's own ledgers; a method added to the
+service needs ADMIN until it is listed here."""
 
 
 NATIVE_REPLIES: Final = WIRE_IMPLEMENTATION == "cython"
@@ -355,6 +380,11 @@ def method_handlers(service: LedgerService) -> dict[str, grpc.RpcMethodHandler]:
         handlers[method.name] = make(behavior)
     assert handlers.keys() == REQUEST_BYTES_MAX.keys(), "every method has a request bound"
     return handlers
+
+
+def ledger_service(ledger: Ledger, metrics: LedgerMetrics | None = None) -> Service:
+    """The Ledger service as the server assembles it."""
+    return Service(SERVICE_NAME, lambda server: add_ledger_service(LedgerService(ledger, metrics), server), PERMISSIONS)
 
 
 def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:

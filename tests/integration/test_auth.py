@@ -29,6 +29,7 @@ from ledger.auth import (
     KeyNotFound,
     KeyStoreError,
     KeyStoreUnavailable,
+    Permission,
     Principal,
     Role,
     format_token,
@@ -375,7 +376,8 @@ def test_refusals_say_why_and_never_repeat_the_secret(store_url: str) -> None:
         code, message = await status_of(w.stub.CreateTransfers(request, metadata=w.md("a_read")))
         assert code == PERMISSION_DENIED
         assert message == (
-            f"API key {w.key_ids['a_read']} (tenant a, role read) may not call CreateTransfers: that needs role write"
+            f"API key {w.key_ids['a_read']} (tenant a, role read) may not call CreateTransfers: "
+            "that needs permission ledger.write"
         )
         # The scheme is case-insensitive (RFC 6750), surrounding space is ignored.
         found = await w.stub.LookupAccounts(accounts, metadata=(("authorization", f"  bearer  {w.tokens['a_read']} "),))
@@ -914,14 +916,14 @@ def test_when_the_key_table_cannot_be_read_the_keys_read_before_still_serve(
         auth = Authenticator(store, policy="required", refresh_seconds=0.02)
         await auth.start()
         try:
-            principal = await auth.authenticate(bearer(token), method)
+            principal = await auth.authenticate(bearer(token), method, Permission.LEDGER_READ)
             assert principal == Principal(key.key_id, "a", Role.READ, frozenset({A}))
             store.broken = True
             await asyncio.sleep(0.2)  # several refreshes fail
-            assert await auth.authenticate(bearer(token), method) == principal
+            assert await auth.authenticate(bearer(token), method, Permission.LEDGER_READ) == principal
             unknown = format_token(*new_secret())
             with pytest.raises(AuthFailure) as info:
-                await auth.authenticate(bearer(unknown), method)
+                await auth.authenticate(bearer(unknown), method, Permission.LEDGER_READ)
             assert info.value.code == grpc.StatusCode.UNAVAILABLE
             assert info.value.message.startswith(f"cannot check API key {parse_token(unknown)[0]} now")
             store.broken = False

@@ -20,6 +20,8 @@ from ledger.auth import (
     Authenticator,
     AuthFailure,
     MalformedToken,
+    MethodPermissions,
+    Permission,
     Principal,
     Role,
     acting_as,
@@ -31,9 +33,9 @@ from ledger.auth import (
     may_see_ledger,
     new_secret,
     parse_token,
-    role_needed,
 )
 from ledger.auth._keys import check_ledgers, check_name, check_role, check_tenant
+from ledger.server import PERMISSIONS
 from ledger.v1 import ledger_pb2
 
 SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
@@ -131,24 +133,35 @@ def test_every_field_of_a_key_is_bounded() -> None:
             check_ledgers(role, ledgers)
 
 
-def test_each_method_of_the_service_needs_a_named_role() -> None:
+def test_each_method_of_the_service_needs_a_named_permission() -> None:
     reads = {"LookupAccounts", "LookupTransfers", "GetAccountTransfers", "GetAccountBalances", "SubscribeTransfers",
              "GetServerInfo"}  # fmt: skip
     writes = {"CreateAccounts", "CreateTransfers", "CreateTransfersPacked", "TransferStream", "TransferBatches"}
     # A method added to the service must be placed here; until then it needs an admin key.
-    assert {m.name for m in SERVICE.methods} == reads | writes
+    assert {m.name for m in SERVICE.methods} == reads | writes == set(PERMISSIONS)
+    permissions = MethodPermissions([(SERVICE.full_name, PERMISSIONS)])
     for method in SERVICE.methods:
         path = f"/{SERVICE.full_name}/{method.name}"
-        needed = Role.READ if method.name in reads else Role.WRITE
-        assert role_needed(path) is needed
+        needed = Permission.LEDGER_READ if method.name in reads else Permission.LEDGER_WRITE
+        assert permissions.needed(path) is needed
         for role in Role:
             principal = Principal("k", "t", role, None if role is Role.ADMIN else frozenset({1}))
-            allowed = role is Role.ADMIN or role is Role.WRITE or needed is Role.READ
-            assert principal.may_call(path) is allowed, (path, role)
+            allowed = role is Role.ADMIN or role is Role.WRITE or needed is Permission.LEDGER_READ
+            assert principal.may(permissions.needed(path)) is allowed, (path, role)
     for path in (f"/{SERVICE.full_name}/Future", "/wallet.v1.Wallet/TopUp", "garbage"):
-        assert role_needed(path) is Role.ADMIN
-        assert not Principal("k", "t", Role.WRITE, frozenset({1})).may_call(path)
-        assert Principal("k", "t", Role.ADMIN, None).may_call(path)
+        assert permissions.needed(path) is Permission.ADMIN
+        assert not Principal("k", "t", Role.WRITE, frozenset({1})).may(permissions.needed(path))
+        assert Principal("k", "t", Role.ADMIN, None).may(permissions.needed(path))
+
+
+def test_roles_are_named_sets_of_permissions() -> None:
+    """The three roles keys were created with keep their meaning: read reads, write also moves money, admin
+    may do everything (a permission a later service adds included)."""
+    assert Principal("k", "t", Role.READ, frozenset({1})).permissions == {Permission.LEDGER_READ}
+    assert Principal("k", "t", Role.WRITE, frozenset({1})).permissions == {
+        Permission.LEDGER_READ, Permission.LEDGER_WRITE,
+    }  # fmt: skip
+    assert Principal("k", "t", Role.ADMIN, None).permissions == set(Permission)
 
 
 def test_health_and_reflection_are_open_and_nothing_else() -> None:
