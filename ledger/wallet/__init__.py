@@ -1,0 +1,61 @@
+"""The wallet domain: tenants, customer wallets, expiring credit, top-ups, payments, holds and refunds.
+
+Pure domain code: it expresses every operation as a chain of core transfers applied through a ledger
+`Operation` (the engine's single writer), and journals its own state as domain records in the same commit.
+It knows the engine's contract and the journal's domain records; nothing of gRPC or HTTP.
+"""
+
+from ._codes import SYSTEM_ACCOUNTS, AccountCode, TopUpSource, TransferCode, WalletResult
+from ._currencies import CURRENCIES, Currency, currency
+from ._domain import (
+    Balance,
+    HoldReply,
+    Operation,
+    Payment,
+    PaymentReply,
+    Refund,
+    RefundReply,
+    Reply,
+    StatusReply,
+    TenantReply,
+    TopUp,
+    TopUpReply,
+    Wallets,
+)
+from ._ids import fingerprint, operation_id, system_account_id, wallet_id
+from ._state import WalletState, decode_records, encode_record
+from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
+
+__all__ = [
+    "CURRENCIES",
+    "SYSTEM_ACCOUNTS",
+    "WALLET_LEDGER_FIRST",
+    "AccountCode",
+    "Balance",
+    "Currency",
+    "HoldReply",
+    "Operation",
+    "Payment",
+    "PaymentReply",
+    "Refund",
+    "RefundReply",
+    "Reply",
+    "StatusReply",
+    "Tenant",
+    "TenantReply",
+    "TenantSettings",
+    "TopUp",
+    "TopUpReply",
+    "TopUpSource",
+    "TransferCode",
+    "WalletResult",
+    "WalletState",
+    "Wallets",
+    "currency",
+    "decode_records",
+    "encode_record",
+    "fingerprint",
+    "operation_id",
+    "system_account_id",
+    "wallet_id",
+]

@@ -1,0 +1,1303 @@
+"""The wallet domain: every operation a ladder of checks, then one atomic chain of core transfers.
+
+Each operation runs synchronously inside one `Operation` of the core ledger (the engine's single writer):
+it checks the request in a fixed order (the first rule broken gives the result code), builds its chain of
+transfers, applies it to the engine, and on success applies its facts to the domain state and records them
+(ledger.wallet._state) in the same journal commit as the transfers. Nothing awaits in between, so no other
+operation interleaves. The caller then waits for the commit to be durable before it answers.
+
+Idempotency: every write carries the caller's key. The chain's transfer ids are derived from it
+(ledger.wallet._ids), and the first transfer of the chain carries the request's fingerprint, so a retry
+finds the chain in the engine and its reply is rebuilt from it (payments and top-ups keep nothing else in
+memory); operations whose reply the chain cannot rebuild (those that moved nothing, refunds, captures,
+voids) keep it in the domain state. The same key with another request is IDEMPOTENCY_KEY_REUSED.
+
+Spending order: credit that expires soonest goes first, then credit that never expires. Expired credit is
+never spendable: what a wallet may spend leaves out every grant past its expiry, even before the sweep
+has moved it to breakage. A hold reserves credit in the same order; credit a hold reserves stays reserved
+past its expiry (the authorisation was given while it was valid), so a capture may spend it; what a void
+or the hold's own expiry releases goes back to its grant and, if that has expired, to breakage at the
+next sweep, never to be spent meanwhile.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Protocol, TypeVar
+
+from ledger.records.codes import AccountFlags, CreateAccountResult, CreateTransferResult, TransferFlags
+from ledger.records.layout import (
+    ACCOUNT_CREDITS_POSTED_OFFSET,
+    ACCOUNT_DEBITS_PENDING_OFFSET,
+    ACCOUNT_DEBITS_POSTED_OFFSET,
+    ACCOUNT_LEDGER_OFFSET,
+    ACCOUNT_STRUCT,
+    RESULT_CODE_OFFSET,
+    TRANSFER_AMOUNT_OFFSET,
+    TRANSFER_CODE_OFFSET,
+    TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
+    TRANSFER_FLAGS_OFFSET,
+    TRANSFER_LEDGER_OFFSET,
+    TRANSFER_RESULT_STRUCT,
+    TRANSFER_STRUCT,
+    TRANSFER_TIMESTAMP_OFFSET,
+    TRANSFER_USER_DATA_64_OFFSET,
+    TRANSFER_USER_DATA_128_OFFSET,
+    Buffer,
+)
+from ledger.records.limits import (
+    ACCOUNT_SIZE,
+    AMOUNT_MAX,
+    BATCH_EVENTS_MAX,
+    NANOSECONDS_PER_SECOND,
+    TIMESTAMP_MAX,
+    TRANSFER_RESULT_SIZE,
+    TRANSFER_SIZE,
+)
+
+from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
+from ._currencies import currency
+from ._ids import derived_id, fingerprint, operation_id, step_id, system_account_id, wallet_id
+from ._state import Hold, Record, WalletState, decode_records, encode_record, tenant_json
+from ._tenants import Tenant, TenantSettings, check_tenant_id
+
+logger = logging.getLogger(__name__)
+
+KEY_LENGTH_MAX: Final = 255
+CUSTOMER_LENGTH_MAX: Final = 255
+REFERENCE_LENGTH_MAX: Final = 255
+HOLD_SECONDS_MAX: Final = 31 * 86_400
+"""Longest a hold may stay authorised."""
+HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
+SWEEP_TRANSFERS_MAX: Final = BATCH_EVENTS_MAX
+"""Most expiries one sweep moves; the next sweep takes the rest."""
+
+_U64: Final = struct.Struct("<Q")
+_U32: Final = struct.Struct("<I")
+_U16: Final = struct.Struct("<H")
+_ID: Final = struct.Struct("<QQ")
+_MASK_64: Final = 2**64 - 1
+_TOPUP_KINDS: Final = frozenset(int(code) for code, _ in TOPUP_CODES.values())
+_PAYMENT_KINDS: Final = frozenset({int(TransferCode.PAYMENT)})
+WALLET_FLAGS: Final = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY)
+"""A wallet never goes below zero, and keeps its balance after every transfer (for statements)."""
+
+
+class Operation(Protocol):
+    """One synchronous step in the core ledger's single writer (ledger.core.Ledger.operation): what it
+    applies and records lands in one journal commit."""
+
+    def create_accounts(self, events: Buffer) -> bytes: ...
+
+    def create_transfers(self, events: Buffer) -> bytes: ...
+
+    def lookup_accounts(self, ids: Buffer) -> bytes: ...
+
+    def lookup_transfers(self, ids: Buffer) -> bytes: ...
+
+    def now(self) -> int: ...
+
+    def record(self, domain: bytes) -> None: ...
+
+
+# -- replies -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    result: WalletResult = WalletResult.OK
+    message: str = ""
+    """Empty on OK; otherwise what was wrong, naming the field."""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is WalletResult.OK
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["result"] = int(self.result)
+        return data
+
+    @classmethod
+    def from_json(cls: type[R], data: dict[str, Any]) -> R:
+        return cls(**{**data, "result": WalletResult(data["result"])})
+
+
+R = TypeVar("R", bound=Reply)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantReply(Reply):
+    tenant: str = ""
+    currency: str = ""
+    ledger: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)
+    """System account ids by kind name (funding, revenue, …)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Balance(Reply):
+    wallet_id: int = 0
+    currency: str = ""
+    status: str = ""
+    """active, frozen or closed."""
+    available: int = 0
+    """What the wallet may spend now: posted credit less holds and less credit past its expiry."""
+    held: int = 0
+    """Reserved by open holds."""
+    posted: int = 0
+    """Credits less debits posted (includes expired credit not yet swept)."""
+    expiring: list[list[int]] = field(default_factory=list)
+    """[expires_at, amount] of the spendable credit that expires, soonest first (nanoseconds since the
+    Unix epoch); the rest of `available` never expires."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopUpReply(Reply):
+    operation_id: int = 0
+    wallet_id: int = 0
+    amount: int = 0
+    expires_at: int = 0
+    """When this credit expires (0: never)."""
+    balance: int = 0
+    """The wallet's spendable balance right after the top-up."""
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentReply(Reply):
+    payment_id: int = 0
+    wallet_id: int = 0
+    requested: int = 0
+    paid: int = 0
+    """Paid from the wallet (the whole request unless partial)."""
+    remainder: int = 0
+    """Left to collect another way: requested - paid."""
+    fee: int = 0
+    """Charged from the wallet beside `paid`."""
+    balance: int = 0
+    """The wallet's spendable balance right after the payment."""
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundReply(Reply):
+    refund_id: int = 0
+    payment_id: int = 0
+    wallet_id: int = 0
+    amount: int = 0
+    to_credit: bool = False
+    """The refund was of the part paid another way, given as store credit."""
+    refundable: int = 0
+    """What may still be refunded of this payment the same way after this refund."""
+    balance: int = 0
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldReply(Reply):
+    hold_id: int = 0
+    wallet_id: int = 0
+    amount: int = 0
+    """Authorised (for a capture: captured; for a void: released)."""
+    expires_at: int = 0
+    balance: int = 0
+    timestamp: int = 0
+    status: str = ""
+    """pending, captured, voided or expired."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReply(Reply):
+    wallet_id: int = 0
+    status: str = ""
+
+
+# -- requests ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopUp:
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    source: TopUpSource
+    currency: str = ""
+    """If set, must be the tenant's."""
+    reference: str = ""
+    """External payment reference (purchase), order reference (return), reason (operator), note otherwise."""
+    operator: str = ""
+    expires_at: int = 0
+    """Nanoseconds; 0: the tenant's default credit expiry."""
+    never_expires: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payment:
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    order_reference: str
+    partial: bool = False
+    """Pay what the wallet can and leave the rest (only where the tenant allows partial payment)."""
+    currency: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refund:
+    tenant: str
+    payment_id: int
+    amount: int
+    key: str
+    to_credit: bool = False
+    """Refund the part paid another way, as store credit in the wallet."""
+    reason: str = ""
+
+
+# -- reading packed records --------------------------------------------------------------------------
+
+
+def _u64(buffer: Buffer, offset: int) -> int:
+    return int(_U64.unpack_from(buffer, offset)[0])
+
+
+def _id_at(buffer: Buffer, offset: int) -> int:
+    low, high = _ID.unpack_from(buffer, offset)
+    return int(low | high << 64)
+
+
+def _pack_id(value: int) -> bytes:
+    return _ID.pack(value & _MASK_64, value >> 64)
+
+
+def _transfer(
+    transfer_id: int,
+    debit: int,
+    credit: int,
+    amount: int,
+    ledger: int,
+    code: int,
+    *,
+    flags: int = 0,
+    pending_id: int = 0,
+    user_data_128: int = 0,
+    user_data_64: int = 0,
+    user_data_32: int = 0,
+) -> bytes:
+    return TRANSFER_STRUCT.pack(
+        transfer_id & _MASK_64, transfer_id >> 64,
+        debit & _MASK_64, debit >> 64,
+        credit & _MASK_64, credit >> 64,
+        amount,
+        pending_id & _MASK_64, pending_id >> 64,
+        user_data_128 & _MASK_64, user_data_128 >> 64,
+        user_data_64, user_data_32,
+        0, ledger, code, flags, 0, 0,
+    )  # fmt: skip
+
+
+def _chain(*transfers: bytes) -> bytes:
+    """Link the transfers: all of them happen or none."""
+    linked = bytearray(b"".join(transfers))
+    for index in range(len(transfers) - 1):
+        at = index * TRANSFER_SIZE + TRANSFER_FLAGS_OFFSET
+        flags = _U16.unpack_from(linked, at)[0] | TransferFlags.LINKED
+        _U16.pack_into(linked, at, flags)
+    return bytes(linked)
+
+
+def _results_ok(results: bytes) -> CreateTransferResult | None:
+    """None if every transfer was created, else the first result that is not OK."""
+    for offset in range(0, len(results), TRANSFER_RESULT_SIZE):
+        code = CreateTransferResult(_U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0])
+        if code is not CreateTransferResult.OK:
+            return code
+    return None
+
+
+def _first_failure(results: bytes) -> CreateTransferResult:
+    """The result that made a chain fail (not the LINKED_EVENT_FAILED of its companions)."""
+    found = CreateTransferResult.LINKED_EVENT_FAILED
+    for offset in range(0, len(results), TRANSFER_RESULT_SIZE):
+        code = CreateTransferResult(_U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0])
+        if code not in (CreateTransferResult.OK, CreateTransferResult.LINKED_EVENT_FAILED):
+            return code
+    return found
+
+
+def _no_tenant(tenant_id: str) -> str:
+    return f"tenant: no tenant {tenant_id[:80]!r}"
+
+
+_KEY_REUSED: Final = "key: this idempotency key was used before for a different request"
+
+
+@dataclass(slots=True)
+class _WalletView:
+    """A wallet as read from the engine and the domain state at one moment."""
+
+    wallet_id: int
+    ledger: int
+    credits_posted: int
+    debits_posted: int
+    debits_pending: int
+    grants: list[list[int]]
+    now: int
+
+    @property
+    def posted(self) -> int:
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def expired(self) -> int:
+        """Expiring credit past its expiry and not yet swept: never spendable."""
+        return sum(grant[1] for grant in self.grants if grant[0] <= self.now)
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.debits_pending - self.expired
+
+    def allocate(self, amount: int) -> list[list[int]]:
+        """[grant_id, amount, expires_at] parts covering `amount`: soonest-expiring credit first, then
+        credit that never expires (grant 0). The caller checked `amount <= available`."""
+        parts: list[list[int]] = []
+        left = amount
+        for expires_at, remaining, grant_id in self.grants:
+            if left == 0:
+                break
+            if expires_at <= self.now:
+                continue
+            take = min(left, remaining)
+            parts.append([grant_id, take, expires_at])
+            left -= take
+        if left:
+            parts.append([0, left, 0])
+        return parts
+
+
+@dataclass(frozen=True, slots=True)
+class _Paying:
+    """A payment decided: what the wallet pays and the fee."""
+
+    view: _WalletView
+    paid: int
+    fee: int
+
+
+# -- the domain --------------------------------------------------------------------------------------
+
+
+class Wallets:
+    """The wallet domain over one core ledger. Its methods run inside an Operation (or, for reads, with the
+    engine's lookups), on the ledger's event loop thread.
+
+    It is the ledger's DomainState: `restore`, `replay` and `snapshot` rebuild and save what is not a
+    balance, from the journal's domain records.
+    """
+
+    def __init__(self) -> None:
+        self.state = WalletState()
+
+    # -- DomainState -----------------------------------------------------------------------------------
+
+    def restore(self, snapshot: bytes) -> None:
+        self.state = WalletState.restore(snapshot)
+
+    def replay(self, records: bytes, seq: int) -> None:
+        for record in decode_records(records):
+            self.state.apply_record(record)
+
+    def snapshot(self) -> bytes:
+        return self.state.snapshot()
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _commit(self, op: Operation, record: Record) -> None:
+        """Apply the record's facts here and write it to the journal with the operation's transfers."""
+        self.state.apply_record(record)
+        op.record(encode_record(record))
+
+    def _remember(self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R) -> R:
+        """Journal a reply the engine cannot rebuild, so a retry replays it."""
+        record: Record = {
+            "op": kind,
+            "tenant": tenant,
+            "at": op.now(),
+            "result": reply.result.name,
+            "facts": [["reply", key_id, fp, reply.to_json()]],
+        }
+        self._commit(op, record)
+        return reply
+
+    def _replayed(self, key_id: int, fp: int, reply_type: type[R]) -> R | None:
+        """The remembered reply of this operation id, IDEMPOTENCY_KEY_REUSED, or None if it is new."""
+        remembered = self.state.replies.get(key_id)
+        if remembered is None:
+            return None
+        stored_fp, reply = remembered
+        if stored_fp != fp:
+            return reply_type(
+                result=WalletResult.IDEMPOTENCY_KEY_REUSED,
+                message=_KEY_REUSED,
+            )
+        return reply_type.from_json(reply)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.state.tenants.get(tenant_id)
+
+    def _wallet(self, op: Operation, tenant: Tenant, wallet: int) -> _WalletView | None:
+        found = op.lookup_accounts(_pack_id(wallet))
+        if len(found) < ACCOUNT_SIZE:
+            return None
+        fields = ACCOUNT_STRUCT.unpack_from(found, 0)
+        if fields[6] != tenant.ledger:
+            return None
+        return _WalletView(
+            wallet_id=wallet,
+            ledger=fields[6],
+            credits_posted=_u64(found, ACCOUNT_CREDITS_POSTED_OFFSET),
+            debits_posted=_u64(found, ACCOUNT_DEBITS_POSTED_OFFSET),
+            debits_pending=_u64(found, ACCOUNT_DEBITS_PENDING_OFFSET),
+            grants=self.state.grants.get(wallet, []),
+            now=op.now(),
+        )
+
+    def _status(self, wallet: int) -> str:
+        if wallet in self.state.closed:
+            return "closed"
+        if wallet in self.state.frozen:
+            return "frozen"
+        return "active"
+
+    def _crossing(self, tenant: Tenant, wallet: int, balance: int) -> list[list[Any]]:
+        """The low-balance fact if this balance crosses the tenant's threshold (once per crossing)."""
+        threshold = tenant.settings.low_balance_threshold
+        below = bool(threshold) and balance < threshold
+        if below == (wallet in self.state.below):
+            return []
+        return [["below", wallet, below]]
+
+    @staticmethod
+    def _check_key(key: str) -> str | None:
+        if not key or len(key) > KEY_LENGTH_MAX or not key.isprintable():
+            return f"key: an idempotency key of 1 to {KEY_LENGTH_MAX} printable characters is required"
+        return None
+
+    @staticmethod
+    def _check_customer(customer: str) -> str | None:
+        if not customer or len(customer) > CUSTOMER_LENGTH_MAX or not customer.isprintable():
+            return f"customer: a reference of 1 to {CUSTOMER_LENGTH_MAX} printable characters is required"
+        return None
+
+    @staticmethod
+    def _check_amount(amount: int, name: str = "amount") -> str | None:
+        if not 1 <= amount <= AMOUNT_MAX:
+            return f"{name} must be between 1 and {AMOUNT_MAX} minor units, got {amount}"
+        return None
+
+    @staticmethod
+    def _check_currency(tenant: Tenant, code: str) -> str | None:
+        if code and code != tenant.currency.code:
+            return f"currency: tenant {tenant.tenant_id} keeps {tenant.currency.code}, not {code[:8]}"
+        return None
+
+    # -- tenants ---------------------------------------------------------------------------------------
+
+    def create_tenant(
+        self, op: Operation, tenant_id: str, currency_code: str, settings: TenantSettings, *, actor: str
+    ) -> TenantReply:
+        """Create a tenant with its ledger for `currency_code` and its system accounts. Creating it again
+        with the same currency and settings answers OK with the tenant (idempotent by tenant id)."""
+        if (problem := check_tenant_id(tenant_id)) is not None:
+            return TenantReply(result=WalletResult.TENANT_INVALID, message=problem)
+        try:
+            money = currency(currency_code)
+        except ValueError as exc:
+            return TenantReply(result=WalletResult.TENANT_INVALID, message=str(exc))
+        if (problem := settings.check()) is not None:
+            return TenantReply(result=WalletResult.TENANT_INVALID, message=f"settings.{problem}")
+        existing = self.state.tenants.get(tenant_id)
+        if existing is not None:
+            if existing.currency is money and existing.settings == settings:
+                return self._tenant_reply(existing)
+            return TenantReply(
+                result=WalletResult.TENANT_EXISTS,
+                message=f"tenant: {tenant_id} exists with other settings; change them with ConfigureTenant",
+            )
+        ledger = self.state.ledger_next
+        accounts = {int(kind): system_account_id(tenant_id, money.code, kind) for kind in SYSTEM_ACCOUNTS}
+        events = b"".join(
+            ACCOUNT_STRUCT.pack(
+                account & _MASK_64, account >> 64, 0, 0, 0, 0, ledger, kind, 0, 0, 0, 0, 0, 0, 0, bytes(32)
+            )
+            for kind, account in accounts.items()
+        )
+        results = op.create_accounts(events)
+        for offset in range(0, len(results), 16):
+            code = CreateAccountResult(_U32.unpack_from(results, offset)[0])
+            if code not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+                return TenantReply(
+                    result=WalletResult.LEDGER_REFUSED,
+                    message=f"the ledger refused the tenant's accounts: {code.name}",
+                )
+        tenant = Tenant(
+            tenant_id=tenant_id,
+            currency=money,
+            ledger=ledger,
+            settings=settings,
+            accounts=accounts,
+            created_at=op.now(),
+        )
+        self._commit(
+            op,
+            {"op": "tenant_created", "tenant": tenant_id, "at": op.now(), "by": actor,
+             "facts": [["tenant", tenant_json(tenant)]]},
+        )  # fmt: skip
+        return self._tenant_reply(self.state.tenants[tenant_id])
+
+    def configure_tenant(self, op: Operation, tenant_id: str, settings: TenantSettings, *, actor: str) -> TenantReply:
+        """Replace a tenant's settings; journaled with who made the change."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return TenantReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := settings.check()) is not None:
+            return TenantReply(result=WalletResult.TENANT_INVALID, message=f"settings.{problem}")
+        if settings != tenant.settings:
+            self._commit(
+                op,
+                {"op": "tenant_configured", "tenant": tenant_id, "at": op.now(), "by": actor,
+                 "before": tenant.settings.to_json(), "facts": [["settings", tenant_id, settings.to_json()]]},
+            )  # fmt: skip
+        return self._tenant_reply(tenant)
+
+    def get_tenant(self, tenant_id: str) -> TenantReply:
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return TenantReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        return self._tenant_reply(tenant)
+
+    @staticmethod
+    def _tenant_reply(tenant: Tenant) -> TenantReply:
+        return TenantReply(
+            tenant=tenant.tenant_id,
+            currency=tenant.currency.code,
+            ledger=tenant.ledger,
+            settings=tenant.settings.to_json(),
+            accounts={AccountCode(kind).name.lower(): account for kind, account in tenant.accounts.items()},
+        )
+
+    # -- wallets ---------------------------------------------------------------------------------------
+
+    def open_wallet(self, op: Operation, tenant_id: str, customer: str) -> Balance:
+        """Open the customer's wallet (idempotent: its id is derived, opening it again answers its balance)."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return Balance(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_customer(customer)) is not None:
+            return Balance(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        event = ACCOUNT_STRUCT.pack(
+            wallet & _MASK_64, wallet >> 64, 0, 0, 0, 0, tenant.ledger, AccountCode.WALLET, WALLET_FLAGS,
+            0, 0, 0, 0, 0, 0, bytes(32),
+        )  # fmt: skip
+        results = op.create_accounts(event)
+        code = CreateAccountResult(_U32.unpack_from(results, 0)[0])
+        if code is CreateAccountResult.OK:
+            facts = self._crossing(tenant, wallet, 0)
+            self._commit(
+                op,
+                {"op": "wallet_opened", "tenant": tenant_id, "at": op.now(), "wallet": wallet, "customer": customer,
+                 "facts": facts},
+            )  # fmt: skip
+        elif code is not CreateAccountResult.EXISTS:
+            return Balance(result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the wallet: {code.name}")
+        return self.balance(op, tenant_id, customer)
+
+    def balance(self, op: Operation, tenant_id: str, customer: str) -> Balance:
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return Balance(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_customer(customer)) is not None:
+            return Balance(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        view = self._wallet(op, tenant, wallet)
+        if view is None:
+            return Balance(result=WalletResult.WALLET_NOT_FOUND, message="customer: this customer has no wallet")
+        return self._balance(tenant, view)
+
+    def _balance(self, tenant: Tenant, view: _WalletView) -> Balance:
+        expiring = [[expires_at, amount] for expires_at, amount, _ in view.grants if expires_at > view.now]
+        return Balance(
+            wallet_id=view.wallet_id,
+            currency=tenant.currency.code,
+            status=self._status(view.wallet_id),
+            available=view.available,
+            held=view.debits_pending,
+            posted=view.posted,
+            expiring=expiring,
+        )
+
+    def set_status(
+        self, op: Operation, tenant_id: str, customer: str, status: str, *, actor: str, reason: str
+    ) -> StatusReply:
+        """Freeze, unfreeze (status active) or close a wallet. A wallet closes at zero only."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return StatusReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_customer(customer)) is not None:
+            return StatusReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        if not reason or len(reason) > REFERENCE_LENGTH_MAX:
+            return StatusReply(
+                result=WalletResult.REFERENCE_REQUIRED,
+                message=f"reason: 1 to {REFERENCE_LENGTH_MAX} characters are required",
+            )
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        view = self._wallet(op, tenant, wallet)
+        if view is None:
+            return StatusReply(result=WalletResult.WALLET_NOT_FOUND, message="customer: this customer has no wallet")
+        current = self._status(wallet)
+        if current == "closed":
+            return StatusReply(result=WalletResult.WALLET_CLOSED, message="the wallet is closed", wallet_id=wallet)
+        if status == "closed" and (view.posted or view.debits_pending):
+            return StatusReply(
+                result=WalletResult.WALLET_NOT_EMPTY,
+                message=f"the wallet holds {tenant.currency.format(view.posted)}; pay it out or write it off first",
+                wallet_id=wallet,
+            )
+        if status != current:
+            self._commit(
+                op,
+                {"op": f"wallet_{'unfrozen' if status == 'active' else status}", "tenant": tenant_id, "at": op.now(),
+                 "wallet": wallet, "by": actor, "reason": reason, "facts": [["status", wallet, status]]},
+            )  # fmt: skip
+        return StatusReply(wallet_id=wallet, status=status)
+
+    # -- top-ups ---------------------------------------------------------------------------------------
+
+    def top_up(self, op: Operation, request: TopUp) -> TopUpReply:
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None:
+            return TopUpReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
+        if (problem := self._check_key(request.key)) is not None:
+            return TopUpReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(request.tenant, request.key)
+        fp = fingerprint(
+            "topup", request.customer, request.amount, int(request.source), request.currency, request.reference,
+            request.operator, request.expires_at, request.never_expires,
+        )  # fmt: skip
+        replayed = self._chain_replay(op, tenant, key_id, fp, _TOPUP_KINDS, self._topup_reply, TopUpReply)
+        if replayed is None:
+            replayed = self._replayed(key_id, fp, TopUpReply)
+        if replayed is not None:
+            return replayed
+        refusal = self._topup_refusal(op, tenant, request)
+        if refusal is not None:
+            result, message = refusal
+            return self._remember(
+                op, "topup_refused", request.tenant, key_id, fp, TopUpReply(result=result, message=message)
+            )
+        wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
+        view = self._wallet(op, tenant, wallet)
+        assert view is not None  # checked by _topup_refusal
+        now = view.now
+        expires_at = self._expiry(tenant, request, now)
+        code, source = TOPUP_CODES[request.source]
+        balance = view.available + request.amount
+        t0 = _transfer(
+            key_id, tenant.accounts[source], wallet, request.amount, tenant.ledger, code,
+            user_data_128=fp | balance << 64, user_data_64=expires_at, user_data_32=int(request.source),
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return TopUpReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the top-up: {failed.name}"
+            )
+        facts: list[list[Any]] = [["grant", wallet, key_id, request.amount, expires_at]] if expires_at else []
+        facts += self._crossing(tenant, wallet, balance)
+        self._commit(
+            op,
+            {"op": "topped_up", "tenant": request.tenant, "at": now, "wallet": wallet, "id": key_id,
+             "source": request.source.name.lower(), "amount": request.amount, "reference": request.reference,
+             "operator": request.operator, "expires_at": expires_at, "facts": facts},
+        )  # fmt: skip
+        timestamp = _u64(op.lookup_transfers(_pack_id(key_id)), TRANSFER_TIMESTAMP_OFFSET)
+        return TopUpReply(
+            operation_id=key_id, wallet_id=wallet, amount=request.amount, expires_at=expires_at,
+            balance=balance, timestamp=timestamp,
+        )  # fmt: skip
+
+    def _topup_refusal(self, op: Operation, tenant: Tenant, request: TopUp) -> tuple[WalletResult, str] | None:
+        settings = tenant.settings
+        if (problem := self._check_customer(request.customer)) is not None:
+            return WalletResult.CUSTOMER_INVALID, problem
+        if (problem := self._check_currency(tenant, request.currency)) is not None:
+            return WalletResult.CURRENCY_MISMATCH, problem
+        if (problem := self._check_amount(request.amount)) is not None:
+            return WalletResult.AMOUNT_INVALID, problem
+        if request.source not in TOPUP_CODES:
+            return WalletResult.REFERENCE_REQUIRED, "source: name where the credit comes from"
+        if len(request.reference) > REFERENCE_LENGTH_MAX or len(request.operator) > REFERENCE_LENGTH_MAX:
+            return WalletResult.REFERENCE_REQUIRED, f"reference and operator: at most {REFERENCE_LENGTH_MAX} characters"
+        if request.source is TopUpSource.PURCHASE and not request.reference:
+            return WalletResult.REFERENCE_REQUIRED, "reference: a purchase needs the external payment reference"
+        if request.source is TopUpSource.RETURN and not request.reference:
+            return WalletResult.REFERENCE_REQUIRED, "reference: store credit for a return needs the order reference"
+        if request.source is TopUpSource.OPERATOR and not (request.operator and request.reference):
+            return (
+                WalletResult.REFERENCE_REQUIRED,
+                "operator and reference: operator credit needs the operator and a reason",
+            )
+        now = op.now()
+        if not request.never_expires and request.expires_at and not now < request.expires_at <= TIMESTAMP_MAX:
+            return WalletResult.EXPIRY_INVALID, "expires_at must be in the future"
+        if request.source is TopUpSource.PURCHASE:
+            if not settings.self_topup:
+                return WalletResult.SELF_TOPUP_DISABLED, f"tenant {tenant.tenant_id} does not sell credit to customers"
+            if (problem := settings.topup_refusal(request.amount, tenant.currency)) is not None:
+                return WalletResult.AMOUNT_NOT_ALLOWED, problem
+        wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
+        view = self._wallet(op, tenant, wallet)
+        if view is None:
+            return WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet; open it first"
+        if wallet in self.state.closed:
+            return WalletResult.WALLET_CLOSED, "the wallet is closed"
+        if wallet in self.state.frozen and request.source is not TopUpSource.RETURN:
+            return WalletResult.WALLET_FROZEN, "the wallet is frozen: it may receive refunds only"
+        if settings.max_balance and view.posted + request.amount > settings.max_balance:
+            return WalletResult.MAX_BALANCE_EXCEEDED, (
+                f"amount: the balance would be {tenant.currency.format(view.posted + request.amount)}, above the "
+                f"maximum of {tenant.currency.format(settings.max_balance)}"
+            )
+        if view.posted + request.amount > AMOUNT_MAX:
+            return WalletResult.MAX_BALANCE_EXCEEDED, "amount: the balance would overflow"
+        return None
+
+    @staticmethod
+    def _expiry(tenant: Tenant, request: TopUp, now: int) -> int:
+        if request.never_expires:
+            return 0
+        if request.expires_at:
+            return request.expires_at
+        seconds = tenant.settings.credit_expiry_seconds
+        return min(now + seconds * NANOSECONDS_PER_SECOND, TIMESTAMP_MAX) if seconds else 0
+
+    @staticmethod
+    def _topup_reply(chain: list[bytes]) -> TopUpReply:
+        t0 = chain[0]
+        return TopUpReply(
+            operation_id=_id_at(t0, 0),
+            wallet_id=_id_at(t0, TRANSFER_CREDIT_ACCOUNT_ID_OFFSET),
+            amount=_u64(t0, TRANSFER_AMOUNT_OFFSET),
+            expires_at=_u64(t0, TRANSFER_USER_DATA_64_OFFSET),
+            balance=_u64(t0, TRANSFER_USER_DATA_128_OFFSET + 8),
+            timestamp=_u64(t0, TRANSFER_TIMESTAMP_OFFSET),
+        )
+
+    def _chain_replay(
+        self,
+        op: Operation,
+        tenant: Tenant,
+        key_id: int,
+        fp: int,
+        kinds: frozenset[int],
+        rebuild: Callable[[list[bytes]], R],
+        reply_type: type[R],
+        steps: int = 1,
+    ) -> R | None:
+        """If a chain with this operation id exists: its reply rebuilt from its transfers, or
+        IDEMPOTENCY_KEY_REUSED if it was made for another request; None if there is none."""
+        found = op.lookup_transfers(b"".join(_pack_id(step_id(key_id, index)) for index in range(steps)))
+        if not found or _id_at(found, 0) != key_id:
+            return None  # step 0 begins every chain: without it the key is new
+        t0 = found[:TRANSFER_SIZE]
+        if (
+            _u64(t0, TRANSFER_USER_DATA_128_OFFSET) != fp
+            or _U16.unpack_from(t0, TRANSFER_CODE_OFFSET)[0] not in kinds
+            or _U32.unpack_from(t0, TRANSFER_LEDGER_OFFSET)[0] != tenant.ledger
+        ):
+            return reply_type(
+                result=WalletResult.IDEMPOTENCY_KEY_REUSED,
+                message=_KEY_REUSED,
+            )
+        return rebuild(
+            [bytes(found[offset : offset + TRANSFER_SIZE]) for offset in range(0, len(found), TRANSFER_SIZE)]
+        )
+
+    # -- payments --------------------------------------------------------------------------------------
+
+    def pay(self, op: Operation, request: Payment) -> PaymentReply:
+        """Pay an order from the wallet: in full, or (partial, where the tenant allows it) what the wallet
+        covers, with the fee on what it pays; one chain of the payment and its fee."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None:
+            return PaymentReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
+        if (problem := self._check_key(request.key)) is not None:
+            return PaymentReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(request.tenant, request.key)
+        fp = fingerprint(
+            "pay", request.customer, request.amount, request.order_reference, request.partial, request.currency
+        )
+        replayed = self._chain_replay(
+            op, tenant, key_id, fp, _PAYMENT_KINDS, self._payment_reply, PaymentReply, steps=2
+        )
+        if replayed is None:
+            replayed = self._replayed(key_id, fp, PaymentReply)
+        if replayed is not None:
+            return replayed
+        decided = self._decide_payment(op, tenant, request)
+        if not isinstance(decided, _Paying):
+            result, message = decided
+            reply = PaymentReply(result=result, message=message, requested=request.amount)
+            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply)
+        view, paid, fee = decided.view, decided.paid, decided.fee
+        wallet = view.wallet_id
+        parts = view.allocate(paid + fee)
+        balance = view.available - paid - fee
+        t0 = _transfer(
+            key_id, wallet, tenant.accounts[AccountCode.REVENUE], paid, tenant.ledger, TransferCode.PAYMENT,
+            user_data_128=fp | balance << 64, user_data_64=request.amount, user_data_32=int(request.partial),
+        )  # fmt: skip
+        chain = [t0]
+        if fee:
+            chain.append(
+                _transfer(
+                    step_id(key_id, 1),
+                    wallet,
+                    tenant.accounts[AccountCode.FEES],
+                    fee,
+                    tenant.ledger,
+                    TransferCode.PAYMENT_FEE,
+                    user_data_128=key_id,
+                )
+            )
+        results = op.create_transfers(_chain(*chain))
+        if _results_ok(results) is not None:
+            failed = _first_failure(results)
+            logger.error("a wallet payment chain was refused by the engine after its checks passed: %s", failed.name)
+            return PaymentReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
+            )
+        facts: list[list[Any]] = []
+        if any(part[0] for part in parts):
+            facts.append(["spend", wallet, [[grant_id, amount] for grant_id, amount, _ in parts if grant_id]])
+        facts += self._crossing(tenant, wallet, balance)
+        self._commit(
+            op,
+            {"op": "payment_succeeded", "tenant": request.tenant, "at": view.now, "wallet": wallet, "id": key_id,
+             "order": request.order_reference, "requested": request.amount, "paid": paid, "fee": fee,
+             "facts": facts},
+        )  # fmt: skip
+        timestamp = TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2]
+        return PaymentReply(
+            payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
+            remainder=request.amount - paid, fee=fee, balance=balance, timestamp=timestamp,
+        )  # fmt: skip
+
+    def _decide_payment(self, op: Operation, tenant: Tenant, request: Payment) -> _Paying | tuple[WalletResult, str]:
+        """(the wallet, paid, fee), or (result, message) of the first rule the request breaks."""
+        settings = tenant.settings
+        if (problem := self._check_customer(request.customer)) is not None:
+            return WalletResult.CUSTOMER_INVALID, problem
+        if (problem := self._check_currency(tenant, request.currency)) is not None:
+            return WalletResult.CURRENCY_MISMATCH, problem
+        if (problem := self._check_amount(request.amount)) is not None:
+            return WalletResult.AMOUNT_INVALID, problem
+        if not request.order_reference or len(request.order_reference) > REFERENCE_LENGTH_MAX:
+            return (
+                WalletResult.REFERENCE_REQUIRED,
+                f"order_reference: 1 to {REFERENCE_LENGTH_MAX} characters are required",
+            )
+        if request.partial and not settings.partial_payment:
+            return WalletResult.PARTIAL_PAYMENT_DISABLED, f"partial: tenant {tenant.tenant_id} takes full payments only"
+        wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
+        view = self._wallet(op, tenant, wallet)
+        if view is None:
+            return WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet"
+        if wallet in self.state.closed:
+            return WalletResult.WALLET_CLOSED, "the wallet is closed"
+        if wallet in self.state.frozen:
+            return WalletResult.WALLET_FROZEN, "the wallet is frozen: it may receive refunds only"
+        available = view.available
+        fee = settings.fee(request.amount)
+        if request.amount + fee <= available:
+            return _Paying(view, request.amount, fee)
+        if request.partial:
+            paid = settings.most_payable(request.amount, available)
+            if paid:
+                return _Paying(view, paid, settings.fee(paid))
+        money = tenant.currency
+        return WalletResult.INSUFFICIENT_FUNDS, (
+            f"amount: the wallet has {money.format(max(available, 0))} to spend, the payment needs "
+            f"{money.format(request.amount)} and a fee of {money.format(fee)}"
+        )
+
+    @staticmethod
+    def _payment_reply(chain: list[bytes]) -> PaymentReply:
+        t0 = chain[0]
+        paid = _u64(t0, TRANSFER_AMOUNT_OFFSET)
+        requested = _u64(t0, TRANSFER_USER_DATA_64_OFFSET)
+        fee = 0
+        if len(chain) > 1 and _U16.unpack_from(chain[1], TRANSFER_CODE_OFFSET)[0] == TransferCode.PAYMENT_FEE:
+            fee = _u64(chain[1], TRANSFER_AMOUNT_OFFSET)
+        return PaymentReply(
+            payment_id=_id_at(t0, 0),
+            wallet_id=_id_at(t0, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET),
+            requested=requested,
+            paid=paid,
+            remainder=requested - paid,
+            fee=fee,
+            balance=_u64(t0, TRANSFER_USER_DATA_128_OFFSET + 8),
+            timestamp=_u64(t0, TRANSFER_TIMESTAMP_OFFSET),
+        )
+
+    # -- refunds ---------------------------------------------------------------------------------------
+
+    def refund(self, op: Operation, request: Refund) -> RefundReply:
+        """Refund (part of) a payment into the wallet: never more than the wallet paid for it, summed over
+        every refund; with `to_credit`, the part paid another way, as store credit, bounded by that part.
+        The fee is not refunded. Refunded credit is a grant with the tenant's default credit expiry."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None:
+            return RefundReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
+        if (problem := self._check_key(request.key)) is not None:
+            return RefundReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(request.tenant, request.key)
+        fp = fingerprint("refund", request.payment_id, request.amount, request.to_credit, request.reason)
+        replayed = self._replayed(key_id, fp, RefundReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return RefundReply(
+                result=WalletResult.IDEMPOTENCY_KEY_REUSED,
+                message=_KEY_REUSED,
+            )
+        refusal, payment = self._refund_refusal(op, tenant, request)
+        if refusal is not None:
+            result, message = refusal
+            reply = RefundReply(result=result, message=message, payment_id=request.payment_id)
+            return self._remember(op, "refund_refused", request.tenant, key_id, fp, reply)
+        assert payment is not None
+        wallet, refundable = payment
+        view = self._wallet(op, tenant, wallet)
+        assert view is not None
+        code = TransferCode.REFUND_TO_CREDIT if request.to_credit else TransferCode.REFUND
+        t0 = _transfer(
+            key_id, tenant.accounts[AccountCode.REFUNDS], wallet, request.amount, tenant.ledger, code,
+            user_data_128=request.payment_id, user_data_64=fp,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return RefundReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the refund: {failed.name}"
+            )
+        now = view.now
+        seconds = tenant.settings.credit_expiry_seconds
+        expires_at = min(now + seconds * NANOSECONDS_PER_SECOND, TIMESTAMP_MAX) if seconds else 0
+        balance = view.available + request.amount
+        reply = RefundReply(
+            refund_id=key_id, payment_id=request.payment_id, wallet_id=wallet, amount=request.amount,
+            to_credit=request.to_credit, refundable=refundable - request.amount, balance=balance,
+            timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+        facts: list[list[Any]] = [
+            ["refund", request.payment_id, 0 if request.to_credit else request.amount,
+             request.amount if request.to_credit else 0],
+            ["reply", key_id, fp, reply.to_json()],
+        ]  # fmt: skip
+        if expires_at:
+            facts.append(["grant", wallet, key_id, request.amount, expires_at])
+        facts += self._crossing(tenant, wallet, balance)
+        self._commit(
+            op,
+            {"op": "refunded", "tenant": request.tenant, "at": now, "wallet": wallet, "id": key_id,
+             "payment": request.payment_id, "amount": request.amount, "to_credit": request.to_credit,
+             "reason": request.reason, "facts": facts},
+        )  # fmt: skip
+        return reply
+
+    def _refund_refusal(
+        self, op: Operation, tenant: Tenant, request: Refund
+    ) -> tuple[tuple[WalletResult, str] | None, tuple[int, int] | None]:
+        """(refusal, None) or (None, (wallet, what may be refunded this way before this refund))."""
+        if (problem := self._check_amount(request.amount)) is not None:
+            return (WalletResult.AMOUNT_INVALID, problem), None
+        if len(request.reason) > REFERENCE_LENGTH_MAX:
+            return (WalletResult.REFERENCE_REQUIRED, f"reason: at most {REFERENCE_LENGTH_MAX} characters"), None
+        payment = op.lookup_transfers(_pack_id(request.payment_id)) if 0 < request.payment_id < 2**128 else b""
+        code = _U16.unpack_from(payment, TRANSFER_CODE_OFFSET)[0] if payment else 0
+        flags = _U16.unpack_from(payment, TRANSFER_FLAGS_OFFSET)[0] if payment else 0
+        captured = code == TransferCode.HOLD and flags & TransferFlags.POST_PENDING_TRANSFER
+        if (
+            not payment
+            or not (code == TransferCode.PAYMENT or captured)
+            or _U32.unpack_from(payment, TRANSFER_LEDGER_OFFSET)[0] != tenant.ledger
+        ):
+            return (WalletResult.PAYMENT_NOT_FOUND, "payment_id: no payment of this tenant has this id"), None
+        wallet = _id_at(payment, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET)
+        paid = _u64(payment, TRANSFER_AMOUNT_OFFSET)
+        refunded_wallet, refunded_credit = self.state.refunds.get(request.payment_id, (0, 0))
+        if request.to_credit:
+            if not tenant.settings.refund_to_credit:
+                return (
+                    WalletResult.REFUND_TO_CREDIT_DISABLED,
+                    f"to_credit: tenant {tenant.tenant_id} does not refund other tenders as store credit",
+                ), None
+            other = _u64(payment, TRANSFER_USER_DATA_64_OFFSET) - paid if code == TransferCode.PAYMENT else 0
+            refundable = other - refunded_credit
+        else:
+            refundable = paid - refunded_wallet
+        if request.amount > refundable:
+            money = tenant.currency
+            return (
+                WalletResult.REFUND_EXCEEDS_PAYMENT,
+                f"amount: {money.format(request.amount)} is more than the {money.format(max(refundable, 0))} "
+                "left to refund of this payment",
+            ), None
+        if wallet in self.state.closed:
+            return (WalletResult.WALLET_CLOSED, "the wallet is closed"), None
+        return None, (wallet, refundable)
+
+    # -- expiry ----------------------------------------------------------------------------------------
+
+    def sweep(self, op: Operation) -> int:
+        """Move the credit of every grant past its expiry to breakage (one transfer per grant), and void the
+        holds past theirs. Returns how many it moved; run it every second or so."""
+        now = op.now()
+        moved = self._expire_holds(op, now)
+        due: list[tuple[int, int, int]] = []  # (wallet, grant_id, remaining)
+        expiries = self.state.expiries
+        while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
+            _, wallet, grant_id = heapq.heappop(expiries)
+            for expires_at, remaining, held_id in self.state.grants.get(wallet, ()):
+                if held_id == grant_id and expires_at <= now and remaining:
+                    due.append((wallet, grant_id, remaining))
+                    break
+        if not due:
+            return moved
+        sweep = self.state.sweeps
+        events = []
+        for wallet, grant_id, remaining in due:
+            tenant = self._tenant_of_wallet(op, wallet)
+            events.append(
+                _transfer(
+                    derived_id("expiry", grant_id, sweep),
+                    wallet,
+                    tenant.accounts[AccountCode.BREAKAGE],
+                    remaining,
+                    tenant.ledger,
+                    TransferCode.EXPIRY,
+                    user_data_128=grant_id,
+                )
+            )
+        results = op.create_transfers(b"".join(events))
+        record_facts: list[list[Any]] = [["sweep"]]
+        expired = []
+        for index, (wallet, grant_id, remaining) in enumerate(due):
+            code = CreateTransferResult(_U32.unpack_from(results, index * TRANSFER_RESULT_SIZE)[0])
+            if code is not CreateTransferResult.OK:
+                logger.error("the expiry of a grant was refused by the engine: %s", code.name)
+                heapq.heappush(expiries, (now, wallet, grant_id))
+                continue
+            record_facts.append(["expired", wallet, grant_id])
+            expired.append([wallet, grant_id, remaining])
+            moved += 1
+        self._commit(op, {"op": "credit_expired", "at": now, "grants": expired, "facts": record_facts})
+        return moved
+
+    def _tenant_of_wallet(self, op: Operation, wallet: int) -> Tenant:
+        found = op.lookup_accounts(_pack_id(wallet))
+        ledger = _U32.unpack_from(found, ACCOUNT_LEDGER_OFFSET)[0]
+        return self.state.tenants[self.state.ledgers[ledger]]
+
+    def _expire_holds(self, op: Operation, now: int) -> int:
+        moved = 0
+        hold_expiries = self.state.hold_expiries
+        while hold_expiries and hold_expiries[0][0] <= now and moved < SWEEP_TRANSFERS_MAX:
+            _, hold_id = heapq.heappop(hold_expiries)
+            hold = self.state.holds.get(hold_id)
+            if hold is None or hold.expires_at > now:
+                continue
+            tenant = self.state.tenants[hold.tenant]
+            if self._end_hold(op, tenant, hold, derived_id("hold-expiry", hold_id), 0, "expired") is not None:
+                moved += 1
+        return moved
+
+    # -- holds -----------------------------------------------------------------------------------------
+
+    def authorize(
+        self, op: Operation, tenant_id: str, customer: str, amount: int, key: str, *, seconds: int, reference: str
+    ) -> HoldReply:
+        """Reserve `amount` of the wallet's spendable credit for up to `seconds` (0: the default week)."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return HoldReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return HoldReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("hold", customer, amount, seconds, reference)
+        replayed = self._replayed(key_id, fp, HoldReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return HoldReply(
+                result=WalletResult.IDEMPOTENCY_KEY_REUSED,
+                message=_KEY_REUSED,
+            )
+        refusal: tuple[WalletResult, str] | None = None
+        view = None
+        if (problem := self._check_customer(customer)) is not None:
+            refusal = WalletResult.CUSTOMER_INVALID, problem
+        elif (problem := self._check_amount(amount)) is not None:
+            refusal = WalletResult.AMOUNT_INVALID, problem
+        elif not 0 <= seconds <= HOLD_SECONDS_MAX:
+            refusal = WalletResult.EXPIRY_INVALID, f"seconds: a hold lasts 1 to {HOLD_SECONDS_MAX} seconds (0: a week)"
+        elif not reference or len(reference) > REFERENCE_LENGTH_MAX:
+            refusal = WalletResult.REFERENCE_REQUIRED, f"reference: 1 to {REFERENCE_LENGTH_MAX} characters are required"
+        else:
+            wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+            view = self._wallet(op, tenant, wallet)
+            if view is None:
+                refusal = WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet"
+            elif wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif wallet in self.state.frozen:
+                refusal = WalletResult.WALLET_FROZEN, "the wallet is frozen: it may receive refunds only"
+            elif amount > view.available:
+                refusal = (
+                    WalletResult.INSUFFICIENT_FUNDS,
+                    (f"amount: the wallet has {tenant.currency.format(max(view.available, 0))} to spend"),
+                )
+        if refusal is not None or view is None:
+            assert refusal is not None
+            reply = HoldReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "hold_refused", tenant_id, key_id, fp, reply)
+        wallet = view.wallet_id
+        parts = view.allocate(amount)
+        expires_at = view.now + (seconds or HOLD_SECONDS_DEFAULT) * NANOSECONDS_PER_SECOND
+        t0 = _transfer(
+            key_id, wallet, tenant.accounts[AccountCode.REVENUE], amount, tenant.ledger, TransferCode.HOLD,
+            flags=TransferFlags.PENDING, user_data_64=fp,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return HoldReply(result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the hold: {failed.name}")
+        balance = view.available - amount
+        reply = HoldReply(
+            hold_id=key_id, wallet_id=wallet, amount=amount, expires_at=expires_at, balance=balance,
+            timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status="pending",
+        )  # fmt: skip
+        facts: list[list[Any]] = [
+            ["hold", key_id, wallet, tenant_id, amount, expires_at, parts],
+            ["reply", key_id, fp, reply.to_json()],
+        ]
+        facts += self._crossing(tenant, wallet, balance)
+        self._commit(
+            op,
+            {"op": "hold_authorized", "tenant": tenant_id, "at": view.now, "wallet": wallet, "id": key_id,
+             "amount": amount, "reference": reference, "expires_at": expires_at, "facts": facts},
+        )  # fmt: skip
+        return reply
+
+    def capture(self, op: Operation, tenant_id: str, hold_id: int, amount: int, key: str) -> HoldReply:
+        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment
+        (refundable by its id)."""
+        return self._finish_hold(op, tenant_id, hold_id, amount, key, capture=True)
+
+    def void(self, op: Operation, tenant_id: str, hold_id: int, key: str) -> HoldReply:
+        return self._finish_hold(op, tenant_id, hold_id, 0, key, capture=False)
+
+    def _finish_hold(
+        self, op: Operation, tenant_id: str, hold_id: int, amount: int, key: str, *, capture: bool
+    ) -> HoldReply:
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return HoldReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return HoldReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("capture" if capture else "void", hold_id, amount)
+        replayed = self._replayed(key_id, fp, HoldReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return HoldReply(
+                result=WalletResult.IDEMPOTENCY_KEY_REUSED,
+                message=_KEY_REUSED,
+            )
+        hold = self.state.holds.get(hold_id)
+        refusal: tuple[WalletResult, str] | None = None
+        if hold is None or hold.tenant != tenant_id:
+            pending = op.lookup_transfers(_pack_id(hold_id)) if 0 < hold_id < 2**128 else b""
+            is_hold = (
+                pending
+                and _U16.unpack_from(pending, TRANSFER_CODE_OFFSET)[0] == TransferCode.HOLD
+                and _U32.unpack_from(pending, TRANSFER_LEDGER_OFFSET)[0] == tenant.ledger
+            )
+            refusal = (
+                (WalletResult.HOLD_NOT_PENDING, "hold_id: the hold was captured, voided or expired already")
+                if is_hold
+                else (WalletResult.HOLD_NOT_FOUND, "hold_id: no hold of this tenant has this id")
+            )
+        elif not 0 <= amount <= AMOUNT_MAX:
+            refusal = WalletResult.AMOUNT_INVALID, f"amount must be between 0 (all) and {AMOUNT_MAX}"
+        elif capture and amount > hold.amount:
+            refusal = (
+                WalletResult.CAPTURE_EXCEEDS_HOLD,
+                f"amount: {tenant.currency.format(amount)} is more than the {tenant.currency.format(hold.amount)} held",
+            )
+        if refusal is not None or hold is None:
+            assert refusal is not None
+            return self._remember(
+                op, "hold_refused", tenant_id, key_id, fp, HoldReply(result=refusal[0], message=refusal[1])
+            )
+        captured = (amount or hold.amount) if capture else 0
+        reply = self._end_hold(op, tenant, hold, key_id, captured, "captured" if capture else "voided", fp=fp)
+        assert reply is not None
+        return reply
+
+    def _end_hold(
+        self, op: Operation, tenant: Tenant, hold: Hold, transfer_id: int, captured: int, status: str, *, fp: int = 0
+    ) -> HoldReply | None:
+        """Post `captured` of the hold (0: void it) and release the rest to the credit it came from."""
+        flags = TransferFlags.POST_PENDING_TRANSFER if captured else TransferFlags.VOID_PENDING_TRANSFER
+        t0 = _transfer(
+            transfer_id, hold.wallet, tenant.accounts[AccountCode.REVENUE], captured, tenant.ledger, TransferCode.HOLD,
+            flags=flags, pending_id=hold.hold_id, user_data_64=fp,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            logger.error("ending a wallet hold was refused by the engine: %s", failed.name)
+            return None
+        spent_left = captured
+        released: list[list[int]] = []
+        for grant_id, part, expires_at in hold.parts:
+            take = min(spent_left, part)
+            spent_left -= take
+            if part - take:
+                released.append([grant_id, part - take, expires_at])
+        ended: list[Any] = ["hold_end", hold.hold_id, released]
+        self.state.apply(ended)
+        view = self._wallet(op, tenant, hold.wallet)
+        assert view is not None
+        reply = HoldReply(
+            hold_id=hold.hold_id, wallet_id=hold.wallet, amount=captured or hold.amount, expires_at=hold.expires_at,
+            balance=view.available, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status=status,
+        )  # fmt: skip
+        facts: list[list[Any]] = [["reply", transfer_id, fp, reply.to_json()]] if fp else []
+        facts += self._crossing(tenant, hold.wallet, view.available)
+        for fact in facts:
+            self.state.apply(fact)
+        record = {
+            "op": f"hold_{status}", "tenant": tenant.tenant_id, "at": view.now, "wallet": hold.wallet,
+            "id": transfer_id, "hold": hold.hold_id, "amount": captured, "facts": [ended, *facts],
+        }  # fmt: skip
+        op.record(encode_record(record))
+        return reply

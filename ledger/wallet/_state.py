@@ -1,0 +1,285 @@
+"""The wallet domain's state that is not a balance, and the facts that change it.
+
+Balances live in the core engine; what lives here is what the engine cannot hold: tenants and their
+settings, which credit expires when (grants), wallet status, open holds and which credit they reserve,
+what was refunded of each payment, the replies of operations that moved nothing, and which wallets sit
+below their tenant's low-balance threshold.
+
+State changes only by facts. An operation decides, applies its chain of transfers to the engine, and then
+applies its facts here and writes them to the journal in the same commit as the transfers (a record, see
+`encode_record`). Recovery applies the same facts in the same order, so the state after a restart is the
+state before it; decisions are never taken twice. A snapshot is the whole state as one record, taken at
+the same moment as the engine's checkpoint.
+
+Credit that never expires is not a grant: a wallet's spendable credit without an expiry is what the engine
+says is available minus what its grants hold, so a wallet with no expiring credit costs nothing here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._currencies import currency
+from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
+
+RECORD_HEADER: Final = struct.Struct("<I")
+SNAPSHOT_VERSION: Final = 1
+
+Fact = list[Any]
+Record = dict[str, Any]
+
+
+def encode_record(record: Record) -> bytes:
+    """One domain record as journal bytes: a u32 length, then the record as compact JSON (UTF-8)."""
+    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    return RECORD_HEADER.pack(len(body)) + body
+
+
+def decode_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
+    """The records of one commit's domain bytes, in order; ValueError if they are cut short."""
+    view = memoryview(data)
+    offset = 0
+    while offset < len(view):
+        if offset + RECORD_HEADER.size > len(view):
+            raise ValueError(f"domain record header cut short at byte {offset}")
+        (size,) = RECORD_HEADER.unpack_from(view, offset)
+        offset += RECORD_HEADER.size
+        if offset + size > len(view):
+            raise ValueError(f"domain record of {size} bytes cut short at byte {offset}")
+        record = json.loads(bytes(view[offset : offset + size]))
+        if not isinstance(record, dict):
+            raise ValueError(f"domain record at byte {offset} is not an object")
+        yield record
+        offset += size
+
+
+@dataclass(slots=True)
+class Hold:
+    """An authorised amount reserved in a wallet, and which credit it reserves."""
+
+    hold_id: int
+    wallet: int
+    tenant: str
+    amount: int
+    expires_at: int
+    """Nanoseconds; the wallet voids the hold then."""
+    parts: list[list[int]]
+    """[grant_id, amount, expires_at] of the credit reserved, soonest-expiring first; grant_id 0 is credit
+    that never expires (expires_at 0)."""
+
+
+@dataclass(slots=True)
+class WalletState:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    ledgers: dict[int, str] = field(default_factory=dict)
+    """Tenant by ledger number."""
+    ledger_next: int = WALLET_LEDGER_FIRST
+    grants: dict[int, list[list[int]]] = field(default_factory=dict)
+    """Per wallet: its unspent, unreserved expiring credit as [expires_at, remaining, grant_id], sorted."""
+    expiries: list[tuple[int, int, int]] = field(default_factory=list)
+    """A heap of (expires_at, wallet, grant_id) of grants that may still hold credit (stale entries are
+    skipped when they come up)."""
+    frozen: set[int] = field(default_factory=set)
+    closed: set[int] = field(default_factory=set)
+    holds: dict[int, Hold] = field(default_factory=dict)
+    hold_expiries: list[tuple[int, int]] = field(default_factory=list)
+    """A heap of (expires_at, hold_id)."""
+    refunds: dict[int, list[int]] = field(default_factory=dict)
+    """Per payment id: [refunded into the wallet, refunded of the part paid another way]."""
+    replies: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    """Per operation id: (request fingerprint, reply) of operations whose reply the engine cannot rebuild
+    (those that moved nothing, refunds, holds' captures and voids, bookings)."""
+    reversals: dict[int, int] = field(default_factory=dict)
+    """Booking id -> the reversal's id."""
+    below: set[int] = field(default_factory=set)
+    """Wallets below their tenant's low-balance threshold (an event marked each crossing)."""
+    sweeps: int = 0
+    """Expiry sweeps run: part of the ids of the transfers they make."""
+
+    # -- facts ---------------------------------------------------------------------------------------
+
+    def apply(self, fact: Fact) -> None:
+        """Apply one fact; the same code runs live and at recovery."""
+        name = fact[0]
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise ValueError(f"unknown wallet fact {name!r}")
+        handler(self, *fact[1:])
+
+    def apply_record(self, record: Record) -> None:
+        for fact in record.get("facts", ()):
+            self.apply(fact)
+
+    def _tenant(self, data: dict[str, Any]) -> None:
+        tenant = Tenant(
+            tenant_id=data["tenant"],
+            currency=currency(data["currency"]),
+            ledger=data["ledger"],
+            settings=TenantSettings.from_json(data["settings"]),
+            accounts={int(kind): account for kind, account in data["accounts"].items()},
+            created_at=data["created_at"],
+        )
+        self.tenants[tenant.tenant_id] = tenant
+        self.ledgers[tenant.ledger] = tenant.tenant_id
+        self.ledger_next = max(self.ledger_next, tenant.ledger + 1)
+
+    def _settings(self, tenant_id: str, settings: dict[str, Any]) -> None:
+        self.tenants[tenant_id].settings = TenantSettings.from_json(settings)
+
+    def _grant(self, wallet: int, grant_id: int, amount: int, expires_at: int) -> None:
+        grants = self.grants.setdefault(wallet, [])
+        for grant in grants:
+            if grant[2] == grant_id:
+                grant[1] += amount
+                return
+        bisect.insort(grants, [expires_at, amount, grant_id])
+        heapq.heappush(self.expiries, (expires_at, wallet, grant_id))
+
+    def _spend(self, wallet: int, parts: list[list[int]]) -> None:
+        """Take `amount` from each expiring grant named (grant 0, credit that never expires, is not kept)."""
+        grants = self.grants.get(wallet)
+        for grant_id, amount in parts:
+            if grant_id == 0:
+                continue
+            assert grants is not None, "spending a grant of a wallet with none"
+            for index, grant in enumerate(grants):
+                if grant[2] == grant_id:
+                    assert grant[1] >= amount, "spending more of a grant than it holds"
+                    grant[1] -= amount
+                    if grant[1] == 0:
+                        del grants[index]
+                    break
+            else:
+                raise AssertionError(f"spending grant {grant_id:#x} that wallet {wallet:#x} does not hold")
+        if grants is not None and not grants:
+            del self.grants[wallet]
+
+    def _expired(self, wallet: int, grant_id: int) -> None:
+        grants = self.grants.get(wallet, [])
+        self.grants[wallet] = [grant for grant in grants if grant[2] != grant_id]
+        if not self.grants[wallet]:
+            del self.grants[wallet]
+
+    def _status(self, wallet: int, status: str) -> None:
+        self.frozen.discard(wallet)
+        self.closed.discard(wallet)
+        if status == "frozen":
+            self.frozen.add(wallet)
+        elif status == "closed":
+            self.closed.add(wallet)
+
+    def _hold(
+        self, hold_id: int, wallet: int, tenant: str, amount: int, expires_at: int, parts: list[list[int]]
+    ) -> None:
+        self._spend(wallet, [[grant_id, part] for grant_id, part, _ in parts])
+        self.holds[hold_id] = Hold(hold_id, wallet, tenant, amount, expires_at, parts)
+        heapq.heappush(self.hold_expiries, (expires_at, hold_id))
+
+    def _hold_end(self, hold_id: int, released: list[list[int]]) -> None:
+        """The hold is captured, voided or expired; `released` credit goes back to its grants."""
+        hold = self.holds.pop(hold_id)
+        for grant_id, amount, expires_at in released:
+            if grant_id and amount:
+                self._grant(hold.wallet, grant_id, amount, expires_at)
+
+    def _refund(self, payment_id: int, to_wallet: int, to_credit: int) -> None:
+        refunded = self.refunds.setdefault(payment_id, [0, 0])
+        refunded[0] += to_wallet
+        refunded[1] += to_credit
+
+    def _reply(self, operation_id: int, fingerprint: int, reply: dict[str, Any]) -> None:
+        self.replies[operation_id] = (fingerprint, reply)
+
+    def _reversed(self, booking_id: int, reversal_id: int) -> None:
+        self.reversals[booking_id] = reversal_id
+
+    def _below(self, wallet: int, below: bool) -> None:
+        if below:
+            self.below.add(wallet)
+        else:
+            self.below.discard(wallet)
+
+    def _sweep(self) -> None:
+        self.sweeps += 1
+
+    # -- snapshots -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        data = {
+            "version": SNAPSHOT_VERSION,
+            "tenants": [tenant_json(tenant) for tenant in self.tenants.values()],
+            "ledger_next": self.ledger_next,
+            "grants": [[wallet, grants] for wallet, grants in self.grants.items()],
+            "frozen": sorted(self.frozen),
+            "closed": sorted(self.closed),
+            "holds": [[h.hold_id, h.wallet, h.tenant, h.amount, h.expires_at, h.parts] for h in self.holds.values()],
+            "refunds": [[payment, refunded] for payment, refunded in self.refunds.items()],
+            "replies": [[operation, fp, reply] for operation, (fp, reply) in self.replies.items()],
+            "reversals": [[booking, reversal] for booking, reversal in self.reversals.items()],
+            "below": sorted(self.below),
+            "sweeps": self.sweeps,
+        }
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def restore(cls, snapshot: bytes) -> WalletState:
+        state = cls()
+        if not snapshot:
+            return state
+        data = json.loads(snapshot)
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"wallet snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+        for tenant in data["tenants"]:
+            state._tenant(tenant)
+        state.ledger_next = data["ledger_next"]
+        for wallet, grants in data["grants"]:
+            state.grants[wallet] = grants
+            for expires_at, _, grant_id in grants:
+                state.expiries.append((expires_at, wallet, grant_id))
+        heapq.heapify(state.expiries)
+        state.frozen = set(data["frozen"])
+        state.closed = set(data["closed"])
+        for hold_id, wallet, tenant, amount, expires_at, parts in data["holds"]:
+            state.holds[hold_id] = Hold(hold_id, wallet, tenant, amount, expires_at, parts)
+            state.hold_expiries.append((expires_at, hold_id))
+        heapq.heapify(state.hold_expiries)
+        state.refunds = {payment: refunded for payment, refunded in data["refunds"]}
+        state.replies = {operation: (fp, reply) for operation, fp, reply in data["replies"]}
+        state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
+        state.below = set(data["below"])
+        state.sweeps = data["sweeps"]
+        return state
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenant": tenant.tenant_id,
+        "currency": tenant.currency.code,
+        "ledger": tenant.ledger,
+        "settings": tenant.settings.to_json(),
+        "accounts": {str(kind): account for kind, account in tenant.accounts.items()},
+        "created_at": tenant.created_at,
+    }
+
+
+_HANDLERS: Final[dict[str, Any]] = {
+    "tenant": WalletState._tenant,
+    "settings": WalletState._settings,
+    "grant": WalletState._grant,
+    "spend": WalletState._spend,
+    "expired": WalletState._expired,
+    "status": WalletState._status,
+    "hold": WalletState._hold,
+    "hold_end": WalletState._hold_end,
+    "refund": WalletState._refund,
+    "reply": WalletState._reply,
+    "reversed": WalletState._reversed,
+    "below": WalletState._below,
+    "sweep": WalletState._sweep,
+}

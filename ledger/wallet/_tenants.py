@@ -1,0 +1,149 @@
+"""A tenant (a shop or an event organiser) and its settings, with the rules they set.
+
+Every amount is an integer in minor units of the tenant's currency. The fee for paying with credit is
+`fee_fixed + round_half_up(paid * fee_per_mille / 1000)`, charged on what the wallet pays (nothing when it
+pays nothing), taken from the wallet beside the payment and booked to the tenant's fees account. That is
+the one rounding rule of the wallet.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from ledger.records.limits import AMOUNT_MAX
+
+from ._currencies import Currency, currency
+
+TENANT_LENGTH_MAX: Final = 64
+TOPUP_AMOUNTS_MAX: Final = 32
+"""Most fixed top-up amounts a tenant may offer."""
+FEE_PER_MILLE_MAX: Final = 1000
+CREDIT_EXPIRY_SECONDS_MAX: Final = 100 * 366 * 86_400
+"""A hundred years: the longest default lifetime of credit."""
+NAME_LENGTH_MAX: Final = 200
+_TENANT: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{TENANT_LENGTH_MAX - 1}}}")
+
+WALLET_LEDGER_FIRST: Final = 1 << 31
+"""Ledger numbers from here up belong to wallet tenants, one per (tenant, currency), allocated in order;
+the Ledger service's own ledgers stay below it."""
+
+
+def check_tenant_id(tenant: str) -> str | None:
+    """None if `tenant` is a well-formed tenant id, else what is wrong with it."""
+    if _TENANT.fullmatch(tenant) is None:
+        return (
+            f"tenant must be 1 to {TENANT_LENGTH_MAX} letters, digits, '.', '_', ':' or '-' starting with a letter "
+            f"or digit, got {tenant[:80]!r}"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantSettings:
+    """What a tenant decides about its wallets. Amounts in minor units; 0 means "no limit" where stated."""
+
+    name: str = ""
+    self_topup: bool = True
+    """Customers may buy credit themselves (top-up source PURCHASE)."""
+    topup_amounts: tuple[int, ...] = ()
+    """If not empty: the only amounts a customer may buy."""
+    topup_min: int = 0
+    """Smallest amount a customer may buy (0: no minimum); ignored when topup_amounts is set."""
+    topup_max: int = 0
+    """Largest amount a customer may buy (0: no maximum); ignored when topup_amounts is set."""
+    partial_payment: bool = False
+    """A payment may take what the wallet has and leave the rest to be paid another way."""
+    fee_fixed: int = 0
+    fee_per_mille: int = 0
+    max_balance: int = 0
+    """Largest balance a wallet may reach by credit (0: no maximum). Refunds may exceed it."""
+    credit_expiry_seconds: int = 0
+    """Credit without an expiry of its own expires this long after it is granted (0: never)."""
+    low_balance_threshold: int = 0
+    """A wallet whose balance falls below this emits one event per crossing (0: none)."""
+    refund_to_credit: bool = False
+    """The part of a payment paid another way may be refunded into the wallet as store credit."""
+
+    def check(self) -> str | None:
+        """None if every setting is in bounds, else a message naming the first that is not."""
+        if len(self.name) > NAME_LENGTH_MAX or not self.name.isprintable():
+            return f"name must be printable text of at most {NAME_LENGTH_MAX} characters"
+        if len(self.topup_amounts) > TOPUP_AMOUNTS_MAX:
+            return f"topup_amounts: at most {TOPUP_AMOUNTS_MAX}, got {len(self.topup_amounts)}"
+        for amount in self.topup_amounts:
+            if not 1 <= amount <= AMOUNT_MAX:
+                return f"topup_amounts: each must be between 1 and {AMOUNT_MAX}, got {amount}"
+        for name in ("topup_min", "topup_max", "fee_fixed", "max_balance", "low_balance_threshold"):
+            value = getattr(self, name)
+            if not 0 <= value <= AMOUNT_MAX:
+                return f"{name} must be between 0 and {AMOUNT_MAX}, got {value}"
+        if self.topup_max and self.topup_min > self.topup_max:
+            return f"topup_min ({self.topup_min}) must not exceed topup_max ({self.topup_max})"
+        if not 0 <= self.fee_per_mille <= FEE_PER_MILLE_MAX:
+            return f"fee_per_mille must be between 0 and {FEE_PER_MILLE_MAX}, got {self.fee_per_mille}"
+        if not 0 <= self.credit_expiry_seconds <= CREDIT_EXPIRY_SECONDS_MAX:
+            return f"credit_expiry_seconds must be between 0 and {CREDIT_EXPIRY_SECONDS_MAX}"
+        return None
+
+    def fee(self, paid: int) -> int:
+        """The fee for paying `paid` from the wallet (the module's rule)."""
+        if paid <= 0:
+            return 0
+        return self.fee_fixed + (paid * self.fee_per_mille + 500) // 1000
+
+    def most_payable(self, amount: int, available: int) -> int:
+        """The largest `paid <= amount` with `paid + fee(paid) <= available` (0 if none): the fee grows
+        with `paid`, so this is a binary search."""
+        if amount + self.fee(amount) <= available:
+            return amount
+        low, high = 0, min(amount, available)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if middle + self.fee(middle) <= available:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def topup_refusal(self, amount: int, currency: Currency) -> str | None:
+        """None if a customer may buy `amount`, else the rejection naming what is allowed."""
+        if self.topup_amounts:
+            if amount not in self.topup_amounts:
+                allowed = ", ".join(currency.format(value) for value in sorted(self.topup_amounts))
+                return f"amount {currency.format(amount)} is not one of the top-up amounts offered: {allowed}"
+            return None
+        if amount < self.topup_min or (self.topup_max and amount > self.topup_max):
+            high = currency.format(self.topup_max) if self.topup_max else "no maximum"
+            return (
+                f"amount {currency.format(amount)} is outside the top-up range "
+                f"{currency.format(self.topup_min)} to {high}"
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["topup_amounts"] = list(self.topup_amounts)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TenantSettings:
+        return cls(**{**data, "topup_amounts": tuple(data.get("topup_amounts", ()))})
+
+
+@dataclass(slots=True, kw_only=True)
+class Tenant:
+    tenant_id: str
+    currency: Currency
+    ledger: int
+    """The tenant's ledger number for its currency (allocated, never an ISO code)."""
+    settings: TenantSettings
+    accounts: dict[int, int] = field(default_factory=dict)
+    """System account ids by AccountCode."""
+    created_at: int = 0
+    """Nanoseconds since the Unix epoch."""
+
+    @staticmethod
+    def currency_of(code: str) -> Currency:
+        return currency(code)

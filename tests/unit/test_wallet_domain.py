@@ -1,0 +1,367 @@
+"""The wallet domain's rules, over a bare engine (tests/wallets.py), on both engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledger.engine import Account, ReferenceEngine, unpack_accounts
+from ledger.engine._api import Engine
+from ledger.records.layout import pack_ids
+from ledger.wallet import (
+    WALLET_LEDGER_FIRST,
+    AccountCode,
+    Payment,
+    PaymentReply,
+    Refund,
+    RefundReply,
+    TenantSettings,
+    TopUp,
+    TopUpReply,
+    TopUpSource,
+    WalletResult,
+    wallet_id,
+)
+from tests.wallets import SECOND_NS, WalletBench
+
+DAY = 86_400
+
+
+def engines() -> list[type[Engine]]:
+    found: list[type[Engine]] = [ReferenceEngine]
+    try:
+        from ledger.engine._c import NativeEngine
+
+        found.append(NativeEngine)
+    except ImportError:
+        pass
+    return found
+
+
+@pytest.fixture(params=engines(), ids=lambda cls: cls.__name__)
+def bench(request: pytest.FixtureRequest) -> WalletBench:
+    return WalletBench(request.param)
+
+
+def shop(bench: WalletBench, tenant: str = "shop-a", **settings: Any) -> None:
+    with bench.op() as op:
+        reply = bench.wallets.create_tenant(op, tenant, "EUR", TenantSettings(**settings), actor="test")
+    assert reply.ok, reply.message
+
+
+def opened(bench: WalletBench, customer: str = "anna", tenant: str = "shop-a") -> int:
+    with bench.op() as op:
+        reply = bench.wallets.open_wallet(op, tenant, customer)
+    assert reply.ok, reply.message
+    return reply.wallet_id
+
+
+def top_up(bench: WalletBench, amount: int, key: str, customer: str = "anna", **fields: Any) -> TopUpReply:
+    request = TopUp(
+        tenant=str(fields.pop("tenant", "shop-a")),
+        customer=customer,
+        amount=amount,
+        key=key,
+        source=fields.pop("source", TopUpSource.PURCHASE),
+        reference=str(fields.pop("reference", "psp-1")),
+        **fields,
+    )
+    with bench.op() as op:
+        return bench.wallets.top_up(op, request)
+
+
+def pay(bench: WalletBench, amount: int, key: str, customer: str = "anna", partial: bool = False) -> PaymentReply:
+    with bench.op() as op:
+        return bench.wallets.pay(
+            op,
+            Payment(
+                tenant="shop-a", customer=customer, amount=amount, key=key, order_reference="4711", partial=partial
+            ),
+        )
+
+
+def available(bench: WalletBench, customer: str = "anna") -> int:
+    with bench.op() as op:
+        return bench.wallets.balance(op, "shop-a", customer).available
+
+
+def account(bench: WalletBench, account_id: int) -> Account:
+    return unpack_accounts(bench.engine.lookup_accounts(pack_ids([account_id])))[0]
+
+
+def test_two_tenants_in_one_currency_get_ledgers_of_their_own(bench: WalletBench) -> None:
+    shop(bench, "shop-a")
+    shop(bench, "shop-b")
+    a, b = bench.wallets.get_tenant("shop-a"), bench.wallets.get_tenant("shop-b")
+    assert a.ledger == WALLET_LEDGER_FIRST and b.ledger == WALLET_LEDGER_FIRST + 1
+    assert a.currency == b.currency == "EUR"
+    for name, account_id in a.accounts.items():
+        record = account(bench, account_id)
+        assert record.ledger == a.ledger and record.code == AccountCode[name.upper()]
+    assert set(a.accounts.values()).isdisjoint(b.accounts.values())
+
+
+def test_creating_a_tenant_again_is_idempotent_and_other_settings_are_refused(bench: WalletBench) -> None:
+    shop(bench, fee_fixed=10)
+    with bench.op() as op:
+        again = bench.wallets.create_tenant(op, "shop-a", "EUR", TenantSettings(fee_fixed=10), actor="t")
+        other = bench.wallets.create_tenant(op, "shop-a", "EUR", TenantSettings(fee_fixed=11), actor="t")
+        bad_currency = bench.wallets.create_tenant(op, "shop-x", "XXX", TenantSettings(), actor="t")
+        bad_fee = bench.wallets.create_tenant(op, "shop-y", "EUR", TenantSettings(fee_per_mille=1001), actor="t")
+        bad_id = bench.wallets.create_tenant(op, "no spaces", "EUR", TenantSettings(), actor="t")
+    assert again.ok and again.ledger == WALLET_LEDGER_FIRST
+    assert other.result is WalletResult.TENANT_EXISTS
+    assert bad_currency.result is WalletResult.TENANT_INVALID and "currency" in bad_currency.message
+    assert bad_fee.result is WalletResult.TENANT_INVALID and "fee_per_mille" in bad_fee.message
+    assert bad_id.result is WalletResult.TENANT_INVALID and "tenant" in bad_id.message
+    assert len(bench.wallets.state.tenants) == 1
+
+
+def test_opening_a_wallet_is_idempotent_and_its_id_is_derived(bench: WalletBench) -> None:
+    shop(bench)
+    first = opened(bench)
+    assert first == opened(bench) == wallet_id("shop-a", "anna", "EUR")
+    assert opened(bench, "ben") != first
+
+
+def test_top_up_policy_rejections_name_the_rule_and_move_nothing(bench: WalletBench) -> None:
+    shop(bench, topup_amounts=(1000, 2000), max_balance=2500)
+    opened(bench)
+    not_offered = top_up(bench, 1500, "k1")
+    assert not_offered.result is WalletResult.AMOUNT_NOT_ALLOWED
+    assert "10.00 EUR, 20.00 EUR" in not_offered.message
+    assert top_up(bench, 2000, "k2").ok
+    over = top_up(bench, 1000, "k3")
+    assert over.result is WalletResult.MAX_BALANCE_EXCEEDED and "25.00 EUR" in over.message
+    no_reference = top_up(bench, 1000, "k4", reference="")
+    assert no_reference.result is WalletResult.REFERENCE_REQUIRED
+    operator = top_up(bench, 100, "k5", source=TopUpSource.OPERATOR, reference="goodwill")
+    assert operator.result is WalletResult.REFERENCE_REQUIRED and "operator" in operator.message
+    zero = top_up(bench, 0, "k6")
+    assert zero.result is WalletResult.AMOUNT_INVALID
+    wrong = top_up(bench, 1000, "k7", currency="USD")
+    assert wrong.result is WalletResult.CURRENCY_MISMATCH
+    assert available(bench) == 2000
+
+
+def test_self_top_up_off_refuses_purchases_but_not_operator_credit(bench: WalletBench) -> None:
+    shop(bench, self_topup=False, topup_min=500, topup_max=5000)
+    opened(bench)
+    assert top_up(bench, 1000, "k1").result is WalletResult.SELF_TOPUP_DISABLED
+    credit = top_up(bench, 100, "k2", source=TopUpSource.OPERATOR, operator="op-7", reference="goodwill")
+    assert credit.ok and available(bench) == 100
+
+
+def test_a_top_up_retry_replays_and_a_changed_request_is_refused(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    first = top_up(bench, 1000, "k1")
+    assert top_up(bench, 1000, "k1") == first
+    assert top_up(bench, 1001, "k1").result is WalletResult.IDEMPOTENCY_KEY_REUSED
+    assert available(bench) == 1000
+
+
+def test_full_payment_with_fee_and_partial_payment(bench: WalletBench) -> None:
+    shop(bench, partial_payment=True, fee_fixed=5, fee_per_mille=15)
+    opened(bench)
+    top_up(bench, 2000, "t1")
+    full = pay(bench, 1000, "p1")
+    # fee = 5 + round_half_up(1000 * 15 / 1000) = 20
+    assert (full.paid, full.fee, full.remainder, full.balance) == (1000, 20, 0, 980)
+    short = pay(bench, 5000, "p2")
+    assert short.result is WalletResult.INSUFFICIENT_FUNDS
+    partial = pay(bench, 5000, "p3", partial=True)
+    # the most paid with paid + 5 + round(paid * 0.015) <= 980: 961 + 5 + 14 = 980
+    assert (partial.paid, partial.fee, partial.remainder, partial.balance) == (961, 19, 4039, 0)
+    assert available(bench) == 0
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["fees"]).credits_posted == 39
+    assert account(bench, tenant.accounts["revenue"]).credits_posted == 1961
+
+
+def test_partial_payment_needs_the_tenant_to_allow_it(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 100, "t1")
+    assert pay(bench, 500, "p1", partial=True).result is WalletResult.PARTIAL_PAYMENT_DISABLED
+    assert available(bench) == 100
+
+
+def test_a_declined_payment_is_replayed_even_after_a_top_up(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    declined = pay(bench, 500, "p1")
+    top_up(bench, 1000, "t1")
+    assert pay(bench, 500, "p1") == declined
+    assert available(bench) == 1000
+
+
+def test_a_payment_retry_replays_its_reply_after_a_restart(bench: WalletBench) -> None:
+    shop(bench, fee_fixed=3)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    first = pay(bench, 400, "p1")
+    bench.wallets = bench.restarted()
+    top_up(bench, 1000, "t2")
+    assert pay(bench, 400, "p1") == first
+    assert pay(bench, 401, "p1").result is WalletResult.IDEMPOTENCY_KEY_REUSED
+    assert available(bench) == 1000 - 403 + 1000
+
+
+def test_spending_takes_the_soonest_expiring_credit_first(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    now = bench.clock.now_ns
+    top_up(bench, 1000, "forever", never_expires=True)
+    top_up(bench, 300, "late", expires_at=now + 20 * DAY * SECOND_NS)
+    top_up(bench, 200, "soon", expires_at=now + 10 * DAY * SECOND_NS)
+    pay(bench, 250, "p1")
+    with bench.op() as op:
+        balance = bench.wallets.balance(op, "shop-a", "anna")
+    assert balance.expiring == [[now + 20 * DAY * SECOND_NS, 250]]
+    assert balance.available == 1250
+
+
+def test_expired_credit_is_never_spent_and_the_sweep_moves_it_to_breakage(bench: WalletBench) -> None:
+    shop(bench)
+    wallet = opened(bench)
+    top_up(bench, 500, "forever", never_expires=True)
+    top_up(bench, 300, "soon", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    bench.clock.advance(61)
+    assert available(bench) == 500  # before any sweep ran
+    assert pay(bench, 600, "p1").result is WalletResult.INSUFFICIENT_FUNDS
+    with bench.op() as op:
+        assert bench.wallets.sweep(op) == 1
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
+    assert account(bench, wallet).credits_posted - account(bench, wallet).debits_posted == 500
+    with bench.op() as op:
+        assert bench.wallets.sweep(op) == 0
+
+
+def test_tenant_default_expiry_applies_to_credit_without_one(bench: WalletBench) -> None:
+    shop(bench, credit_expiry_seconds=DAY)
+    opened(bench)
+    reply = top_up(bench, 100, "t1")
+    lifetime = reply.expires_at - reply.timestamp
+    assert DAY * SECOND_NS - SECOND_NS < lifetime <= DAY * SECOND_NS
+
+
+def test_refunds_are_bounded_by_what_the_wallet_paid(bench: WalletBench) -> None:
+    shop(bench, partial_payment=True, refund_to_credit=True)
+    opened(bench)
+    top_up(bench, 600, "t1")
+    payment = pay(bench, 1000, "p1", partial=True)
+    assert (payment.paid, payment.remainder) == (600, 400)
+    payment_id = payment.payment_id
+
+    def refund(amount: int, key: str, to_credit: bool = False) -> RefundReply:
+        with bench.op() as op:
+            return bench.wallets.refund(
+                op, Refund(tenant="shop-a", payment_id=payment_id, amount=amount, key=key, to_credit=to_credit)
+            )
+
+    first = refund(400, "r1")
+    assert first.ok and first.refundable == 200
+    assert refund(400, "r1") == first  # a retry
+    over = refund(201, "r2")
+    assert over.result is WalletResult.REFUND_EXCEEDS_PAYMENT and "2.00 EUR" in over.message
+    assert refund(200, "r3").ok
+    assert refund(1, "r4").result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert refund(400, "r5", to_credit=True).ok
+    assert refund(1, "r6", to_credit=True).result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert available(bench) == 1000
+    with bench.op() as op:
+        unknown = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=12345, amount=1, key="r7"))
+    assert unknown.result is WalletResult.PAYMENT_NOT_FOUND
+
+
+def test_holds_capture_part_and_release_the_rest(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 700, "h1", seconds=3600, reference="table 4")
+    assert hold.ok and hold.balance == 300
+    assert available(bench) == 300
+    with bench.op() as op:
+        too_much = bench.wallets.capture(op, "shop-a", hold.hold_id, 701, "c0")
+        captured = bench.wallets.capture(op, "shop-a", hold.hold_id, 500, "c1")
+        again = bench.wallets.capture(op, "shop-a", hold.hold_id, 500, "c2")
+    assert too_much.result is WalletResult.CAPTURE_EXCEEDS_HOLD
+    assert captured.ok and captured.amount == 500 and captured.balance == 500
+    assert again.result is WalletResult.HOLD_NOT_PENDING
+    assert available(bench) == 500
+
+
+def test_a_hold_expires_and_its_credit_returns(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 400, "h1", seconds=60, reference="r")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        assert bench.wallets.sweep(op) == 1
+    assert available(bench) == 1000
+    with bench.op() as op:
+        late = bench.wallets.capture(op, "shop-a", hold.hold_id, 0, "c1")
+    assert late.result is WalletResult.HOLD_NOT_PENDING
+
+
+def test_credit_reserved_by_a_hold_stays_capturable_past_its_expiry_and_a_void_sends_it_to_breakage(
+    bench: WalletBench,
+) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 300, "soon", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    top_up(bench, 300, "soon2", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    with bench.op() as op:
+        first = bench.wallets.authorize(op, "shop-a", "anna", 300, "h1", seconds=3600, reference="r")
+        second = bench.wallets.authorize(op, "shop-a", "anna", 300, "h2", seconds=3600, reference="r")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        assert bench.wallets.capture(op, "shop-a", first.hold_id, 0, "c1").ok
+        voided = bench.wallets.void(op, "shop-a", second.hold_id, "v1")
+    assert voided.ok and voided.balance == 0  # released, but expired: never spendable
+    with bench.op() as op:
+        assert bench.wallets.sweep(op) == 1
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
+    assert account(bench, tenant.accounts["revenue"]).credits_posted == 300
+
+
+def test_a_frozen_wallet_takes_refunds_only_and_a_wallet_closes_at_zero(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 500, "t1")
+    payment = pay(bench, 200, "p1")
+    with bench.op() as op:
+        assert bench.wallets.set_status(op, "shop-a", "anna", "frozen", actor="op-1", reason="fraud check").ok
+    assert pay(bench, 10, "p2").result is WalletResult.WALLET_FROZEN
+    assert top_up(bench, 10, "t2").result is WalletResult.WALLET_FROZEN
+    with bench.op() as op:
+        refund = Refund(tenant="shop-a", payment_id=payment.payment_id, amount=200, key="r1")
+        assert bench.wallets.refund(op, refund).ok
+        closing = bench.wallets.set_status(op, "shop-a", "anna", "closed", actor="op-1", reason="left")
+    assert closing.result is WalletResult.WALLET_NOT_EMPTY
+
+
+def test_the_domain_rebuilt_from_its_records_equals_the_live_one(bench: WalletBench) -> None:
+    shop(bench, partial_payment=True, fee_per_mille=10, low_balance_threshold=300)
+    opened(bench)
+    opened(bench, "ben")
+    top_up(bench, 1000, "t1", expires_at=bench.clock.now_ns + 30 * SECOND_NS)
+    top_up(bench, 500, "t2", customer="ben")
+    pay(bench, 800, "p1")
+    with bench.op() as op:
+        bench.wallets.authorize(op, "shop-a", "ben", 100, "h1", seconds=60, reference="r")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        bench.wallets.sweep(op)
+    live = bench.wallets.snapshot()
+    assert bench.restarted().snapshot() == live
+    restored = type(bench.wallets)()
+    restored.restore(live)
+    assert restored.snapshot() == live
