@@ -1,0 +1,462 @@
+"""The Wallet gRPC service: proto <-> wallet domain, nothing else.
+
+Every call is authenticated by the interceptor before its body is read (methods take raw bytes), parsed
+with its byte bound, checked against the key's tenant, and then run as one synchronous step of the
+wallet domain inside a ledger Operation: the domain decides and applies its chain, the operation hands
+transfers and domain records to the journal in one append, and the call answers once that is durable.
+Reads run the same way (an operation that writes nothing), so they answer only what is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from ledger.auth import Permission, PermissionDenied, current_principal
+from ledger.core import Ledger
+from ledger.records.limits import ID_INT_MAX
+from ledger.v1 import wallet_pb2
+from ledger.wallet import (
+    Balance,
+    HoldReply,
+    Operation,
+    Payment,
+    PaymentReply,
+    Refund,
+    RefundReply,
+    StatusReply,
+    TenantReply,
+    TenantSettings,
+    TopUp,
+    TopUpReply,
+    TopUpSource,
+    Wallets,
+    currency,
+)
+
+from ._limits import message_bytes_max
+from ._services import Service
+from ._status import MalformedRequest, RefusalLog, call, parse
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME: Final = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
+
+PAY_BATCH_PAYMENTS_MAX: Final = 1024
+"""Most payments in one PayBatch call (each is its own operation; the client's auto-batching cuts here)."""
+STRING_BYTES_MAX: Final = 4 * 255
+"""Most bytes of any string field of a request: 255 characters of up to four UTF-8 bytes each."""
+
+_P = Permission
+PERMISSIONS: Final[Mapping[str, Permission]] = {
+    "CreateTenant": _P.WALLET_TENANT,
+    "ConfigureTenant": _P.WALLET_TENANT,
+    "GetTenant": _P.WALLET_READ,
+    "OpenWallet": _P.WALLET_TOPUP,
+    "GetBalance": _P.WALLET_READ,
+    "SetWalletStatus": _P.WALLET_BOOK,
+    "TopUp": _P.WALLET_TOPUP,
+    "Pay": _P.WALLET_PAY,
+    "PayBatch": _P.WALLET_PAY,
+    "Refund": _P.WALLET_REFUND,
+    "AuthorizeHold": _P.WALLET_PAY,
+    "CaptureHold": _P.WALLET_PAY,
+    "VoidHold": _P.WALLET_PAY,
+}
+"""What each method of the Wallet service needs, always for the key's own tenant."""
+
+_SERVICE = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"]
+
+
+def _string_bounds(descriptor: Any, bounds: dict[str, int]) -> dict[str, int]:
+    for field in descriptor.fields:
+        if field.message_type is not None:
+            _string_bounds(field.message_type, bounds)
+        else:
+            bounds[field.full_name] = STRING_BYTES_MAX
+    return bounds
+
+
+REQUEST_BYTES_MAX: Final[Mapping[str, int]] = {
+    method.name: message_bytes_max(
+        method.input_type,
+        _string_bounds(method.input_type, {}),
+        PAY_BATCH_PAYMENTS_MAX if method.name == "PayBatch" else 32,
+    )
+    for method in _SERVICE.methods
+}
+"""Per Wallet method, the most bytes one request may have (repeated fields: 32 items, PayBatch's payments:
+PAY_BATCH_PAYMENTS_MAX)."""
+
+_STATUS_NAMES: Final = {
+    wallet_pb2.WALLET_STATUS_ACTIVE: "active",
+    wallet_pb2.WALLET_STATUS_FROZEN: "frozen",
+    wallet_pb2.WALLET_STATUS_CLOSED: "closed",
+}
+_STATUS_VALUES: Final = {name: value for value, name in _STATUS_NAMES.items()}
+
+Parsed = TypeVar("Parsed", bound=Message)
+Reply = TypeVar("Reply")
+
+
+def format_id(value: int) -> str:
+    """A 128-bit id as the API writes it: 32 lowercase hex digits ('' for none)."""
+    return f"{value:032x}" if value else ""
+
+
+def parse_id(text: str) -> int:
+    """An id the API wrote; 0 (which names nothing) if the text is not 32 hex digits."""
+    if len(text) != 32:
+        return 0
+    try:
+        value = int(text, 16)
+    except ValueError:
+        return 0
+    return value if value < ID_INT_MAX else 0
+
+
+def _timestamp(target: Any, nanoseconds: int) -> None:
+    if nanoseconds:
+        target.FromNanoseconds(nanoseconds)
+
+
+def _settings(message: wallet_pb2.TenantSettings) -> TenantSettings:
+    return TenantSettings(
+        name=message.name,
+        self_topup=message.self_topup,
+        topup_amounts=tuple(message.topup_amounts),
+        topup_min=message.topup_min,
+        topup_max=message.topup_max,
+        partial_payment=message.partial_payment,
+        fee_fixed=message.fee_fixed,
+        fee_per_mille=message.fee_per_mille,
+        max_balance=message.max_balance,
+        credit_expiry_seconds=message.credit_expiry_seconds,
+        low_balance_threshold=message.low_balance_threshold,
+        refund_to_credit=message.refund_to_credit,
+    )
+
+
+def _tenant_reply(reply: TenantReply) -> wallet_pb2.TenantReply:
+    message = wallet_pb2.TenantReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        tenant=reply.tenant,
+        currency=reply.currency,
+        ledger=reply.ledger,
+        accounts={kind: format_id(account) for kind, account in reply.accounts.items()},
+    )
+    if reply.currency:
+        message.currency_scale = currency(reply.currency).scale
+    if reply.settings:
+        message.settings.CopyFrom(wallet_pb2.TenantSettings(**reply.settings))
+    return message
+
+
+def _balance_reply(reply: Balance) -> wallet_pb2.BalanceReply:
+    message = wallet_pb2.BalanceReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        wallet_id=format_id(reply.wallet_id),
+        currency=reply.currency,
+        status=_STATUS_VALUES.get(reply.status, wallet_pb2.WALLET_STATUS_UNSPECIFIED),
+        available=reply.available,
+        held=reply.held,
+        posted=reply.posted,
+    )
+    for expires_at, amount in reply.expiring:
+        credit = message.expiring.add(amount=amount)
+        credit.expires_at.FromNanoseconds(expires_at)
+    return message
+
+
+def _status_reply(reply: StatusReply) -> wallet_pb2.WalletStatusReply:
+    return wallet_pb2.WalletStatusReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        wallet_id=format_id(reply.wallet_id),
+        status=_STATUS_VALUES.get(reply.status, wallet_pb2.WALLET_STATUS_UNSPECIFIED),
+    )
+
+
+def _topup_reply(reply: TopUpReply) -> wallet_pb2.TopUpReply:
+    message = wallet_pb2.TopUpReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        operation_id=format_id(reply.operation_id),
+        wallet_id=format_id(reply.wallet_id),
+        amount=reply.amount,
+        balance=reply.balance,
+    )
+    _timestamp(message.expires_at, reply.expires_at)
+    _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def pay_reply(reply: PaymentReply) -> wallet_pb2.PayReply:
+    message = wallet_pb2.PayReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        payment_id=format_id(reply.payment_id),
+        wallet_id=format_id(reply.wallet_id),
+        requested=reply.requested,
+        paid=reply.paid,
+        remainder=reply.remainder,
+        fee=reply.fee,
+        balance=reply.balance,
+    )
+    _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def _refund_reply(reply: RefundReply) -> wallet_pb2.RefundReply:
+    message = wallet_pb2.RefundReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        refund_id=format_id(reply.refund_id),
+        payment_id=format_id(reply.payment_id),
+        wallet_id=format_id(reply.wallet_id),
+        amount=reply.amount,
+        to_credit=reply.to_credit,
+        refundable=reply.refundable,
+        balance=reply.balance,
+    )
+    _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def _hold_reply(reply: HoldReply) -> wallet_pb2.HoldReply:
+    message = wallet_pb2.HoldReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        hold_id=format_id(reply.hold_id),
+        wallet_id=format_id(reply.wallet_id),
+        amount=reply.amount,
+        balance=reply.balance,
+        status=reply.status,
+    )
+    _timestamp(message.expires_at, reply.expires_at)
+    _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def payment(message: wallet_pb2.PayRequest) -> Payment:
+    return Payment(
+        tenant=message.tenant,
+        customer=message.customer,
+        amount=message.amount,
+        key=message.key,
+        order_reference=message.order_reference,
+        partial=message.partial,
+        currency=message.currency,
+    )
+
+
+def check_tenant(tenant: str) -> None:
+    """PERMISSION_DENIED unless the caller's key may act for `tenant` (no key: auth is off)."""
+    principal = current_principal()
+    if principal is not None and not principal.may_act_for_tenant(tenant):
+        raise PermissionDenied(
+            f"{principal.describe()} acts for its own tenant only, not for {tenant[:80]!r}"
+        )
+
+
+def _actor() -> str:
+    """Who makes a change, for the journal: the key id, or 'unauthenticated' with auth off."""
+    principal = current_principal()
+    return principal.key_id if principal is not None else "unauthenticated"
+
+
+class WalletService:
+    """The Wallet service's methods, each taking and giving wire bytes."""
+
+    def __init__(self, ledger: Ledger, wallets: Wallets) -> None:
+        self._ledger = ledger
+        self._wallets = wallets
+        self._refusals = RefusalLog()
+
+    async def _run(self, step: Callable[[Operation], Message]) -> bytes:
+        """Run one step of the domain in a ledger operation; its reply once what it wrote is durable.
+
+        What the engine applied is journaled even if the step fails after applying it (a bug), so the
+        journal never disagrees with the engine; the failure is then INTERNAL and logged.
+        """
+        operation = self._ledger.operation()
+        try:
+            reply = step(operation)
+        finally:
+            ticket = operation.finish()
+        await self._ledger.until_durable(ticket)
+        return reply.SerializeToString()
+
+    async def _call(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        kind: type[Parsed],
+        request: bytes,
+        step: Callable[[Parsed, Operation], Message],
+    ) -> bytes:
+        async def work() -> bytes:
+            bytes_max = REQUEST_BYTES_MAX[method]
+            if len(request) > bytes_max:
+                raise MalformedRequest(f"{method}: the request has {len(request)} bytes, more than {bytes_max}")
+            message = parse(kind, request, method)
+            tenant = getattr(message, "tenant", None)
+            if tenant is not None:
+                check_tenant(tenant)
+            return await self._run(lambda operation: step(message, operation))
+
+        return await call(context, method, work, self._refusals)
+
+    async def CreateTenant(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CreateTenantRequest, op: Operation) -> Message:
+            settings = _settings(message.settings)
+            reply = self._wallets.create_tenant(op, message.tenant, message.currency, settings, actor=_actor())
+            return _tenant_reply(reply)
+
+        return await self._call(context, "CreateTenant", wallet_pb2.CreateTenantRequest, request, step)
+
+    async def ConfigureTenant(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.ConfigureTenantRequest, op: Operation) -> Message:
+            settings = _settings(message.settings)
+            return _tenant_reply(self._wallets.configure_tenant(op, message.tenant, settings, actor=_actor()))
+
+        return await self._call(context, "ConfigureTenant", wallet_pb2.ConfigureTenantRequest, request, step)
+
+    async def GetTenant(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.GetTenantRequest, op: Operation) -> Message:
+            return _tenant_reply(self._wallets.get_tenant(message.tenant))
+
+        return await self._call(context, "GetTenant", wallet_pb2.GetTenantRequest, request, step)
+
+    async def OpenWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.WalletRequest, op: Operation) -> Message:
+            return _balance_reply(self._wallets.open_wallet(op, message.tenant, message.customer))
+
+        return await self._call(context, "OpenWallet", wallet_pb2.WalletRequest, request, step)
+
+    async def GetBalance(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.WalletRequest, op: Operation) -> Message:
+            return _balance_reply(self._wallets.balance(op, message.tenant, message.customer))
+
+        return await self._call(context, "GetBalance", wallet_pb2.WalletRequest, request, step)
+
+    async def SetWalletStatus(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.SetWalletStatusRequest, op: Operation) -> Message:
+            status = _STATUS_NAMES.get(message.status)
+            if status is None:  # nothing applied yet
+                raise MalformedRequest("SetWalletStatus: status must be ACTIVE, FROZEN or CLOSED")
+            reply = self._wallets.set_status(
+                op, message.tenant, message.customer, status, actor=_actor(), reason=message.reason
+            )
+            return _status_reply(reply)
+
+        return await self._call(context, "SetWalletStatus", wallet_pb2.SetWalletStatusRequest, request, step)
+
+    async def TopUp(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.TopUpRequest, op: Operation) -> Message:
+            try:
+                source = TopUpSource(message.source)
+            except ValueError:
+                source = TopUpSource.UNSPECIFIED
+            top_up = TopUp(
+                tenant=message.tenant,
+                customer=message.customer,
+                amount=message.amount,
+                key=message.key,
+                source=source,
+                currency=message.currency,
+                reference=message.reference,
+                operator=message.operator,
+                expires_at=message.expires_at.ToNanoseconds() if message.HasField("expires_at") else 0,
+                never_expires=message.never_expires,
+            )
+            return _topup_reply(self._wallets.top_up(op, top_up))
+
+        return await self._call(context, "TopUp", wallet_pb2.TopUpRequest, request, step)
+
+    async def Pay(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.PayRequest, op: Operation) -> Message:
+            return pay_reply(self._wallets.pay(op, payment(message)))
+
+        return await self._call(context, "Pay", wallet_pb2.PayRequest, request, step)
+
+    async def PayBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Every payment is its own operation, decided in order; all of them share one journal append."""
+
+        async def work() -> bytes:
+            message = parse(wallet_pb2.PayBatchRequest, request, "PayBatch")
+            if not 1 <= len(message.payments) <= PAY_BATCH_PAYMENTS_MAX:
+                raise MalformedRequest(
+                    f"PayBatch: payments must hold 1 to {PAY_BATCH_PAYMENTS_MAX}, got {len(message.payments)}"
+                )
+            for tenant in {item.tenant for item in message.payments}:
+                check_tenant(tenant)
+            reply = wallet_pb2.PayBatchReply()
+
+            def step(op: Operation) -> Message:
+                for item in message.payments:
+                    reply.replies.append(pay_reply(self._wallets.pay(op, payment(item))))
+                return reply
+
+            return await self._run(step)
+
+        return await call(context, "PayBatch", work, self._refusals)
+
+    async def Refund(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.RefundRequest, op: Operation) -> Message:
+            refund = Refund(
+                tenant=message.tenant,
+                payment_id=parse_id(message.payment_id),
+                amount=message.amount,
+                key=message.key,
+                to_credit=message.to_credit,
+                reason=message.reason,
+            )
+            return _refund_reply(self._wallets.refund(op, refund))
+
+        return await self._call(context, "Refund", wallet_pb2.RefundRequest, request, step)
+
+    async def AuthorizeHold(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.AuthorizeHoldRequest, op: Operation) -> Message:
+            reply = self._wallets.authorize(
+                op, message.tenant, message.customer, message.amount, message.key,
+                seconds=message.seconds, reference=message.reference,
+            )  # fmt: skip
+            return _hold_reply(reply)
+
+        return await self._call(context, "AuthorizeHold", wallet_pb2.AuthorizeHoldRequest, request, step)
+
+    async def CaptureHold(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CaptureHoldRequest, op: Operation) -> Message:
+            reply = self._wallets.capture(op, message.tenant, parse_id(message.hold_id), message.amount, message.key)
+            return _hold_reply(reply)
+
+        return await self._call(context, "CaptureHold", wallet_pb2.CaptureHoldRequest, request, step)
+
+    async def VoidHold(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.VoidHoldRequest, op: Operation) -> Message:
+            return _hold_reply(self._wallets.void(op, message.tenant, parse_id(message.hold_id), message.key))
+
+        return await self._call(context, "VoidHold", wallet_pb2.VoidHoldRequest, request, step)
+
+
+def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
+    """The Wallet service as the server assembles it."""
+
+    def register(server: grpc.aio.Server) -> None:
+        service = WalletService(ledger, wallets)
+        handlers = {
+            method.name: grpc.unary_unary_rpc_method_handler(getattr(service, method.name))
+            for method in _SERVICE.methods
+        }
+        assert handlers.keys() == REQUEST_BYTES_MAX.keys() == PERMISSIONS.keys(), "every method is bounded and named"
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    return Service(SERVICE_NAME, register, PERMISSIONS)

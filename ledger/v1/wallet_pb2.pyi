@@ -1,0 +1,439 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WALLET_RESULT_UNSPECIFIED: _ClassVar[WalletResult]
+    WALLET_RESULT_OK: _ClassVar[WalletResult]
+    WALLET_RESULT_IDEMPOTENCY_KEY_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_IDEMPOTENCY_KEY_REUSED: _ClassVar[WalletResult]
+    WALLET_RESULT_TENANT_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_TENANT_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_TENANT_EXISTS: _ClassVar[WalletResult]
+    WALLET_RESULT_CURRENCY_MISMATCH: _ClassVar[WalletResult]
+    WALLET_RESULT_CUSTOMER_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_WALLET_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_WALLET_CLOSED: _ClassVar[WalletResult]
+    WALLET_RESULT_WALLET_FROZEN: _ClassVar[WalletResult]
+    WALLET_RESULT_AMOUNT_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_REFERENCE_REQUIRED: _ClassVar[WalletResult]
+    WALLET_RESULT_EXPIRY_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_SELF_TOPUP_DISABLED: _ClassVar[WalletResult]
+    WALLET_RESULT_AMOUNT_NOT_ALLOWED: _ClassVar[WalletResult]
+    WALLET_RESULT_MAX_BALANCE_EXCEEDED: _ClassVar[WalletResult]
+    WALLET_RESULT_PARTIAL_PAYMENT_DISABLED: _ClassVar[WalletResult]
+    WALLET_RESULT_INSUFFICIENT_FUNDS: _ClassVar[WalletResult]
+    WALLET_RESULT_PAYMENT_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_REFUND_EXCEEDS_PAYMENT: _ClassVar[WalletResult]
+    WALLET_RESULT_REFUND_TO_CREDIT_DISABLED: _ClassVar[WalletResult]
+    WALLET_RESULT_HOLD_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_HOLD_NOT_PENDING: _ClassVar[WalletResult]
+    WALLET_RESULT_CAPTURE_EXCEEDS_HOLD: _ClassVar[WalletResult]
+    WALLET_RESULT_WALLET_NOT_EMPTY: _ClassVar[WalletResult]
+    WALLET_RESULT_BOOKING_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_BOOKING_ALREADY_REVERSED: _ClassVar[WalletResult]
+    WALLET_RESULT_LEDGER_REFUSED: _ClassVar[WalletResult]
+
+class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOP_UP_SOURCE_UNSPECIFIED: _ClassVar[TopUpSource]
+    TOP_UP_SOURCE_PURCHASE: _ClassVar[TopUpSource]
+    TOP_UP_SOURCE_OPERATOR: _ClassVar[TopUpSource]
+    TOP_UP_SOURCE_GIFT: _ClassVar[TopUpSource]
+    TOP_UP_SOURCE_RETURN: _ClassVar[TopUpSource]
+    TOP_UP_SOURCE_BENEFIT: _ClassVar[TopUpSource]
+
+class WalletStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WALLET_STATUS_UNSPECIFIED: _ClassVar[WalletStatus]
+    WALLET_STATUS_ACTIVE: _ClassVar[WalletStatus]
+    WALLET_STATUS_FROZEN: _ClassVar[WalletStatus]
+    WALLET_STATUS_CLOSED: _ClassVar[WalletStatus]
+WALLET_RESULT_UNSPECIFIED: WalletResult
+WALLET_RESULT_OK: WalletResult
+WALLET_RESULT_IDEMPOTENCY_KEY_INVALID: WalletResult
+WALLET_RESULT_IDEMPOTENCY_KEY_REUSED: WalletResult
+WALLET_RESULT_TENANT_INVALID: WalletResult
+WALLET_RESULT_TENANT_NOT_FOUND: WalletResult
+WALLET_RESULT_TENANT_EXISTS: WalletResult
+WALLET_RESULT_CURRENCY_MISMATCH: WalletResult
+WALLET_RESULT_CUSTOMER_INVALID: WalletResult
+WALLET_RESULT_WALLET_NOT_FOUND: WalletResult
+WALLET_RESULT_WALLET_CLOSED: WalletResult
+WALLET_RESULT_WALLET_FROZEN: WalletResult
+WALLET_RESULT_AMOUNT_INVALID: WalletResult
+WALLET_RESULT_REFERENCE_REQUIRED: WalletResult
+WALLET_RESULT_EXPIRY_INVALID: WalletResult
+WALLET_RESULT_SELF_TOPUP_DISABLED: WalletResult
+WALLET_RESULT_AMOUNT_NOT_ALLOWED: WalletResult
+WALLET_RESULT_MAX_BALANCE_EXCEEDED: WalletResult
+WALLET_RESULT_PARTIAL_PAYMENT_DISABLED: WalletResult
+WALLET_RESULT_INSUFFICIENT_FUNDS: WalletResult
+WALLET_RESULT_PAYMENT_NOT_FOUND: WalletResult
+WALLET_RESULT_REFUND_EXCEEDS_PAYMENT: WalletResult
+WALLET_RESULT_REFUND_TO_CREDIT_DISABLED: WalletResult
+WALLET_RESULT_HOLD_NOT_FOUND: WalletResult
+WALLET_RESULT_HOLD_NOT_PENDING: WalletResult
+WALLET_RESULT_CAPTURE_EXCEEDS_HOLD: WalletResult
+WALLET_RESULT_WALLET_NOT_EMPTY: WalletResult
+WALLET_RESULT_BOOKING_NOT_FOUND: WalletResult
+WALLET_RESULT_BOOKING_ALREADY_REVERSED: WalletResult
+WALLET_RESULT_LEDGER_REFUSED: WalletResult
+TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
+TOP_UP_SOURCE_PURCHASE: TopUpSource
+TOP_UP_SOURCE_OPERATOR: TopUpSource
+TOP_UP_SOURCE_GIFT: TopUpSource
+TOP_UP_SOURCE_RETURN: TopUpSource
+TOP_UP_SOURCE_BENEFIT: TopUpSource
+WALLET_STATUS_UNSPECIFIED: WalletStatus
+WALLET_STATUS_ACTIVE: WalletStatus
+WALLET_STATUS_FROZEN: WalletStatus
+WALLET_STATUS_CLOSED: WalletStatus
+
+class TenantSettings(_message.Message):
+    __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SELF_TOPUP_FIELD_NUMBER: _ClassVar[int]
+    TOPUP_AMOUNTS_FIELD_NUMBER: _ClassVar[int]
+    TOPUP_MIN_FIELD_NUMBER: _ClassVar[int]
+    TOPUP_MAX_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIXED_FIELD_NUMBER: _ClassVar[int]
+    FEE_PER_MILLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_EXPIRY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOW_BALANCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REFUND_TO_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    self_topup: bool
+    topup_amounts: _containers.RepeatedScalarFieldContainer[int]
+    topup_min: int
+    topup_max: int
+    partial_payment: bool
+    fee_fixed: int
+    fee_per_mille: int
+    max_balance: int
+    credit_expiry_seconds: int
+    low_balance_threshold: int
+    refund_to_credit: bool
+    def __init__(self, name: _Optional[str] = ..., self_topup: _Optional[bool] = ..., topup_amounts: _Optional[_Iterable[int]] = ..., topup_min: _Optional[int] = ..., topup_max: _Optional[int] = ..., partial_payment: _Optional[bool] = ..., fee_fixed: _Optional[int] = ..., fee_per_mille: _Optional[int] = ..., max_balance: _Optional[int] = ..., credit_expiry_seconds: _Optional[int] = ..., low_balance_threshold: _Optional[int] = ..., refund_to_credit: _Optional[bool] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("tenant", "currency", "settings")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    currency: str
+    settings: TenantSettings
+    def __init__(self, tenant: _Optional[str] = ..., currency: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...
+
+class ConfigureTenantRequest(_message.Message):
+    __slots__ = ("tenant", "settings")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    settings: TenantSettings
+    def __init__(self, tenant: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ...) -> None: ...
+
+class GetTenantRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class TenantReply(_message.Message):
+    __slots__ = ("result", "message", "tenant", "currency", "currency_scale", "ledger", "settings", "accounts")
+    class AccountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_SCALE_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    tenant: str
+    currency: str
+    currency_scale: int
+    ledger: int
+    settings: TenantSettings
+    accounts: _containers.ScalarMap[str, str]
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ..., currency: _Optional[str] = ..., currency_scale: _Optional[int] = ..., ledger: _Optional[int] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., accounts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class WalletRequest(_message.Message):
+    __slots__ = ("tenant", "customer")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ...) -> None: ...
+
+class ExpiringCredit(_message.Message):
+    __slots__ = ("expires_at", "amount")
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    amount: int
+    def __init__(self, expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[int] = ...) -> None: ...
+
+class BalanceReply(_message.Message):
+    __slots__ = ("result", "message", "wallet_id", "currency", "status", "available", "held", "posted", "expiring")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    POSTED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    wallet_id: str
+    currency: str
+    status: WalletStatus
+    available: int
+    held: int
+    posted: int
+    expiring: _containers.RepeatedCompositeFieldContainer[ExpiringCredit]
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., wallet_id: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., available: _Optional[int] = ..., held: _Optional[int] = ..., posted: _Optional[int] = ..., expiring: _Optional[_Iterable[_Union[ExpiringCredit, _Mapping]]] = ...) -> None: ...
+
+class SetWalletStatusRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "status", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    status: WalletStatus
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WalletStatusReply(_message.Message):
+    __slots__ = ("result", "message", "wallet_id", "status")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    wallet_id: str
+    status: WalletStatus
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., wallet_id: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ...) -> None: ...
+
+class TopUpRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "amount", "key", "source", "currency", "reference", "operator", "expires_at", "never_expires")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NEVER_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    source: TopUpSource
+    currency: str
+    reference: str
+    operator: str
+    expires_at: _timestamp_pb2.Timestamp
+    never_expires: bool
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., source: _Optional[_Union[TopUpSource, str]] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., operator: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., never_expires: _Optional[bool] = ...) -> None: ...
+
+class TopUpReply(_message.Message):
+    __slots__ = ("result", "message", "operation_id", "wallet_id", "amount", "expires_at", "balance", "created_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    operation_id: str
+    wallet_id: str
+    amount: int
+    expires_at: _timestamp_pb2.Timestamp
+    balance: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "amount", "key", "order_reference", "partial", "currency")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    order_reference: str
+    partial: bool
+    currency: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class PayReply(_message.Message):
+    __slots__ = ("result", "message", "payment_id", "wallet_id", "requested", "paid", "remainder", "fee", "balance", "created_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    REMAINDER_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    payment_id: str
+    wallet_id: str
+    requested: int
+    paid: int
+    remainder: int
+    fee: int
+    balance: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., requested: _Optional[int] = ..., paid: _Optional[int] = ..., remainder: _Optional[int] = ..., fee: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayBatchRequest(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[PayRequest]
+    def __init__(self, payments: _Optional[_Iterable[_Union[PayRequest, _Mapping]]] = ...) -> None: ...
+
+class PayBatchReply(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[PayReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[PayReply, _Mapping]]] = ...) -> None: ...
+
+class RefundRequest(_message.Message):
+    __slots__ = ("tenant", "payment_id", "amount", "key", "to_credit", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TO_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    payment_id: str
+    amount: int
+    key: str
+    to_credit: bool
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., to_credit: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RefundReply(_message.Message):
+    __slots__ = ("result", "message", "refund_id", "payment_id", "wallet_id", "amount", "to_credit", "refundable", "balance", "created_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDABLE_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    refund_id: str
+    payment_id: str
+    wallet_id: str
+    amount: int
+    to_credit: bool
+    refundable: int
+    balance: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., refund_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., to_credit: _Optional[bool] = ..., refundable: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuthorizeHoldRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "amount", "key", "seconds", "reference")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    seconds: int
+    reference: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., seconds: _Optional[int] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class CaptureHoldRequest(_message.Message):
+    __slots__ = ("tenant", "hold_id", "amount", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    hold_id: str
+    amount: int
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., hold_id: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
+
+class VoidHoldRequest(_message.Message):
+    __slots__ = ("tenant", "hold_id", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    hold_id: str
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., hold_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class HoldReply(_message.Message):
+    __slots__ = ("result", "message", "hold_id", "wallet_id", "amount", "expires_at", "balance", "created_at", "status")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    hold_id: str
+    wallet_id: str
+    amount: int
+    expires_at: _timestamp_pb2.Timestamp
+    balance: int
+    created_at: _timestamp_pb2.Timestamp
+    status: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., hold_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ...) -> None: ...
