@@ -1055,12 +1055,20 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "cannot be shown again" in err
     assert main(["keys", "create", "--tenant", "ops", "--role", "admin", *store]) == 0
     admin_id = parse_token(capsys.readouterr().out.strip())[0]
+    assert main(["keys", "create", "--tenant", "fair-2025", "--role", "pos", "--name", "till 3", *store]) == 0
+    out, err = capsys.readouterr()
+    pos_id = parse_token(out.strip())[0]
+    assert f"created API key {pos_id}: 'till 3', tenant fair-2025, role pos, ledgers none" in err
+    assert main(["keys", "create", "--tenant", "acme", "--role", "readonly", "--ledger", "978", *store]) == 0
+    readonly_id = parse_token(capsys.readouterr().out.strip())[0]
     assert main(["keys", "list", *store]) == 0
     out, _ = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "EXPIRES", "REVOKED"]
     assert lines[1].split()[:6] == [key_id, "pos", "fleet", "acme", "write", "840,978"]
     assert lines[1].split()[-1] == "-" and lines[2].split()[:5] == [admin_id, "-", "ops", "admin", "all"]
+    assert lines[3].split()[:6] == [pos_id, "till", "3", "fair-2025", "pos", "-"]
+    assert lines[4].split()[:5] == [readonly_id, "-", "acme", "readonly", "978"]
     assert secret not in out and token not in out
     assert main(["keys", "revoke", key_id, *store]) == 0
     assert f"revoked API key {key_id}" in capsys.readouterr().out
@@ -1072,6 +1080,8 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     for argv, message in [
         (["create", "--tenant", "ops", "--role", "admin", "--ledger", "1"], "an admin key is not bound to ledgers"),
         (["create", "--tenant", "a", "--role", "read"], "a read key must name at least one ledger"),
+        (["create", "--tenant", "a", "--role", "shop", "--ledger", "1"], "a shop key is bound to its tenant"),
+        (["create", "--tenant", "a", "--role", "operator", "--ledger", "1"], "an operator key is bound to its"),
         (["create", "--tenant", "a", "--role", "read", "--ledger", "0"], "ledger must be between 1 and 4294967295"),
         (["create", "--tenant", "a", "--role", "read", "--ledger", str(2**32)], "got 4294967296"),
         (["create", "--tenant", "a b", "--role", "read", "--ledger", "1"], "tenant must be 1 to 64"),
@@ -1085,9 +1095,33 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "no key with id 0000000000000000" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["keys", "create", "--tenant", "a", "--role", "owner", "--ledger", "1", *store])
-    assert "invalid choice: 'owner'" in capsys.readouterr().err
+    assert "invalid choice: 'owner' (choose from 'read', 'write', 'admin', 'pos', 'shop', 'operator', 'readonly')" in (
+        capsys.readouterr().err
+    )
     main(["keys", "list", *store])
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+def test_keys_roles_lists_each_role_with_its_permissions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "roles"]) == 0  # no store needed
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(None, 2) for line in lines[:8]] == [
+        ["ROLE", "LEDGERS", "PERMISSIONS"],
+        ["read", "required", "ledger.read"],
+        ["write", "required", "ledger.read, ledger.write"],
+        ["admin", "all", "every permission"],
+        ["pos", "none", "wallet.read, wallet.pay"],
+        ["shop", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.voucher"],
+        ["operator", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.book, wallet.grant, "
+                             "wallet.voucher, wallet.tenant"],
+        ["readonly", "optional", "ledger.read, wallet.read"],
+    ]  # fmt: skip
+    assert "act for their own tenant (--tenant) only" in " ".join(lines[8:])
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "pos (wallet.read, wallet.pay); shop (wallet.read, wallet.pay, wallet.topup" in help_text
+    assert "readonly (ledger.read, wallet.read)" in help_text and "admin (every permission)" in help_text
 
 
 def test_keys_list_of_a_store_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
