@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,7 @@ from ledger.server import PERMISSIONS
 from ledger.v1 import ledger_pb2
 
 SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def key(role: Role = Role.WRITE, ledgers: frozenset[int] = frozenset({978}), secret: str = "") -> ApiKey:
@@ -208,6 +210,23 @@ def test_roles_with_ledger_permissions_name_ledgers_and_the_wallet_roles_none() 
         role for role in Role if role is not Role.ADMIN and ROLE_PERMISSIONS[role] & on_ledgers
     } == {Role.READ, Role.WRITE, Role.READONLY}  # fmt: skip
     assert all(value.isascii() and value.isalpha() and value.islower() for value in Role)  # safe in a CHECK
+
+
+def test_the_readme_tables_name_every_permission_and_each_roles_set() -> None:
+    section = README.read_text().split("## API keys and tenants", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]  # fmt: skip
+    assert [row[0] for row in rows if len(row) == 2] == [f"`{p.value}`" for p in Permission]
+    roles = {row[0].strip("`"): row[2] for row in rows if len(row) == 4}
+    assert set(roles) == {role.value for role in Role}
+    for role in Role:
+        if role is Role.ADMIN:
+            assert roles[role.value] == "all of them"
+        elif role is Role.OPERATOR:
+            assert roles[role.value] == "every `wallet.*` permission"
+            assert ROLE_PERMISSIONS[role] == {p for p in Permission if p.value.startswith("wallet.")}
+        else:
+            assert {cell.strip("` ") for cell in roles[role.value].split(",")} == set(ROLE_PERMISSIONS[role]), role
 
 
 def test_health_and_reflection_are_open_and_nothing_else() -> None:
