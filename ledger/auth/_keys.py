@@ -37,11 +37,34 @@ _TENANT: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{TENANT_LENGTH_MAX 
 
 
 class Role(enum.StrEnum):
-    """What a key may do: `read` looks, `write` also moves money, `admin` does both on every ledger."""
+    """What a key may do: a name for a set of permissions (ledger.auth._permissions.ROLE_PERMISSIONS).
+
+    The ledger roles act on the ledgers their key names; the wallet roles act for their key's tenant (the
+    wallet tenant id), which the Wallet service checks on every call; `admin` acts for everyone.
+    """
 
     READ = "read"
+    """Reads the key's ledgers."""
     WRITE = "write"
+    """Reads and moves money on the key's ledgers."""
     ADMIN = "admin"
+    """Everything, on every ledger and for every tenant: an operator of the server."""
+    POS = "pos"
+    """A POS terminal: reads its tenant's wallets (a balance before charging it) and pays."""
+    SHOP = "shop"
+    """A shop's server: a terminal's permissions, and top-ups, refunds and vouchers."""
+    OPERATOR = "operator"
+    """The tenant's operator: every wallet permission, for its own tenant."""
+    READONLY = "readonly"
+    """A dashboard: reads the tenant's wallets, and the ledgers its key names."""
+
+
+LEDGERS_REQUIRED: Final = frozenset({Role.READ, Role.WRITE})
+"""Roles whose keys must name the ledgers they touch: everything they may do is on ledgers."""
+LEDGERS_ALLOWED: Final = LEDGERS_REQUIRED | {Role.READONLY}
+"""Roles whose keys may name ledgers. A readonly key's ledgers are those its ledger.read covers; with none,
+it reads its tenant's wallets only. An admin key names none and touches all; the wallet roles (pos, shop,
+operator) name none: they act for their tenant, whose ledgers the Wallet service knows."""
 
 
 class MalformedToken(ValueError):
@@ -57,7 +80,8 @@ class ApiKey:
     tenant: str
     role: Role
     ledgers: frozenset[int]
-    """The ledgers the key may touch; empty for an admin key, which is bound to none and may touch all."""
+    """The ledgers the key may touch through the Ledger service; empty for an admin key, which is bound to none
+    and may touch all, and for a key that acts for its tenant only (see LEDGERS_ALLOWED)."""
     secret_sha256: bytes
     created_at: datetime
     revoked_at: datetime | None = None
@@ -152,7 +176,8 @@ def check_role(role: str) -> Role:
 
 
 def check_ledgers(role: Role, ledgers: Iterable[int]) -> frozenset[int]:
-    """The ledgers of a new key: at least one for read and write keys, none for admin keys."""
+    """The ledgers of a new key: at least one for read and write keys, any for readonly keys, none for admin
+    keys and keys of the wallet roles (LEDGERS_REQUIRED, LEDGERS_ALLOWED)."""
     values = list(ledgers)
     for value in values:
         if not 1 <= value <= LEDGER_MAX:
@@ -160,7 +185,13 @@ def check_ledgers(role: Role, ledgers: Iterable[int]) -> frozenset[int]:
     bound = frozenset(values)
     if role is Role.ADMIN and bound:
         raise ValueError("ledgers: an admin key is not bound to ledgers (it may touch all of them); name none")
-    if role is not Role.ADMIN and not bound:
+    if role not in LEDGERS_ALLOWED and bound:
+        article = "an" if role.value[0] in "aeiou" else "a"
+        raise ValueError(
+            f"ledgers: {article} {role.value} key is bound to its tenant, not to ledgers (the Wallet service knows "
+            "the tenant's); name none"
+        )
+    if role in LEDGERS_REQUIRED and not bound:
         raise ValueError(f"ledgers: a {role.value} key must name at least one ledger it may touch")
     if len(bound) > KEY_LEDGERS_MAX:
         raise ValueError(f"ledgers: at most {KEY_LEDGERS_MAX} per key, got {len(bound)}")

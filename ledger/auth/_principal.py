@@ -1,4 +1,5 @@
-"""Who is calling: the principal a key stands for, what it may do, which ledgers it may see.
+"""Who is calling: the principal a key stands for, what it may do, which ledgers it may see, which tenant it
+may act for.
 
 What a key may do is the set of permissions its role grants (ledger.auth._permissions); what each method
 needs is said by the service it belongs to.
@@ -44,6 +45,11 @@ class Principal:
 
     def may(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
+
+    def may_act_for_tenant(self, tenant: str) -> bool:
+        """Whether the caller may act for `tenant` (the Wallet service asks on every call): an admin key for any
+        tenant, every other key for its own only."""
+        return tenant == self.tenant or Permission.ADMIN in ROLE_PERMISSIONS[self.role]
 
     def may_see_ledger(self, ledger: int) -> bool:
         return self.ledgers is None or ledger in self.ledgers

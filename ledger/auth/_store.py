@@ -3,7 +3,10 @@
 `ledger_api_keys` holds one row per key ever created; revoking a key sets
 its `revoked_at` and keeps the row, so "a key was ever created" stays true
 and revoking the last key never opens the server. The table is created if
-it is missing, by whoever opens the store first (server or CLI). The CLI
+it is missing, by whoever opens the store first (server or CLI), and a table
+made by an earlier version is brought up to date in place: the column
+`expires_at` added, the CHECK on `role` widened to the roles of today (on
+SQLite, which cannot alter a constraint, by copying the table). The CLI
 may run while the server does: SQLite is in WAL mode with a busy timeout,
 and the journal's own lock is on a separate lock file (SQLite) or an
 advisory lock (PostgreSQL) that this table does not touch.
@@ -21,11 +24,13 @@ from typing import Any, Final
 from urllib.request import pathname2url
 
 import psycopg
+from psycopg import sql
 
 from ledger.journal import PostgresStore, SqliteStore, open_store
 
 from ._keys import (
     ApiKey,
+    Role,
     check_expiry,
     check_key_id,
     check_ledgers,
@@ -44,6 +49,14 @@ COLUMNS: Final = "key_id, name, tenant, role, ledgers, secret_sha256, created_at
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 CONNECT_TIMEOUT_SECONDS: Final = 5
 ADVISORY_LOCK_CLASS: Final = 0x4C4B_4559  # "LKEY"; the second key is the schema's hash, as for the journal
+ROLE_CHECK: Final = f"{TABLE}_role_check"
+ROLE_CHECK_SQL: Final = "CHECK (role IN ({}))".format(", ".join(f"'{role.value}'" for role in Role))
+"""The constraint on the role column: the roles this version knows (their values are lowercase letters)."""
+
+
+def admits_every_role(definition: str) -> bool:
+    """Whether a table's or a constraint's SQL lets the role column hold every role of today."""
+    return all(f"'{role.value}'" in definition for role in Role)
 
 
 class KeyStoreError(Exception):
@@ -160,6 +173,19 @@ def _time_from_db(value: datetime | str) -> datetime:
     return moment.astimezone(UTC)
 
 
+_SQLITE_COLUMNS: Final = f"""
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL {ROLE_CHECK_SQL},
+    ledgers TEXT NOT NULL,
+    secret_sha256 BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    expires_at TEXT
+"""
+
+
 class SqliteKeyStore(KeyStore):
     """The key table in the SQLite file of the embedded journal; times as ISO 8601 text in UTC."""
 
@@ -182,25 +208,34 @@ class SqliteKeyStore(KeyStore):
         try:
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = FULL")
-            self._connection.execute(
-                f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                    key_id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL,
-                    tenant TEXT NOT NULL,
-                    role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
-                    ledgers TEXT NOT NULL,
-                    secret_sha256 BLOB NOT NULL,
-                    created_at TEXT NOT NULL,
-                    revoked_at TEXT,
-                    expires_at TEXT
-                )"""
-            )
+            self._connection.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({_SQLITE_COLUMNS})")
             columns = {row[1] for row in self._connection.execute(f"PRAGMA table_info({TABLE})")}
             if "expires_at" not in columns:  # a table made before keys could expire
                 self._connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN expires_at TEXT")
+            if not admits_every_role(self._table_sql()):
+                self._widen_role_check()
         except sqlite3.Error as exc:
             self._connection.close()
             raise KeyStoreUnavailable(f"{self.description}: cannot prepare the key table: {exc}") from exc
+
+    def _table_sql(self) -> str:
+        row = self._connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,))
+        return str(row.fetchone()[0])
+
+    def _widen_role_check(self) -> None:
+        """A table made when there were fewer roles: copied into one whose CHECK takes today's, in one
+        transaction (SQLite cannot alter a constraint; the table has no index, trigger or view to carry)."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not admits_every_role(self._table_sql()):  # or another process did it first
+                self._connection.execute(f"CREATE TABLE {TABLE}_new ({_SQLITE_COLUMNS})")
+                self._connection.execute(f"INSERT INTO {TABLE}_new ({COLUMNS}) SELECT {COLUMNS} FROM {TABLE}")
+                self._connection.execute(f"DROP TABLE {TABLE}")
+                self._connection.execute(f"ALTER TABLE {TABLE}_new RENAME TO {TABLE}")
+            self._connection.execute("COMMIT")
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -225,6 +260,37 @@ class SqliteKeyStore(KeyStore):
             self._connection.close()
 
 
+_POSTGRES_COLUMNS: Final = f"""
+    key_id text PRIMARY KEY,
+    name text NOT NULL,
+    tenant text NOT NULL,
+    role text NOT NULL CONSTRAINT {ROLE_CHECK} {ROLE_CHECK_SQL},
+    ledgers text NOT NULL,
+    secret_sha256 bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    expires_at timestamptz
+"""
+
+
+def _widen_role_check(connection: psycopg.Connection[Any]) -> None:
+    """A table made when there were fewer roles takes today's: its CHECK on role is replaced (in the caller's
+    transaction, which holds the key table's advisory lock)."""
+    checks = connection.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = to_regclass(%s) AND contype = 'c'",
+        (TABLE,),
+    ).fetchall()
+    on_role = [(name, definition) for name, definition in checks if "role" in definition]
+    if on_role and all(admits_every_role(definition) for _, definition in on_role):
+        return  # (never narrowed: a table of a later version may take more roles)
+    for name, _ in on_role:
+        connection.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(TABLE), sql.Identifier(name))
+        )
+    connection.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {ROLE_CHECK} {ROLE_CHECK_SQL}")
+
+
 class PostgresKeyStore(KeyStore):
     """The key table in the journal's PostgreSQL schema; one connection, made anew after a failure."""
 
@@ -240,21 +306,10 @@ class PostgresKeyStore(KeyStore):
                     connection.execute(
                         "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (ADVISORY_LOCK_CLASS,)
                     )
-                    connection.execute(
-                        f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                            key_id text PRIMARY KEY,
-                            name text NOT NULL,
-                            tenant text NOT NULL,
-                            role text NOT NULL CHECK (role IN ('read', 'write', 'admin')),
-                            ledgers text NOT NULL,
-                            secret_sha256 bytea NOT NULL,
-                            created_at timestamptz NOT NULL,
-                            revoked_at timestamptz,
-                            expires_at timestamptz
-                        )"""
-                    )
+                    connection.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({_POSTGRES_COLUMNS})")
                     # A table made before keys could expire.
                     connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS expires_at timestamptz")
+                    _widen_role_check(connection)
             except psycopg.Error as exc:
                 self._drop()
                 raise KeyStoreUnavailable(f"{description}: cannot prepare the key table: {exc}") from exc

@@ -1,33 +1,56 @@
-"""`ledger keys create|list|revoke`: API keys in the ledger's store, usable while the server runs."""
+"""`ledger keys create|list|revoke|roles`: API keys in the ledger's store, usable while the server runs, and
+the roles they may have."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from ledger.auth import ApiKey, KeyStore, KeyStoreError, Role, open_key_store
+from ledger.auth import (
+    LEDGERS_ALLOWED,
+    LEDGERS_REQUIRED,
+    ApiKey,
+    KeyStore,
+    KeyStoreError,
+    Role,
+    open_key_store,
+    role_permissions,
+)
 from ledger.config import LedgerConfig
 
 STORE_HELP = "postgresql://… or sqlite:///path (default: SQLite in LEDGER_DATA_DIR), as for `ledger serve`"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("keys", help="create, list and revoke API keys")
+    parser = commands.add_parser("keys", help="create, list and revoke API keys; list the roles they may have")
     keys = parser.add_subparsers(dest="keys_command", required=True)
 
     create = keys.add_parser("create", help="create a key; prints its token once")
-    create.add_argument("--tenant", required=True, help="the tenant the key belongs to (e.g. a shop)")
-    create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the key may do")
+    create.add_argument(
+        "--tenant",
+        required=True,
+        help="the tenant the key belongs to (e.g. a shop); a key of a wallet role acts for this tenant only",
+    )
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        metavar="ROLE",
+        help="what the key may do, a set of permissions: "
+        + "; ".join(f"{role.value} ({permissions_text(role)})" for role in Role)
+        + "; `ledger keys roles` lists them",
+    )
     create.add_argument(
         "--ledger",
         type=int,
         action="append",
         default=[],
         metavar="N",
-        help="a ledger (currency) the key may touch; repeat for more; none for an admin key",
+        help="a ledger (currency) the key may touch; repeat for more; read and write keys name at least one, "
+        "readonly keys may name some for ledger.read, admin, pos, shop and operator keys name none",
     )
     create.add_argument("--name", default="", help="a label for the key (what or who uses it)")
     create.add_argument(
@@ -48,6 +71,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `ledger keys list` shows it")
     revoke.add_argument("--store", help=STORE_HELP)
     revoke.set_defaults(run=_with_store(_revoke, create=False))
+
+    roles = keys.add_parser("roles", help="list the roles a key may have, with their permissions")
+    roles.set_defaults(run=_roles)
 
 
 def _with_store(
@@ -119,9 +145,7 @@ def _list(store: KeyStore, args: argparse.Namespace) -> int:
                 _time(key.revoked_at) if key.revoked_at is not None else "-",
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _print_table(rows)
     return 0
 
 
@@ -135,14 +159,47 @@ def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _roles(args: argparse.Namespace) -> int:
+    rows = [("ROLE", "LEDGERS", "PERMISSIONS")]
+    for role in Role:
+        ledgers = "all" if role is Role.ADMIN else _LEDGER_RULES[(role in LEDGERS_REQUIRED, role in LEDGERS_ALLOWED)]
+        rows.append((role.value, ledgers, permissions_text(role)))
+    _print_table(rows)
+    print(
+        "\nRead and write keys name the ledgers they touch (--ledger); a readonly key may name some for its\n"
+        "ledger.read. An admin key touches every ledger and acts for every tenant. Keys of the pos, shop\n"
+        "and operator roles name no ledger: they act for their own tenant (--tenant) only."
+    )
+    return 0
+
+
+_LEDGER_RULES = {(True, True): "required", (False, True): "optional", (False, False): "none"}
+
+
+def permissions_text(role: Role) -> str:
+    """The permissions of `role`, for people to read."""
+    if role is Role.ADMIN:
+        return "every permission"
+    return ", ".join(permission.value for permission in role_permissions(role))
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def _summary(key: ApiKey) -> str:
     name = f"{key.name!r}, " if key.name else ""
     expiry = f", expires {_time(key.expires_at)}" if key.expires_at is not None else ""
-    return f"{name}tenant {key.tenant}, role {key.role.value}, ledgers {_ledgers(key)}{expiry}"
+    return f"{name}tenant {key.tenant}, role {key.role.value}, ledgers {_ledgers(key, none='none')}{expiry}"
 
 
-def _ledgers(key: ApiKey) -> str:
-    return ",".join(str(ledger) for ledger in sorted(key.ledgers)) if key.ledgers else "all"
+def _ledgers(key: ApiKey, none: str = "-") -> str:
+    """The ledgers a key touches: 'all' for an admin key, `none` for a key that names none."""
+    if key.role is Role.ADMIN:
+        return "all"
+    return ",".join(str(ledger) for ledger in sorted(key.ledgers)) if key.ledgers else none
 
 
 def _time(moment: datetime) -> str:

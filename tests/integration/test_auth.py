@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ledger.auth import (
+    LEDGERS_REQUIRED,
+    ROLE_PERMISSIONS,
     TABLE,
+    ApiKey,
     Authenticator,
     AuthFailure,
     KeyNotFound,
@@ -33,6 +37,7 @@ from ledger.auth import (
     Principal,
     Role,
     format_token,
+    hash_secret,
     new_secret,
     open_key_store,
     parse_token,
@@ -47,6 +52,7 @@ from ledger.engine import Transfer, TransferFlags, pack_transfers, unpack_transf
 from ledger.journal import open_store
 from ledger.server import SERVICE_NAME, LedgerMetrics, serve, start_server
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+from tests.stores import execute
 
 A, B = 978, 840
 """The ledgers of tenant a and tenant b."""
@@ -67,6 +73,10 @@ KEYS = {
     "b_write": ("b", "write", [B]),
     "admin": ("ops", "admin", []),
     "revoked": ("a", "write", [A]),
+    "a_pos": ("a", "pos", []),
+    "a_operator": ("a", "operator", []),
+    "a_readonly": ("a", "readonly", [A]),
+    "a_dashboard": ("a", "readonly", []),
 }
 Metadata = tuple[tuple[str, str], ...]
 
@@ -298,16 +308,23 @@ READS = {
     "GetAccountTransfers": try_get_account_transfers,
     "GetAccountBalances": try_get_account_balances,
 }
-WHO = ("a_read", "a_write", "admin", "none", "garbled", "unknown", "revoked")
+WHO = ("a_read", "a_write", "admin", "none", "garbled", "unknown", "revoked", "a_pos", "a_operator", "a_readonly",
+       "a_dashboard")  # fmt: skip
+WALLET_ONLY = ("a_pos", "a_operator")
+"""Keys of roles with no ledger permission: the Ledger service refuses them every method."""
 
 
 def expected(method: str, who: str, ledger: int) -> Outcome:
     if who in ("none", "garbled", "unknown", "revoked"):
         return UNAUTHENTICATED
+    if who in WALLET_ONLY:
+        return PERMISSION_DENIED
     if method in WRITES:
-        if who == "a_read":
+        if who in ("a_read", "a_readonly", "a_dashboard"):
             return PERMISSION_DENIED  # the role
         return "ok" if who == "admin" or ledger == A else PERMISSION_DENIED  # the ledger
+    if who == "a_dashboard":
+        return "empty"  # a readonly key that names no ledger reads none through the Ledger service
     return "ok" if who == "admin" or ledger == A else "empty"
 
 
@@ -336,6 +353,7 @@ def test_every_rpc_for_every_kind_of_key(store_url: str) -> None:
                         )
         for who in WHO:
             want = UNAUTHENTICATED if who in ("none", "garbled", "unknown", "revoked") else "ok"
+            want = PERMISSION_DENIED if who in WALLET_ONLY else want
             if (got := await try_subscribe(w, w.md(who))) != want:
                 wrong.append(f"SubscribeTransfers as {who}: {got}, not {want}")
         assert not wrong, "\n".join(wrong)
@@ -863,6 +881,91 @@ def test_the_key_table_keeps_hashes_and_revocations(store_url: str) -> None:
     assert len(rows) == 2 and not any(secret in str(value) for row in rows for value in row)
 
 
+def test_every_role_is_stored_read_back_and_authenticated(store_url: str) -> None:
+    """Keys of the wallet roles name no ledger and act for their tenant; a readonly key may name ledgers."""
+    store = open_key_store(store_url)
+    try:
+        made: dict[str, tuple[ApiKey, str]] = {}
+        for role in Role:
+            made[role.value] = store.create_key(
+                tenant="shop-1", role=role.value, ledgers=[A] if role in LEDGERS_REQUIRED else [], name=role.value
+            )
+        made["readonly on A"] = store.create_key(tenant="shop-1", role="readonly", ledgers=[A, B], name="dash")
+        for key, _ in made.values():
+            assert store.find(key.key_id) == key
+        assert [k.key_id for k in store.all_keys()] == [key.key_id for key, _ in made.values()]
+        assert made["readonly on A"][0].ledgers == {A, B} and made["pos"][0].ledgers == frozenset()
+    finally:
+        store.close()
+    stored = {row[0]: row[3] for row in read_table(store_url)}
+    assert {stored[key.key_id] for key, _ in made.values()} == {role.value for role in Role}
+
+    async def go() -> None:
+        auth = Authenticator(open_key_store(store_url), policy="required", refresh_seconds=60)
+        await auth.start()
+        try:
+            for who, (key, token) in made.items():
+                for permission in Permission:
+                    method = f"/test.v1.Probe/{permission.name.title()}"
+                    try:
+                        principal = await auth.authenticate(bearer(token), method, permission)
+                    except AuthFailure as refusal:
+                        assert permission not in ROLE_PERMISSIONS[key.role], (who, permission)
+                        assert refusal.code == PERMISSION_DENIED
+                        assert refusal.message == (
+                            f"API key {key.key_id} (tenant shop-1, role {key.role.value}) may not call "
+                            f"{permission.name.title()}: that needs permission {permission.value}"
+                        )
+                    else:
+                        assert permission in ROLE_PERMISSIONS[key.role], (who, permission)
+                        assert principal == Principal.of(key)
+                        assert principal.may_act_for_tenant("shop-1")
+                        assert principal.may_act_for_tenant("shop-2") is (key.role is Role.ADMIN)
+        finally:
+            await auth.close()
+
+    asyncio.run(go())
+
+
+OLD_TABLES = {
+    "sqlite": f"""CREATE TABLE {TABLE} (key_id TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')), ledgers TEXT NOT NULL,
+        secret_sha256 BLOB NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)""",
+    "postgresql": f"""CREATE TABLE {TABLE} (key_id text PRIMARY KEY, name text NOT NULL, tenant text NOT NULL,
+        role text NOT NULL CHECK (role IN ('read', 'write', 'admin')), ledgers text NOT NULL,
+        secret_sha256 bytea NOT NULL, created_at timestamptz NOT NULL, revoked_at timestamptz)""",
+}
+"""The key table as the first version with keys made it: three roles, keys that never expire."""
+REFUSED_ROLE = (sqlite3.IntegrityError, psycopg.errors.CheckViolation)
+
+
+def test_a_key_table_made_before_the_wallet_roles_takes_them(store_url: str) -> None:
+    kind = "sqlite" if store_url.startswith("sqlite:") else "postgresql"
+    execute(store_url, OLD_TABLES[kind])
+    key_id, secret = new_secret()
+    created = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    insert = f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s, %s, %s, %s, NULL)"
+    execute(store_url, insert, key_id, "till", "shop-1", "write", f"{A}", hash_secret(key_id, secret),
+            created.isoformat(timespec="microseconds") if kind == "sqlite" else created)  # fmt: skip
+    with pytest.raises(REFUSED_ROLE, match=r"(?i)check constraint"):
+        execute(store_url, insert, "1" * 16, "", "shop-1", "pos", "", b"", created.isoformat())
+    for _ in range(2):  # the second opening finds nothing to do
+        store = open_key_store(store_url)
+        try:
+            old = store.find(key_id)
+            assert old is not None and old.matches(secret)
+            assert (old.role, old.ledgers, old.created_at, old.expires_at) == (Role.WRITE, {A}, created, None)
+            pos, _ = store.create_key(tenant="shop-1", role="pos", expires_at=datetime.now(UTC) + timedelta(days=1))
+            assert store.find(pos.key_id) == pos and pos.expires_at is not None
+        finally:
+            store.close()
+    assert len(read_table(store_url)) == 3
+    with pytest.raises(REFUSED_ROLE, match=r"(?i)check constraint"):  # the constraint was widened, not dropped
+        execute(
+            store_url, insert.replace("NULL", "NULL, NULL"), "1" * 16, "", "a", "root", "", b"", created.isoformat()
+        )
+
+
 def read_table(store_url: str) -> list[tuple[Any, ...]]:
     if store_url.startswith("sqlite:"):
         connection = sqlite3.connect(store_url.removeprefix("sqlite:///"))
@@ -870,8 +973,6 @@ def read_table(store_url: str) -> list[tuple[Any, ...]]:
             return connection.execute(f"SELECT * FROM {TABLE}").fetchall()
         finally:
             connection.close()
-    import psycopg
-
     with psycopg.connect(store_url) as connection:
         return connection.execute(f"SELECT * FROM {TABLE}").fetchall()
 
@@ -954,12 +1055,20 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "cannot be shown again" in err
     assert main(["keys", "create", "--tenant", "ops", "--role", "admin", *store]) == 0
     admin_id = parse_token(capsys.readouterr().out.strip())[0]
+    assert main(["keys", "create", "--tenant", "fair-2025", "--role", "pos", "--name", "till 3", *store]) == 0
+    out, err = capsys.readouterr()
+    pos_id = parse_token(out.strip())[0]
+    assert f"created API key {pos_id}: 'till 3', tenant fair-2025, role pos, ledgers none" in err
+    assert main(["keys", "create", "--tenant", "acme", "--role", "readonly", "--ledger", "978", *store]) == 0
+    readonly_id = parse_token(capsys.readouterr().out.strip())[0]
     assert main(["keys", "list", *store]) == 0
     out, _ = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "NAME", "TENANT", "ROLE", "LEDGERS", "CREATED", "EXPIRES", "REVOKED"]
     assert lines[1].split()[:6] == [key_id, "pos", "fleet", "acme", "write", "840,978"]
     assert lines[1].split()[-1] == "-" and lines[2].split()[:5] == [admin_id, "-", "ops", "admin", "all"]
+    assert lines[3].split()[:6] == [pos_id, "till", "3", "fair-2025", "pos", "-"]
+    assert lines[4].split()[:5] == [readonly_id, "-", "acme", "readonly", "978"]
     assert secret not in out and token not in out
     assert main(["keys", "revoke", key_id, *store]) == 0
     assert f"revoked API key {key_id}" in capsys.readouterr().out
@@ -971,6 +1080,8 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     for argv, message in [
         (["create", "--tenant", "ops", "--role", "admin", "--ledger", "1"], "an admin key is not bound to ledgers"),
         (["create", "--tenant", "a", "--role", "read"], "a read key must name at least one ledger"),
+        (["create", "--tenant", "a", "--role", "shop", "--ledger", "1"], "a shop key is bound to its tenant"),
+        (["create", "--tenant", "a", "--role", "operator", "--ledger", "1"], "an operator key is bound to its"),
         (["create", "--tenant", "a", "--role", "read", "--ledger", "0"], "ledger must be between 1 and 4294967295"),
         (["create", "--tenant", "a", "--role", "read", "--ledger", str(2**32)], "got 4294967296"),
         (["create", "--tenant", "a b", "--role", "read", "--ledger", "1"], "tenant must be 1 to 64"),
@@ -984,9 +1095,33 @@ def test_keys_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "no key with id 0000000000000000" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["keys", "create", "--tenant", "a", "--role", "owner", "--ledger", "1", *store])
-    assert "invalid choice: 'owner'" in capsys.readouterr().err
+    assert "invalid choice: 'owner' (choose from 'read', 'write', 'admin', 'pos', 'shop', 'operator', 'readonly')" in (
+        capsys.readouterr().err
+    )
     main(["keys", "list", *store])
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+def test_keys_roles_lists_each_role_with_its_permissions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "roles"]) == 0  # no store needed
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(None, 2) for line in lines[:8]] == [
+        ["ROLE", "LEDGERS", "PERMISSIONS"],
+        ["read", "required", "ledger.read"],
+        ["write", "required", "ledger.read, ledger.write"],
+        ["admin", "all", "every permission"],
+        ["pos", "none", "wallet.read, wallet.pay"],
+        ["shop", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.voucher"],
+        ["operator", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.book, wallet.grant, "
+                             "wallet.voucher, wallet.tenant"],
+        ["readonly", "optional", "ledger.read, wallet.read"],
+    ]  # fmt: skip
+    assert "act for their own tenant (--tenant) only" in " ".join(lines[8:])
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "pos (wallet.read, wallet.pay); shop (wallet.read, wallet.pay, wallet.topup" in help_text
+    assert "readonly (ledger.read, wallet.read)" in help_text and "admin (every permission)" in help_text
 
 
 def test_keys_list_of_a_store_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,5 @@
 """API keys without a database: the token format, the stored hash, the bounds of a key's fields, what each
-role may call, and the principal of the call being served."""
+role may call, which ledgers and tenants a key acts on, and the principal of the call being served."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import dataclasses
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from ledger.auth import (
     KEY_LEDGERS_MAX,
     LEDGER_MAX,
+    LEDGERS_ALLOWED,
+    LEDGERS_REQUIRED,
     OPEN_SERVICES,
+    ROLE_PERMISSIONS,
     TOKEN_LENGTH,
     ApiKey,
     Authenticator,
@@ -33,12 +37,14 @@ from ledger.auth import (
     may_see_ledger,
     new_secret,
     parse_token,
+    role_permissions,
 )
 from ledger.auth._keys import check_ledgers, check_name, check_role, check_tenant
 from ledger.server import PERMISSIONS
 from ledger.v1 import ledger_pb2
 
 SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def key(role: Role = Role.WRITE, ledgers: frozenset[int] = frozenset({978}), secret: str = "") -> ApiKey:
@@ -116,17 +122,27 @@ def test_every_field_of_a_key_is_bounded() -> None:
     with pytest.raises(ValueError, match="name must be printable"):
         check_name("a\nb")
     assert check_role("admin") is Role.ADMIN
-    with pytest.raises(ValueError, match="role must be one of read, write, admin, got 'root'"):
+    assert [check_role(role) for role in ("pos", "shop", "operator", "readonly")] == [
+        Role.POS, Role.SHOP, Role.OPERATOR, Role.READONLY,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="role must be one of read, write, admin, pos, shop, operator, readonly, got"):
         check_role("root")
     assert check_ledgers(Role.READ, [1, LEDGER_MAX, 1]) == frozenset({1, 2**32 - 1})
     assert check_ledgers(Role.WRITE, range(1, KEY_LEDGERS_MAX + 1)) == frozenset(range(1, 1025))
     assert check_ledgers(Role.ADMIN, []) == frozenset()
+    for role in (Role.POS, Role.SHOP, Role.OPERATOR, Role.READONLY):
+        assert check_ledgers(role, []) == frozenset()
+    assert check_ledgers(Role.READONLY, [978, 840]) == frozenset({978, 840})
     for role, ledgers, message in [
         (Role.READ, [0], "ledger must be between 1 and 4294967295, got 0"),
         (Role.READ, [2**32], "got 4294967296"),
         (Role.WRITE, [-1], "got -1"),
         (Role.WRITE, [], "a write key must name at least one ledger"),
         (Role.ADMIN, [978], "an admin key is not bound to ledgers"),
+        (Role.POS, [978], "a pos key is bound to its tenant, not to ledgers"),
+        (Role.SHOP, [978], "a shop key is bound to its tenant, not to ledgers"),
+        (Role.OPERATOR, [978], "an operator key is bound to its tenant, not to ledgers"),
+        (Role.READONLY, [0], "ledger must be between 1 and 4294967295, got 0"),
         (Role.READ, range(1, KEY_LEDGERS_MAX + 2), "at most 1024 per key, got 1025"),
     ]:
         with pytest.raises(ValueError, match=message):
@@ -144,9 +160,10 @@ def test_each_method_of_the_service_needs_a_named_permission() -> None:
         path = f"/{SERVICE.full_name}/{method.name}"
         needed = Permission.LEDGER_READ if method.name in reads else Permission.LEDGER_WRITE
         assert permissions.needed(path) is needed
+        readers = {Role.READ, Role.WRITE, Role.READONLY, Role.ADMIN}
         for role in Role:
             principal = Principal("k", "t", role, None if role is Role.ADMIN else frozenset({1}))
-            allowed = role is Role.ADMIN or role is Role.WRITE or needed is Permission.LEDGER_READ
+            allowed = role in ({Role.WRITE, Role.ADMIN} if needed is Permission.LEDGER_WRITE else readers)
             assert principal.may(permissions.needed(path)) is allowed, (path, role)
     for path in (f"/{SERVICE.full_name}/Future", "/wallet.v1.Wallet/TopUp", "garbage"):
         assert permissions.needed(path) is Permission.ADMIN
@@ -156,12 +173,60 @@ def test_each_method_of_the_service_needs_a_named_permission() -> None:
 
 def test_roles_are_named_sets_of_permissions() -> None:
     """The three roles keys were created with keep their meaning: read reads, write also moves money, admin
-    may do everything (a permission a later service adds included)."""
-    assert Principal("k", "t", Role.READ, frozenset({1})).permissions == {Permission.LEDGER_READ}
-    assert Principal("k", "t", Role.WRITE, frozenset({1})).permissions == {
-        Permission.LEDGER_READ, Permission.LEDGER_WRITE,
+    may do everything (a permission a later service adds included). The wallet roles: a POS terminal reads
+    and pays, a shop's server also tops up, refunds and issues vouchers, the tenant's operator has every
+    wallet permission, a read-only dashboard reads wallets and ledgers."""
+    P = Permission
+    assert {role.value: {p.value for p in permissions} for role, permissions in ROLE_PERMISSIONS.items()} == {
+        "read": {"ledger.read"},
+        "write": {"ledger.read", "ledger.write"},
+        "admin": {"ledger.read", "ledger.write", "wallet.read", "wallet.pay", "wallet.topup", "wallet.refund",
+                  "wallet.book", "wallet.grant", "wallet.voucher", "wallet.tenant", "admin"},
+        "pos": {"wallet.read", "wallet.pay"},
+        "shop": {"wallet.read", "wallet.pay", "wallet.topup", "wallet.refund", "wallet.voucher"},
+        "operator": {"wallet.read", "wallet.pay", "wallet.topup", "wallet.refund", "wallet.book", "wallet.grant",
+                     "wallet.voucher", "wallet.tenant"},
+        "readonly": {"wallet.read", "ledger.read"},
     }  # fmt: skip
-    assert Principal("k", "t", Role.ADMIN, None).permissions == set(Permission)
+    assert ROLE_PERMISSIONS[Role.ADMIN] == set(Permission)
+    assert ROLE_PERMISSIONS[Role.OPERATOR] == {p for p in Permission if p.value.startswith("wallet.")}
+    assert ROLE_PERMISSIONS[Role.POS] < ROLE_PERMISSIONS[Role.SHOP] < ROLE_PERMISSIONS[Role.OPERATOR]
+    for role in Role:
+        principal = Principal("k", "t", role, None if role is Role.ADMIN else frozenset())
+        assert principal.permissions == ROLE_PERMISSIONS[role]
+        assert {p for p in Permission if principal.may(p)} == ROLE_PERMISSIONS[role]
+    assert role_permissions(Role.SHOP) == [P.WALLET_READ, P.WALLET_PAY, P.WALLET_TOPUP, P.WALLET_REFUND,
+                                           P.WALLET_VOUCHER]  # fmt: skip
+    assert role_permissions(Role.ADMIN) == list(Permission)
+
+
+def test_roles_with_ledger_permissions_name_ledgers_and_the_wallet_roles_none() -> None:
+    """A key names ledgers when what it may do is on ledgers: read and write keys must, a readonly key may (its
+    ledger.read covers them), an admin key touches all and names none, the wallet roles act for their tenant."""
+    on_ledgers = {Permission.LEDGER_READ, Permission.LEDGER_WRITE}
+    only_on_ledgers = {role for role in Role if ROLE_PERMISSIONS[role] <= on_ledgers}
+    assert LEDGERS_REQUIRED == only_on_ledgers == {Role.READ, Role.WRITE}
+    assert LEDGERS_ALLOWED == {
+        role for role in Role if role is not Role.ADMIN and ROLE_PERMISSIONS[role] & on_ledgers
+    } == {Role.READ, Role.WRITE, Role.READONLY}  # fmt: skip
+    assert all(value.isascii() and value.isalpha() and value.islower() for value in Role)  # safe in a CHECK
+
+
+def test_the_readme_tables_name_every_permission_and_each_roles_set() -> None:
+    section = README.read_text().split("## API keys and tenants", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]  # fmt: skip
+    assert [row[0] for row in rows if len(row) == 2] == [f"`{p.value}`" for p in Permission]
+    roles = {row[0].strip("`"): row[2] for row in rows if len(row) == 4}
+    assert set(roles) == {role.value for role in Role}
+    for role in Role:
+        if role is Role.ADMIN:
+            assert roles[role.value] == "all of them"
+        elif role is Role.OPERATOR:
+            assert roles[role.value] == "every `wallet.*` permission"
+            assert ROLE_PERMISSIONS[role] == {p for p in Permission if p.value.startswith("wallet.")}
+        else:
+            assert {cell.strip("` ") for cell in roles[role.value].split(",")} == set(ROLE_PERMISSIONS[role]), role
 
 
 def test_health_and_reflection_are_open_and_nothing_else() -> None:
@@ -182,6 +247,28 @@ def test_a_principal_sees_its_ledgers_and_an_admin_all() -> None:
     admin = Principal.of(key(Role.ADMIN, frozenset()))
     assert admin.ledgers is None and admin.may_see_ledger(36) and admin.may_see_ledger(0)
     assert writer.describe() == "API key 0123456789abcdef (tenant acme, role write)"
+
+
+def test_a_principal_acts_for_its_own_tenant_and_an_admin_for_any() -> None:
+    for role in Role:
+        if role is Role.ADMIN:
+            continue
+        principal = Principal.of(key(role, frozenset({978}) if role in LEDGERS_REQUIRED else frozenset()))
+        assert principal.may_act_for_tenant("acme"), role
+        for other in ("acme2", "Acme", "acm", "", "ops"):
+            assert not principal.may_act_for_tenant(other), (role, other)
+    admin = Principal.of(key(Role.ADMIN, frozenset()))
+    assert all(admin.may_act_for_tenant(tenant) for tenant in ("acme", "ops", "shop-7"))
+
+
+def test_a_wallet_key_sees_no_ledger() -> None:
+    """Its tenant's ledgers are the Wallet service's to find; through the Ledger service it sees none."""
+    for role in (Role.POS, Role.SHOP, Role.OPERATOR, Role.READONLY):
+        principal = Principal.of(key(role, frozenset()))
+        assert principal.ledgers == frozenset() and not principal.may_see_ledger(978), role
+    dashboard = Principal.of(key(Role.READONLY, frozenset({978})))
+    assert dashboard.may_see_ledger(978) and not dashboard.may_see_ledger(840)
+    assert dashboard.describe() == "API key 0123456789abcdef (tenant acme, role readonly)"
 
 
 def test_the_current_principal_holds_for_its_call_and_the_tasks_it_starts() -> None:
