@@ -10,6 +10,7 @@ Reads run the same way (an operation that writes nothing), so they answer only w
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME: Final = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
 
-PAY_BATCH_PAYMENTS_MAX: Final = 1024
+PAY_BATCH_PAYMENTS_MAX: Final = 512
 """Most payments in one PayBatch call (each is its own operation; the client's auto-batching cuts here)."""
 STRING_BYTES_MAX: Final = 4 * 255
 """Most bytes of any string field of a request: 255 characters of up to four UTF-8 bytes each."""
@@ -92,6 +93,7 @@ REQUEST_BYTES_MAX: Final[Mapping[str, int]] = {
 """Per Wallet method, the most bytes one request may have (repeated fields: 32 items, PayBatch's payments:
 PAY_BATCH_PAYMENTS_MAX)."""
 
+_ID_TEXT: Final = re.compile("[0-9a-fA-F]{32}")
 _STATUS_NAMES: Final = {
     wallet_pb2.WALLET_STATUS_ACTIVE: "active",
     wallet_pb2.WALLET_STATUS_FROZEN: "frozen",
@@ -110,12 +112,9 @@ def format_id(value: int) -> str:
 
 def parse_id(text: str) -> int:
     """An id the API wrote; 0 (which names nothing) if the text is not 32 hex digits."""
-    if len(text) != 32:
+    if _ID_TEXT.fullmatch(text) is None:
         return 0
-    try:
-        value = int(text, 16)
-    except ValueError:
-        return 0
+    value = int(text, 16)
     return value if value < ID_INT_MAX else 0
 
 
@@ -260,9 +259,7 @@ def check_tenant(tenant: str) -> None:
     """PERMISSION_DENIED unless the caller's key may act for `tenant` (no key: auth is off)."""
     principal = current_principal()
     if principal is not None and not principal.may_act_for_tenant(tenant):
-        raise PermissionDenied(
-            f"{principal.describe()} acts for its own tenant only, not for {tenant[:80]!r}"
-        )
+        raise PermissionDenied(f"{principal.describe()} acts for its own tenant only, not for {tenant[:80]!r}")
 
 
 def _actor() -> str:
