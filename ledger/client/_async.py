@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
 from ledger.records.limits import BATCH_EVENTS_MAX
-from ledger.v1 import ledger_pb2_grpc
+from ledger.v1 import ledger_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 
 from ._base import Call, ClientSteps, Shared, Step, Steps, run_async
 from ._batching import Batch, Entry
@@ -36,7 +36,7 @@ from ._records import (
     pack_transfer,
     packed_linked,
 )
-from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, Kind
 from ._retry import Attempts, backoff_seconds
 from ._stream import StreamFailed, WriteStream
 
@@ -299,11 +299,12 @@ class AsyncClient(ClientSteps):
                 self.config.server, credentials, options=options, interceptors=list(interceptors) or None
             )
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)  # type: ignore[no-untyped-call]
+        self._wallet_stub = wallet_pb2_grpc.WalletStub(self._channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
         self._write_stream = WriteStream(self._stub, self._metadata) if self.config.write_stream else None
-        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS)
+        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY)
         self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
         self._transfers_batcher: _Batcher[bytes, list[TransferOutcome]] = self._batchers[CREATE_TRANSFERS.rpc]
 
@@ -457,6 +458,90 @@ class AsyncClient(ClientSteps):
                 yield balance
             following = page.next
 
+    # The Wallet service. Requests and replies are the wallet_pb2 messages; a reply's `result` says how the
+    # operation ended (WALLET_RESULT_OK or the rule it broke, with `message` naming the field). Calls are
+    # retried like the ledger's until their deadline: every write carries its idempotency key, so a retry
+    # is answered with the first reply.
+
+    async def pay(self, request: wallet_pb2.PayRequest, *, timeout: float | None = None) -> wallet_pb2.PayReply:
+        """One payment; concurrent payments share PayBatch calls (auto-batching)."""
+        return await self._run(self._pay(request, timeout))
+
+    async def create_tenant(
+        self, request: wallet_pb2.CreateTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        """Create a tenant with its ledger and system accounts (idempotent by tenant id)."""
+        reply: wallet_pb2.TenantReply = await self._run(self._wallet("CreateTenant", request, timeout))
+        return reply
+
+    async def configure_tenant(
+        self, request: wallet_pb2.ConfigureTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        """Replace a tenant's settings."""
+        reply: wallet_pb2.TenantReply = await self._run(self._wallet("ConfigureTenant", request, timeout))
+        return reply
+
+    async def get_tenant(
+        self, request: wallet_pb2.GetTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        reply: wallet_pb2.TenantReply = await self._run(self._wallet("GetTenant", request, timeout))
+        return reply
+
+    async def open_wallet(
+        self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BalanceReply:
+        """Open a customer's wallet (idempotent); its balance."""
+        reply: wallet_pb2.BalanceReply = await self._run(self._wallet("OpenWallet", request, timeout))
+        return reply
+
+    async def get_balance(
+        self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BalanceReply:
+        reply: wallet_pb2.BalanceReply = await self._run(self._wallet("GetBalance", request, timeout))
+        return reply
+
+    async def set_wallet_status(
+        self, request: wallet_pb2.SetWalletStatusRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.WalletStatusReply:
+        """Freeze, unfreeze or close a wallet."""
+        reply: wallet_pb2.WalletStatusReply = await self._run(self._wallet("SetWalletStatus", request, timeout))
+        return reply
+
+    async def top_up(self, request: wallet_pb2.TopUpRequest, *, timeout: float | None = None) -> wallet_pb2.TopUpReply:
+        reply: wallet_pb2.TopUpReply = await self._run(self._wallet("TopUp", request, timeout))
+        return reply
+
+    async def pay_batch(
+        self, request: wallet_pb2.PayBatchRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayBatchReply:
+        """Up to 512 payments in one call, a reply each in order."""
+        reply: wallet_pb2.PayBatchReply = await self._run(self._wallet("PayBatch", request, timeout))
+        return reply
+
+    async def refund(
+        self, request: wallet_pb2.RefundRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.RefundReply:
+        reply: wallet_pb2.RefundReply = await self._run(self._wallet("Refund", request, timeout))
+        return reply
+
+    async def authorize_hold(
+        self, request: wallet_pb2.AuthorizeHoldRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = await self._run(self._wallet("AuthorizeHold", request, timeout))
+        return reply
+
+    async def capture_hold(
+        self, request: wallet_pb2.CaptureHoldRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = await self._run(self._wallet("CaptureHold", request, timeout))
+        return reply
+
+    async def void_hold(
+        self, request: wallet_pb2.VoidHoldRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = await self._run(self._wallet("VoidHold", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:
@@ -532,7 +617,7 @@ class AsyncClient(ClientSteps):
         loop = asyncio.get_running_loop()
         attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
         deadline = loop.time() + attempts.timeout_seconds
-        method = getattr(self._stub, rpc)
+        method = self._method(rpc)
         streamed = rpc == CREATE_TRANSFERS.rpc and self._write_stream is not None
         while (remaining := deadline - loop.time()) > 0:
             attempts.count += 1

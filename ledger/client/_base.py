@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 from ledger.records.layout import Account, Buffer, Transfer
 from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
-from ledger.v1 import ledger_pb2
+from ledger.v1 import ledger_pb2, wallet_pb2
 
 from ._batching import request_bounds
 from ._config import IN_FLIGHT_MAX, ClientConfig
@@ -41,7 +41,7 @@ from ._records import (
     transfer_outcomes,
     transfers_page,
 )
-from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, PAYMENT_EVENTS, Kind
 
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
@@ -110,6 +110,13 @@ class ClientSteps:
     """The calls of both clients as steps; a client adds the I/O that runs them."""
 
     config: ClientConfig
+    _stub: Any
+    _wallet_stub: Any
+
+    def _method(self, rpc: str) -> Any:
+        """The stub's method for an rpc name: the Ledger service's by name, the Wallet service's as Wallet/Name."""
+        service, _, name = rpc.rpartition("/")
+        return getattr(self._wallet_stub if service == "Wallet" else self._stub, name)
 
     # Arguments.
 
@@ -216,3 +223,13 @@ class ClientSteps:
             self._in_flight(in_flight),
         )
         return [result for share in shares for result in share]
+
+    # The Wallet service: each call a unary call with retries (every write carries its idempotency key, so
+    # a retry is answered as the first), payments coalesced with concurrent ones into PayBatch calls.
+
+    def _wallet(self, rpc: str, request: Any, timeout: float | None) -> Steps[Any]:
+        return (yield Call(f"Wallet/{rpc}", request, self._timeout(timeout)))
+
+    def _pay(self, request: wallet_pb2.PayRequest, timeout: float | None) -> Steps[wallet_pb2.PayReply]:
+        reply: wallet_pb2.PayReply = yield Shared(PAY, request, PAYMENT_EVENTS, False, self._timeout(timeout))
+        return reply

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ledger.records.layout import Account, Transfer
 from ledger.records.limits import TRANSFER_SIZE
-from ledger.v1 import ledger_pb2, types_pb2
+from ledger.v1 import ledger_pb2, types_pb2, wallet_pb2
 
 from ._errors import LedgerError
 from ._records import (
@@ -33,7 +33,7 @@ Result = TypeVar("Result")
 @dataclass(frozen=True, slots=True)
 class Kind(Generic[Payload, Result]):
     rpc: str
-    """The Ledger service's method."""
+    """The method: the Ledger service's by name, another service's as Service/Method."""
     count: Callable[[Payload], int]
     request: Callable[[Sequence[Payload]], Any]
     answer: Callable[[Sequence[Payload], Any], list[Result]]
@@ -93,3 +93,20 @@ CREATE_ACCOUNTS: Kind[list[types_pb2.Account], list[AccountOutcome]] = Kind(
 )
 LOOKUP_ACCOUNTS: Kind[list[int], list[Account]] = Kind("LookupAccounts", len, _lookup_request, _found_accounts)
 LOOKUP_TRANSFERS: Kind[list[int], list[Transfer]] = Kind("LookupTransfers", len, _lookup_request, _found_transfers)
+
+
+PAYMENT_EVENTS: Final = 16
+"""What one payment counts for in a shared request (a chain of transfers and the policy): a request of 8190
+events carries at most 511 payments, within the 512 one PayBatch takes."""
+
+
+def _pay_answer(payloads: Sequence[wallet_pb2.PayRequest], response: wallet_pb2.PayBatchReply) -> list[Any]:
+    return [share[0] for share in _share([1] * len(payloads), list(response.replies), "payments")]
+
+
+PAY: Kind[wallet_pb2.PayRequest, wallet_pb2.PayReply] = Kind(
+    "Wallet/PayBatch",
+    lambda payload: PAYMENT_EVENTS,
+    lambda payloads: wallet_pb2.PayBatchRequest(payments=payloads),
+    _pay_answer,
+)

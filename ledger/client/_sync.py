@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
 from ledger.records.limits import BATCH_EVENTS_MAX
-from ledger.v1 import ledger_pb2_grpc
+from ledger.v1 import ledger_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 
 from ._base import Call, ClientSteps, Shared, Step, run_sync
 from ._batching import Batch, Entry
@@ -34,7 +34,7 @@ from ._records import (
     TransferOutcome,
     TransfersPage,
 )
-from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, Kind
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, Kind
 from ._retry import Attempts, backoff_seconds
 
 Payload = TypeVar("Payload")
@@ -208,13 +208,14 @@ class Client(ClientSteps):
         if interceptors:
             channel = grpc.intercept_channel(channel, *interceptors)
         self._stub = ledger_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        self._wallet_stub = wallet_pb2_grpc.WalletStub(channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(channel)
         self._metadata = self.config.metadata or None
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
         self._bulk_lock = threading.Lock()
         self._bulk_pool: ThreadPoolExecutor | None = None
-        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS)
+        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY)
         self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
 
     def __enter__(self) -> Client:
@@ -366,6 +367,86 @@ class Client(ClientSteps):
             yield from page.balances
             following = page.next
 
+    # The Wallet service. Requests and replies are the wallet_pb2 messages; a reply's `result` says how the
+    # operation ended (WALLET_RESULT_OK or the rule it broke, with `message` naming the field). Calls are
+    # retried like the ledger's until their deadline: every write carries its idempotency key, so a retry
+    # is answered with the first reply.
+
+    def pay(self, request: wallet_pb2.PayRequest, *, timeout: float | None = None) -> wallet_pb2.PayReply:
+        """One payment; concurrent payments share PayBatch calls (auto-batching)."""
+        return run_sync(self._pay(request, timeout), self._perform)
+
+    def create_tenant(
+        self, request: wallet_pb2.CreateTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        """Create a tenant with its ledger and system accounts (idempotent by tenant id)."""
+        reply: wallet_pb2.TenantReply = run_sync(self._wallet("CreateTenant", request, timeout), self._perform)
+        return reply
+
+    def configure_tenant(
+        self, request: wallet_pb2.ConfigureTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        """Replace a tenant's settings."""
+        reply: wallet_pb2.TenantReply = run_sync(self._wallet("ConfigureTenant", request, timeout), self._perform)
+        return reply
+
+    def get_tenant(
+        self, request: wallet_pb2.GetTenantRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.TenantReply:
+        reply: wallet_pb2.TenantReply = run_sync(self._wallet("GetTenant", request, timeout), self._perform)
+        return reply
+
+    def open_wallet(
+        self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BalanceReply:
+        """Open a customer's wallet (idempotent); its balance."""
+        reply: wallet_pb2.BalanceReply = run_sync(self._wallet("OpenWallet", request, timeout), self._perform)
+        return reply
+
+    def get_balance(
+        self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BalanceReply:
+        reply: wallet_pb2.BalanceReply = run_sync(self._wallet("GetBalance", request, timeout), self._perform)
+        return reply
+
+    def set_wallet_status(
+        self, request: wallet_pb2.SetWalletStatusRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.WalletStatusReply:
+        """Freeze, unfreeze or close a wallet."""
+        reply: wallet_pb2.WalletStatusReply = run_sync(self._wallet("SetWalletStatus", request, timeout), self._perform)
+        return reply
+
+    def top_up(self, request: wallet_pb2.TopUpRequest, *, timeout: float | None = None) -> wallet_pb2.TopUpReply:
+        reply: wallet_pb2.TopUpReply = run_sync(self._wallet("TopUp", request, timeout), self._perform)
+        return reply
+
+    def pay_batch(
+        self, request: wallet_pb2.PayBatchRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayBatchReply:
+        """Up to 512 payments in one call, a reply each in order."""
+        reply: wallet_pb2.PayBatchReply = run_sync(self._wallet("PayBatch", request, timeout), self._perform)
+        return reply
+
+    def refund(self, request: wallet_pb2.RefundRequest, *, timeout: float | None = None) -> wallet_pb2.RefundReply:
+        reply: wallet_pb2.RefundReply = run_sync(self._wallet("Refund", request, timeout), self._perform)
+        return reply
+
+    def authorize_hold(
+        self, request: wallet_pb2.AuthorizeHoldRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = run_sync(self._wallet("AuthorizeHold", request, timeout), self._perform)
+        return reply
+
+    def capture_hold(
+        self, request: wallet_pb2.CaptureHoldRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = run_sync(self._wallet("CaptureHold", request, timeout), self._perform)
+        return reply
+
+    def void_hold(self, request: wallet_pb2.VoidHoldRequest, *, timeout: float | None = None) -> wallet_pb2.HoldReply:
+        reply: wallet_pb2.HoldReply = run_sync(self._wallet("VoidHold", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:
@@ -420,7 +501,7 @@ class Client(ClientSteps):
         """One unary call with retries until the deadline (each attempt's gRPC deadline is the time left)."""
         attempts = timeout if isinstance(timeout, Attempts) else Attempts(timeout)
         deadline = time.monotonic() + attempts.timeout_seconds
-        method = getattr(self._stub, rpc)
+        method = self._method(rpc)
         while (remaining := deadline - time.monotonic()) > 0:
             attempts.count += 1
             try:
