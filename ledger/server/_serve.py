@@ -22,12 +22,14 @@ from ledger._settings import read_setting_file
 from ledger.auth import Authenticator, AuthInterceptor, MethodPermissions
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
+from ledger.wallet import Wallets
 
 from ._limits import MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
 from ._redact import install_secret_filter
 from ._servicer import ledger_service
 from ._services import Service
+from ._wallet import sweep_expiries, wallet_service
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -183,29 +185,37 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     if config.metrics_address:
         check_address_free(config.metrics_address, "metrics_address")
     metrics = LedgerMetrics() if endpoint is not None else None
+    wallets = Wallets()
     ledger = await Ledger.open(
         config,
         on_commit=metrics.journal_committed if metrics else None,
         on_apply=metrics.engine_applied if metrics else None,
+        domain=wallets,
     )
     auth: Authenticator | None = None
+    sweeps: asyncio.Task[None] | None = None
     try:
         auth = await Authenticator.open(config)
         metrics_url = "off"
         if metrics is not None and endpoint is not None:
             metrics_port = metrics.start_http(*endpoint)
             metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
-        server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth)
+        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets)]
+        server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth, services=services)
+        sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets), name="wallet-expiry")
         host = config.address.rsplit(":", 1)[0]
         logger.info(
-            "ledger serving gRPC on %s:%d (%s), store %s, engine %s, %d accounts, %d transfers, metrics %s, %s",
+            "ledger serving gRPC on %s:%d (%s) with services %s, store %s, engine %s, %d accounts, %d transfers, "
+            "%d wallet tenants, metrics %s, %s",
             host,
             port,
             transport(config),
+            ", ".join(service.name for service in services),
             ledger.store.description,
             ledger.stats().implementation,
             ledger.recovery.accounts_count,
             ledger.recovery.transfers_count,
+            len(wallets.state.tenants),
             metrics_url,
             auth.description if auth is not None else "auth off (LEDGER_AUTH=off)",
         )
@@ -223,6 +233,10 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         ledger.begin_shutdown()
         await server.stop(config.shutdown_grace_seconds)
     finally:
+        if sweeps is not None:
+            sweeps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeps
         if auth is not None:
             await auth.close()
         await ledger.close()

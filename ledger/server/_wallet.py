@@ -9,6 +9,7 @@ Reads run the same way (an operation that writes nothing), so they answer only w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ledger.auth import Permission, PermissionDenied, current_principal
-from ledger.core import Ledger
+from ledger.core import Ledger, LedgerError
 from ledger.records.limits import ID_INT_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
@@ -441,6 +442,26 @@ class WalletService:
             return _hold_reply(self._wallets.void(op, message.tenant, parse_id(message.hold_id), message.key))
 
         return await self._call(context, "VoidHold", wallet_pb2.VoidHoldRequest, request, step)
+
+
+SWEEP_INTERVAL_SECONDS: Final = 1.0
+"""How often expired credit moves to breakage and expired holds are voided: credit is never spendable past
+its expiry either way; this is how soon the ledger shows it moved."""
+
+
+async def sweep_expiries(ledger: Ledger, wallets: Wallets, interval_seconds: float = SWEEP_INTERVAL_SECONDS) -> None:
+    """Run the wallet's expiry sweep every `interval_seconds` until cancelled (a sweep the ledger cannot take
+    now, unavailable or overloaded, is taken at the next turn)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            operation = ledger.operation()
+        except LedgerError:
+            continue
+        try:
+            wallets.sweep(operation)
+        finally:
+            operation.finish()
 
 
 def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
