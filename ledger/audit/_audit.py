@@ -4,7 +4,8 @@ Checked, commit by commit in seq order, stopping at the first problem (after
 it the books are no longer what the journal means, so later findings would
 only echo it):
 
-- each row's bytes: whole records, transfers_count, the LZ4 blocks, the CRC;
+- each row's bytes: whole records, transfers_count, the LZ4 blocks, the CRC
+  (which covers the domain layer's records too; they are counted, not read);
 - the sequence: seq 1, 2, 3, … with no gap, and each commit's
   accounts_first / transfers_first equal to the records before it;
 - time: every record's timestamp after the previous commit's
@@ -145,6 +146,9 @@ def _run(
                 f"timestamp_last {commit.timestamp_last} is not after the state before it ({floor})",
             ))  # fmt: skip
         _apply_commit(books, commit, floor)
+        if commit.domain:
+            books.tally.domain_commits += 1
+            books.tally.domain_bytes += len(commit.domain)
         seq_last = verdict.seq_last = commit.seq
         floor = commit.timestamp_last
         if commit.seq in heads:

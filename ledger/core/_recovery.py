@@ -220,9 +220,8 @@ def recover(engine: Engine, store: Store, *, progress: Callable[[int, int], None
             for rows in store.commit_rows():
                 for row in rows:
                     check_commit_row(row)
-                    seq, timestamp_last, accounts_first, transfers_first, _, accounts, transfers, expired, balances = (
-                        row
-                    )
+                    (seq, timestamp_last, accounts_first, transfers_first, _,
+                     accounts, transfers, expired, balances, _) = row  # fmt: skip
                     if seq != seq_expected:
                         raise JournalCorrupt(
                             f"journal commit seq={seq_expected} is missing (the next stored is seq={seq}): "

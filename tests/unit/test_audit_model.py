@@ -70,6 +70,12 @@ def test_its_checksums_and_blocks_are_the_ledgers() -> None:
     assert _journal.decompress_blocks(7, blocks, ends, 130) == records[1]
     checkpoint = Checkpoint.seal(seq=7, timestamp_last=T0, accounts=records[0], transfer_status=b"\x00\x01\x02")
     assert _journal.checkpoint_checksum(7, T0, records[0], b"\x00\x01\x02") == checkpoint.checksum
+    domain = os.urandom(40)  # the domain layer's records and snapshot: opaque, but in the checksums
+    commit = Commit.seal(seq=7, timestamp_last=T0, accounts_first=3, transfers_first=9, accounts=records[0],
+                         transfers=records[1], expired=records[2], balances=records[3], domain=domain)  # fmt: skip
+    assert _journal.commit_checksum(7, T0, 3, 9, *records, domain) == commit.checksum
+    checkpoint = Checkpoint.seal(seq=7, timestamp_last=T0, accounts=records[0], transfer_status=b"\x01", domain=domain)
+    assert _journal.checkpoint_checksum(7, T0, records[0], b"\x01", domain) == checkpoint.checksum
 
 
 # --- a journal made by hand ------------------------------------------------------------------------
