@@ -4,11 +4,14 @@ Checked, commit by commit in seq order, stopping at the first problem (after
 it the books are no longer what the journal means, so later findings would
 only echo it):
 
-- each row's bytes: whole records, transfers_count, the LZ4 blocks, the CRC;
+- each row's bytes: whole records, transfers_count, the LZ4 blocks, the CRC
+  (which covers the domain layer's records too; they are counted, not read);
 - the sequence: seq 1, 2, 3, … with no gap, and each commit's
   accounts_first / transfers_first equal to the records before it;
 - time: every record's timestamp after the previous commit's
-  timestamp_last (and the checkpoint's, past one) and at most its own;
+  timestamp_last (and the checkpoint's, past one) and at most its own, and
+  each commit's timestamp_last after the one before (or equal, for a commit
+  of domain records alone);
   accounts and transfers each strictly increasing; a linked chain of
   consecutive timestamps, whole within its commit;
 - every account and transfer record against the model (ledger.audit._model),
@@ -139,12 +142,18 @@ def _run(
                 f"starts at account ordinal {commit.accounts_first} and transfer ordinal {commit.transfers_first}, "
                 f"but the commits before it hold {books.tally.accounts} accounts and {books.tally.transfers} transfers",
             ))  # fmt: skip
-        if commit.timestamp_last <= floor:
+        # A commit of domain records alone moves no engine time: its timestamp_last may equal the state's before.
+        engine_records = commit.accounts or commit.transfers or commit.expired
+        if commit.timestamp_last < floor or (engine_records and commit.timestamp_last == floor):
             raise _Found(Problem(
                 "journal commit", commit.seq, "",
-                f"timestamp_last {commit.timestamp_last} is not after the state before it ({floor})",
+                f"timestamp_last {commit.timestamp_last} is "
+                f"{'not after' if engine_records else 'before'} the state before it ({floor})",
             ))  # fmt: skip
         _apply_commit(books, commit, floor)
+        if commit.domain:
+            books.tally.domain_commits += 1
+            books.tally.domain_bytes += len(commit.domain)
         seq_last = verdict.seq_last = commit.seq
         floor = commit.timestamp_last
         if commit.seq in heads:

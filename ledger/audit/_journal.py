@@ -32,11 +32,14 @@ EXPIRED_SIZE: Final = 24
 BALANCE_SIZE: Final = 64
 BLOCK_RECORDS: Final = 64
 """PostgreSQL: transfer records per LZ4 block."""
-SCHEMA_VERSIONS: Final = (1, 2)
+SCHEMA_VERSIONS: Final = (1, 2, 3)
 """The schema versions (table `ledger_schema`) whose columns the README documents."""
+DOMAIN_VERSION: Final = 3
+"""From this version both tables have a `domain` column."""
 
 COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
+DOMAIN_HEADER: Final = struct.Struct("<4sQ")
 BLOCK_END: Final = struct.Struct("<I")
 
 _COLUMNS: Final = "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts, transfers"
@@ -70,6 +73,8 @@ class StoredCommit:
     transfers: bytes
     expired: bytes
     balances: bytes
+    domain: bytes = b""
+    """The domain layer's records: opaque here, covered by the checksum only."""
 
     @property
     def accounts_count(self) -> int:
@@ -93,6 +98,8 @@ class StoredCheckpoint:
     timestamp_last: int
     accounts: bytes
     transfer_status: bytes
+    domain: bytes = b""
+    """The domain layer's snapshot, inflated: opaque here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +164,10 @@ def commit_checksum(
     transfers: bytes,
     expired: bytes,
     balances: bytes,
+    domain: bytes = b"",
 ) -> int:
-    """CRC-32 of the commit header and its four record blobs (transfers uncompressed), chained in that order."""
+    """CRC-32 of the commit header and its four record blobs (transfers uncompressed), chained in that order,
+    then of the domain records if there are any."""
     header = COMMIT_HEADER.pack(
         b"LJC1", seq, timestamp_last, accounts_first, transfers_first,
         len(accounts), len(transfers), len(expired), len(balances),
@@ -166,14 +175,23 @@ def commit_checksum(
     crc = zlib.crc32(header)
     for blob in (accounts, transfers, expired, balances):
         crc = zlib.crc32(blob, crc)
-    return crc
+    return domain_checksum(domain, crc)
 
 
-def checkpoint_checksum(seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes) -> int:
+def checkpoint_checksum(
+    seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes, domain: bytes = b""
+) -> int:
     header = CHECKPOINT_HEADER.pack(
         b"LJK1", seq, timestamp_last, len(accounts) // ACCOUNT_SIZE, len(transfer_status), len(accounts)
     )
-    return zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header)))
+    return domain_checksum(domain, zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header))))
+
+
+def domain_checksum(domain: bytes, crc: int) -> int:
+    """The CRC chained on over `LJD1`, the domain's length and its bytes; an empty domain leaves it as it is."""
+    if not domain:
+        return crc
+    return zlib.crc32(domain, zlib.crc32(DOMAIN_HEADER.pack(b"LJD1", len(domain)), crc))
 
 
 def decompress_blocks(seq: int, blocks: bytes, ends: bytes, transfers_count: int) -> bytes:
@@ -219,6 +237,7 @@ def verify_commit(
     transfers: bytes,
     expired: bytes,
     balances: bytes,
+    domain: bytes = b"",
 ) -> StoredCommit:
     """A commit whose record sizes, transfers_count and checksum agree with its bytes."""
     for name, blob, size in (
@@ -235,30 +254,36 @@ def verify_commit(
             f"transfers_count says {transfers_count}, the row holds {len(transfers) // TRANSFER_SIZE} transfers",
         )  # fmt: skip
     expected = commit_checksum(
-        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances, domain
     )
     if checksum != expected:
         raise JournalDamage(
             seq, "journal commit", f"checksum {checksum:#010x} does not match its contents ({expected:#010x})"
         )
-    return StoredCommit(seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances)
+    return StoredCommit(
+        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances, domain
+    )
 
 
-def inflate_checkpoint(head: CheckpointHead, accounts: bytes, transfer_status: bytes) -> StoredCheckpoint:
-    """A checkpoint's blobs (stored zlib-deflated), inflated and checked against its checksum."""
+def inflate_checkpoint(
+    head: CheckpointHead, accounts: bytes, transfer_status: bytes, domain: bytes = b""
+) -> StoredCheckpoint:
+    """A checkpoint's blobs (stored zlib-deflated; an empty domain is stored empty), inflated and checked
+    against its checksum."""
     try:
         raw_accounts = zlib.decompress(accounts)
         raw_status = zlib.decompress(transfer_status)
+        raw_domain = zlib.decompress(domain) if domain else b""
     except zlib.error as exc:
         raise JournalDamage(head.seq, "checkpoint", f"a blob cannot be inflated ({exc})") from None
     if len(raw_accounts) % ACCOUNT_SIZE:
         raise JournalDamage(head.seq, "checkpoint", f"accounts holds {len(raw_accounts)} bytes, not whole records")
-    expected = checkpoint_checksum(head.seq, head.timestamp_last, raw_accounts, raw_status)
+    expected = checkpoint_checksum(head.seq, head.timestamp_last, raw_accounts, raw_status, raw_domain)
     if head.checksum != expected:
         raise JournalDamage(
             head.seq, "checkpoint", f"checksum {head.checksum:#010x} does not match its contents ({expected:#010x})"
         )
-    return StoredCheckpoint(head.seq, head.timestamp_last, raw_accounts, raw_status)
+    return StoredCheckpoint(head.seq, head.timestamp_last, raw_accounts, raw_status, raw_domain)
 
 
 def _check_version(version: int | None, description: str) -> None:
@@ -276,6 +301,11 @@ class _SqlJournal:
 
     description: str
     _connection: Any
+    _domain: bool
+    """Whether the tables have a `domain` column (schema version 3 on)."""
+
+    def _domain_column(self) -> str:
+        return "domain" if self._domain else "NULL"
 
     def extent(self) -> Extent:
         row = self._connection.execute(
@@ -310,6 +340,7 @@ class _SqliteJournal(_SqlJournal):
         except sqlite3.Error as exc:
             raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}") from None
         _check_version(version, self.description)
+        self._domain = version >= DOMAIN_VERSION
 
     def _one(self, query: str) -> Any:
         row = self._connection.execute(query).fetchone()
@@ -317,18 +348,25 @@ class _SqliteJournal(_SqlJournal):
 
     def commits(self) -> Iterator[StoredCommit]:
         try:
-            cursor = self._connection.execute(f"SELECT {_COLUMNS}, expired, balances FROM ledger_journal ORDER BY seq")
+            cursor = self._connection.execute(
+                f"SELECT {_COLUMNS}, expired, balances, {self._domain_column()} FROM ledger_journal ORDER BY seq"
+            )
             while rows := cursor.fetchmany(_ROWS_PER_FETCH):
-                for row in rows:
-                    yield verify_commit(*row)
+                for (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts,
+                     transfers, expired, balances, domain) in rows:  # fmt: skip
+                    yield verify_commit(
+                        seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
+                        accounts, transfers, expired, balances, domain or b"",
+                    )  # fmt: skip
         except sqlite3.DatabaseError as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}") from None
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         row = self._connection.execute(
-            "SELECT accounts, transfer_status FROM ledger_checkpoints WHERE seq = ?", (head.seq,)
+            f"SELECT accounts, transfer_status, {self._domain_column()} FROM ledger_checkpoints WHERE seq = ?",
+            (head.seq,),
         ).fetchone()
-        return inflate_checkpoint(head, *row)
+        return inflate_checkpoint(head, row[0], row[1], row[2] or b"")
 
     def close(self) -> None:
         self._connection.close()
@@ -364,6 +402,7 @@ class _PostgresJournal(_SqlJournal):
             raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}".strip()) from None
         _check_version(row[0] if row else None, self.description)
         self._blocks = row is not None and row[0] >= 2
+        self._domain = row is not None and row[0] >= DOMAIN_VERSION
 
     def commits(self) -> Iterator[StoredCommit]:
         import psycopg
@@ -372,15 +411,18 @@ class _PostgresJournal(_SqlJournal):
         try:
             with self._connection.cursor("ledger_audit_scan", binary=True) as cursor:
                 cursor.itersize = _ROWS_PER_FETCH
-                cursor.execute(f"SELECT {_COLUMNS}, {blocks}, expired, balances FROM ledger_journal ORDER BY seq")
+                cursor.execute(
+                    f"SELECT {_COLUMNS}, {blocks}, expired, balances, {self._domain_column()} "
+                    "FROM ledger_journal ORDER BY seq"
+                )
                 for row in cursor:
                     (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts,
-                     transfers, ends, expired, balances) = row  # fmt: skip
+                     transfers, ends, expired, balances, domain) = row  # fmt: skip
                     if ends is not None:  # NULL: the raw records, as rows written before version 2
                         transfers = decompress_blocks(seq, transfers, ends, transfers_count)
                     yield verify_commit(
                         seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
-                        accounts, transfers, expired, balances,
+                        accounts, transfers, expired, balances, domain or b"",
                     )  # fmt: skip
         except psycopg.Error as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}".strip()) from None
@@ -388,10 +430,11 @@ class _PostgresJournal(_SqlJournal):
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         with self._connection.cursor(binary=True) as cursor:
             row = cursor.execute(
-                "SELECT accounts, transfer_status FROM ledger_checkpoints WHERE seq = %s", (head.seq,)
+                f"SELECT accounts, transfer_status, {self._domain_column()} FROM ledger_checkpoints WHERE seq = %s",
+                (head.seq,),
             ).fetchone()
         assert row is not None, "a checkpoint listed in this snapshot is in it"
-        return inflate_checkpoint(head, bytes(row[0]), bytes(row[1]))
+        return inflate_checkpoint(head, bytes(row[0]), bytes(row[1]), bytes(row[2] or b""))
 
     def close(self) -> None:
         self._connection.rollback()

@@ -184,6 +184,9 @@ class Tally:
     linked: int = 0
     closing: int = 0
     balance_entries: int = 0
+    domain_commits: int = 0
+    """Commits that carry domain records (opaque to the audit: counted, covered by the checksum, not read)."""
+    domain_bytes: int = 0
 
 
 class Books:

@@ -74,6 +74,7 @@ def verdict_document(verdict: Verdict) -> dict[str, Any]:
         "linked": tally.linked,
         "closing": tally.closing,
         "balance_entries": tally.balance_entries,
+        "domain": {"commits": tally.domain_commits, "bytes": tally.domain_bytes},
         "checkpoints": verdict.checkpoints,
         "ledgers": {
             str(ledger): {
@@ -107,6 +108,11 @@ def verdict_lines(verdict: Verdict) -> list[str]:
         f"  {tally.balance_entries} balance-history entries agree with the transfers",
         f"  checkpoints that agree with the journal: {checkpoints}",
     ]
+    if tally.domain_commits:
+        lines.append(
+            f"  domain records: {tally.domain_bytes} bytes in {tally.domain_commits} commits "
+            "(checksums only: the journal does not read them)"
+        )
     for ledger, t in sorted(verdict.ledgers.items()):
         lines.append(
             f"  ledger {ledger}: {t.accounts} accounts, debits = credits: posted {t.debits_posted}, "

@@ -1,6 +1,6 @@
 """The durable ledger: engine and journal composed by the durability protocol, and recovery."""
 
-from ._ledger import Ledger, LedgerError, LedgerFailed, LedgerOverloaded, LedgerStats, LedgerUnavailable
+from ._ledger import Ledger, LedgerError, LedgerFailed, LedgerOverloaded, LedgerStats, LedgerUnavailable, Operation
 from ._local import LocalCallError, LocalClient, Op, Status, serve_local
 from ._recovery import RecoveryReport, recover, replay_commit
 
@@ -14,6 +14,7 @@ __all__ = [
     "LocalCallError",
     "LocalClient",
     "Op",
+    "Operation",
     "RecoveryReport",
     "Status",
     "recover",

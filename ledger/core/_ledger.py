@@ -27,6 +27,12 @@
    their own, a step at a time and callers in turn (ledger.core._reads), so
    one caller's flood of large pages neither holds up the loop nor makes
    another caller's small page wait behind it.
+7. A domain layer (the wallet domain) applies its operations through
+   `Ledger.operation()`: in one synchronous step it calls the engine, records
+   its own domain records, and `finish()` hands the engine entries and the
+   domain records to the writer in one append, so that they land in one
+   commit. Its state (ledger.journal.DomainState) is rebuilt by recovery and
+   snapshotted with every checkpoint, at the same moment as the engine's.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from ledger.journal import (
     AccountFilter,
     BalancesPage,
     Commit,
+    DomainState,
     GroupCommitWriter,
     HistoryIndex,
     HistoryStats,
@@ -188,6 +195,102 @@ class LedgerFailed(LedgerUnavailable):
     """The ledger stopped acknowledging after an error it cannot recover from in this process; restart it."""
 
 
+def _expiries(expired_ids: bytes, transfers_count: int) -> bytes:
+    """Journal expiry entries of holds that expired as a call began, before the transfer at `transfers_count`."""
+    ordinal = transfers_count.to_bytes(8, "little")
+    return b"".join(expired_ids[i : i + ID_SIZE] + ordinal for i in range(0, len(expired_ids), ID_SIZE))
+
+
+class Operation:
+    """One step of a domain operation: engine calls applied at once, their entries and the domain's records
+    gathered, then handed to the journal in one append by `finish`, so that all of it lands in one commit.
+
+    Made by `Ledger.operation()` and valid for one synchronous step on the event loop's thread: finish it
+    before anything is awaited, so that no other write is applied among its calls. Then wait for the ticket
+    with `Ledger.until_durable` before answering. An operation that ends its step unfinished is dropped; if
+    it had applied entries to the engine or recorded domain records, that is a bug (the engine, or the
+    domain, now holds state the journal never will), and the ledger stops acknowledging (LedgerFailed), as
+    after an engine failure, to be recovered from the journal.
+    """
+
+    def __init__(self, ledger: Ledger, engine: Engine, clock: Clock) -> None:
+        self._ledger = ledger
+        self._engine = engine
+        self._clock = clock
+        self._accounts = bytearray()
+        self._transfers = bytearray()
+        self._expired = bytearray()
+        self._balances = bytearray()
+        self._domain = bytearray()
+        self._timestamp_last = 0
+        """Of the last engine write (0: none yet)."""
+        self._open = True
+
+    def create_accounts(self, events: Buffer) -> bytes:
+        """Apply accounts now; per-event 16-byte results, as `Ledger.create_accounts` answers them."""
+        self._check_writable()
+        applied: AccountsApplied = self._ledger._apply("create_accounts", self._engine.create_accounts, events)
+        self._accounts += applied.entries
+        self._timestamp_last = applied.timestamp_last
+        return applied.results
+
+    def create_transfers(self, events: Buffer) -> bytes:
+        """Apply transfers now; per-event 24-byte results, as `Ledger.create_transfers` answers them."""
+        self._check_writable()
+        applied: TransfersApplied = self._ledger._apply("create_transfers", self._engine.create_transfers, events)
+        if applied.expired:
+            transfers_count = self._ledger._transfers_count + len(self._transfers) // TRANSFER_SIZE
+            self._expired += _expiries(applied.expired, transfers_count)
+        self._transfers += applied.entries  # a view of the engine's tables: copied before the next engine call
+        self._balances += applied.balances
+        self._timestamp_last = applied.timestamp_last
+        return applied.results
+
+    def lookup_accounts(self, ids: Buffer) -> bytes:
+        """Account records as the engine holds them now, this operation's changes included."""
+        self._check_open()
+        return self._engine.lookup_accounts(ids)
+
+    def lookup_transfers(self, ids: Buffer) -> bytes:
+        self._check_open()
+        return self._engine.lookup_transfers(ids)
+
+    def now(self) -> int:
+        """The engine's clock, in nanoseconds since the Unix epoch."""
+        self._check_open()
+        return self._clock()
+
+    def record(self, domain: Buffer) -> None:
+        """Add domain records, journaled in the same commit as this operation's entries."""
+        self._check_open()
+        self._domain += domain
+
+    def finish(self) -> int:
+        """Hand the entries and domain records to the journal in one append; the ticket to wait for (the newest
+        applied, if there is nothing to journal). The operation is closed after this."""
+        self._check_open()
+        self._open = False
+        timestamp_last = self._timestamp_last or self._engine.stats().timestamp_last
+        return self._ledger._finish_operation(
+            self, self._accounts, self._transfers, bytes(self._expired), bytes(self._balances), timestamp_last,
+            self._domain,
+        )  # fmt: skip
+
+    def _abandon(self) -> bool:
+        """Close it unfinished; whether it had applied or recorded anything the journal now never holds."""
+        self._open = False
+        return bool(self._accounts or self._transfers or self._expired or self._domain)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("this operation is finished or its step has ended; take a new one")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if (failure := self._ledger._failure) is not None:  # an engine call of this step failed
+            raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {failure}")
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerStats:
     engine: EngineStats
@@ -218,12 +321,18 @@ class Ledger:
         *,
         on_commit: CommitObserver | None = None,
         on_apply: ApplyObserver | None = None,
+        clock: Clock = wall_clock,
+        domain: DomainState | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
         self._engine = engine
         self._store = store
         self._on_apply = on_apply
+        self._clock = clock
+        self._domain = domain
+        self._operation: Operation | None = None
+        """The operation of the current step, until it is finished."""
         self._loop = asyncio.get_running_loop()
         self._accounts_count = report.accounts_count
         self._transfers_count = report.transfers_count
@@ -292,19 +401,22 @@ class Ledger:
         engine_class: type[Engine] | None = None,
         on_commit: CommitObserver | None = None,
         on_apply: ApplyObserver | None = None,
+        domain: DomainState | None = None,
     ) -> Ledger:
-        """Connect to the store, recover the engine from the journal, start the writer.
+        """Connect to the store, recover the engine (and `domain`) from the journal, start the writer.
 
         `on_commit(commits, transfers, seconds)` is called on the writer thread after every transaction;
         `on_apply(operation, events_count, seconds)` on the event loop after every engine call that succeeded
         (`operation` is the engine method: create_accounts, create_transfers or expire_pending_transfers).
+        `domain` is restored and replayed by recovery (on a thread, before the ledger serves anything) and
+        snapshotted with every checkpoint.
         """
         store = open_store(config.store_url)
         engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
 
         def start() -> RecoveryReport:
             store.connect()
-            return recover(engine, store)
+            return recover(engine, store, domain)
 
         try:
             report = await asyncio.to_thread(start)
@@ -323,7 +435,7 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, on_commit=on_commit, on_apply=on_apply)
+        return cls(config, engine, store, report, on_commit=on_commit, on_apply=on_apply, clock=clock, domain=domain)
 
     # -- writes ------------------------------------------------------------------
 
@@ -395,11 +507,60 @@ class Ledger:
         """Wait until everything up to `ticket` is durable (LedgerUnavailable past durable_wait_seconds)."""
         await self._until_durable(ticket)
 
+    def operation(self) -> Operation:
+        """A step of a domain operation, applied at once and journaled in one commit (see Operation).
+
+        Refused as writes are (LedgerUnavailable, LedgerOverloaded, LedgerFailed) before anything is applied.
+        """
+        self._settle_operation()
+        self._admit()
+        operation = Operation(self, self._engine, self._clock)
+        self._operation = operation
+        self._loop.call_soon(self._operation_step_ended, operation)
+        return operation
+
+    def _finish_operation(
+        self,
+        operation: Operation,
+        accounts: Buffer,
+        transfers: Buffer,
+        expired: bytes,
+        balances: bytes,
+        timestamp_last: int,
+        domain: Buffer,
+    ) -> int:
+        if self._operation is operation:
+            self._operation = None
+        return self._append(accounts, transfers, expired, balances, timestamp_last, domain)
+
+    def _operation_step_ended(self, operation: Operation) -> None:
+        if self._operation is operation:
+            self._settle_operation()
+
+    def _settle_operation(self) -> None:
+        """Drop an operation left unfinished by its step; one that applied or recorded anything stops the ledger.
+
+        Called before anything else applies to or snapshots the engine, and at the end of the operation's step.
+        """
+        operation = self._operation
+        if operation is None:
+            return
+        self._operation = None
+        if operation._abandon():
+            self._fail(
+                LedgerError(
+                    "a domain operation applied entries or recorded domain records and ended without finish(): "
+                    "the engine holds state the journal never will"
+                )
+            )
+
     def _apply_accounts(self, events: Buffer) -> tuple[bytes, int]:
+        self._settle_operation()
         applied: AccountsApplied = self._apply("create_accounts", self._engine.create_accounts, events)
         return applied.results, self._record(applied.entries, b"", b"", b"", applied.timestamp_last)
 
     def _apply_transfers(self, events: Buffer) -> tuple[bytes, int]:
+        self._settle_operation()
         applied: TransfersApplied = self._apply("create_transfers", self._engine.create_transfers, events)
         # The entries are a view of the engine's tables; the writer copies them before the next call.
         ticket = self._record(b"", applied.entries, applied.expired, applied.balances, applied.timestamp_last)
@@ -441,31 +602,42 @@ class Ledger:
         self, accounts: Buffer, transfers: Buffer, expired_ids: bytes, balances: bytes, timestamp_last: int
     ) -> int:
         """Hand one call's entries to the writer; the ticket to wait for (the newest, if there were none)."""
-        if not (accounts or transfers or expired_ids):
+        # Holds expire when a call begins, before any of its transfers.
+        expired = _expiries(expired_ids, self._transfers_count) if expired_ids else b""
+        return self._append(accounts, transfers, expired, balances, timestamp_last)
+
+    def _append(
+        self,
+        accounts: Buffer,
+        transfers: Buffer,
+        expired: bytes,
+        balances: bytes,
+        timestamp_last: int,
+        domain: Buffer = b"",
+    ) -> int:
+        if not (accounts or transfers or expired or domain):
             return self._ticket_applied
-        expired = b""
-        if expired_ids:
-            # Holds expire when a call begins, before any of its transfers.
-            ordinal = self._transfers_count.to_bytes(8, "little")
-            expired = b"".join(expired_ids[i : i + 16] + ordinal for i in range(0, len(expired_ids), 16))
-        self._ticket_applied = self._writer.append(accounts, transfers, expired, balances, timestamp_last)
-        self._accounts_count += len(accounts) // 128
-        self._transfers_count += len(transfers) // 128
+        self._ticket_applied = self._writer.append(accounts, transfers, expired, balances, timestamp_last, domain)
+        self._accounts_count += len(accounts) // ACCOUNT_SIZE
+        self._transfers_count += len(transfers) // TRANSFER_SIZE
         return self._ticket_applied
 
     # -- reads -------------------------------------------------------------------
 
     async def lookup_accounts(self, ids: Buffer) -> bytes:
+        self._settle_operation()
         found = self._engine.lookup_accounts(ids)
         await self._until_shown_durable(ids, accounts=True)
         return found
 
     async def lookup_transfers(self, ids: Buffer) -> bytes:
+        self._settle_operation()
         found = self._engine.lookup_transfers(ids)
         await self._until_shown_durable(ids, accounts=False)
         return found
 
     async def transfer_status(self, transfer_id: int) -> int:
+        self._settle_operation()
         status = self._engine.transfer_status(transfer_id)
         await self._until_shown_durable(transfer_id.to_bytes(ID_SIZE, "little"), accounts=False)
         return status
@@ -703,7 +875,22 @@ class Ledger:
             self._take_checkpoint(None)
 
     def _take_checkpoint(self, done: asyncio.Future[int | None] | None) -> None:
+        self._settle_operation()
+        if self._failure is not None:
+            if done is not None and not done.done():
+                done.set_result(None)
+            return
         snapshot = self._engine.export_snapshot()
+        domain = b""
+        if self._domain is not None:
+            try:
+                domain = self._domain.snapshot()  # the same moment as the engine's: nothing ran in between
+            except Exception as exc:  # a bug in the domain: its state is not to be trusted any more
+                logger.exception("the domain's snapshot failed")
+                self._fail(exc)
+                if done is not None and not done.done():
+                    done.set_result(None)
+                return
         self._checkpoint_in_flight = True
         self._checkpoint_transfers = self._transfers_count
         self._checkpoint_accounts = self._accounts_count
@@ -723,6 +910,7 @@ class Ledger:
             snapshot.transfer_status,
             snapshot.timestamp_last,
             on_saved=lambda seq: self._soon(saved, seq),
+            domain=domain,
         )
 
     async def checkpoint(self) -> int | None:
@@ -738,6 +926,7 @@ class Ledger:
             await asyncio.sleep(self.config.expire_interval_seconds)
             if self._engine.stats().pending_transfers_count == 0:
                 continue
+            self._settle_operation()
             try:
                 self._admit()
             except LedgerError:  # unavailable, overloaded or failed: the next batch expires them
@@ -848,6 +1037,7 @@ class Ledger:
         """Stop accepting writes, make everything applied durable, checkpoint (unless told not to), close."""
         if self._closed:
             return
+        self._settle_operation()
         self._expiry_task.cancel()
         self.begin_shutdown()
         healthy = self._failure is None and self._unavailable is None

@@ -1,5 +1,7 @@
-"""The durable journal: group-committed commits of engine entries in PostgreSQL or SQLite."""
+"""The durable journal: group-committed commits of engine entries (and opaque domain records) in PostgreSQL
+or SQLite."""
 
+from ._domain import DomainState
 from ._format import (
     EXPIRED_SIZE,
     EXPIRED_STRUCT,
@@ -43,6 +45,7 @@ __all__ = [
     "Checkpoint",
     "Commit",
     "CommitRow",
+    "DomainState",
     "GroupCommitWriter",
     "JournalCorrupt",
     "JournalError",

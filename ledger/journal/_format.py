@@ -20,12 +20,21 @@ handing the same bytes back to the engine. Its fields:
   them.
 - `timestamp_last`: the engine's last timestamp when the commit was cut, so
   timestamps stay strictly increasing across restarts.
+- `domain`: the domain records of the calls in this commit (the wallet
+  domain's, written beside the engine entries they belong to), one call's
+  after the other in append order. Opaque here: the journal stores, checks
+  and hands them back, and only the domain layer reads them. Usually empty.
 - `checksum`: CRC-32 over all of the above.
 
 A **checkpoint** is the engine's snapshot (balances and transfer statuses)
-at the end of commit `seq`. Recovery imports it together with the first
-`transfers_count` transfer records of the journal, then replays the commits
-after it.
+at the end of commit `seq`, and `domain`, the domain layer's own snapshot
+taken at the same moment (opaque, usually empty). Recovery imports it
+together with the first `transfers_count` transfer records of the journal,
+then replays the commits after it.
+
+An empty `domain` adds nothing to a checksum, so journals written before it
+existed verify as they are; a non-empty one extends the CRC over a 12-byte
+header (`LJD1` and its length) and then its bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ assert EXPIRED_STRUCT.size == EXPIRED_SIZE
 
 _COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 _CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
+_DOMAIN_HEADER: Final = struct.Struct("<4sQ")
 
 
 class JournalError(Exception):
@@ -65,6 +75,11 @@ def _check_checksum(where: str, stored: int, expected: int) -> None:
         raise JournalCorrupt(f"{where}: checksum {stored:#010x} does not match its contents ({expected:#010x})")
 
 
+def _domain_checksum(domain: Blob, crc: int) -> int:
+    """The CRC so far, extended over non-empty domain bytes (an empty domain leaves it as it was)."""
+    return zlib.crc32(domain, zlib.crc32(_DOMAIN_HEADER.pack(b"LJD1", len(domain)), crc))
+
+
 def _commit_checksum(
     seq: int,
     timestamp_last: int,
@@ -74,6 +89,7 @@ def _commit_checksum(
     transfers: Blob,
     expired: Blob,
     balances: Blob,
+    domain: Blob,
 ) -> int:
     header = _COMMIT_HEADER.pack(
         b"LJC1",
@@ -87,7 +103,8 @@ def _commit_checksum(
         len(balances),
     )
     crc = zlib.crc32(accounts, zlib.crc32(header))
-    return zlib.crc32(balances, zlib.crc32(expired, zlib.crc32(transfers, crc)))
+    crc = zlib.crc32(balances, zlib.crc32(expired, zlib.crc32(transfers, crc)))
+    return _domain_checksum(domain, crc) if domain else crc
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +118,8 @@ class Commit:
     expired: Blob
     balances: Blob
     checksum: int
+    domain: Blob = b""
+    """The domain records of the calls in this commit, opaque to the journal."""
 
     @classmethod
     def seal(
@@ -114,9 +133,10 @@ class Commit:
         transfers: Blob,
         expired: Blob,
         balances: Blob = b"",
+        domain: Blob = b"",
     ) -> Commit:
         checksum = _commit_checksum(
-            seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+            seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances, domain
         )
         return cls(
             seq=seq,
@@ -128,6 +148,7 @@ class Commit:
             expired=expired,
             balances=balances,
             checksum=checksum,
+            domain=domain,
         )
 
     @property
@@ -144,12 +165,23 @@ class Commit:
 
     @property
     def size(self) -> int:
-        """Bytes of records this commit carries."""
-        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances)
+        """Bytes of records this commit carries, domain records included."""
+        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances) + len(self.domain)
 
     @classmethod
     def from_row(cls, row: CommitRow) -> Commit:
-        seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
+        (
+            seq,
+            timestamp_last,
+            accounts_first,
+            transfers_first,
+            checksum,
+            accounts,
+            transfers,
+            expired,
+            balances,
+            domain,
+        ) = row
         return cls(
             seq=seq,
             timestamp_last=timestamp_last,
@@ -160,6 +192,7 @@ class Commit:
             transfers=transfers,
             expired=expired,
             balances=balances,
+            domain=domain,
         )
 
     def verify(self) -> None:
@@ -175,18 +208,20 @@ class Commit:
                 self.transfers,
                 self.expired,
                 self.balances,
+                self.domain,
             )
         )
 
 
-CommitRow = tuple[int, int, int, int, int, Blob, Blob, Blob, Blob]
+CommitRow = tuple[int, int, int, int, int, Blob, Blob, Blob, Blob, Blob]
 """A commit as the stores read it: seq, timestamp_last, accounts_first, transfers_first, checksum, accounts,
-transfers (as raw records), expired, balances. Recovery reads commits this way, with no object per commit."""
+transfers (as raw records), expired, balances, domain. Recovery reads commits this way, with no object per
+commit."""
 
 
 def check_commit_row(row: CommitRow) -> None:
     """Commit.verify of a row: JournalCorrupt naming the commit unless it is whole and unchanged."""
-    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances = row
+    seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances, domain = row
     if (
         len(accounts) % ACCOUNT_SIZE
         or len(transfers) % TRANSFER_SIZE
@@ -195,7 +230,7 @@ def check_commit_row(row: CommitRow) -> None:
     ):
         raise JournalCorrupt(f"{_commit_where(seq, transfers_first)}: a record is truncated")
     expected = _commit_checksum(
-        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances
+        seq, timestamp_last, accounts_first, transfers_first, accounts, transfers, expired, balances, domain
     )
     if expected != checksum:  # the message is built only when it is needed: recovery checks millions of commits
         _check_checksum(_commit_where(seq, transfers_first), checksum, expected)
@@ -206,26 +241,38 @@ def _commit_where(seq: int, transfers_first: int) -> str:
 
 
 def _checkpoint_checksum(
-    seq: int, timestamp_last: int, accounts_count: int, transfers_count: int, accounts: bytes, transfer_status: bytes
+    seq: int,
+    timestamp_last: int,
+    accounts_count: int,
+    transfers_count: int,
+    accounts: bytes,
+    transfer_status: bytes,
+    domain: bytes,
 ) -> int:
     header = _CHECKPOINT_HEADER.pack(b"LJK1", seq, timestamp_last, accounts_count, transfers_count, len(accounts))
-    return zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header)))
+    crc = zlib.crc32(transfer_status, zlib.crc32(accounts, zlib.crc32(header)))
+    return _domain_checksum(domain, crc) if domain else crc
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Checkpoint:
-    """The engine's balances and transfer statuses as of the end of commit `seq`."""
+    """The engine's balances and transfer statuses as of the end of commit `seq`, and the domain's snapshot
+    taken at the same moment."""
 
     seq: int
     timestamp_last: int
     accounts: bytes
     transfer_status: bytes
     checksum: int
+    domain: bytes = b""
+    """The domain layer's snapshot, opaque to the journal."""
 
     @classmethod
-    def seal(cls, *, seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes) -> Checkpoint:
+    def seal(
+        cls, *, seq: int, timestamp_last: int, accounts: bytes, transfer_status: bytes, domain: bytes = b""
+    ) -> Checkpoint:
         checksum = _checkpoint_checksum(
-            seq, timestamp_last, len(accounts) // ACCOUNT_SIZE, len(transfer_status), accounts, transfer_status
+            seq, timestamp_last, len(accounts) // ACCOUNT_SIZE, len(transfer_status), accounts, transfer_status, domain
         )
         return cls(
             seq=seq,
@@ -233,6 +280,7 @@ class Checkpoint:
             accounts=accounts,
             transfer_status=transfer_status,
             checksum=checksum,
+            domain=domain,
         )
 
     @property
@@ -254,5 +302,6 @@ class Checkpoint:
             self.transfers_count,
             self.accounts,
             self.transfer_status,
+            self.domain,
         )
         _check_checksum(where, self.checksum, expected)

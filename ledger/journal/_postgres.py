@@ -53,8 +53,10 @@ from ._store import (
     check_duplicate,
     commits_of,
     pack_checkpoint_blob,
+    pack_domain_snapshot,
     signed,
     unpack_checkpoint_blob,
+    unpack_domain_snapshot,
 )
 
 CONNECT_TIMEOUT_SECONDS: Final = 5
@@ -120,12 +122,25 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE ledger_journal ADD COLUMN transfer_blocks bytea",
         ),
     ),
+    (
+        3,
+        (
+            # Domain records and snapshots (opaque to the journal). A constant default adds the columns without
+            # rewriting the table; rows written before hold none. EXTERNAL as the other blobs: the commit path
+            # pays no compression by the server.
+            "ALTER TABLE ledger_journal ADD COLUMN domain bytea NOT NULL DEFAULT ''::bytea",
+            "ALTER TABLE ledger_journal ALTER COLUMN domain SET STORAGE EXTERNAL",
+            "ALTER TABLE ledger_checkpoints ADD COLUMN domain bytea NOT NULL DEFAULT ''::bytea",
+            "ALTER TABLE ledger_checkpoints ALTER COLUMN domain SET STORAGE EXTERNAL",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 _COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER: Final = struct.pack(">h", -1)
 _COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiqiq")
+_COMMIT_FIELDS: Final = 12
 _COPY_LENGTH: Final = struct.Struct(">i")
 _HISTORY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiii")
 """A history row in COPY BINARY: 6 fields, four int8 and an int4 (each after its length), then the entries' length."""
@@ -145,24 +160,25 @@ def _history_copy(rows: Sequence[HistoryRow]) -> bytes:
 
 _COMMIT_COLUMNS: Final = (
     "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "
-    "accounts, transfers, transfer_blocks, expired, balances"
+    "accounts, transfers, transfer_blocks, expired, balances, domain"
 )
 _COPY_COLUMNS: Final = _COMMIT_COLUMNS
 _INSERT_NAME: Final = b"ledger_journal_insert"
 _INSERT_SQL: Final = (
-    f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 12))})".encode()
+    f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 13))})".encode()
 )
 """One commit row: one round trip where COPY takes two (the server answers COPY before it takes the data),
 0.1 ms less per commit here at every size up to a full batch."""
 _INT8_OID, _BYTEA_OID = 20, 17
-_INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 5
-_BINARY: Final = (1,) * 11
+_INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 6
+_BINARY: Final = (1,) * _COMMIT_FIELDS
 _INT8: Final = struct.Struct(">q")
 _SCAN: Final = (
     f"COPY (SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq) "
     "TO STDOUT (FORMAT BINARY)"
 )
-_SCAN_TYPES: Final = ["int8"] * 6 + ["bytea"] * 5
+_SCAN_TYPES: Final = ["int8"] * 6 + ["bytea"] * 6
+assert len(_INSERT_TYPES) == len(_SCAN_TYPES) == _COMMIT_FIELDS == _COMMIT_COLUMNS.count(",") + 1
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -307,7 +323,7 @@ class PostgresStore:
             self._insert_prepared_on = connection
         blocks, ends = compress_transfers(c.transfers)
         numbers = (c.seq, c.timestamp_last, c.accounts_first, c.transfers_first, c.transfers_count, c.checksum)
-        blobs = (c.accounts, blocks, ends, c.expired, c.balances)
+        blobs = (c.accounts, blocks, ends, c.expired, c.balances, c.domain)
         params = [*map(_INT8.pack, numbers), *(b if isinstance(b, bytes) else bytes(b) for b in blobs)]
         _check(connection, pgconn.exec_prepared(_INSERT_NAME, params, _BINARY, 1))
 
@@ -318,12 +334,12 @@ class PostgresStore:
             copy.write(_COPY_SIGNATURE)
             for c in commits:
                 head = _COPY_ROW_HEAD.pack(
-                    11, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
+                    _COMMIT_FIELDS, 8, c.seq, 8, c.timestamp_last, 8, c.accounts_first, 8, c.transfers_first,
                     8, c.transfers_count, 8, c.checksum,
                 )  # fmt: skip
                 copy.write(head)
                 blocks, ends = compress_transfers(c.transfers)
-                for blob in (c.accounts, blocks, ends, c.expired, c.balances):
+                for blob in (c.accounts, blocks, ends, c.expired, c.balances, c.domain):
                     copy.write(_COPY_LENGTH.pack(len(blob)))
                     if blob:
                         copy.write(blob)
@@ -340,13 +356,14 @@ class PostgresStore:
             checkpoint.checksum,
             pack_checkpoint_blob(checkpoint.accounts),
             pack_checkpoint_blob(checkpoint.transfer_status),
+            pack_domain_snapshot(checkpoint.domain),
         )
         try:
             with connection.transaction():
                 connection.execute("DELETE FROM ledger_checkpoints WHERE seq = %s", (checkpoint.seq,))
                 connection.execute(
-                    "INSERT INTO ledger_checkpoints (seq, timestamp_last, checksum, accounts, transfer_status) "
-                    "VALUES (%s, %s, %s, %b, %b)",
+                    "INSERT INTO ledger_checkpoints (seq, timestamp_last, checksum, accounts, transfer_status, domain) "
+                    "VALUES (%s, %s, %s, %b, %b, %b)",
                     row,
                 )
                 connection.execute(
@@ -370,18 +387,19 @@ class PostgresStore:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         rows = self._fetch(
-            "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
+            "SELECT seq, timestamp_last, checksum, accounts, transfer_status, domain FROM ledger_checkpoints "
             "ORDER BY seq DESC LIMIT 1"
         )
         if not rows:
             return None
-        seq, timestamp_last, checksum, accounts, transfer_status = rows[0]
+        seq, timestamp_last, checksum, accounts, transfer_status, domain = rows[0]
         return Checkpoint(
             seq=seq,
             timestamp_last=timestamp_last,
             checksum=checksum,
             accounts=unpack_checkpoint_blob(accounts, seq, "accounts"),
             transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
+            domain=unpack_domain_snapshot(domain, seq),
         )
 
     def timestamp_last_of(self, seq: int) -> int | None:
@@ -413,9 +431,11 @@ class PostgresStore:
                         # NULL block ends in rows written before version 2: their transfers are the raw records.
                         where = f"journal commit seq={seq}"
                         transfers = stored if ends is None else decompress_transfers(stored, ends, count, where)
-                        accounts, expired, balances = row[6], row[9], row[10]
-                        chunk.append((seq, row[1], row[2], row[3], row[5], accounts, transfers, expired, balances))
-                        size += len(accounts) + len(transfers) + len(expired) + len(balances)
+                        accounts, expired, balances, domain = row[6], row[9], row[10], row[11]
+                        chunk.append(
+                            (seq, row[1], row[2], row[3], row[5], accounts, transfers, expired, balances, domain)
+                        )
+                        size += len(accounts) + len(transfers) + len(expired) + len(balances) + len(domain)
                         if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
                             yield chunk
                             chunk, size = [], 0

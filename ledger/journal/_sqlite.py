@@ -1,7 +1,7 @@
 """The embedded journal store: one SQLite file (WAL mode, synchronous=FULL).
 
 A commit is one row, so a group commit of 8190 transfers is one INSERT of
-three blobs: SQLite appends about 1.4M records a second this way, against
+a few blobs: SQLite appends about 1.4M records a second this way, against
 300k when each transfer is a row. The file is locked (flock on a `.lock`
 file beside it) so that two ledgers never write one journal.
 """
@@ -37,8 +37,10 @@ from ._store import (
     check_duplicate,
     commits_of,
     pack_checkpoint_blob,
+    pack_domain_snapshot,
     signed,
     unpack_checkpoint_blob,
+    unpack_domain_snapshot,
 )
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -81,11 +83,21 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE TABLE ledger_history_position (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
         ),
     ),
+    # Version 2 is PostgreSQL's transfer blocks; the versions are numbered alike in both stores, so that a
+    # version names the same columns in either.
+    (
+        3,
+        (
+            # Domain records and snapshots (opaque to the journal); rows written before hold none.
+            "ALTER TABLE ledger_journal ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
+            "ALTER TABLE ledger_checkpoints ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _COMMIT_COLUMNS = (
-    "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances"
+    "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances, domain"
 )
 
 
@@ -187,6 +199,7 @@ class SqliteStore:
                 c.transfers,
                 c.expired,
                 c.balances,
+                c.domain,
             )
             for c in commits
         ]
@@ -194,7 +207,8 @@ class SqliteStore:
             with self._transaction(connection, "append"):
                 connection.executemany(
                     "INSERT INTO ledger_journal (seq, timestamp_last, accounts_first, transfers_first, "
-                    "transfers_count, checksum, accounts, transfers, expired, balances) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "transfers_count, checksum, accounts, transfers, expired, balances, domain) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
         except sqlite3.IntegrityError:
@@ -220,12 +234,14 @@ class SqliteStore:
             checkpoint.checksum,
             pack_checkpoint_blob(checkpoint.accounts),
             pack_checkpoint_blob(checkpoint.transfer_status),
+            pack_domain_snapshot(checkpoint.domain),
             time.time_ns(),
         )
         with self._transaction(connection, "saving the checkpoint"):
             connection.execute(
                 "INSERT OR REPLACE INTO ledger_checkpoints "
-                "(seq, timestamp_last, checksum, accounts, transfer_status, created_at_ns) VALUES (?,?,?,?,?,?)",
+                "(seq, timestamp_last, checksum, accounts, transfer_status, domain, created_at_ns) "
+                "VALUES (?,?,?,?,?,?,?)",
                 row,
             )
             connection.execute(
@@ -244,20 +260,21 @@ class SqliteStore:
             row = (
                 self._read()
                 .execute(
-                    "SELECT seq, timestamp_last, checksum, accounts, transfer_status FROM ledger_checkpoints "
+                    "SELECT seq, timestamp_last, checksum, accounts, transfer_status, domain FROM ledger_checkpoints "
                     "ORDER BY seq DESC LIMIT 1"
                 )
                 .fetchone()
             )
         if row is None:
             return None
-        seq, timestamp_last, checksum, accounts, transfer_status = row
+        seq, timestamp_last, checksum, accounts, transfer_status, domain = row
         return Checkpoint(
             seq=seq,
             timestamp_last=timestamp_last,
             checksum=checksum,
             accounts=unpack_checkpoint_blob(accounts, seq, "accounts"),
             transfer_status=unpack_checkpoint_blob(transfer_status, seq, "transfer statuses"),
+            domain=unpack_domain_snapshot(domain, seq),
         )
 
     def commits(self, after_seq: int = 0, upto_seq: int = SEQ_MAX) -> Iterator[Commit]:
@@ -276,7 +293,7 @@ class SqliteStore:
             size = 0
             for row in cursor:
                 chunk.append(row)
-                size += len(row[5]) + len(row[6]) + len(row[7]) + len(row[8])
+                size += len(row[5]) + len(row[6]) + len(row[7]) + len(row[8]) + len(row[9])
                 if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
                     yield chunk
                     chunk, size = [], 0

@@ -155,6 +155,15 @@ def unpack_checkpoint_blob(data: bytes, seq: int, what: str) -> bytes:
         raise JournalCorrupt(f"checkpoint at journal seq={seq}: {what} cannot be inflated ({exc})") from exc
 
 
+def pack_domain_snapshot(data: bytes) -> bytes:
+    """A checkpoint's domain snapshot as stored: deflated, or empty (no domain: nothing to deflate, nothing stored)."""
+    return zlib.compress(data, 1) if data else b""
+
+
+def unpack_domain_snapshot(data: bytes, seq: int) -> bytes:
+    return unpack_checkpoint_blob(data, seq, "the domain snapshot") if data else b""
+
+
 def check_duplicate(existing: dict[int, int], commits: Sequence[Commit], description: str) -> None:
     """After a unique violation on seq: the append landed before if every stored checksum matches."""
     for commit in commits:

@@ -12,6 +12,11 @@ If the store fails, the same commits are retried (with the same seqs, so a
 transaction that landed without its acknowledgement is recognised) until it
 is back; meanwhile the owner refuses new writes.
 
+An append is never split: its entries and its domain records (the domain
+layer's, opaque bytes here) go into one batch, so they land in one commit,
+and a crash leaves both or neither. A batch is closed once it reaches
+commit_bytes_max, so a commit passes it by at most one append.
+
 Checkpoints are saved by a thread of their own once the commits they cover
 are durable: sealing and deflating a snapshot of a million accounts takes a
 second or two, and the commits behind it must not wait for that.
@@ -44,6 +49,7 @@ class _Snapshot:
     timestamp_last: int
     on_saved: Callable[[int | None], None] | None
     """Called on the writer thread with the checkpoint's seq, or None if it could not be saved."""
+    domain: bytes = b""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -56,6 +62,7 @@ class _Batch:
     transfers: bytearray = field(default_factory=bytearray)
     expired: bytearray = field(default_factory=bytearray)
     balances: bytearray = field(default_factory=bytearray)
+    domain: bytearray = field(default_factory=bytearray)
     timestamp_last: int = 0
     ticket: int = 0
     snapshot: _Snapshot | None = None
@@ -63,7 +70,7 @@ class _Batch:
 
     @property
     def size(self) -> int:
-        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances)
+        return len(self.accounts) + len(self.transfers) + len(self.expired) + len(self.balances) + len(self.domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +147,17 @@ class GroupCommitWriter:
         self._thread.start()
         self._checkpointer.start()
 
-    def append(self, accounts: Buffer, transfers: Buffer, expired: bytes, balances: bytes, timestamp_last: int) -> int:
-        """Queue one engine call's entries; returns the ticket that `on_durable` will report."""
+    def append(
+        self,
+        accounts: Buffer,
+        transfers: Buffer,
+        expired: bytes,
+        balances: bytes,
+        timestamp_last: int,
+        domain: Buffer = b"",
+    ) -> int:
+        """Queue one call's entries, and the domain records that belong with them, to be written in one commit;
+        returns the ticket that `on_durable` will report."""
         with self._lock:
             batch = self._pending[-1] if self._pending else None
             if batch is None or batch.snapshot is not None or batch.size >= self._commit_bytes_max:
@@ -151,12 +167,14 @@ class GroupCommitWriter:
             batch.transfers += transfers
             batch.expired += expired
             batch.balances += balances
+            if domain:
+                batch.domain += domain
             batch.timestamp_last = timestamp_last
             self._accounts_count += len(accounts) // 128
             self._transfers_count += len(transfers) // 128
             self._ticket_last += 1
             batch.ticket = self._ticket_last
-            size = len(accounts) + len(transfers) + len(expired) + len(balances)
+            size = len(accounts) + len(transfers) + len(expired) + len(balances) + len(domain)
             self._backlog_bytes += size
             self._bytes_appended += size
             self._wake.notify()
@@ -168,8 +186,10 @@ class GroupCommitWriter:
         transfer_status: bytes,
         timestamp_last: int,
         on_saved: Callable[[int | None], None] | None = None,
+        domain: bytes = b"",
     ) -> None:
-        """Checkpoint this snapshot, taken after the last `append`, once that is durable."""
+        """Checkpoint this snapshot, taken after the last `append`, once that is durable, with the domain
+        layer's snapshot taken at the same moment."""
         with self._lock:
             if len(transfer_status) != self._transfers_count:
                 raise JournalError(
@@ -180,7 +200,7 @@ class GroupCommitWriter:
                 batch = _Batch(accounts_first=self._accounts_count, transfers_first=self._transfers_count)
                 batch.ticket = self._ticket_last
                 self._pending.append(batch)
-            batch.snapshot = _Snapshot(accounts, transfer_status, timestamp_last, on_saved)
+            batch.snapshot = _Snapshot(accounts, transfer_status, timestamp_last, on_saved, domain)
             self._wake.notify()
 
     def undurable_entries(self) -> tuple[bytes, bytes, bytes]:
@@ -261,6 +281,7 @@ class GroupCommitWriter:
                     transfers=batch.transfers,
                     expired=batch.expired,
                     balances=batch.balances,
+                    domain=batch.domain or b"",
                 )
             cut.append((commit, batch, self._seq_last))
         return cut
@@ -345,6 +366,7 @@ class GroupCommitWriter:
             timestamp_last=snapshot.timestamp_last,
             accounts=snapshot.accounts,
             transfer_status=snapshot.transfer_status,
+            domain=snapshot.domain,
         )
         try:
             self._store.save_checkpoint(checkpoint)

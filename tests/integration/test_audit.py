@@ -19,6 +19,7 @@ import pytest
 
 from ledger.audit import Books, StoredCommit, Verdict, audit, open_journal
 from ledger.cli import main
+from ledger.cli._audit import verdict_document, verdict_lines
 from ledger.core import Ledger
 from ledger.engine import Account, Transfer, TransferFlags, pack_transfers, unpack_accounts, unpack_transfers
 from ledger.journal import open_store
@@ -388,6 +389,7 @@ def test_the_readmes_reader_reads_a_real_journal(tmp_path: Path, capsys: pytest.
     ]
     path = tmp_path / "ledger.sqlite3"
     rich_journal(f"sqlite:///{path}")
+    asyncio.run(domain_operation(f"sqlite:///{path}"))  # the reader's checksum covers domain records as well
     exec(compile(code.replace("data/ledger.sqlite3", str(path)), "README.md", "exec"), {})
     journal = open_journal(f"sqlite:///{path}")
     try:
@@ -398,6 +400,21 @@ def test_the_readmes_reader_reads_a_real_journal(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().out == (
         f"{len(records)} transfers in 21 accounts, {moved} moved; checksums, seqs, ordinals agree\n"
     )
+    verdict = run_audit(f"sqlite:///{path}")
+    assert verdict.clean and (verdict.tally.domain_commits, verdict.tally.domain_bytes) == (1, len(b"paid 9500"))
+    assert "  domain records: 9 bytes in 1 commits (checksums only: the journal does not read them)" in (
+        verdict_lines(verdict)
+    )
+    assert verdict_document(verdict)["domain"] == {"commits": 1, "bytes": 9}
+
+
+async def domain_operation(url: str) -> None:
+    """One domain operation on a journal: a transfer and its domain record, in one commit."""
+    async with await Ledger.open(config(url), clock=ManualClock()) as ledger:
+        operation = ledger.operation()
+        operation.create_transfers(pack_transfers([move(9500, FUNDING, REVENUE, 3)]))
+        operation.record(b"paid 9500")
+        await ledger.until_durable(operation.finish())
 
 
 def test_beside_a_serving_ledger_the_journal_and_the_server_export_the_same(

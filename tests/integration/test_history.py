@@ -299,6 +299,8 @@ def downgrade_to_version_1(url: str) -> None:
                 raw = decompress_transfers(transfers, blocks, count, f"seq={seq}")
                 connection.execute("UPDATE ledger_journal SET transfers = %s WHERE seq = %s", (raw, seq))
             connection.execute("ALTER TABLE ledger_journal DROP COLUMN transfer_blocks")
+            connection.execute("ALTER TABLE ledger_journal DROP COLUMN domain")
+            connection.execute("ALTER TABLE ledger_checkpoints DROP COLUMN domain")
             connection.execute("DELETE FROM ledger_schema WHERE version > 1")
             connection.execute("DELETE FROM ledger_checkpoints")
 

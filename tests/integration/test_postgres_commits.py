@@ -37,7 +37,8 @@ def connected(url: str) -> Iterator[PostgresStore]:
 
 
 def commits(count: int) -> list[Commit]:
-    """Commits of every shape: empty parts, one transfer, a few blocks of them, accounts, expiries, balances."""
+    """Commits of every shape: empty parts, one transfer, a few blocks of them, accounts, expiries, balances,
+    domain records."""
     rng = random.Random(7)
     out = []
     transfers_first = accounts_first = 0
@@ -58,6 +59,7 @@ def commits(count: int) -> list[Commit]:
                 transfers=bytearray(transfers),  # as the writer hands them over: its batch's buffer, uncopied
                 expired=rng.randbytes(24) if seq % 3 == 0 else b"",
                 balances=rng.randbytes(64 * transfers_count) if seq % 2 else b"",
+                domain=bytearray(rng.randbytes(10 * (seq % 3))),  # as the writer hands them over, or none
             )
         )
         transfers_first += transfers_count
@@ -88,8 +90,8 @@ def test_one_commit_is_an_insert_several_a_copy_and_both_store_the_same_row(
         assert rows(two_schemas[0]) == rows(two_schemas[1])
         for store in (one_by_one, all_at_once):
             read = list(store.commits())
-            assert [(c.seq, c.checksum, bytes(c.transfers)) for c in read] == [
-                (c.seq, c.checksum, bytes(c.transfers)) for c in written
+            assert [(c.seq, c.checksum, bytes(c.transfers), bytes(c.domain)) for c in read] == [
+                (c.seq, c.checksum, bytes(c.transfers), bytes(c.domain)) for c in written
             ]
             for commit in read:
                 commit.verify()

@@ -58,7 +58,8 @@ def commits_of(calls: list[Call], cuts: set[int]) -> tuple[list[CommitRow], list
                 )  # fmt: skip
                 rows.append(
                     (commit.seq, commit.timestamp_last, commit.accounts_first, commit.transfers_first,
-                     commit.checksum, commit.accounts, commit.transfers, commit.expired, commit.balances)
+                     commit.checksum, commit.accounts, commit.transfers, commit.expired, commit.balances,
+                     commit.domain)
                 )  # fmt: skip
                 calls_done.append(index)
             group = []

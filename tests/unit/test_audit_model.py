@@ -70,6 +70,12 @@ def test_its_checksums_and_blocks_are_the_ledgers() -> None:
     assert _journal.decompress_blocks(7, blocks, ends, 130) == records[1]
     checkpoint = Checkpoint.seal(seq=7, timestamp_last=T0, accounts=records[0], transfer_status=b"\x00\x01\x02")
     assert _journal.checkpoint_checksum(7, T0, records[0], b"\x00\x01\x02") == checkpoint.checksum
+    domain = os.urandom(40)  # the domain layer's records and snapshot: opaque, but in the checksums
+    commit = Commit.seal(seq=7, timestamp_last=T0, accounts_first=3, transfers_first=9, accounts=records[0],
+                         transfers=records[1], expired=records[2], balances=records[3], domain=domain)  # fmt: skip
+    assert _journal.commit_checksum(7, T0, 3, 9, *records, domain) == commit.checksum
+    checkpoint = Checkpoint.seal(seq=7, timestamp_last=T0, accounts=records[0], transfer_status=b"\x01", domain=domain)
+    assert _journal.checkpoint_checksum(7, T0, records[0], b"\x01", domain) == checkpoint.checksum
 
 
 # --- a journal made by hand ------------------------------------------------------------------------
@@ -93,13 +99,13 @@ class Journal:
 
     def commit(self, *, accounts: list[Account] = (), transfers: list[Transfer] = (),  # type: ignore[assignment]
                expired: list[tuple[int, int]] = (), balances: bytes = b"",  # type: ignore[assignment]
-               timestamp_last: int | None = None) -> None:  # fmt: skip
+               timestamp_last: int | None = None, domain: bytes = b"") -> None:  # fmt: skip
         accounts_blob = b"".join(a.pack() for a in accounts)
         transfers_blob = b"".join(t.pack() for t in transfers)
         expired_blob = b"".join(_model.EXPIRED_RECORD.pack(i & (2**64 - 1), i >> 64, o) for i, o in expired)
         self.rows.append(StoredCommit(
             len(self.rows) + 1, timestamp_last or self.now, self.accounts_count, self.transfers_count,
-            accounts_blob, transfers_blob, expired_blob, balances,
+            accounts_blob, transfers_blob, expired_blob, balances, domain,
         ))  # fmt: skip
         self.accounts_count += len(accounts)
         self.transfers_count += len(transfers)
@@ -252,6 +258,18 @@ def test_a_timestamp_outside_its_commit_is_refused() -> None:
     assert problem_of(journal).endswith(
         f"transfer 1 (ordinal 2, id 12): timestamp {second.timestamp} is outside this commit's time "
         f"({first.timestamp - 1}, {first.timestamp}]"
+    )
+
+
+def test_a_commit_of_domain_records_alone_may_keep_the_time_before_it() -> None:
+    journal = books()
+    journal.commit(domain=b"tenant renamed")  # no engine records: the engine's time is where it was
+    verdict = audit(journal)  # type: ignore[arg-type]
+    assert verdict.clean, verdict.problem
+    assert (verdict.tally.domain_commits, verdict.tally.domain_bytes) == (1, len(b"tenant renamed"))
+    journal.commit(domain=b"grant 7 expired", timestamp_last=journal.now - 1)
+    assert f"journal commit seq=4: timestamp_last {journal.now - 1} is before the state before it" in problem_of(
+        journal
     )
 
 
