@@ -118,9 +118,11 @@ async def call(
         await refuse(context, exc, method, log)
 
 
-def request_bytes(data: bytes, method: str) -> bytes:
-    """The request's bytes, refused before anything reads them if there are more than its RPC allows."""
-    bytes_max = REQUEST_BYTES_MAX[method]
+def request_bytes(data: bytes, method: str, bytes_max: int | None = None) -> bytes:
+    """The request's bytes, refused before anything reads them if there are more than its RPC allows
+    (`bytes_max`, by default the Ledger method's bound)."""
+    if bytes_max is None:
+        bytes_max = REQUEST_BYTES_MAX[method]
     if len(data) > bytes_max:
         raise MalformedRequest(
             f"{method}: the request has {len(data)} bytes, more than the {bytes_max} its largest valid form takes"
@@ -128,10 +130,10 @@ def request_bytes(data: bytes, method: str) -> bytes:
     return data
 
 
-def parse(kind: type[Parsed], data: bytes, method: str) -> Parsed:
+def parse(kind: type[Parsed], data: bytes, method: str, bytes_max: int | None = None) -> Parsed:
     """The request message of `method` from its bytes (bounded first); MalformedRequest names the RPC."""
     try:
-        return kind.FromString(request_bytes(data, method))
+        return kind.FromString(request_bytes(data, method, bytes_max))
     except DecodeError:
         raise MalformedRequest(
             f"{method}: the request is not a valid {kind.DESCRIPTOR.full_name} (its bytes are not protobuf)"

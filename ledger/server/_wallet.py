@@ -300,10 +300,7 @@ class WalletService:
         step: Callable[[Parsed, Operation], Message],
     ) -> bytes:
         async def work() -> bytes:
-            bytes_max = REQUEST_BYTES_MAX[method]
-            if len(request) > bytes_max:
-                raise MalformedRequest(f"{method}: the request has {len(request)} bytes, more than {bytes_max}")
-            message = parse(kind, request, method)
+            message = parse(kind, request, method, REQUEST_BYTES_MAX[method])
             tenant = getattr(message, "tenant", None)
             if tenant is not None:
                 check_tenant(tenant)
@@ -388,7 +385,7 @@ class WalletService:
         """Every payment is its own operation, decided in order; all of them share one journal append."""
 
         async def work() -> bytes:
-            message = parse(wallet_pb2.PayBatchRequest, request, "PayBatch")
+            message = parse(wallet_pb2.PayBatchRequest, request, "PayBatch", REQUEST_BYTES_MAX["PayBatch"])
             if not 1 <= len(message.payments) <= PAY_BATCH_PAYMENTS_MAX:
                 raise MalformedRequest(
                     f"PayBatch: payments must hold 1 to {PAY_BATCH_PAYMENTS_MAX}, got {len(message.payments)}"
