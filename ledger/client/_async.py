@@ -542,6 +542,25 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.HoldReply = await self._run(self._wallet("VoidHold", request, timeout))
         return reply
 
+    async def book(self, request: wallet_pb2.BookRequest, *, timeout: float | None = None) -> wallet_pb2.BookingReply:
+        """An operator's credit or debit with a reason."""
+        reply: wallet_pb2.BookingReply = await self._run(self._wallet("Book", request, timeout))
+        return reply
+
+    async def reverse_booking(
+        self, request: wallet_pb2.ReverseBookingRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Reverse a booking (at most once)."""
+        reply: wallet_pb2.BookingReply = await self._run(self._wallet("ReverseBooking", request, timeout))
+        return reply
+
+    async def list_bookings(
+        self, request: wallet_pb2.ListBookingsRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.ListBookingsReply:
+        """The audit trail of bookings, a page at a time."""
+        reply: wallet_pb2.ListBookingsReply = await self._run(self._wallet("ListBookings", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:

@@ -447,6 +447,25 @@ class Client(ClientSteps):
         reply: wallet_pb2.HoldReply = run_sync(self._wallet("VoidHold", request, timeout), self._perform)
         return reply
 
+    def book(self, request: wallet_pb2.BookRequest, *, timeout: float | None = None) -> wallet_pb2.BookingReply:
+        """An operator's credit or debit with a reason."""
+        reply: wallet_pb2.BookingReply = run_sync(self._wallet("Book", request, timeout), self._perform)
+        return reply
+
+    def reverse_booking(
+        self, request: wallet_pb2.ReverseBookingRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Reverse a booking (at most once)."""
+        reply: wallet_pb2.BookingReply = run_sync(self._wallet("ReverseBooking", request, timeout), self._perform)
+        return reply
+
+    def list_bookings(
+        self, request: wallet_pb2.ListBookingsRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.ListBookingsReply:
+        """The audit trail of bookings, a page at a time."""
+        reply: wallet_pb2.ListBookingsReply = run_sync(self._wallet("ListBookings", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

@@ -24,6 +24,8 @@ from ledger.records.limits import ID_INT_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
     Balance,
+    Booking,
+    BookingReply,
     HoldReply,
     Operation,
     Payment,
@@ -36,8 +38,10 @@ from ledger.wallet import (
     TopUp,
     TopUpReply,
     TopUpSource,
+    WalletResult,
     Wallets,
     currency,
+    wallet_id,
 )
 
 from ._limits import message_bytes_max
@@ -68,6 +72,9 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "AuthorizeHold": _P.WALLET_PAY,
     "CaptureHold": _P.WALLET_PAY,
     "VoidHold": _P.WALLET_PAY,
+    "Book": _P.WALLET_BOOK,
+    "ReverseBooking": _P.WALLET_BOOK,
+    "ListBookings": _P.WALLET_READ,
 }
 """What each method of the Wallet service needs, always for the key's own tenant."""
 
@@ -242,6 +249,45 @@ def _hold_reply(reply: HoldReply) -> wallet_pb2.HoldReply:
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.timestamp)
     return message
+
+
+_DIRECTIONS: Final = {
+    wallet_pb2.BOOKING_DIRECTION_CREDIT: "credit",
+    wallet_pb2.BOOKING_DIRECTION_DEBIT: "debit",
+}
+_DIRECTION_VALUES: Final = {name: value for value, name in _DIRECTIONS.items()}
+BOOKINGS_PAGE_MAX: Final = 1000
+BOOKINGS_PAGE_DEFAULT: Final = 100
+
+
+def _booking_reply(reply: BookingReply) -> wallet_pb2.BookingReply:
+    message = wallet_pb2.BookingReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        booking_id=format_id(reply.booking_id),
+        wallet_id=format_id(reply.wallet_id),
+        direction=_DIRECTION_VALUES.get(reply.direction, wallet_pb2.BOOKING_DIRECTION_UNSPECIFIED),
+        amount=reply.amount,
+        reverses=format_id(reply.reverses),
+        balance=reply.balance,
+    )
+    _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def _booking_entry(booking: Booking, reversed_by: int) -> wallet_pb2.BookingEntry:
+    entry = wallet_pb2.BookingEntry(
+        booking_id=format_id(booking.booking_id),
+        wallet_id=format_id(booking.wallet),
+        direction=_DIRECTION_VALUES[booking.direction],
+        amount=booking.amount,
+        operator=booking.operator,
+        reason=booking.reason,
+        reverses=format_id(booking.reverses),
+        reversed_by=format_id(reversed_by),
+    )
+    _timestamp(entry.created_at, booking.at)
+    return entry
 
 
 def payment(message: wallet_pb2.PayRequest) -> Payment:
@@ -439,6 +485,60 @@ class WalletService:
             return _hold_reply(self._wallets.void(op, message.tenant, parse_id(message.hold_id), message.key))
 
         return await self._call(context, "VoidHold", wallet_pb2.VoidHoldRequest, request, step)
+
+    async def Book(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.BookRequest, op: Operation) -> Message:
+            reply = self._wallets.book(
+                op, message.tenant, message.customer, message.amount, message.key,
+                direction=_DIRECTIONS.get(message.direction, ""), operator=message.operator, reason=message.reason,
+                actor=_actor(),
+            )  # fmt: skip
+            return _booking_reply(reply)
+
+        return await self._call(context, "Book", wallet_pb2.BookRequest, request, step)
+
+    async def ReverseBooking(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.ReverseBookingRequest, op: Operation) -> Message:
+            reply = self._wallets.reverse(
+                op, message.tenant, parse_id(message.booking_id), message.key, operator=message.operator,
+                reason=message.reason, actor=_actor(),
+            )  # fmt: skip
+            return _booking_reply(reply)
+
+        return await self._call(context, "ReverseBooking", wallet_pb2.ReverseBookingRequest, request, step)
+
+    async def ListBookings(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.ListBookingsRequest, op: Operation) -> Message:
+            tenant = self._wallets.tenant(message.tenant)
+            if tenant is None:
+                return wallet_pb2.ListBookingsReply(
+                    result=WalletResult.TENANT_NOT_FOUND.value,  # type: ignore[arg-type]
+                    message=f"tenant: no tenant {message.tenant[:80]!r}",
+                )
+            limit = message.limit or BOOKINGS_PAGE_DEFAULT
+            if not 1 <= limit <= BOOKINGS_PAGE_MAX or (message.starting_after and not parse_id(message.starting_after)):
+                return wallet_pb2.ListBookingsReply(
+                    result=WalletResult.REFERENCE_REQUIRED.value,  # type: ignore[arg-type]
+                    message=f"limit must be 1 to {BOOKINGS_PAGE_MAX} and starting_after a booking id",
+                )
+            found = self._wallets.bookings(
+                message.tenant,
+                wallet=wallet_id(message.tenant, message.customer, tenant.currency.code) if message.customer else 0,
+                operator=message.operator,
+                since=message.since.ToNanoseconds() if message.HasField("since") else 0,
+                until=message.until.ToNanoseconds() if message.HasField("until") else 0,
+                after=parse_id(message.starting_after),
+                limit=limit + 1,
+            )
+            reply = wallet_pb2.ListBookingsReply(result=WalletResult.OK.value)  # type: ignore[arg-type]
+            reversals = self._wallets.state.reversals
+            for booking in found[:limit]:
+                reply.bookings.append(_booking_entry(booking, reversals.get(booking.booking_id, 0)))
+            if len(found) > limit:
+                reply.next_starting_after = format_id(found[limit - 1].booking_id)
+            return reply
+
+        return await self._call(context, "ListBookings", wallet_pb2.ListBookingsRequest, request, step)
 
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0

@@ -58,6 +58,12 @@ class WalletStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_STATUS_ACTIVE: _ClassVar[WalletStatus]
     WALLET_STATUS_FROZEN: _ClassVar[WalletStatus]
     WALLET_STATUS_CLOSED: _ClassVar[WalletStatus]
+
+class BookingDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BOOKING_DIRECTION_UNSPECIFIED: _ClassVar[BookingDirection]
+    BOOKING_DIRECTION_CREDIT: _ClassVar[BookingDirection]
+    BOOKING_DIRECTION_DEBIT: _ClassVar[BookingDirection]
 WALLET_RESULT_UNSPECIFIED: WalletResult
 WALLET_RESULT_OK: WalletResult
 WALLET_RESULT_IDEMPOTENCY_KEY_INVALID: WalletResult
@@ -98,6 +104,9 @@ WALLET_STATUS_UNSPECIFIED: WalletStatus
 WALLET_STATUS_ACTIVE: WalletStatus
 WALLET_STATUS_FROZEN: WalletStatus
 WALLET_STATUS_CLOSED: WalletStatus
+BOOKING_DIRECTION_UNSPECIFIED: BookingDirection
+BOOKING_DIRECTION_CREDIT: BookingDirection
+BOOKING_DIRECTION_DEBIT: BookingDirection
 
 class TenantSettings(_message.Message):
     __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit")
@@ -437,3 +446,109 @@ class HoldReply(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     status: str
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., hold_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ...) -> None: ...
+
+class BookRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "amount", "key", "direction", "operator", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    amount: int
+    key: str
+    direction: BookingDirection
+    operator: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., direction: _Optional[_Union[BookingDirection, str]] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReverseBookingRequest(_message.Message):
+    __slots__ = ("tenant", "booking_id", "key", "operator", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    BOOKING_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    booking_id: str
+    key: str
+    operator: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., booking_id: _Optional[str] = ..., key: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BookingReply(_message.Message):
+    __slots__ = ("result", "message", "booking_id", "wallet_id", "direction", "amount", "reverses", "balance", "created_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BOOKING_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSES_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    booking_id: str
+    wallet_id: str
+    direction: BookingDirection
+    amount: int
+    reverses: str
+    balance: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., booking_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., direction: _Optional[_Union[BookingDirection, str]] = ..., amount: _Optional[int] = ..., reverses: _Optional[str] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListBookingsRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "operator", "since", "until", "starting_after", "limit")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    STARTING_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    operator: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    starting_after: str
+    limit: int
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., operator: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., starting_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class BookingEntry(_message.Message):
+    __slots__ = ("booking_id", "wallet_id", "direction", "amount", "operator", "reason", "created_at", "reverses", "reversed_by")
+    BOOKING_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVERSES_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_BY_FIELD_NUMBER: _ClassVar[int]
+    booking_id: str
+    wallet_id: str
+    direction: BookingDirection
+    amount: int
+    operator: str
+    reason: str
+    created_at: _timestamp_pb2.Timestamp
+    reverses: str
+    reversed_by: str
+    def __init__(self, booking_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., direction: _Optional[_Union[BookingDirection, str]] = ..., amount: _Optional[int] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reverses: _Optional[str] = ..., reversed_by: _Optional[str] = ...) -> None: ...
+
+class ListBookingsReply(_message.Message):
+    __slots__ = ("result", "message", "bookings", "next_starting_after")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BOOKINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STARTING_AFTER_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    bookings: _containers.RepeatedCompositeFieldContainer[BookingEntry]
+    next_starting_after: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., bookings: _Optional[_Iterable[_Union[BookingEntry, _Mapping]]] = ..., next_starting_after: _Optional[str] = ...) -> None: ...

@@ -99,6 +99,21 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.VoidHoldRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.HoldReply.FromString,
                 _registered_method=True)
+        self.Book = channel.unary_unary(
+                '/wallet.v1.Wallet/Book',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.BookRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+                _registered_method=True)
+        self.ReverseBooking = channel.unary_unary(
+                '/wallet.v1.Wallet/ReverseBooking',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.ReverseBookingRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+                _registered_method=True)
+        self.ListBookings = channel.unary_unary(
+                '/wallet.v1.Wallet/ListBookings',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.FromString,
+                _registered_method=True)
 
 
 class WalletServicer:
@@ -188,6 +203,27 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Book(self, request, context):
+        """An operator credits or debits a wallet with a reason; never edited or deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReverseBooking(self, request, context):
+        """Reverse a booking, at most once: the same amount the other way, referencing it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBookings(self, request, context):
+        """The audit trail of bookings and reversals, by wallet, operator and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +291,21 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.VoidHold,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.VoidHoldRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.HoldReply.SerializeToString,
+            ),
+            'Book': grpc.unary_unary_rpc_method_handler(
+                    servicer.Book,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.BookRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.SerializeToString,
+            ),
+            'ReverseBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReverseBooking,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.ReverseBookingRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.SerializeToString,
+            ),
+            'ListBookings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBookings,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -608,6 +659,87 @@ class Wallet:
             '/wallet.v1.Wallet/VoidHold',
             ledger_dot_v1_dot_wallet__pb2.VoidHoldRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.HoldReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Book(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/Book',
+            ledger_dot_v1_dot_wallet__pb2.BookRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReverseBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/ReverseBooking',
+            ledger_dot_v1_dot_wallet__pb2.ReverseBookingRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBookings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/ListBookings',
+            ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.FromString,
             options,
             channel_credentials,
             insecure,

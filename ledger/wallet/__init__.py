@@ -9,6 +9,7 @@ from ._codes import SYSTEM_ACCOUNTS, AccountCode, TopUpSource, TransferCode, Wal
 from ._currencies import CURRENCIES, Currency, currency
 from ._domain import (
     Balance,
+    BookingReply,
     HoldReply,
     Operation,
     Payment,
@@ -23,7 +24,7 @@ from ._domain import (
     Wallets,
 )
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
-from ._state import WalletState, decode_records, encode_record
+from ._state import Booking, WalletState, decode_records, encode_record
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "WALLET_LEDGER_FIRST",
     "AccountCode",
     "Balance",
+    "Booking",
+    "BookingReply",
     "Currency",
     "HoldReply",
     "Operation",

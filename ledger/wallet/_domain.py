@@ -63,7 +63,7 @@ from ledger.records.limits import (
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, step_id, system_account_id, wallet_id
-from ._state import Hold, Record, WalletState, decode_records, encode_record, tenant_json
+from ._state import Booking, Hold, Record, WalletState, decode_records, encode_record, tenant_json
 from ._tenants import Tenant, TenantSettings, check_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,19 @@ class HoldReply(Reply):
     timestamp: int = 0
     status: str = ""
     """pending, captured, voided or expired."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookingReply(Reply):
+    booking_id: int = 0
+    wallet_id: int = 0
+    direction: str = ""
+    """credit or debit, from the wallet's side."""
+    amount: int = 0
+    reverses: int = 0
+    """For a reversal: the booking it reverses."""
+    balance: int = 0
+    timestamp: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1301,3 +1314,198 @@ class Wallets:
         }  # fmt: skip
         op.record(encode_record(record))
         return reply
+
+    # -- operator bookings -------------------------------------------------------------------------------
+
+    def book(
+        self,
+        op: Operation,
+        tenant_id: str,
+        customer: str,
+        amount: int,
+        key: str,
+        *,
+        direction: str,
+        operator: str,
+        reason: str,
+        actor: str = "",
+    ) -> BookingReply:
+        """An operator credits or debits a wallet (against the tenant's funding account), with the operator's
+        id and a reason. A booking is never edited or deleted: a correction is a reversal. A credit never
+        expires; a debit takes credit in spending order and never more than the wallet may spend. A frozen
+        wallet may be booked (it is the operator's correction); a closed one may not."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return BookingReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("book", customer, amount, direction, operator, reason)
+        replayed = self._replayed(key_id, fp, BookingReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        refusal: tuple[WalletResult, str] | None = None
+        view = None
+        if (problem := self._check_customer(customer)) is not None:
+            refusal = WalletResult.CUSTOMER_INVALID, problem
+        elif (problem := self._check_amount(amount)) is not None:
+            refusal = WalletResult.AMOUNT_INVALID, problem
+        elif direction not in ("credit", "debit"):
+            refusal = WalletResult.REFERENCE_REQUIRED, "direction must be credit or debit"
+        elif not (operator and reason) or max(len(operator), len(reason)) > REFERENCE_LENGTH_MAX:
+            refusal = (
+                WalletResult.REFERENCE_REQUIRED,
+                (f"operator and reason: a booking needs both, 1 to {REFERENCE_LENGTH_MAX} characters each"),
+            )
+        else:
+            wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+            view = self._wallet(op, tenant, wallet)
+            if view is None:
+                refusal = WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet"
+            elif wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif direction == "debit" and amount > view.available:
+                refusal = (
+                    WalletResult.INSUFFICIENT_FUNDS,
+                    (f"amount: the wallet has {tenant.currency.format(max(view.available, 0))} to spend"),
+                )
+            elif direction == "credit" and view.posted + amount > AMOUNT_MAX:
+                refusal = WalletResult.MAX_BALANCE_EXCEEDED, "amount: the balance would overflow"
+        if refusal is not None or view is None:
+            assert refusal is not None
+            return self._remember(
+                op, "booking_refused", tenant_id, key_id, fp, BookingReply(result=refusal[0], message=refusal[1])
+            )
+        return self._apply_booking(op, tenant, view, key_id, fp, direction, amount, operator, reason, 0, actor)
+
+    def reverse(
+        self, op: Operation, tenant_id: str, booking_id: int, key: str, *, operator: str, reason: str, actor: str = ""
+    ) -> BookingReply:
+        """Reverse a booking, at most once: the same amount the other way, referencing it. Reversing a
+        credit needs the wallet to still have it to spend."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return BookingReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("reverse", booking_id, operator, reason)
+        replayed = self._replayed(key_id, fp, BookingReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        booking = self.state.bookings.get(booking_id)
+        refusal: tuple[WalletResult, str] | None = None
+        view = None
+        if booking is None or booking.tenant != tenant_id or booking.reverses:
+            refusal = WalletResult.BOOKING_NOT_FOUND, "booking_id: no booking of this tenant has this id"
+        elif booking_id in self.state.reversals:
+            refusal = (
+                WalletResult.BOOKING_ALREADY_REVERSED,
+                (f"booking_id: reversed already by {self.state.reversals[booking_id]:032x}"),
+            )
+        elif not (operator and reason) or max(len(operator), len(reason)) > REFERENCE_LENGTH_MAX:
+            refusal = (
+                WalletResult.REFERENCE_REQUIRED,
+                (f"operator and reason: a reversal needs both, 1 to {REFERENCE_LENGTH_MAX} characters each"),
+            )
+        else:
+            view = self._wallet(op, tenant, booking.wallet)
+            assert view is not None
+            if booking.wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif booking.direction == "credit" and booking.amount > view.available:
+                refusal = (
+                    WalletResult.INSUFFICIENT_FUNDS,
+                    (
+                        f"the wallet has {tenant.currency.format(max(view.available, 0))} to spend, the booking "
+                        f"credited {tenant.currency.format(booking.amount)}"
+                    ),
+                )
+        if refusal is not None or view is None or booking is None:
+            assert refusal is not None
+            return self._remember(
+                op, "reversal_refused", tenant_id, key_id, fp, BookingReply(result=refusal[0], message=refusal[1])
+            )
+        direction = "debit" if booking.direction == "credit" else "credit"
+        return self._apply_booking(
+            op, tenant, view, key_id, fp, direction, booking.amount, operator, reason, booking_id, actor
+        )
+
+    def _apply_booking(
+        self,
+        op: Operation,
+        tenant: Tenant,
+        view: _WalletView,
+        key_id: int,
+        fp: int,
+        direction: str,
+        amount: int,
+        operator: str,
+        reason: str,
+        reverses: int,
+        actor: str,
+    ) -> BookingReply:
+        wallet, funding = view.wallet_id, tenant.accounts[AccountCode.FUNDING]
+        code = TransferCode.REVERSAL if reverses else (
+            TransferCode.BOOKING_CREDIT if direction == "credit" else TransferCode.BOOKING_DEBIT
+        )  # fmt: skip
+        debit, credit = (funding, wallet) if direction == "credit" else (wallet, funding)
+        t0 = _transfer(key_id, debit, credit, amount, tenant.ledger, code, user_data_128=reverses, user_data_64=fp)
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return BookingReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the booking: {failed.name}"
+            )
+        balance = view.available + (amount if direction == "credit" else -amount)
+        timestamp = TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2]
+        reply = BookingReply(
+            booking_id=key_id, wallet_id=wallet, direction=direction, amount=amount, reverses=reverses,
+            balance=balance, timestamp=timestamp,
+        )  # fmt: skip
+        booking = Booking(key_id, tenant.tenant_id, wallet, direction, amount, operator, reason, view.now, reverses)
+        facts: list[list[Any]] = []
+        if direction == "debit":
+            parts = view.allocate(amount)
+            if any(part[0] for part in parts):
+                facts.append(["spend", wallet, [[grant_id, part] for grant_id, part, _ in parts if grant_id]])
+        facts += [["booking", booking.to_json()], ["reply", key_id, fp, reply.to_json()]]
+        facts += self._crossing(tenant, wallet, balance)
+        self._commit(
+            op,
+            {"op": "booking_reversed" if reverses else f"booked_{direction}", "tenant": tenant.tenant_id,
+             "at": view.now, "wallet": wallet, "id": key_id, "amount": amount, "operator": operator,
+             "reason": reason, "reverses": reverses, "by": actor, "facts": facts},
+        )  # fmt: skip
+        return reply
+
+    def bookings(
+        self,
+        tenant_id: str,
+        *,
+        wallet: int = 0,
+        operator: str = "",
+        since: int = 0,
+        until: int = 0,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[Booking]:
+        """The audit trail: the tenant's bookings and reversals in the order made, filtered by wallet,
+        operator and time (nanoseconds, `until` exclusive, 0: no bound), from just after booking `after`."""
+        found: list[Booking] = []
+        started = after == 0
+        for booking in self.state.bookings.values():
+            if not started:
+                started = booking.booking_id == after
+                continue
+            if booking.tenant != tenant_id or (wallet and booking.wallet != wallet):
+                continue
+            if (operator and booking.operator != operator) or booking.at < since or (until and booking.at >= until):
+                continue
+            found.append(booking)
+            if len(found) == limit:
+                break
+        return found

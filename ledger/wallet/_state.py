@@ -75,6 +75,28 @@ class Hold:
 
 
 @dataclass(slots=True)
+class Booking:
+    """An operator's booking (or the reversal of one), as the audit trail shows it; never edited."""
+
+    booking_id: int
+    tenant: str
+    wallet: int
+    direction: str
+    """credit or debit, from the wallet's side."""
+    amount: int
+    operator: str
+    reason: str
+    at: int
+    """Nanoseconds since the Unix epoch."""
+    reverses: int = 0
+    """For a reversal: the booking it reverses."""
+
+    def to_json(self) -> list[Any]:
+        return [self.booking_id, self.tenant, self.wallet, self.direction, self.amount, self.operator, self.reason,
+                self.at, self.reverses]  # fmt: skip
+
+
+@dataclass(slots=True)
 class WalletState:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     ledgers: dict[int, str] = field(default_factory=dict)
@@ -97,6 +119,8 @@ class WalletState:
     (those that moved nothing, refunds, holds' captures and voids, bookings)."""
     reversals: dict[int, int] = field(default_factory=dict)
     """Booking id -> the reversal's id."""
+    bookings: dict[int, Booking] = field(default_factory=dict)
+    """Operator bookings and their reversals by id, in the order made: the audit trail."""
     below: set[int] = field(default_factory=set)
     """Wallets below their tenant's low-balance threshold (an event marked each crossing)."""
     sweeps: int = 0
@@ -196,8 +220,11 @@ class WalletState:
     def _reply(self, operation_id: int, fingerprint: int, reply: dict[str, Any]) -> None:
         self.replies[operation_id] = (fingerprint, reply)
 
-    def _reversed(self, booking_id: int, reversal_id: int) -> None:
-        self.reversals[booking_id] = reversal_id
+    def _booking(self, data: list[Any]) -> None:
+        booking = Booking(*data)
+        self.bookings[booking.booking_id] = booking
+        if booking.reverses:
+            self.reversals[booking.reverses] = booking.booking_id
 
     def _below(self, wallet: int, below: bool) -> None:
         if below:
@@ -222,6 +249,7 @@ class WalletState:
             "refunds": [[payment, refunded] for payment, refunded in self.refunds.items()],
             "replies": [[operation, fp, reply] for operation, (fp, reply) in self.replies.items()],
             "reversals": [[booking, reversal] for booking, reversal in self.reversals.items()],
+            "bookings": [booking.to_json() for booking in self.bookings.values()],
             "below": sorted(self.below),
             "sweeps": self.sweeps,
         }
@@ -252,6 +280,8 @@ class WalletState:
         state.refunds = {payment: refunded for payment, refunded in data["refunds"]}
         state.replies = {operation: (fp, reply) for operation, fp, reply in data["replies"]}
         state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
+        for booking in data["bookings"]:
+            state._booking(booking)
         state.below = set(data["below"])
         state.sweeps = data["sweeps"]
         return state
@@ -279,7 +309,7 @@ _HANDLERS: Final[dict[str, Any]] = {
     "hold_end": WalletState._hold_end,
     "refund": WalletState._refund,
     "reply": WalletState._reply,
-    "reversed": WalletState._reversed,
+    "booking": WalletState._booking,
     "below": WalletState._below,
     "sweep": WalletState._sweep,
 }

@@ -206,6 +206,11 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                         reference="r"),
                 "CaptureHold": w.CaptureHoldRequest(tenant="shop-b", hold_id="0" * 31 + "1", key="x"),
                 "VoidHold": w.VoidHoldRequest(tenant="shop-b", hold_id="0" * 31 + "1", key="x"),
+                "Book": w.BookRequest(tenant="shop-b", customer="anna", amount=1, key="x",
+                                      direction=w.BOOKING_DIRECTION_CREDIT, operator="o", reason="r"),
+                "ReverseBooking": w.ReverseBookingRequest(tenant="shop-b", booking_id="0" * 31 + "1", key="x",
+                                                          operator="o", reason="r"),
+                "ListBookings": w.ListBookingsRequest(tenant="shop-b"),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:
@@ -245,3 +250,30 @@ async def attempt(channel: grpc.aio.Channel, method: str, request: Any, token: s
         assert exc.code() == grpc.StatusCode.PERMISSION_DENIED, (method, exc.details())
         return False
     return True
+
+
+def test_operator_bookings_and_their_audit_trail(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _), client(port) as c:
+            await c.create_tenant(w.CreateTenantRequest(tenant="s", currency="EUR"))
+            await c.open_wallet(w.WalletRequest(tenant="s", customer="anna"))
+            credit = await c.book(w.BookRequest(tenant="s", customer="anna", amount=900, key="b1", operator="op-1",
+                                                direction=w.BOOKING_DIRECTION_CREDIT, reason="goodwill"))  # fmt: skip
+            assert credit.result == OK and credit.balance == 900
+            debit = await c.book(w.BookRequest(tenant="s", customer="anna", amount=100, key="b2", operator="op-2",
+                                               direction=w.BOOKING_DIRECTION_DEBIT, reason="typo"))  # fmt: skip
+            undo = w.ReverseBookingRequest(tenant="s", booking_id=debit.booking_id, key="r1", operator="o", reason="u")
+            reversal = await c.reverse_booking(undo)
+            assert reversal.result == OK and reversal.reverses == debit.booking_id and reversal.balance == 900
+            undo.key = "r2"
+            twice = await c.reverse_booking(undo)
+            assert twice.result == w.WALLET_RESULT_BOOKING_ALREADY_REVERSED
+            page = await c.list_bookings(w.ListBookingsRequest(tenant="s", limit=2))
+            assert [b.booking_id for b in page.bookings] == [credit.booking_id, debit.booking_id]
+            assert page.bookings[1].reversed_by == reversal.booking_id and page.next_starting_after
+            rest = await c.list_bookings(w.ListBookingsRequest(tenant="s", starting_after=page.next_starting_after))
+            assert [b.reverses for b in rest.bookings] == [debit.booking_id] and not rest.next_starting_after
+            mine = await c.list_bookings(w.ListBookingsRequest(tenant="s", operator="op-1"))
+            assert [b.booking_id for b in mine.bookings] == [credit.booking_id]
+
+    asyncio.run(go())

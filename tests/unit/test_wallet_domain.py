@@ -365,3 +365,54 @@ def test_the_domain_rebuilt_from_its_records_equals_the_live_one(bench: WalletBe
     restored = type(bench.wallets)()
     restored.restore(live)
     assert restored.snapshot() == live
+
+
+def test_operator_bookings_are_reversed_at_most_once_and_kept_in_the_audit_trail(bench: WalletBench) -> None:
+    shop(bench)
+    wallet = opened(bench)
+    ben = opened(bench, "ben")
+    with bench.op() as op:
+        credit = bench.wallets.book(
+            op, "shop-a", "anna", 700, "b1", direction="credit", operator="op-1", reason="goodwill"
+        )
+        debit = bench.wallets.book(op, "shop-a", "anna", 200, "b2", direction="debit", operator="op-2", reason="fix")
+        over = bench.wallets.book(op, "shop-a", "anna", 501, "b3", direction="debit", operator="op-2", reason="fix")
+        anonymous = bench.wallets.book(op, "shop-a", "anna", 1, "b4", direction="credit", operator="", reason="x")
+        other = bench.wallets.book(op, "shop-a", "ben", 50, "b5", direction="credit", operator="op-1", reason="promo")
+    assert credit.ok and credit.balance == 700 and debit.ok and debit.balance == 500
+    assert over.result is WalletResult.INSUFFICIENT_FUNDS
+    assert anonymous.result is WalletResult.REFERENCE_REQUIRED and "operator" in anonymous.message
+    with bench.op() as op:
+        reversal = bench.wallets.reverse(op, "shop-a", debit.booking_id, "r1", operator="op-3", reason="wrong")
+        again = bench.wallets.reverse(op, "shop-a", debit.booking_id, "r2", operator="op-3", reason="wrong")
+        of_reversal = bench.wallets.reverse(op, "shop-a", reversal.booking_id, "r3", operator="op-3", reason="x")
+        unknown = bench.wallets.reverse(op, "shop-a", 12345, "r4", operator="op-3", reason="x")
+    assert reversal.ok and reversal.reverses == debit.booking_id and reversal.balance == 700
+    assert again.result is WalletResult.BOOKING_ALREADY_REVERSED
+    assert of_reversal.result is WalletResult.BOOKING_NOT_FOUND
+    assert unknown.result is WalletResult.BOOKING_NOT_FOUND
+    assert available(bench) == 700
+    trail = bench.wallets.bookings("shop-a")
+    assert [b.booking_id for b in trail] == [credit.booking_id, debit.booking_id, other.booking_id, reversal.booking_id]
+    assert [b.booking_id for b in bench.wallets.bookings("shop-a", operator="op-1")] == [
+        credit.booking_id, other.booking_id
+    ]  # fmt: skip
+    assert {b.wallet for b in bench.wallets.bookings("shop-a", wallet=ben)} == {ben}
+    assert [b.booking_id for b in bench.wallets.bookings("shop-a", after=debit.booking_id, limit=1)] == [
+        other.booking_id
+    ]  # fmt: skip
+    assert bench.wallets.bookings("shop-a", since=bench.clock.now_ns + 1) == []
+    assert {b.wallet for b in trail} == {wallet, ben}
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_reversing_a_credit_needs_the_credit_still_spendable(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    with bench.op() as op:
+        credit = bench.wallets.book(op, "shop-a", "anna", 300, "b1", direction="credit", operator="op", reason="x")
+    pay(bench, 200, "p1")
+    with bench.op() as op:
+        refused = bench.wallets.reverse(op, "shop-a", credit.booking_id, "r1", operator="op", reason="undo")
+    assert refused.result is WalletResult.INSUFFICIENT_FUNDS
+    assert available(bench) == 100
