@@ -561,6 +561,41 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.ListBookingsReply = await self._run(self._wallet("ListBookings", request, timeout))
         return reply
 
+    async def issue_voucher(
+        self, request: wallet_pb2.IssueVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Issue a voucher; its code is in the reply."""
+        reply: wallet_pb2.VoucherReply = await self._run(self._wallet("IssueVoucher", request, timeout))
+        return reply
+
+    async def get_voucher(
+        self, request: wallet_pb2.VoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """What is left on a voucher, by its code."""
+        reply: wallet_pb2.VoucherReply = await self._run(self._wallet("GetVoucher", request, timeout))
+        return reply
+
+    async def redeem_voucher(
+        self, request: wallet_pb2.RedeemVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Move what is left on a voucher into a wallet."""
+        reply: wallet_pb2.VoucherReply = await self._run(self._wallet("RedeemVoucher", request, timeout))
+        return reply
+
+    async def spend_voucher(
+        self, request: wallet_pb2.SpendVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Pay an order from a voucher directly."""
+        reply: wallet_pb2.VoucherReply = await self._run(self._wallet("SpendVoucher", request, timeout))
+        return reply
+
+    async def deactivate_voucher(
+        self, request: wallet_pb2.DeactivateVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Take a voucher out of use."""
+        reply: wallet_pb2.VoucherReply = await self._run(self._wallet("DeactivateVoucher", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:

@@ -466,6 +466,41 @@ class Client(ClientSteps):
         reply: wallet_pb2.ListBookingsReply = run_sync(self._wallet("ListBookings", request, timeout), self._perform)
         return reply
 
+    def issue_voucher(
+        self, request: wallet_pb2.IssueVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Issue a voucher; its code is in the reply."""
+        reply: wallet_pb2.VoucherReply = run_sync(self._wallet("IssueVoucher", request, timeout), self._perform)
+        return reply
+
+    def get_voucher(
+        self, request: wallet_pb2.VoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """What is left on a voucher, by its code."""
+        reply: wallet_pb2.VoucherReply = run_sync(self._wallet("GetVoucher", request, timeout), self._perform)
+        return reply
+
+    def redeem_voucher(
+        self, request: wallet_pb2.RedeemVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Move what is left on a voucher into a wallet."""
+        reply: wallet_pb2.VoucherReply = run_sync(self._wallet("RedeemVoucher", request, timeout), self._perform)
+        return reply
+
+    def spend_voucher(
+        self, request: wallet_pb2.SpendVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Pay an order from a voucher directly."""
+        reply: wallet_pb2.VoucherReply = run_sync(self._wallet("SpendVoucher", request, timeout), self._perform)
+        return reply
+
+    def deactivate_voucher(
+        self, request: wallet_pb2.DeactivateVoucherRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.VoucherReply:
+        """Take a voucher out of use."""
+        reply: wallet_pb2.VoucherReply = run_sync(self._wallet("DeactivateVoucher", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

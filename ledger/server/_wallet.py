@@ -38,6 +38,7 @@ from ledger.wallet import (
     TopUp,
     TopUpReply,
     TopUpSource,
+    VoucherReply,
     WalletResult,
     Wallets,
     currency,
@@ -75,6 +76,11 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "Book": _P.WALLET_BOOK,
     "ReverseBooking": _P.WALLET_BOOK,
     "ListBookings": _P.WALLET_READ,
+    "IssueVoucher": _P.WALLET_VOUCHER,
+    "GetVoucher": _P.WALLET_READ,
+    "RedeemVoucher": _P.WALLET_TOPUP,
+    "SpendVoucher": _P.WALLET_PAY,
+    "DeactivateVoucher": _P.WALLET_VOUCHER,
 }
 """What each method of the Wallet service needs, always for the key's own tenant."""
 
@@ -288,6 +294,24 @@ def _booking_entry(booking: Booking, reversed_by: int) -> wallet_pb2.BookingEntr
     )
     _timestamp(entry.created_at, booking.at)
     return entry
+
+
+def _voucher_reply(reply: VoucherReply) -> wallet_pb2.VoucherReply:
+    message = wallet_pb2.VoucherReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message,
+        code=reply.code,
+        voucher_id=format_id(reply.voucher_id),
+        amount=reply.amount,
+        remaining=reply.remaining,
+        status=reply.status,
+        wallet_id=format_id(reply.wallet_id),
+        balance=reply.balance,
+        requested=reply.requested,
+    )
+    _timestamp(message.expires_at, reply.expires_at)
+    _timestamp(message.created_at, reply.timestamp)
+    return message
 
 
 def payment(message: wallet_pb2.PayRequest) -> Payment:
@@ -539,6 +563,48 @@ class WalletService:
             return reply
 
         return await self._call(context, "ListBookings", wallet_pb2.ListBookingsRequest, request, step)
+
+    async def IssueVoucher(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.IssueVoucherRequest, op: Operation) -> Message:
+            expires_at = message.expires_at.ToNanoseconds() if message.HasField("expires_at") else 0
+            reply = self._wallets.issue_voucher(
+                op, message.tenant, message.amount, message.key, expires_at=expires_at,
+                never_expires=message.never_expires,
+            )  # fmt: skip
+            return _voucher_reply(reply)
+
+        return await self._call(context, "IssueVoucher", wallet_pb2.IssueVoucherRequest, request, step)
+
+    async def GetVoucher(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.VoucherRequest, op: Operation) -> Message:
+            return _voucher_reply(self._wallets.voucher_balance(op, message.tenant, message.code))
+
+        return await self._call(context, "GetVoucher", wallet_pb2.VoucherRequest, request, step)
+
+    async def RedeemVoucher(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.RedeemVoucherRequest, op: Operation) -> Message:
+            reply = self._wallets.redeem_voucher(op, message.tenant, message.code, message.customer, message.key)
+            return _voucher_reply(reply)
+
+        return await self._call(context, "RedeemVoucher", wallet_pb2.RedeemVoucherRequest, request, step)
+
+    async def SpendVoucher(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.SpendVoucherRequest, op: Operation) -> Message:
+            reply = self._wallets.spend_voucher(
+                op, message.tenant, message.code, message.amount, message.key, order_reference=message.order_reference
+            )
+            return _voucher_reply(reply)
+
+        return await self._call(context, "SpendVoucher", wallet_pb2.SpendVoucherRequest, request, step)
+
+    async def DeactivateVoucher(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.DeactivateVoucherRequest, op: Operation) -> Message:
+            reply = self._wallets.deactivate_voucher(
+                op, message.tenant, message.code, message.key, reason=message.reason, actor=_actor()
+            )
+            return _voucher_reply(reply)
+
+        return await self._call(context, "DeactivateVoucher", wallet_pb2.DeactivateVoucherRequest, request, step)
 
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0

@@ -42,6 +42,10 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_BOOKING_NOT_FOUND: _ClassVar[WalletResult]
     WALLET_RESULT_BOOKING_ALREADY_REVERSED: _ClassVar[WalletResult]
     WALLET_RESULT_LEDGER_REFUSED: _ClassVar[WalletResult]
+    WALLET_RESULT_VOUCHER_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_VOUCHER_EXPIRED: _ClassVar[WalletResult]
+    WALLET_RESULT_VOUCHER_DEACTIVATED: _ClassVar[WalletResult]
+    WALLET_RESULT_VOUCHER_EMPTY: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -94,6 +98,10 @@ WALLET_RESULT_WALLET_NOT_EMPTY: WalletResult
 WALLET_RESULT_BOOKING_NOT_FOUND: WalletResult
 WALLET_RESULT_BOOKING_ALREADY_REVERSED: WalletResult
 WALLET_RESULT_LEDGER_REFUSED: WalletResult
+WALLET_RESULT_VOUCHER_NOT_FOUND: WalletResult
+WALLET_RESULT_VOUCHER_EXPIRED: WalletResult
+WALLET_RESULT_VOUCHER_DEACTIVATED: WalletResult
+WALLET_RESULT_VOUCHER_EMPTY: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -552,3 +560,91 @@ class ListBookingsReply(_message.Message):
     bookings: _containers.RepeatedCompositeFieldContainer[BookingEntry]
     next_starting_after: str
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., bookings: _Optional[_Iterable[_Union[BookingEntry, _Mapping]]] = ..., next_starting_after: _Optional[str] = ...) -> None: ...
+
+class IssueVoucherRequest(_message.Message):
+    __slots__ = ("tenant", "amount", "key", "expires_at", "never_expires")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NEVER_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    amount: int
+    key: str
+    expires_at: _timestamp_pb2.Timestamp
+    never_expires: bool
+    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., never_expires: _Optional[bool] = ...) -> None: ...
+
+class VoucherRequest(_message.Message):
+    __slots__ = ("tenant", "code")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class RedeemVoucherRequest(_message.Message):
+    __slots__ = ("tenant", "code", "customer", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    customer: str
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., customer: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class SpendVoucherRequest(_message.Message):
+    __slots__ = ("tenant", "code", "amount", "key", "order_reference")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    amount: int
+    key: str
+    order_reference: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., order_reference: _Optional[str] = ...) -> None: ...
+
+class DeactivateVoucherRequest(_message.Message):
+    __slots__ = ("tenant", "code", "key", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    key: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., key: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VoucherReply(_message.Message):
+    __slots__ = ("result", "message", "code", "voucher_id", "amount", "remaining", "expires_at", "status", "wallet_id", "balance", "requested", "created_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    code: str
+    voucher_id: str
+    amount: int
+    remaining: int
+    expires_at: _timestamp_pb2.Timestamp
+    status: str
+    wallet_id: str
+    balance: int
+    requested: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., code: _Optional[str] = ..., voucher_id: _Optional[str] = ..., amount: _Optional[int] = ..., remaining: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., wallet_id: _Optional[str] = ..., balance: _Optional[int] = ..., requested: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

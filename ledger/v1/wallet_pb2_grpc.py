@@ -114,6 +114,31 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.FromString,
                 _registered_method=True)
+        self.IssueVoucher = channel.unary_unary(
+                '/wallet.v1.Wallet/IssueVoucher',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.IssueVoucherRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+                _registered_method=True)
+        self.GetVoucher = channel.unary_unary(
+                '/wallet.v1.Wallet/GetVoucher',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+                _registered_method=True)
+        self.RedeemVoucher = channel.unary_unary(
+                '/wallet.v1.Wallet/RedeemVoucher',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.RedeemVoucherRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+                _registered_method=True)
+        self.SpendVoucher = channel.unary_unary(
+                '/wallet.v1.Wallet/SpendVoucher',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.SpendVoucherRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+                _registered_method=True)
+        self.DeactivateVoucher = channel.unary_unary(
+                '/wallet.v1.Wallet/DeactivateVoucher',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+                _registered_method=True)
 
 
 class WalletServicer:
@@ -224,6 +249,41 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueVoucher(self, request, context):
+        """Issue a voucher or gift card: its value moves from the funding account to the vouchers account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVoucher(self, request, context):
+        """What is left on a voucher, by its code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemVoucher(self, request, context):
+        """Move all that is left on a voucher into a wallet, as credit expiring with the voucher.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SpendVoucher(self, request, context):
+        """Pay an order from a voucher directly, up to what is left on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateVoucher(self, request, context):
+        """Take a voucher out of use; what is left goes back to the funding account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -306,6 +366,31 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.ListBookings,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.SerializeToString,
+            ),
+            'IssueVoucher': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueVoucher,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.IssueVoucherRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
+            ),
+            'GetVoucher': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVoucher,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
+            ),
+            'RedeemVoucher': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemVoucher,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.RedeemVoucherRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
+            ),
+            'SpendVoucher': grpc.unary_unary_rpc_method_handler(
+                    servicer.SpendVoucher,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.SpendVoucherRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
+            ),
+            'DeactivateVoucher': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateVoucher,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -740,6 +825,141 @@ class Wallet:
             '/wallet.v1.Wallet/ListBookings',
             ledger_dot_v1_dot_wallet__pb2.ListBookingsRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.ListBookingsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueVoucher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/IssueVoucher',
+            ledger_dot_v1_dot_wallet__pb2.IssueVoucherRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVoucher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetVoucher',
+            ledger_dot_v1_dot_wallet__pb2.VoucherRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemVoucher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/RedeemVoucher',
+            ledger_dot_v1_dot_wallet__pb2.RedeemVoucherRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SpendVoucher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/SpendVoucher',
+            ledger_dot_v1_dot_wallet__pb2.SpendVoucherRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateVoucher(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/DeactivateVoucher',
+            ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,11 +21,13 @@ from ._domain import (
     TenantReply,
     TopUp,
     TopUpReply,
+    VoucherReply,
     Wallets,
 )
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._state import Booking, WalletState, decode_records, encode_record
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
+from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
     "CURRENCIES",
@@ -53,6 +55,7 @@ __all__ = [
     "TransferCode",
     "WalletResult",
     "WalletState",
+    "VoucherReply",
     "Wallets",
     "currency",
     "decode_records",
@@ -60,5 +63,6 @@ __all__ = [
     "fingerprint",
     "operation_id",
     "system_account_id",
+    "normalized_voucher_code",
     "wallet_id",
 ]

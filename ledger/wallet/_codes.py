@@ -62,6 +62,12 @@ class WalletResult(IntEnum):
     BOOKING_ALREADY_REVERSED = 28
     LEDGER_REFUSED = 29
     """The core ledger refused the chain (a bound such as TRANSFERS_FULL; the message names its result)."""
+    VOUCHER_NOT_FOUND = 30
+    """No voucher of this tenant has this code, or the code is mistyped (its check character says which)."""
+    VOUCHER_EXPIRED = 31
+    VOUCHER_DEACTIVATED = 32
+    VOUCHER_EMPTY = 33
+    """Nothing is left on the voucher: it was redeemed or spent in full."""
 
 
 class AccountCode(IntEnum):
@@ -120,6 +126,11 @@ class TransferCode(IntEnum):
     EXPIRY = 401
     PAYOUT = 402
     WRITE_OFF = 403
+    VOUCHER_ISSUE = 501
+    VOUCHER_REDEEM = 502
+    VOUCHER_SPEND = 503
+    VOUCHER_EXPIRY = 504
+    VOUCHER_DEACTIVATE = 505
 
 
 class TopUpSource(IntEnum):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -63,8 +64,9 @@ from ledger.records.limits import (
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, step_id, system_account_id, wallet_id
-from ._state import Booking, Hold, Record, WalletState, decode_records, encode_record, tenant_json
+from ._state import Booking, Hold, Record, Voucher, WalletState, decode_records, encode_record, tenant_json
 from ._tenants import Tenant, TenantSettings, check_tenant_id
+from ._vouchers import normalized, voucher_code, voucher_id
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +225,25 @@ class BookingReply(Reply):
     reverses: int = 0
     """For a reversal: the booking it reverses."""
     balance: int = 0
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoucherReply(Reply):
+    code: str = ""
+    """The voucher's code, grouped for print (on issue only; afterwards it is asked for, never shown)."""
+    voucher_id: int = 0
+    amount: int = 0
+    """Issued: its value; redeemed, spent or deactivated: what this operation took from it."""
+    remaining: int = 0
+    expires_at: int = 0
+    status: str = ""
+    wallet_id: int = 0
+    """Redeemed into this wallet."""
+    balance: int = 0
+    """Redeemed: the wallet's spendable balance right after."""
+    requested: int = 0
+    """Spent: the amount asked for; `amount` is what the voucher paid of it."""
     timestamp: int = 0
 
 
@@ -568,6 +589,7 @@ class Wallets:
             settings=settings,
             accounts=accounts,
             created_at=op.now(),
+            secret=os.urandom(32),
         )
         self._commit(
             op,
@@ -1084,7 +1106,7 @@ class Wallets:
         """Move the credit of every grant past its expiry to breakage (one transfer per grant), and void the
         holds past theirs. Returns how many it moved; run it every second or so."""
         now = op.now()
-        moved = self._expire_holds(op, now)
+        moved = self._expire_holds(op, now) + self._expire_vouchers(op, now)
         due: list[tuple[int, int, int]] = []  # (wallet, grant_id, remaining)
         expiries = self.state.expiries
         while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
@@ -1509,3 +1531,313 @@ class Wallets:
             if len(found) == limit:
                 break
         return found
+
+    # -- vouchers and gift cards -------------------------------------------------------------------------
+
+    def issue_voucher(
+        self, op: Operation, tenant_id: str, amount: int, key: str, *, expires_at: int = 0, never_expires: bool = False
+    ) -> VoucherReply:
+        """Issue a voucher of `amount`: its value moves from the tenant's funding account to its vouchers
+        account, and its code is returned (derived from the tenant's secret and this operation, so a retry
+        returns the same code). Without an expiry the tenant's default credit expiry applies."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return VoucherReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("voucher", amount, expires_at, never_expires)
+        code = voucher_code(tenant.secret, key_id)
+        issued_id = voucher_id(tenant_id, code.replace("-", ""))
+        found = op.lookup_transfers(_pack_id(key_id))
+        if found:
+            voucher = self.state.vouchers.get(issued_id)
+            if voucher is None or _u64(found, TRANSFER_USER_DATA_128_OFFSET) != fp:
+                return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+            return VoucherReply(
+                code=code, voucher_id=issued_id, amount=voucher.amount, remaining=voucher.amount,
+                expires_at=voucher.expires_at, status="active", timestamp=_u64(found, TRANSFER_TIMESTAMP_OFFSET),
+            )  # fmt: skip
+        replayed = self._replayed(key_id, fp, VoucherReply)
+        if replayed is not None:
+            return replayed
+        now = op.now()
+        refusal: tuple[WalletResult, str] | None = None
+        if (problem := self._check_amount(amount)) is not None:
+            refusal = WalletResult.AMOUNT_INVALID, problem
+        elif not never_expires and expires_at and not now < expires_at <= TIMESTAMP_MAX:
+            refusal = WalletResult.EXPIRY_INVALID, "expires_at must be in the future"
+        if refusal is not None:
+            reply = VoucherReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "voucher_refused", tenant_id, key_id, fp, reply)
+        seconds = tenant.settings.credit_expiry_seconds
+        if never_expires:
+            expires_at = 0
+        elif not expires_at and seconds:
+            expires_at = min(now + seconds * NANOSECONDS_PER_SECOND, TIMESTAMP_MAX)
+        t0 = _transfer(
+            key_id, tenant.accounts[AccountCode.FUNDING], tenant.accounts[AccountCode.VOUCHERS], amount,
+            tenant.ledger, TransferCode.VOUCHER_ISSUE, user_data_128=fp, user_data_64=expires_at,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return VoucherReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the voucher: {failed.name}"
+            )
+        voucher = Voucher(issued_id, tenant_id, amount, amount, expires_at, now, key_id)
+        self._commit(
+            op,
+            {"op": "voucher_issued", "tenant": tenant_id, "at": now, "id": key_id, "voucher": issued_id,
+             "amount": amount, "expires_at": expires_at, "facts": [["voucher", voucher.to_json()]]},
+        )  # fmt: skip
+        return VoucherReply(
+            code=code, voucher_id=issued_id, amount=amount, remaining=amount, expires_at=expires_at, status="active",
+            timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+
+    def _voucher_of(self, tenant_id: str, code: str, now: int) -> Voucher | tuple[WalletResult, str]:
+        """The usable voucher with this code, or why not."""
+        text = normalized(code)
+        if text is None:
+            return WalletResult.VOUCHER_NOT_FOUND, "code: not a voucher code (mistyped? its check character differs)"
+        voucher = self.state.vouchers.get(voucher_id(tenant_id, text))
+        if voucher is None or voucher.tenant != tenant_id:
+            return WalletResult.VOUCHER_NOT_FOUND, "code: no voucher of this tenant has this code"
+        if voucher.status == "deactivated":
+            return WalletResult.VOUCHER_DEACTIVATED, "code: the voucher was deactivated"
+        if voucher.status == "expired" or (voucher.expires_at and voucher.expires_at <= now):
+            return WalletResult.VOUCHER_EXPIRED, "code: the voucher has expired"
+        if not voucher.remaining:
+            return WalletResult.VOUCHER_EMPTY, "code: nothing is left on the voucher"
+        return voucher
+
+    def voucher_balance(self, op: Operation, tenant_id: str, code: str) -> VoucherReply:
+        """What is left on a voucher, by its code (a used-up, expired or deactivated one says so)."""
+        if tenant_id not in self.state.tenants:
+            return VoucherReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        found = self._voucher_of(tenant_id, code, op.now())
+        if isinstance(found, Voucher):
+            return self._voucher_reply(found)
+        text = normalized(code)
+        voucher = self.state.vouchers.get(voucher_id(tenant_id, text)) if text else None
+        if voucher is None or voucher.tenant != tenant_id:
+            return VoucherReply(result=found[0], message=found[1])
+        return self._voucher_reply(voucher, result=found[0], message=found[1])
+
+    @staticmethod
+    def _voucher_reply(voucher: Voucher, **fields: Any) -> VoucherReply:
+        return VoucherReply(
+            voucher_id=voucher.voucher_id, amount=voucher.amount, remaining=voucher.remaining,
+            expires_at=voucher.expires_at, status=voucher.status, timestamp=voucher.issued_at, **fields,
+        )  # fmt: skip
+
+    def redeem_voucher(self, op: Operation, tenant_id: str, code: str, customer: str, key: str) -> VoucherReply:
+        """Move all that is left on a voucher into a wallet, as credit expiring when the voucher would."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return VoucherReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("redeem", normalized(code) or code, customer)
+        replayed = self._replayed(key_id, fp, VoucherReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        now = op.now()
+        found = self._voucher_of(tenant_id, code, now)
+        view = None
+        refusal: tuple[WalletResult, str] | None = None
+        if not isinstance(found, Voucher):
+            refusal = found
+        elif (problem := self._check_customer(customer)) is not None:
+            refusal = WalletResult.CUSTOMER_INVALID, problem
+        else:
+            wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+            view = self._wallet(op, tenant, wallet)
+            if view is None:
+                refusal = WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet; open it first"
+            elif wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif wallet in self.state.frozen:
+                refusal = WalletResult.WALLET_FROZEN, "the wallet is frozen: it may receive refunds only"
+            elif tenant.settings.max_balance and view.posted + found.remaining > tenant.settings.max_balance:
+                refusal = (
+                    WalletResult.MAX_BALANCE_EXCEEDED,
+                    (
+                        f"the voucher's {tenant.currency.format(found.remaining)} would take the balance above the "
+                        f"maximum of {tenant.currency.format(tenant.settings.max_balance)}"
+                    ),
+                )
+        if refusal is not None or view is None or not isinstance(found, Voucher):
+            assert refusal is not None
+            reply = VoucherReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "voucher_refused", tenant_id, key_id, fp, reply)
+        amount = found.remaining
+        t0 = _transfer(
+            key_id, tenant.accounts[AccountCode.VOUCHERS], view.wallet_id, amount, tenant.ledger,
+            TransferCode.VOUCHER_REDEEM, user_data_128=found.voucher_id, user_data_64=found.expires_at,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return VoucherReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the redemption: {failed.name}"
+            )
+        balance = view.available + amount
+        reply = VoucherReply(
+            voucher_id=found.voucher_id, amount=amount, remaining=0, expires_at=found.expires_at, status=found.status,
+            wallet_id=view.wallet_id, balance=balance, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+        facts: list[list[Any]] = [["voucher_used", found.voucher_id, amount]]
+        if found.expires_at:
+            facts.append(["grant", view.wallet_id, key_id, amount, found.expires_at])
+        facts += [["reply", key_id, fp, reply.to_json()], *self._crossing(tenant, view.wallet_id, balance)]
+        self._commit(
+            op,
+            {"op": "voucher_redeemed", "tenant": tenant_id, "at": now, "id": key_id, "voucher": found.voucher_id,
+             "wallet": view.wallet_id, "amount": amount, "facts": facts},
+        )  # fmt: skip
+        return reply
+
+    def spend_voucher(
+        self, op: Operation, tenant_id: str, code: str, amount: int, key: str, *, order_reference: str
+    ) -> VoucherReply:
+        """Pay an order from a voucher directly: what is left on it, up to `amount` (partial use: the reply
+        says what it paid and what remains on the voucher; the rest of the order is paid another way)."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return VoucherReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("spend", normalized(code) or code, amount, order_reference)
+        replayed = self._replayed(key_id, fp, VoucherReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        now = op.now()
+        found = self._voucher_of(tenant_id, code, now)
+        refusal: tuple[WalletResult, str] | None = None
+        if (problem := self._check_amount(amount)) is not None:
+            refusal = WalletResult.AMOUNT_INVALID, problem
+        elif not order_reference or len(order_reference) > REFERENCE_LENGTH_MAX:
+            refusal = (
+                WalletResult.REFERENCE_REQUIRED,
+                f"order_reference: 1 to {REFERENCE_LENGTH_MAX} characters are required",
+            )
+        elif not isinstance(found, Voucher):
+            refusal = found
+        if refusal is not None or not isinstance(found, Voucher):
+            assert refusal is not None
+            reply = VoucherReply(result=refusal[0], message=refusal[1], requested=amount)
+            return self._remember(op, "voucher_refused", tenant_id, key_id, fp, reply)
+        paid = min(amount, found.remaining)
+        t0 = _transfer(
+            key_id, tenant.accounts[AccountCode.VOUCHERS], tenant.accounts[AccountCode.REVENUE], paid, tenant.ledger,
+            TransferCode.VOUCHER_SPEND, user_data_128=found.voucher_id, user_data_64=amount,
+        )  # fmt: skip
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return VoucherReply(
+                result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
+            )
+        reply = VoucherReply(
+            voucher_id=found.voucher_id, amount=paid, remaining=found.remaining - paid, expires_at=found.expires_at,
+            status=found.status, requested=amount, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+        self._commit(
+            op,
+            {"op": "voucher_spent", "tenant": tenant_id, "at": now, "id": key_id, "voucher": found.voucher_id,
+             "order": order_reference, "requested": amount, "amount": paid,
+             "facts": [["voucher_used", found.voucher_id, paid], ["reply", key_id, fp, reply.to_json()]]},
+        )  # fmt: skip
+        return reply
+
+    def deactivate_voucher(
+        self, op: Operation, tenant_id: str, code: str, key: str, *, reason: str, actor: str = ""
+    ) -> VoucherReply:
+        """Take a voucher out of use: what is left on it goes back to the funding account it came from."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return VoucherReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("deactivate", normalized(code) or code, reason)
+        replayed = self._replayed(key_id, fp, VoucherReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return VoucherReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        now = op.now()
+        found = self._voucher_of(tenant_id, code, now)
+        if isinstance(found, tuple) and found[0] is WalletResult.VOUCHER_EMPTY:
+            text = normalized(code)
+            found = self.state.vouchers[voucher_id(tenant_id, text or "")]  # used up: deactivating moves nothing
+        refusal: tuple[WalletResult, str] | None = None
+        if not reason or len(reason) > REFERENCE_LENGTH_MAX:
+            refusal = WalletResult.REFERENCE_REQUIRED, f"reason: 1 to {REFERENCE_LENGTH_MAX} characters are required"
+        elif not isinstance(found, Voucher):
+            refusal = found
+        if refusal is not None or not isinstance(found, Voucher):
+            assert refusal is not None
+            reply = VoucherReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "voucher_refused", tenant_id, key_id, fp, reply)
+        left = found.remaining
+        timestamp = 0
+        if left:
+            t0 = _transfer(
+                key_id, tenant.accounts[AccountCode.VOUCHERS], tenant.accounts[AccountCode.FUNDING], left,
+                tenant.ledger, TransferCode.VOUCHER_DEACTIVATE, user_data_128=found.voucher_id, user_data_64=fp,
+            )  # fmt: skip
+            results = op.create_transfers(t0)
+            if (failed := _results_ok(results)) is not None:
+                return VoucherReply(result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused it: {failed.name}")
+            timestamp = TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2]
+        reply = VoucherReply(
+            voucher_id=found.voucher_id, amount=left, remaining=0, expires_at=found.expires_at, status="deactivated",
+            timestamp=timestamp or now,
+        )  # fmt: skip
+        facts: list[list[Any]] = [["voucher_used", found.voucher_id, left]] if left else []
+        facts += [["voucher_status", found.voucher_id, "deactivated"], ["reply", key_id, fp, reply.to_json()]]
+        self._commit(
+            op,
+            {"op": "voucher_deactivated", "tenant": tenant_id, "at": now, "id": key_id, "voucher": found.voucher_id,
+             "amount": left, "reason": reason, "by": actor, "facts": facts},
+        )  # fmt: skip
+        return reply
+
+    def _expire_vouchers(self, op: Operation, now: int) -> int:
+        """Move what is left on vouchers past their expiry to breakage, one transfer each."""
+        due: list[Voucher] = []
+        expiries = self.state.voucher_expiries
+        while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
+            _, expiring = heapq.heappop(expiries)
+            voucher = self.state.vouchers.get(expiring)
+            if voucher is not None and voucher.status == "active" and voucher.expires_at <= now:
+                due.append(voucher)
+        if not due:
+            return 0
+        moved = 0
+        facts: list[list[Any]] = []
+        expired: list[list[int]] = []
+        for voucher in due:
+            tenant = self.state.tenants[voucher.tenant]
+            if voucher.remaining:
+                t0 = _transfer(
+                    derived_id("voucher-expiry", voucher.voucher_id), tenant.accounts[AccountCode.VOUCHERS],
+                    tenant.accounts[AccountCode.BREAKAGE], voucher.remaining, tenant.ledger,
+                    TransferCode.VOUCHER_EXPIRY, user_data_128=voucher.voucher_id,
+                )  # fmt: skip
+                code = _results_ok(op.create_transfers(t0))
+                if code is not None:
+                    logger.error("the expiry of a voucher was refused by the engine: %s", code.name)
+                    continue
+                facts.append(["voucher_used", voucher.voucher_id, voucher.remaining])
+            facts.append(["voucher_status", voucher.voucher_id, "expired"])
+            expired.append([voucher.voucher_id, voucher.remaining])
+            moved += 1
+        self._commit(op, {"op": "vouchers_expired", "at": now, "vouchers": expired, "facts": facts})
+        return moved

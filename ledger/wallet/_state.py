@@ -97,6 +97,28 @@ class Booking:
 
 
 @dataclass(slots=True)
+class Voucher:
+    """A voucher or gift card: its value is held in the tenant's vouchers account until redeemed, spent,
+    deactivated or expired."""
+
+    voucher_id: int
+    tenant: str
+    amount: int
+    remaining: int
+    expires_at: int
+    """Nanoseconds; 0: never."""
+    issued_at: int
+    issued_by: int
+    """The issuing operation's id (the code derives from it)."""
+    status: str = "active"
+    """active, deactivated or expired (a voucher spent to zero stays active with nothing remaining)."""
+
+    def to_json(self) -> list[Any]:
+        return [self.voucher_id, self.tenant, self.amount, self.remaining, self.expires_at, self.issued_at,
+                self.issued_by, self.status]  # fmt: skip
+
+
+@dataclass(slots=True)
 class WalletState:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     ledgers: dict[int, str] = field(default_factory=dict)
@@ -119,6 +141,9 @@ class WalletState:
     (those that moved nothing, refunds, holds' captures and voids, bookings)."""
     reversals: dict[int, int] = field(default_factory=dict)
     """Booking id -> the reversal's id."""
+    vouchers: dict[int, Voucher] = field(default_factory=dict)
+    voucher_expiries: list[tuple[int, int]] = field(default_factory=list)
+    """A heap of (expires_at, voucher_id) of vouchers that expire."""
     bookings: dict[int, Booking] = field(default_factory=dict)
     """Operator bookings and their reversals by id, in the order made: the audit trail."""
     below: set[int] = field(default_factory=set)
@@ -148,6 +173,7 @@ class WalletState:
             settings=TenantSettings.from_json(data["settings"]),
             accounts={int(kind): account for kind, account in data["accounts"].items()},
             created_at=data["created_at"],
+            secret=bytes.fromhex(data["secret"]),
         )
         self.tenants[tenant.tenant_id] = tenant
         self.ledgers[tenant.ledger] = tenant.tenant_id
@@ -220,6 +246,20 @@ class WalletState:
     def _reply(self, operation_id: int, fingerprint: int, reply: dict[str, Any]) -> None:
         self.replies[operation_id] = (fingerprint, reply)
 
+    def _voucher(self, data: list[Any]) -> None:
+        voucher = Voucher(*data)
+        self.vouchers[voucher.voucher_id] = voucher
+        if voucher.expires_at and voucher.status == "active":
+            heapq.heappush(self.voucher_expiries, (voucher.expires_at, voucher.voucher_id))
+
+    def _voucher_used(self, voucher_id: int, amount: int) -> None:
+        voucher = self.vouchers[voucher_id]
+        assert voucher.remaining >= amount, "using more of a voucher than it holds"
+        voucher.remaining -= amount
+
+    def _voucher_status(self, voucher_id: int, status: str) -> None:
+        self.vouchers[voucher_id].status = status
+
     def _booking(self, data: list[Any]) -> None:
         booking = Booking(*data)
         self.bookings[booking.booking_id] = booking
@@ -250,6 +290,7 @@ class WalletState:
             "replies": [[operation, fp, reply] for operation, (fp, reply) in self.replies.items()],
             "reversals": [[booking, reversal] for booking, reversal in self.reversals.items()],
             "bookings": [booking.to_json() for booking in self.bookings.values()],
+            "vouchers": [voucher.to_json() for voucher in self.vouchers.values()],
             "below": sorted(self.below),
             "sweeps": self.sweeps,
         }
@@ -282,6 +323,8 @@ class WalletState:
         state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
         for booking in data["bookings"]:
             state._booking(booking)
+        for voucher in data["vouchers"]:
+            state._voucher(voucher)
         state.below = set(data["below"])
         state.sweeps = data["sweeps"]
         return state
@@ -295,6 +338,7 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
         "settings": tenant.settings.to_json(),
         "accounts": {str(kind): account for kind, account in tenant.accounts.items()},
         "created_at": tenant.created_at,
+        "secret": tenant.secret.hex(),
     }
 
 
@@ -310,6 +354,9 @@ _HANDLERS: Final[dict[str, Any]] = {
     "refund": WalletState._refund,
     "reply": WalletState._reply,
     "booking": WalletState._booking,
+    "voucher": WalletState._voucher,
+    "voucher_used": WalletState._voucher_used,
+    "voucher_status": WalletState._voucher_status,
     "below": WalletState._below,
     "sweep": WalletState._sweep,
 }

@@ -143,6 +143,8 @@ class Tenant:
     """System account ids by AccountCode."""
     created_at: int = 0
     """Nanoseconds since the Unix epoch."""
+    secret: bytes = b""
+    """32 random bytes chosen at creation, from which the tenant's voucher codes are derived."""
 
     @staticmethod
     def currency_of(code: str) -> Currency:

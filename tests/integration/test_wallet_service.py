@@ -185,6 +185,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                     await c.open_wallet(w.WalletRequest(tenant=tenant, customer="anna"))
                     await c.top_up(w.TopUpRequest(tenant=tenant, customer="anna", amount=500, key="t",
                                                   source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+                issued = await c.issue_voucher(w.IssueVoucherRequest(tenant="shop-b", amount=300, key="v"))
+                b_voucher = issued.code
                 a = await c.get_tenant(w.GetTenantRequest(tenant="shop-a"))
                 b = await c.get_tenant(w.GetTenantRequest(tenant="shop-b"))
                 assert a.ledger != b.ledger and a.currency == b.currency == "EUR"
@@ -211,6 +213,12 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                 "ReverseBooking": w.ReverseBookingRequest(tenant="shop-b", booking_id="0" * 31 + "1", key="x",
                                                           operator="o", reason="r"),
                 "ListBookings": w.ListBookingsRequest(tenant="shop-b"),
+                "IssueVoucher": w.IssueVoucherRequest(tenant="shop-b", amount=1, key="x"),
+                "GetVoucher": w.VoucherRequest(tenant="shop-b", code=b_voucher),
+                "RedeemVoucher": w.RedeemVoucherRequest(tenant="shop-b", code=b_voucher, customer="anna", key="x"),
+                "SpendVoucher": w.SpendVoucherRequest(tenant="shop-b", code=b_voucher, amount=1, key="x",
+                                                      order_reference="o"),
+                "DeactivateVoucher": w.DeactivateVoucherRequest(tenant="shop-b", code=b_voucher, key="x", reason="r"),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:
@@ -228,6 +236,11 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                         assert (balance.available, balance.status) == (500, w.WALLET_STATUS_ACTIVE)
                         tenant_b = await c.get_tenant(w.GetTenantRequest(tenant="shop-b"))
                         assert tenant_b == b
+                        voucher = await c.get_voucher(w.VoucherRequest(tenant="shop-b", code=b_voucher))
+                        assert (voucher.result, voucher.remaining) == (OK, 300)
+                        # and shop A cannot use shop B's code under its own tenant either
+                        mine = await c.get_voucher(w.VoucherRequest(tenant="shop-a", code=b_voucher))
+                        assert mine.result == w.WALLET_RESULT_VOUCHER_NOT_FOUND
             async with client(port, tokens["shop-a", "pos"]) as pos:
                 with pytest.raises(LedgerPermissionDenied):
                     await pos.top_up(w.TopUpRequest(tenant="shop-a", customer="anna", amount=1, key="y",
@@ -275,5 +288,27 @@ def test_operator_bookings_and_their_audit_trail(store_url: str) -> None:
             assert [b.reverses for b in rest.bookings] == [debit.booking_id] and not rest.next_starting_after
             mine = await c.list_bookings(w.ListBookingsRequest(tenant="s", operator="op-1"))
             assert [b.booking_id for b in mine.bookings] == [credit.booking_id]
+
+    asyncio.run(go())
+
+
+def test_vouchers_over_grpc(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _), client(port) as c:
+            await c.create_tenant(w.CreateTenantRequest(tenant="s", currency="EUR"))
+            await c.open_wallet(w.WalletRequest(tenant="s", customer="anna"))
+            issued = await c.issue_voucher(w.IssueVoucherRequest(tenant="s", amount=5000, key="v1"))
+            assert issued.result == OK and len(issued.code) == 21 and issued.remaining == 5000
+            assert await c.issue_voucher(w.IssueVoucherRequest(tenant="s", amount=5000, key="v1")) == issued
+            spent = await c.spend_voucher(w.SpendVoucherRequest(tenant="s", code=issued.code.lower(), amount=1200,
+                                                                key="s1", order_reference="4711"))  # fmt: skip
+            assert (spent.result, spent.amount, spent.remaining) == (OK, 1200, 3800)
+            redeemed = await c.redeem_voucher(w.RedeemVoucherRequest(tenant="s", code=issued.code, customer="anna",
+                                                                     key="r1"))  # fmt: skip
+            assert (redeemed.result, redeemed.amount, redeemed.balance) == (OK, 3800, 3800)
+            empty = await c.get_voucher(w.VoucherRequest(tenant="s", code=issued.code))
+            assert (empty.result, empty.remaining, empty.code) == (w.WALLET_RESULT_VOUCHER_EMPTY, 0, "")
+            typo = await c.get_voucher(w.VoucherRequest(tenant="s", code="0000-0000-0000-0000-0"))
+            assert typo.result == w.WALLET_RESULT_VOUCHER_NOT_FOUND and "code" in typo.message
 
     asyncio.run(go())

@@ -416,3 +416,59 @@ def test_reversing_a_credit_needs_the_credit_still_spendable(bench: WalletBench)
         refused = bench.wallets.reverse(op, "shop-a", credit.booking_id, "r1", operator="op", reason="undo")
     assert refused.result is WalletResult.INSUFFICIENT_FUNDS
     assert available(bench) == 100
+
+
+def test_vouchers_issue_redeem_spend_deactivate_and_expire(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    tenant = bench.wallets.get_tenant("shop-a")
+    expiry = bench.clock.now_ns + 3600 * SECOND_NS
+    with bench.op() as op:
+        gift = bench.wallets.issue_voucher(op, "shop-a", 2500, "v1", expires_at=expiry)
+        again = bench.wallets.issue_voucher(op, "shop-a", 2500, "v1", expires_at=expiry)
+        other = bench.wallets.issue_voucher(op, "shop-a", 2600, "v1", expires_at=expiry)
+        card = bench.wallets.issue_voucher(op, "shop-a", 1000, "v2", never_expires=True)
+        spare = bench.wallets.issue_voucher(op, "shop-a", 700, "v3", expires_at=expiry)
+    assert gift.ok and len(gift.code) == 21 and again == gift and card.code != gift.code
+    assert other.result is WalletResult.IDEMPOTENCY_KEY_REUSED
+    assert account(bench, tenant.accounts["vouchers"]).credits_posted == 4200
+    typo = gift.code[:-1] + ("0" if gift.code[-1] != "0" else "1")
+    with bench.op() as op:
+        assert bench.wallets.voucher_balance(op, "shop-a", typo).result is WalletResult.VOUCHER_NOT_FOUND
+        assert bench.wallets.voucher_balance(op, "shop-b", gift.code).result is WalletResult.TENANT_NOT_FOUND
+        assert bench.wallets.voucher_balance(op, "shop-a", gift.code.lower().replace("-", " ")).remaining == 2500
+        redeemed = bench.wallets.redeem_voucher(op, "shop-a", gift.code, "anna", "r1")
+        twice = bench.wallets.redeem_voucher(op, "shop-a", gift.code, "anna", "r2")
+        part = bench.wallets.spend_voucher(op, "shop-a", card.code, 400, "s1", order_reference="o-1")
+        rest = bench.wallets.spend_voucher(op, "shop-a", card.code, 900, "s2", order_reference="o-2")
+        deactivated = bench.wallets.deactivate_voucher(op, "shop-a", spare.code, "d1", reason="lost")
+        after = bench.wallets.spend_voucher(op, "shop-a", spare.code, 1, "s3", order_reference="o-3")
+    assert redeemed.ok and redeemed.amount == 2500 and redeemed.balance == 2500
+    assert twice.result is WalletResult.VOUCHER_EMPTY
+    assert (part.amount, part.remaining, rest.amount, rest.remaining, rest.requested) == (400, 600, 600, 0, 900)
+    assert deactivated.ok and deactivated.amount == 700
+    assert after.result is WalletResult.VOUCHER_DEACTIVATED
+    with bench.op() as op:
+        balance = bench.wallets.balance(op, "shop-a", "anna")
+    assert balance.expiring == [[expiry, 2500]]  # redeemed credit expires with its voucher
+    assert account(bench, tenant.accounts["revenue"]).credits_posted == 1000
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_an_expired_voucher_moves_to_breakage_and_is_refused(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    tenant = bench.wallets.get_tenant("shop-a")
+    with bench.op() as op:
+        voucher = bench.wallets.issue_voucher(op, "shop-a", 800, "v1", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+        bench.wallets.spend_voucher(op, "shop-a", voucher.code, 300, "s1", order_reference="o")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        refused = bench.wallets.redeem_voucher(op, "shop-a", voucher.code, "anna", "r1")
+        assert bench.wallets.sweep(op) == 1
+        shown = bench.wallets.voucher_balance(op, "shop-a", voucher.code)
+    assert refused.result is WalletResult.VOUCHER_EXPIRED
+    assert shown.result is WalletResult.VOUCHER_EXPIRED and shown.status == "expired" and shown.remaining == 0
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 500
+    vouchers = account(bench, tenant.accounts["vouchers"])
+    assert vouchers.credits_posted - vouchers.debits_posted == 0
