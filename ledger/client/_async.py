@@ -596,6 +596,13 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.VoucherReply = await self._run(self._wallet("DeactivateVoucher", request, timeout))
         return reply
 
+    async def grant_run(
+        self, request: wallet_pb2.GrantRunRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.GrantRunReply:
+        """Credit many wallets in one run (up to 10,000 grants per call)."""
+        reply: wallet_pb2.GrantRunReply = await self._run(self._wallet("GrantRun", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:

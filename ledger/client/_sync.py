@@ -501,6 +501,13 @@ class Client(ClientSteps):
         reply: wallet_pb2.VoucherReply = run_sync(self._wallet("DeactivateVoucher", request, timeout), self._perform)
         return reply
 
+    def grant_run(
+        self, request: wallet_pb2.GrantRunRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.GrantRunReply:
+        """Credit many wallets in one run (up to 10,000 grants per call)."""
+        reply: wallet_pb2.GrantRunReply = run_sync(self._wallet("GrantRun", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

@@ -23,9 +23,12 @@ from ledger.core import Ledger, LedgerError
 from ledger.records.limits import ID_INT_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
+    CUSTOMER_LENGTH_MAX,
+    GRANT_RUN_ITEMS_MAX,
     Balance,
     Booking,
     BookingReply,
+    GrantItem,
     HoldReply,
     Operation,
     Payment,
@@ -54,6 +57,7 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME: Final = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
 
 PAY_BATCH_PAYMENTS_MAX: Final = 512
+GRANT_SOURCES: Final = frozenset({TopUpSource.BENEFIT, TopUpSource.GIFT, TopUpSource.OPERATOR})
 """Most payments in one PayBatch call (each is its own operation; the client's auto-batching cuts here)."""
 STRING_BYTES_MAX: Final = 4 * 255
 """Most bytes of any string field of a request: 255 characters of up to four UTF-8 bytes each."""
@@ -81,6 +85,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "RedeemVoucher": _P.WALLET_TOPUP,
     "SpendVoucher": _P.WALLET_PAY,
     "DeactivateVoucher": _P.WALLET_VOUCHER,
+    "GrantRun": _P.WALLET_GRANT,
 }
 """What each method of the Wallet service needs, always for the key's own tenant."""
 
@@ -91,21 +96,20 @@ def _string_bounds(descriptor: Any, bounds: dict[str, int]) -> dict[str, int]:
     for field in descriptor.fields:
         if field.message_type is not None:
             _string_bounds(field.message_type, bounds)
-        else:
-            bounds[field.full_name] = STRING_BYTES_MAX
+        else:  # a customer reference is bounded in bytes, every other text in characters of up to 4 bytes
+            bounds[field.full_name] = CUSTOMER_LENGTH_MAX if field.name == "customer" else STRING_BYTES_MAX
     return bounds
 
 
+_ITEMS_MAX: Final = {"PayBatch": PAY_BATCH_PAYMENTS_MAX, "GrantRun": GRANT_RUN_ITEMS_MAX}
 REQUEST_BYTES_MAX: Final[Mapping[str, int]] = {
     method.name: message_bytes_max(
-        method.input_type,
-        _string_bounds(method.input_type, {}),
-        PAY_BATCH_PAYMENTS_MAX if method.name == "PayBatch" else 32,
+        method.input_type, _string_bounds(method.input_type, {}), _ITEMS_MAX.get(method.name, 32)
     )
     for method in _SERVICE.methods
 }
-"""Per Wallet method, the most bytes one request may have (repeated fields: 32 items, PayBatch's payments:
-PAY_BATCH_PAYMENTS_MAX)."""
+"""Per Wallet method, the most bytes one request may have (repeated fields: 32 items; PayBatch's payments
+and GrantRun's items: their own bounds)."""
 
 _ID_TEXT: Final = re.compile("[0-9a-fA-F]{32}")
 _STATUS_NAMES: Final = {
@@ -605,6 +609,42 @@ class WalletService:
             return _voucher_reply(reply)
 
         return await self._call(context, "DeactivateVoucher", wallet_pb2.DeactivateVoucherRequest, request, step)
+
+    async def GrantRun(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.GrantRunRequest, op: Operation) -> Message:
+            if not 1 <= len(message.items) <= GRANT_RUN_ITEMS_MAX:
+                return wallet_pb2.GrantRunReply(
+                    result=WalletResult.AMOUNT_INVALID.value,  # type: ignore[arg-type]
+                    message=f"items: 1 to {GRANT_RUN_ITEMS_MAX} grants per call, got {len(message.items)}",
+                )
+            source = TopUpSource(message.source) if message.source else TopUpSource.BENEFIT
+            if source not in GRANT_SOURCES:
+                return wallet_pb2.GrantRunReply(
+                    result=WalletResult.REFERENCE_REQUIRED.value,  # type: ignore[arg-type]
+                    message="source: a grant run credits BENEFIT, GIFT or OPERATOR credit",
+                )
+            items = [
+                GrantItem(
+                    customer=item.customer,
+                    amount=item.amount,
+                    expires_at=item.expires_at.ToNanoseconds() if item.HasField("expires_at") else 0,
+                    never_expires=item.never_expires,
+                )
+                for item in message.items
+            ]
+            replies = self._wallets.grant_run(
+                op, message.tenant, message.run_id, items, all_or_nothing=message.all_or_nothing,
+                open_wallets=message.open_wallets, source=source,
+            )  # fmt: skip
+            reply = wallet_pb2.GrantRunReply(
+                result=WalletResult.OK.value,  # type: ignore[arg-type]
+                replies=[_topup_reply(item) for item in replies],
+                granted=sum(item.ok for item in replies),
+                granted_amount=sum(item.amount for item in replies if item.ok),
+            )
+            return reply
+
+        return await self._call(context, "GrantRun", wallet_pb2.GrantRunRequest, request, step)
 
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0

@@ -46,6 +46,7 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_VOUCHER_EXPIRED: _ClassVar[WalletResult]
     WALLET_RESULT_VOUCHER_DEACTIVATED: _ClassVar[WalletResult]
     WALLET_RESULT_VOUCHER_EMPTY: _ClassVar[WalletResult]
+    WALLET_RESULT_GRANT_RUN_REFUSED: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -102,6 +103,7 @@ WALLET_RESULT_VOUCHER_NOT_FOUND: WalletResult
 WALLET_RESULT_VOUCHER_EXPIRED: WalletResult
 WALLET_RESULT_VOUCHER_DEACTIVATED: WalletResult
 WALLET_RESULT_VOUCHER_EMPTY: WalletResult
+WALLET_RESULT_GRANT_RUN_REFUSED: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -648,3 +650,45 @@ class VoucherReply(_message.Message):
     requested: int
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., code: _Optional[str] = ..., voucher_id: _Optional[str] = ..., amount: _Optional[int] = ..., remaining: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., wallet_id: _Optional[str] = ..., balance: _Optional[int] = ..., requested: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GrantItem(_message.Message):
+    __slots__ = ("customer", "amount", "expires_at", "never_expires")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NEVER_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    amount: int
+    expires_at: _timestamp_pb2.Timestamp
+    never_expires: bool
+    def __init__(self, customer: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., never_expires: _Optional[bool] = ...) -> None: ...
+
+class GrantRunRequest(_message.Message):
+    __slots__ = ("tenant", "run_id", "items", "all_or_nothing", "open_wallets", "source")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ALL_OR_NOTHING_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WALLETS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    run_id: str
+    items: _containers.RepeatedCompositeFieldContainer[GrantItem]
+    all_or_nothing: bool
+    open_wallets: bool
+    source: TopUpSource
+    def __init__(self, tenant: _Optional[str] = ..., run_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[GrantItem, _Mapping]]] = ..., all_or_nothing: _Optional[bool] = ..., open_wallets: _Optional[bool] = ..., source: _Optional[_Union[TopUpSource, str]] = ...) -> None: ...
+
+class GrantRunReply(_message.Message):
+    __slots__ = ("result", "message", "replies", "granted", "granted_amount")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    replies: _containers.RepeatedCompositeFieldContainer[TopUpReply]
+    granted: int
+    granted_amount: int
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., replies: _Optional[_Iterable[_Union[TopUpReply, _Mapping]]] = ..., granted: _Optional[int] = ..., granted_amount: _Optional[int] = ...) -> None: ...

@@ -139,6 +139,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
                 _registered_method=True)
+        self.GrantRun = channel.unary_unary(
+                '/wallet.v1.Wallet/GrantRun',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.GrantRunReply.FromString,
+                _registered_method=True)
 
 
 class WalletServicer:
@@ -284,6 +289,13 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantRun(self, request, context):
+        """Credit many wallets in one run (every employee's monthly benefit), up to 10,000 grants per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -391,6 +403,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.DeactivateVoucher,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.VoucherReply.SerializeToString,
+            ),
+            'GrantRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantRun,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.GrantRunReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -960,6 +977,33 @@ class Wallet:
             '/wallet.v1.Wallet/DeactivateVoucher',
             ledger_dot_v1_dot_wallet__pb2.DeactivateVoucherRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.VoucherReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GrantRun',
+            ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.GrantRunReply.FromString,
             options,
             channel_credentials,
             insecure,

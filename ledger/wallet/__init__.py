@@ -8,8 +8,11 @@ It knows the engine's contract and the journal's domain records; nothing of gRPC
 from ._codes import SYSTEM_ACCOUNTS, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import CURRENCIES, Currency, currency
 from ._domain import (
+    CUSTOMER_LENGTH_MAX,
+    GRANT_RUN_ITEMS_MAX,
     Balance,
     BookingReply,
+    GrantItem,
     HoldReply,
     Operation,
     Payment,
@@ -30,6 +33,8 @@ from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
+    "CUSTOMER_LENGTH_MAX",
+    "GRANT_RUN_ITEMS_MAX",
     "CURRENCIES",
     "SYSTEM_ACCOUNTS",
     "WALLET_LEDGER_FIRST",
@@ -38,6 +43,7 @@ __all__ = [
     "Booking",
     "BookingReply",
     "Currency",
+    "GrantItem",
     "HoldReply",
     "Operation",
     "Payment",

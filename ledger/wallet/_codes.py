@@ -68,6 +68,8 @@ class WalletResult(IntEnum):
     VOUCHER_DEACTIVATED = 32
     VOUCHER_EMPTY = 33
     """Nothing is left on the voucher: it was redeemed or spent in full."""
+    GRANT_RUN_REFUSED = 34
+    """An all-or-nothing grant run was refused because another of its items was (see that item's result)."""
 
 
 class AccountCode(IntEnum):

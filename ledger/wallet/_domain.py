@@ -22,6 +22,7 @@ next sweep, never to be spent meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import os
@@ -72,6 +73,9 @@ logger = logging.getLogger(__name__)
 
 KEY_LENGTH_MAX: Final = 255
 CUSTOMER_LENGTH_MAX: Final = 255
+"""Bytes of a customer reference in UTF-8 (a bulk grant of 10,000 fits one message)."""
+GRANT_RUN_ITEMS_MAX: Final = 10_000
+"""Most grants in one run request; a larger run is sent as several (each item keyed by run and customer)."""
 REFERENCE_LENGTH_MAX: Final = 255
 HOLD_SECONDS_MAX: Final = 31 * 86_400
 """Longest a hold may stay authorised."""
@@ -274,6 +278,16 @@ class TopUp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GrantItem:
+    """One grant of a bulk run: its customer, amount and expiry (0: the tenant's default)."""
+
+    customer: str
+    amount: int
+    expires_at: int = 0
+    never_expires: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Payment:
     tenant: str
     customer: str
@@ -365,6 +379,33 @@ def _first_failure(results: bytes) -> CreateTransferResult:
         if code not in (CreateTransferResult.OK, CreateTransferResult.LINKED_EVENT_FAILED):
             return code
     return found
+
+
+def _wallet_account(wallet: int, ledger: int) -> bytes:
+    """A wallet's account record to create: it never goes below zero and keeps its balance history."""
+    return ACCOUNT_STRUCT.pack(
+        wallet & _MASK_64,
+        wallet >> 64,
+        0,
+        0,
+        0,
+        0,
+        ledger,
+        AccountCode.WALLET,
+        WALLET_FLAGS,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        bytes(32),
+    )
+
+
+def _grant_key(run_id: str, customer: str) -> str:
+    """The idempotency key of a run's grant to a customer: the same run pays each customer once."""
+    return "grant:" + hashlib.blake2b(f"{run_id}\x00{customer}".encode(), digest_size=16).hexdigest()
 
 
 def _no_tenant(tenant_id: str) -> str:
@@ -527,8 +568,8 @@ class Wallets:
 
     @staticmethod
     def _check_customer(customer: str) -> str | None:
-        if not customer or len(customer) > CUSTOMER_LENGTH_MAX or not customer.isprintable():
-            return f"customer: a reference of 1 to {CUSTOMER_LENGTH_MAX} printable characters is required"
+        if not customer or len(customer.encode()) > CUSTOMER_LENGTH_MAX or not customer.isprintable():
+            return f"customer: a reference of 1 to {CUSTOMER_LENGTH_MAX} bytes of printable text is required"
         return None
 
     @staticmethod
@@ -639,10 +680,7 @@ class Wallets:
         if (problem := self._check_customer(customer)) is not None:
             return Balance(result=WalletResult.CUSTOMER_INVALID, message=problem)
         wallet = wallet_id(tenant_id, customer, tenant.currency.code)
-        event = ACCOUNT_STRUCT.pack(
-            wallet & _MASK_64, wallet >> 64, 0, 0, 0, 0, tenant.ledger, AccountCode.WALLET, WALLET_FLAGS,
-            0, 0, 0, 0, 0, 0, bytes(32),
-        )  # fmt: skip
+        event = _wallet_account(wallet, tenant.ledger)
         results = op.create_accounts(event)
         code = CreateAccountResult(_U32.unpack_from(results, 0)[0])
         if code is CreateAccountResult.OK:
@@ -1841,3 +1879,114 @@ class Wallets:
             moved += 1
         self._commit(op, {"op": "vouchers_expired", "at": now, "vouchers": expired, "facts": facts})
         return moved
+
+    # -- bulk grants -------------------------------------------------------------------------------------
+
+    def grant_run(
+        self,
+        op: Operation,
+        tenant_id: str,
+        run_id: str,
+        items: list[GrantItem],
+        *,
+        all_or_nothing: bool,
+        open_wallets: bool = False,
+        source: TopUpSource = TopUpSource.BENEFIT,
+    ) -> list[TopUpReply]:
+        """Credit many wallets in one run (every employee's monthly benefit): a top-up per item from the
+        source's account, keyed by (run id, customer), so running the same run again pays each customer once
+        (the replies replay). With `all_or_nothing`, every item is checked before any is applied and one
+        refusal refuses the run (the other items answer GRANT_RUN_REFUSED, nothing moves, nothing is
+        remembered: fix the run and send it again); otherwise each item stands alone. `open_wallets` opens
+        the wallets that do not exist yet."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return [TopUpReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))] * len(items)
+        if (problem := self._check_key(run_id)) is not None:
+            problem = problem.replace("key:", "run_id:", 1)
+            return [TopUpReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)] * len(items)
+        requests = [
+            TopUp(
+                tenant=tenant_id,
+                customer=item.customer,
+                amount=item.amount,
+                key=_grant_key(run_id, item.customer),
+                source=source,
+                reference=run_id,
+                expires_at=item.expires_at,
+                never_expires=item.never_expires,
+            )
+            for item in items
+        ]
+        unopened = self._open_many(op, tenant, [item.customer for item in items]) if open_wallets else {}
+        if all_or_nothing:
+            refusals = self._run_refusals(op, tenant, requests)
+            for index, item in enumerate(items):
+                refusal = unopened.get(item.customer)
+                if refusal is not None and refusals[index] is not None:
+                    refusals[index] = (WalletResult.LEDGER_REFUSED, refusal)
+            if any(refusal is not None for refusal in refusals):
+                return [
+                    TopUpReply(result=refusal[0], message=refusal[1])
+                    if refusal is not None
+                    else TopUpReply(
+                        result=WalletResult.GRANT_RUN_REFUSED, message="another grant of this run was refused"
+                    )
+                    for refusal in refusals
+                ]
+        replies = [self.top_up(op, request) for request in requests]
+        for index, item in enumerate(items):
+            refusal = unopened.get(item.customer)
+            if refusal is not None and not replies[index].ok:
+                replies[index] = TopUpReply(result=WalletResult.LEDGER_REFUSED, message=refusal)
+        return replies
+
+    def _run_refusals(
+        self, op: Operation, tenant: Tenant, requests: list[TopUp]
+    ) -> list[tuple[WalletResult, str] | None]:
+        """Each grant's refusal (None: it would be applied, or replayed) without applying any."""
+        refusals: list[tuple[WalletResult, str] | None] = []
+        seen: dict[int, int] = {}
+        for request in requests:
+            key_id = operation_id(request.tenant, request.key)
+            fp = fingerprint(
+                "topup", request.customer, request.amount, int(request.source), request.currency, request.reference,
+                request.operator, request.expires_at, request.never_expires,
+            )  # fmt: skip
+            replayed = self._chain_replay(op, tenant, key_id, fp, _TOPUP_KINDS, self._topup_reply, TopUpReply)
+            if replayed is None:
+                replayed = self._replayed(key_id, fp, TopUpReply)
+            if replayed is not None:
+                refusals.append(None if replayed.ok else (replayed.result, replayed.message))
+            elif key_id in seen and seen[key_id] != fp:
+                refusals.append((WalletResult.IDEMPOTENCY_KEY_REUSED, "customer: named twice in this run"))
+            else:
+                refusals.append(self._topup_refusal(op, tenant, request))
+            seen[key_id] = fp
+        return refusals
+
+    def _open_many(self, op: Operation, tenant: Tenant, customers: list[str]) -> dict[str, str]:
+        """Open the wallets of these customers that do not exist yet (malformed references are left to the
+        grants to refuse); why the ledger refused to open some, by customer."""
+        refused: dict[str, str] = {}
+        wanted: dict[int, str] = {}
+        for customer in customers:
+            if self._check_customer(customer) is None:
+                wanted.setdefault(wallet_id(tenant.tenant_id, customer, tenant.currency.code), customer)
+        ids = list(wanted)
+        for start in range(0, len(ids), BATCH_EVENTS_MAX):
+            chunk = ids[start : start + BATCH_EVENTS_MAX]
+            events = b"".join(_wallet_account(wallet, tenant.ledger) for wallet in chunk)
+            results = op.create_accounts(events)
+            now = op.now()
+            for index, wallet in enumerate(chunk):
+                code = CreateAccountResult(_U32.unpack_from(results, index * 16)[0])
+                if code is CreateAccountResult.OK:
+                    self._commit(
+                        op,
+                        {"op": "wallet_opened", "tenant": tenant.tenant_id, "at": now, "wallet": wallet,
+                         "customer": wanted[wallet], "facts": self._crossing(tenant, wallet, 0)},
+                    )  # fmt: skip
+                elif code is not CreateAccountResult.EXISTS:
+                    refused[wanted[wallet]] = f"the ledger refused to open the wallet: {code.name}"
+        return refused

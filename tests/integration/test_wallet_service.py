@@ -25,9 +25,9 @@ OK = w.WALLET_RESULT_OK
 
 
 @asynccontextmanager
-async def serving(url: str, *, auth: bool = False) -> AsyncIterator[tuple[int, Wallets]]:
+async def serving(url: str, *, auth: bool = False, capacity: int = 1_000) -> AsyncIterator[tuple[int, Wallets]]:
     config = LedgerConfig(
-        store=url, accounts_max=1_000, transfers_max=10_000, pending_transfers_max=100,
+        store=url, accounts_max=capacity, transfers_max=10 * capacity, pending_transfers_max=100,
         auth="required" if auth else "off",
     )  # fmt: skip
     wallets = Wallets()
@@ -219,6 +219,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                 "SpendVoucher": w.SpendVoucherRequest(tenant="shop-b", code=b_voucher, amount=1, key="x",
                                                       order_reference="o"),
                 "DeactivateVoucher": w.DeactivateVoucherRequest(tenant="shop-b", code=b_voucher, key="x", reason="r"),
+                "GrantRun": w.GrantRunRequest(tenant="shop-b", run_id="x", items=[w.GrantItem(customer="anna",
+                                                                                             amount=1)]),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:
@@ -310,5 +312,28 @@ def test_vouchers_over_grpc(store_url: str) -> None:
             assert (empty.result, empty.remaining, empty.code) == (w.WALLET_RESULT_VOUCHER_EMPTY, 0, "")
             typo = await c.get_voucher(w.VoucherRequest(tenant="s", code="0000-0000-0000-0000-0"))
             assert typo.result == w.WALLET_RESULT_VOUCHER_NOT_FOUND and "code" in typo.message
+
+    asyncio.run(go())
+
+
+def test_a_grant_run_of_ten_thousand_wallets(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url, capacity=11_000) as (port, _), client(port) as c:
+            await c.create_tenant(w.CreateTenantRequest(tenant="corp", currency="EUR"))
+            few = w.GrantRunRequest(tenant="corp", run_id="r", open_wallets=True, all_or_nothing=True,
+                                    items=[w.GrantItem(customer=f"x{n}", amount=1) for n in range(11_000)])  # fmt: skip
+            too_many = await c.grant_run(few, timeout=60)
+            assert too_many.result == w.WALLET_RESULT_AMOUNT_INVALID and "items" in too_many.message
+            items = [w.GrantItem(customer=f"employee-{n:05d}", amount=4000 + n % 7) for n in range(10_000)]
+            run = w.GrantRunRequest(tenant="corp", run_id="benefits-2027-03", items=items, all_or_nothing=True,
+                                    open_wallets=True)  # fmt: skip
+            reply = await c.grant_run(run, timeout=60)
+            assert reply.result == OK and reply.granted == 10_000
+            assert reply.granted_amount == sum(4000 + n % 7 for n in range(10_000))
+            again = await c.grant_run(run, timeout=60)
+            assert again.granted_amount == reply.granted_amount  # replayed: March is paid once
+            tenant = await c.get_tenant(w.GetTenantRequest(tenant="corp"))
+            balance = await c.get_balance(w.WalletRequest(tenant="corp", customer="employee-00006"))
+            assert balance.available == 4006 and tenant.result == OK
 
     asyncio.run(go())

@@ -12,6 +12,7 @@ from ledger.records.layout import pack_ids
 from ledger.wallet import (
     WALLET_LEDGER_FIRST,
     AccountCode,
+    GrantItem,
     Payment,
     PaymentReply,
     Refund,
@@ -472,3 +473,32 @@ def test_an_expired_voucher_moves_to_breakage_and_is_refused(bench: WalletBench)
     assert account(bench, tenant.accounts["breakage"]).credits_posted == 500
     vouchers = account(bench, tenant.accounts["vouchers"])
     assert vouchers.credits_posted - vouchers.debits_posted == 0
+
+
+def test_a_grant_run_pays_each_customer_once_and_all_or_nothing_refuses_as_a_whole(bench: WalletBench) -> None:
+    shop(bench, max_balance=20_000)
+    opened(bench, "emp-1")
+    items = [GrantItem(customer=f"emp-{n}", amount=5000, expires_at=bench.clock.now_ns + DAY * SECOND_NS)
+             for n in range(1, 301)]  # fmt: skip
+    with bench.op() as op:
+        march = bench.wallets.grant_run(op, "shop-a", "2027-03", items, all_or_nothing=True, open_wallets=True)
+        again = bench.wallets.grant_run(op, "shop-a", "2027-03", items, all_or_nothing=True, open_wallets=True)
+    assert all(reply.ok for reply in march) and again == march
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["benefits"]).debits_posted == 300 * 5000
+    bad = [GrantItem(customer="emp-1", amount=4000), GrantItem(customer="emp-2", amount=16000),
+           GrantItem(customer="no wallet", amount=1)]  # fmt: skip
+    with bench.op() as op:
+        refused = bench.wallets.grant_run(op, "shop-a", "2027-04", bad, all_or_nothing=True)
+        separate = bench.wallets.grant_run(op, "shop-a", "2027-04b", bad, all_or_nothing=False)
+    assert [reply.result for reply in refused] == [
+        WalletResult.GRANT_RUN_REFUSED, WalletResult.MAX_BALANCE_EXCEEDED, WalletResult.WALLET_NOT_FOUND
+    ]  # fmt: skip
+    assert [reply.result for reply in separate] == [
+        WalletResult.OK, WalletResult.MAX_BALANCE_EXCEEDED, WalletResult.WALLET_NOT_FOUND
+    ]  # fmt: skip
+    assert available(bench, "emp-1") == 9000 and available(bench, "emp-2") == 5000
+    with bench.op() as op:
+        fixed = bench.wallets.grant_run(op, "shop-a", "2027-04", bad[:1], all_or_nothing=True)
+    assert fixed[0].ok and available(bench, "emp-1") == 13000  # run 2027-04b paid 4000, run 2027-04 another
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
