@@ -18,7 +18,8 @@ from ledger.journal import open_store
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 START_LINE = re.compile(
-    r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\), store (\S+), engine (\w+), 0 accounts, 0 transfers, "
+    r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\) with services ledger\.v1\.Ledger, wallet\.v1\.Wallet, "
+    r"store (\S+), engine (\w+), 0 accounts, 0 transfers, 0 wallet tenants, "
     r"metrics off"
 )
 
