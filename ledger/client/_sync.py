@@ -508,6 +508,36 @@ class Client(ClientSteps):
         reply: wallet_pb2.GrantRunReply = run_sync(self._wallet("GrantRun", request, timeout), self._perform)
         return reply
 
+    def subscribe_events(self, request: wallet_pb2.SubscribeEventsRequest) -> Iterator[wallet_pb2.WalletEvent]:
+        """The tenant's events from `request.after`, then live, until the caller stops. A broken connection is
+        resumed from the last event whose record was received whole (UNAVAILABLE retried with backoff), so
+        an event may come twice (same id), never not at all; other refusals raise."""
+        following = wallet_pb2.SubscribeEventsRequest()
+        following.CopyFrom(request)
+        attempts = 0
+        current = ""
+        while True:
+            call = self._wallet_stub.SubscribeEvents(following, metadata=self._metadata)
+            try:
+                for event in call:
+                    attempts = 0
+                    if event.cursor != current:
+                        if current:
+                            following.after, following.from_now = current, False
+                        current = event.cursor
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise call_error(exc.code(), exc.details() or "") from None
+            finally:
+                call.cancel()
+            attempts += 1
+            current = ""
+            with self._rng_lock:
+                pause = backoff_seconds(self.config, attempts, self._rng)
+            time.sleep(pause)
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

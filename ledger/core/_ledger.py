@@ -945,24 +945,34 @@ class Ledger:
         """
         if not 0 <= timestamp_min < 2**64:
             raise ValueError(f"timestamp_min: {timestamp_min} is not a u64")
+        # Only commits the store confirmed: the writer numbers a commit before the store has it.
+        seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_durable)
+        async for commit in self.subscribe_commits(seq):
+            if records := _transfers_from(commit.transfers, timestamp_min):
+                yield records
+
+    async def subscribe_commits(self, after_seq: int) -> AsyncIterator[Commit]:
+        """Durable commits after `after_seq` in seq order, from the store and then live, none missed: what a
+        feed of the journal (transfers, or a domain's records) reads. Ends with LedgerUnavailable when the
+        ledger closes; resume from the last seq received."""
+        if not 0 <= after_seq < 2**63:
+            raise ValueError(f"after_seq: {after_seq} is not a commit seq")
         subscriber = _Subscriber()
         self._subscribers.add(subscriber)
+        seq = after_seq
         try:
-            # Only commits the store confirmed: the writer numbers a commit before the store has it.
-            seq = await asyncio.to_thread(seq_before, self._store, timestamp_min, self._writer.stats().seq_durable)
             while True:
                 # From the store up to its newest commit.
                 while commits := await self._read_commits_off_loop(seq):
                     for commit in commits:
                         seq = commit.seq
-                        if records := _transfers_from(commit.transfers, timestamp_min):
-                            yield records
+                        yield commit
                 # Live, until a gap (commits published before we listened) or an overflow sends us back.
                 subscriber.overflowed = False
                 while not subscriber.overflowed:
                     if subscriber.ended:
                         raise LedgerUnavailable(
-                            "the ledger is shutting down; subscribe again from the last timestamp received plus one"
+                            "the ledger is shutting down; subscribe again from the last position received"
                         )
                     if not subscriber.commits:
                         subscriber.wake.clear()
@@ -974,8 +984,7 @@ class Ledger:
                     subscriber.commits.popleft()
                     if commit.seq == seq + 1:
                         seq = commit.seq
-                        if records := _transfers_from(commit.transfers, timestamp_min):
-                            yield records
+                        yield commit
                 subscriber.commits.clear()
         finally:
             self._subscribers.discard(subscriber)

@@ -321,7 +321,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         try:
             message = parse(ledger_pb2.SubscribeTransfersRequest, request, "SubscribeTransfers")
             feed = scoped(self._ledger).subscribe_transfers(message.timestamp_min)
-            async for records in _until_refused(feed):
+            async for records in until_refused(feed):
                 for start in range(0, len(records), SUBSCRIBE_MESSAGE_BYTES_MAX):
                     yield encode_transfers(records[start : start + SUBSCRIBE_MESSAGE_BYTES_MAX])
         except Exception as exc:
@@ -335,7 +335,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         return await call(context, "GetServerInfo", work, self._refusals)
 
 
-async def _until_refused(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def until_refused(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """The items, until the call's key is refused (then AuthFailure), even while waiting for the next one."""
     grant = current_grant()
     if grant is None:

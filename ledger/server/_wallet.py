@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -24,6 +24,7 @@ from ledger.records.limits import ID_INT_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
     CUSTOMER_LENGTH_MAX,
+    EVENT_TYPES_ALL,
     GRANT_RUN_ITEMS_MAX,
     Balance,
     Booking,
@@ -42,15 +43,19 @@ from ledger.wallet import (
     TopUpReply,
     TopUpSource,
     VoucherReply,
+    WalletEvent,
     WalletResult,
     Wallets,
     currency,
+    events_of,
+    parse_cursor,
     wallet_id,
 )
 
 from ._limits import message_bytes_max
+from ._servicer import until_refused
 from ._services import Service
-from ._status import MalformedRequest, RefusalLog, call, parse
+from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "SpendVoucher": _P.WALLET_PAY,
     "DeactivateVoucher": _P.WALLET_VOUCHER,
     "GrantRun": _P.WALLET_GRANT,
+    "SubscribeEvents": _P.WALLET_READ,
 }
 """What each method of the Wallet service needs, always for the key's own tenant."""
 
@@ -315,6 +321,21 @@ def _voucher_reply(reply: VoucherReply) -> wallet_pb2.VoucherReply:
     )
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.timestamp)
+    return message
+
+
+def _event_message(event: WalletEvent) -> wallet_pb2.WalletEvent:
+    message = wallet_pb2.WalletEvent(
+        id=event.event_id,
+        cursor=event.cursor,
+        type=event.type,
+        tenant=event.tenant,
+        wallet_id=format_id(event.wallet),
+        operation_id=format_id(event.operation),
+        amount=event.amount,
+        data_json=event.data_json(),
+    )
+    _timestamp(message.created_at, event.at)
     return message
 
 
@@ -646,6 +667,35 @@ class WalletService:
 
         return await self._call(context, "GrantRun", wallet_pb2.GrantRunRequest, request, step)
 
+    async def SubscribeEvents(self, request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """The tenant's events from a cursor, then live; ends UNAUTHENTICATED as soon as its key is revoked."""
+        await refuse_if_late(context)
+        try:
+            message = parse(
+                wallet_pb2.SubscribeEventsRequest, request, "SubscribeEvents", REQUEST_BYTES_MAX["SubscribeEvents"]
+            )
+            check_tenant(message.tenant)
+            position = parse_cursor(message.after)
+            if position is None:
+                raise MalformedRequest("SubscribeEvents: after must be a cursor of an event (<seq>.<index>) or empty")
+            unknown = set(message.types) - EVENT_TYPES_ALL
+            if unknown:
+                raise MalformedRequest(f"SubscribeEvents: types: unknown event types {sorted(unknown)[:5]}")
+            types = frozenset(message.types)
+            seq, index = position
+            if message.from_now:
+                seq, index = self._ledger.stats().writer.seq_durable + 1, -1
+            feed = self._ledger.subscribe_commits(max(seq - 1, 0))
+            async for commit in until_refused(feed):
+                if not commit.domain:
+                    continue
+                after = index if commit.seq == seq else -1
+                for event in events_of(commit.seq, commit.domain, after):
+                    if event.tenant == message.tenant and (not types or event.type in types):
+                        yield _event_message(event).SerializeToString()
+        except Exception as exc:
+            await refuse(context, exc, "SubscribeEvents", self._refusals)
+
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0
 """How often expired credit moves to breakage and expired holds are voided: credit is never spendable past
@@ -673,7 +723,9 @@ def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
     def register(server: grpc.aio.Server) -> None:
         service = WalletService(ledger, wallets)
         handlers = {
-            method.name: grpc.unary_unary_rpc_method_handler(getattr(service, method.name))
+            method.name: (
+                grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+            )(getattr(service, method.name))
             for method in _SERVICE.methods
         }
         assert handlers.keys() == REQUEST_BYTES_MAX.keys() == PERMISSIONS.keys(), "every method is bounded and named"

@@ -692,3 +692,37 @@ class GrantRunReply(_message.Message):
     granted: int
     granted_amount: int
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., replies: _Optional[_Iterable[_Union[TopUpReply, _Mapping]]] = ..., granted: _Optional[int] = ..., granted_amount: _Optional[int] = ...) -> None: ...
+
+class SubscribeEventsRequest(_message.Message):
+    __slots__ = ("tenant", "after", "types", "from_now")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    FROM_NOW_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    after: str
+    types: _containers.RepeatedScalarFieldContainer[str]
+    from_now: bool
+    def __init__(self, tenant: _Optional[str] = ..., after: _Optional[str] = ..., types: _Optional[_Iterable[str]] = ..., from_now: _Optional[bool] = ...) -> None: ...
+
+class WalletEvent(_message.Message):
+    __slots__ = ("id", "cursor", "type", "tenant", "wallet_id", "operation_id", "amount", "created_at", "data_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cursor: str
+    type: str
+    tenant: str
+    wallet_id: str
+    operation_id: str
+    amount: int
+    created_at: _timestamp_pb2.Timestamp
+    data_json: str
+    def __init__(self, id: _Optional[str] = ..., cursor: _Optional[str] = ..., type: _Optional[str] = ..., tenant: _Optional[str] = ..., wallet_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., amount: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...

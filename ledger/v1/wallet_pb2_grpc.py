@@ -144,6 +144,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.GrantRunReply.FromString,
                 _registered_method=True)
+        self.SubscribeEvents = channel.unary_stream(
+                '/wallet.v1.Wallet/SubscribeEvents',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
+                _registered_method=True)
 
 
 class WalletServicer:
@@ -296,6 +301,14 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeEvents(self, request, context):
+        """The tenant's events (wallet opened, topped up, payment succeeded or declined, refund, credit expired,
+        balance below the threshold, holds, bookings, vouchers): from a cursor, then live, none missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -408,6 +421,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.GrantRun,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.GrantRunReply.SerializeToString,
+            ),
+            'SubscribeEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeEvents,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1004,6 +1022,33 @@ class Wallet:
             '/wallet.v1.Wallet/GrantRun',
             ledger_dot_v1_dot_wallet__pb2.GrantRunRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.GrantRunReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wallet.v1.Wallet/SubscribeEvents',
+            ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,12 +27,18 @@ from ._domain import (
     VoucherReply,
     Wallets,
 )
+from ._events import TYPES as EVENT_TYPES_ALL
+from ._events import WalletEvent, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._state import Booking, WalletState, decode_records, encode_record
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
+    "EVENT_TYPES_ALL",
+    "WalletEvent",
+    "events_of",
+    "parse_cursor",
     "CUSTOMER_LENGTH_MAX",
     "GRANT_RUN_ITEMS_MAX",
     "CURRENCIES",

@@ -506,7 +506,9 @@ class Wallets:
             "op": kind,
             "tenant": tenant,
             "at": op.now(),
+            "id": key_id,
             "result": reply.result.name,
+            "message": reply.message,
             "facts": [["reply", key_id, fp, reply.to_json()]],
         }
         self._commit(op, record)
@@ -1172,7 +1174,7 @@ class Wallets:
             )
         results = op.create_transfers(b"".join(events))
         record_facts: list[list[Any]] = [["sweep"]]
-        expired = []
+        expired: list[list[Any]] = []
         for index, (wallet, grant_id, remaining) in enumerate(due):
             code = CreateTransferResult(_U32.unpack_from(results, index * TRANSFER_RESULT_SIZE)[0])
             if code is not CreateTransferResult.OK:
@@ -1180,7 +1182,7 @@ class Wallets:
                 heapq.heappush(expiries, (now, wallet, grant_id))
                 continue
             record_facts.append(["expired", wallet, grant_id])
-            expired.append([wallet, grant_id, remaining])
+            expired.append([wallet, grant_id, remaining, self._tenant_of_wallet(op, wallet).tenant_id])
             moved += 1
         self._commit(op, {"op": "credit_expired", "at": now, "grants": expired, "facts": record_facts})
         return moved
@@ -1860,7 +1862,7 @@ class Wallets:
             return 0
         moved = 0
         facts: list[list[Any]] = []
-        expired: list[list[int]] = []
+        expired: list[list[Any]] = []
         for voucher in due:
             tenant = self.state.tenants[voucher.tenant]
             if voucher.remaining:
@@ -1875,7 +1877,7 @@ class Wallets:
                     continue
                 facts.append(["voucher_used", voucher.voucher_id, voucher.remaining])
             facts.append(["voucher_status", voucher.voucher_id, "expired"])
-            expired.append([voucher.voucher_id, voucher.remaining])
+            expired.append([voucher.voucher_id, voucher.remaining, voucher.tenant])
             moved += 1
         self._commit(op, {"op": "vouchers_expired", "at": now, "vouchers": expired, "facts": facts})
         return moved

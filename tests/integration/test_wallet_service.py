@@ -5,6 +5,7 @@ B's wallets, both in EUR)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ import grpc
 import pytest
 
 from ledger.auth import Authenticator, open_key_store
-from ledger.client import AsyncClient, ClientConfig, LedgerPermissionDenied
+from ledger.client import AsyncClient, ClientConfig, LedgerInvalidArgument, LedgerPermissionDenied
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.server import LedgerMetrics, ledger_service, start_server
@@ -219,6 +220,7 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                 "SpendVoucher": w.SpendVoucherRequest(tenant="shop-b", code=b_voucher, amount=1, key="x",
                                                       order_reference="o"),
                 "DeactivateVoucher": w.DeactivateVoucherRequest(tenant="shop-b", code=b_voucher, key="x", reason="r"),
+                "SubscribeEvents": w.SubscribeEventsRequest(tenant="shop-b"),
                 "GrantRun": w.GrantRunRequest(tenant="shop-b", run_id="x", items=[w.GrantItem(customer="anna",
                                                                                              amount=1)]),
             }  # fmt: skip
@@ -256,11 +258,17 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
 
 async def attempt(channel: grpc.aio.Channel, method: str, request: Any, token: str) -> bool:
     """Whether the call got through; a refusal must be PERMISSION_DENIED and name nothing of the other tenant."""
-    rpc = channel.unary_unary(
-        f"/wallet.v1.Wallet/{method}", request_serializer=lambda m: m.SerializeToString(), response_deserializer=None
-    )
+    metadata = (("authorization", f"Bearer {token}"),)
+    path = f"/wallet.v1.Wallet/{method}"
     try:
-        await rpc(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+        if method == "SubscribeEvents":  # a feed: its first event is enough
+            stream = channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString())
+            call = stream(request, metadata=metadata, timeout=10)
+            await call.read()
+            call.cancel()
+        else:
+            unary = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString())
+            await unary(request, metadata=metadata, timeout=10)
     except grpc.aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.PERMISSION_DENIED, (method, exc.details())
         return False
@@ -335,5 +343,53 @@ def test_a_grant_run_of_ten_thousand_wallets(store_url: str) -> None:
             tenant = await c.get_tenant(w.GetTenantRequest(tenant="corp"))
             balance = await c.get_balance(w.WalletRequest(tenant="corp", customer="employee-00006"))
             assert balance.available == 4006 and tenant.result == OK
+
+    asyncio.run(go())
+
+
+def test_the_event_feed_is_per_tenant_resumable_and_marks_each_low_balance_crossing_once(store_url: str) -> None:
+    async def collect(c: AsyncClient, request: w.SubscribeEventsRequest, count: int) -> list[w.WalletEvent]:
+        found: list[w.WalletEvent] = []
+        async with asyncio.timeout(10):
+            async for event in c.subscribe_events(request):
+                found.append(event)
+                if len(found) == count:
+                    return found
+        return found
+
+    async def go() -> None:
+        async with serving(store_url) as (port, _), client(port) as c:
+            settings = w.TenantSettings(low_balance_threshold=500)
+            await c.create_tenant(w.CreateTenantRequest(tenant="a", currency="EUR", settings=settings))
+            await c.create_tenant(w.CreateTenantRequest(tenant="b", currency="EUR"))
+            for tenant in ("a", "b"):
+                await c.open_wallet(w.WalletRequest(tenant=tenant, customer="anna"))
+                await c.top_up(w.TopUpRequest(tenant=tenant, customer="anna", amount=1000, key="t",
+                                              source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+            for n in range(3):  # 1000 -> 700 -> 400 (crossing below 500) -> 100 (still below)
+                await c.pay(w.PayRequest(tenant="a", customer="anna", amount=300, key=f"p{n}", order_reference="o"))
+            await c.pay(w.PayRequest(tenant="a", customer="anna", amount=5000, key="big", order_reference="o"))
+            events = await collect(c, w.SubscribeEventsRequest(tenant="a"), 9)
+            types = [event.type for event in events]
+            assert types == ["tenant.created", "wallet.opened", "wallet.balance_below", "wallet.topped_up",
+                             "payment.succeeded", "payment.succeeded", "wallet.balance_below", "payment.succeeded",
+                             "payment.declined"]  # fmt: skip
+            assert all(event.tenant == "a" for event in events) and len({e.id for e in events}) == 9
+            paid = events[4]
+            assert paid.amount == 300 and json.loads(paid.data_json)["order"] == "o" and paid.operation_id
+            declined = json.loads(events[-1].data_json)
+            assert declined["result"] == "INSUFFICIENT_FUNDS" and "amount" in declined["message"]
+            # resume after the fifth: the rest, none twice; a filter by type
+            rest = await collect(c, w.SubscribeEventsRequest(tenant="a", after=events[4].cursor), 4)
+            assert [event.id for event in rest] == [event.id for event in events[5:]]
+            payments = await collect(c, w.SubscribeEventsRequest(tenant="a", types=["payment.succeeded"]), 3)
+            assert len(payments) == 3
+            # live: an event made after subscribing arrives
+            live = asyncio.ensure_future(collect(c, w.SubscribeEventsRequest(tenant="a", from_now=True), 1))
+            await asyncio.sleep(0.2)
+            await c.refund(w.RefundRequest(tenant="a", payment_id=paid.operation_id, amount=100, key="r"))
+            assert [event.type for event in await live] == ["refund.succeeded"]
+            with pytest.raises(LedgerInvalidArgument):
+                await collect(c, w.SubscribeEventsRequest(tenant="a", after="nonsense"), 1)
 
     asyncio.run(go())

@@ -1,0 +1,124 @@
+"""The wallet event feed: the journal's domain records, as typed events per tenant.
+
+Every wallet operation writes one record into the commit that holds its transfers, so the feed needs no
+store of its own: it reads durable commits in order and turns each record into its events. An event's
+position is (commit seq, record index): its `cursor`, from which a reader resumes after a break, and its
+id (with a suffix when one record yields several events, such as a payment that takes the wallet below
+its tenant's threshold). A record yields its events together, so resuming after a cursor never splits one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._state import Record, decode_records
+
+EVENT_TYPES: Final = {
+    "tenant_created": "tenant.created",
+    "tenant_configured": "tenant.configured",
+    "wallet_opened": "wallet.opened",
+    "wallet_frozen": "wallet.frozen",
+    "wallet_unfrozen": "wallet.unfrozen",
+    "wallet_closed": "wallet.closed",
+    "topped_up": "wallet.topped_up",
+    "topup_refused": "topup.refused",
+    "payment_succeeded": "payment.succeeded",
+    "payment_declined": "payment.declined",
+    "refunded": "refund.succeeded",
+    "refund_refused": "refund.refused",
+    "credit_expired": "credit.expired",
+    "hold_authorized": "hold.authorized",
+    "hold_captured": "hold.captured",
+    "hold_voided": "hold.voided",
+    "hold_expired": "hold.expired",
+    "hold_refused": "hold.refused",
+    "booked_credit": "booking.created",
+    "booked_debit": "booking.created",
+    "booking_reversed": "booking.reversed",
+    "booking_refused": "booking.refused",
+    "reversal_refused": "booking.refused",
+    "voucher_issued": "voucher.issued",
+    "voucher_redeemed": "voucher.redeemed",
+    "voucher_spent": "voucher.spent",
+    "voucher_deactivated": "voucher.deactivated",
+    "voucher_refused": "voucher.refused",
+    "vouchers_expired": "voucher.expired",
+}
+"""Event type by record kind; a record of a kind not listed here yields no event."""
+BALANCE_BELOW: Final = "wallet.balance_below"
+"""A wallet's balance fell below its tenant's low_balance_threshold (once per crossing)."""
+TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW})
+_CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletEvent:
+    event_id: str
+    cursor: str
+    type: str
+    tenant: str
+    wallet: int
+    operation: int
+    amount: int
+    at: int
+    """Nanoseconds since the Unix epoch."""
+    data: dict[str, Any]
+    """The record's fields (without its state changes): what the webhook body carries."""
+
+    def data_json(self) -> str:
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def parse_cursor(cursor: str) -> tuple[int, int] | None:
+    """(commit seq, record index) of a cursor ('' : before the first event), or None if it is not one."""
+    if not cursor:
+        return 0, -1
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def events_of(seq: int, domain: bytes | bytearray | memoryview, after_index: int = -1) -> Iterator[WalletEvent]:
+    """The events of one commit's domain records, those after record `after_index`."""
+    for index, record in enumerate(decode_records(domain)):
+        if index > after_index:
+            yield from _record_events(seq, index, record)
+
+
+def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent]:
+    kind = EVENT_TYPES.get(str(record.get("op", "")))
+    if kind is None:
+        return
+    cursor = f"{seq}.{index}"
+    data = {key: value for key, value in record.items() if key != "facts"}
+    for key in ("wallet", "id", "voucher", "payment", "hold", "reverses"):
+        if isinstance(data.get(key), int):
+            data[key] = f"{data[key]:032x}" if data[key] else ""
+    at = int(record.get("at", 0))
+    if record.get("op") in ("credit_expired", "vouchers_expired"):  # a sweep: one event per grant or voucher
+        entries = record.get("grants") or record.get("vouchers") or []
+        for number, entry in enumerate(entries):
+            if record["op"] == "credit_expired":
+                wallet, grant, amount, tenant = entry
+                yield WalletEvent(f"{cursor}.{number}", cursor, kind, tenant, wallet, grant, amount, at,
+                                  {"op": record["op"], "at": at, "wallet": f"{wallet:032x}", "grant": f"{grant:032x}",
+                                   "amount": amount, "tenant": tenant})  # fmt: skip
+            else:
+                voucher, amount, tenant = entry
+                yield WalletEvent(f"{cursor}.{number}", cursor, kind, tenant, 0, voucher, amount, at,
+                                  {"op": record["op"], "at": at, "voucher": f"{voucher:032x}", "amount": amount,
+                                   "tenant": tenant})  # fmt: skip
+        return
+    tenant = str(record.get("tenant", ""))
+    wallet = int(record.get("wallet", 0) or 0)
+    amount = int(record.get("amount", record.get("paid", 0)) or 0)
+    yield WalletEvent(cursor, cursor, kind, tenant, wallet, int(record.get("id", 0) or 0), amount, at, data)
+    for fact in record.get("facts", ()):
+        if fact[0] == "below" and fact[2]:
+            below = {"op": "balance_below", "at": at, "wallet": f"{fact[1]:032x}", "tenant": tenant}
+            yield WalletEvent(f"{cursor}.below", cursor, BALANCE_BELOW, tenant, fact[1], 0, 0, at, below)
