@@ -83,6 +83,7 @@ HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
 SWEEP_TRANSFERS_MAX: Final = BATCH_EVENTS_MAX
 """Most expiries one sweep moves; the next sweep takes the rest."""
 
+_OK: Final = int(CreateTransferResult.OK)
 _U64: Final = struct.Struct("<Q")
 _U32: Final = struct.Struct("<I")
 _U16: Final = struct.Struct("<H")
@@ -365,9 +366,9 @@ def _chain(*transfers: bytes) -> bytes:
 def _results_ok(results: bytes) -> CreateTransferResult | None:
     """None if every transfer was created, else the first result that is not OK."""
     for offset in range(0, len(results), TRANSFER_RESULT_SIZE):
-        code = CreateTransferResult(_U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0])
-        if code is not CreateTransferResult.OK:
-            return code
+        code = _U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0]
+        if code != _OK:
+            return CreateTransferResult(code)
     return None
 
 

@@ -22,6 +22,8 @@ from ledger.wallet import (
     TopUpReply,
     TopUpSource,
     WalletResult,
+    events_of,
+    parse_cursor,
     wallet_id,
 )
 from tests.wallets import SECOND_NS, WalletBench
@@ -502,3 +504,24 @@ def test_a_grant_run_pays_each_customer_once_and_all_or_nothing_refuses_as_a_who
         fixed = bench.wallets.grant_run(op, "shop-a", "2027-04", bad[:1], all_or_nothing=True)
     assert fixed[0].ok and available(bench, "emp-1") == 13000  # run 2027-04b paid 4000, run 2027-04 another
     assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_the_domain_records_become_events_with_stable_ids_and_cursors(bench: WalletBench) -> None:
+    shop(bench, low_balance_threshold=500)
+    opened(bench)
+    top_up(bench, 1000, "t1", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    pay(bench, 600, "p1")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        bench.wallets.sweep(op)
+    events = [event for seq, records in enumerate(bench.journal, 1) for event in events_of(seq, records)]
+    assert [event.type for event in events] == [
+        "tenant.created", "wallet.opened", "wallet.balance_below", "wallet.topped_up", "payment.succeeded",
+        "wallet.balance_below", "credit.expired",
+    ]  # fmt: skip
+    assert len({event.event_id for event in events}) == len(events)
+    expired = events[-1]
+    assert expired.tenant == "shop-a" and expired.amount == 400 and expired.wallet == wallet_id("shop-a", "anna", "EUR")
+    seq, index = parse_cursor(events[4].cursor) or (0, 0)
+    assert [event.type for event in events_of(seq, bench.journal[seq - 1], index)] == []
+    assert parse_cursor("") == (0, -1) and parse_cursor("1.x") is None and parse_cursor("12.3") == (12, 3)
