@@ -53,6 +53,7 @@ from ledger.wallet import (
 )
 
 from ._limits import message_bytes_max
+from ._metrics import LedgerMetrics
 from ._servicer import until_refused
 from ._services import Service
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late
@@ -367,12 +368,27 @@ def _actor() -> str:
 class WalletService:
     """The Wallet service's methods, each taking and giving wire bytes."""
 
-    def __init__(self, ledger: Ledger, wallets: Wallets) -> None:
+    def __init__(self, ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
         self._wallets = wallets
+        self._metrics = metrics
         self._refusals = RefusalLog()
 
-    async def _run(self, step: Callable[[Operation], Message]) -> bytes:
+    def _count(self, method: str, reply: Message) -> None:
+        """Count the operations of a reply by result (every reply of a batch, or the reply itself)."""
+        if self._metrics is None:
+            return
+        replies = getattr(reply, "replies", None)
+        items = list(replies) if replies is not None else [reply]
+        counts: dict[str, int] = {}
+        for item in items:
+            result = getattr(item, "result", None)
+            if result is not None:
+                name = wallet_pb2.WalletResult.Name(result).removeprefix("WALLET_RESULT_")
+                counts[name] = counts.get(name, 0) + 1
+        self._metrics.count_wallet_results(method, counts)
+
+    async def _run(self, step: Callable[[Operation], Message]) -> Message:
         """Run one step of the domain in a ledger operation; its reply once what it wrote is durable.
 
         What the engine applied is journaled even if the step fails after applying it (a bug), so the
@@ -384,7 +400,7 @@ class WalletService:
         finally:
             ticket = operation.finish()
         await self._ledger.until_durable(ticket)
-        return reply.SerializeToString()
+        return reply
 
     async def _call(
         self,
@@ -399,7 +415,9 @@ class WalletService:
             tenant = getattr(message, "tenant", None)
             if tenant is not None:
                 check_tenant(tenant)
-            return await self._run(lambda operation: step(message, operation))
+            reply = await self._run(lambda operation: step(message, operation))
+            self._count(method, reply)
+            return reply.SerializeToString()
 
         return await call(context, method, work, self._refusals)
 
@@ -494,7 +512,9 @@ class WalletService:
                     reply.replies.append(pay_reply(self._wallets.pay(op, payment(item))))
                 return reply
 
-            return await self._run(step)
+            replies = await self._run(step)
+            self._count("PayBatch", replies)
+            return replies.SerializeToString()
 
         return await call(context, "PayBatch", work, self._refusals)
 
@@ -717,11 +737,11 @@ async def sweep_expiries(ledger: Ledger, wallets: Wallets, interval_seconds: flo
             operation.finish()
 
 
-def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
-    """The Wallet service as the server assembles it."""
+def wallet_service(ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> Service:
+    """The Wallet service as the server assembles it (with `metrics`, its operations counted by result)."""
 
     def register(server: grpc.aio.Server) -> None:
-        service = WalletService(ledger, wallets)
+        service = WalletService(ledger, wallets, metrics)
         handlers = {
             method.name: (
                 grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
