@@ -633,6 +633,13 @@ class AsyncClient(ClientSteps):
             current = ""
             await asyncio.sleep(backoff_seconds(self.config, attempts, self._rng))
 
+    async def empty_wallet(
+        self, request: wallet_pb2.EmptyWalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Pay out or write off all a wallet holds, so that it may close."""
+        reply: wallet_pb2.BookingReply = await self._run(self._wallet("EmptyWallet", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:

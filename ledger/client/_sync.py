@@ -538,6 +538,13 @@ class Client(ClientSteps):
                 pause = backoff_seconds(self.config, attempts, self._rng)
             time.sleep(pause)
 
+    def empty_wallet(
+        self, request: wallet_pb2.EmptyWalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Pay out or write off all a wallet holds, so that it may close."""
+        reply: wallet_pb2.BookingReply = run_sync(self._wallet("EmptyWallet", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

@@ -76,6 +76,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "OpenWallet": _P.WALLET_TOPUP,
     "GetBalance": _P.WALLET_READ,
     "SetWalletStatus": _P.WALLET_BOOK,
+    "EmptyWallet": _P.WALLET_BOOK,
     "TopUp": _P.WALLET_TOPUP,
     "Pay": _P.WALLET_PAY,
     "PayBatch": _P.WALLET_PAY,
@@ -715,6 +716,20 @@ class WalletService:
                         yield _event_message(event).SerializeToString()
         except Exception as exc:
             await refuse(context, exc, "SubscribeEvents", self._refusals)
+
+    async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:
+            destinations = {
+                wallet_pb2.EMPTY_DESTINATION_PAYOUT: "payout",
+                wallet_pb2.EMPTY_DESTINATION_BREAKAGE: "breakage",
+            }
+            reply = self._wallets.empty_wallet(
+                op, message.tenant, message.customer, message.key, destination=destinations.get(message.destination, ""),
+                operator=message.operator, reason=message.reason, actor=_actor(),
+            )  # fmt: skip
+            return _booking_reply(reply)
+
+        return await self._call(context, "EmptyWallet", wallet_pb2.EmptyWalletRequest, request, step)
 
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0

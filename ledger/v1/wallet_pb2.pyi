@@ -69,6 +69,12 @@ class BookingDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BOOKING_DIRECTION_UNSPECIFIED: _ClassVar[BookingDirection]
     BOOKING_DIRECTION_CREDIT: _ClassVar[BookingDirection]
     BOOKING_DIRECTION_DEBIT: _ClassVar[BookingDirection]
+
+class EmptyDestination(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMPTY_DESTINATION_UNSPECIFIED: _ClassVar[EmptyDestination]
+    EMPTY_DESTINATION_PAYOUT: _ClassVar[EmptyDestination]
+    EMPTY_DESTINATION_BREAKAGE: _ClassVar[EmptyDestination]
 WALLET_RESULT_UNSPECIFIED: WalletResult
 WALLET_RESULT_OK: WalletResult
 WALLET_RESULT_IDEMPOTENCY_KEY_INVALID: WalletResult
@@ -117,6 +123,9 @@ WALLET_STATUS_CLOSED: WalletStatus
 BOOKING_DIRECTION_UNSPECIFIED: BookingDirection
 BOOKING_DIRECTION_CREDIT: BookingDirection
 BOOKING_DIRECTION_DEBIT: BookingDirection
+EMPTY_DESTINATION_UNSPECIFIED: EmptyDestination
+EMPTY_DESTINATION_PAYOUT: EmptyDestination
+EMPTY_DESTINATION_BREAKAGE: EmptyDestination
 
 class TenantSettings(_message.Message):
     __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit")
@@ -726,3 +735,19 @@ class WalletEvent(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     data_json: str
     def __init__(self, id: _Optional[str] = ..., cursor: _Optional[str] = ..., type: _Optional[str] = ..., tenant: _Optional[str] = ..., wallet_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., amount: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class EmptyWalletRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "key", "destination", "operator", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    key: str
+    destination: EmptyDestination
+    operator: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., key: _Optional[str] = ..., destination: _Optional[_Union[EmptyDestination, str]] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.FromString,
                 _registered_method=True)
+        self.EmptyWallet = channel.unary_unary(
+                '/wallet.v1.Wallet/EmptyWallet',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+                _registered_method=True)
         self.TopUp = channel.unary_unary(
                 '/wallet.v1.Wallet/TopUp',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
@@ -190,6 +195,13 @@ class WalletServicer:
 
     def SetWalletStatus(self, request, context):
         """Freeze (receives refunds only), unfreeze, or close (only at zero) a wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmptyWallet(self, request, context):
+        """Move everything a wallet holds out of it (paid out, or written off to breakage) so that it may close.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -341,6 +353,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.SetWalletStatus,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.SerializeToString,
+            ),
+            'EmptyWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmptyWallet,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.SerializeToString,
             ),
             'TopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUp,
@@ -590,6 +607,33 @@ class Wallet:
             '/wallet.v1.Wallet/SetWalletStatus',
             ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmptyWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/EmptyWallet',
+            ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1993,3 +1993,82 @@ class Wallets:
                 elif code is not CreateAccountResult.EXISTS:
                     refused[wanted[wallet]] = f"the ledger refused to open the wallet: {code.name}"
         return refused
+
+    # -- emptying a wallet before it closes -------------------------------------------------------------
+
+    def empty_wallet(
+        self,
+        op: Operation,
+        tenant_id: str,
+        customer: str,
+        key: str,
+        *,
+        destination: str,
+        operator: str,
+        reason: str,
+        actor: str = "",
+    ) -> BookingReply:
+        """Move everything a wallet holds out of it, so that it may close: `payout` (paid out to the customer
+        in money: to the payouts account) or `breakage` (written off). Includes expired credit the sweep has
+        not moved yet; a wallet with open holds must have them captured or voided first."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return BookingReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("empty", customer, destination, operator, reason)
+        replayed = self._replayed(key_id, fp, BookingReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        refusal: tuple[WalletResult, str] | None = None
+        view = None
+        if (problem := self._check_customer(customer)) is not None:
+            refusal = WalletResult.CUSTOMER_INVALID, problem
+        elif destination not in ("payout", "breakage"):
+            refusal = WalletResult.REFERENCE_REQUIRED, "destination must be payout or breakage"
+        elif not (operator and reason) or max(len(operator), len(reason)) > REFERENCE_LENGTH_MAX:
+            refusal = (
+                WalletResult.REFERENCE_REQUIRED,
+                (f"operator and reason: both are needed, 1 to {REFERENCE_LENGTH_MAX} characters each"),
+            )
+        else:
+            wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+            view = self._wallet(op, tenant, wallet)
+            if view is None:
+                refusal = WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet"
+            elif wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif view.debits_pending:
+                refusal = (
+                    WalletResult.WALLET_NOT_EMPTY,
+                    (f"the wallet has {tenant.currency.format(view.debits_pending)} held: capture or void it first"),
+                )
+            elif view.posted <= 0:
+                refusal = WalletResult.AMOUNT_INVALID, "the wallet holds nothing to move"
+        if refusal is not None or view is None:
+            assert refusal is not None
+            reply = BookingReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "empty_refused", tenant_id, key_id, fp, reply)
+        amount = view.posted
+        kind = AccountCode.PAYOUTS if destination == "payout" else AccountCode.BREAKAGE
+        code = TransferCode.PAYOUT if destination == "payout" else TransferCode.WRITE_OFF
+        t0 = _transfer(key_id, view.wallet_id, tenant.accounts[kind], amount, tenant.ledger, code, user_data_64=fp)
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return BookingReply(result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused it: {failed.name}")
+        reply = BookingReply(
+            booking_id=key_id, wallet_id=view.wallet_id, direction="debit", amount=amount, balance=0,
+            timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+        facts: list[list[Any]] = [["expired", view.wallet_id, grant_id] for _, _, grant_id in view.grants]
+        facts += [["reply", key_id, fp, reply.to_json()], *self._crossing(tenant, view.wallet_id, 0)]
+        self._commit(
+            op,
+            {"op": f"wallet_{'paid_out' if destination == 'payout' else 'written_off'}", "tenant": tenant_id,
+             "at": view.now, "wallet": view.wallet_id, "id": key_id, "amount": amount, "operator": operator,
+             "reason": reason, "by": actor, "facts": facts},
+        )  # fmt: skip
+        return reply

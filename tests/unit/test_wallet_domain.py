@@ -525,3 +525,33 @@ def test_the_domain_records_become_events_with_stable_ids_and_cursors(bench: Wal
     seq, index = parse_cursor(events[4].cursor) or (0, 0)
     assert [event.type for event in events_of(seq, bench.journal[seq - 1], index)] == []
     assert parse_cursor("") == (0, -1) and parse_cursor("1.x") is None and parse_cursor("12.3") == (12, 3)
+
+
+def test_a_wallet_is_paid_out_or_written_off_and_then_closes(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    opened(bench, "ben")
+    top_up(bench, 500, "t1", never_expires=True)
+    top_up(bench, 200, "t2", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    top_up(bench, 300, "t3", customer="ben")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "ben", 100, "h1", seconds=60, reference="r")
+    bench.clock.advance(61)  # anna's 200 expired, not yet swept: it moves with the rest
+    with bench.op() as op:
+        held = bench.wallets.empty_wallet(op, "shop-a", "ben", "e0", destination="payout", operator="o", reason="r")
+        bench.wallets.void(op, "shop-a", hold.hold_id, "v1")
+        paid_out = bench.wallets.empty_wallet(op, "shop-a", "anna", "e1", destination="payout", operator="o",
+                                              reason="moved away")  # fmt: skip
+        nothing = bench.wallets.empty_wallet(op, "shop-a", "anna", "e2", destination="payout", operator="o", reason="r")
+        written = bench.wallets.empty_wallet(op, "shop-a", "ben", "e3", destination="breakage", operator="o",
+                                             reason="dormant")  # fmt: skip
+        closed = bench.wallets.set_status(op, "shop-a", "anna", "closed", actor="o", reason="moved away")
+        assert bench.wallets.sweep(op) == 0  # the expired grant left with the payout
+    assert held.result is WalletResult.WALLET_NOT_EMPTY and "held" in held.message
+    assert paid_out.ok and paid_out.amount == 700 and nothing.result is WalletResult.AMOUNT_INVALID
+    assert written.ok and written.amount == 300 and closed.ok
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["payouts"]).credits_posted == 700
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
+    assert top_up(bench, 1, "t4").result is WalletResult.WALLET_CLOSED
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
