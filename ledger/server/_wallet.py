@@ -723,8 +723,9 @@ class WalletService:
                 wallet_pb2.EMPTY_DESTINATION_PAYOUT: "payout",
                 wallet_pb2.EMPTY_DESTINATION_BREAKAGE: "breakage",
             }
+            destination = destinations.get(message.destination, "")
             reply = self._wallets.empty_wallet(
-                op, message.tenant, message.customer, message.key, destination=destinations.get(message.destination, ""),
+                op, message.tenant, message.customer, message.key, destination=destination,
                 operator=message.operator, reason=message.reason, actor=_actor(),
             )  # fmt: skip
             return _booking_reply(reply)
