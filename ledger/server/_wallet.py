@@ -222,19 +222,23 @@ def _topup_reply(reply: TopUpReply) -> wallet_pb2.TopUpReply:
     return message
 
 
-def pay_reply(reply: PaymentReply) -> wallet_pb2.PayReply:
-    message = wallet_pb2.PayReply(
-        result=int(reply.result),  # type: ignore[arg-type]
-        message=reply.message,
-        payment_id=format_id(reply.payment_id),
-        wallet_id=format_id(reply.wallet_id),
-        requested=reply.requested,
-        paid=reply.paid,
-        remainder=reply.remainder,
-        fee=reply.fee,
-        balance=reply.balance,
-    )
-    _timestamp(message.created_at, reply.timestamp)
+def pay_reply(reply: PaymentReply, message: wallet_pb2.PayReply | None = None) -> wallet_pb2.PayReply:
+    """The reply to a payment, written into `message` (a batch's reply adds one in place) or a new one."""
+    if message is None:
+        message = wallet_pb2.PayReply()
+    message.result = reply.result.value  # type: ignore[assignment]
+    if reply.message:
+        message.message = reply.message
+    if reply.payment_id:
+        message.payment_id = f"{reply.payment_id:032x}"
+        message.wallet_id = f"{reply.wallet_id:032x}"
+    message.requested = reply.requested
+    message.paid = reply.paid
+    message.remainder = reply.remainder
+    message.fee = reply.fee
+    message.balance = reply.balance
+    if reply.timestamp:
+        message.created_at.FromNanoseconds(reply.timestamp)
     return message
 
 
@@ -510,7 +514,7 @@ class WalletService:
 
             def step(op: Operation) -> Message:
                 for item in message.payments:
-                    reply.replies.append(pay_reply(self._wallets.pay(op, payment(item))))
+                    pay_reply(self._wallets.pay(op, payment(item)), reply.replies.add())
                 return reply
 
             replies = await self._run(step)
