@@ -24,6 +24,25 @@ from ._domain import (
 )
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._state import WalletState, decode_records, encode_record
+from ._statements import (
+    STATEMENT_LIMIT_DEFAULT,
+    STATEMENT_LIMIT_MAX,
+    HistoryPage,
+    HistoryRead,
+    Movement,
+    Settlement,
+    SettlementLine,
+    StatementKind,
+    StatementPage,
+    day_range,
+    decode_cursor,
+    encode_cursor,
+    format_time,
+    run_reads,
+    settlement,
+    settlement_csv,
+    statement,
+)
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 
 __all__ = [
@@ -58,4 +77,22 @@ __all__ = [
     "operation_id",
     "system_account_id",
     "wallet_id",
+    # statements and settlement
+    "STATEMENT_LIMIT_DEFAULT",
+    "STATEMENT_LIMIT_MAX",
+    "HistoryPage",
+    "HistoryRead",
+    "Movement",
+    "Settlement",
+    "SettlementLine",
+    "StatementKind",
+    "StatementPage",
+    "day_range",
+    "decode_cursor",
+    "encode_cursor",
+    "format_time",
+    "run_reads",
+    "settlement",
+    "settlement_csv",
+    "statement",
 ]
