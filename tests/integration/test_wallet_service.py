@@ -206,6 +206,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                         reference="r"),
                 "CaptureHold": w.CaptureHoldRequest(tenant="shop-b", hold_id="0" * 31 + "1", key="x"),
                 "VoidHold": w.VoidHoldRequest(tenant="shop-b", hold_id="0" * 31 + "1", key="x"),
+                "GetStatement": w.GetStatementRequest(tenant="shop-b", customer="anna"),
+                "GetSettlement": w.GetSettlementRequest(tenant="shop-b", day="2024-01-01"),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:

@@ -475,3 +475,10 @@ def test_transfer_codes_of_the_wallet_all_have_a_row_kind_and_a_settlement_line(
 
     assert set(_LINES) == set(TransferCode)
     assert set(_KINDS) | {TransferCode.HOLD} == set(TransferCode)
+
+
+def test_the_proto_names_the_statement_kinds_as_the_domain_does() -> None:
+    from ledger.v1 import wallet_pb2
+
+    proto = {name.removeprefix("STATEMENT_KIND_"): number for name, number in wallet_pb2.StatementKind.items()}
+    assert proto == {kind.name: kind.value for kind in StatementKind}
