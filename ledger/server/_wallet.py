@@ -593,6 +593,8 @@ def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
 # -- statements and settlement -----------------------------------------------------------------------------
 
 _KIND_VALUES: Final = frozenset(kind.value for kind in StatementKind if kind is not StatementKind.UNSPECIFIED)
+STATEMENT_KINDS_MAX: Final = 32
+"""Most entries of a statement request's kinds (as many as the request's byte bound counts per repeated field)."""
 
 
 def _nanoseconds(message: Any, name: str) -> int:
@@ -616,6 +618,8 @@ def _statement_query(message: wallet_pb2.GetStatementRequest) -> dict[str, Any]:
         raise ValueError(
             f"limit must be 1 to {STATEMENT_LIMIT_MAX} rows (0: {STATEMENT_LIMIT_DEFAULT}), got {message.limit}"
         )
+    if len(message.kinds) > STATEMENT_KINDS_MAX:
+        raise ValueError(f"kinds: at most {STATEMENT_KINDS_MAX} entries, got {len(message.kinds)}")
     for kind in message.kinds:
         if kind not in _KIND_VALUES:
             raise ValueError(f"kinds: {kind} is not a StatementKind this server knows (nor may it be UNSPECIFIED)")

@@ -242,6 +242,7 @@ def test_bad_requests_are_named(store_url: str) -> None:
                 "limit": w.GetStatementRequest(tenant="shop-a", customer="anna", limit=1001),
                 "starting_after": w.GetStatementRequest(tenant="shop-a", customer="anna", starting_after="nope"),
                 "kinds": w.GetStatementRequest(tenant="shop-a", customer="anna", kinds=[0]),
+                "kinds:": w.GetStatementRequest(tenant="shop-a", customer="anna", kinds=[1] * 33),
                 "until": w.GetStatementRequest(tenant="shop-a", customer="anna", since={"seconds": 5},
                                                until={"seconds": 5}),
                 "since": w.GetStatementRequest(tenant="shop-a", customer="anna", since={"seconds": -1}),
