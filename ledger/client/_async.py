@@ -645,6 +645,23 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.BookingReply = await self._run(self._wallet("EmptyWallet", request, timeout))
         return reply
 
+    # Statements and settlement.
+
+    async def get_statement(
+        self, request: wallet_pb2.GetStatementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.StatementReply:
+        """A page of a wallet's statement: a row per movement, oldest first; pass `next_cursor` as
+        `starting_after` for the next while `has_more`."""
+        reply: wallet_pb2.StatementReply = await self._run(self._wallet("GetStatement", request, timeout))
+        return reply
+
+    async def get_settlement(
+        self, request: wallet_pb2.GetSettlementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.SettlementReply:
+        """A tenant's settlement report for a day or a range (with `csv`, as CSV text too)."""
+        reply: wallet_pb2.SettlementReply = await self._run(self._wallet("GetSettlement", request, timeout))
+        return reply
+
     # Sending.
 
     async def _run(self, steps: Steps[T]) -> T:

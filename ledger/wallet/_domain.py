@@ -93,6 +93,9 @@ _TOPUP_KINDS: Final = frozenset(int(code) for code, _ in TOPUP_CODES.values())
 _PAYMENT_KINDS: Final = frozenset({int(TransferCode.PAYMENT)})
 WALLET_FLAGS: Final = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY)
 """A wallet never goes below zero, and keeps its balance after every transfer (for statements)."""
+SYSTEM_FLAGS: Final = int(AccountFlags.HISTORY)
+"""A tenant's system accounts keep their balance after every transfer, so that a settlement reads what the
+wallets owed at any moment from them (ledger.wallet._statements)."""
 
 
 class Operation(Protocol):
@@ -614,7 +617,7 @@ class Wallets:
         accounts = {int(kind): system_account_id(tenant_id, money.code, kind) for kind in SYSTEM_ACCOUNTS}
         events = b"".join(
             ACCOUNT_STRUCT.pack(
-                account & _MASK_64, account >> 64, 0, 0, 0, 0, ledger, kind, 0, 0, 0, 0, 0, 0, 0, bytes(32)
+                account & _MASK_64, account >> 64, 0, 0, 0, 0, ledger, kind, SYSTEM_FLAGS, 0, 0, 0, 0, 0, 0, bytes(32)
             )
             for kind, account in accounts.items()
         )

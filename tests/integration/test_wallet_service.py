@@ -232,6 +232,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                     reason="r", destination=w.EMPTY_DESTINATION_PAYOUT),
                 "GrantRun": w.GrantRunRequest(tenant="shop-b", run_id="x", items=[w.GrantItem(customer="anna",
                                                                                              amount=1)]),
+                "GetStatement": w.GetStatementRequest(tenant="shop-b", customer="anna"),
+                "GetSettlement": w.GetSettlementRequest(tenant="shop-b", day="2024-01-01"),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:
