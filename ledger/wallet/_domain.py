@@ -1064,7 +1064,7 @@ class Wallets:
             reply = RefundReply(result=result, message=message, payment_id=request.payment_id)
             return self._remember(op, "refund_refused", request.tenant, key_id, fp, reply)
         assert payment is not None
-        wallet, refundable = payment
+        wallet, refundable, counted_as = payment
         view = self._wallet(op, tenant, wallet)
         assert view is not None
         code = TransferCode.REFUND_TO_CREDIT if request.to_credit else TransferCode.REFUND
@@ -1087,7 +1087,7 @@ class Wallets:
             timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
         )  # fmt: skip
         facts: list[list[Any]] = [
-            ["refund", request.payment_id, 0 if request.to_credit else request.amount,
+            ["refund", counted_as, 0 if request.to_credit else request.amount,
              request.amount if request.to_credit else 0],
             ["reply", key_id, fp, reply.to_json()],
         ]  # fmt: skip
@@ -1104,13 +1104,15 @@ class Wallets:
 
     def _refund_refusal(
         self, op: Operation, tenant: Tenant, request: Refund
-    ) -> tuple[tuple[WalletResult, str] | None, tuple[int, int] | None]:
-        """(refusal, None) or (None, (wallet, what may be refunded this way before this refund))."""
+    ) -> tuple[tuple[WalletResult, str] | None, tuple[int, int, int] | None]:
+        """(refusal, None) or (None, (wallet, what may be refunded this way before this refund, the id the
+        refunds of the payment are counted under: a captured hold's are its capture's))."""
         if (problem := self._check_amount(request.amount)) is not None:
             return (WalletResult.AMOUNT_INVALID, problem), None
         if len(request.reason) > REFERENCE_LENGTH_MAX:
             return (WalletResult.REFERENCE_REQUIRED, f"reason: at most {REFERENCE_LENGTH_MAX} characters"), None
-        payment = op.lookup_transfers(_pack_id(request.payment_id)) if 0 < request.payment_id < 2**128 else b""
+        payment_id = self.state.captures.get(request.payment_id, request.payment_id)  # a hold: its capture
+        payment = op.lookup_transfers(_pack_id(payment_id)) if 0 < payment_id < 2**128 else b""
         code = _U16.unpack_from(payment, TRANSFER_CODE_OFFSET)[0] if payment else 0
         flags = _U16.unpack_from(payment, TRANSFER_FLAGS_OFFSET)[0] if payment else 0
         captured = code == TransferCode.HOLD and flags & TransferFlags.POST_PENDING_TRANSFER
@@ -1122,7 +1124,7 @@ class Wallets:
             return (WalletResult.PAYMENT_NOT_FOUND, "payment_id: no payment of this tenant has this id"), None
         wallet = _id_at(payment, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET)
         paid = _u64(payment, TRANSFER_AMOUNT_OFFSET)
-        refunded_wallet, refunded_credit = self.state.refunds.get(request.payment_id, (0, 0))
+        refunded_wallet, refunded_credit = self.state.refunds.get(payment_id, (0, 0))
         if request.to_credit:
             if not tenant.settings.refund_to_credit:
                 return (
@@ -1142,7 +1144,7 @@ class Wallets:
             ), None
         if wallet in self.state.closed:
             return (WalletResult.WALLET_CLOSED, "the wallet is closed"), None
-        return None, (wallet, refundable)
+        return None, (wallet, refundable, payment_id)
 
     # -- expiry ----------------------------------------------------------------------------------------
 
@@ -1371,6 +1373,8 @@ class Wallets:
             balance=view.available, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status=status,
         )  # fmt: skip
         facts: list[list[Any]] = [["reply", transfer_id, fp, reply.to_json()]] if fp else []
+        if captured:
+            facts.append(["captured", hold.hold_id, transfer_id])
         facts += self._crossing(tenant, hold.wallet, view.available)
         for fact in facts:
             self.state.apply(fact)

@@ -23,6 +23,7 @@ from ledger.wallet import (
     TopUpSource,
     WalletResult,
     events_of,
+    operation_id,
     parse_cursor,
     wallet_id,
 )
@@ -554,4 +555,21 @@ def test_a_wallet_is_paid_out_or_written_off_and_then_closes(bench: WalletBench)
     assert account(bench, tenant.accounts["payouts"]).credits_posted == 700
     assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
     assert top_up(bench, 1, "t4").result is WalletResult.WALLET_CLOSED
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_a_captured_hold_is_refunded_by_its_id_or_its_captures_under_one_bound(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 800, "h1", seconds=600, reference="pump 3")
+        bench.wallets.capture(op, "shop-a", hold.hold_id, 600, "c1")
+        capture_id = operation_id("shop-a", "c1")
+        by_hold = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=hold.hold_id, amount=400, key="r1"))
+        by_capture = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=capture_id, amount=201, key="r2"))
+        rest = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=capture_id, amount=200, key="r3"))
+    assert by_hold.ok and by_hold.refundable == 200
+    assert by_capture.result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert rest.ok and available(bench) == 1000
     assert bench.restarted().snapshot() == bench.wallets.snapshot()
