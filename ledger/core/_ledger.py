@@ -76,11 +76,14 @@ from ledger.journal import (
     open_store,
     seq_before,
 )
+from ledger.records.codes import TransferFlags
 from ledger.records.layout import (
     ACCOUNT_FLAGS_OFFSET,
+    ACCOUNT_LEDGER_OFFSET,
     TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
     TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
     TRANSFER_FLAGS_OFFSET,
+    TRANSFER_LEDGER_OFFSET,
     TRANSFER_PENDING_ID_OFFSET,
     TRANSFER_TIMESTAMP_OFFSET,
 )
@@ -88,6 +91,7 @@ from ledger.records.limits import (
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
     BATCH_EVENTS_MAX,
+    DOMAIN_LEDGER_FIRST,
     ID_SIZE,
     TRANSFER_RESULT_SIZE,
     TRANSFER_SIZE,
@@ -193,6 +197,61 @@ class LedgerOverloaded(LedgerError):
 
 class LedgerFailed(LedgerUnavailable):
     """The ledger stopped acknowledging after an error it cannot recover from in this process; restart it."""
+
+
+class LedgerReserved(Exception):
+    """A write names a ledger of the domain layer (DOMAIN_LEDGER_FIRST and up: a wallet tenant's), which only
+    the domain writes, through `Ledger.operation()` (gRPC PERMISSION_DENIED). Nothing of it was applied."""
+
+
+_POST_OR_VOID: Final = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+assert _POST_OR_VOID < 256, "both flags are in the low byte of the u16 flags field"
+_NEITHER_POST_NOR_VOID: Final = bytes(b for b in range(256) if not b & _POST_OR_VOID)
+_LEDGER_ZERO: Final = bytes(4)
+
+
+def _reserved(what: str, index: int, ledger: int, named: str = "") -> LedgerReserved:
+    return LedgerReserved(
+        f"{what}[{index}].ledger: {named}ledger {ledger} belongs to a wallet tenant (ledgers from "
+        f"{DOMAIN_LEDGER_FIRST} up are the Wallet service's): write it through the Wallet service; your own books "
+        f"take a ledger below {DOMAIN_LEDGER_FIRST}"
+    )
+
+
+def _refuse_domain_ledgers(data: bytes, record_size: int, ledger_offset: int, what: str) -> None:
+    """LedgerReserved naming the first record of `data` (whole records) in a domain ledger.
+
+    DOMAIN_LEDGER_FIRST is the top bit of the u32 ledger field, the top bit of its last byte: the byte of every
+    record at once, one strided slice in C, is ASCII exactly when no record is in a domain ledger.
+    """
+    end = len(data) - len(data) % record_size
+    tops = data[ledger_offset + 3 : end : record_size]
+    if tops.isascii():
+        return
+    index = next(i for i, top in enumerate(tops) if top >= 0x80)
+    start = index * record_size + ledger_offset
+    raise _reserved(what, index, int.from_bytes(data[start : start + 4], "little"))
+
+
+def _holds_of_ledger_zero(data: bytes) -> list[tuple[int, bytes]]:
+    """(index, pending id) of every post or void of ledger 0 in `data`: the engine gives those the ledger of
+    their hold. Checked only if the batch has a post or a void at all (one strided slice and a translate)."""
+    end = len(data) - len(data) % TRANSFER_SIZE
+    if not data[TRANSFER_FLAGS_OFFSET:end:TRANSFER_SIZE].translate(None, _NEITHER_POST_NOR_VOID):
+        return []
+    column = bytearray(4 * (end // TRANSFER_SIZE))  # every record's ledger, one u32 after the other
+    for k in range(4):
+        column[k::4] = data[TRANSFER_LEDGER_OFFSET + k : end : TRANSFER_SIZE]
+    found = []
+    at = column.find(_LEDGER_ZERO)
+    while at >= 0:
+        if at % 4 == 0:
+            start = at // 4 * TRANSFER_SIZE
+            if data[start + TRANSFER_FLAGS_OFFSET] & _POST_OR_VOID:
+                pending = start + TRANSFER_PENDING_ID_OFFSET
+                found.append((at // 4, data[pending : pending + ID_SIZE]))
+        at = column.find(_LEDGER_ZERO, at + 1)
+    return found
 
 
 def _expiries(expired_ids: bytes, transfers_count: int) -> bytes:
@@ -440,7 +499,12 @@ class Ledger:
     # -- writes ------------------------------------------------------------------
 
     async def create_accounts(self, events: Buffer) -> bytes:
-        """Per-event 16-byte results, once every account created is durable."""
+        """Per-event 16-byte results, once every account created is durable.
+
+        An account in a domain ledger (DOMAIN_LEDGER_FIRST and up) refuses the batch (LedgerReserved): the
+        domain creates its accounts through `operation()`.
+        """
+        events = self._outside_domain_ledgers(events, ACCOUNT_SIZE, ACCOUNT_LEDGER_OFFSET, "accounts")
         if self._unavailable is not None and (replayed := await self._replayed(self._accounts_batcher, events)):
             return replayed[0]
         self._admit()
@@ -449,7 +513,12 @@ class Ledger:
         return results
 
     async def create_transfers(self, events: Buffer) -> bytes:
-        """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
+        """Per-event 24-byte results, once every transfer created (and hold expired) is durable.
+
+        A transfer in a domain ledger, or a post or void of ledger 0 whose hold is in one, refuses the batch
+        (LedgerReserved) before anything is applied: the domain moves its money through `operation()`.
+        """
+        events = self._transfers_outside_domain_ledgers(events)
         if self._unavailable is not None and (replayed := await self._replayed(self._transfers_batcher, events)):
             return replayed[0]
         self._admit()
@@ -460,12 +529,38 @@ class Ledger:
     def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
         """Apply transfers without waiting: (results, ticket) once applied; answer after `until_durable(ticket)`.
 
-        For a caller that pipelines (a stream): submissions are applied in the order made.
+        For a caller that pipelines (a stream): submissions are applied in the order made. Refused at once
+        (LedgerReserved) as `create_transfers` refuses.
         """
+        events = self._transfers_outside_domain_ledgers(events)
         if self._unavailable is not None:
             return asyncio.ensure_future(self._submit_during_outage(events))
         self._admit()
         return self._transfers_batcher.enqueue(events)
+
+    @staticmethod
+    def _outside_domain_ledgers(events: Buffer, record_size: int, ledger_offset: int, what: str) -> bytes:
+        """The batch as bytes (what is checked is what is applied), unless a record is in a domain ledger."""
+        check_batch(events, record_size, what)  # a malformed batch is refused as such first
+        data = events if isinstance(events, bytes) else bytes(events)
+        _refuse_domain_ledgers(data, record_size, ledger_offset, what)
+        return data
+
+    def _transfers_outside_domain_ledgers(self, events: Buffer) -> bytes:
+        data = self._outside_domain_ledgers(events, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET, "transfers")
+        if holds := _holds_of_ledger_zero(data):
+            # A hold never changes ledger, so what the engine holds now is what the post or void will take.
+            found = self._engine.lookup_transfers(b"".join(pending for _, pending in holds))
+            ledgers = {
+                found[at : at + ID_SIZE]: int.from_bytes(
+                    found[at + TRANSFER_LEDGER_OFFSET : at + TRANSFER_LEDGER_OFFSET + 4], "little"
+                )
+                for at in range(0, len(found), TRANSFER_SIZE)
+            }
+            for index, pending in holds:
+                if ledgers.get(pending, 0) >= DOMAIN_LEDGER_FIRST:
+                    raise _reserved("transfers", index, ledgers[pending], "0 takes its hold's ledger, and ")
+        return data
 
     async def _submit_during_outage(self, events: Buffer) -> tuple[bytes, int]:
         if replayed := await self._replayed(self._transfers_batcher, events):
