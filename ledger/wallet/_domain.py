@@ -1032,6 +1032,8 @@ class Wallets:
         if len(request.reason) > REFERENCE_LENGTH_MAX:
             return (WalletResult.REFERENCE_REQUIRED, f"reason: at most {REFERENCE_LENGTH_MAX} characters"), None
         payment = op.lookup_transfers(_pack_id(request.payment_id)) if 0 < request.payment_id < 2**128 else b""
+        if (capture := self.state.captures.get(request.payment_id)) is not None:
+            payment = op.lookup_transfers(_pack_id(capture))  # a captured hold: what its capture moved
         code = _U16.unpack_from(payment, TRANSFER_CODE_OFFSET)[0] if payment else 0
         flags = _U16.unpack_from(payment, TRANSFER_FLAGS_OFFSET)[0] if payment else 0
         captured = code == TransferCode.HOLD and flags & TransferFlags.POST_PENDING_TRANSFER
@@ -1207,8 +1209,8 @@ class Wallets:
         return reply
 
     def capture(self, op: Operation, tenant_id: str, hold_id: int, amount: int, key: str) -> HoldReply:
-        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment
-        (refundable by its id)."""
+        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment,
+        refunded by the hold's id."""
         return self._finish_hold(op, tenant_id, hold_id, amount, key, capture=True)
 
     def void(self, op: Operation, tenant_id: str, hold_id: int, key: str) -> HoldReply:
@@ -1292,6 +1294,8 @@ class Wallets:
             balance=view.available, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status=status,
         )  # fmt: skip
         facts: list[list[Any]] = [["reply", transfer_id, fp, reply.to_json()]] if fp else []
+        if captured:
+            facts.append(["captured", hold.hold_id, transfer_id])
         facts += self._crossing(tenant, hold.wallet, view.available)
         for fact in facts:
             self.state.apply(fact)

@@ -92,6 +92,8 @@ class WalletState:
     """A heap of (expires_at, hold_id)."""
     refunds: dict[int, list[int]] = field(default_factory=dict)
     """Per payment id: [refunded into the wallet, refunded of the part paid another way]."""
+    captures: dict[int, int] = field(default_factory=dict)
+    """Hold id -> the id of the transfer that captured it: a capture is refunded by its hold's id."""
     replies: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     """Per operation id: (request fingerprint, reply) of operations whose reply the engine cannot rebuild
     (those that moved nothing, refunds, holds' captures and voids, bookings)."""
@@ -188,6 +190,9 @@ class WalletState:
             if grant_id and amount:
                 self._grant(hold.wallet, grant_id, amount, expires_at)
 
+    def _captured(self, hold_id: int, capture_id: int) -> None:
+        self.captures[hold_id] = capture_id
+
     def _refund(self, payment_id: int, to_wallet: int, to_credit: int) -> None:
         refunded = self.refunds.setdefault(payment_id, [0, 0])
         refunded[0] += to_wallet
@@ -220,6 +225,7 @@ class WalletState:
             "closed": sorted(self.closed),
             "holds": [[h.hold_id, h.wallet, h.tenant, h.amount, h.expires_at, h.parts] for h in self.holds.values()],
             "refunds": [[payment, refunded] for payment, refunded in self.refunds.items()],
+            "captures": [[hold, capture] for hold, capture in self.captures.items()],
             "replies": [[operation, fp, reply] for operation, (fp, reply) in self.replies.items()],
             "reversals": [[booking, reversal] for booking, reversal in self.reversals.items()],
             "below": sorted(self.below),
@@ -250,6 +256,7 @@ class WalletState:
             state.hold_expiries.append((expires_at, hold_id))
         heapq.heapify(state.hold_expiries)
         state.refunds = {payment: refunded for payment, refunded in data["refunds"]}
+        state.captures = {hold: capture for hold, capture in data.get("captures", ())}  # none before they were kept
         state.replies = {operation: (fp, reply) for operation, fp, reply in data["replies"]}
         state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
         state.below = set(data["below"])
@@ -277,6 +284,7 @@ _HANDLERS: Final[dict[str, Any]] = {
     "status": WalletState._status,
     "hold": WalletState._hold,
     "hold_end": WalletState._hold_end,
+    "captured": WalletState._captured,
     "refund": WalletState._refund,
     "reply": WalletState._reply,
     "reversed": WalletState._reversed,
