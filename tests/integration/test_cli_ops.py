@@ -4,6 +4,7 @@ what they print, their exit codes, and a CSV round trip (import, import again ->
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import re
@@ -26,13 +27,16 @@ from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import IMPLEMENTATION
 from ledger.journal._postgres import describe
-from ledger.server import start_server
+from ledger.server import ledger_service, start_server
+from ledger.server._wallet import sweep_expiries, wallet_service
+from ledger.wallet import Wallets
 
 LEDGER = "978"
 
 
 class Served:
-    """The ledger behind gRPC on its own event loop in a thread, so the commands can block on it.
+    """The ledger behind gRPC on its own event loop in a thread, so the commands can block on it: the Ledger and
+    the Wallet service, with the wallet's expiry sweep, as `ledger serve` serves them.
 
     With `keys` (who -> (tenant, role, ledgers)), those keys are created first and the server requires one;
     `tokens` then holds each key's token."""
@@ -66,14 +70,20 @@ class Served:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with await Ledger.open(self.config) as ledger:
+        wallets = Wallets()
+        async with await Ledger.open(self.config, domain=wallets) as ledger:
             auth = await Authenticator.open(self.config) if self.tokens else None
+            sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets))
             try:
-                server, self.port, _ = await start_server(ledger, auth=auth)
+                services = [ledger_service(ledger), wallet_service(ledger, wallets)]
+                server, self.port, _ = await start_server(ledger, auth=auth, services=services)
                 self._ready.set()
                 await self._stop.wait()
                 await server.stop(None)
             finally:
+                sweeps.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeps
                 if auth is not None:
                     await auth.close()
 
