@@ -264,6 +264,23 @@ def test_the_ledger_refuses_before_applying_and_the_domains_operation_writes(tmp
             void = Transfer(id=13, pending_id=11, flags=TransferFlags.VOID_PENDING_TRANSFER)
             with pytest.raises(LedgerReserved, match=r"transfers\[0\].ledger: 0 takes its hold's ledger"):
                 await ledger.create_transfers(pack_transfers([void]))
+            # Among captures of ledger 0 of the caller's own holds, the one of the domain's hold is named.
+            holds = [
+                Transfer(id=20 + i, debit_account_id=1, credit_account_id=2, amount=5, ledger=last_own, code=1,
+                         flags=TransferFlags.PENDING)
+                for i in range(3)
+            ]  # fmt: skip
+            await ledger.create_transfers(pack_transfers(holds))
+            captures = [
+                Transfer(id=30 + i, pending_id=20 + i, flags=TransferFlags.POST_PENDING_TRANSFER) for i in range(3)
+            ]
+            with pytest.raises(
+                LedgerReserved, match=r"transfers\[2\].ledger: 0 takes its hold's ledger, and ledger 2147483648"
+            ):
+                await ledger.create_transfers(pack_transfers([*captures[:2], void, captures[2]]))
+            assert ledger.stats().engine.pending_transfers_count == 4
+            results = await ledger.create_transfers(pack_transfers(captures))
+            assert [r.result for r in unpack_transfer_results(results)] == [OK] * 3
             assert ledger.stats().engine.pending_transfers_count == 1
 
     asyncio.run(go())
