@@ -1288,8 +1288,8 @@ class Wallets:
         return reply
 
     def capture(self, op: Operation, tenant_id: str, hold_id: int, amount: int, key: str) -> HoldReply:
-        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment
-        (refundable by its id)."""
+        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment,
+        refunded by the hold's id or the capture's, under one bound."""
         return self._finish_hold(op, tenant_id, hold_id, amount, key, capture=True)
 
     def void(self, op: Operation, tenant_id: str, hold_id: int, key: str) -> HoldReply:

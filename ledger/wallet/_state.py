@@ -325,7 +325,7 @@ class WalletState:
             state.hold_expiries.append((expires_at, hold_id))
         heapq.heapify(state.hold_expiries)
         state.refunds = {payment: refunded for payment, refunded in data["refunds"]}
-        state.captures = {hold: capture for hold, capture in data["captures"]}
+        state.captures = {hold: capture for hold, capture in data.get("captures", ())}  # none before they were kept
         state.replies = {operation: (fp, reply) for operation, fp, reply in data["replies"]}
         state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
         for booking in data["bookings"]:

@@ -297,6 +297,17 @@ def test_holds_capture_part_and_release_the_rest(bench: WalletBench) -> None:
     assert captured.ok and captured.amount == 500 and captured.balance == 500
     assert again.result is WalletResult.HOLD_NOT_PENDING
     assert available(bench) == 500
+    # The capture is refunded by the hold's id, up to what it captured, after a restart too.
+
+    def refund(amount: int, key: str) -> RefundReply:
+        with bench.op() as op:
+            return bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=hold.hold_id, amount=amount, key=key))
+
+    first = refund(300, "r1")
+    assert first.ok and (first.refundable, first.balance, first.payment_id) == (200, 800, hold.hold_id)
+    bench.wallets = bench.restarted()
+    assert refund(201, "r2").result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert refund(200, "r3").ok and available(bench) == 1000
 
 
 def test_a_hold_expires_and_its_credit_returns(bench: WalletBench) -> None:
