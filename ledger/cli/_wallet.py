@@ -67,6 +67,9 @@ def register(commands: Commands) -> None:
         "--key, the idempotency key: without it one is drawn and printed first; a retry must reuse it.",
     )
     wallet_commands = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
+    from ._grant import register as register_grant  # it builds on this module's helpers
+
+    register_grant(wallet_commands)
 
     tenant = wallet_commands.add_parser("tenant", help="create, configure or show a tenant (a shop, an event)")
     tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True, metavar="COMMAND")

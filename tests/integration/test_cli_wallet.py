@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from ledger.cli import _grant as grant_module
 from ledger.cli._wallet import KEY_PREFIX
 
 from .test_cli_ops import Cli, Served, _startswith
@@ -239,3 +241,29 @@ def test_a_key_of_a_wallet_role(store_url: str, capsys: pytest.CaptureFixture[st
         code, _, err = cli("wallet", "balance", "demo-shop", "anna", *other)
         assert code == 3 and "acts for its own tenant only, not for 'demo-shop'" in err
         assert json.loads(cli("wallet", "balance", "demo-shop", "anna", "--json", *till)[1])["available"] == 1600
+
+
+def test_a_grant_run_from_a_csv_file_pays_each_customer_once(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(grant_module, "CALL_GRANTS_MAX", 500)  # several calls of a run, with a small ledger
+    assert cli("wallet", "tenant", "create", "corp", "--currency", "EUR", "--max-balance", "300.00")[0] == 0
+    grants = tmp_path / "march.csv"
+    rows = [
+        "customer,amount,expires_at",
+        *(f"emp-{n},150.00," for n in range(1_200)),
+        "emp-x,400.00,2031-01-01T00:00:00Z",
+    ]
+    grants.write_text("\n".join(rows) + "\n")
+    code, out, err = cli("wallet", "grant", "corp", "--csv", str(grants), "--run-id", "2027-03", "--progress")
+    assert code == 1 and out.splitlines()[0] == "grant run 2027-03: 1200 of 1201 grants OK, 180000.00 EUR credited"
+    assert out.splitlines()[1].startswith("  line 1202: MAX_BALANCE_EXCEEDED (") and "grant" in err
+    again = cli.json("wallet", "grant", "corp", "--csv", str(grants), "--run-id", "2027-03", exit_code=1)
+    assert (again["granted"], again["granted_amount"]) == (1_200, 18_000_000)  # replayed: nothing moved twice
+    assert [refused["result"] for refused in again["refused"]] == ["MAX_BALANCE_EXCEEDED"]  # replayed too
+    balance = cli.json("wallet", "balance", "corp", "emp-7")
+    assert balance["available"] == 15_000
+    bad = tmp_path / "bad.csv"
+    bad.write_text("who,amount\nanna,1\n")
+    code, _, err = cli("wallet", "grant", "corp", "--csv", str(bad), "--run-id", "x")
+    assert code == 2 and "the header must name the columns customer and amount" in err
