@@ -3,11 +3,13 @@
 The file has a header and the columns `customer` and `amount` (minor units, or a decimal of the tenant's
 currency), and optionally `expires_at` (ISO 8601; empty: the tenant's default) for each row's own expiry.
 A span such as 30d is read too, from the moment the file is sent, so a run sent again later asks for
-another expiry and its grants answer IDEMPOTENCY_KEY_REUSED: write dates in a file you may send twice. It is sent as GrantRun calls of up to 10,000 grants, a progress bar
-on stderr, all under one run id: sending the same file again with the same run id pays each customer of
-it once (the replies replay), so stopping and running it again is safe. With --all-or-nothing every call
-is checked before anything of it moves (a run larger than one call is all-or-nothing per call of 10,000,
-which the summary says). Rows that are refused are listed with their result and the service's message.
+another expiry and its grants answer IDEMPOTENCY_KEY_REUSED: write dates in a file you may send twice.
+
+It is sent as GrantRun calls of up to 10,000 grants, a progress bar on stderr, all under one run id:
+sending the same file again with the same run id pays each customer of it once (the replies replay), so
+stopping and running it again is safe. With --all-or-nothing every call is checked before anything of it
+moves (a run larger than one call is all-or-nothing per call of 10,000, which the summary says). Rows that
+are refused are listed with their result and the service's message.
 """
 
 from __future__ import annotations
