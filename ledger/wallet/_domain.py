@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import logging
 import os
 import struct
@@ -65,7 +66,17 @@ from ledger.records.limits import (
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, step_id, system_account_id, wallet_id
-from ._state import Booking, Hold, Record, Voucher, WalletState, decode_records, encode_record, tenant_json
+from ._state import (
+    RECORD_HEADER,
+    Booking,
+    Hold,
+    Record,
+    Voucher,
+    WalletState,
+    decode_records,
+    encode_record,
+    tenant_json,
+)
 from ._tenants import Tenant, TenantSettings, check_tenant_id
 from ._vouchers import normalized, voucher_code, voucher_id
 
@@ -392,6 +403,20 @@ def _payment_chain(
         user_data_128=key_id,
     )  # fmt: skip
     return _chain(t0, t1)
+
+
+_JSON_TEXT: Final = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _payment_record(request: Payment, now: int, wallet: int, key_id: int, paid: int, fee: int) -> bytes:
+    """encode_record of a payment's record, written out directly: the JSON encoder costs a payment a tenth
+    of its time, and only the two texts need it (a test checks the bytes are encode_record's)."""
+    body = (
+        f'{{"op":"payment_succeeded","tenant":{_JSON_TEXT(request.tenant)},"at":{now},"wallet":{wallet},'
+        f'"id":{key_id},"order":{_JSON_TEXT(request.order_reference)},"requested":{request.amount},'
+        f'"paid":{paid},"fee":{fee},"facts":[]}}'
+    ).encode()
+    return RECORD_HEADER.pack(len(body)) + body
 
 
 def _first_failure(results: bytes) -> CreateTransferResult:
@@ -2220,10 +2245,7 @@ class Wallets:
                     result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
                 )
                 continue
-            records += encode_record(
-                {"op": "payment_succeeded", "tenant": request.tenant, "at": now, "wallet": wallet, "id": key_id,
-                 "order": request.order_reference, "requested": request.amount, "paid": paid, "fee": fee, "facts": []}
-            )  # fmt: skip
+            records += _payment_record(request, now, wallet, key_id, paid, fee)
             replies[index] = PaymentReply(
                 payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
                 remainder=request.amount - paid, fee=fee, balance=balance,

@@ -23,6 +23,7 @@ from ledger.wallet import (
     TopUpReply,
     TopUpSource,
     WalletResult,
+    encode_record,
     events_of,
     operation_id,
     parse_cursor,
@@ -648,3 +649,13 @@ def test_paying_many_at_once_answers_and_books_as_paying_one_after_another(seed:
         for b in benches
     ]
     assert events[1] == events[0]
+
+
+def test_a_payments_record_written_out_directly_is_what_the_encoder_writes() -> None:
+    from ledger.wallet._domain import _payment_record
+
+    for tenant, order in (("shop-a", "4711"), ("s", 'quote " and \\ and ü and \u2028'), ("x" * 64, "\u0001")):
+        request = Payment(tenant=tenant, customer="c", amount=2**63 - 1, key="k", order_reference=order)
+        record = {"op": "payment_succeeded", "tenant": tenant, "at": 10**18, "wallet": 2**128 - 2, "id": 5,
+                  "order": order, "requested": 2**63 - 1, "paid": 7, "fee": 0, "facts": []}  # fmt: skip
+        assert _payment_record(request, 10**18, 2**128 - 2, 5, 7, 0) == encode_record(record)
