@@ -21,6 +21,7 @@ from ledger.records.limits import TRANSFER_SIZE
 
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import account_rows
+from ._schema import SCHEMA, SQLITE, pending
 from ._store import (
     BALANCES_TABLE,
     CHECKPOINTS_KEPT,
@@ -42,59 +43,6 @@ from ._store import (
     unpack_checkpoint_blob,
     unpack_domain_snapshot,
 )
-
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """CREATE TABLE ledger_journal (
-                seq INTEGER PRIMARY KEY,
-                timestamp_last INTEGER NOT NULL,
-                accounts_first INTEGER NOT NULL,
-                transfers_first INTEGER NOT NULL,
-                transfers_count INTEGER NOT NULL,
-                checksum INTEGER NOT NULL,
-                accounts BLOB NOT NULL,
-                transfers BLOB NOT NULL,
-                expired BLOB NOT NULL,
-                balances BLOB NOT NULL
-            )""",
-            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first, transfers_count)",
-            """CREATE TABLE ledger_checkpoints (
-                seq INTEGER PRIMARY KEY,
-                timestamp_last INTEGER NOT NULL,
-                checksum INTEGER NOT NULL,
-                accounts BLOB NOT NULL,
-                transfer_status BLOB NOT NULL,
-                created_at_ns INTEGER NOT NULL
-            )""",
-            *(
-                f"""CREATE TABLE {table} (
-                    account_lo INTEGER NOT NULL,
-                    account_hi INTEGER NOT NULL,
-                    timestamp_first INTEGER NOT NULL,
-                    timestamp_last INTEGER NOT NULL,
-                    entries_count INTEGER NOT NULL,
-                    entries BLOB NOT NULL,
-                    PRIMARY KEY (account_lo, account_hi, timestamp_first)
-                ) WITHOUT ROWID"""
-                for table in HISTORY_TABLES
-            ),
-            "CREATE TABLE ledger_history_position (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
-        ),
-    ),
-    # Version 2 is PostgreSQL's transfer blocks; the versions are numbered alike in both stores, so that a
-    # version names the same columns in either.
-    (
-        3,
-        (
-            # Domain records and snapshots (opaque to the journal); rows written before hold none.
-            "ALTER TABLE ledger_journal ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
-            "ALTER TABLE ledger_checkpoints ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
-        ),
-    ),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _COMMIT_COLUMNS = (
     "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances, domain"
@@ -145,25 +93,21 @@ class SqliteStore:
         self._lock_file = fd
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version INTEGER NOT NULL)")
-        row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
-        version = row[0] or 0
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"{self.description}: schema version {version} is newer than this ledger knows ({SCHEMA_VERSION})"
-            )
-        for target, statements in MIGRATIONS:
-            if target <= version:
-                continue
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+        # Every pending version in one transaction, as in PostgreSQL: a journal is at one version or the next.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.create(SQLITE, if_not_exists=True):
+                connection.execute(statement)
+            applied = {row[0] for row in connection.execute("SELECT version FROM ledger_schema")}
+            for target, statements in pending(SQLITE, applied, self.description):
                 for statement in statements:
                     connection.execute(statement)
                 connection.execute("INSERT INTO ledger_schema (version) VALUES (?)", (target,))
-                connection.execute("COMMIT")
-            except BaseException:
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
                 connection.execute("ROLLBACK")
-                raise
+            raise
 
     def _writer_connection(self) -> sqlite3.Connection:
         if self._writer is None:
