@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.records.limits import TRANSFER_SIZE
 
-from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, compress_transfers, decompress_block, decompress_transfers
+from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_row, compress_transfers, decompress_block
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import postings
 from ._schema import COMMIT_COLUMNS, POSTGRESQL, SCHEMA, TABLES, pending
@@ -348,15 +348,9 @@ class PostgresStore:
                 size = 0
                 try:
                     for row in copy.rows():
-                        seq, count, stored, ends = row[0], row[4], row[7], row[8]
-                        # NULL block ends in rows written before version 2: their transfers are the raw records.
-                        where = f"journal commit seq={seq}"
-                        transfers = stored if ends is None else decompress_transfers(stored, ends, count, where)
-                        accounts, expired, balances, domain = row[6], row[9], row[10], row[11]
-                        chunk.append(
-                            (seq, row[1], row[2], row[3], row[5], accounts, transfers, expired, balances, domain)
-                        )
-                        size += len(accounts) + len(transfers) + len(expired) + len(balances) + len(domain)
+                        commit = commit_row(row)
+                        chunk.append(commit)
+                        size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
                         if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
                             yield chunk
                             chunk, size = [], 0

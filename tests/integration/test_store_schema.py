@@ -16,9 +16,11 @@ from ledger.cli import main
 from ledger.core import Ledger
 from ledger.engine import CreateTransferResult, Transfer, unpack_transfers
 from ledger.journal import AccountFilter, Commit, open_store
-from ledger.journal._schema import DIALECTS, JOURNAL, SCHEMA_VERSION, TABLES, migrations
-from tests.integration.test_audit import domain_operation
+from ledger.journal._schema import COMMIT_COLUMNS, DIALECTS, JOURNAL, SCHEMA_VERSION, TABLES, migrations
+from ledger.records.limits import TRANSFER_SIZE
+from tests.integration.test_audit import domain_operation, run_readme_reader
 from tests.integration.test_journal import FUNDING, REVENUE, WALLETS, config, crash, move, run, snapshot, transfers
+from tests.integration.test_postgres_commits import commits
 from tests.integration.test_recovery import stored_commits
 from tests.journals import rich_journal
 from tests.stores import downgrade, execute, fetch, store_url
@@ -98,6 +100,40 @@ def test_both_stores_create_the_same_tables_and_columns_and_reach_the_same_versi
             assert versions(url) == list(range(1, SCHEMA_VERSION + 1))
 
 
+# --- the rows ---------------------------------------------------------------------------------------------
+
+
+def test_a_commit_is_the_same_row_in_both_stores(tmp_path: Path) -> None:
+    """Transfers in LZ4 blocks with their block index in either store: the same bytes in every column, read
+    back whole by recovery's scan and a record at a time by ordinal."""
+    written = commits(40)
+    with store_url("sqlite", tmp_path) as lite, store_url("postgresql", tmp_path) as pg:
+        stored = []
+        for url in (lite, pg):
+            store = open_store(url)
+            store.connect()
+            try:
+                store.append(written[:1])  # one commit alone (PostgreSQL: an INSERT)
+                store.append(written[1:])  # several in one transaction (PostgreSQL: a COPY)
+                read = list(store.commits())
+                assert [c.seq for c in read] == [c.seq for c in written]
+                for ours, theirs in zip(read, written, strict=True):
+                    ours.verify()
+                    assert bytes(ours.transfers) == bytes(theirs.transfers) and ours.checksum == theirs.checksum
+                records = b"".join(bytes(c.transfers) for c in written)
+                count = len(records) // TRANSFER_SIZE
+                found = store.read_transfers([*range(count), count, count + 1])
+                assert found == {o: records[o * TRANSFER_SIZE : (o + 1) * TRANSFER_SIZE] for o in range(count)}
+            finally:
+                store.close()
+            rows = fetch(url, f"SELECT {COMMIT_COLUMNS} FROM ledger_journal ORDER BY seq")
+            stored.append([tuple(bytes(v) if isinstance(v, bytes | memoryview) else v for v in row) for row in rows])
+        assert stored[0] == stored[1]
+        blocks = COMMIT_COLUMNS.split(", ").index("transfer_blocks")
+        assert all(row[blocks] is not None for row in stored[0])
+        assert any(len(row[blocks]) > 4 for row in stored[0])  # commits of several blocks
+
+
 # --- journals written before ------------------------------------------------------------------------------
 
 OLD_SQLITE_SCHEMA = {
@@ -174,7 +210,9 @@ def write_old_sqlite_journal(
 
 
 @pytest.mark.parametrize("version", [1, 3])
-def test_an_sqlite_journal_of_raw_records_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+def test_an_sqlite_journal_of_raw_records_is_upgraded_in_place(
+    tmp_path: Path, version: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Rows written before SQLite stored blocks keep their raw records (transfer_blocks NULL); recovery, the
     history's reads by ordinal and the audit read them beside the rows written after."""
     scratch = f"sqlite:///{tmp_path / 'scratch.sqlite3'}"
@@ -217,6 +255,7 @@ def test_an_sqlite_journal_of_raw_records_is_upgraded_in_place(tmp_path: Path, v
         assert columns == list(JOURNAL.column_names)
     rows = fetch(url, "SELECT seq, transfer_blocks IS NULL FROM ledger_journal ORDER BY seq")
     assert [old for seq, old in rows if seq <= len(written)] == [True] * len(written)  # never rewritten
+    assert [old for seq, old in rows if seq > len(written)] == [False] * (len(rows) - len(written)) != []
     # The history's reads by ordinal, across the old rows and the new.
     everything = [t for c in stored_commits(url) for t in unpack_transfers(c.transfers)]
     assert len(everything) == old_ordinals + 3
@@ -245,6 +284,9 @@ def test_an_sqlite_journal_of_raw_records_is_upgraded_in_place(tmp_path: Path, v
     assert verdict.clean, verdict.problem
     assert verdict.tally.transfers == len(everything)
     assert main(["audit", "--store", url]) == 0
+    capsys.readouterr()
+    run_readme_reader(path)  # the README's reader, on old rows and new
+    assert capsys.readouterr().out.startswith(f"{len(everything)} transfers in 21 accounts, ")
 
 
 async def all_transfers(ledger: Ledger, account_id: int) -> list[Transfer]:
