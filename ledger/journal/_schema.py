@@ -18,6 +18,9 @@ The versions:
 3. `domain` in commits and checkpoints;
 4. a checkpoint's creation time as `created_at_ns` in both stores (PostgreSQL's
    first version stored a timestamptz `created_at`, SQLite's these nanoseconds).
+   It is also what keeps a ledger from before SQLite stored blocks off an
+   upgraded SQLite journal: it refuses version 4 rather than read blocks as
+   raw records.
 
 `ledger_schema` holds a row per version applied, and a migration runs if its
 version is not there: SQLite journals went from 1 to 3 while only PostgreSQL
@@ -222,6 +225,7 @@ EXTRA: Final[Mapping[tuple[int, str], tuple[str, ...]]] = {
     ),
 }
 SCHEMA_VERSION: Final = 4
+assert all(c.since <= SCHEMA_VERSION for t in TABLES for c in t.columns) and max(EXTRA)[0] <= SCHEMA_VERSION
 
 COMMIT_COLUMNS: Final = (
     "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "

@@ -16,7 +16,16 @@ from ledger.cli import main
 from ledger.core import Ledger
 from ledger.engine import CreateTransferResult, Transfer, unpack_transfers
 from ledger.journal import AccountFilter, Commit, open_store
-from ledger.journal._schema import COMMIT_COLUMNS, DIALECTS, JOURNAL, SCHEMA_VERSION, TABLES, migrations
+from ledger.journal._schema import (
+    COMMIT_COLUMNS,
+    DIALECTS,
+    JOURNAL,
+    POSTGRESQL,
+    SCHEMA_VERSION,
+    SQLITE,
+    TABLES,
+    migrations,
+)
 from ledger.records.limits import TRANSFER_SIZE
 from tests.integration.test_audit import domain_operation, run_readme_reader
 from tests.integration.test_journal import FUNDING, REVENUE, WALLETS, config, crash, move, run, snapshot, transfers
@@ -75,7 +84,7 @@ def run_audit(url: str) -> Verdict:
 def test_the_schema_renders_every_version_in_both_dialects() -> None:
     for dialect in DIALECTS:
         assert [version for version, _ in migrations(dialect)] == list(range(1, SCHEMA_VERSION + 1))
-    sqlite, postgresql = (dict(migrations(dialect)) for dialect in sorted(DIALECTS, key=lambda d: d.name != "sqlite"))
+    sqlite, postgresql = dict(migrations(SQLITE)), dict(migrations(POSTGRESQL))
     assert "transfer_blocks BLOB" in sqlite[2][0] and "transfer_blocks bytea" in postgresql[2][0]
     assert sqlite[4] == ()  # SQLite stored created_at_ns from the start
 
@@ -179,6 +188,21 @@ OLD_SQLITE_SCHEMA = {
         "ALTER TABLE ledger_checkpoints ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
     ),
 }
+
+
+def test_the_rendered_sqlite_versions_1_and_3_are_the_tables_sqlite_made_by_hand() -> None:
+    def tables(statements: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+        connection = sqlite3.connect(":memory:")
+        try:
+            for statement in statements:
+                connection.execute(statement)
+            names = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            return {name: connection.execute(f"PRAGMA table_info({name})").fetchall() for (name,) in names}
+        finally:
+            connection.close()
+
+    rendered = dict(migrations(SQLITE))
+    assert tables([*rendered[1], *rendered[3]]) == tables([*OLD_SQLITE_SCHEMA[1], *OLD_SQLITE_SCHEMA[3]])
 
 
 def write_old_sqlite_journal(
