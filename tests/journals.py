@@ -125,13 +125,9 @@ def write_commit(url: str, commit: Commit) -> None:
     fields = "timestamp_last = %s, accounts_first = %s, transfers_first = %s, transfers_count = %s, checksum = %s, "
     values: list[Any] = [sealed.timestamp_last, sealed.accounts_first, sealed.transfers_first,
                          sealed.transfers_count, sealed.checksum]  # fmt: skip
-    if url.startswith("sqlite"):
-        fields += "transfers = %s"
-        values.append(sealed.transfers)
-    else:
-        blocks, ends = compress_transfers(sealed.transfers)
-        fields += "transfers = %s, transfer_blocks = %s"
-        values += [blocks, ends]
+    blocks, ends = compress_transfers(sealed.transfers)
+    fields += "transfers = %s, transfer_blocks = %s"
+    values += [blocks, ends]
     fields += ", accounts = %s, expired = %s, balances = %s"
     values += [sealed.accounts, sealed.expired, sealed.balances]
     execute(url, f"UPDATE ledger_journal SET {fields} WHERE seq = %s", *values, commit.seq)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,9 @@ from bench._harness import DEFAULT_DSN, temporary_schema, with_search_path
 
 __all__ = [
     "DEFAULT_DSN",
+    "downgrade",
     "execute",
+    "fetch",
     "postgres_dsn",
     "postgres_reachable",
     "postgres_schema",
@@ -89,3 +92,66 @@ def execute(url: str, statement: str, *params: object) -> None:
 
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(statement, params)  # type: ignore[arg-type]
+
+
+def fetch(url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """The rows of one query against a store directly."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        connection = sqlite3.connect(url.removeprefix("sqlite:///").removeprefix("sqlite:"))
+        try:
+            return connection.execute(query.replace("%s", "?"), params).fetchall()
+        finally:
+            connection.close()
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        return pg.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def downgrade(url: str, version: int) -> None:
+    """Make a journal, in place, what a ledger of an earlier schema version wrote: PostgreSQL's version 1 (raw
+    transfer records), 2 (no domain columns) or 3 (a timestamptz `created_at` in checkpoints); SQLite's 1 or 3,
+    which stored raw records in a table with no `transfer_blocks` (SQLite had no version 2 then)."""
+    from ledger.journal._blocks import decompress_transfers
+
+    sqlite = url.startswith("sqlite:")
+    assert version in ((1, 3) if sqlite else (1, 2, 3)), version
+    statements: list[tuple[str, tuple[object, ...]]] = []
+    if sqlite or version < 2:
+        rows = fetch(url, "SELECT seq, transfers_count, transfers, transfer_blocks FROM ledger_journal")
+        for seq, count, transfers, ends in rows:
+            if ends is not None:
+                raw = decompress_transfers(bytes(transfers), bytes(ends), count, f"seq={seq}")
+                statements.append(("UPDATE ledger_journal SET transfers = %s WHERE seq = %s", (raw, seq)))
+        statements.append(("ALTER TABLE ledger_journal DROP COLUMN transfer_blocks", ()))
+    if version < 3:
+        assert not fetch(url, "SELECT seq FROM ledger_journal WHERE length(domain) > 0"), "domain records"
+        statements += [(f"ALTER TABLE {table} DROP COLUMN domain", ()) for table in ("ledger_journal",
+                                                                                     "ledger_checkpoints")]  # fmt: skip
+    if version < 4 and not sqlite:
+        statements += [
+            ("ALTER TABLE ledger_checkpoints ALTER COLUMN created_at_ns TYPE timestamptz "
+             "USING to_timestamp(created_at_ns / 1e9)", ()),
+            ("ALTER TABLE ledger_checkpoints RENAME COLUMN created_at_ns TO created_at", ()),
+            ("ALTER TABLE ledger_checkpoints ALTER COLUMN created_at SET DEFAULT now()", ()),
+        ]  # fmt: skip
+    versions = "version > %s OR version = 2" if sqlite else "version > %s"
+    statements.append((f"DELETE FROM ledger_schema WHERE {versions}", (version,)))
+    if sqlite:
+        import sqlite3
+
+        connection = sqlite3.connect(url.removeprefix("sqlite:///").removeprefix("sqlite:"))
+        try:
+            with connection:
+                for statement, params in statements:
+                    connection.execute(statement.replace("%s", "?"), params)
+        finally:
+            connection.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as pg, pg.transaction():
+            for statement, params in statements:
+                pg.execute(statement, params)  # type: ignore[arg-type]

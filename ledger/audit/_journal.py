@@ -31,11 +31,13 @@ TRANSFER_SIZE: Final = 128
 EXPIRED_SIZE: Final = 24
 BALANCE_SIZE: Final = 64
 BLOCK_RECORDS: Final = 64
-"""PostgreSQL: transfer records per LZ4 block."""
-SCHEMA_VERSIONS: Final = (1, 2, 3)
+"""Transfer records per LZ4 block."""
+SCHEMA_VERSIONS: Final = (1, 2, 3, 4)
 """The schema versions (table `ledger_schema`) whose columns the README documents."""
+BLOCKS_VERSION: Final = 2
+"""Once a store has applied it, `ledger_journal` has a `transfer_blocks` column."""
 DOMAIN_VERSION: Final = 3
-"""From this version both tables have a `domain` column."""
+"""Once a store has applied it, both tables have a `domain` column."""
 
 COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
@@ -195,7 +197,7 @@ def domain_checksum(domain: bytes, crc: int) -> int:
 
 
 def decompress_blocks(seq: int, blocks: bytes, ends: bytes, transfers_count: int) -> bytes:
-    """The raw transfer records of a PostgreSQL row: LZ4 blocks of up to 64 records, `ends` their end offsets."""
+    """The raw transfer records of a row: LZ4 blocks of up to 64 records, `ends` their end offsets."""
     blocks_count = -(-transfers_count // BLOCK_RECORDS)
     if len(ends) != blocks_count * BLOCK_END.size:
         raise JournalDamage(
@@ -286,12 +288,12 @@ def inflate_checkpoint(
     return StoredCheckpoint(head.seq, head.timestamp_last, raw_accounts, raw_status, raw_domain)
 
 
-def _check_version(version: int | None, description: str) -> None:
-    if version is None:
+def _check_versions(versions: set[int], description: str) -> None:
+    if not versions:
         raise JournalUnreadable(f"{description}: no journal here (the table ledger_schema is empty)")
-    if version not in SCHEMA_VERSIONS:
+    if max(versions) not in SCHEMA_VERSIONS:
         raise JournalUnreadable(
-            f"{description}: journal schema version {version}; this auditor reads versions "
+            f"{description}: journal schema version {max(versions)}; this auditor reads versions "
             f"{', '.join(map(str, SCHEMA_VERSIONS))}"
         )
 
@@ -301,11 +303,36 @@ class _SqlJournal:
 
     description: str
     _connection: Any
+    _blocks: bool
+    """Whether `ledger_journal` has a `transfer_blocks` column (version 2 applied)."""
     _domain: bool
-    """Whether the tables have a `domain` column (schema version 3 on)."""
+    """Whether the tables have a `domain` column (version 3 applied)."""
 
-    def _domain_column(self) -> str:
-        return "domain" if self._domain else "NULL"
+    def _versions(self, versions: set[int]) -> None:
+        """Which columns there are: the versions the store applied (an SQLite journal may have 3 and not 2)."""
+        _check_versions(versions, self.description)
+        self._blocks = BLOCKS_VERSION in versions
+        self._domain = DOMAIN_VERSION in versions
+
+    def _commits_query(self) -> str:
+        blocks = "transfer_blocks" if self._blocks else "NULL"
+        domain = "domain" if self._domain else "NULL"
+        return f"SELECT {_COLUMNS}, {blocks}, expired, balances, {domain} FROM ledger_journal ORDER BY seq"
+
+    def _checkpoint_query(self, placeholder: str) -> str:
+        domain = "domain" if self._domain else "NULL"
+        return f"SELECT accounts, transfer_status, {domain} FROM ledger_checkpoints WHERE seq = {placeholder}"
+
+    @staticmethod
+    def _commit(row: tuple[Any, ...]) -> StoredCommit:
+        (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts, transfers, ends,
+         expired, balances, domain) = row  # fmt: skip
+        if ends is not None:  # NULL: the raw records, as rows written before the store reached version 2
+            transfers = decompress_blocks(seq, transfers, ends, transfers_count)
+        return verify_commit(
+            seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
+            accounts, transfers, expired, balances, domain or b"",
+        )  # fmt: skip
 
     def extent(self) -> Extent:
         row = self._connection.execute(
@@ -336,36 +363,22 @@ class _SqliteJournal(_SqlJournal):
             self._connection.execute("PRAGMA query_only = 1")
             self._connection.execute("PRAGMA busy_timeout = 10000")
             self._connection.execute("BEGIN")  # one read snapshot for everything below
-            version = self._one("SELECT max(version) FROM ledger_schema")
+            versions = {row[0] for row in self._connection.execute("SELECT version FROM ledger_schema")}
         except sqlite3.Error as exc:
             raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}") from None
-        _check_version(version, self.description)
-        self._domain = version >= DOMAIN_VERSION
-
-    def _one(self, query: str) -> Any:
-        row = self._connection.execute(query).fetchone()
-        return row[0] if row else None
+        self._versions(versions)
 
     def commits(self) -> Iterator[StoredCommit]:
         try:
-            cursor = self._connection.execute(
-                f"SELECT {_COLUMNS}, expired, balances, {self._domain_column()} FROM ledger_journal ORDER BY seq"
-            )
+            cursor = self._connection.execute(self._commits_query())
             while rows := cursor.fetchmany(_ROWS_PER_FETCH):
-                for (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts,
-                     transfers, expired, balances, domain) in rows:  # fmt: skip
-                    yield verify_commit(
-                        seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
-                        accounts, transfers, expired, balances, domain or b"",
-                    )  # fmt: skip
+                for row in rows:
+                    yield self._commit(row)
         except sqlite3.DatabaseError as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}") from None
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
-        row = self._connection.execute(
-            f"SELECT accounts, transfer_status, {self._domain_column()} FROM ledger_checkpoints WHERE seq = ?",
-            (head.seq,),
-        ).fetchone()
+        row = self._connection.execute(self._checkpoint_query("?"), (head.seq,)).fetchone()
         return inflate_checkpoint(head, row[0], row[1], row[2] or b"")
 
     def close(self) -> None:
@@ -397,42 +410,26 @@ class _PostgresJournal(_SqlJournal):
             exists = self._connection.execute("SELECT to_regclass('ledger_journal') IS NOT NULL").fetchone()
             if not (exists and exists[0]):
                 raise JournalUnreadable(f"{self.description}: no journal here (no table ledger_journal)")
-            row = self._connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
+            versions = {row[0] for row in self._connection.execute("SELECT version FROM ledger_schema")}
         except psycopg.Error as exc:
             raise JournalUnreadable(f"{self.description}: cannot read a journal: {exc}".strip()) from None
-        _check_version(row[0] if row else None, self.description)
-        self._blocks = row is not None and row[0] >= 2
-        self._domain = row is not None and row[0] >= DOMAIN_VERSION
+        self._versions(versions)
 
     def commits(self) -> Iterator[StoredCommit]:
         import psycopg
 
-        blocks = "transfer_blocks" if self._blocks else "NULL"
         try:
             with self._connection.cursor("ledger_audit_scan", binary=True) as cursor:
                 cursor.itersize = _ROWS_PER_FETCH
-                cursor.execute(
-                    f"SELECT {_COLUMNS}, {blocks}, expired, balances, {self._domain_column()} "
-                    "FROM ledger_journal ORDER BY seq"
-                )
+                cursor.execute(self._commits_query())
                 for row in cursor:
-                    (seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, accounts,
-                     transfers, ends, expired, balances, domain) = row  # fmt: skip
-                    if ends is not None:  # NULL: the raw records, as rows written before version 2
-                        transfers = decompress_blocks(seq, transfers, ends, transfers_count)
-                    yield verify_commit(
-                        seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum,
-                        accounts, transfers, expired, balances, domain or b"",
-                    )  # fmt: skip
+                    yield self._commit(row)
         except psycopg.Error as exc:
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}".strip()) from None
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         with self._connection.cursor(binary=True) as cursor:
-            row = cursor.execute(
-                f"SELECT accounts, transfer_status, {self._domain_column()} FROM ledger_checkpoints WHERE seq = %s",
-                (head.seq,),
-            ).fetchone()
+            row = cursor.execute(self._checkpoint_query("%s"), (head.seq,)).fetchone()
         assert row is not None, "a checkpoint listed in this snapshot is in it"
         return inflate_checkpoint(head, bytes(row[0]), bytes(row[1]), bytes(row[2] or b""))
 

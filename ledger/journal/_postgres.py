@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -34,9 +35,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.records.limits import TRANSFER_SIZE
 
-from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, compress_transfers, decompress_block, decompress_transfers
+from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_row, compress_transfers, decompress_block
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import postings
+from ._schema import COMMIT_COLUMNS, POSTGRESQL, SCHEMA, TABLES, pending
 from ._store import (
     BALANCES_TABLE,
     CHECKPOINTS_KEPT,
@@ -64,79 +66,6 @@ READERS_MAX: Final = 4
 """Connections of the pool that serves reads (checkpoints at start, history) next to the writer's."""
 ADVISORY_LOCK_CLASS: Final = 0x4C45_4447  # "LEDG"; the second key is the schema's hash
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """CREATE TABLE ledger_journal (
-                seq bigint PRIMARY KEY,
-                timestamp_last bigint NOT NULL,
-                accounts_first bigint NOT NULL,
-                transfers_first bigint NOT NULL,
-                transfers_count bigint NOT NULL,
-                checksum bigint NOT NULL,
-                accounts bytea NOT NULL,
-                transfers bytea NOT NULL,
-                expired bytea NOT NULL,
-                balances bytea NOT NULL
-            )""",
-            # Not compressed by the server: a history lookup reads one record
-            # (or, from version 2, one block) of a commit without the rest.
-            """ALTER TABLE ledger_journal
-                ALTER COLUMN accounts SET STORAGE EXTERNAL,
-                ALTER COLUMN transfers SET STORAGE EXTERNAL,
-                ALTER COLUMN expired SET STORAGE EXTERNAL,
-                ALTER COLUMN balances SET STORAGE EXTERNAL""",
-            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first, transfers_count)",
-            """CREATE TABLE ledger_checkpoints (
-                seq bigint PRIMARY KEY,
-                timestamp_last bigint NOT NULL,
-                checksum bigint NOT NULL,
-                accounts bytea NOT NULL,
-                transfer_status bytea NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now()
-            )""",
-            """ALTER TABLE ledger_checkpoints
-                ALTER COLUMN accounts SET STORAGE EXTERNAL,
-                ALTER COLUMN transfer_status SET STORAGE EXTERNAL""",
-            *(
-                f"""CREATE TABLE {table} (
-                    account_lo bigint NOT NULL,
-                    account_hi bigint NOT NULL,
-                    timestamp_first bigint NOT NULL,
-                    timestamp_last bigint NOT NULL,
-                    entries_count integer NOT NULL,
-                    entries bytea NOT NULL,
-                    PRIMARY KEY (account_lo, account_hi, timestamp_first)
-                )"""
-                for table in HISTORY_TABLES
-            ),
-            "CREATE TABLE ledger_history_position (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL)",
-        ),
-    ),
-    (
-        2,
-        (
-            # Transfers in LZ4 blocks (_blocks.py): `transfers` holds the blocks and `transfer_blocks` where
-            # each ends. NULL in rows written before: their `transfers` are the raw records.
-            "ALTER TABLE ledger_journal ADD COLUMN transfer_blocks bytea",
-        ),
-    ),
-    (
-        3,
-        (
-            # Domain records and snapshots (opaque to the journal). A constant default adds the columns without
-            # rewriting the table; rows written before hold none. EXTERNAL as the other blobs: the commit path
-            # pays no compression by the server.
-            "ALTER TABLE ledger_journal ADD COLUMN domain bytea NOT NULL DEFAULT ''::bytea",
-            "ALTER TABLE ledger_journal ALTER COLUMN domain SET STORAGE EXTERNAL",
-            "ALTER TABLE ledger_checkpoints ADD COLUMN domain bytea NOT NULL DEFAULT ''::bytea",
-            "ALTER TABLE ledger_checkpoints ALTER COLUMN domain SET STORAGE EXTERNAL",
-        ),
-    ),
-)
-SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
-
 _COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER: Final = struct.pack(">h", -1)
 _COPY_ROW_HEAD: Final = struct.Struct(">hiqiqiqiqiqiq")
@@ -158,14 +87,10 @@ def _history_copy(rows: Sequence[HistoryRow]) -> bytes:
     return b"".join(parts)
 
 
-_COMMIT_COLUMNS: Final = (
-    "seq, timestamp_last, accounts_first, transfers_first, transfers_count, checksum, "
-    "accounts, transfers, transfer_blocks, expired, balances, domain"
-)
-_COPY_COLUMNS: Final = _COMMIT_COLUMNS
+_COPY_COLUMNS: Final = COMMIT_COLUMNS
 _INSERT_NAME: Final = b"ledger_journal_insert"
 _INSERT_SQL: Final = (
-    f"INSERT INTO ledger_journal ({_COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 13))})".encode()
+    f"INSERT INTO ledger_journal ({COMMIT_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 13))})".encode()
 )
 """One commit row: one round trip where COPY takes two (the server answers COPY before it takes the data),
 0.1 ms less per commit here at every size up to a full batch."""
@@ -174,11 +99,11 @@ _INSERT_TYPES: Final = (_INT8_OID,) * 6 + (_BYTEA_OID,) * 6
 _BINARY: Final = (1,) * _COMMIT_FIELDS
 _INT8: Final = struct.Struct(">q")
 _SCAN: Final = (
-    f"COPY (SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq) "
+    f"COPY (SELECT {COMMIT_COLUMNS} FROM ledger_journal WHERE seq > %s AND seq <= %s ORDER BY seq) "
     "TO STDOUT (FORMAT BINARY)"
 )
 _SCAN_TYPES: Final = ["int8"] * 6 + ["bytea"] * 6
-assert len(_INSERT_TYPES) == len(_SCAN_TYPES) == _COMMIT_FIELDS == _COMMIT_COLUMNS.count(",") + 1
+assert len(_INSERT_TYPES) == len(_SCAN_TYPES) == _COMMIT_FIELDS == COMMIT_COLUMNS.count(",") + 1
 
 _UNAVAILABLE: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -272,16 +197,10 @@ class PostgresStore:
             connection.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (ADVISORY_LOCK_CLASS + 1,)
             )
-            connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version integer NOT NULL)")
-            row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
-            version = (row[0] if row else None) or 0
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"{self.description}: schema version {version} is newer than this ledger knows ({SCHEMA_VERSION})"
-                )
-            for target, statements in MIGRATIONS:
-                if target <= version:
-                    continue
+            for statement in SCHEMA.create(POSTGRESQL, if_not_exists=True):
+                connection.execute(statement)
+            applied = {row[0] for row in connection.execute("SELECT version FROM ledger_schema")}
+            for target, statements in pending(POSTGRESQL, applied, self.description):
                 for statement in statements:
                     connection.execute(statement)
                 connection.execute("INSERT INTO ledger_schema (version) VALUES (%s)", (target,))
@@ -357,13 +276,15 @@ class PostgresStore:
             pack_checkpoint_blob(checkpoint.accounts),
             pack_checkpoint_blob(checkpoint.transfer_status),
             pack_domain_snapshot(checkpoint.domain),
+            time.time_ns(),
         )
         try:
             with connection.transaction():
                 connection.execute("DELETE FROM ledger_checkpoints WHERE seq = %s", (checkpoint.seq,))
                 connection.execute(
-                    "INSERT INTO ledger_checkpoints (seq, timestamp_last, checksum, accounts, transfer_status, domain) "
-                    "VALUES (%s, %s, %s, %b, %b, %b)",
+                    "INSERT INTO ledger_checkpoints "
+                    "(seq, timestamp_last, checksum, accounts, transfer_status, domain, created_at_ns) "
+                    "VALUES (%s, %s, %s, %b, %b, %b, %s)",
                     row,
                 )
                 connection.execute(
@@ -427,15 +348,9 @@ class PostgresStore:
                 size = 0
                 try:
                     for row in copy.rows():
-                        seq, count, stored, ends = row[0], row[4], row[7], row[8]
-                        # NULL block ends in rows written before version 2: their transfers are the raw records.
-                        where = f"journal commit seq={seq}"
-                        transfers = stored if ends is None else decompress_transfers(stored, ends, count, where)
-                        accounts, expired, balances, domain = row[6], row[9], row[10], row[11]
-                        chunk.append(
-                            (seq, row[1], row[2], row[3], row[5], accounts, transfers, expired, balances, domain)
-                        )
-                        size += len(accounts) + len(transfers) + len(expired) + len(balances) + len(domain)
+                        commit = commit_row(row)
+                        chunk.append(commit)
+                        size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
                         if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
                             yield chunk
                             chunk, size = [], 0
@@ -570,7 +485,7 @@ class PostgresStore:
         connection = self._connect()
         try:
             with connection.transaction():
-                for table in ("ledger_journal", "ledger_checkpoints", "ledger_schema", *HISTORY_TABLES):
-                    connection.execute(f"DROP TABLE IF EXISTS {table}")
+                for table in TABLES:
+                    connection.execute(f"DROP TABLE IF EXISTS {table.name}")
         finally:
             connection.close()

@@ -2,8 +2,11 @@
 
 A commit is one row, so a group commit of 8190 transfers is one INSERT of
 a few blobs: SQLite appends about 1.4M records a second this way, against
-300k when each transfer is a row. The file is locked (flock on a `.lock`
-file beside it) so that two ledgers never write one journal.
+300k when each transfer is a row. The row is PostgreSQL's, column for
+column (_schema.py), its transfers in LZ4 blocks (_blocks.py); rows written
+before the store had schema version 2 keep their raw records and are read
+as they are. The file is locked (flock on a `.lock` file beside it) so that
+two ledgers never write one journal.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from itertools import groupby
 from pathlib import Path
+from typing import Final
 
 from ledger.records.limits import TRANSFER_SIZE
 
+from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_row, compress_transfers, decompress_block
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import account_rows
+from ._schema import COMMIT_COLUMNS, SCHEMA, SQLITE, pending
 from ._store import (
     BALANCES_TABLE,
     CHECKPOINTS_KEPT,
@@ -43,62 +50,8 @@ from ._store import (
     unpack_domain_snapshot,
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """CREATE TABLE ledger_journal (
-                seq INTEGER PRIMARY KEY,
-                timestamp_last INTEGER NOT NULL,
-                accounts_first INTEGER NOT NULL,
-                transfers_first INTEGER NOT NULL,
-                transfers_count INTEGER NOT NULL,
-                checksum INTEGER NOT NULL,
-                accounts BLOB NOT NULL,
-                transfers BLOB NOT NULL,
-                expired BLOB NOT NULL,
-                balances BLOB NOT NULL
-            )""",
-            "CREATE INDEX ledger_journal_transfers_first ON ledger_journal (transfers_first, transfers_count)",
-            """CREATE TABLE ledger_checkpoints (
-                seq INTEGER PRIMARY KEY,
-                timestamp_last INTEGER NOT NULL,
-                checksum INTEGER NOT NULL,
-                accounts BLOB NOT NULL,
-                transfer_status BLOB NOT NULL,
-                created_at_ns INTEGER NOT NULL
-            )""",
-            *(
-                f"""CREATE TABLE {table} (
-                    account_lo INTEGER NOT NULL,
-                    account_hi INTEGER NOT NULL,
-                    timestamp_first INTEGER NOT NULL,
-                    timestamp_last INTEGER NOT NULL,
-                    entries_count INTEGER NOT NULL,
-                    entries BLOB NOT NULL,
-                    PRIMARY KEY (account_lo, account_hi, timestamp_first)
-                ) WITHOUT ROWID"""
-                for table in HISTORY_TABLES
-            ),
-            "CREATE TABLE ledger_history_position (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
-        ),
-    ),
-    # Version 2 is PostgreSQL's transfer blocks; the versions are numbered alike in both stores, so that a
-    # version names the same columns in either.
-    (
-        3,
-        (
-            # Domain records and snapshots (opaque to the journal); rows written before hold none.
-            "ALTER TABLE ledger_journal ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
-            "ALTER TABLE ledger_checkpoints ADD COLUMN domain BLOB NOT NULL DEFAULT x''",
-        ),
-    ),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-_COMMIT_COLUMNS = (
-    "seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, transfers, expired, balances, domain"
-)
+_INSERT: Final = f"INSERT INTO ledger_journal ({COMMIT_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+assert COMMIT_COLUMNS.count(",") == 11
 
 
 class SqliteStore:
@@ -145,25 +98,21 @@ class SqliteStore:
         self._lock_file = fd
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute("CREATE TABLE IF NOT EXISTS ledger_schema (version INTEGER NOT NULL)")
-        row = connection.execute("SELECT max(version) FROM ledger_schema").fetchone()
-        version = row[0] or 0
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"{self.description}: schema version {version} is newer than this ledger knows ({SCHEMA_VERSION})"
-            )
-        for target, statements in MIGRATIONS:
-            if target <= version:
-                continue
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+        # Every pending version in one transaction, as in PostgreSQL: a journal is at one version or the next.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.create(SQLITE, if_not_exists=True):
+                connection.execute(statement)
+            applied = {row[0] for row in connection.execute("SELECT version FROM ledger_schema")}
+            for target, statements in pending(SQLITE, applied, self.description):
                 for statement in statements:
                     connection.execute(statement)
                 connection.execute("INSERT INTO ledger_schema (version) VALUES (?)", (target,))
-                connection.execute("COMMIT")
-            except BaseException:
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
                 connection.execute("ROLLBACK")
-                raise
+            raise
 
     def _writer_connection(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -187,30 +136,14 @@ class SqliteStore:
 
     def append(self, commits: Sequence[Commit]) -> None:
         connection = self._writer_connection()
-        rows = [
-            (
-                c.seq,
-                c.timestamp_last,
-                c.accounts_first,
-                c.transfers_first,
-                c.transfers_count,
-                c.checksum,
-                c.accounts,
-                c.transfers,
-                c.expired,
-                c.balances,
-                c.domain,
-            )
-            for c in commits
-        ]
+        rows = []
+        for c in commits:
+            blocks, ends = compress_transfers(c.transfers)
+            rows.append((c.seq, c.timestamp_last, c.accounts_first, c.transfers_first, c.transfers_count, c.checksum,
+                         c.accounts, blocks, ends, c.expired, c.balances, c.domain))  # fmt: skip
         try:
             with self._transaction(connection, "append"):
-                connection.executemany(
-                    "INSERT INTO ledger_journal (seq, timestamp_last, accounts_first, transfers_first, "
-                    "transfers_count, checksum, accounts, transfers, expired, balances, domain) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
+                connection.executemany(_INSERT, rows)
         except sqlite3.IntegrityError:
             # A retry of a transaction that landed although its acknowledgement was lost.
             self._check_landed(connection, commits)
@@ -286,17 +219,23 @@ class SqliteStore:
         connection = self._connect()
         try:
             cursor = connection.execute(
-                f"SELECT {_COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? AND seq <= ? ORDER BY seq",
+                f"SELECT {COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? AND seq <= ? ORDER BY seq",
                 (after_seq, upto_seq),
             )
             chunk: list[CommitRow] = []
             size = 0
-            for row in cursor:
-                chunk.append(row)
-                size += len(row[5]) + len(row[6]) + len(row[7]) + len(row[8]) + len(row[9])
-                if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
+            try:
+                for row in cursor:
+                    commit = commit_row(row)
+                    chunk.append(commit)
+                    size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
+                    if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
+                        yield chunk
+                        chunk, size = [], 0
+            except JournalCorrupt:
+                if chunk:  # the commits before the damaged one first
                     yield chunk
-                    chunk, size = [], 0
+                raise
             if chunk:
                 yield chunk
         except sqlite3.DatabaseError as exc:
@@ -351,51 +290,60 @@ class SqliteStore:
 
     def read_transfers(self, ordinals: Sequence[int]) -> dict[int, bytes]:
         # An account's ordinals come in runs within a commit (a busy wallet's page is often one run): one query
-        # per commit and one blob read per run, not one of each per record.
+        # per commit and one blob read per block, not one of each per record.
         found: dict[int, bytes] = {}
         with self._read_lock:
             connection = self._read()
-            commit: tuple[int, int, int] | None = None  # seq, transfers_first, transfers_count
-            runs: list[tuple[int, int]] = []  # (first, last) ordinals of runs in `commit`
+            commit: tuple[int, int, int, bytes | None] | None = None  # seq, transfers_first, transfers_count, ends
+            wanted: list[int] = []  # ordinals in `commit`
             for ordinal in sorted(set(ordinals)):
                 if commit is not None and commit[1] <= ordinal < commit[1] + commit[2]:
-                    if runs and runs[-1][1] == ordinal - 1:
-                        runs[-1] = (runs[-1][0], ordinal)
-                    else:
-                        runs.append((ordinal, ordinal))
+                    wanted.append(ordinal)
                     continue
                 if commit is not None:
-                    self._read_runs(connection, commit, runs, found)
-                commit, runs = None, []
+                    self._read_commit(connection, commit, wanted, found)
+                commit, wanted = None, []
                 row = connection.execute(
-                    "SELECT seq, transfers_first, transfers_count FROM ledger_journal "
+                    "SELECT seq, transfers_first, transfers_count, transfer_blocks FROM ledger_journal "
                     "WHERE transfers_first <= ? AND transfers_count > 0 "
                     "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
                     (ordinal,),
                 ).fetchone()
                 if row is not None and ordinal < row[1] + row[2]:
-                    commit, runs = (int(row[0]), int(row[1]), int(row[2])), [(ordinal, ordinal)]
+                    commit, wanted = row, [ordinal]
             if commit is not None:
-                self._read_runs(connection, commit, runs, found)
+                self._read_commit(connection, commit, wanted, found)
         return found
 
     @staticmethod
-    def _read_runs(
+    def _read_commit(
         connection: sqlite3.Connection,
-        commit: tuple[int, int, int],
-        runs: list[tuple[int, int]],
+        commit: tuple[int, int, int, bytes | None],
+        ordinals: list[int],
         found: dict[int, bytes],
     ) -> None:
-        seq, first, _ = commit
+        """Records of one commit (ordinals ascending): the blocks that hold them, each read and decompressed once,
+        or in a row with no block index the raw records, a run at a time."""
+        seq, first, count, ends = commit
         with connection.blobopen("ledger_journal", "transfers", seq, readonly=True) as blob:
-            for start, end in runs:
-                offset = (start - first) * TRANSFER_SIZE
-                if offset >= len(blob):
-                    continue
+            if ends is None:
+                for start, end in _runs(ordinals):
+                    if (start - first) * TRANSFER_SIZE >= len(blob):
+                        continue
+                    blob.seek((start - first) * TRANSFER_SIZE)
+                    data = blob.read((end - start + 1) * TRANSFER_SIZE)
+                    for index in range(len(data) // TRANSFER_SIZE):
+                        found[start + index] = data[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
+                return
+            for block, in_block in groupby(ordinals, key=lambda ordinal: (ordinal - first) // TRANSFER_BLOCK_RECORDS):
+                offset, length = block_span(ends, block)
+                if offset + length > len(blob):
+                    raise JournalCorrupt(f"journal commit seq={seq}: transfer block {block} lies outside its blocks")
                 blob.seek(offset)
-                data = blob.read((end - start + 1) * TRANSFER_SIZE)
-                for index in range(len(data) // TRANSFER_SIZE):
-                    found[start + index] = data[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
+                records = decompress_block(blob.read(length), block, count, f"journal commit seq={seq}")
+                for ordinal in in_block:
+                    index = ordinal - first - block * TRANSFER_BLOCK_RECORDS
+                    found[ordinal] = records[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
 
     def close(self) -> None:
         for connection in (self._indexer, self._checkpointer):
@@ -409,3 +357,14 @@ class SqliteStore:
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
+
+
+def _runs(ordinals: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive ordinals (ascending)."""
+    start = end = ordinals[0]
+    for ordinal in ordinals[1:]:
+        if ordinal != end + 1:
+            yield start, end
+            start = ordinal
+        end = ordinal
+    yield start, end

@@ -31,6 +31,7 @@ from ledger.engine import (
     unpack_transfer_results,
 )
 from ledger.journal import Checkpoint, Commit, JournalCorrupt, open_store
+from ledger.journal._schema import SCHEMA_VERSION
 from tests.integration.test_journal import (
     FUNDING,
     LEDGER,
@@ -48,7 +49,7 @@ from tests.integration.test_journal import (
     transfers,
 )
 from tests.integration.test_recovery import fund_wallets, locked_store, stored_commits
-from tests.stores import execute
+from tests.stores import downgrade, execute, fetch
 from tests.support import ManualClock
 
 AR = CreateAccountResult
@@ -96,21 +97,6 @@ def pay(ledger: Ledger, notebook: Notebook, transfer_id: int, wallet: int, amoun
 
 def ids_of(blob: bytes | bytearray, size: int = 128) -> list[int]:
     return [int.from_bytes(blob[offset : offset + 16], "little") for offset in range(0, len(blob), size)]
-
-
-def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
-    if url.startswith("sqlite:"):
-        import sqlite3
-
-        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-        try:
-            return connection.execute(query).fetchall()
-        finally:
-            connection.close()
-    import psycopg
-
-    with psycopg.connect(url) as connection:
-        return connection.execute(query).fetchall()
 
 
 def run_audit(url: str) -> Verdict:
@@ -172,13 +158,6 @@ def test_commits_and_checkpoints_with_domain_records_round_trip(store_url: str) 
     assert stored[4] == 0 and 0 < stored[3] < 1000
 
 
-def downgrade(url: str) -> None:
-    """Make the journal what a ledger without domain records wrote: no domain columns, the schema version before."""
-    execute(url, "ALTER TABLE ledger_journal DROP COLUMN domain")
-    execute(url, "ALTER TABLE ledger_checkpoints DROP COLUMN domain")
-    execute(url, "DELETE FROM ledger_schema WHERE version = 3")
-
-
 def test_a_journal_written_before_domain_records_is_upgraded_in_place(store_url: str) -> None:
     clock = ManualClock()
 
@@ -193,7 +172,7 @@ def test_a_journal_written_before_domain_records_is_upgraded_in_place(store_url:
             return state
 
     before = run(write())
-    downgrade(store_url)
+    downgrade(store_url, 1 if store_url.startswith("sqlite") else 2)  # as a ledger without domain records wrote it
     old_version = fetch(store_url, "SELECT max(version) FROM ledger_schema")[0][0]
     assert old_version == (1 if store_url.startswith("sqlite") else 2)
     assert run_audit(store_url).clean  # the auditor reads the old layout as well
@@ -214,7 +193,7 @@ def test_a_journal_written_before_domain_records_is_upgraded_in_place(store_url:
     after = run(upgrade())
     assert notebook.calls[0] == ("restore", 0, b"")  # the old checkpoint holds no domain snapshot
     assert notebook.of("replay") == []
-    assert fetch(store_url, "SELECT max(version) FROM ledger_schema")[0][0] == 3
+    assert fetch(store_url, "SELECT max(version) FROM ledger_schema")[0][0] == SCHEMA_VERSION
     commits = stored_commits(store_url)
     for commit in commits:
         commit.verify()

@@ -27,6 +27,7 @@ from ledger.engine import (
 )
 from ledger.journal import AccountFilter
 from ledger.journal._history import RUNS_MERGED
+from tests.stores import downgrade, execute
 from tests.support import ManualClock
 
 TR = CreateTransferResult
@@ -285,24 +286,8 @@ def test_a_bad_filter_is_refused_naming_the_field(tmp_path: Any, fields: dict[st
 
 def downgrade_to_version_1(url: str) -> None:
     """Rewrite the journal as schema version 1 left it: raw transfer records, no block index, no checkpoint."""
-    import psycopg
-
-    from ledger.journal._blocks import decompress_transfers
-
-    with psycopg.connect(url, autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT seq, transfers_count, transfers, transfer_blocks FROM ledger_journal ORDER BY seq"
-        ).fetchall()
-        assert rows and all(blocks is not None for *_, blocks in rows)
-        with connection.transaction():
-            for seq, count, transfers, blocks in rows:
-                raw = decompress_transfers(transfers, blocks, count, f"seq={seq}")
-                connection.execute("UPDATE ledger_journal SET transfers = %s WHERE seq = %s", (raw, seq))
-            connection.execute("ALTER TABLE ledger_journal DROP COLUMN transfer_blocks")
-            connection.execute("ALTER TABLE ledger_journal DROP COLUMN domain")
-            connection.execute("ALTER TABLE ledger_checkpoints DROP COLUMN domain")
-            connection.execute("DELETE FROM ledger_schema WHERE version > 1")
-            connection.execute("DELETE FROM ledger_checkpoints")
+    downgrade(url, 1)
+    execute(url, "DELETE FROM ledger_checkpoints")
 
 
 def test_a_journal_of_schema_version_1_recovers_and_serves_history_after_the_upgrade() -> None:

@@ -1,4 +1,4 @@
-"""The PostgreSQL journal's transfer blocks: LZ4 blocks of packed records, each readable on its own."""
+"""The journal's transfer blocks (both stores): LZ4 blocks of packed records, each readable on its own."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ledger.journal._blocks import (
     TRANSFER_BLOCK_RECORDS,
     block_count,
     block_span,
+    commit_row,
     compress_transfers,
     decompress_block,
     decompress_transfers,
@@ -64,3 +65,15 @@ def test_damage_is_refused_naming_where() -> None:
     # A block that decompresses to the wrong size.
     with pytest.raises(JournalCorrupt, match=r"seq=7: transfer block 2"):
         decompress_block(blocks[start : start + length], 2, 2 * TRANSFER_BLOCK_RECORDS + 1, "seq=7")
+
+
+def test_a_row_is_read_from_its_blocks_or_as_stored_without_a_block_index() -> None:
+    raw = records(TRANSFER_BLOCK_RECORDS + 3)
+    blocks, ends = compress_transfers(raw)
+    head = (7, 70, 1, 64, TRANSFER_BLOCK_RECORDS + 3, 0xABC, b"accounts")
+    tail = (b"expired", b"balances", b"domain")
+    expected = (7, 70, 1, 64, 0xABC, b"accounts", raw, *tail)
+    assert commit_row((*head, blocks, ends, *tail)) == expected
+    assert commit_row((*head, raw, None, *tail)) == expected  # a row written before the store had blocks
+    with pytest.raises(JournalCorrupt, match=r"journal commit seq=7: the transfer blocks are truncated"):
+        commit_row((*head, blocks[:-1], ends, *tail))
