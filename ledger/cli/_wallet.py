@@ -176,6 +176,12 @@ def register(commands: Commands) -> None:
         status.add_argument("--reason", required=True, help="why, kept in the journal (1 to 255 characters)")
         status.set_defaults(run=_set_status, status=STATUSES[command])
 
+    # They build on this module's helpers, as grant does.
+    from . import _vouchers
+
+    for module in (_vouchers,):
+        module.register(wallet_commands)
+
 
 def _tenant_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tenant", metavar="TENANT", help="the tenant's id (a shop, an event organiser)")

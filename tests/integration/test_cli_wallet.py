@@ -267,3 +267,84 @@ def test_a_grant_run_from_a_csv_file_pays_each_customer_once(
     bad.write_text("who,amount\nanna,1\n")
     code, _, err = cli("wallet", "grant", "corp", "--csv", str(bad), "--run-id", "x")
     assert code == 2 and "the header must name the columns customer and amount" in err
+
+
+# -- vouchers, bookings, statements, settlement and events -----------------------------------------------
+
+CODE = "[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]"
+
+
+def test_vouchers_issued_shown_spent_redeemed_and_deactivated(cli: Cli) -> None:
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR", *SETTINGS)[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0
+
+    # The code is printed once, saying so; a retry with the key answers the first reply, the code with it.
+    code, out, err = cli("wallet", "voucher", "issue", "demo-shop", "25.00", "--key", "v-1")
+    issued = line(rf"voucher ({HEX}): OK, 25.00 EUR issued, expires \S+Z, code ({CODE}) "
+                  r"\(shown only now: the ledger keeps only a hash of it\)").fullmatch(out)  # fmt: skip
+    assert code == 0 and err == "" and issued is not None
+    voucher_id, voucher_code = issued[1], issued[2]
+    assert cli("wallet", "voucher", "issue", "demo-shop", "25.00", "--key", "v-1")[:2] == (0, out)
+    code, out, err = cli("wallet", "voucher", "issue", "demo-shop", "10.00", "--never-expires")
+    assert code == 0 and "10.00 EUR issued, never expires, code " in out
+    assert re.search(rf"key {KEY_PREFIX}[0-9a-f]{{32}} \(drawn at random\): a retry of this voucher issue must", err)
+    gift = cli.json("wallet", "voucher", "issue", "demo-shop", "5.00", "--expires", "30d", "--key", "v-3")
+    assert (gift["amount"], gift["remaining"], gift["status"], gift["key"]) == (500, 500, "active", "v-3")
+    assert re.fullmatch(CODE, gift["code"])
+
+    # Shown by its code as people type it: any case, without dashes.
+    typed = voucher_code.replace("-", "").lower()
+    code, out, _ = cli("wallet", "voucher", "show", "demo-shop", typed)
+    assert code == 0 and line(rf"voucher {voucher_id}: active, 25.00 EUR left of 25.00 EUR, expires \S+Z").fullmatch(
+        out
+    )
+
+    # Spent on orders: up to what is left, the rest of an order left to pay another way.
+    code, out, _ = cli("wallet", "voucher", "spend", "demo-shop", voucher_code, "10.00", "--order", "5001",
+                       "--key", "s-1")  # fmt: skip
+    assert (code, out) == (0, f"voucher {voucher_id}: OK, 10.00 EUR paid for order 5001, 15.00 EUR left on it\n")
+    code, out, _ = cli("wallet", "voucher", "spend", "demo-shop", voucher_code, "20.00", "--order", "5002",
+                       "--key", "s-2")  # fmt: skip
+    assert (code, out) == (
+        0, f"voucher {voucher_id}: OK, 15.00 EUR of 20.00 EUR paid for order 5002, 5.00 EUR left to pay another way, "
+        "0.00 EUR left on it\n",
+    )  # fmt: skip
+    code, out, _ = cli("wallet", "voucher", "show", "demo-shop", voucher_code)
+    assert (code, out) == (1, f"voucher {voucher_code}: VOUCHER_EMPTY (code: nothing is left on the voucher)\n")
+    shown = cli.json("wallet", "voucher", "show", "demo-shop", voucher_code, exit_code=1)
+    assert (shown["result"], shown["amount"], shown["remaining"]) == ("VOUCHER_EMPTY", 2500, 0)
+
+    # Redeemed into a wallet: all that is left, as credit expiring with the voucher (here: never).
+    never = re.search(rf"code ({CODE})", cli("wallet", "voucher", "issue", "demo-shop", "10.00", "--never-expires",
+                                              "--key", "v-4")[1])  # fmt: skip
+    assert never is not None
+    code, out, _ = cli("wallet", "voucher", "redeem", "demo-shop", never[1], "anna", "--key", "r-1")
+    assert code == 0 and line(
+        rf"voucher {HEX}: OK, 10.00 EUR redeemed into anna's wallet, never expires, balance 10.00 EUR"
+    ).fullmatch(out)
+    code, out, _ = cli("wallet", "voucher", "redeem", "demo-shop", never[1], "anna", "--key", "r-2")
+    assert code == 1 and out.startswith(f"redemption of voucher {never[1]}: VOUCHER_EMPTY (")
+    code, out, _ = cli("wallet", "voucher", "redeem", "demo-shop", gift["code"], "nobody", "--key", "r-3")
+    assert code == 1 and "WALLET_NOT_FOUND (customer: this customer has no wallet; open it first)" in out
+    assert cli.json("wallet", "balance", "demo-shop", "anna")["available"] == 1000
+
+    # Deactivated: what is left goes back; the voucher is then refused by name.
+    code, out, _ = cli("wallet", "voucher", "deactivate", "demo-shop", gift["code"], "--reason", "sold by mistake",
+                       "--key", "d-1")  # fmt: skip
+    assert (code, out) == (0, f"voucher {gift['voucher_id']}: OK, deactivated, 5.00 EUR back to the funding account\n")
+    code, out, _ = cli("wallet", "voucher", "spend", "demo-shop", gift["code"], "1.00", "--order", "5003", "--key",
+                       "s-3")  # fmt: skip
+    assert (code, out) == (
+        1, f"payment of order 5003 by voucher {gift['code']}: VOUCHER_DEACTIVATED (code: the voucher was deactivated)\n"
+    )  # fmt: skip
+    code, out, _ = cli("wallet", "voucher", "deactivate", "demo-shop", voucher_code, "--reason", "used", "--key", "d-2")
+    assert (code, out) == (0, f"voucher {voucher_id}: OK, deactivated, nothing was left on it\n")
+
+    # A mistyped code (its check character differs) and a missing option: refused before anything is sent.
+    mistyped = ("1" if voucher_code[0] != "1" else "2") + voucher_code[1:]
+    code, out, err = cli("wallet", "voucher", "show", "demo-shop", mistyped)
+    assert (code, out) == (2, "") and f"argument CODE: {mistyped!r} is not a voucher code" in err and "mistyped?" in err
+    code, _, err = cli("wallet", "voucher", "deactivate", "demo-shop", voucher_code, "--key", "d-3")
+    assert code == 2 and "the following arguments are required: --reason" in err
+    code, _, err = cli("wallet", "voucher", "spend", "demo-shop", voucher_code, "1.001", "--order", "o", "--key", "x")
+    assert code == 2 and "argument AMOUNT: '1.001' has 3 decimal places; EUR has 2" in err
