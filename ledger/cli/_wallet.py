@@ -177,9 +177,9 @@ def register(commands: Commands) -> None:
         status.set_defaults(run=_set_status, status=STATUSES[command])
 
     # They build on this module's helpers, as grant does.
-    from . import _vouchers
+    from . import _bookings, _vouchers
 
-    for module in (_vouchers,):
+    for module in (_vouchers, _bookings):
         module.register(wallet_commands)
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from ledger.cli import _bookings as bookings_module
 from ledger.cli import _grant as grant_module
 from ledger.cli._wallet import KEY_PREFIX
 
-from .test_cli_ops import Cli, Served, _startswith
+from .test_cli_ops import Cli, Served, _startswith, columns
 
 HEX = "[0-9a-f]{32}"
 SETTINGS = ["--name", "Demo shop", "--topup-amounts", "10.00,20.00,50.00", "--partial-payment", "--fee-fixed",
@@ -348,3 +349,105 @@ def test_vouchers_issued_shown_spent_redeemed_and_deactivated(cli: Cli) -> None:
     assert code == 2 and "the following arguments are required: --reason" in err
     code, _, err = cli("wallet", "voucher", "spend", "demo-shop", voucher_code, "1.001", "--order", "o", "--key", "x")
     assert code == 2 and "argument AMOUNT: '1.001' has 3 decimal places; EUR has 2" in err
+
+
+def test_bookings_their_reversal_the_audit_trail_and_emptying_a_wallet(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR")[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0 and cli("wallet", "open", "demo-shop", "ben")[0] == 0
+    assert cli("wallet", "top-up", "demo-shop", "anna", "20.00", "--source", "gift", "--key", "t-1")[0] == 0
+
+    code, out, _ = cli("wallet", "book", "demo-shop", "anna", "5.00", "--credit", "--operator", "eve", "--reason",
+                       "goodwill", "--key", "b-1")  # fmt: skip
+    booked = line(rf"booking ({HEX}): OK, 5.00 EUR credited to anna by eve, balance 25.00 EUR").fullmatch(out)
+    assert code == 0 and booked is not None
+    assert cli("wallet", "book", "demo-shop", "anna", "5.00", "--credit", "--operator", "eve", "--reason",
+               "goodwill", "--key", "b-1")[:2] == (0, out)  # fmt: skip  # a retry moves nothing twice
+    code, out, _ = cli("wallet", "book", "demo-shop", "anna", "30.00", "--debit", "--operator", "eve", "--reason",
+                       "x", "--key", "b-2")  # fmt: skip
+    assert (code, out) == (1, "booking on anna's wallet: INSUFFICIENT_FUNDS (amount: the wallet has 25.00 EUR to "
+                              "spend)\n")  # fmt: skip
+    code, out, _ = cli("wallet", "book", "demo-shop", "anna", "200", "--debit", "--operator", "max", "--reason",
+                       "fee correction", "--key", "b-3")  # fmt: skip
+    assert code == 0 and out.endswith("OK, 2.00 EUR debited from anna by max, balance 23.00 EUR\n")
+    ben = cli.json("wallet", "book", "demo-shop", "ben", "1.00", "--credit", "--operator", "eve", "--reason",
+                   "welcome", "--key", "b-4")  # fmt: skip
+    assert (ben["direction"], ben["amount"], ben["balance"], ben["key"]) == ("CREDIT", 100, 100, "b-4")
+
+    code, out, _ = cli("wallet", "reverse", "demo-shop", booked[1], "--operator", "max", "--reason", "booked twice",
+                       "--key", "r-1")  # fmt: skip
+    reversal = line(rf"booking ({HEX}): OK, reverses {booked[1]}: 5.00 EUR debited from the wallet by max, "
+                    r"balance 18.00 EUR").fullmatch(out)  # fmt: skip
+    assert code == 0 and reversal is not None
+    code, out, _ = cli("wallet", "reverse", "demo-shop", booked[1], "--operator", "max", "--reason", "again",
+                       "--key", "r-2")  # fmt: skip
+    assert (code, out) == (1, f"reversal of booking {booked[1]}: BOOKING_ALREADY_REVERSED (booking_id: reversed "
+                              f"already by {reversal[1]})\n")  # fmt: skip
+    code, out, _ = cli("wallet", "reverse", "demo-shop", reversal[1], "--operator", "max", "--reason", "x",
+                       "--key", "r-3")  # fmt: skip
+    assert code == 1 and "BOOKING_NOT_FOUND" in out
+
+    # The audit trail: every booking in the order made, what reversed what; filtered; a page at a time.
+    code, out, err = cli("wallet", "bookings", "demo-shop")
+    rows = columns(out)
+    assert code == 0 and err == "" and out.split()[:7] == [
+        "TIME", "BOOKING", "WALLET", "AMOUNT", "(EUR)", "OPERATOR", "REASON"
+    ]  # fmt: skip
+    assert [row[1:] for row in rows] == [
+        [booked[1], rows[0][2], "+5.00", "eve", "goodwill", f"reversed by {reversal[1]}"],
+        [rows[1][1], rows[0][2], "-2.00", "max", "fee correction", ""],
+        [ben["booking_id"], ben["wallet_id"], "+1.00", "eve", "welcome", ""],
+        [reversal[1], rows[0][2], "-5.00", "max", "booked twice", f"reverses {booked[1]}"],
+    ]
+    assert [row[1] for row in columns(cli("wallet", "bookings", "demo-shop", "--customer", "ben")[1])] == [
+        ben["booking_id"]
+    ]
+    assert len(columns(cli("wallet", "bookings", "demo-shop", "--operator", "max")[1])) == 2
+    none = cli("wallet", "bookings", "demo-shop", "--customer", "carl")
+    assert none[:2] == (0, "bookings of demo-shop: none (customer carl)\n")
+    since = rows[2][0]
+    assert [row[0] for row in columns(cli("wallet", "bookings", "demo-shop", "--since", since)[1])] == [
+        since, rows[3][0]
+    ]  # fmt: skip
+    assert len(columns(cli("wallet", "bookings", "demo-shop", "--until", since)[1])) == 2
+    code, out, err = cli("wallet", "bookings", "demo-shop", "--limit", "3")
+    assert code == 0 and len(columns(out)) == 3
+    assert err == "ledger wallet bookings: the first 3 shown; more with --limit N or --all\n"
+    monkeypatch.setattr(bookings_module, "PAGE_BOOKINGS_MAX", 1)  # one booking a call: --all follows the pages
+    assert columns(cli("wallet", "bookings", "demo-shop", "--all")[1]) == rows
+    listed = cli.json("wallet", "bookings", "demo-shop", "--limit", "2")
+    assert [entry["booking_id"] for entry in listed["bookings"]] == [rows[0][1], rows[1][1]] and listed["more"]
+    assert listed["bookings"][0]["reversed_by"] == reversal[1] and listed["bookings"][1]["direction"] == "DEBIT"
+
+    # Emptying a wallet so it may close: not with a hold open; then paid out or written off, all of it.
+    hold = cli.json("wallet", "hold", "demo-shop", "anna", "3.00", "--reference", "locker", "--key", "h-1")
+    code, out, _ = cli("wallet", "empty", "demo-shop", "anna", "--payout", "--operator", "eve", "--reason", "moving",
+                       "--key", "e-1")  # fmt: skip
+    assert (code, out) == (1, "payout of anna's wallet: WALLET_NOT_EMPTY (the wallet has 3.00 EUR held: capture or "
+                              "void it first)\n")  # fmt: skip
+    assert cli("wallet", "void", "demo-shop", hold["hold_id"], "--key", "v-1")[0] == 0
+    code, out, _ = cli("wallet", "empty", "demo-shop", "anna", "--write-off", "--operator", "eve", "--reason",
+                       "moving", "--key", "e-2")  # fmt: skip
+    assert code == 0 and line(rf"write-off {HEX}: OK, 18.00 EUR written off from anna's wallet, balance 0.00 EUR: "
+                              "it may close").fullmatch(out)  # fmt: skip
+    assert cli("wallet", "close", "demo-shop", "anna", "--reason", "moving")[:2] == (
+        0, "wallet anna of demo-shop: OK, closed\n"
+    )  # fmt: skip
+    code, out, _ = cli("wallet", "empty", "demo-shop", "ben", "--payout", "--operator", "eve", "--reason", "closing",
+                       "--key", "e-3")  # fmt: skip
+    assert code == 0 and out.endswith(": OK, 1.00 EUR paid out of ben's wallet, balance 0.00 EUR: it may close\n")
+    code, out, _ = cli("wallet", "empty", "demo-shop", "ben", "--payout", "--operator", "eve", "--reason", "closing",
+                       "--key", "e-4")  # fmt: skip
+    assert (code, out) == (1, "payout of ben's wallet: AMOUNT_INVALID (the wallet holds nothing to move)\n")
+
+    for argv, said in [
+        (["book", "demo-shop", "ben", "1", "--operator", "o", "--reason", "r"], "one of the arguments --credit"),
+        (["book", "demo-shop", "ben", "1", "--credit", "--reason", "r"], "required: --operator"),
+        (["reverse", "demo-shop", "b-1", "--operator", "o", "--reason", "r"], "argument BOOKING_ID: 'b-1' is not an"),
+        (["empty", "demo-shop", "ben", "--operator", "o", "--reason", "r"], "one of the arguments --payout"),
+        (["bookings", "demo-shop", "--since", "2026-02-01", "--until", "2026-01-01"], "argument --until: must be"),
+        (["bookings", "demo-shop", "--limit", "5", "--all"], "argument --all: not allowed with argument --limit"),
+    ]:  # fmt: skip
+        code, out, err = cli("wallet", *argv)
+        assert (code, out) == (2, "") and said in err, (argv, err)
