@@ -177,9 +177,9 @@ def register(commands: Commands) -> None:
         status.set_defaults(run=_set_status, status=STATUSES[command])
 
     # They build on this module's helpers, as grant does.
-    from . import _bookings, _vouchers
+    from . import _bookings, _reports, _vouchers
 
-    for module in (_vouchers, _bookings):
+    for module in (_vouchers, _bookings, _reports):
         module.register(wallet_commands)
 
 

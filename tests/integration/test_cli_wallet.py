@@ -4,6 +4,8 @@ bad input refused before anything is sent."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -450,4 +452,148 @@ def test_bookings_their_reversal_the_audit_trail_and_emptying_a_wallet(
         (["bookings", "demo-shop", "--limit", "5", "--all"], "argument --all: not allowed with argument --limit"),
     ]:  # fmt: skip
         code, out, err = cli("wallet", *argv)
+        assert (code, out) == (2, "") and said in err, (argv, err)
+
+
+def test_a_wallets_statement_a_page_at_a_time(cli: Cli) -> None:
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR", *SETTINGS)[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0
+    top_up = cli.json("wallet", "top-up", "demo-shop", "anna", "50.00", "--source", "purchase", "--reference", "psp-1",
+                      "--key", "t-1")  # fmt: skip
+    paid = cli.json("wallet", "pay", "demo-shop", "anna", "20.00", "--order", "4711", "--key", "p-1")
+    partial = cli.json("wallet", "pay", "demo-shop", "anna", "80.00", "--order", "4712", "--partial", "--key", "p-2")
+    refund = cli.json("wallet", "refund", "demo-shop", paid["payment_id"], "5.00", "--key", "r-1")
+    hold = cli.json("wallet", "hold", "demo-shop", "anna", "3.00", "--reference", "table 4", "--key", "h-1")
+    capture = cli.json("wallet", "capture", "demo-shop", hold["hold_id"], "2.50", "--key", "c-1")
+    other = cli.json("wallet", "hold", "demo-shop", "anna", "1.00", "--reference", "table 5", "--key", "h-2")
+    void = cli.json("wallet", "void", "demo-shop", other["hold_id"], "--key", "v-1")
+    booking = cli.json("wallet", "book", "demo-shop", "anna", "2.00", "--credit", "--operator", "eve", "--reason",
+                       "goodwill", "--key", "b-1")  # fmt: skip
+    voucher = cli.json("wallet", "voucher", "issue", "demo-shop", "10.00", "--key", "v-2")
+    redeemed = cli.json("wallet", "voucher", "redeem", "demo-shop", voucher["code"], "anna", "--key", "v-3")
+
+    code, out, err = cli("wallet", "statement", "demo-shop", "anna")
+    assert code == 0 and err == "" and out.split()[:8] == [
+        "TIME", "KIND", "OPERATION", "AMOUNT", "(EUR)", "FEE", "BALANCE", "NOTE"
+    ]  # fmt: skip
+    rows = columns(out)
+    other_way = format(partial["remainder"] / 100, ".2f")
+    assert [row[1:] for row in rows] == [
+        ["top-up", top_up["operation_id"], "+50.00", "", "50.00", "purchase"],
+        ["payment", paid["payment_id"], "-20.00", "0.40", "29.60", ""],
+        ["payment", partial["payment_id"], f"-{partial['paid'] / 100:.2f}", f"{partial['fee'] / 100:.2f}", "0.00",
+         f"of 80.00, {other_way} paid another way"],
+        ["refund", refund["refund_id"], "+5.00", "", "5.00", f"of payment {paid['payment_id']}"],
+        ["hold", hold["hold_id"], "0.00", "", "5.00", "3.00 held"],
+        ["capture", rows[5][2], "-2.50", "", "2.50", f"captures hold {hold['hold_id']} (3.00 held)"],
+        ["hold", other["hold_id"], "0.00", "", "2.50", "1.00 held"],
+        ["void", rows[7][2], "0.00", "", "2.50", f"voids hold {other['hold_id']} (1.00 held)"],
+        ["booking", booking["booking_id"], "+2.00", "", "4.50", ""],
+        ["top-up", rows[9][2], "+10.00", "", "14.50", "voucher"],
+    ]  # fmt: skip
+    # A capture and a void have ids of their own, as a redemption has (the statement's, not the voucher's).
+    assert re.fullmatch(HEX, rows[5][2]) and rows[5][2] != hold["hold_id"] and rows[7][2] != other["hold_id"]
+    assert capture["amount"] == 250 and redeemed["voucher_id"] == voucher["voucher_id"] != rows[9][2]
+    assert void["result"] == "OK" and cli.json("wallet", "balance", "demo-shop", "anna")["posted"] == 1450
+    assert all(re.fullmatch(r"\S+Z", row[0]) for row in rows) and [row[0] for row in rows] == sorted(r[0] for r in rows)
+
+    # Kinds; a range; pages by the cursor the service gives, and all of them.
+    kinds = columns(cli("wallet", "statement", "demo-shop", "anna", "--kind", "hold,void", "--kind", "capture")[1])
+    assert [row[1] for row in kinds] == ["hold", "capture", "hold", "void"]
+    assert [row[2] for row in columns(cli("wallet", "statement", "demo-shop", "anna", "--kind", "PAYMENT")[1])] == [
+        paid["payment_id"], partial["payment_id"]
+    ]  # fmt: skip
+    ranged = cli("wallet", "statement", "demo-shop", "anna", "--since", rows[4][0], "--until", rows[6][0])[1]
+    assert columns(ranged) == rows[4:6]
+    code, out, err = cli("wallet", "statement", "demo-shop", "anna", "--limit", "4")
+    cursor = re.fullmatch(r"ledger wallet statement: more rows follow: --after (\S+) for the next page, or --all for "
+                          r"every one\n", err)  # fmt: skip
+    assert code == 0 and columns(out) == rows[:4] and cursor is not None
+    code, out, err = cli("wallet", "statement", "demo-shop", "anna", "--limit", "4", "--after", cursor[1])
+    assert columns(out) == rows[4:8] and "more rows follow" in err
+    code, out, err = cli("wallet", "statement", "demo-shop", "anna", "--limit", "3", "--all")
+    assert (code, err) == (0, "") and columns(out) == rows
+    whole = cli.json("wallet", "statement", "demo-shop", "anna", "--limit", "3", "--all")
+    assert [row["operation_id"] for row in whole["rows"]] == [row[2] for row in rows] and not whole["has_more"]
+    assert whole["rows"][1] == {**whole["rows"][1], "kind": "PAYMENT", "amount": -2000, "fee": 40, "total": -2040,
+                                "balance": 2960, "requested": 2000}  # fmt: skip
+    assert whole["rows"][0]["source"] == "PURCHASE" and whole["wallet_id"] == top_up["wallet_id"]
+    code, out, _ = cli("wallet", "statement", "demo-shop", "anna", "--kind", "expiry")
+    assert (code, out) == (0, "wallet anna of demo-shop: no movements of these kinds\n")
+    code, out, _ = cli("wallet", "statement", "demo-shop", "anna", "--since", "2030-01-01")
+    assert (code, out) == (0, "wallet anna of demo-shop: no movements in this range\n")
+
+    code, out, _ = cli("wallet", "statement", "demo-shop", "carl")
+    assert (code, out) == (1, "wallet carl of demo-shop: WALLET_NOT_FOUND (customer: this customer has no wallet)\n")
+    for argv, said in [
+        (["--kind", "lunch"], "argument --kind: 'lunch' is not a statement kind (top-up, payment, refund, hold,"),
+        (["--limit", "0"], "argument --limit: '0' is not 1 to 1000"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "argument --until: must be after --since"),
+    ]:
+        code, out, err = cli("wallet", "statement", "demo-shop", "anna", *argv)
+        assert (code, out) == (2, "") and said in err, (argv, err)
+    code, _, err = cli("wallet", "statement", "demo-shop", "anna", "--after", "not-a-cursor")
+    assert code == 3 and "starting_after" in err  # the service's to read: it is opaque
+
+
+def test_the_settlement_of_a_day_as_a_table_and_as_csv(cli: Cli, tmp_path: Path) -> None:
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR", *SETTINGS)[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0
+    assert cli("wallet", "top-up", "demo-shop", "anna", "50.00", "--source", "purchase", "--reference", "psp-1",
+               "--key", "t-1")[0] == 0  # fmt: skip
+    assert cli("wallet", "pay", "demo-shop", "anna", "20.00", "--order", "4711", "--key", "p-1")[0] == 0
+    assert cli("wallet", "voucher", "issue", "demo-shop", "10.00", "--key", "v-1")[0] == 0
+
+    code, out, err = cli("wallet", "settlement", "demo-shop", "--day", "today")
+    first, table = out.split("\n", 1)
+    period = r"from (\S+)T00:00:00.000000000Z to \S+T00:00:00.000000000Z, as of \S+Z"
+    assert code == 0 and err == "" and re.fullmatch(rf"settlement of demo-shop \(EUR\) {period}", first)
+    rows = {(row[0], row[1]): row[2:] for row in columns(table)}
+    assert table.split()[:5] == ["SECTION", "LINE", "TRANSFERS", "AMOUNT", "(EUR)"]
+    assert rows[("opening", "liability")] == ["", "0.00"] and rows[("top_up", "purchase")] == ["1", "+50.00"]
+    assert rows[("payment", "payment")] == ["1", "-20.00"] and rows[("fee", "fee")] == ["1", "-0.40"]
+    assert rows[("movements", "total")] == ["3", "+29.60"] and rows[("closing", "liability")] == ["", "29.60"]
+    assert rows[("check", "difference")] == ["", "0.00"] and rows[("vouchers", "closing")] == ["", "10.00"]
+    assert len(rows) == 23
+    report = cli.json("wallet", "settlement", "demo-shop", "--day", "today")
+    assert (report["opening_liability"], report["movements"], report["closing_liability"]) == (0, 2960, 2960)
+    assert report["difference"] == 0 and report["closing_vouchers"] == 1000 and report["csv"] == ""
+
+    # As CSV: the service's own text, to a file (a line says so) or to standard output (nothing else there).
+    target = tmp_path / "settlement.csv"
+    code, out, _ = cli("wallet", "settlement", "demo-shop", "--day", "today", "--csv", str(target))
+    assert code == 0 and out == (
+        f"settlement of demo-shop {first.split(') ', 1)[1]}: 23 rows written to {target}, closing liability 29.60 "
+        "EUR, difference 0.00\n"
+    )
+    text = target.read_bytes().decode()
+    assert text.startswith("tenant,currency,since,until,section,line,transfers,amount_minor,amount\r\n")
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert len(records) == 23 and records[-3] == {**records[-3], "section": "check", "amount_minor": "0"}
+    assert [r["amount"] for r in records if r["line"] in ("purchase", "fee")] == ["50.00", "-0.40"]
+    code, out, err = cli("wallet", "settlement", "demo-shop", "--day", "today", "--csv", "-")
+    assert (code, err) == (0, "") and len(list(csv.DictReader(io.StringIO(out)))) == 23
+    assert out.splitlines()[0] == text.splitlines()[0] and out.count("\n") == 24
+
+    # A range; a day before anything happened.
+    day = first.split()[5]
+    ranged = cli.json("wallet", "settlement", "demo-shop", "--since", day, "--until", "2262-01-01")
+    assert (ranged["closing_liability"], ranged["movements"]) == (2960, 2960)
+    code, out, _ = cli("wallet", "settlement", "demo-shop", "--day", "2020-01-01")
+    assert code == 0 and out.splitlines()[0] == (
+        "settlement of demo-shop (EUR) from 2020-01-01T00:00:00.000000000Z to 2020-01-02T00:00:00.000000000Z"
+    )
+    assert {row[3] for row in columns(out.split("\n", 1)[1])} == {"0.00"}
+
+    code, out, _ = cli("wallet", "settlement", "no-shop", "--day", "today")
+    assert (code, out) == (1, "settlement of no-shop: TENANT_NOT_FOUND (tenant: no tenant 'no-shop')\n")
+    for argv, said in [
+        (["--day", "2026-13-01"], "argument --day: '2026-13-01' is not a day in UTC"),
+        (["--day", "today", "--since", "2026-01-01"], "argument --since: not allowed with argument --day"),
+        ([], "one of the arguments --day --since is required"),
+        (["--day", "today", "--until", "2026-01-01"], "argument --until: goes with --since"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "argument --until: must be after --since"),
+        (["--day", "today", "--csv", str(tmp_path / "missing" / "s.csv")], "no directory"),
+    ]:
+        code, out, err = cli("wallet", "settlement", "demo-shop", *argv)
         assert (code, out) == (2, "") and said in err, (argv, err)
