@@ -1,13 +1,21 @@
 """`ledger wallet …` against a served ledger (the Ledger and Wallet services, over both stores): every command's
 line, its exit code and its JSON; keys drawn and printed when not given, retries that replay, refusals named,
-bad input refused before anything is sent."""
+bad input refused before anything is sent; vouchers, bookings and their trail, statements and settlements
+page by page and as CSV, and the event feed until caught up or, followed, until Ctrl-C."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -597,3 +605,85 @@ def test_the_settlement_of_a_day_as_a_table_and_as_csv(cli: Cli, tmp_path: Path)
     ]:
         code, out, err = cli("wallet", "settlement", "demo-shop", *argv)
         assert (code, out) == (2, "") and said in err, (argv, err)
+
+
+def test_the_event_feed_until_caught_up_and_from_a_cursor(cli: Cli) -> None:
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR", "--low-balance", "5.00")[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0
+    top_up = cli.json("wallet", "top-up", "demo-shop", "anna", "20.00", "--source", "gift", "--key", "t-1")
+    paid = cli.json("wallet", "pay", "demo-shop", "anna", "16.00", "--order", "4711", "--key", "p-1")
+    assert cli("wallet", "pay", "demo-shop", "anna", "16.00", "--order", "4712", "--key", "p-2")[0] == 1
+
+    code, out, err = cli("wallet", "events", "demo-shop", "--idle", "0.5")
+    lines = out.splitlines()
+    assert code == 0 and [line.split("  ")[2] for line in lines] == [
+        "tenant.created", "wallet.opened", "wallet.balance_below", "wallet.topped_up", "payment.succeeded",
+        "wallet.balance_below", "payment.declined",
+    ]  # fmt: skip
+    assert lines[3].split("  ")[3:] == ["20.00 EUR", f"wallet {top_up['wallet_id']}",
+                                        f"operation {top_up['operation_id']}"]  # fmt: skip
+    assert lines[4].endswith(f"16.00 EUR  wallet {paid['wallet_id']}  operation {paid['payment_id']}  order 4711")
+    assert lines[6].endswith("result INSUFFICIENT_FUNDS")
+    assert all(re.fullmatch(r"[0-9]+\.[0-9]+(\.below)?  \S+Z  .*", line) for line in lines)
+    last = lines[-1].split()[0]
+    assert err == f"ledger wallet events: caught up (no event for 0.5 s) after 7 events; resume with --after {last}\n"
+
+    # From the cursor it printed: nothing, then only what came after.
+    code, out, err = cli("wallet", "events", "demo-shop", "--after", last, "--idle", "0.5")
+    assert (code, out) == (0, "") and err.endswith(f"after 0 events; resume with --after {last}\n")
+    assert cli("wallet", "freeze", "demo-shop", "anna", "--reason", "card lost")[0] == 0
+    code, out, err = cli("wallet", "events", "demo-shop", "--after", last, "--idle", "0.5")
+    assert code == 0 and [line.split("  ")[2] for line in out.splitlines()] == ["wallet.frozen"]
+    assert err.endswith(f"after 1 event; resume with --after {out.split()[0]}\n")
+    code, out, _ = cli("wallet", "events", "demo-shop", "--types", "payment.declined,wallet.frozen", "--idle", "0.5")
+    assert [line.split("  ")[2] for line in out.splitlines()] == ["payment.declined", "wallet.frozen"]
+    code, out, _ = cli("wallet", "events", "demo-shop", "--types", "payment.succeeded", "--json", "--idle", "0.5")
+    [event] = [json.loads(line) for line in out.splitlines()]
+    assert (event["type"], event["amount"], event["operation_id"]) == ("payment.succeeded", 1600, paid["payment_id"])
+    assert event["data"] == {**event["data"], "order": "4711", "fee": 0, "paid": 1600, "requested": 1600}
+
+    code, out, _ = cli("wallet", "events", "no-shop", "--idle", "0.5")
+    assert (code, out) == (1, "tenant no-shop: TENANT_NOT_FOUND (tenant: no tenant 'no-shop')\n")
+    for argv, said in [
+        (["--after", "seven"], "argument --after: 'seven' is not a cursor of the event feed"),
+        (["--types", "payment.made"], "argument --types: 'payment.made' is not an event type"),
+        (["--idle", "0"], "argument --idle: '0' is not a number of seconds"),
+        (["--after", "1.0", "--from-now"], "argument --from-now: not allowed with argument --after"),
+    ]:
+        code, out, err = cli("wallet", "events", "demo-shop", *argv)
+        assert (code, out) == (2, "") and said in err, (argv, err)
+
+
+def test_the_event_feed_followed_live_until_ctrl_c(cli: Cli) -> None:
+    """--follow streams until SIGINT, then prints the cursor to resume from; resuming there repeats nothing."""
+    assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR")[0] == 0
+    assert cli("wallet", "open", "demo-shop", "anna")[0] == 0
+    root = str(Path(__file__).resolve().parents[2])
+    paths = os.environ.get("PYTHONPATH")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "wallet", "events", "demo-shop", "--follow", "--server", cli.server],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root + (os.pathsep + paths if paths else "")},
+    )
+    printed: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [printed.put(text.rstrip("\n")) for text in follower.stdout or ()])
+    reader.start()
+    try:
+        assert [printed.get(timeout=60).split("  ")[2] for _ in range(2)] == ["tenant.created", "wallet.opened"]
+        top_up = cli.json("wallet", "top-up", "demo-shop", "anna", "5.00", "--source", "gift", "--key", "t-1")
+        live = printed.get(timeout=30)
+        assert live.split("  ")[2] == "wallet.topped_up" and f"operation {top_up['operation_id']}" in live
+        time.sleep(1.0)  # quiet for a moment: the cursor printed is the last event's
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+        follower.wait()
+    reader.join(10)
+    assert follower.returncode == 0 and printed.empty()
+    cursor = live.split()[0]
+    assert err == f"ledger wallet events: stopped after 3 events; resume with --after {cursor}\n"
+    code, out, err = cli("wallet", "events", "demo-shop", "--after", cursor, "--idle", "0.5")
+    assert (code, out) == (0, "") and "after 0 events" in err
