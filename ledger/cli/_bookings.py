@@ -87,7 +87,7 @@ def register(wallet_commands: Commands) -> None:
         type=parse_count,
         default=BOOKINGS_SHOWN_DEFAULT,
         help=f"show at most this many, read a page of up to {PAGE_BOOKINGS_MAX} at a time "
-        f"(default {BOOKINGS_SHOWN_DEFAULT})",
+        f"(default {BOOKINGS_SHOWN_DEFAULT}; 0: all, as --all)",
     )
     shown_count.add_argument("--all", action="store_true", help="show every booking, reading page after page")
     bookings.set_defaults(run=_bookings)

@@ -426,6 +426,7 @@ def test_bookings_their_reversal_the_audit_trail_and_emptying_a_wallet(
     assert err == "ledger wallet bookings: the first 3 shown; more with --limit N or --all\n"
     monkeypatch.setattr(bookings_module, "PAGE_BOOKINGS_MAX", 1)  # one booking a call: --all follows the pages
     assert columns(cli("wallet", "bookings", "demo-shop", "--all")[1]) == rows
+    assert cli("wallet", "bookings", "demo-shop", "--limit", "0")[1:] == (cli("wallet", "bookings", "demo-shop")[1], "")
     listed = cli.json("wallet", "bookings", "demo-shop", "--limit", "2")
     assert [entry["booking_id"] for entry in listed["bookings"]] == [rows[0][1], rows[1][1]] and listed["more"]
     assert listed["bookings"][0]["reversed_by"] == reversal[1] and listed["bookings"][1]["direction"] == "DEBIT"
