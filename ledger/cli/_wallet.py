@@ -1,5 +1,6 @@
 """`ledger wallet …`: the Wallet service from the command line: tenants, wallets, top-ups, payments,
-refunds, holds, and freezing or closing a wallet.
+refunds, holds, and freezing or closing a wallet; vouchers, operators' bookings, statements, the
+settlement report and the event feed in the modules beside it, which build on this one's helpers.
 
 Each command goes through ledger.client and prints one line: what it did, or the result that refused it
 (its name and the service's message). Amounts are minor units (1250) or decimals in the tenant's currency
@@ -62,7 +63,7 @@ KEY_PREFIX: Final = "cli-"
 def register(commands: Commands) -> None:
     wallet = commands.add_parser(
         "wallet",
-        help="the Wallet service: tenants, wallets, top-ups, payments, refunds, holds",
+        help="the Wallet service: tenants, wallets, payments, holds, vouchers, bookings, statements, events",
         description="Amounts are minor units (1250) or decimals in the tenant's currency (12.50). Writes take "
         "--key, the idempotency key: without it one is drawn and printed first; a retry must reuse it.",
     )
@@ -175,6 +176,12 @@ def register(commands: Commands) -> None:
         _wallet_arguments(status)
         status.add_argument("--reason", required=True, help="why, kept in the journal (1 to 255 characters)")
         status.set_defaults(run=_set_status, status=STATUSES[command])
+
+    # They build on this module's helpers, as grant does.
+    from . import _bookings, _events, _reports, _vouchers
+
+    for module in (_vouchers, _bookings, _reports, _events):
+        module.register(wallet_commands)
 
 
 def _tenant_argument(parser: argparse.ArgumentParser) -> None:

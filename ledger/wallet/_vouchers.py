@@ -1,7 +1,7 @@
 """Voucher and gift card codes: unguessable, typed by people, with a check character.
 
 A code is 16 characters of Crockford's base32 (0-9 and A-Z without I, L, O, U: 80 bits) and a 17th,
-the Luhn mod 32 check character over the 16, printed in groups of four: `7K2M-9QXD-4HPR-T0WB-E`. Reading a
+the Luhn mod 32 check character over the 16, printed in groups of four: `7K2M-9QXD-4HPR-T0WB-Y`. Reading a
 code forgives what people do: case, spaces and dashes are ignored, O reads as 0 and I and L as 1. A code
 whose check character does not match is a typo, told apart from a code that was never issued.
 

@@ -1,12 +1,16 @@
 """The README's grpcurl requests, sent as grpcurl sends them: descriptors from server reflection, bodies as JSON;
-the Ledger service's tour and the Wallet service's shop's day, in README order."""
+the Ledger service's tour and the Wallet service's shop's day, in README order. The settlement the README asks
+for its day (SAMPLE_DAY, the day of its samples) is asked for today; of a stream, the first message."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 import shlex
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,16 @@ from ledger.v1 import wallet_pb2 as w
 from ledger.wallet import Wallets
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+SAMPLE_DAY = "2026-01-05"
 
 
 def grpcurl_commands() -> list[list[str]]:
-    return [shlex.split(line) for line in README.read_text().splitlines() if line.startswith("grpcurl ")]
+    today = datetime.now(UTC).date().isoformat()
+    return [
+        shlex.split(line.replace(f'"day": "{SAMPLE_DAY}"', f'"day": "{today}"'))
+        for line in README.read_text().splitlines()
+        if line.startswith("grpcurl ")
+    ]
 
 
 def call(target: str, command: list[str]) -> Any:
@@ -110,8 +120,12 @@ def test_the_readme_grpcurl_requests_work_through_reflection(tmp_path: Path) -> 
     assert outcomes["grpc.health.v1.Health/Check"].status == 1  # SERVING
     # A shop's day: every call OK, with the amounts the README tells.
     assert outcomes["describe wallet.v1.Wallet"].FindMethodByName("Pay") is not None
-    wallet_calls = {method: reply for method, reply in outcomes.items() if method.startswith("wallet.v1.Wallet/")}
-    assert len(wallet_calls) == 8 and all(reply.result == w.WALLET_RESULT_OK for reply in wallet_calls.values())
+    wallet_calls = {
+        method: reply
+        for method, reply in outcomes.items()
+        if method.startswith("wallet.v1.Wallet/") and method != "wallet.v1.Wallet/SubscribeEvents"
+    }
+    assert len(wallet_calls) == 10 and all(reply.result == w.WALLET_RESULT_OK for reply in wallet_calls.values())
     assert outcomes["wallet.v1.Wallet/CreateTenant"].ledger == 2**31
     paid = outcomes["wallet.v1.Wallet/Pay"]
     readme = README.read_text()
@@ -119,4 +133,16 @@ def test_the_readme_grpcurl_requests_work_through_reflection(tmp_path: Path) -> 
     assert outcomes["wallet.v1.Wallet/Refund"].refundable == 1961 - 500
     assert outcomes["wallet.v1.Wallet/CaptureHold"].status == "captured"
     assert outcomes["wallet.v1.Wallet/GetBalance"].available == 300 and '"available": "300"' in readme
+    # Carla's statement, the day's settlement with its CSV, and the first of the payments' events.
+    statement = outcomes["wallet.v1.Wallet/GetStatement"]
+    assert [row.balance for row in statement.rows] == [2000, 0, 500, 500, 300] and not statement.has_more
+    payment = statement.rows[1]
+    assert (payment.kind, payment.amount, payment.fee, payment.total) == (w.STATEMENT_KIND_PAYMENT, -1961, 39, -2000)
+    assert "(2000, 0, 500, 500, 300)" in readme.replace("\n", " ")
+    settled = outcomes["wallet.v1.Wallet/GetSettlement"]
+    assert (settled.opening_liability, settled.closing_liability, settled.difference) == (0, 300, 0)
+    rows = list(csv.DictReader(io.StringIO(settled.csv)))
+    assert rows[0]["since"] == f"{datetime.now(UTC).date().isoformat()}T00:00:00Z" and len(rows) == 23
+    event = outcomes["wallet.v1.Wallet/SubscribeEvents"]
+    assert (event.type, event.amount, event.operation_id) == ("payment.succeeded", 1961, paid.payment_id)
     assert re.search(r"grpcurl -plaintext 127\.0\.0\.1:7100 list", README.read_text())

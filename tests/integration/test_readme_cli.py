@@ -1,15 +1,25 @@
 """The README's `ledger` commands work as written: the tour, a shop's day with the Wallet service and the
 operator commands, run in order against a served ledger, each `# → …` comment checked against what the
 command printed (… stands for anything), and `(exit N)` against its exit code; the Python snippets of the
-tour and of the shop's day too, and the history shown in the tour."""
+tour and of the shop's day too, the history shown in the tour, and the statement, settlement CSV and events
+shown in the shop's day.
+
+A voucher's code is derived from a secret each tenant draws, so the code the README shows stands for the
+one its issue printed: later commands are sent with that one. A command that follows a feed (`--follow`)
+streams until Ctrl-C and is not run here; tests/integration/test_cli_wallet.py runs one in a process of its
+own."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+
+from ledger.wallet import normalized_voucher_code
 
 from .test_cli_ops import Cli, Served, columns
 
@@ -37,7 +47,7 @@ def commands(name: str) -> list[tuple[str, str | None, int]]:
     found = []
     for block in blocks(section(name), "sh"):
         for line in block.splitlines():
-            if not line.startswith("ledger ") or line.startswith(NOT_RUN):
+            if not line.startswith("ledger ") or line.startswith(NOT_RUN) or " --follow" in line:
                 continue
             command, _, comment = line.partition("#")
             expected = None
@@ -57,8 +67,12 @@ def said(expected: str) -> re.Pattern[str]:
     return re.compile(".*?".join(parts))
 
 
-def run(cli: Cli, command: str) -> tuple[int, str, str]:
-    argv = shlex.split(command)[1:]
+VOUCHER_CODE = re.compile(r"code ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3}-[0-9A-Z])")
+
+
+def run(cli: Cli, command: str, codes: dict[str, str]) -> tuple[int, str, str]:
+    """Run a command of the README (a voucher code it shows sent as the one issued, by `codes`)."""
+    argv = [codes.get(normalized_voucher_code(word) or "", word) for word in shlex.split(command)[1:]]
     if "--server" in argv:
         argv[argv.index("--server") + 1] = cli.server
         return cli(*argv, server=False)
@@ -68,9 +82,15 @@ def run(cli: Cli, command: str) -> tuple[int, str, str]:
 def run_section(cli: Cli, name: str) -> dict[str, str]:
     """Run the section's commands in order, checking each; what each printed on stdout."""
     outputs: dict[str, str] = {}
-    for command, expected, exit_code in commands(name):
-        code, out, err = run(cli, command)
+    codes: dict[str, str] = {}
+    for command, comment, exit_code in commands(name):
+        code, out, err = run(cli, command, codes)
         assert code == exit_code, (command, out, err)
+        expected = comment
+        shown, issued = VOUCHER_CODE.search(comment or ""), VOUCHER_CODE.search(out)
+        if comment is not None and shown is not None and issued is not None:
+            codes[normalized_voucher_code(shown[1]) or ""] = issued[1]
+            expected = comment.replace(shown[1], issued[1])
         if expected is not None:
             wanted = said(expected.replace("127.0.0.1:7100", cli.server))
             assert wanted.match((out or err).strip()), (command, expected, out, err)
@@ -99,13 +119,39 @@ def test_the_readme_commands_work_as_written(
         balance = re.search(r"print\(wallet\.credits_posted - wallet\.debits_posted\)\s+# (\d+)", snippet)
         assert balance is not None and printed_lines[-1] == balance[1]
         assert "CreateTransferResult.OK" in printed_lines[0] and "CreateTransferResult.EXISTS" in printed_lines[1]
-        # A shop's day: its commands, then its Python against the same ledger, each print as its comment says.
-        run_section(cli, WALLET)
-        [snippet] = blocks(section(WALLET), "python")
-        exec(snippet.replace("127.0.0.1:7100", cli.server), {"__name__": "readme"})
-        expected = [
-            comment.split(":")[0] for comment in re.findall(r"^\s+print\(.*\)\s+# (.*)$", snippet, re.MULTILINE)
-        ]
-        assert len(expected) == 3 and capsys.readouterr().out.splitlines() == expected
+        # A shop's day: its commands, what it shows they print, then its Python against the same ledger, each
+        # print as its comment says.
+        outputs = run_section(cli, WALLET)
+        check_shown(outputs, tmp_path)
+        snippets = blocks(section(WALLET), "python")
+        assert len(snippets) == 2
+        for snippet in snippets:
+            exec(snippet.replace("127.0.0.1:7100", cli.server), {"__name__": "readme"})
+            expected = [
+                comment.split(":")[0] for comment in re.findall(r"^\s+print\(.*\)\s+# (.*)$", snippet, re.MULTILINE)
+            ]
+            assert len(expected) >= 3 and capsys.readouterr().out.splitlines() == expected
         run_section(cli, "## Operator commands")
     assert (tmp_path / "statement.csv").exists()
+
+
+def check_shown(outputs: dict[str, str], directory: Path) -> None:
+    """The statement, the settlement's CSV and the events the shop's day shows are what its commands printed
+    and wrote, but for times and event cursors (and the CSV's period, which is today's)."""
+    statement, events = blocks(section(WALLET), "text")
+    printed = outputs["ledger wallet statement corner-shop anna"]
+    assert printed.splitlines()[0].split() == statement.splitlines()[0].split()
+    assert [row[1:] for row in columns(printed)] == [row[1:] for row in columns(statement)]
+    [shown_csv] = blocks(section(WALLET), "csv")
+    written = (directory / "corner-shop-settlement.csv").read_bytes().decode()
+    assert "\r\n" in written and shown_csv.startswith(written.splitlines()[0] + "\n")
+
+    def without_period(text: str) -> list[list[str]]:
+        return [row[:2] + row[4:] for row in csv.reader(io.StringIO(text))]
+
+    assert without_period(written) == without_period(shown_csv)
+    command = next(c for c in outputs if c.startswith("ledger wallet events corner-shop "))
+    shown_events = [line for line in events.splitlines() if not line.startswith("ledger wallet events:")]
+    assert [line.split("  ")[2:] for line in outputs[command].splitlines()] == [
+        line.split("  ")[2:] for line in shown_events
+    ]
