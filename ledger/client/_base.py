@@ -86,6 +86,13 @@ Step: TypeAlias = Shared[Any] | Call | Requests[Any, Any]
 Steps: TypeAlias = Generator[Step, Any, T]
 
 
+def cursor_before(cursor: str) -> str:
+    """The cursor of the wallet event feed just before this event's record ("seq.index"; see wallet/v1): a
+    feed asked to start from now resumes there after a break, so nothing after its first event is missed."""
+    seq, _, index = cursor.partition(".")
+    return f"{seq}.{int(index) - 1}" if int(index) else f"{int(seq) - 1}.999999999"
+
+
 def run_sync(steps: Steps[T], perform: Callable[[Step], Any]) -> T:
     """Run a call's steps with blocking I/O."""
     try:

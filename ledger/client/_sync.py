@@ -19,7 +19,7 @@ from ledger.records.layout import Account, AccountBalance, Buffer, Transfer
 from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.v1 import ledger_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 
-from ._base import Call, ClientSteps, Shared, Step, run_sync
+from ._base import Call, ClientSteps, Shared, Step, cursor_before, run_sync
 from ._batching import Batch, Entry
 from ._config import IN_FLIGHT_MAX, ClientConfig
 from ._errors import LedgerClosed, LedgerTimeout, LedgerUnreachable, call_error
@@ -521,6 +521,8 @@ class Client(ClientSteps):
             try:
                 for event in call:
                     attempts = 0
+                    if following.from_now:  # resume from just before this event's record, not from a later now
+                        following.after, following.from_now = cursor_before(event.cursor), False
                     if event.cursor != current:
                         if current:
                             following.after, following.from_now = current, False

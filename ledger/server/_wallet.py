@@ -612,18 +612,22 @@ class WalletService:
                     message=f"tenant: no tenant {message.tenant[:80]!r}",
                 )
             limit = message.limit or BOOKINGS_PAGE_DEFAULT
-            if not 1 <= limit <= BOOKINGS_PAGE_MAX or (message.starting_after and not parse_id(message.starting_after)):
-                return wallet_pb2.ListBookingsReply(
-                    result=WalletResult.REFERENCE_REQUIRED.value,  # type: ignore[arg-type]
-                    message=f"limit must be 1 to {BOOKINGS_PAGE_MAX} and starting_after a booking id",
-                )
+            if not 1 <= limit <= BOOKINGS_PAGE_MAX:
+                raise MalformedRequest(f"ListBookings: limit must be 1 to {BOOKINGS_PAGE_MAX} (0: 100), got {limit}")
+            after = parse_id(message.starting_after)
+            if message.starting_after and (
+                not after
+                or self._wallets.state.bookings.get(after, None) is None
+                or self._wallets.state.bookings[after].tenant != message.tenant
+            ):
+                raise MalformedRequest("ListBookings: starting_after: no booking of this tenant has this id")
             found = self._wallets.bookings(
                 message.tenant,
                 wallet=wallet_id(message.tenant, message.customer, tenant.currency.code) if message.customer else 0,
                 operator=message.operator,
                 since=message.since.ToNanoseconds() if message.HasField("since") else 0,
                 until=message.until.ToNanoseconds() if message.HasField("until") else 0,
-                after=parse_id(message.starting_after),
+                after=after,
                 limit=limit + 1,
             )
             reply = wallet_pb2.ListBookingsReply(result=WalletResult.OK.value)  # type: ignore[arg-type]

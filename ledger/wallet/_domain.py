@@ -548,13 +548,15 @@ class Wallets:
         self.state.apply_record(record)
         op.record(encode_record(record))
 
-    def _remember(self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R) -> R:
-        """Journal a reply the engine cannot rebuild, so a retry replays it."""
+    def _remember(self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R, **details: Any) -> R:
+        """Journal a reply the engine cannot rebuild, so a retry replays it; `details` (whose operation it
+        was: customer, amount, order) go into its record and event."""
         record: Record = {
             "op": kind,
             "tenant": tenant,
             "at": op.now(),
             "id": key_id,
+            **details,
             "result": reply.result.name,
             "message": reply.message,
             "facts": [["reply", key_id, fp, reply.to_json()]],
@@ -825,8 +827,9 @@ class Wallets:
         if refusal is not None:
             result, message = refusal
             return self._remember(
-                op, "topup_refused", request.tenant, key_id, fp, TopUpReply(result=result, message=message)
-            )
+                op, "topup_refused", request.tenant, key_id, fp, TopUpReply(result=result, message=message),
+                customer=request.customer, amount=request.amount, source=request.source.name.lower(),
+            )  # fmt: skip
         wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
         view = self._wallet(op, tenant, wallet)
         assert view is not None  # checked by _topup_refusal
@@ -979,7 +982,10 @@ class Wallets:
         if not isinstance(decided, _Paying):
             result, message = decided
             reply = PaymentReply(result=result, message=message, requested=request.amount)
-            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply)
+            return self._remember(
+                op, "payment_declined", request.tenant, key_id, fp, reply, customer=request.customer,
+                requested=request.amount, order=request.order_reference,
+            )  # fmt: skip
         view, paid, fee = decided.view, decided.paid, decided.fee
         wallet = view.wallet_id
         parts = view.allocate(paid + fee)
