@@ -1188,9 +1188,15 @@ class Wallets:
         now = op.now()
         moved = self._expire_holds(op, now) + self._expire_vouchers(op, now)
         due: list[tuple[int, int, int]] = []  # (wallet, grant_id, remaining)
+        # A grant may have two entries in the heap: one from when it was granted, stale while a hold
+        # reserved all of it, and one from when the hold gave it back. It expires once.
+        seen: set[tuple[int, int]] = set()
         expiries = self.state.expiries
         while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
             _, wallet, grant_id = heapq.heappop(expiries)
+            if (wallet, grant_id) in seen:
+                continue
+            seen.add((wallet, grant_id))
             for expires_at, remaining, held_id in self.state.grants.get(wallet, ()):
                 if held_id == grant_id and expires_at <= now and remaining:
                     due.append((wallet, grant_id, remaining))

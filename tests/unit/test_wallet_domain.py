@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -659,3 +660,20 @@ def test_a_payments_record_written_out_directly_is_what_the_encoder_writes() -> 
         record = {"op": "payment_succeeded", "tenant": tenant, "at": 10**18, "wallet": 2**128 - 2, "id": 5,
                   "order": order, "requested": 2**63 - 1, "paid": 7, "fee": 0, "facts": []}  # fmt: skip
         assert _payment_record(request, 10**18, 2**128 - 2, 5, 7, 0) == encode_record(record)
+
+
+def test_credit_a_void_gives_back_expires_once(bench: WalletBench, caplog: pytest.LogCaptureFixture) -> None:
+    # The hold takes all of the grant, so the grant leaves the wallet's list while its first expiry entry
+    # stays queued; the void queues a second one. The sweep must expire it once, not try twice.
+    shop(bench)
+    opened(bench)
+    top_up(bench, 300, "soon", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 300, "h1", seconds=3600, reference="r")
+        assert bench.wallets.void(op, "shop-a", hold.hold_id, "v1").ok
+    bench.clock.advance(61)
+    with caplog.at_level(logging.ERROR, logger="ledger.wallet"), bench.op() as op:
+        assert bench.wallets.sweep(op) == 1
+    assert caplog.records == []
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
