@@ -1367,6 +1367,9 @@ class Wallets:
                 if is_hold
                 else (WalletResult.HOLD_NOT_FOUND, "hold_id: no hold of this tenant has this id")
             )
+        elif hold.expires_at <= op.now():
+            # Expired, whether or not the sweep has voided it yet: the sweep releases what it reserves.
+            refusal = WalletResult.HOLD_NOT_PENDING, "hold_id: the hold expired"
         elif not 0 <= amount <= AMOUNT_MAX:
             refusal = WalletResult.AMOUNT_INVALID, f"amount must be between 0 (all) and {AMOUNT_MAX}"
         elif capture and amount > hold.amount:

@@ -677,3 +677,22 @@ def test_credit_a_void_gives_back_expires_once(bench: WalletBench, caplog: pytes
     assert caplog.records == []
     tenant = bench.wallets.get_tenant("shop-a")
     assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
+
+
+def test_a_hold_past_its_expiry_is_neither_captured_nor_voided_before_the_sweep(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 400, "h1", seconds=60, reference="r")
+    bench.clock.advance(60)  # at its expiry, and no sweep has run
+    with bench.op() as op:
+        late = bench.wallets.capture(op, "shop-a", hold.hold_id, 0, "c1")
+        too_late = bench.wallets.void(op, "shop-a", hold.hold_id, "v1")
+    assert late.result is too_late.result is WalletResult.HOLD_NOT_PENDING
+    assert available(bench) == 600  # reserved until the sweep voids it
+    with bench.op() as op:
+        assert bench.wallets.sweep(op) == 1
+    assert available(bench) == 1000
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["revenue"]).credits_posted == 0
