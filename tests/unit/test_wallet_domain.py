@@ -550,7 +550,7 @@ def test_a_wallet_is_paid_out_or_written_off_and_then_closes(bench: WalletBench)
     top_up(bench, 200, "t2", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
     top_up(bench, 300, "t3", customer="ben")
     with bench.op() as op:
-        hold = bench.wallets.authorize(op, "shop-a", "ben", 100, "h1", seconds=60, reference="r")
+        hold = bench.wallets.authorize(op, "shop-a", "ben", 100, "h1", seconds=3600, reference="r")
     bench.clock.advance(61)  # anna's 200 expired, not yet swept: it moves with the rest
     with bench.op() as op:
         held = bench.wallets.empty_wallet(op, "shop-a", "ben", "e0", destination="payout", operator="o", reason="r")
