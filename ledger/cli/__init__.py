@@ -11,11 +11,11 @@ from typing import Any, NoReturn
 
 from ledger import __version__
 
-from . import _audit, _csv, _demo, _info, _keys, _ops, _serve
+from . import _audit, _csv, _demo, _info, _keys, _ops, _serve, _wallet
 from ._ops import EXIT_USAGE
 from ._parse import InputError
 
-COMMAND_MODULES = (_serve, _info, _demo, _ops, _csv, _keys, _audit)
+COMMAND_MODULES = (_serve, _info, _demo, _ops, _wallet, _csv, _keys, _audit)
 
 
 class CommandParser(argparse.ArgumentParser):

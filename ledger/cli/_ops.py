@@ -215,20 +215,26 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         raise InputError(str(exc)) from None
 
 
-def run_with_client(args: argparse.Namespace, work: Callable[[Client], int], *, waiting_notice: bool = False) -> int:
+def run_with_client(
+    args: argparse.Namespace,
+    work: Callable[[Client], int],
+    *,
+    waiting_notice: bool = False,
+    again: str = "stopping and running it again is safe",
+) -> int:
     """`work` with a connected client made from the options; a failed call prints the reason and exits 3.
 
     With `waiting_notice` (commands of one or a few calls, without a progress bar of their own), a call
     still unanswered after WAITING_NOTICE_SECONDS says so on stderr, rather than leaving the operator
-    before a silent terminal until --call-timeout. Bad input (InputError) goes up to `ledger.cli.main`,
-    which prints it and exits 2.
+    before a silent terminal until --call-timeout, and `again` (what makes running it again safe). Bad
+    input (InputError) goes up to `ledger.cli.main`, which prints it and exits 2.
     """
     config = client_config(args)
     notice = threading.Timer(
         WAITING_NOTICE_SECONDS,
         lambda: print(
             f"{args.command_parser.prog}: no answer from {config.server} yet: retrying with the same ids until "
-            f"--call-timeout ({config.timeout_seconds:g} s); stopping and running it again is safe",
+            f"--call-timeout ({config.timeout_seconds:g} s); {again}",
             file=sys.stderr,
         ),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,6 +193,12 @@ def parse_amount(text: str, unit: Money = MINOR) -> int:
     return value
 
 
+def parse_money_amount(text: str, unit: Money) -> int:
+    """An amount where the currency is known (a wallet tenant's): an integer is minor units ("1250"), a
+    decimal is major units of the currency ("12.50"); exact, as parse_amount reads it."""
+    return parse_amount(text, unit if "." in text else MINOR)
+
+
 def format_amount(minor: int, unit: Money = MINOR, *, sign: bool = False) -> str:
     """Minor units as text: an integer, or with a scale a decimal in major units (integers only)."""
     prefix = "-" if minor < 0 else ("+" if sign and minor > 0 else "")
@@ -262,6 +269,33 @@ def parse_time(text: str) -> int:
     if not 0 <= value <= TIMESTAMP_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is outside the ledger's times (1970 to 2262)")
     return value
+
+
+_SPAN: Final = re.compile(r"([0-9]+)([smhd])")
+_SPAN_SECONDS: Final = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_span(text: str) -> int:
+    """A span of time in seconds, written with its unit: 90s, 30m, 12h or 365d."""
+    match = _SPAN.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a span of time (a number and s, m, h or d: 30d, 12h)")
+    return int(match[1]) * _SPAN_SECONDS[match[2]]
+
+
+def format_span(seconds: int) -> str:
+    """Seconds in the largest unit parse_span reads that divides them: 31536000 is 365d."""
+    for unit, size in _SPAN_SECONDS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("every whole number of seconds is a span")  # pragma: no cover
+
+
+def parse_when(text: str) -> int:
+    """A moment, in nanoseconds since the epoch: a span from now (30d, 12h), or as parse_time reads one."""
+    if _SPAN.fullmatch(text.strip()):
+        return time.time_ns() + parse_span(text) * 1_000_000_000
+    return parse_time(text)
 
 
 def format_time(nanoseconds: int) -> str:

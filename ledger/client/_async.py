@@ -36,7 +36,7 @@ from ._records import (
     pack_transfer,
     packed_linked,
 )
-from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, Kind
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, PAYMENT_EVENTS, Kind
 from ._retry import Attempts, backoff_seconds
 from ._stream import StreamFailed, WriteStream
 
@@ -307,6 +307,7 @@ class AsyncClient(ClientSteps):
         kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY)
         self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
         self._transfers_batcher: _Batcher[bytes, list[TransferOutcome]] = self._batchers[CREATE_TRANSFERS.rpc]
+        self._pay_batcher: _Batcher[wallet_pb2.PayRequest, wallet_pb2.PayReply] = self._batchers[PAY.rpc]
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -465,7 +466,11 @@ class AsyncClient(ClientSteps):
 
     async def pay(self, request: wallet_pb2.PayRequest, *, timeout: float | None = None) -> wallet_pb2.PayReply:
         """One payment; concurrent payments share PayBatch calls (auto-batching)."""
-        return await self._run(self._pay(request, timeout))
+        # _pay's one step, taken directly: like create_transfer, the call a fleet of terminals makes most.
+        reply: wallet_pb2.PayReply = await self._pay_batcher.submit(
+            request, PAYMENT_EVENTS, False, self._timeout(timeout)
+        )
+        return reply
 
     async def create_tenant(
         self, request: wallet_pb2.CreateTenantRequest, *, timeout: float | None = None
@@ -632,6 +637,30 @@ class AsyncClient(ClientSteps):
             attempts += 1
             current = ""
             await asyncio.sleep(backoff_seconds(self.config, attempts, self._rng))
+
+    async def empty_wallet(
+        self, request: wallet_pb2.EmptyWalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Pay out or write off all a wallet holds, so that it may close."""
+        reply: wallet_pb2.BookingReply = await self._run(self._wallet("EmptyWallet", request, timeout))
+        return reply
+
+    # Statements and settlement.
+
+    async def get_statement(
+        self, request: wallet_pb2.GetStatementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.StatementReply:
+        """A page of a wallet's statement: a row per movement, oldest first; pass `next_cursor` as
+        `starting_after` for the next while `has_more`."""
+        reply: wallet_pb2.StatementReply = await self._run(self._wallet("GetStatement", request, timeout))
+        return reply
+
+    async def get_settlement(
+        self, request: wallet_pb2.GetSettlementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.SettlementReply:
+        """A tenant's settlement report for a day or a range (with `csv`, as CSV text too)."""
+        reply: wallet_pb2.SettlementReply = await self._run(self._wallet("GetSettlement", request, timeout))
+        return reply
 
     # Sending.
 

@@ -538,6 +538,30 @@ class Client(ClientSteps):
                 pause = backoff_seconds(self.config, attempts, self._rng)
             time.sleep(pause)
 
+    def empty_wallet(
+        self, request: wallet_pb2.EmptyWalletRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.BookingReply:
+        """Pay out or write off all a wallet holds, so that it may close."""
+        reply: wallet_pb2.BookingReply = run_sync(self._wallet("EmptyWallet", request, timeout), self._perform)
+        return reply
+
+    # Statements and settlement.
+
+    def get_statement(
+        self, request: wallet_pb2.GetStatementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.StatementReply:
+        """A page of a wallet's statement: a row per movement, oldest first; pass `next_cursor` as
+        `starting_after` for the next while `has_more`."""
+        reply: wallet_pb2.StatementReply = run_sync(self._wallet("GetStatement", request, timeout), self._perform)
+        return reply
+
+    def get_settlement(
+        self, request: wallet_pb2.GetSettlementRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.SettlementReply:
+        """A tenant's settlement report for a day or a range (with `csv`, as CSV text too)."""
+        reply: wallet_pb2.SettlementReply = run_sync(self._wallet("GetSettlement", request, timeout), self._perform)
+        return reply
+
     # Sending.
 
     def _perform(self, step: Step) -> Any:

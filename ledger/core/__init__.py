@@ -1,6 +1,15 @@
 """The durable ledger: engine and journal composed by the durability protocol, and recovery."""
 
-from ._ledger import Ledger, LedgerError, LedgerFailed, LedgerOverloaded, LedgerStats, LedgerUnavailable, Operation
+from ._ledger import (
+    Ledger,
+    LedgerError,
+    LedgerFailed,
+    LedgerOverloaded,
+    LedgerReserved,
+    LedgerStats,
+    LedgerUnavailable,
+    Operation,
+)
 from ._local import LocalCallError, LocalClient, Op, Status, serve_local
 from ._recovery import RecoveryReport, recover, replay_commit
 
@@ -9,6 +18,7 @@ __all__ = [
     "LedgerError",
     "LedgerFailed",
     "LedgerOverloaded",
+    "LedgerReserved",
     "LedgerStats",
     "LedgerUnavailable",
     "LocalCallError",

@@ -76,11 +76,14 @@ from ledger.journal import (
     open_store,
     seq_before,
 )
+from ledger.records.codes import TransferFlags
 from ledger.records.layout import (
     ACCOUNT_FLAGS_OFFSET,
+    ACCOUNT_LEDGER_OFFSET,
     TRANSFER_CREDIT_ACCOUNT_ID_OFFSET,
     TRANSFER_DEBIT_ACCOUNT_ID_OFFSET,
     TRANSFER_FLAGS_OFFSET,
+    TRANSFER_LEDGER_OFFSET,
     TRANSFER_PENDING_ID_OFFSET,
     TRANSFER_TIMESTAMP_OFFSET,
 )
@@ -88,6 +91,7 @@ from ledger.records.limits import (
     ACCOUNT_RESULT_SIZE,
     ACCOUNT_SIZE,
     BATCH_EVENTS_MAX,
+    DOMAIN_LEDGER_FIRST,
     ID_SIZE,
     TRANSFER_RESULT_SIZE,
     TRANSFER_SIZE,
@@ -193,6 +197,66 @@ class LedgerOverloaded(LedgerError):
 
 class LedgerFailed(LedgerUnavailable):
     """The ledger stopped acknowledging after an error it cannot recover from in this process; restart it."""
+
+
+class LedgerReserved(Exception):
+    """A write names a ledger of the domain layer (DOMAIN_LEDGER_FIRST and up: a wallet tenant's), which only
+    the domain writes, through `Ledger.operation()` (gRPC PERMISSION_DENIED). Nothing of it was applied."""
+
+
+_POST_OR_VOID: Final = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+assert _POST_OR_VOID < 256, "both flags are in the low byte of the u16 flags field"
+_MARK_POST_OR_VOID: Final = bytes(0xFF if b & _POST_OR_VOID else 0 for b in range(256))
+_MARK_ZERO: Final = bytes(0xFF if b == 0 else 0 for b in range(256))
+
+
+def _reserved(what: str, index: int, ledger: int, named: str = "") -> LedgerReserved:
+    return LedgerReserved(
+        f"{what}[{index}].ledger: {named}ledger {ledger} belongs to a wallet tenant (ledgers from "
+        f"{DOMAIN_LEDGER_FIRST} up are the Wallet service's): write it through the Wallet service; your own books "
+        f"take a ledger below {DOMAIN_LEDGER_FIRST}"
+    )
+
+
+def _refuse_domain_ledgers(data: bytes, record_size: int, ledger_offset: int, what: str) -> None:
+    """LedgerReserved naming the first record of `data` (whole records) in a domain ledger.
+
+    DOMAIN_LEDGER_FIRST is the top bit of the u32 ledger field, the top bit of its last byte: the byte of every
+    record at once, one strided slice in C, is ASCII exactly when no record is in a domain ledger.
+    """
+    end = len(data) - len(data) % record_size
+    tops = data[ledger_offset + 3 : end : record_size]
+    if tops.isascii():
+        return
+    index = next(i for i, top in enumerate(tops) if top >= 0x80)
+    start = index * record_size + ledger_offset
+    raise _reserved(what, index, int.from_bytes(data[start : start + 4], "little"))
+
+
+def _holds_of_ledger_zero(data: bytes) -> bytes | None:
+    """The pending ids of the posts and voids of ledger 0 in `data` (the engine gives those their hold's
+    ledger), packed one per record (zero for every other record); None if there is none.
+
+    All in C, column by column: byte planes of the fields are marked (0xFF or 0) with translate, combined as
+    big integers, and the pending ids masked with the result, so a batch of 8190 captures costs no loop."""
+    end = len(data) - len(data) % TRANSFER_SIZE
+    count = end // TRANSFER_SIZE
+    ending = data[TRANSFER_FLAGS_OFFSET:end:TRANSFER_SIZE].translate(_MARK_POST_OR_VOID)
+    if not ending.strip(b"\0"):
+        return None
+    ledger = 0
+    for k in range(4):
+        ledger |= int.from_bytes(data[TRANSFER_LEDGER_OFFSET + k : end : TRANSFER_SIZE], "little")
+    mask = int.from_bytes(ending, "little") & int.from_bytes(
+        ledger.to_bytes(count, "little").translate(_MARK_ZERO), "little"
+    )
+    if not mask:
+        return None
+    pending = bytearray(ID_SIZE * count)
+    for k in range(ID_SIZE):
+        plane = int.from_bytes(data[TRANSFER_PENDING_ID_OFFSET + k : end : TRANSFER_SIZE], "little") & mask
+        pending[k::ID_SIZE] = plane.to_bytes(count, "little")
+    return bytes(pending)
 
 
 def _expiries(expired_ids: bytes, transfers_count: int) -> bytes:
@@ -440,7 +504,12 @@ class Ledger:
     # -- writes ------------------------------------------------------------------
 
     async def create_accounts(self, events: Buffer) -> bytes:
-        """Per-event 16-byte results, once every account created is durable."""
+        """Per-event 16-byte results, once every account created is durable.
+
+        An account in a domain ledger (DOMAIN_LEDGER_FIRST and up) refuses the batch (LedgerReserved): the
+        domain creates its accounts through `operation()`.
+        """
+        events = self._outside_domain_ledgers(events, ACCOUNT_SIZE, ACCOUNT_LEDGER_OFFSET, "accounts")
         if self._unavailable is not None and (replayed := await self._replayed(self._accounts_batcher, events)):
             return replayed[0]
         self._admit()
@@ -449,7 +518,12 @@ class Ledger:
         return results
 
     async def create_transfers(self, events: Buffer) -> bytes:
-        """Per-event 24-byte results, once every transfer created (and hold expired) is durable."""
+        """Per-event 24-byte results, once every transfer created (and hold expired) is durable.
+
+        A transfer in a domain ledger, or a post or void of ledger 0 whose hold is in one, refuses the batch
+        (LedgerReserved) before anything is applied: the domain moves its money through `operation()`.
+        """
+        events = self._transfers_outside_domain_ledgers(events)
         if self._unavailable is not None and (replayed := await self._replayed(self._transfers_batcher, events)):
             return replayed[0]
         self._admit()
@@ -460,12 +534,38 @@ class Ledger:
     def submit_transfers(self, events: Buffer) -> asyncio.Future[tuple[bytes, int]]:
         """Apply transfers without waiting: (results, ticket) once applied; answer after `until_durable(ticket)`.
 
-        For a caller that pipelines (a stream): submissions are applied in the order made.
+        For a caller that pipelines (a stream): submissions are applied in the order made. Refused at once
+        (LedgerReserved) as `create_transfers` refuses.
         """
+        events = self._transfers_outside_domain_ledgers(events)
         if self._unavailable is not None:
             return asyncio.ensure_future(self._submit_during_outage(events))
         self._admit()
         return self._transfers_batcher.enqueue(events)
+
+    @staticmethod
+    def _outside_domain_ledgers(events: Buffer, record_size: int, ledger_offset: int, what: str) -> bytes:
+        """The batch as bytes (what is checked is what is applied), unless a record is in a domain ledger."""
+        check_batch(events, record_size, what)  # a malformed batch is refused as such first
+        data = events if isinstance(events, bytes) else bytes(events)
+        _refuse_domain_ledgers(data, record_size, ledger_offset, what)
+        return data
+
+    def _transfers_outside_domain_ledgers(self, events: Buffer) -> bytes:
+        data = self._outside_domain_ledgers(events, TRANSFER_SIZE, TRANSFER_LEDGER_OFFSET, "transfers")
+        if (pending := _holds_of_ledger_zero(data)) is None:
+            return data
+        # A hold never changes ledger, so what the engine holds now is what the post or void will take.
+        holds = self._engine.lookup_transfers(pending)
+        if holds[TRANSFER_LEDGER_OFFSET + 3 :: TRANSFER_SIZE].isascii():
+            return data
+        for at in range(0, len(holds), TRANSFER_SIZE):
+            ledger = int.from_bytes(holds[at + TRANSFER_LEDGER_OFFSET : at + TRANSFER_LEDGER_OFFSET + 4], "little")
+            if ledger >= DOMAIN_LEDGER_FIRST:
+                hold_id = holds[at : at + ID_SIZE]
+                index = next(i for i in range(0, len(pending), ID_SIZE) if pending[i : i + ID_SIZE] == hold_id)
+                raise _reserved("transfers", index // ID_SIZE, ledger, "0 takes its hold's ledger, and ")
+        raise AssertionError("a hold's ledger has its top bit set, so it is a domain's")  # pragma: no cover
 
     async def _submit_during_outage(self, events: Buffer) -> tuple[bytes, int]:
         if replayed := await self._replayed(self._transfers_batcher, events):

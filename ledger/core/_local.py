@@ -26,7 +26,7 @@ from typing import Final
 from ledger.engine import EngineError
 from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
 
-from ._ledger import Ledger, LedgerFailed, LedgerOverloaded, LedgerUnavailable
+from ._ledger import Ledger, LedgerFailed, LedgerOverloaded, LedgerReserved, LedgerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class Status(enum.IntEnum):
     UNAVAILABLE = 1
     RESOURCE_EXHAUSTED = 2
     INVALID_ARGUMENT = 3
+    PERMISSION_DENIED = 4
+    """A record names a domain ledger (a wallet tenant's): written through the domain only."""
 
 
 class LocalCallError(Exception):
@@ -77,6 +79,8 @@ async def _answer(ledger_call: Callable[[bytes], Awaitable[bytes]] | None, paylo
         return Status.UNAVAILABLE, str(exc).encode()
     except EngineError as exc:
         return Status.INVALID_ARGUMENT, str(exc).encode()
+    except LedgerReserved as exc:
+        return Status.PERMISSION_DENIED, str(exc).encode()
 
 
 async def serve_local(ledger: Ledger, path: str) -> asyncio.Server:

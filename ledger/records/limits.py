@@ -28,6 +28,11 @@ TIMESTAMP_MAX: Final = 2**63 - 1
 TIMEOUT_SECONDS_MAX: Final = 2**32 - 1
 """A pending transfer's timeout is a u32 number of seconds; 0 means it never expires."""
 NANOSECONDS_PER_SECOND: Final = 1_000_000_000
+DOMAIN_LEDGER_FIRST: Final = 1 << 31
+"""Ledger numbers from here up belong to the domain layer (the wallet's tenants, one per tenant and currency)
+and are written through it alone; the ledgers a caller of the Ledger service chooses for its own books stay
+below. The boundary is the top bit of the u32 ledger field, the top bit of its last byte (little-endian), so a
+batch is checked with one strided slice of those bytes."""
 
 # Batches.
 BATCH_EVENTS_MAX: Final = 8190

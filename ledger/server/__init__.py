@@ -1,4 +1,5 @@
-"""The gRPC front door: the Ledger service, its assembly, and conversion to the engine's packed records."""
+"""The gRPC front door: the Ledger and Wallet services, their assembly, and conversion to the engine's packed
+records."""
 
 from ._convert import (
     ConversionError,
@@ -15,6 +16,7 @@ from ._metrics import LedgerMetrics, count_results
 from ._serve import run_event_loop, serve, start_server
 from ._servicer import PERMISSIONS, SERVICE_NAME, LedgerService, add_ledger_service, ledger_service
 from ._services import Service
+from ._wallet import sweep_expiries, wallet_service
 
 __all__ = [
     "SERVICE_NAME",
@@ -27,6 +29,8 @@ __all__ = [
     "run_event_loop",
     "serve",
     "start_server",
+    "sweep_expiries",
+    "wallet_service",
     "ConversionError",
     "account_filter_from_proto",
     "account_filter_to_proto",

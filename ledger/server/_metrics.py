@@ -160,6 +160,12 @@ class LedgerMetrics:
         self._commits = Counter(
             "ledger_journal_commits", "Journal commits written (one transaction may hold several).", registry=r
         )
+        self._wallet_operations = Counter(
+            "ledger_wallet_operations",
+            "Wallet operations answered, by method and result (WalletResult: OK or the rule broken).",
+            ["method", "result"],
+            registry=r,
+        )
         self._recovery_seconds = Gauge(
             "ledger_recovery_seconds", "How long this start took to recover the engine from the journal.", registry=r
         )
@@ -201,6 +207,11 @@ class LedgerMetrics:
             self._transfer_children.add_one(results[0])
             return
         self._transfer_children.add(count_results(results, TRANSFER_RESULT_SIZE))
+
+    def count_wallet_results(self, method: str, results: dict[str, int]) -> None:
+        """Count a Wallet call's operations by result name (a PayBatch counts each payment)."""
+        for result, count in results.items():
+            self._wallet_operations.labels(method, result).inc(count)
 
     def count_account_results(self, results: Buffer) -> None:
         """Count one batch's packed 16-byte account results by result code."""

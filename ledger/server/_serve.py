@@ -200,7 +200,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         if metrics is not None and endpoint is not None:
             metrics_port = metrics.start_http(*endpoint)
             metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
-        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets)]
+        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics)]
         server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth, services=services)
         sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets), name="wallet-expiry")
         host = config.address.rsplit(":", 1)[0]

@@ -24,7 +24,7 @@ from ledger.auth import (
     current_principal,
     scoped,
 )
-from ledger.core import Ledger, LedgerUnavailable
+from ledger.core import Ledger, LedgerReserved, LedgerUnavailable
 from ledger.engine import EngineError
 from ledger.journal import READ_STEP_RECORDS, BalancesPage, Steps, TransfersPage, run_steps
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -268,6 +268,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                         raise ConversionError(f"message {index}: {exc}") from None
                     except PermissionDenied as exc:
                         raise PermissionDenied(f"message {index}: {exc}") from None
+                    except LedgerReserved as exc:
+                        raise LedgerReserved(f"message {index}: {exc}") from None
                     window.put_nowait(applied)
                     index += 1
             finally:

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from ledger.auth import AuthFailure, PermissionDenied
-from ledger.core import LedgerOverloaded, LedgerUnavailable
+from ledger.core import LedgerOverloaded, LedgerReserved, LedgerUnavailable
 from ledger.engine import EngineError
 
 from ._convert import ConversionError
@@ -40,7 +40,7 @@ class MalformedRequest(ConversionError):
 
 REFUSALS: Final[tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...]] = (
     ((ConversionError, EngineError, ValueError), grpc.StatusCode.INVALID_ARGUMENT),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    ((PermissionDenied, LedgerReserved), grpc.StatusCode.PERMISSION_DENIED),
     (LedgerOverloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LedgerUnavailable, grpc.StatusCode.UNAVAILABLE),
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -20,23 +20,34 @@ from google.protobuf.message import Message
 
 from ledger.auth import Permission, PermissionDenied, current_principal
 from ledger.core import Ledger, LedgerError
-from ledger.records.limits import ID_INT_MAX
+from ledger.journal import AccountFilter
+from ledger.records.codes import AccountFlags
+from ledger.records.layout import pack_ids, unpack_accounts
+from ledger.records.limits import ID_INT_MAX, TIMESTAMP_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
     CUSTOMER_LENGTH_MAX,
     EVENT_TYPES_ALL,
     GRANT_RUN_ITEMS_MAX,
+    STATEMENT_LIMIT_DEFAULT,
+    STATEMENT_LIMIT_MAX,
     Balance,
     Booking,
     BookingReply,
     GrantItem,
+    HistoryPage,
+    HistoryRead,
     HoldReply,
     Operation,
     Payment,
     PaymentReply,
     Refund,
     RefundReply,
+    Settlement,
+    StatementKind,
+    StatementPage,
     StatusReply,
+    Tenant,
     TenantReply,
     TenantSettings,
     TopUp,
@@ -47,13 +58,20 @@ from ledger.wallet import (
     WalletResult,
     Wallets,
     currency,
+    day_range,
+    decode_cursor,
+    encode_cursor,
     events_of,
     parse_cursor,
+    settlement,
+    settlement_csv,
+    statement,
     wallet_id,
 )
 
 from ._limits import message_bytes_max
-from ._servicer import until_refused
+from ._metrics import LedgerMetrics
+from ._servicer import _reader, until_refused
 from ._services import Service
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late
 
@@ -75,6 +93,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "OpenWallet": _P.WALLET_TOPUP,
     "GetBalance": _P.WALLET_READ,
     "SetWalletStatus": _P.WALLET_BOOK,
+    "EmptyWallet": _P.WALLET_BOOK,
     "TopUp": _P.WALLET_TOPUP,
     "Pay": _P.WALLET_PAY,
     "PayBatch": _P.WALLET_PAY,
@@ -92,6 +111,9 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "DeactivateVoucher": _P.WALLET_VOUCHER,
     "GrantRun": _P.WALLET_GRANT,
     "SubscribeEvents": _P.WALLET_READ,
+    # statements and settlement
+    "GetStatement": _P.WALLET_READ,
+    "GetSettlement": _P.WALLET_TENANT,
 }
 """What each method of the Wallet service needs, always for the key's own tenant."""
 
@@ -127,6 +149,7 @@ _STATUS_VALUES: Final = {name: value for value, name in _STATUS_NAMES.items()}
 
 Parsed = TypeVar("Parsed", bound=Message)
 Reply = TypeVar("Reply")
+Result = TypeVar("Result")
 
 
 def format_id(value: int) -> str:
@@ -220,19 +243,23 @@ def _topup_reply(reply: TopUpReply) -> wallet_pb2.TopUpReply:
     return message
 
 
-def pay_reply(reply: PaymentReply) -> wallet_pb2.PayReply:
-    message = wallet_pb2.PayReply(
-        result=int(reply.result),  # type: ignore[arg-type]
-        message=reply.message,
-        payment_id=format_id(reply.payment_id),
-        wallet_id=format_id(reply.wallet_id),
-        requested=reply.requested,
-        paid=reply.paid,
-        remainder=reply.remainder,
-        fee=reply.fee,
-        balance=reply.balance,
-    )
-    _timestamp(message.created_at, reply.timestamp)
+def pay_reply(reply: PaymentReply, message: wallet_pb2.PayReply | None = None) -> wallet_pb2.PayReply:
+    """The reply to a payment, written into `message` (a batch's reply adds one in place) or a new one."""
+    if message is None:
+        message = wallet_pb2.PayReply()
+    message.result = reply.result.value  # type: ignore[assignment]
+    if reply.message:
+        message.message = reply.message
+    if reply.payment_id:
+        message.payment_id = f"{reply.payment_id:032x}"
+        message.wallet_id = f"{reply.wallet_id:032x}"
+    message.requested = reply.requested
+    message.paid = reply.paid
+    message.remainder = reply.remainder
+    message.fee = reply.fee
+    message.balance = reply.balance
+    if reply.timestamp:
+        message.created_at.FromNanoseconds(reply.timestamp)
     return message
 
 
@@ -367,12 +394,27 @@ def _actor() -> str:
 class WalletService:
     """The Wallet service's methods, each taking and giving wire bytes."""
 
-    def __init__(self, ledger: Ledger, wallets: Wallets) -> None:
+    def __init__(self, ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> None:
         self._ledger = ledger
         self._wallets = wallets
+        self._metrics = metrics
         self._refusals = RefusalLog()
 
-    async def _run(self, step: Callable[[Operation], Message]) -> bytes:
+    def _count(self, method: str, reply: Message) -> None:
+        """Count the operations of a reply by result (every reply of a batch, or the reply itself)."""
+        if self._metrics is None:
+            return
+        replies = getattr(reply, "replies", None)
+        items = list(replies) if replies is not None else [reply]
+        counts: dict[str, int] = {}
+        for item in items:
+            result = getattr(item, "result", None)
+            if result is not None:
+                name = wallet_pb2.WalletResult.Name(result).removeprefix("WALLET_RESULT_")
+                counts[name] = counts.get(name, 0) + 1
+        self._metrics.count_wallet_results(method, counts)
+
+    async def _run(self, step: Callable[[Operation], Message]) -> Message:
         """Run one step of the domain in a ledger operation; its reply once what it wrote is durable.
 
         What the engine applied is journaled even if the step fails after applying it (a bug), so the
@@ -384,7 +426,7 @@ class WalletService:
         finally:
             ticket = operation.finish()
         await self._ledger.until_durable(ticket)
-        return reply.SerializeToString()
+        return reply
 
     async def _call(
         self,
@@ -399,7 +441,9 @@ class WalletService:
             tenant = getattr(message, "tenant", None)
             if tenant is not None:
                 check_tenant(tenant)
-            return await self._run(lambda operation: step(message, operation))
+            reply = await self._run(lambda operation: step(message, operation))
+            self._count(method, reply)
+            return reply.SerializeToString()
 
         return await call(context, method, work, self._refusals)
 
@@ -491,10 +535,12 @@ class WalletService:
 
             def step(op: Operation) -> Message:
                 for item in message.payments:
-                    reply.replies.append(pay_reply(self._wallets.pay(op, payment(item))))
+                    pay_reply(self._wallets.pay(op, payment(item)), reply.replies.add())
                 return reply
 
-            return await self._run(step)
+            replies = await self._run(step)
+            self._count("PayBatch", replies)
+            return replies.SerializeToString()
 
         return await call(context, "PayBatch", work, self._refusals)
 
@@ -696,6 +742,112 @@ class WalletService:
         except Exception as exc:
             await refuse(context, exc, "SubscribeEvents", self._refusals)
 
+    async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:
+            destinations = {
+                wallet_pb2.EMPTY_DESTINATION_PAYOUT: "payout",
+                wallet_pb2.EMPTY_DESTINATION_BREAKAGE: "breakage",
+            }
+            destination = destinations.get(message.destination, "")
+            reply = self._wallets.empty_wallet(
+                op, message.tenant, message.customer, message.key, destination=destination,
+                operator=message.operator, reason=message.reason, actor=_actor(),
+            )  # fmt: skip
+            return _booking_reply(reply)
+
+        return await self._call(context, "EmptyWallet", wallet_pb2.EmptyWalletRequest, request, step)
+
+    # -- statements and settlement -------------------------------------------------------------------------
+    # The reports are ledger.wallet._statements' steps; each of their reads is a history read of the ledger,
+    # taken in the caller's turn among the ledger's reads and showing only what is durable.
+
+    async def GetStatement(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            method = "GetStatement"
+            message = parse(wallet_pb2.GetStatementRequest, request, method, REQUEST_BYTES_MAX[method])
+            check_tenant(message.tenant)
+            query = _statement_query(message)
+            found = await self._durable(lambda op: self._wallets.balance(op, message.tenant, message.customer))
+            if not found.ok:
+                reply = wallet_pb2.StatementReply(result=int(found.result), message=found.message)  # type: ignore[arg-type]
+                return reply.SerializeToString()
+            page = await self._read_history(statement(found.wallet_id, **query), _reader(context))
+            return _statement_reply(found, page).SerializeToString()
+
+        return await call(context, "GetStatement", work, self._refusals)
+
+    async def GetSettlement(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            method = "GetSettlement"
+            message = parse(wallet_pb2.GetSettlementRequest, request, method, REQUEST_BYTES_MAX[method])
+            check_tenant(message.tenant)
+            since, until = _settlement_range(message)
+
+            def step(op: Operation) -> tuple[Tenant | None, int, frozenset[int]]:
+                # The newest timestamp applied: once the operation's ticket is durable, every transfer up to it
+                # is, and every later one is later; the reports' reads all stop there, so they see one moment.
+                newest = self._ledger.stats().engine.timestamp_last
+                tenant = self._wallets.tenant(message.tenant)
+                if tenant is None:
+                    return None, newest, frozenset()
+                found = unpack_accounts(op.lookup_accounts(pack_ids(list(tenant.accounts.values()))))
+                return tenant, newest, frozenset(a.id for a in found if not a.flags & AccountFlags.HISTORY)
+
+            tenant, newest, without_history = await self._durable(step)
+            if tenant is None:
+                return wallet_pb2.SettlementReply(
+                    result=wallet_pb2.WALLET_RESULT_TENANT_NOT_FOUND,
+                    message=f"tenant: no tenant {message.tenant[:80]!r}",
+                ).SerializeToString()
+            as_of = min(until, newest + 1)
+            report = await self._read_history(
+                settlement(tenant.accounts, since=min(since, as_of), until=as_of, without_history=without_history),
+                _reader(context),
+            )
+            if report.difference:
+                logger.error(
+                    "the settlement of tenant %s over %d..%d does not add up: closing %d - (opening %d + movements "
+                    "%d) = %d; the history disagrees with itself",
+                    tenant.tenant_id, report.since, report.until, report.closing, report.opening, report.movements,
+                    report.difference,
+                )  # fmt: skip
+            return _settlement_reply(tenant, report, since, until, csv=message.csv).SerializeToString()
+
+        return await call(context, "GetSettlement", work, self._refusals)
+
+    async def _durable(self, step: Callable[[Operation], Result]) -> Result:
+        """Run a step of the domain that reads, in a ledger operation; its result once everything applied
+        before it is durable (so is what it read)."""
+        operation = self._ledger.operation()
+        try:
+            found = step(operation)
+        finally:
+            ticket = operation.finish()
+        await self._ledger.until_durable(ticket)
+        return found
+
+    async def _read_history(self, steps: Generator[HistoryRead, HistoryPage, Result], caller: Hashable) -> Result:
+        """Run a report's steps, each read from the ledger's history in `caller`'s turn; the report."""
+        try:
+            read = next(steps)
+            while True:
+                f = AccountFilter(
+                    account_id=read.account_id,
+                    timestamp_min=read.timestamp_min,
+                    timestamp_max=read.timestamp_max,
+                    limit=read.limit,
+                    reversed=read.newest_first,
+                )
+                if read.balances:
+                    balances = await self._ledger.get_account_balances(f, caller=caller)
+                    page = HistoryPage(balances=balances.balances, following=_following(read, balances.next))
+                else:
+                    transfers = await self._ledger.get_account_transfers(f, caller=caller)
+                    page = HistoryPage(transfers=transfers.transfers, following=_following(read, transfers.next))
+                read = steps.send(page)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
 
 SWEEP_INTERVAL_SECONDS: Final = 1.0
 """How often expired credit moves to breakage and expired holds are voided: credit is never spendable past
@@ -717,11 +869,11 @@ async def sweep_expiries(ledger: Ledger, wallets: Wallets, interval_seconds: flo
             operation.finish()
 
 
-def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
-    """The Wallet service as the server assembles it."""
+def wallet_service(ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> Service:
+    """The Wallet service as the server assembles it (with `metrics`, its operations counted by result)."""
 
     def register(server: grpc.aio.Server) -> None:
-        service = WalletService(ledger, wallets)
+        service = WalletService(ledger, wallets, metrics)
         handlers = {
             method.name: (
                 grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
@@ -733,3 +885,128 @@ def wallet_service(ledger: Ledger, wallets: Wallets) -> Service:
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     return Service(SERVICE_NAME, register, PERMISSIONS)
+
+
+# -- statements and settlement -----------------------------------------------------------------------------
+
+_KIND_VALUES: Final = frozenset(kind.value for kind in StatementKind if kind is not StatementKind.UNSPECIFIED)
+STATEMENT_KINDS_MAX: Final = 32
+"""Most entries of a statement request's kinds (as many as the request's byte bound counts per repeated field)."""
+
+
+def _nanoseconds(message: Any, name: str) -> int:
+    """A request's timestamp field in nanoseconds, past the last the ledger assigns capped just after it (0:
+    unset); before 1970 is INVALID_ARGUMENT naming the field."""
+    if not message.HasField(name):
+        return 0
+    value = int(getattr(message, name).ToNanoseconds())
+    if value < 0:
+        raise ValueError(f"{name} must not be before 1970-01-01T00:00:00Z")
+    return min(value, TIMESTAMP_MAX + 1)
+
+
+def _statement_query(message: wallet_pb2.GetStatementRequest) -> dict[str, Any]:
+    """The statement's arguments from the request; ValueError naming the first field out of bounds."""
+    if message.limit == 0:
+        limit = STATEMENT_LIMIT_DEFAULT
+    elif 1 <= message.limit <= STATEMENT_LIMIT_MAX:
+        limit = message.limit
+    else:
+        raise ValueError(
+            f"limit must be 1 to {STATEMENT_LIMIT_MAX} rows (0: {STATEMENT_LIMIT_DEFAULT}), got {message.limit}"
+        )
+    if len(message.kinds) > STATEMENT_KINDS_MAX:
+        raise ValueError(f"kinds: at most {STATEMENT_KINDS_MAX} entries, got {len(message.kinds)}")
+    for kind in message.kinds:
+        if kind not in _KIND_VALUES:
+            raise ValueError(f"kinds: {kind} is not a StatementKind this server knows (nor may it be UNSPECIFIED)")
+    since, until = _nanoseconds(message, "since"), _nanoseconds(message, "until")
+    if message.HasField("until") and until <= since:
+        raise ValueError("until must be after since")
+    return {
+        "since": since,
+        "until": until,
+        "after": decode_cursor(message.starting_after),
+        "kinds": frozenset(StatementKind(kind) for kind in message.kinds),
+        "limit": limit,
+    }
+
+
+def _settlement_range(message: wallet_pb2.GetSettlementRequest) -> tuple[int, int]:
+    """[since, until) of the settlement asked for, until past every timestamp if open; ValueError naming the
+    field at fault."""
+    if message.day:
+        if message.HasField("since") or message.HasField("until"):
+            raise ValueError("day: set either a day or since (and until), not both")
+        return day_range(message.day)
+    if not message.HasField("since"):
+        raise ValueError("since: a settlement covers a day or a range from since; set one")
+    since, until = _nanoseconds(message, "since"), _nanoseconds(message, "until")
+    if not message.HasField("until"):
+        return since, TIMESTAMP_MAX + 1
+    if until <= since:
+        raise ValueError("until must be after since")
+    return since, until
+
+
+def _following(read: HistoryRead, following: AccountFilter | None) -> HistoryRead | None:
+    if following is None:
+        return None
+    return HistoryRead(
+        read.account_id, following.timestamp_min, following.timestamp_max, read.balances, read.newest_first, read.limit
+    )
+
+
+def _statement_reply(wallet: Balance, page: StatementPage) -> wallet_pb2.StatementReply:
+    reply = wallet_pb2.StatementReply(
+        result=wallet_pb2.WALLET_RESULT_OK,
+        wallet_id=format_id(wallet.wallet_id),
+        currency=wallet.currency,
+        has_more=page.has_more,
+        next_cursor=encode_cursor(page.cursor),
+    )
+    for row in page.rows:
+        message = reply.rows.add(
+            operation_id=format_id(row.operation_id),
+            kind=int(row.kind),
+            amount=row.amount,
+            fee=row.fee,
+            total=row.total,
+            balance=row.balance,
+            held=row.held,
+            held_change=row.held_change,
+            requested=row.requested,
+            source=row.source,
+            to_credit=row.to_credit,
+            related_id=format_id(row.related_id),
+            code=row.code,
+        )
+        message.created_at.FromNanoseconds(row.timestamp)
+    return reply
+
+
+def _settlement_reply(
+    tenant: Tenant, report: Settlement, since: int, until: int, *, csv: bool
+) -> wallet_pb2.SettlementReply:
+    """The reply to a settlement asked for over [since, until) (until past every timestamp: open)."""
+    reply = wallet_pb2.SettlementReply(
+        result=wallet_pb2.WALLET_RESULT_OK,
+        tenant=tenant.tenant_id,
+        currency=tenant.currency.code,
+        currency_scale=tenant.currency.scale,
+        opening_liability=report.opening,
+        movements=report.movements,
+        closing_liability=report.closing,
+        difference=report.difference,
+        opening_vouchers=report.vouchers_opening,
+        closing_vouchers=report.vouchers_closing,
+    )
+    for line in report.lines:
+        reply.lines.add(section=line.section, line=line.line, amount=line.amount, transfers=line.transfers)
+    reply.since.FromNanoseconds(since)
+    if until <= TIMESTAMP_MAX:
+        _timestamp(reply.until, until)
+    reply.as_of.FromNanoseconds(report.until)
+    if csv:
+        reply.csv = settlement_csv(report, tenant=tenant.tenant_id, money=tenant.currency)
+    return reply

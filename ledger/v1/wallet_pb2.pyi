@@ -69,6 +69,29 @@ class BookingDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BOOKING_DIRECTION_UNSPECIFIED: _ClassVar[BookingDirection]
     BOOKING_DIRECTION_CREDIT: _ClassVar[BookingDirection]
     BOOKING_DIRECTION_DEBIT: _ClassVar[BookingDirection]
+
+class EmptyDestination(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMPTY_DESTINATION_UNSPECIFIED: _ClassVar[EmptyDestination]
+    EMPTY_DESTINATION_PAYOUT: _ClassVar[EmptyDestination]
+    EMPTY_DESTINATION_BREAKAGE: _ClassVar[EmptyDestination]
+
+class StatementKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATEMENT_KIND_UNSPECIFIED: _ClassVar[StatementKind]
+    STATEMENT_KIND_TOP_UP: _ClassVar[StatementKind]
+    STATEMENT_KIND_PAYMENT: _ClassVar[StatementKind]
+    STATEMENT_KIND_REFUND: _ClassVar[StatementKind]
+    STATEMENT_KIND_HOLD: _ClassVar[StatementKind]
+    STATEMENT_KIND_CAPTURE: _ClassVar[StatementKind]
+    STATEMENT_KIND_VOID: _ClassVar[StatementKind]
+    STATEMENT_KIND_HOLD_EXPIRED: _ClassVar[StatementKind]
+    STATEMENT_KIND_EXPIRY: _ClassVar[StatementKind]
+    STATEMENT_KIND_BOOKING: _ClassVar[StatementKind]
+    STATEMENT_KIND_REVERSAL: _ClassVar[StatementKind]
+    STATEMENT_KIND_PAYOUT: _ClassVar[StatementKind]
+    STATEMENT_KIND_WRITE_OFF: _ClassVar[StatementKind]
+    STATEMENT_KIND_OTHER: _ClassVar[StatementKind]
 WALLET_RESULT_UNSPECIFIED: WalletResult
 WALLET_RESULT_OK: WalletResult
 WALLET_RESULT_IDEMPOTENCY_KEY_INVALID: WalletResult
@@ -117,6 +140,23 @@ WALLET_STATUS_CLOSED: WalletStatus
 BOOKING_DIRECTION_UNSPECIFIED: BookingDirection
 BOOKING_DIRECTION_CREDIT: BookingDirection
 BOOKING_DIRECTION_DEBIT: BookingDirection
+EMPTY_DESTINATION_UNSPECIFIED: EmptyDestination
+EMPTY_DESTINATION_PAYOUT: EmptyDestination
+EMPTY_DESTINATION_BREAKAGE: EmptyDestination
+STATEMENT_KIND_UNSPECIFIED: StatementKind
+STATEMENT_KIND_TOP_UP: StatementKind
+STATEMENT_KIND_PAYMENT: StatementKind
+STATEMENT_KIND_REFUND: StatementKind
+STATEMENT_KIND_HOLD: StatementKind
+STATEMENT_KIND_CAPTURE: StatementKind
+STATEMENT_KIND_VOID: StatementKind
+STATEMENT_KIND_HOLD_EXPIRED: StatementKind
+STATEMENT_KIND_EXPIRY: StatementKind
+STATEMENT_KIND_BOOKING: StatementKind
+STATEMENT_KIND_REVERSAL: StatementKind
+STATEMENT_KIND_PAYOUT: StatementKind
+STATEMENT_KIND_WRITE_OFF: StatementKind
+STATEMENT_KIND_OTHER: StatementKind
 
 class TenantSettings(_message.Message):
     __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit")
@@ -726,3 +766,149 @@ class WalletEvent(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     data_json: str
     def __init__(self, id: _Optional[str] = ..., cursor: _Optional[str] = ..., type: _Optional[str] = ..., tenant: _Optional[str] = ..., wallet_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., amount: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class EmptyWalletRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "key", "destination", "operator", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    key: str
+    destination: EmptyDestination
+    operator: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., key: _Optional[str] = ..., destination: _Optional[_Union[EmptyDestination, str]] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetStatementRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "since", "until", "kinds", "limit", "starting_after")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STARTING_AFTER_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    kinds: _containers.RepeatedScalarFieldContainer[StatementKind]
+    limit: int
+    starting_after: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kinds: _Optional[_Iterable[_Union[StatementKind, str]]] = ..., limit: _Optional[int] = ..., starting_after: _Optional[str] = ...) -> None: ...
+
+class StatementRow(_message.Message):
+    __slots__ = ("operation_id", "kind", "created_at", "amount", "fee", "total", "balance", "held", "held_change", "requested", "source", "to_credit", "related_id", "code")
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    HELD_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TO_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    RELATED_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    operation_id: str
+    kind: StatementKind
+    created_at: _timestamp_pb2.Timestamp
+    amount: int
+    fee: int
+    total: int
+    balance: int
+    held: int
+    held_change: int
+    requested: int
+    source: TopUpSource
+    to_credit: bool
+    related_id: str
+    code: int
+    def __init__(self, operation_id: _Optional[str] = ..., kind: _Optional[_Union[StatementKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[int] = ..., fee: _Optional[int] = ..., total: _Optional[int] = ..., balance: _Optional[int] = ..., held: _Optional[int] = ..., held_change: _Optional[int] = ..., requested: _Optional[int] = ..., source: _Optional[_Union[TopUpSource, str]] = ..., to_credit: _Optional[bool] = ..., related_id: _Optional[str] = ..., code: _Optional[int] = ...) -> None: ...
+
+class StatementReply(_message.Message):
+    __slots__ = ("result", "message", "wallet_id", "currency", "rows", "has_more", "next_cursor")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    wallet_id: str
+    currency: str
+    rows: _containers.RepeatedCompositeFieldContainer[StatementRow]
+    has_more: bool
+    next_cursor: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., wallet_id: _Optional[str] = ..., currency: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[StatementRow, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class GetSettlementRequest(_message.Message):
+    __slots__ = ("tenant", "day", "since", "until", "csv")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CSV_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    day: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    csv: bool
+    def __init__(self, tenant: _Optional[str] = ..., day: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csv: _Optional[bool] = ...) -> None: ...
+
+class SettlementLine(_message.Message):
+    __slots__ = ("section", "line", "amount", "transfers")
+    SECTION_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    section: str
+    line: str
+    amount: int
+    transfers: int
+    def __init__(self, section: _Optional[str] = ..., line: _Optional[str] = ..., amount: _Optional[int] = ..., transfers: _Optional[int] = ...) -> None: ...
+
+class SettlementReply(_message.Message):
+    __slots__ = ("result", "message", "tenant", "currency", "currency_scale", "since", "until", "as_of", "opening_liability", "lines", "movements", "closing_liability", "difference", "opening_vouchers", "closing_vouchers", "csv")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_SCALE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    OPENING_LIABILITY_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    MOVEMENTS_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_LIABILITY_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    OPENING_VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    CSV_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    tenant: str
+    currency: str
+    currency_scale: int
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    as_of: _timestamp_pb2.Timestamp
+    opening_liability: int
+    lines: _containers.RepeatedCompositeFieldContainer[SettlementLine]
+    movements: int
+    closing_liability: int
+    difference: int
+    opening_vouchers: int
+    closing_vouchers: int
+    csv: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ..., currency: _Optional[str] = ..., currency_scale: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., opening_liability: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., movements: _Optional[int] = ..., closing_liability: _Optional[int] = ..., difference: _Optional[int] = ..., opening_vouchers: _Optional[int] = ..., closing_vouchers: _Optional[int] = ..., csv: _Optional[str] = ...) -> None: ...

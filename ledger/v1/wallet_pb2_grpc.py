@@ -64,6 +64,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.FromString,
                 _registered_method=True)
+        self.EmptyWallet = channel.unary_unary(
+                '/wallet.v1.Wallet/EmptyWallet',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
+                _registered_method=True)
         self.TopUp = channel.unary_unary(
                 '/wallet.v1.Wallet/TopUp',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
@@ -149,6 +154,16 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
                 _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/wallet.v1.Wallet/GetStatement',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.StatementReply.FromString,
+                _registered_method=True)
+        self.GetSettlement = channel.unary_unary(
+                '/wallet.v1.Wallet/GetSettlement',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.GetSettlementRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.SettlementReply.FromString,
+                _registered_method=True)
 
 
 class WalletServicer:
@@ -190,6 +205,13 @@ class WalletServicer:
 
     def SetWalletStatus(self, request, context):
         """Freeze (receives refunds only), unfreeze, or close (only at zero) a wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmptyWallet(self, request, context):
+        """Move everything a wallet holds out of it (paid out, or written off to breakage) so that it may close.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -309,6 +331,24 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatement(self, request, context):
+        """-- Statements and settlement (messages at the end of this file) --
+
+        A wallet's statement: one row per movement (a payment with its fee is one row), oldest first, with the
+        balance after each, a page at a time. Shows only what is durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSettlement(self, request, context):
+        """A tenant's settlement report for a UTC day or a time range: what its wallets owed at the start and at
+        the end, the movements in between by kind, and the check that they add up. With `csv`, as CSV text too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -341,6 +381,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.SetWalletStatus,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.SerializeToString,
+            ),
+            'EmptyWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmptyWallet,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.BookingReply.SerializeToString,
             ),
             'TopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUp,
@@ -426,6 +471,16 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.SubscribeEvents,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.StatementReply.SerializeToString,
+            ),
+            'GetSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSettlement,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetSettlementRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.SettlementReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -590,6 +645,33 @@ class Wallet:
             '/wallet.v1.Wallet/SetWalletStatus',
             ledger_dot_v1_dot_wallet__pb2.SetWalletStatusRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.WalletStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmptyWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/EmptyWallet',
+            ledger_dot_v1_dot_wallet__pb2.EmptyWalletRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.BookingReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1049,6 +1131,60 @@ class Wallet:
             '/wallet.v1.Wallet/SubscribeEvents',
             ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetStatement',
+            ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.StatementReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetSettlement',
+            ledger_dot_v1_dot_wallet__pb2.GetSettlementRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.SettlementReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,6 +31,25 @@ from ._events import TYPES as EVENT_TYPES_ALL
 from ._events import WalletEvent, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._state import Booking, WalletState, decode_records, encode_record
+from ._statements import (
+    STATEMENT_LIMIT_DEFAULT,
+    STATEMENT_LIMIT_MAX,
+    HistoryPage,
+    HistoryRead,
+    Movement,
+    Settlement,
+    SettlementLine,
+    StatementKind,
+    StatementPage,
+    day_range,
+    decode_cursor,
+    encode_cursor,
+    format_time,
+    run_reads,
+    settlement,
+    settlement_csv,
+    statement,
+)
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 from ._vouchers import normalized as normalized_voucher_code
 
@@ -77,4 +96,22 @@ __all__ = [
     "system_account_id",
     "normalized_voucher_code",
     "wallet_id",
+    # statements and settlement
+    "STATEMENT_LIMIT_DEFAULT",
+    "STATEMENT_LIMIT_MAX",
+    "HistoryPage",
+    "HistoryRead",
+    "Movement",
+    "Settlement",
+    "SettlementLine",
+    "StatementKind",
+    "StatementPage",
+    "day_range",
+    "decode_cursor",
+    "encode_cursor",
+    "format_time",
+    "run_reads",
+    "settlement",
+    "settlement_csv",
+    "statement",
 ]

@@ -83,6 +83,7 @@ HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
 SWEEP_TRANSFERS_MAX: Final = BATCH_EVENTS_MAX
 """Most expiries one sweep moves; the next sweep takes the rest."""
 
+_OK: Final = int(CreateTransferResult.OK)
 _U64: Final = struct.Struct("<Q")
 _U32: Final = struct.Struct("<I")
 _U16: Final = struct.Struct("<H")
@@ -92,6 +93,9 @@ _TOPUP_KINDS: Final = frozenset(int(code) for code, _ in TOPUP_CODES.values())
 _PAYMENT_KINDS: Final = frozenset({int(TransferCode.PAYMENT)})
 WALLET_FLAGS: Final = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY)
 """A wallet never goes below zero, and keeps its balance after every transfer (for statements)."""
+SYSTEM_FLAGS: Final = int(AccountFlags.HISTORY)
+"""A tenant's system accounts keep their balance after every transfer, so that a settlement reads what the
+wallets owed at any moment from them (ledger.wallet._statements)."""
 
 
 class Operation(Protocol):
@@ -365,9 +369,9 @@ def _chain(*transfers: bytes) -> bytes:
 def _results_ok(results: bytes) -> CreateTransferResult | None:
     """None if every transfer was created, else the first result that is not OK."""
     for offset in range(0, len(results), TRANSFER_RESULT_SIZE):
-        code = CreateTransferResult(_U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0])
-        if code is not CreateTransferResult.OK:
-            return code
+        code = _U32.unpack_from(results, offset + RESULT_CODE_OFFSET)[0]
+        if code != _OK:
+            return CreateTransferResult(code)
     return None
 
 
@@ -613,7 +617,7 @@ class Wallets:
         accounts = {int(kind): system_account_id(tenant_id, money.code, kind) for kind in SYSTEM_ACCOUNTS}
         events = b"".join(
             ACCOUNT_STRUCT.pack(
-                account & _MASK_64, account >> 64, 0, 0, 0, 0, ledger, kind, 0, 0, 0, 0, 0, 0, 0, bytes(32)
+                account & _MASK_64, account >> 64, 0, 0, 0, 0, ledger, kind, SYSTEM_FLAGS, 0, 0, 0, 0, 0, 0, bytes(32)
             )
             for kind, account in accounts.items()
         )
@@ -1060,7 +1064,7 @@ class Wallets:
             reply = RefundReply(result=result, message=message, payment_id=request.payment_id)
             return self._remember(op, "refund_refused", request.tenant, key_id, fp, reply)
         assert payment is not None
-        wallet, refundable = payment
+        wallet, refundable, counted_as = payment
         view = self._wallet(op, tenant, wallet)
         assert view is not None
         code = TransferCode.REFUND_TO_CREDIT if request.to_credit else TransferCode.REFUND
@@ -1083,7 +1087,7 @@ class Wallets:
             timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
         )  # fmt: skip
         facts: list[list[Any]] = [
-            ["refund", request.payment_id, 0 if request.to_credit else request.amount,
+            ["refund", counted_as, 0 if request.to_credit else request.amount,
              request.amount if request.to_credit else 0],
             ["reply", key_id, fp, reply.to_json()],
         ]  # fmt: skip
@@ -1100,13 +1104,15 @@ class Wallets:
 
     def _refund_refusal(
         self, op: Operation, tenant: Tenant, request: Refund
-    ) -> tuple[tuple[WalletResult, str] | None, tuple[int, int] | None]:
-        """(refusal, None) or (None, (wallet, what may be refunded this way before this refund))."""
+    ) -> tuple[tuple[WalletResult, str] | None, tuple[int, int, int] | None]:
+        """(refusal, None) or (None, (wallet, what may be refunded this way before this refund, the id the
+        refunds of the payment are counted under: a captured hold's are its capture's))."""
         if (problem := self._check_amount(request.amount)) is not None:
             return (WalletResult.AMOUNT_INVALID, problem), None
         if len(request.reason) > REFERENCE_LENGTH_MAX:
             return (WalletResult.REFERENCE_REQUIRED, f"reason: at most {REFERENCE_LENGTH_MAX} characters"), None
-        payment = op.lookup_transfers(_pack_id(request.payment_id)) if 0 < request.payment_id < 2**128 else b""
+        payment_id = self.state.captures.get(request.payment_id, request.payment_id)  # a hold: its capture
+        payment = op.lookup_transfers(_pack_id(payment_id)) if 0 < payment_id < 2**128 else b""
         code = _U16.unpack_from(payment, TRANSFER_CODE_OFFSET)[0] if payment else 0
         flags = _U16.unpack_from(payment, TRANSFER_FLAGS_OFFSET)[0] if payment else 0
         captured = code == TransferCode.HOLD and flags & TransferFlags.POST_PENDING_TRANSFER
@@ -1118,7 +1124,7 @@ class Wallets:
             return (WalletResult.PAYMENT_NOT_FOUND, "payment_id: no payment of this tenant has this id"), None
         wallet = _id_at(payment, TRANSFER_DEBIT_ACCOUNT_ID_OFFSET)
         paid = _u64(payment, TRANSFER_AMOUNT_OFFSET)
-        refunded_wallet, refunded_credit = self.state.refunds.get(request.payment_id, (0, 0))
+        refunded_wallet, refunded_credit = self.state.refunds.get(payment_id, (0, 0))
         if request.to_credit:
             if not tenant.settings.refund_to_credit:
                 return (
@@ -1138,7 +1144,7 @@ class Wallets:
             ), None
         if wallet in self.state.closed:
             return (WalletResult.WALLET_CLOSED, "the wallet is closed"), None
-        return None, (wallet, refundable)
+        return None, (wallet, refundable, payment_id)
 
     # -- expiry ----------------------------------------------------------------------------------------
 
@@ -1282,8 +1288,8 @@ class Wallets:
         return reply
 
     def capture(self, op: Operation, tenant_id: str, hold_id: int, amount: int, key: str) -> HoldReply:
-        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment
-        (refundable by its id)."""
+        """Capture up to the held amount (0: all of it); the rest is released. The capture is a payment,
+        refunded by the hold's id or the capture's, under one bound."""
         return self._finish_hold(op, tenant_id, hold_id, amount, key, capture=True)
 
     def void(self, op: Operation, tenant_id: str, hold_id: int, key: str) -> HoldReply:
@@ -1367,6 +1373,8 @@ class Wallets:
             balance=view.available, timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status=status,
         )  # fmt: skip
         facts: list[list[Any]] = [["reply", transfer_id, fp, reply.to_json()]] if fp else []
+        if captured:
+            facts.append(["captured", hold.hold_id, transfer_id])
         facts += self._crossing(tenant, hold.wallet, view.available)
         for fact in facts:
             self.state.apply(fact)
@@ -1992,3 +2000,82 @@ class Wallets:
                 elif code is not CreateAccountResult.EXISTS:
                     refused[wanted[wallet]] = f"the ledger refused to open the wallet: {code.name}"
         return refused
+
+    # -- emptying a wallet before it closes -------------------------------------------------------------
+
+    def empty_wallet(
+        self,
+        op: Operation,
+        tenant_id: str,
+        customer: str,
+        key: str,
+        *,
+        destination: str,
+        operator: str,
+        reason: str,
+        actor: str = "",
+    ) -> BookingReply:
+        """Move everything a wallet holds out of it, so that it may close: `payout` (paid out to the customer
+        in money: to the payouts account) or `breakage` (written off). Includes expired credit the sweep has
+        not moved yet; a wallet with open holds must have them captured or voided first."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return BookingReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, key)
+        fp = fingerprint("empty", customer, destination, operator, reason)
+        replayed = self._replayed(key_id, fp, BookingReply)
+        if replayed is not None:
+            return replayed
+        if op.lookup_transfers(_pack_id(key_id)):
+            return BookingReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+        refusal: tuple[WalletResult, str] | None = None
+        view = None
+        if (problem := self._check_customer(customer)) is not None:
+            refusal = WalletResult.CUSTOMER_INVALID, problem
+        elif destination not in ("payout", "breakage"):
+            refusal = WalletResult.REFERENCE_REQUIRED, "destination must be payout or breakage"
+        elif not (operator and reason) or max(len(operator), len(reason)) > REFERENCE_LENGTH_MAX:
+            refusal = (
+                WalletResult.REFERENCE_REQUIRED,
+                (f"operator and reason: both are needed, 1 to {REFERENCE_LENGTH_MAX} characters each"),
+            )
+        else:
+            wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+            view = self._wallet(op, tenant, wallet)
+            if view is None:
+                refusal = WalletResult.WALLET_NOT_FOUND, "customer: this customer has no wallet"
+            elif wallet in self.state.closed:
+                refusal = WalletResult.WALLET_CLOSED, "the wallet is closed"
+            elif view.debits_pending:
+                refusal = (
+                    WalletResult.WALLET_NOT_EMPTY,
+                    (f"the wallet has {tenant.currency.format(view.debits_pending)} held: capture or void it first"),
+                )
+            elif view.posted <= 0:
+                refusal = WalletResult.AMOUNT_INVALID, "the wallet holds nothing to move"
+        if refusal is not None or view is None:
+            assert refusal is not None
+            reply = BookingReply(result=refusal[0], message=refusal[1])
+            return self._remember(op, "empty_refused", tenant_id, key_id, fp, reply)
+        amount = view.posted
+        kind = AccountCode.PAYOUTS if destination == "payout" else AccountCode.BREAKAGE
+        code = TransferCode.PAYOUT if destination == "payout" else TransferCode.WRITE_OFF
+        t0 = _transfer(key_id, view.wallet_id, tenant.accounts[kind], amount, tenant.ledger, code, user_data_64=fp)
+        results = op.create_transfers(t0)
+        if (failed := _results_ok(results)) is not None:
+            return BookingReply(result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused it: {failed.name}")
+        reply = BookingReply(
+            booking_id=key_id, wallet_id=view.wallet_id, direction="debit", amount=amount, balance=0,
+            timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2],
+        )  # fmt: skip
+        facts: list[list[Any]] = [["expired", view.wallet_id, grant_id] for _, _, grant_id in view.grants]
+        facts += [["reply", key_id, fp, reply.to_json()], *self._crossing(tenant, view.wallet_id, 0)]
+        self._commit(
+            op,
+            {"op": f"wallet_{'paid_out' if destination == 'payout' else 'written_off'}", "tenant": tenant_id,
+             "at": view.now, "wallet": view.wallet_id, "id": key_id, "amount": amount, "operator": operator,
+             "reason": reason, "by": actor, "facts": facts},
+        )  # fmt: skip
+        return reply

@@ -29,13 +29,24 @@ def _usable(value: int) -> int:
     return value if 0 < value < ID_INT_MAX else 1
 
 
+_NAMESPACE_BYTES: Final = WALLET_NAMESPACE.bytes
+_VERSION_MASK: Final = ~(0xF000 << 64 | 0xC000 << 48) & (2**128 - 1)
+_VERSION_5: Final = 0x5000 << 64 | 0x8000 << 48
+
+
+def _uuid5(name: str) -> int:
+    """uuid.uuid5(WALLET_NAMESPACE, name).int, without building a UUID (a payment derives one per call)."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:16], "big") & _VERSION_MASK | _VERSION_5
+
+
 def wallet_id(tenant: str, customer: str, currency: str) -> int:
     """The wallet's account id: UUIDv5 of the triple, as a 128-bit integer."""
-    return _usable(uuid.uuid5(WALLET_NAMESPACE, f"wallet\x00{tenant}\x00{customer}\x00{currency}").int)
+    return _usable(_uuid5(f"wallet\x00{tenant}\x00{customer}\x00{currency}"))
 
 
 def system_account_id(tenant: str, currency: str, kind: int) -> int:
-    return _usable(uuid.uuid5(WALLET_NAMESPACE, f"system\x00{tenant}\x00{currency}\x00{kind}").int)
+    return _usable(_uuid5(f"system\x00{tenant}\x00{currency}\x00{kind}"))
 
 
 def operation_id(tenant: str, key: str) -> int:

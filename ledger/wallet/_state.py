@@ -134,6 +134,8 @@ class WalletState:
     holds: dict[int, Hold] = field(default_factory=dict)
     hold_expiries: list[tuple[int, int]] = field(default_factory=list)
     """A heap of (expires_at, hold_id)."""
+    captures: dict[int, int] = field(default_factory=dict)
+    """Hold id -> the id of its capture: a captured hold is refunded by either id, under one bound."""
     refunds: dict[int, list[int]] = field(default_factory=dict)
     """Per payment id: [refunded into the wallet, refunded of the part paid another way]."""
     replies: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
@@ -238,6 +240,9 @@ class WalletState:
             if grant_id and amount:
                 self._grant(hold.wallet, grant_id, amount, expires_at)
 
+    def _captured(self, hold_id: int, capture_id: int) -> None:
+        self.captures[hold_id] = capture_id
+
     def _refund(self, payment_id: int, to_wallet: int, to_credit: int) -> None:
         refunded = self.refunds.setdefault(payment_id, [0, 0])
         refunded[0] += to_wallet
@@ -287,6 +292,7 @@ class WalletState:
             "closed": sorted(self.closed),
             "holds": [[h.hold_id, h.wallet, h.tenant, h.amount, h.expires_at, h.parts] for h in self.holds.values()],
             "refunds": [[payment, refunded] for payment, refunded in self.refunds.items()],
+            "captures": [[hold, capture] for hold, capture in self.captures.items()],
             "replies": [[operation, fp, reply] for operation, (fp, reply) in self.replies.items()],
             "reversals": [[booking, reversal] for booking, reversal in self.reversals.items()],
             "bookings": [booking.to_json() for booking in self.bookings.values()],
@@ -319,6 +325,7 @@ class WalletState:
             state.hold_expiries.append((expires_at, hold_id))
         heapq.heapify(state.hold_expiries)
         state.refunds = {payment: refunded for payment, refunded in data["refunds"]}
+        state.captures = {hold: capture for hold, capture in data.get("captures", ())}  # none before they were kept
         state.replies = {operation: (fp, reply) for operation, fp, reply in data["replies"]}
         state.reversals = {booking: reversal for booking, reversal in data["reversals"]}
         for booking in data["bookings"]:
@@ -352,6 +359,7 @@ _HANDLERS: Final[dict[str, Any]] = {
     "hold": WalletState._hold,
     "hold_end": WalletState._hold_end,
     "refund": WalletState._refund,
+    "captured": WalletState._captured,
     "reply": WalletState._reply,
     "booking": WalletState._booking,
     "voucher": WalletState._voucher,

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from ledger.records.limits import AMOUNT_MAX
+from ledger.records.limits import AMOUNT_MAX, DOMAIN_LEDGER_FIRST
 
 from ._currencies import Currency, currency
 
@@ -25,9 +25,9 @@ CREDIT_EXPIRY_SECONDS_MAX: Final = 100 * 366 * 86_400
 NAME_LENGTH_MAX: Final = 200
 _TENANT: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{TENANT_LENGTH_MAX - 1}}}")
 
-WALLET_LEDGER_FIRST: Final = 1 << 31
+WALLET_LEDGER_FIRST: Final = DOMAIN_LEDGER_FIRST
 """Ledger numbers from here up belong to wallet tenants, one per (tenant, currency), allocated in order;
-the Ledger service's own ledgers stay below it."""
+the Ledger service's own ledgers stay below it, and it refuses writes to these."""
 
 
 def check_tenant_id(tenant: str) -> str | None:

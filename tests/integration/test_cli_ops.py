@@ -4,6 +4,7 @@ what they print, their exit codes, and a CSV round trip (import, import again ->
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import re
@@ -20,19 +21,21 @@ import pytest
 from ledger import __version__
 from ledger.auth import Authenticator, open_key_store
 from ledger.cli import main
-from ledger.cli._demo import DEMO_LEDGER, _demo, demo_id
+from ledger.cli._demo import DEMO_TENANT, _demo
 from ledger.client import Client, ClientConfig
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import IMPLEMENTATION
 from ledger.journal._postgres import describe
-from ledger.server import start_server
+from ledger.server import ledger_service, start_server, sweep_expiries, wallet_service
+from ledger.wallet import Wallets
 
 LEDGER = "978"
 
 
 class Served:
-    """The ledger behind gRPC on its own event loop in a thread, so the commands can block on it.
+    """The ledger behind gRPC on its own event loop in a thread, so the commands can block on it: the Ledger and
+    the Wallet service, with the wallet's expiry sweep, as `ledger serve` serves them.
 
     With `keys` (who -> (tenant, role, ledgers)), those keys are created first and the server requires one;
     `tokens` then holds each key's token."""
@@ -66,14 +69,20 @@ class Served:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with await Ledger.open(self.config) as ledger:
+        wallets = Wallets()
+        async with await Ledger.open(self.config, domain=wallets) as ledger:
             auth = await Authenticator.open(self.config) if self.tokens else None
+            sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets))
             try:
-                server, self.port, _ = await start_server(ledger, auth=auth)
+                services = [ledger_service(ledger), wallet_service(ledger, wallets)]
+                server, self.port, _ = await start_server(ledger, auth=auth, services=services)
                 self._ready.set()
                 await self._stop.wait()
                 await server.stop(None)
             finally:
+                sweeps.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeps
                 if auth is not None:
                     await auth.close()
 
@@ -563,60 +572,90 @@ def test_info_tells_a_key_only_what_it_may_know(store_url: str, capsys: pytest.C
         assert all(token.split("_")[2] not in everything for token in served.tokens.values())  # never a secret
 
 
-def test_demo_beside_a_running_server_books_in_its_own_ledger(cli: Cli) -> None:
+def test_demo_beside_a_running_server_books_as_a_tenant_of_its_own(cli: Cli) -> None:
     """Before: `ledger demo` opened the journal itself (StoreLocked beside a running server) and, in the tour's
-    directory, used the tour's ids 1 to 4 and moved money out of its wallet."""
+    directory, used the tour's ids 1 to 4 and moved money out of its wallet. Now it is a tenant of the Wallet
+    service: the tour's books are not touched, and no ledger number is its own choice."""
     tour_accounts(cli)
     assert cli("transfer", "--id", "10", "--debit", "1", "--credit", "2", "--amount", "5000", "--ledger", LEDGER,
                "--code", "1")[0] == 0  # fmt: skip
     before = [cli.json("balance", account) for account in ("1", "2", "3")]
     code, out, err = cli("demo")
     assert code == 0, err
-    assert f"The ledger at {cli.server} (" in out and f"in ledger {DEMO_LEDGER}:" in out
-    steps = out.splitlines()[1:8]
-    assert [step.split()[:2] for step in steps] == [["top-up", "50.00"], ["pay", "an"], ["the", "terminal"],
-                                                     ["top-up", "20.00"], ["hold", "15.00"], ["capture", "12.50"],
-                                                     ["pay", "10.00"]]  # fmt: skip
-    assert "OK 0.30, OK 49.70" in steps[1] and "EXISTS 0.30, EXISTS 49.70" in steps[2]
-    assert "EXCEEDS_CREDITS 0.00" in steps[6] and "wallet   7.50 EUR (held 0.00)" in steps[6]
-    assert "Run it again: every booking answers EXISTS" in out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"The ledger at {cli.server} (")
+    assert lines[1] == (
+        "  tenant demo-shop: EUR in ledger 2147483648: self top-up 5.00 to 200.00 EUR, partial payment, "
+        "fee 0.10 EUR + 15‰, credit expires after 365d"
+    )
+    steps = [re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines[3:12]]
+    assert [title for title, _ in steps] == [
+        "anna buys 50.00 EUR of credit", "ben is given 10.00 EUR (a gift)", "anna pays order 1001, 12.00 EUR, in full",
+        "anna pays order 1002, 80.00 EUR, in part", "the terminal retries that payment (same key)",
+        "5.00 EUR of order 1001 is refunded", "a hold of 6.00 EUR on ben's wallet (table 7)",
+        "4.50 EUR of it is captured", "ben pays order 1003, 20.00 EUR, in full",
+    ]  # fmt: skip
+    said = [text for _, text in steps]
+    assert said[0] == "OK, 50.00 EUR credited, never expires → anna: 50.00 EUR to spend"
+    assert said[1].startswith("OK, 10.00 EUR credited, expires 20") and said[1].endswith("→ ben: 10.00 EUR to spend")
+    assert said[2] == "OK, 12.00 EUR paid, fee 0.28 EUR → anna: 37.72 EUR to spend"
+    assert said[3] == "OK, 37.06 EUR paid, 42.94 EUR left to pay another way, fee 0.66 EUR → anna: 0.00 EUR to spend"
+    assert said[4].startswith("OK, the first reply again: payment ") and said[4].endswith(
+        "37.06 EUR paid → anna: 0.00 EUR to spend"
+    )
+    assert said[5] == "OK, 5.00 EUR back, 7.00 EUR left to refund → anna: 5.00 EUR to spend"
+    assert said[6].endswith("→ ben: 4.00 EUR to spend, 6.00 EUR held")
+    assert said[7] == "OK, 4.50 EUR captured, 1.50 EUR released → ben: 5.50 EUR to spend"
+    assert said[8].startswith("INSUFFICIENT_FUNDS (amount: the wallet has 5.50 EUR to spend, the payment needs 20.00")
+    assert "Run it again: every step answers its first reply" in out
     code, again, _ = cli("demo")
-    assert code == 0 and "A retry: every booking answered EXISTS and nothing moved twice" in again
-    booked = [line.split("  ")[1:] for line in again.splitlines()[1:8]]
-    assert all("OK" not in " ".join(step) for step in booked)
-    # The tour's accounts are as they were; the demo's are its own, in its own ledger.
+    assert code == 0 and "A retry: every step answered its first reply, the decline too, and nothing moved twice" in (
+        again
+    )
+    # Each step said what it said the first time (the same replies); only the wallets after it differ.
+    assert [line.split(" → ")[0] for line in again.splitlines()[3:12]] == [line.split(" → ")[0] for line in lines[3:12]]
+    # The tour's accounts are as they were; the demo's wallets are the tenant's.
     assert [cli.json("balance", account) for account in ("1", "2", "3")] == before
-    wallet = cli.json("balance", str(demo_id(DEMO_LEDGER, "wallet")))
-    assert (wallet["ledger"], wallet["available"]) == (DEMO_LEDGER, 750)
+    anna = cli.json("wallet", "balance", "demo-shop", "anna")
+    ben = cli.json("wallet", "balance", "demo-shop", "ben")
+    assert (anna["available"], ben["available"], ben["held"]) == (500, 550, 0)
 
 
-def test_demo_with_a_key_bound_to_ledgers(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with Served(store_url, {"shop": ("shop-7", "write", [978])}) as served:
+def test_demo_with_a_key_of_a_tenant(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = {"ops": ("fair-2025", "operator", []), "till": ("fair-2025", "shop", [])}
+    with Served(store_url, keys) as served:
         cli = Cli(served, capsys)
-        key = ["--api-key", served.tokens["shop"]]
-        code, _, err = cli("demo", *key)
-        assert code == 3 and "PERMISSION_DENIED" in err and "or --ledger N for a ledger your key may write" in err
-        assert cli("demo", *key, "--ledger", LEDGER)[0] == 0
-        code, out, _ = cli("demo", *key, "--ledger", LEDGER)
-        assert code == 0 and "A retry: every booking answered EXISTS" in out
-        assert cli("balance", "1", *key)[:2] == (1, "account 1: not found\n")  # no id of the demo is a small one
+        ops, till = (["--api-key", served.tokens[who]] for who in ("ops", "till"))
+        code, _, err = cli("demo", *ops)
+        assert code == 3 and "PERMISSION_DENIED" in err and "or --tenant T for your key's tenant" in err
+        code, _, err = cli("demo", *till, "--tenant", "fair-2025")  # a shop key may not create its tenant
+        assert code == 3 and "wallet.tenant" in err
+        assert cli("demo", *ops, "--tenant", "fair-2025")[0] == 0
+        code, out, _ = cli("demo", *till, "--tenant", "fair-2025")  # and books once it exists
+        assert code == 0 and "A retry: every step answered its first reply" in out
+        # A tenant with other settings is not the demo's to book as.
+        assert cli("wallet", "tenant", "configure", "fair-2025", "--no-partial-payment", *ops)[0] == 0
+        code, out, _ = cli("demo", *ops, "--tenant", "fair-2025")
+        assert code == 1 and "tenant fair-2025 exists with other settings (EUR: self top-up 5.00 to 200.00 EUR" in out
 
 
 def test_demo_without_a_server_runs_on_a_temporary_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nothing serves at the default address: the demo runs on a ledger of its own, restarts it from its
-    journal, retries every step (all EXISTS) and deletes it; nothing is left in the directory it ran in."""
+    journal, retries every step (each answers its first reply) and deletes it; nothing is left in the
+    directory it ran in."""
     monkeypatch.chdir(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nobody = f"127.0.0.1:{s.getsockname()[1]}"
-    assert asyncio.run(_demo(ClientConfig(server=nobody), DEMO_LEDGER, named=False)) == 0
+    assert asyncio.run(_demo(ClientConfig(server=nobody), DEMO_TENANT, named=False)) == 0
     out = capsys.readouterr().out
     assert f"cannot reach {nobody}" in out and "Running on a temporary ledger of its own instead" in out
     first, _, second = out.partition("Restarting that ledger from its journal, and retrying the same steps:")
-    assert "OK 50.00" in first and "(recovered 4 accounts and 6 transfers)" in second
-    assert "A retry: every booking answered EXISTS and nothing moved twice" in second
+    assert "OK, 50.00 EUR credited, never expires" in first
+    assert re.search(r"\(recovered 1 wallet tenant, \d+ accounts and \d+ transfers from its journal\)", second)
+    assert "A retry: every step answered its first reply, the decline too, and nothing moved twice" in second
     assert list(tmp_path.iterdir()) == []
     directory = re.search(r"instead \((\S+), deleted afterwards\)", out)
     assert directory is not None and not Path(directory[1]).exists()

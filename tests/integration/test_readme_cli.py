@@ -1,6 +1,7 @@
-"""The README's `ledger` commands work as written: the tour and the operator commands, run in order against
-a served ledger, each `# → …` comment checked against what the command printed (… stands for anything), and
-`(exit N)` against its exit code; the tour's Python client snippet too, and the history shown in the tour."""
+"""The README's `ledger` commands work as written: the tour, a shop's day with the Wallet service and the
+operator commands, run in order against a served ledger, each `# → …` comment checked against what the
+command printed (… stands for anything), and `(exit N)` against its exit code; the Python snippets of the
+tour and of the shop's day too, and the history shown in the tour."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from .test_cli_ops import Cli, Served, columns
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECTIONS = ("## A tour", "## Operator commands")
+WALLET = "## A shop's day with the Wallet service"
+SECTIONS = ("## A tour", WALLET, "## Operator commands")
 NOT_RUN = ("ledger serve", "ledger keys", "ledger audit")
 """Commands of those sections this test does not run: the server is already served; keys and the audit take
 a store (tests/integration/test_audit.py runs the audit's commands)."""
@@ -97,5 +99,13 @@ def test_the_readme_commands_work_as_written(
         balance = re.search(r"print\(wallet\.credits_posted - wallet\.debits_posted\)\s+# (\d+)", snippet)
         assert balance is not None and printed_lines[-1] == balance[1]
         assert "CreateTransferResult.OK" in printed_lines[0] and "CreateTransferResult.EXISTS" in printed_lines[1]
+        # A shop's day: its commands, then its Python against the same ledger, each print as its comment says.
+        run_section(cli, WALLET)
+        [snippet] = blocks(section(WALLET), "python")
+        exec(snippet.replace("127.0.0.1:7100", cli.server), {"__name__": "readme"})
+        expected = [
+            comment.split(":")[0] for comment in re.findall(r"^\s+print\(.*\)\s+# (.*)$", snippet, re.MULTILINE)
+        ]
+        assert len(expected) == 3 and capsys.readouterr().out.splitlines() == expected
         run_section(cli, "## Operator commands")
     assert (tmp_path / "statement.csv").exists()

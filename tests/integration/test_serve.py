@@ -1,5 +1,6 @@
-"""`ledger serve` as a real process: one start line with its address, store and engine; calls over
-gRPC; SIGTERM drains, makes everything durable and exits cleanly."""
+"""`ledger serve` as a real process: one start line with its address, services, store and engine; calls to
+both services over gRPC; SIGTERM drains, makes everything durable and exits cleanly. The README's sample of
+the start line has the same shape."""
 
 from __future__ import annotations
 
@@ -15,13 +16,24 @@ from pathlib import Path
 import grpc
 
 from ledger.journal import open_store
-from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
+from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2, wallet_pb2, wallet_pb2_grpc
 
 START_LINE = re.compile(
     r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\) with services ledger\.v1\.Ledger, wallet\.v1\.Wallet, "
     r"store (\S+), engine (\w+), 0 accounts, 0 transfers, 0 wallet tenants, "
     r"metrics off"
 )
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readmes_start_line_is_the_one_serve_logs() -> None:
+    shape = re.compile(
+        r"INFO ledger\.server\._serve: ledger serving gRPC on \S+:\d+ \((plaintext|TLS)\) with services "
+        r"ledger\.v1\.Ledger, wallet\.v1\.Wallet, store \S+, engine (cython|python), \d+ accounts, \d+ transfers, "
+        r"\d+ wallet tenants, metrics (on http://\S+|off), (auth on|auth off) \(.*\)"
+    )
+    samples = [line for line in README.read_text().splitlines() if "ledger serving gRPC on" in line]
+    assert samples and all(shape.fullmatch(sample) for sample in samples), samples
 
 
 def test_serve_answers_and_stops_gracefully(store_url: str, tmp_path: Path) -> None:
@@ -51,9 +63,12 @@ def test_serve_answers_and_stops_gracefully(store_url: str, tmp_path: Path) -> N
         async def call() -> None:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = ledger_pb2_grpc.LedgerStub(channel)
-                account = types_pb2.Account(id=types_pb2.Uint128(lo=7), ledger=978, code=1)
+                account = types_pb2.Account(id=types_pb2.Uint128(lo=7), ledger=1, code=1)
                 response = await stub.CreateAccounts(ledger_pb2.CreateAccountsRequest(accounts=[account]))
                 assert [r.result for r in response.results] == [1]
+                wallets = wallet_pb2_grpc.WalletStub(channel)
+                tenant = await wallets.CreateTenant(wallet_pb2.CreateTenantRequest(tenant="shop", currency="EUR"))
+                assert (tenant.result, tenant.ledger) == (wallet_pb2.WALLET_RESULT_OK, 2**31)
 
         asyncio.run(call())
         process.send_signal(signal.SIGTERM)
@@ -67,7 +82,7 @@ def test_serve_answers_and_stops_gracefully(store_url: str, tmp_path: Path) -> N
     store = open_store(store_url)
     store.connect()
     try:
-        assert sum(c.accounts_count for c in store.commits()) == 1
+        assert sum(c.accounts_count for c in store.commits()) == 1 + 8  # and the tenant's system accounts
         assert store.latest_checkpoint() is not None  # checkpointed at shutdown
     finally:
         store.close()

@@ -26,7 +26,9 @@ OK = w.WALLET_RESULT_OK
 
 
 @asynccontextmanager
-async def serving(url: str, *, auth: bool = False, capacity: int = 1_000) -> AsyncIterator[tuple[int, Wallets]]:
+async def serving(
+    url: str, *, auth: bool = False, capacity: int = 1_000
+) -> AsyncIterator[tuple[int, Wallets, LedgerMetrics]]:
     config = LedgerConfig(
         store=url, accounts_max=capacity, transfers_max=10 * capacity, pending_transfers_max=100,
         auth="required" if auth else "off",
@@ -34,10 +36,11 @@ async def serving(url: str, *, auth: bool = False, capacity: int = 1_000) -> Asy
     wallets = Wallets()
     async with await Ledger.open(config, domain=wallets) as ledger:
         authenticator = await Authenticator.open(config) if auth else None
-        services = [ledger_service(ledger), wallet_service(ledger, wallets)]
-        server, port, _ = await start_server(ledger, metrics=LedgerMetrics(), auth=authenticator, services=services)
+        metrics = LedgerMetrics()
+        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics)]
+        server, port, _ = await start_server(ledger, metrics=metrics, auth=authenticator, services=services)
         try:
-            yield port, wallets
+            yield port, wallets, metrics
         finally:
             await server.stop(None)
             if authenticator is not None:
@@ -86,9 +89,9 @@ async def shops_day(c: AsyncClient) -> str:
 
 def test_a_shops_day_and_a_restart(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _), client(port) as c:
+        async with serving(store_url) as (port, _, _), client(port) as c:
             payment_id = await shops_day(c)
-        async with serving(store_url) as (port, wallets):
+        async with serving(store_url) as (port, wallets, _):
             assert "shop-a" in wallets.state.tenants
             async with client(port) as c:
                 balance = await c.get_balance(w.WalletRequest(tenant="shop-a", customer="anna"))
@@ -104,7 +107,7 @@ def test_a_shops_day_and_a_restart(store_url: str) -> None:
 
 def test_many_concurrent_payments_are_batched_and_exact(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _), client(port) as c:
+        async with serving(store_url) as (port, _, metrics), client(port) as c:
             await c.create_tenant(w.CreateTenantRequest(tenant="fest", currency="EUR", settings=w.TenantSettings(
                 self_topup=True)))  # fmt: skip
             for index in range(20):
@@ -121,13 +124,17 @@ def test_many_concurrent_payments_are_batched_and_exact(store_url: str) -> None:
             for index in range(20):
                 balance = await c.get_balance(w.WalletRequest(tenant="fest", customer=f"c{index}"))
                 assert balance.available == 1000 - 33 * 30
+            count = metrics.registry.get_sample_value
+            labels = {"method": "PayBatch"}
+            assert count("ledger_wallet_operations_total", {**labels, "result": "OK"}) == 660
+            assert count("ledger_wallet_operations_total", {**labels, "result": "INSUFFICIENT_FUNDS"}) == 40
 
     asyncio.run(go())
 
 
 def test_bad_requests_are_named_and_move_nothing(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _):
+        async with serving(store_url) as (port, _, _):
             async with client(port) as c:
                 await c.create_tenant(w.CreateTenantRequest(tenant="s", currency="EUR"))
                 await c.open_wallet(w.WalletRequest(tenant="s", customer="anna"))
@@ -178,7 +185,7 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
         keys.close()
 
     async def go() -> None:
-        async with serving(store_url, auth=True) as (port, _):
+        async with serving(store_url, auth=True) as (port, _, _):
             async with client(port, admin) as c:
                 for tenant in ("shop-a", "shop-b"):
                     reply = await c.create_tenant(w.CreateTenantRequest(tenant=tenant, currency="EUR"))
@@ -221,8 +228,12 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                       order_reference="o"),
                 "DeactivateVoucher": w.DeactivateVoucherRequest(tenant="shop-b", code=b_voucher, key="x", reason="r"),
                 "SubscribeEvents": w.SubscribeEventsRequest(tenant="shop-b"),
+                "EmptyWallet": w.EmptyWalletRequest(tenant="shop-b", customer="anna", key="x", operator="o",
+                                                    reason="r", destination=w.EMPTY_DESTINATION_PAYOUT),
                 "GrantRun": w.GrantRunRequest(tenant="shop-b", run_id="x", items=[w.GrantItem(customer="anna",
                                                                                              amount=1)]),
+                "GetStatement": w.GetStatementRequest(tenant="shop-b", customer="anna"),
+                "GetSettlement": w.GetSettlementRequest(tenant="shop-b", day="2024-01-01"),
             }  # fmt: skip
             assert requests.keys() == PERMISSIONS.keys()
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, client(port, admin) as c:
@@ -277,7 +288,7 @@ async def attempt(channel: grpc.aio.Channel, method: str, request: Any, token: s
 
 def test_operator_bookings_and_their_audit_trail(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _), client(port) as c:
+        async with serving(store_url) as (port, _, _), client(port) as c:
             await c.create_tenant(w.CreateTenantRequest(tenant="s", currency="EUR"))
             await c.open_wallet(w.WalletRequest(tenant="s", customer="anna"))
             credit = await c.book(w.BookRequest(tenant="s", customer="anna", amount=900, key="b1", operator="op-1",
@@ -304,7 +315,7 @@ def test_operator_bookings_and_their_audit_trail(store_url: str) -> None:
 
 def test_vouchers_over_grpc(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _), client(port) as c:
+        async with serving(store_url) as (port, _, _), client(port) as c:
             await c.create_tenant(w.CreateTenantRequest(tenant="s", currency="EUR"))
             await c.open_wallet(w.WalletRequest(tenant="s", customer="anna"))
             issued = await c.issue_voucher(w.IssueVoucherRequest(tenant="s", amount=5000, key="v1"))
@@ -326,7 +337,7 @@ def test_vouchers_over_grpc(store_url: str) -> None:
 
 def test_a_grant_run_of_ten_thousand_wallets(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url, capacity=11_000) as (port, _), client(port) as c:
+        async with serving(store_url, capacity=11_000) as (port, _, _), client(port) as c:
             await c.create_tenant(w.CreateTenantRequest(tenant="corp", currency="EUR"))
             few = w.GrantRunRequest(tenant="corp", run_id="r", open_wallets=True, all_or_nothing=True,
                                     items=[w.GrantItem(customer=f"x{n}", amount=1) for n in range(11_000)])  # fmt: skip
@@ -358,7 +369,7 @@ def test_the_event_feed_is_per_tenant_resumable_and_marks_each_low_balance_cross
         return found
 
     async def go() -> None:
-        async with serving(store_url) as (port, _), client(port) as c:
+        async with serving(store_url) as (port, _, _), client(port) as c:
             settings = w.TenantSettings(low_balance_threshold=500)
             await c.create_tenant(w.CreateTenantRequest(tenant="a", currency="EUR", settings=settings))
             await c.create_tenant(w.CreateTenantRequest(tenant="b", currency="EUR"))

@@ -161,7 +161,10 @@ def test_connection_options_override_the_environment(monkeypatch: pytest.MonkeyP
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for command in (["accounts", "create"], ["transfer"], ["lookup"], ["balance"], ["history"], ["import"], ["export"],
-                    ["info"], ["demo"]):  # fmt: skip
+                    ["info"], ["demo"], ["wallet", "tenant", "create"], ["wallet", "tenant", "configure"],
+                    ["wallet", "tenant", "show"], ["wallet", "open"], ["wallet", "balance"], ["wallet", "top-up"],
+                    ["wallet", "pay"], ["wallet", "refund"], ["wallet", "hold"], ["wallet", "capture"],
+                    ["wallet", "void"], ["wallet", "freeze"], ["wallet", "unfreeze"], ["wallet", "close"]):  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main([*command, "--help"])
         assert exit_.value.code == 0
@@ -197,6 +200,12 @@ TRANSFER = ["transfer", "--id", "1", "--debit", "1", "--credit", "2", "--ledger"
         (["export", "transfers", "x.csv", "--account", "1", "--to", "soon"], "argument --to: 'soon' is neither"),
         (["balance", "2", "--server", "localhost:71OO"], "argument --server: 'localhost:71OO' is not HOST:PORT"),
         (["lookup", "account", "not-an-id"], "ledger lookup: error: argument ID: 'not-an-id' is not an id"),
+        (["wallet", "pay", "s", "anna", "-5", "--order", "o"], "ledger wallet pay: error: argument AMOUNT: '-5' is"),
+        (["wallet", "refund", "s", "12", "5"], "ledger wallet refund: error: argument PAYMENT_ID: '12' is not an id"),
+        (["wallet", "hold", "s", "a", "5", "--reference", "r", "--for", "1w"], "argument --for: '1w' is not a span"),
+        (["wallet", "top-up", "s", "a", "5", "--source", "gift", "--expires", "soon"], "argument --expires: 'soon'"),
+        (["wallet", "tenant", "create", "s", "--currency", "EUR", "--credit-expiry", "1y"], "'1y' is not a span"),
+        (["wallet", "freeze", "s", "a"], "ledger wallet freeze: error: the following arguments are required: --reason"),
     ],
 )
 def test_a_bad_argument_is_one_line_naming_it(
@@ -238,6 +247,8 @@ def refused_address() -> str:
         ["export", "transfers", "-", "--account", "1"],
         ["info"],
         ["demo"],
+        ["wallet", "balance", "s", "anna"],
+        ["wallet", "pay", "s", "anna", "5", "--order", "o"],
     ],
 )
 def test_a_server_that_is_not_there_is_said_at_once(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

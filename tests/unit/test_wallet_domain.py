@@ -22,6 +22,9 @@ from ledger.wallet import (
     TopUpReply,
     TopUpSource,
     WalletResult,
+    events_of,
+    operation_id,
+    parse_cursor,
     wallet_id,
 )
 from tests.wallets import SECOND_NS, WalletBench
@@ -294,6 +297,17 @@ def test_holds_capture_part_and_release_the_rest(bench: WalletBench) -> None:
     assert captured.ok and captured.amount == 500 and captured.balance == 500
     assert again.result is WalletResult.HOLD_NOT_PENDING
     assert available(bench) == 500
+    # The capture is refunded by the hold's id, up to what it captured, after a restart too.
+
+    def refund(amount: int, key: str) -> RefundReply:
+        with bench.op() as op:
+            return bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=hold.hold_id, amount=amount, key=key))
+
+    first = refund(300, "r1")
+    assert first.ok and (first.refundable, first.balance, first.payment_id) == (200, 800, hold.hold_id)
+    bench.wallets = bench.restarted()
+    assert refund(201, "r2").result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert refund(200, "r3").ok and available(bench) == 1000
 
 
 def test_a_hold_expires_and_its_credit_returns(bench: WalletBench) -> None:
@@ -501,4 +515,72 @@ def test_a_grant_run_pays_each_customer_once_and_all_or_nothing_refuses_as_a_who
     with bench.op() as op:
         fixed = bench.wallets.grant_run(op, "shop-a", "2027-04", bad[:1], all_or_nothing=True)
     assert fixed[0].ok and available(bench, "emp-1") == 13000  # run 2027-04b paid 4000, run 2027-04 another
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_the_domain_records_become_events_with_stable_ids_and_cursors(bench: WalletBench) -> None:
+    shop(bench, low_balance_threshold=500)
+    opened(bench)
+    top_up(bench, 1000, "t1", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    pay(bench, 600, "p1")
+    bench.clock.advance(61)
+    with bench.op() as op:
+        bench.wallets.sweep(op)
+    events = [event for seq, records in enumerate(bench.journal, 1) for event in events_of(seq, records)]
+    assert [event.type for event in events] == [
+        "tenant.created", "wallet.opened", "wallet.balance_below", "wallet.topped_up", "payment.succeeded",
+        "wallet.balance_below", "credit.expired",
+    ]  # fmt: skip
+    assert len({event.event_id for event in events}) == len(events)
+    expired = events[-1]
+    assert expired.tenant == "shop-a" and expired.amount == 400 and expired.wallet == wallet_id("shop-a", "anna", "EUR")
+    seq, index = parse_cursor(events[4].cursor) or (0, 0)
+    assert [event.type for event in events_of(seq, bench.journal[seq - 1], index)] == []
+    assert parse_cursor("") == (0, -1) and parse_cursor("1.x") is None and parse_cursor("12.3") == (12, 3)
+
+
+def test_a_wallet_is_paid_out_or_written_off_and_then_closes(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    opened(bench, "ben")
+    top_up(bench, 500, "t1", never_expires=True)
+    top_up(bench, 200, "t2", expires_at=bench.clock.now_ns + 60 * SECOND_NS)
+    top_up(bench, 300, "t3", customer="ben")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "ben", 100, "h1", seconds=60, reference="r")
+    bench.clock.advance(61)  # anna's 200 expired, not yet swept: it moves with the rest
+    with bench.op() as op:
+        held = bench.wallets.empty_wallet(op, "shop-a", "ben", "e0", destination="payout", operator="o", reason="r")
+        bench.wallets.void(op, "shop-a", hold.hold_id, "v1")
+        paid_out = bench.wallets.empty_wallet(op, "shop-a", "anna", "e1", destination="payout", operator="o",
+                                              reason="moved away")  # fmt: skip
+        nothing = bench.wallets.empty_wallet(op, "shop-a", "anna", "e2", destination="payout", operator="o", reason="r")
+        written = bench.wallets.empty_wallet(op, "shop-a", "ben", "e3", destination="breakage", operator="o",
+                                             reason="dormant")  # fmt: skip
+        closed = bench.wallets.set_status(op, "shop-a", "anna", "closed", actor="o", reason="moved away")
+        assert bench.wallets.sweep(op) == 0  # the expired grant left with the payout
+    assert held.result is WalletResult.WALLET_NOT_EMPTY and "held" in held.message
+    assert paid_out.ok and paid_out.amount == 700 and nothing.result is WalletResult.AMOUNT_INVALID
+    assert written.ok and written.amount == 300 and closed.ok
+    tenant = bench.wallets.get_tenant("shop-a")
+    assert account(bench, tenant.accounts["payouts"]).credits_posted == 700
+    assert account(bench, tenant.accounts["breakage"]).credits_posted == 300
+    assert top_up(bench, 1, "t4").result is WalletResult.WALLET_CLOSED
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+def test_a_captured_hold_is_refunded_by_its_id_or_its_captures_under_one_bound(bench: WalletBench) -> None:
+    shop(bench)
+    opened(bench)
+    top_up(bench, 1000, "t1")
+    with bench.op() as op:
+        hold = bench.wallets.authorize(op, "shop-a", "anna", 800, "h1", seconds=600, reference="pump 3")
+        bench.wallets.capture(op, "shop-a", hold.hold_id, 600, "c1")
+        capture_id = operation_id("shop-a", "c1")
+        by_hold = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=hold.hold_id, amount=400, key="r1"))
+        by_capture = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=capture_id, amount=201, key="r2"))
+        rest = bench.wallets.refund(op, Refund(tenant="shop-a", payment_id=capture_id, amount=200, key="r3"))
+    assert by_hold.ok and by_hold.refundable == 200
+    assert by_capture.result is WalletResult.REFUND_EXCEEDS_PAYMENT
+    assert rest.ok and available(bench) == 1000
     assert bench.restarted().snapshot() == bench.wallets.snapshot()
