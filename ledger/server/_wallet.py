@@ -521,7 +521,8 @@ class WalletService:
         return await self._call(context, "Pay", wallet_pb2.PayRequest, request, step)
 
     async def PayBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        """Every payment is its own operation, decided in order; all of them share one journal append."""
+        """Every payment is its own operation, decided in order as one after another would be
+        (Wallets.pay_many); all of them share one journal append."""
 
         async def work() -> bytes:
             message = parse(wallet_pb2.PayBatchRequest, request, "PayBatch", REQUEST_BYTES_MAX["PayBatch"])
@@ -534,8 +535,8 @@ class WalletService:
             reply = wallet_pb2.PayBatchReply()
 
             def step(op: Operation) -> Message:
-                for item in message.payments:
-                    pay_reply(self._wallets.pay(op, payment(item)), reply.replies.add())
+                for paid in self._wallets.pay_many(op, [payment(item) for item in message.payments]):
+                    pay_reply(paid, reply.replies.add())
                 return reply
 
             replies = await self._run(step)

@@ -375,6 +375,25 @@ def _results_ok(results: bytes) -> CreateTransferResult | None:
     return None
 
 
+def _payment_chain(
+    tenant: Tenant, request: Payment, key_id: int, fp: int, wallet: int, paid: int, fee: int, balance: int
+) -> bytes:
+    """A payment's chain: what the wallet pays to the revenue account, then its fee to the fees account (if
+    any). The first transfer carries the request's fingerprint and the balance after, and the amount asked
+    for, so that a retry's reply is rebuilt from the chain alone."""
+    t0 = _transfer(
+        key_id, wallet, tenant.accounts[AccountCode.REVENUE], paid, tenant.ledger, TransferCode.PAYMENT,
+        user_data_128=fp | balance << 64, user_data_64=request.amount, user_data_32=int(request.partial),
+    )  # fmt: skip
+    if not fee:
+        return t0
+    t1 = _transfer(
+        step_id(key_id, 1), wallet, tenant.accounts[AccountCode.FEES], fee, tenant.ledger, TransferCode.PAYMENT_FEE,
+        user_data_128=key_id,
+    )  # fmt: skip
+    return _chain(t0, t1)
+
+
 def _first_failure(results: bytes) -> CreateTransferResult:
     """The result that made a chain fail (not the LINKED_EVENT_FAILED of its companions)."""
     found = CreateTransferResult.LINKED_EVENT_FAILED
@@ -940,24 +959,8 @@ class Wallets:
         wallet = view.wallet_id
         parts = view.allocate(paid + fee)
         balance = view.available - paid - fee
-        t0 = _transfer(
-            key_id, wallet, tenant.accounts[AccountCode.REVENUE], paid, tenant.ledger, TransferCode.PAYMENT,
-            user_data_128=fp | balance << 64, user_data_64=request.amount, user_data_32=int(request.partial),
-        )  # fmt: skip
-        chain = [t0]
-        if fee:
-            chain.append(
-                _transfer(
-                    step_id(key_id, 1),
-                    wallet,
-                    tenant.accounts[AccountCode.FEES],
-                    fee,
-                    tenant.ledger,
-                    TransferCode.PAYMENT_FEE,
-                    user_data_128=key_id,
-                )
-            )
-        results = op.create_transfers(_chain(*chain))
+        chain = _payment_chain(tenant, request, key_id, fp, wallet, paid, fee, balance)
+        results = op.create_transfers(chain)
         if _results_ok(results) is not None:
             failed = _first_failure(results)
             logger.error("a wallet payment chain was refused by the engine after its checks passed: %s", failed.name)
@@ -2079,3 +2082,152 @@ class Wallets:
              "reason": reason, "by": actor, "facts": facts},
         )  # fmt: skip
         return reply
+
+    # -- payments in bulk ----------------------------------------------------------------------------------
+
+    def pay_many(self, op: Operation, requests: list[Payment]) -> list[PaymentReply]:
+        """Pay each request in order, as `pay` would one after the other, with the same replies, transfers
+        and records; the common case (a new key, an active wallet without expiring credit or a low-balance
+        threshold, enough credit) is decided for the whole list at once against one read of the wallets and
+        applied in one engine call, and every other request (a retry, a decline, a wallet with grants) goes
+        through `pay` after what was decided before it is applied."""
+        replies: list[PaymentReply | None] = [None] * len(requests)
+        prepared = [self._prepared(request) for request in requests]
+        known = {
+            _id_at(found, offset)
+            for found in [
+                op.lookup_transfers(b"".join(_pack_id(p[1]) for p in prepared[a : a + BATCH_EVENTS_MAX] if p))
+                for a in range(0, len(prepared), BATCH_EVENTS_MAX)
+            ]
+            for offset in range(0, len(found), TRANSFER_SIZE)
+        }
+        wallets = self._wallet_balances(op, {p[2] for p in prepared if p})
+        pending: list[tuple[int, Payment, Tenant, int, int, int, int, int, bytes]] = []
+        spent: dict[int, int] = {}
+        keys: set[int] = set()
+        now = op.now()
+        for index, request in enumerate(requests):
+            fast = prepared[index]
+            decided = None
+            if fast and fast[1] not in known and fast[1] not in keys and fast[1] not in self.state.replies:
+                tenant, key_id, wallet, fp = fast
+                decided = self._decide_fast(tenant, request, wallets.get(wallet), spent.get(wallet, 0))
+            if decided is None:  # the general path, after what was decided before it is applied
+                if pending:
+                    self._apply_payments(op, pending, replies, now)
+                    pending, spent = [], {}
+                    wallets = self._wallet_balances(op, {p[2] for p in prepared[index + 1 :] if p})
+                replies[index] = self.pay(op, request)
+                if fast:
+                    wallets.pop(fast[2], None)
+                    wallets.update(self._wallet_balances(op, {fast[2]}))
+                continue
+            assert fast is not None
+            tenant, key_id, wallet, fp = fast
+            paid, fee, balance = decided
+            spent[wallet] = spent.get(wallet, 0) + paid + fee
+            keys.add(key_id)
+            chain = _payment_chain(tenant, request, key_id, fp, wallet, paid, fee, balance)
+            pending.append((index, request, tenant, key_id, wallet, paid, fee, balance, chain))
+        if pending:
+            self._apply_payments(op, pending, replies, now)
+        assert all(reply is not None for reply in replies)
+        return replies  # type: ignore[return-value]
+
+    def _prepared(self, request: Payment) -> tuple[Tenant, int, int, int] | None:
+        """(tenant, operation id, wallet id, fingerprint) of a request the common case may take, else None."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None or self._check_key(request.key) is not None:
+            return None
+        if self._check_customer(request.customer) is not None:
+            return None
+        key_id = operation_id(request.tenant, request.key)
+        fp = fingerprint(
+            "pay", request.customer, request.amount, request.order_reference, request.partial, request.currency
+        )
+        return tenant, key_id, wallet_id(request.tenant, request.customer, tenant.currency.code), fp
+
+    def _wallet_balances(self, op: Operation, wallets: set[int]) -> dict[int, tuple[int, int]]:
+        """(ledger, what the engine says the wallet may spend: posted less held) of the wallets that exist."""
+        ids = list(wallets)
+        balances: dict[int, tuple[int, int]] = {}
+        for start in range(0, len(ids), BATCH_EVENTS_MAX):
+            found = op.lookup_accounts(b"".join(_pack_id(wallet) for wallet in ids[start : start + BATCH_EVENTS_MAX]))
+            for offset in range(0, len(found), ACCOUNT_SIZE):
+                spendable = (
+                    _u64(found, offset + ACCOUNT_CREDITS_POSTED_OFFSET)
+                    - _u64(found, offset + ACCOUNT_DEBITS_POSTED_OFFSET)
+                    - _u64(found, offset + ACCOUNT_DEBITS_PENDING_OFFSET)
+                )
+                ledger = _U32.unpack_from(found, offset + ACCOUNT_LEDGER_OFFSET)[0]
+                balances[_id_at(found, offset)] = (ledger, spendable)
+        return balances
+
+    def _decide_fast(
+        self, tenant: Tenant, request: Payment, account: tuple[int, int] | None, spent: int
+    ) -> tuple[int, int, int] | None:
+        """(paid, fee, balance after) if the common case takes this payment and it succeeds, else None (the
+        general path decides it: a refusal, a wallet with expiring credit, frozen or below a threshold)."""
+        settings = tenant.settings
+        if (
+            account is None
+            or account[0] != tenant.ledger
+            or (request.currency and request.currency != tenant.currency.code)
+            or not 1 <= request.amount <= AMOUNT_MAX
+            or not request.order_reference
+            or len(request.order_reference) > REFERENCE_LENGTH_MAX
+            or (request.partial and not settings.partial_payment)
+            or settings.low_balance_threshold
+        ):
+            return None
+        wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
+        state = self.state
+        if wallet in state.grants or wallet in state.frozen or wallet in state.closed or wallet in state.below:
+            return None
+        available = account[1] - spent
+        fee = settings.fee(request.amount)
+        if request.amount + fee <= available:
+            return request.amount, fee, available - request.amount - fee
+        if request.partial:
+            paid = settings.most_payable(request.amount, available)
+            if paid:
+                fee = settings.fee(paid)
+                return paid, fee, available - paid - fee
+        return None
+
+    def _apply_payments(
+        self,
+        op: Operation,
+        pending: list[tuple[int, Payment, Tenant, int, int, int, int, int, bytes]],
+        replies: list[PaymentReply | None],
+        now: int,
+    ) -> None:
+        """Apply the decided payments' chains in one engine call and answer each; a chain the engine refuses
+        (its checks passed, so a bound such as TRANSFERS_FULL) moved nothing and answers LEDGER_REFUSED."""
+        results = op.create_transfers(b"".join(entry[8] for entry in pending))
+        records = bytearray()
+        offset = 0
+        for index, request, _, key_id, wallet, paid, fee, balance, chain in pending:
+            count = len(chain) // TRANSFER_SIZE
+            mine = results[offset : offset + count * TRANSFER_RESULT_SIZE]
+            offset += count * TRANSFER_RESULT_SIZE
+            if _results_ok(mine) is not None:
+                failed = _first_failure(mine)
+                logger.error(
+                    "a wallet payment chain was refused by the engine after its checks passed: %s", failed.name
+                )
+                replies[index] = PaymentReply(
+                    result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
+                )
+                continue
+            records += encode_record(
+                {"op": "payment_succeeded", "tenant": request.tenant, "at": now, "wallet": wallet, "id": key_id,
+                 "order": request.order_reference, "requested": request.amount, "paid": paid, "fee": fee, "facts": []}
+            )  # fmt: skip
+            replies[index] = PaymentReply(
+                payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
+                remainder=request.amount - paid, fee=fee, balance=balance,
+                timestamp=TRANSFER_RESULT_STRUCT.unpack_from(mine, 0)[2],
+            )  # fmt: skip
+        if records:
+            op.record(bytes(records))

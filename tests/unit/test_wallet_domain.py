@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -584,3 +585,66 @@ def test_a_captured_hold_is_refunded_by_its_id_or_its_captures_under_one_bound(b
     assert by_capture.result is WalletResult.REFUND_EXCEEDS_PAYMENT
     assert rest.ok and available(bench) == 1000
     assert bench.restarted().snapshot() == bench.wallets.snapshot()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paying_many_at_once_answers_and_books_as_paying_one_after_another(seed: int) -> None:
+    import random
+
+    engine_class = engines()[seed % len(engines())]
+    benches = [WalletBench(engine_class), WalletBench(engine_class)]
+    rng = random.Random(seed)
+    for bench in benches:
+        shop(bench, partial_payment=True, fee_fixed=3, fee_per_mille=20)
+        shop(bench, "shop-b", low_balance_threshold=300)
+        for customer in ("anna", "ben", "cleo", "dan"):
+            opened(bench, customer)
+            top_up(bench, 1000, f"t-{customer}", customer=customer, never_expires=True)
+        opened(bench, "anna", tenant="shop-b")
+        top_up(bench, 900, "tb", customer="anna", tenant="shop-b")
+        top_up(bench, 200, "g-cleo", customer="cleo", expires_at=bench.clock.now_ns + 3600 * SECOND_NS)
+        with bench.op() as op:
+            bench.wallets.set_status(op, "shop-a", "dan", "frozen", actor="o", reason="r")
+    requests = []
+    for number in range(120):
+        key = f"p{rng.randrange(100)}"  # repeated keys: retries, in the same batch and across
+        customer = rng.choice(["anna", "ben", "cleo", "dan", "eve"])
+        tenant = "shop-b" if customer == "anna" and rng.random() < 0.2 else "shop-a"
+        amount = rng.choice([0, 1, 50, 97, 300, 999, 1500, -3])
+        requests.append(
+            Payment(
+                tenant=tenant,
+                customer=customer,
+                amount=amount,
+                key=key if number % 7 else "",
+                order_reference="o",
+                partial=rng.random() < 0.5,
+            )
+        )
+    one_by_one: list[PaymentReply] = []
+    with benches[0].op() as op:
+        for item in requests:
+            one_by_one.append(benches[0].wallets.pay(op, item))
+    together: list[PaymentReply] = []
+    for start in range(0, len(requests), 40):
+        with benches[1].op() as op:
+            together += benches[1].wallets.pay_many(op, requests[start : start + 40])
+
+    def shown(reply: PaymentReply) -> PaymentReply:
+        return PaymentReply(**{**reply.to_json(), "result": reply.result, "timestamp": 0})
+
+    assert [shown(reply) for reply in together] == [shown(reply) for reply in one_by_one]
+    snapshots = [json.loads(bench.wallets.snapshot()) for bench in benches]
+    for snapshot in snapshots:  # each tenant's secret is drawn at random
+        for tenant in snapshot["tenants"]:
+            del tenant["secret"]
+    assert snapshots[1] == snapshots[0]
+    for tenant_id in ("shop-a", "shop-b"):
+        for account_id in benches[0].wallets.get_tenant(tenant_id).accounts.values():
+            first, second = account(benches[0], account_id), account(benches[1], account_id)
+            assert (first.debits_posted, first.credits_posted) == (second.debits_posted, second.credits_posted)
+    events = [
+        [(e.type, e.amount, e.wallet, e.operation) for s, r in enumerate(b.journal, 1) for e in events_of(s, r)]
+        for b in benches
+    ]
+    assert events[1] == events[0]
