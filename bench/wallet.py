@@ -73,6 +73,7 @@ from bench._harness import (
     progress,
     server_process,
 )
+from bench.journal import store_size
 from ledger.client import Account, AccountFlags, AsyncClient, ClientConfig, CreateTransferResult, Transfer
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
@@ -404,7 +405,10 @@ class InFlight:
 
 
 def domain_bytes(snapshot: bytes) -> int:
-    """Python bytes a wallet domain restored from `snapshot` holds (tracemalloc: what its state allocated)."""
+    """Python bytes a wallet domain restored from `snapshot` holds (tracemalloc: what its state allocated).
+
+    Measured with no ledger open: tracemalloc counts every thread's allocations, and a ledger's journal writer
+    and history index allocate on theirs meanwhile."""
     gc.collect()
     tracemalloc.start()
     try:
@@ -450,10 +454,7 @@ async def write_journal(config: LedgerConfig, args: argparse.Namespace, expiry_s
                 progress(f"  {done:,} of {args.wallets:,} wallets opened and credited ({elapsed:.0f} s)")
         await in_flight.drain()
         result["wallets_seconds"] = round(time.perf_counter() - started, 1)
-        result["domain_bytes_after_wallets"] = domain_bytes(wallets.snapshot())
-        progress(
-            f"  domain state after the grants: {result['domain_bytes_after_wallets'] / args.wallets:.0f} bytes a wallet"
-        )
+        after_wallets = wallets.snapshot()  # measured once the ledger is closed
         started = time.perf_counter()
         cpu_started = time.process_time()
         fee_total = 0
@@ -480,10 +481,8 @@ async def write_journal(config: LedgerConfig, args: argparse.Namespace, expiry_s
         result["payments_per_s"] = round(args.payments / (time.perf_counter() - started))
         result["cpu_us_per_payment"] = round((time.process_time() - cpu_started) / args.payments * 1e6, 1)
         result["fees"] = fee_total > 0
-        snapshot = wallets.snapshot()
-        result["domain_snapshot_bytes"] = len(snapshot)
-        result["domain_bytes_after_payments"] = domain_bytes(snapshot)
-        del snapshot
+        after_payments = wallets.snapshot()
+        result["domain_snapshot_bytes"] = len(after_payments)
         stats = ledger.stats()
         result["accounts"] = stats.engine.accounts_count
         result["transfers"] = stats.engine.transfers_count
@@ -493,6 +492,12 @@ async def write_journal(config: LedgerConfig, args: argparse.Namespace, expiry_s
     finally:
         await ledger.close()
     result["close_with_checkpoint_seconds"] = round(time.perf_counter() - started, 1)
+    result["store_bytes"] = store_size(config.store)["bytes"]
+    result["domain_bytes_after_wallets"] = domain_bytes(after_wallets)
+    result["domain_bytes_after_payments"] = domain_bytes(after_payments)
+    progress(
+        f"  domain state: {result['domain_bytes_after_wallets'] / args.wallets:.0f} bytes a wallet after the grants"
+    )
     return result
 
 
