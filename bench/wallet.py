@@ -53,6 +53,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -128,6 +129,18 @@ def rss_bytes(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("VmRSS not found")
+
+
+def checkout() -> str:
+    """The commit measured, and whether the code (ledger/, bench/) had changes beside it."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ledger", "bench"],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head.stdout.strip()}+changes" if dirty.stdout.strip() else head.stdout.strip()
 
 
 def loaded_from(pid: int) -> str | None:
@@ -653,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "-m", "bench.wallet", *(sys.argv[1:] if argv is None else argv)]),
         "store": "postgresql" if is_postgres(args.store) else "sqlite",
         "engine": IMPLEMENTATION,
+        "commit": checkout(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

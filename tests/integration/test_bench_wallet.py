@@ -28,7 +28,7 @@ def test_throughput_reports_payments_beside_the_cores_transfers() -> None:
     dsn = require_postgres()
     report, stderr = run_bench("--store", dsn, "--seconds", "0.5", "--warmup-seconds", "0.2", "--wallets", "300")
     assert (report["benchmark"], report["part"], report["store"]) == ("wallet", "throughput", "postgresql")
-    assert {"load_1m_start", "load_1m_end"} <= report["machine"].keys()
+    assert {"load_1m_start", "load_1m_end"} <= report["machine"].keys() and report["commit"]
     throughput = report["throughput"]
     assert set(throughput) == {"core_transfers", "uniform", "one_shop"}
     core = throughput["core_transfers"]
