@@ -2151,7 +2151,7 @@ class Wallets:
             decided = None
             if fast and fast[1] not in known and fast[1] not in keys and fast[1] not in self.state.replies:
                 tenant, key_id, wallet, fp = fast
-                decided = self._decide_fast(tenant, request, wallets.get(wallet), spent.get(wallet, 0))
+                decided = self._decide_fast(tenant, request, wallet, wallets.get(wallet), spent.get(wallet, 0))
             if decided is None:  # the general path, after what was decided before it is applied
                 if pending:
                     self._apply_payments(op, pending, replies, now)
@@ -2204,7 +2204,7 @@ class Wallets:
         return balances
 
     def _decide_fast(
-        self, tenant: Tenant, request: Payment, account: tuple[int, int] | None, spent: int
+        self, tenant: Tenant, request: Payment, wallet: int, account: tuple[int, int] | None, spent: int
     ) -> tuple[int, int, int] | None:
         """(paid, fee, balance after) if the common case takes this payment and it succeeds, else None (the
         general path decides it: a refusal, a wallet with expiring credit, frozen or below a threshold)."""
@@ -2220,7 +2220,6 @@ class Wallets:
             or settings.low_balance_threshold
         ):
             return None
-        wallet = wallet_id(request.tenant, request.customer, tenant.currency.code)
         state = self.state
         if wallet in state.grants or wallet in state.frozen or wallet in state.closed or wallet in state.below:
             return None
