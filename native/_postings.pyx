@@ -7,6 +7,7 @@ credited), sorted by account, then timestamp. Same contract as the
 pure-Python module; a test feeds both the same journals.
 """
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, qsort
@@ -256,6 +257,34 @@ def groups(run):
             result.append((postings[start].lo, postings[start].hi, start, i))
             start = i
     return result
+
+
+def add_balances(dict table, balances):
+    """Append a commit's balance entries (64 bytes each: account lo, hi, timestamp, the four balances, 8
+    reserved) to their accounts' tails in `table`: (lo, hi) -> [timestamps, balances], bytearrays of u64
+    little-endian, in the commit's order."""
+    cdef const unsigned char[::1] data = balances
+    cdef Py_ssize_t count = data.shape[0] // 64, i, size
+    cdef const uint64_t* entry
+    cdef bytearray stamps, values
+    cdef list tail
+    for i in range(count):
+        entry = <const uint64_t*>&data[i * 64]
+        key = (entry[0], entry[1])
+        found = table.get(key)
+        if found is None:
+            tail = [bytearray(), bytearray()]
+            table[key] = tail
+        else:
+            tail = <list>found
+        stamps = <bytearray>tail[0]
+        values = <bytearray>tail[1]
+        size = PyByteArray_GET_SIZE(stamps)
+        PyByteArray_Resize(stamps, size + 8)
+        memcpy(PyByteArray_AS_STRING(stamps) + size, &entry[2], 8)
+        size = PyByteArray_GET_SIZE(values)
+        PyByteArray_Resize(values, size + 32)
+        memcpy(PyByteArray_AS_STRING(values) + size, &entry[3], 32)
 
 
 cdef inline unsigned char* _put_field(unsigned char* at, uint64_t value, int size) noexcept nogil:

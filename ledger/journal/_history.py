@@ -154,18 +154,15 @@ class HistoryStats:
     """Times the index found the store unavailable after it had been available."""
 
 
-class _Tail:
-    """One account's entries since the last flush: timestamps and, per entry, `width` values."""
-
-    __slots__ = ("timestamps", "values")
-
-    def __init__(self) -> None:
-        self.timestamps = array("Q")
-        self.values = array("Q")
+_Tail = list[bytearray]
+"""One account's entries since the last flush: [timestamps, values], u64 little-endian, `width` values an
+entry (postings.add_balances appends to them)."""
 
 
-def _encode(timestamps: array[int], values: array[int]) -> bytes:
-    return timestamps.tobytes() + values.tobytes()
+def _words(data: bytearray) -> array[int]:
+    words = array("Q")
+    words.frombytes(data)
+    return words
 
 
 def _decode(row: HistoryRow, width: int) -> tuple[memoryview, memoryview]:
@@ -347,7 +344,6 @@ class HistoryIndex:
 
     def _add(self, commit: Commit) -> None:
         run = postings.sort_postings(commit.transfers, commit.transfers_first) if commit.transfers else None
-        values = memoryview(commit.balances).cast("Q")
         with self._lock:
             if not self._tail_transfers and not self._balances:
                 self._tail_since = time.monotonic()
@@ -355,13 +351,7 @@ class HistoryIndex:
                 self._runs.append(run)
                 self._run_classes.append(0)
             self._tail_transfers += commit.transfers_count
-            for offset in range(0, len(values), 8):
-                key = (values[offset], values[offset + 1])
-                tail = self._balances.get(key)
-                if tail is None:
-                    tail = self._balances[key] = _Tail()
-                tail.timestamps.append(values[offset + 2])
-                tail.values.extend(values[offset + 3 : offset + 3 + _BALANCE_VALUES])
+            postings.add_balances(self._balances, commit.balances)
             self._indexed_seq = commit.seq
             self._changed.notify_all()
         if run is not None:
@@ -418,7 +408,7 @@ class HistoryIndex:
                 tail = self._balances.get((account_id & U64_MASK, account_id >> 64))
                 if tail is None:
                     return array("Q"), array("Q")
-                return array("Q", tail.timestamps), array("Q", tail.values)
+                return _words(tail[0]), _words(tail[1])
             runs = list(self._runs)
         timestamps, refs = array("Q"), array("Q")
         for run in runs:  # in journal order, so timestamps keep increasing from run to run
@@ -535,23 +525,28 @@ def _timestamp(record: bytes) -> int:
 def _rows(table: dict[tuple[int, int], _Tail]) -> list[HistoryRow]:
     return [
         HistoryRow(
-            lo, hi, tail.timestamps[0], tail.timestamps[-1], len(tail.timestamps), _encode(tail.timestamps, tail.values)
+            lo,
+            hi,
+            int.from_bytes(timestamps[:8], "little"),
+            int.from_bytes(timestamps[-8:], "little"),
+            len(timestamps) // 8,
+            bytes(timestamps + values),
         )
-        for (lo, hi), tail in table.items()
-        if tail.timestamps
+        for (lo, hi), (timestamps, values) in table.items()
+        if timestamps
     ]
 
 
 def _drop_flushed(table: dict[tuple[int, int], _Tail], rows: list[HistoryRow]) -> None:
     for row in rows:
         key = (row.account_lo, row.account_hi)
-        tail = table[key]
-        width = len(tail.values) // len(tail.timestamps)
-        if len(tail.timestamps) == row.entries_count:
+        timestamps, values = table[key]
+        width = len(values) // len(timestamps)
+        if len(timestamps) == row.entries_count * 8:
             del table[key]
         else:
-            del tail.timestamps[: row.entries_count]
-            del tail.values[: row.entries_count * width]
+            del timestamps[: row.entries_count * 8]
+            del values[: row.entries_count * 8 * width]
 
 
 def _matches(record: Buffer, f: AccountFilter) -> bool:

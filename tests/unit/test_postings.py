@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from types import ModuleType
 
 import pytest
@@ -136,3 +137,38 @@ def _copy_row(lo: int, hi: int, entries: bytes) -> bytes:
     first, last = int.from_bytes(entries[:8], "little"), int.from_bytes(entries[8 * count - 8 : 8 * count], "little")
     head = (6).to_bytes(2, "big") + field(lo, 8) + field(hi, 8) + field(first, 8) + field(last, 8) + field(count, 4)
     return head + len(entries).to_bytes(4, "big") + entries
+
+
+_BALANCE_ENTRY = struct.Struct("<QQQQQQQQ")
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(EDGE_IDS),
+                st.integers(1, 2**63),
+                st.lists(st.integers(0, 2**64 - 1), min_size=4, max_size=4),
+            ),
+            max_size=20,
+        ),
+        max_size=6,
+    )
+)
+def test_balance_tails_agree(commits: list[list[tuple[int, int, list[int]]]]) -> None:
+    """Each account's tail holds its entries' timestamps and four balances in the commits' order."""
+    expected: dict[tuple[int, int], list[bytearray]] = {}
+    for entries in commits:
+        for account, timestamp, values in entries:
+            tail = expected.setdefault((account & 2**64 - 1, account >> 64), [bytearray(), bytearray()])
+            tail[0] += timestamp.to_bytes(8, "little")
+            tail[1] += b"".join(value.to_bytes(8, "little") for value in values)
+    for module in IMPLEMENTATIONS:
+        table: dict[tuple[int, int], list[bytearray]] = {}
+        for entries in commits:
+            block = b"".join(
+                _BALANCE_ENTRY.pack(account & 2**64 - 1, account >> 64, timestamp, *values, 0)
+                for account, timestamp, values in entries
+            )
+            module.add_balances(table, block)
+        assert table == expected, module.implementation
