@@ -662,6 +662,45 @@ def test_a_payments_record_written_out_directly_is_what_the_encoder_writes() -> 
         assert _payment_record(request, 10**18, 2**128 - 2, 5, 7, 0) == encode_record(record)
 
 
+def test_a_payments_chain_packed_in_one_call_is_the_linked_chain_of_its_transfers(bench: WalletBench) -> None:
+    from ledger.wallet._codes import AccountCode, TransferCode
+    from ledger.wallet._domain import _chain, _payment_chain, _transfer
+    from ledger.wallet._ids import step_id
+
+    shop(bench)
+    tenant = bench.wallets.state.tenants["shop-a"]
+    for key_id, wallet, paid, fee, balance, partial in (
+        (16, 1, 1, 0, 0, False),
+        (2**128 - 16, 2**128 - 2, 2**63 - 1, 2**63 - 1, 2**64 - 1, True),
+        (2**64, 2**64 + 1, 500, 17, 1234, False),
+    ):
+        request = Payment(tenant="shop-a", customer="c", amount=paid + 3, key="k", order_reference="o", partial=partial)
+        fp = 2**64 - 1 - paid % 7
+        first = _transfer(
+            key_id, wallet, tenant.accounts[AccountCode.REVENUE], paid, tenant.ledger, TransferCode.PAYMENT,
+            user_data_128=fp | balance << 64, user_data_64=request.amount, user_data_32=int(partial),
+        )  # fmt: skip
+        fee_transfer = _transfer(
+            step_id(key_id, 1), wallet, tenant.accounts[AccountCode.FEES], fee, tenant.ledger,
+            TransferCode.PAYMENT_FEE, user_data_128=key_id,
+        )  # fmt: skip
+        expected = _chain(first, fee_transfer) if fee else first
+        assert _payment_chain(tenant, request, key_id, fp, wallet, paid, fee, balance) == expected
+
+
+def test_a_payments_fingerprint_written_out_is_the_general_one() -> None:
+    from ledger.wallet._ids import fingerprint, payment_fingerprint
+
+    for customer, amount, order, partial, currency in (
+        ("anna", 1, "4711", False, ""),
+        ("quote ' and \" and \\", 2**63 - 1, "\u2028 ü \x00", True, "EUR"),
+        ("", 0, "", False, "JPY"),
+    ):
+        assert payment_fingerprint(customer, amount, order, partial, currency) == fingerprint(
+            "pay", customer, amount, order, partial, currency
+        )
+
+
 def test_credit_a_void_gives_back_expires_once(bench: WalletBench, caplog: pytest.LogCaptureFixture) -> None:
     # The hold takes all of the grant, so the grant leaves the wallet's list while its first expiry entry
     # stays queued; the void queues a second one. The sweep must expire it once, not try twice.
