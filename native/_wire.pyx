@@ -748,3 +748,108 @@ def encode_create_accounts_response(results):
 def encode_transfer_stream_response(result):
     """The wire bytes of the ledger.v1.TransferStreamResponse carrying this one packed transfer result."""
     return encode(result, TRANSFER_STREAM_RESPONSE)
+
+
+# -- wallet.v1.PayBatchReply ------------------------------------------------------------------------------
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    unsigned long long PyLong_AsUnsignedLongLongMask(object value) except? <unsigned long long>-1
+    long long PyLong_AsLongLong(object value) except? -1
+
+cdef enum:
+    PAY_REPLY_FIXED_MAX = 220   # a PayReply's fields but its message, with its tag and length (at most)
+
+cdef const char* HEX_DIGITS = b"0123456789abcdef"
+
+
+cdef inline uint8_t* write_hex_id(uint8_t* p, uint8_t tag, object value):
+    """A 128-bit id as its 32 lowercase hex digits (f"{value:032x}"), as a string field."""
+    cdef uint64_t lo = PyLong_AsUnsignedLongLongMask(value)
+    cdef uint64_t hi = PyLong_AsUnsignedLongLongMask(value >> 64)
+    cdef int i
+    if value >> 128:
+        raise OverflowError("a payment or wallet id past 128 bits")
+    p[0] = tag
+    p[1] = 32
+    for i in range(16):
+        p[2 + i] = HEX_DIGITS[(hi >> (60 - 4 * i)) & 0xF]
+        p[18 + i] = HEX_DIGITS[(lo >> (60 - 4 * i)) & 0xF]
+    return p + 34
+
+
+cdef inline uint8_t* write_int64(uint8_t* p, uint8_t tag, object value):
+    """An int64 field unless zero (a negative one as its 64-bit two's complement, as protobuf writes it)."""
+    cdef long long number = PyLong_AsLongLong(value)
+    if number:
+        p[0] = tag
+        p = write_varint(p + 1, <uint64_t>number)
+    return p
+
+
+def encode_pay_batch_reply(replies):
+    """The wire bytes of a wallet.v1.PayBatchReply carrying these PaymentReply (ledger.wallet) replies, as
+    protobuf writes the message ledger.server._convert.pay_reply fills for each."""
+    cdef list items = list(replies)
+    cdef Py_ssize_t i, size, room = 0, message_size
+    cdef const char* message
+    cdef uint8_t[PAY_REPLY_FIXED_MAX] fixed
+    cdef uint8_t* p
+    cdef uint8_t* q
+    cdef uint8_t* start
+    cdef long long result
+    cdef uint64_t timestamp
+    cdef object payment_id
+    for reply in items:
+        PyUnicode_AsUTF8AndSize(reply.message, &message_size)
+        room += PAY_REPLY_FIXED_MAX + message_size + 10
+    out = PyBytes_FromStringAndSize(NULL, room)
+    p = <uint8_t*>PyBytes_AS_STRING(out)
+    start = p
+    for reply in items:
+        result = PyLong_AsLongLong(reply.result)
+        if result < 0 or <uint64_t>result > ENUM_VALUE_MAX:
+            raise ValueError(f"a wallet result past the enum's range: {result}")
+        message = PyUnicode_AsUTF8AndSize(reply.message, &message_size)
+        # The fields after the message first, into `fixed`; then the element's tag, length and fields.
+        size = 0
+        q = fixed
+        payment_id = reply.payment_id
+        if payment_id:
+            q = write_hex_id(q, 3 << 3 | WIRE_LEN, payment_id)
+            q = write_hex_id(q, 4 << 3 | WIRE_LEN, reply.wallet_id)
+        q = write_int64(q, 5 << 3 | WIRE_VARINT, reply.requested)
+        q = write_int64(q, 6 << 3 | WIRE_VARINT, reply.paid)
+        q = write_int64(q, 7 << 3 | WIRE_VARINT, reply.remainder)
+        q = write_int64(q, 8 << 3 | WIRE_VARINT, reply.fee)
+        q = write_int64(q, 9 << 3 | WIRE_VARINT, reply.balance)
+        timestamp = PyLong_AsUnsignedLongLongMask(reply.timestamp)
+        if timestamp:
+            q[0] = 10 << 3 | WIRE_LEN
+            q[1] = (1 + varint_size(timestamp // 1000000000) if timestamp >= 1000000000 else 0) + (
+                1 + varint_size(timestamp % 1000000000) if timestamp % 1000000000 else 0)
+            q += 2
+            if timestamp >= 1000000000:
+                q[0] = 1 << 3 | WIRE_VARINT
+                q = write_varint(q + 1, timestamp // 1000000000)
+            if timestamp % 1000000000:
+                q[0] = 2 << 3 | WIRE_VARINT
+                q = write_varint(q + 1, timestamp % 1000000000)
+        size = q - fixed
+        if result:
+            size += 1 + varint_size(<uint64_t>result)
+        if message_size:
+            size += 1 + varint_size(<uint64_t>message_size) + message_size
+        p[0] = 1 << 3 | WIRE_LEN
+        p = write_varint(p + 1, <uint64_t>size)
+        if result:
+            p[0] = 1 << 3 | WIRE_VARINT
+            p = write_varint(p + 1, <uint64_t>result)
+        if message_size:
+            p[0] = 2 << 3 | WIRE_LEN
+            p = write_varint(p + 1, <uint64_t>message_size)
+            memcpy(p, message, message_size)
+            p += message_size
+        memcpy(p, fixed, q - fixed)
+        p += q - fixed
+    return out[: p - start]

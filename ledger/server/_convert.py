@@ -24,7 +24,8 @@ from ledger.records.layout import (
     Buffer,
 )
 from ledger.records.limits import BATCH_EVENTS_MAX, ID_INT_MAX
-from ledger.v1 import ledger_pb2, types_pb2
+from ledger.v1 import ledger_pb2, types_pb2, wallet_pb2
+from ledger.wallet import PaymentReply
 
 _ACCOUNT_RESERVED = bytes(32)
 
@@ -241,3 +242,34 @@ def encode_accounts(records: Buffer) -> bytes:
 def encode_transfer_stream_response(result: Buffer) -> bytes:
     [first] = transfer_results_from_packed(result)
     return ledger_pb2.TransferStreamResponse(result=first).SerializeToString()
+
+
+# -- wallet.v1 payments ------------------------------------------------------------------------------------
+
+
+def pay_reply(reply: PaymentReply, message: wallet_pb2.PayReply | None = None) -> wallet_pb2.PayReply:
+    """The reply to a payment, written into `message` (a batch's reply adds one in place) or a new one."""
+    if message is None:
+        message = wallet_pb2.PayReply()
+    message.result = reply.result.value  # type: ignore[assignment]
+    if reply.message:
+        message.message = reply.message
+    if reply.payment_id:
+        message.payment_id = f"{reply.payment_id:032x}"
+        message.wallet_id = f"{reply.wallet_id:032x}"
+    message.requested = reply.requested
+    message.paid = reply.paid
+    message.remainder = reply.remainder
+    message.fee = reply.fee
+    message.balance = reply.balance
+    if reply.timestamp:
+        message.created_at.FromNanoseconds(reply.timestamp)
+    return message
+
+
+def encode_pay_batch_reply(replies: Sequence[PaymentReply]) -> bytes:
+    """The wire bytes of a wallet.v1.PayBatchReply carrying these replies (through protobuf)."""
+    message = wallet_pb2.PayBatchReply()
+    for reply in replies:
+        pay_reply(reply, message.replies.add())
+    return message.SerializeToString()

@@ -10,6 +10,7 @@ Reads run the same way (an operation that writes nothing), so they answer only w
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping
@@ -40,7 +41,6 @@ from ledger.wallet import (
     HoldReply,
     Operation,
     Payment,
-    PaymentReply,
     Refund,
     RefundReply,
     Settlement,
@@ -69,11 +69,13 @@ from ledger.wallet import (
     wallet_id,
 )
 
+from ._convert import pay_reply
 from ._limits import message_bytes_max
 from ._metrics import LedgerMetrics
 from ._servicer import _reader, until_refused
 from ._services import Service
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late
+from ._wire import encode_pay_batch_reply
 
 logger = logging.getLogger(__name__)
 
@@ -243,26 +245,6 @@ def _topup_reply(reply: TopUpReply) -> wallet_pb2.TopUpReply:
     return message
 
 
-def pay_reply(reply: PaymentReply, message: wallet_pb2.PayReply | None = None) -> wallet_pb2.PayReply:
-    """The reply to a payment, written into `message` (a batch's reply adds one in place) or a new one."""
-    if message is None:
-        message = wallet_pb2.PayReply()
-    message.result = reply.result.value  # type: ignore[assignment]
-    if reply.message:
-        message.message = reply.message
-    if reply.payment_id:
-        message.payment_id = f"{reply.payment_id:032x}"
-        message.wallet_id = f"{reply.wallet_id:032x}"
-    message.requested = reply.requested
-    message.paid = reply.paid
-    message.remainder = reply.remainder
-    message.fee = reply.fee
-    message.balance = reply.balance
-    if reply.timestamp:
-        message.created_at.FromNanoseconds(reply.timestamp)
-    return message
-
-
 def _refund_reply(reply: RefundReply) -> wallet_pb2.RefundReply:
     message = wallet_pb2.RefundReply(
         result=int(reply.result),  # type: ignore[arg-type]
@@ -402,19 +384,20 @@ class WalletService:
 
     def _count(self, method: str, reply: Message) -> None:
         """Count the operations of a reply by result (every reply of a batch, or the reply itself)."""
-        if self._metrics is None:
-            return
         replies = getattr(reply, "replies", None)
         items = list(replies) if replies is not None else [reply]
+        self._count_results(method, [result for item in items if (result := getattr(item, "result", None)) is not None])
+
+    def _count_results(self, method: str, results: list[int]) -> None:
+        if self._metrics is None:
+            return
         counts: dict[str, int] = {}
-        for item in items:
-            result = getattr(item, "result", None)
-            if result is not None:
-                name = wallet_pb2.WalletResult.Name(result).removeprefix("WALLET_RESULT_")
-                counts[name] = counts.get(name, 0) + 1
+        for result, count in collections.Counter(results).items():
+            name = wallet_pb2.WalletResult.Name(int(result)).removeprefix("WALLET_RESULT_")
+            counts[name] = counts.get(name, 0) + count
         self._metrics.count_wallet_results(method, counts)
 
-    async def _run(self, step: Callable[[Operation], Message]) -> Message:
+    async def _run(self, step: Callable[[Operation], Result]) -> Result:
         """Run one step of the domain in a ledger operation; its reply once what it wrote is durable.
 
         What the engine applied is journaled even if the step fails after applying it (a bug), so the
@@ -532,16 +515,9 @@ class WalletService:
                 )
             for tenant in {item.tenant for item in message.payments}:
                 check_tenant(tenant)
-            reply = wallet_pb2.PayBatchReply()
-
-            def step(op: Operation) -> Message:
-                for paid in self._wallets.pay_many(op, [payment(item) for item in message.payments]):
-                    pay_reply(paid, reply.replies.add())
-                return reply
-
-            replies = await self._run(step)
-            self._count("PayBatch", replies)
-            return replies.SerializeToString()
+            paid = await self._run(lambda op: self._wallets.pay_many(op, [payment(item) for item in message.payments]))
+            self._count_results("PayBatch", [reply.result for reply in paid])
+            return encode_pay_batch_reply(paid)
 
         return await call(context, "PayBatch", work, self._refusals)
 

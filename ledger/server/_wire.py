@@ -15,11 +15,12 @@ codec's, or where it is not loaded protobuf's and _convert's.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from ledger.engine import EngineUnavailable
 from ledger.records.layout import Buffer
+from ledger.wallet import PaymentReply
 
 from . import _convert, _wire_py
 
@@ -70,5 +71,7 @@ GetAccountTransfersResponse once its `next` (field 2, written after field 1) is 
 """
 encode_accounts: Callable[[Buffer], bytes] = serving.encode_accounts
 """Packed 128-byte account records -> the wire bytes of a ledger.v1.LookupAccountsResponse."""
+encode_pay_batch_reply: Callable[[Sequence[PaymentReply]], bytes] = serving.encode_pay_batch_reply
+"""Wallet payment replies -> the wire bytes of a wallet.v1.PayBatchReply."""
 encode_create_accounts_response: Callable[[Buffer], bytes] = serving.encode_create_accounts_response
 """Packed 16-byte account results -> the wire bytes of a ledger.v1.CreateAccountsResponse."""

@@ -40,9 +40,11 @@ scalar only when it is not zero, every Uint128 (which _convert always sets).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 from ledger.records.layout import Buffer
+from ledger.wallet import PaymentReply
 
 from ._convert import ConversionError, _check_count, _check_u16
 from ._wire_errors import (
@@ -365,3 +367,46 @@ def encode_create_accounts_response(results: Buffer) -> bytes:
 def encode_transfer_stream_response(result: Buffer) -> bytes:
     """The wire bytes of the ledger.v1.TransferStreamResponse carrying this one packed transfer result."""
     return _encode(TRANSFER_STREAM_RESPONSE, result)
+
+
+# -- wallet.v1.PayBatchReply ------------------------------------------------------------------------------
+
+
+def _int64(field: int, value: int) -> bytes:
+    """An int64 field unless zero; a negative one as its 64-bit two's complement (ten bytes)."""
+    if not value:
+        return b""
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError(f"field {field}: {value} is past int64")
+    return _varint(field << 3 | VARINT) + _varint(value & 2**64 - 1)
+
+
+def _pay_reply(reply: PaymentReply) -> bytes:
+    """A wallet.v1.PayReply's fields in number order, each only when set (ledger.server._convert.pay_reply)."""
+    result = int(reply.result)
+    if not 0 <= result <= ENUM_VALUE_MAX:
+        raise ValueError(f"a wallet result past the enum's range: {result}")
+    body = _varint(1 << 3 | VARINT) + _varint(result) if result else b""
+    if reply.message:
+        body += _delimited(2, reply.message.encode())
+    if reply.payment_id:
+        body += _delimited(3, f"{reply.payment_id:032x}".encode()) + _delimited(4, f"{reply.wallet_id:032x}".encode())
+        if reply.payment_id >> 128 or reply.wallet_id >> 128:
+            raise OverflowError("a payment or wallet id past 128 bits")
+    for field, value in (
+        (5, reply.requested),
+        (6, reply.paid),
+        (7, reply.remainder),
+        (8, reply.fee),
+        (9, reply.balance),
+    ):
+        body += _int64(field, value)
+    if reply.timestamp:
+        seconds, nanos = divmod(reply.timestamp, 1_000_000_000)
+        body += _delimited(10, _int64(1, seconds) + _int64(2, nanos))
+    return body
+
+
+def encode_pay_batch_reply(replies: Sequence[PaymentReply]) -> bytes:
+    """The wire bytes of a wallet.v1.PayBatchReply carrying these replies: each is field 1 (a PayReply)."""
+    return b"".join(_delimited(1, _pay_reply(reply)) for reply in replies)

@@ -41,6 +41,7 @@ from ledger.server._convert import (
 from ledger.server._wire_errors import DEPTH_MAX, Malformed
 from ledger.server._wire_schema import Kind
 from ledger.v1 import ledger_pb2, types_pb2
+from ledger.wallet import PaymentReply, WalletResult
 
 try:
     from ledger.server import _wire_c
@@ -666,3 +667,36 @@ def test_each_request_and_reply_is_its_proto_message() -> None:
         assert field.name == carrier.field
         assert field.message_type.name == carrier.element.name
         assert field.is_repeated != carrier.single
+
+
+# -- wallet.v1.PayBatchReply ------------------------------------------------------------------------------
+
+_INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, 1, -1, 127, 128, 2**63 - 1, -(2**63)]))
+_PAY_REPLIES = st.builds(
+    PaymentReply,
+    result=st.sampled_from(list(WalletResult)),
+    message=st.one_of(st.just(""), st.text(max_size=300)),
+    payment_id=st.one_of(st.just(0), st.integers(1, 2**128 - 1)),
+    wallet_id=st.integers(0, 2**128 - 1),
+    requested=_INT64,
+    paid=_INT64,
+    remainder=_INT64,
+    fee=_INT64,
+    balance=_INT64,
+    timestamp=st.one_of(st.just(0), st.integers(1, 2**63 - 1), st.sampled_from([1, 999_999_999, 10**9, 10**18])),
+)
+
+
+@codecs
+@given(replies=st.lists(_PAY_REPLIES, max_size=20))
+def test_pay_batch_replies_are_written_as_protobuf_writes_them(codec: ModuleType, replies: list[PaymentReply]) -> None:
+    """What each codec writes is protobuf's bytes of the message _convert.pay_reply fills, and parses back."""
+    assert codec.encode_pay_batch_reply(replies) == _convert.encode_pay_batch_reply(replies)
+
+
+@codecs
+def test_pay_batch_replies_past_their_fields_ranges_are_refused(codec: ModuleType) -> None:
+    with pytest.raises(OverflowError):
+        codec.encode_pay_batch_reply([PaymentReply(payment_id=1, wallet_id=2**128)])
+    with pytest.raises(OverflowError):
+        codec.encode_pay_batch_reply([PaymentReply(paid=2**63)])
