@@ -259,32 +259,76 @@ def groups(run):
     return result
 
 
+cdef extern from *:
+    """
+    typedef struct { uint64_t hi, lo, index; } ledger_balance_key_t;
+
+    static int ledger_balance_key_cmp(const void* a, const void* b) {
+        const ledger_balance_key_t* x = (const ledger_balance_key_t*)a;
+        const ledger_balance_key_t* y = (const ledger_balance_key_t*)b;
+        if (x->hi != y->hi) return x->hi < y->hi ? -1 : 1;
+        if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
+        return x->index < y->index ? -1 : (x->index > y->index);
+    }
+    """
+    ctypedef struct ledger_balance_key_t:
+        uint64_t hi, lo, index
+    int ledger_balance_key_cmp(const void* a, const void* b) noexcept nogil
+
+
 def add_balances(dict table, balances):
     """Append a commit's balance entries (64 bytes each: account lo, hi, timestamp, the four balances, 8
     reserved) to their accounts' tails in `table`: (lo, hi) -> [timestamps, balances], bytearrays of u64
-    little-endian, in the commit's order."""
+    little-endian, in the commit's order.
+
+    The entries are grouped by account first (a commit's payments touch the same revenue and fee accounts
+    again and again), so each account costs one lookup and one append of its entries."""
     cdef const unsigned char[::1] data = balances
-    cdef Py_ssize_t count = data.shape[0] // 64, i, size
+    cdef Py_ssize_t count = data.shape[0] // 64, i, start, size, j
     cdef const uint64_t* entry
+    cdef ledger_balance_key_t* keys
     cdef bytearray stamps, values
     cdef list tail
-    for i in range(count):
-        entry = <const uint64_t*>&data[i * 64]
-        key = (entry[0], entry[1])
-        found = table.get(key)
-        if found is None:
-            tail = [bytearray(), bytearray()]
-            table[key] = tail
-        else:
-            tail = <list>found
-        stamps = <bytearray>tail[0]
-        values = <bytearray>tail[1]
-        size = PyByteArray_GET_SIZE(stamps)
-        PyByteArray_Resize(stamps, size + 8)
-        memcpy(PyByteArray_AS_STRING(stamps) + size, &entry[2], 8)
-        size = PyByteArray_GET_SIZE(values)
-        PyByteArray_Resize(values, size + 32)
-        memcpy(PyByteArray_AS_STRING(values) + size, &entry[3], 32)
+    cdef char* at
+    if count == 0:
+        return
+    keys = <ledger_balance_key_t*>malloc(count * sizeof(ledger_balance_key_t))
+    if keys == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(count):
+                entry = <const uint64_t*>&data[i * 64]
+                keys[i].lo = entry[0]
+                keys[i].hi = entry[1]
+                keys[i].index = i
+            qsort(keys, count, sizeof(ledger_balance_key_t), ledger_balance_key_cmp)
+        start = 0
+        for i in range(1, count + 1):
+            if i < count and keys[i].hi == keys[start].hi and keys[i].lo == keys[start].lo:
+                continue
+            key = (keys[start].lo, keys[start].hi)
+            found = table.get(key)
+            if found is None:
+                tail = [bytearray(), bytearray()]
+                table[key] = tail
+            else:
+                tail = <list>found
+            stamps = <bytearray>tail[0]
+            values = <bytearray>tail[1]
+            size = PyByteArray_GET_SIZE(stamps)
+            PyByteArray_Resize(stamps, size + 8 * (i - start))
+            at = PyByteArray_AS_STRING(stamps) + size
+            for j in range(start, i):
+                memcpy(at + 8 * (j - start), &data[keys[j].index * 64 + 16], 8)
+            size = PyByteArray_GET_SIZE(values)
+            PyByteArray_Resize(values, size + 32 * (i - start))
+            at = PyByteArray_AS_STRING(values) + size
+            for j in range(start, i):
+                memcpy(at + 32 * (j - start), &data[keys[j].index * 64 + 24], 32)
+            start = i
+    finally:
+        free(keys)
 
 
 cdef inline unsigned char* _put_field(unsigned char* at, uint64_t value, int size) noexcept nogil:
