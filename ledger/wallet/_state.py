@@ -29,7 +29,13 @@ from ._currencies import currency
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 
 RECORD_HEADER: Final = struct.Struct("<I")
+"""A record's header: its size in bytes; the top bit set marks a payment record in its compact form."""
+PAYMENT_RECORD_FLAG: Final = 1 << 31
+PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqHH")
+"""A payment without facts in its compact form, which most payments are: at, wallet (lo, hi), id (lo, hi),
+requested, paid, fee, and the sizes of the tenant and the order reference, whose UTF-8 follows."""
 SNAPSHOT_VERSION: Final = 1
+_U64_MASK: Final = 2**64 - 1
 
 Fact = list[Any]
 Record = dict[str, Any]
@@ -41,6 +47,39 @@ def encode_record(record: Record) -> bytes:
     return RECORD_HEADER.pack(len(body)) + body
 
 
+def encode_payment_record(
+    tenant: str, at: int, wallet: int, payment_id: int, order: str, requested: int, paid: int, fee: int
+) -> bytes:
+    """A `payment_succeeded` record without facts, in its compact form (a third of its JSON's size, and
+    read back without a JSON parser): decode_records gives the record encode_record would have written."""
+    tenant_bytes, order_bytes = tenant.encode(), order.encode()
+    head = PAYMENT_RECORD.pack(
+        at, wallet & _U64_MASK, wallet >> 64, payment_id & _U64_MASK, payment_id >> 64, requested, paid, fee,
+        len(tenant_bytes), len(order_bytes),
+    )  # fmt: skip
+    return (
+        RECORD_HEADER.pack(PAYMENT_RECORD_FLAG | len(head) + len(tenant_bytes) + len(order_bytes))
+        + head
+        + tenant_bytes
+        + order_bytes
+    )
+
+
+def _payment_record(view: memoryview, offset: int, size: int) -> Record:
+    at, wallet_lo, wallet_hi, id_lo, id_hi, requested, paid, fee, tenant_size, order_size = PAYMENT_RECORD.unpack_from(
+        view, offset
+    )
+    start = offset + PAYMENT_RECORD.size
+    if size != PAYMENT_RECORD.size + tenant_size + order_size:
+        raise ValueError(f"compact payment record at byte {offset}: its sizes do not add up")
+    return {
+        "op": "payment_succeeded", "tenant": str(view[start : start + tenant_size], "utf-8"), "at": at,
+        "wallet": wallet_lo | wallet_hi << 64, "id": id_lo | id_hi << 64,
+        "order": str(view[start + tenant_size : start + size - PAYMENT_RECORD.size], "utf-8"),
+        "requested": requested, "paid": paid, "fee": fee, "facts": [],
+    }  # fmt: skip
+
+
 def decode_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
     """The records of one commit's domain bytes, in order; ValueError if they are cut short."""
     view = memoryview(data)
@@ -50,8 +89,14 @@ def decode_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
             raise ValueError(f"domain record header cut short at byte {offset}")
         (size,) = RECORD_HEADER.unpack_from(view, offset)
         offset += RECORD_HEADER.size
-        if offset + size > len(view):
+        compact = size & PAYMENT_RECORD_FLAG
+        size &= ~PAYMENT_RECORD_FLAG
+        if offset + size > len(view) or (compact and size < PAYMENT_RECORD.size):
             raise ValueError(f"domain record of {size} bytes cut short at byte {offset}")
+        if compact:
+            yield _payment_record(view, offset, size)
+            offset += size
+            continue
         record = json.loads(bytes(view[offset : offset + size]))
         if not isinstance(record, dict):
             raise ValueError(f"domain record at byte {offset} is not an object")

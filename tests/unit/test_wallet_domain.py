@@ -24,6 +24,7 @@ from ledger.wallet import (
     TopUpReply,
     TopUpSource,
     WalletResult,
+    decode_records,
     encode_record,
     events_of,
     operation_id,
@@ -652,14 +653,26 @@ def test_paying_many_at_once_answers_and_books_as_paying_one_after_another(seed:
     assert events[1] == events[0]
 
 
-def test_a_payments_record_written_out_directly_is_what_the_encoder_writes() -> None:
-    from ledger.wallet._domain import _payment_record
+def test_a_payments_compact_record_reads_back_as_the_record_the_json_encoder_writes() -> None:
+    from ledger.wallet._state import encode_payment_record
 
-    for tenant, order in (("shop-a", "4711"), ("s", 'quote " and \\ and ü and \u2028'), ("x" * 64, "\u0001")):
-        request = Payment(tenant=tenant, customer="c", amount=2**63 - 1, key="k", order_reference=order)
-        record = {"op": "payment_succeeded", "tenant": tenant, "at": 10**18, "wallet": 2**128 - 2, "id": 5,
+    cases = (
+        ("shop-a", "4711", 2**128 - 2, 16),
+        ("s", 'quote " and \\ and ü and \u2028', 1, 2**128 - 16),
+        ("x" * 64, "\u0001" + "€" * 254, 2**64, 2**64 - 16),
+    )
+    for tenant, order, wallet, payment_id in cases:
+        record = {"op": "payment_succeeded", "tenant": tenant, "at": 10**18, "wallet": wallet, "id": payment_id,
                   "order": order, "requested": 2**63 - 1, "paid": 7, "fee": 0, "facts": []}  # fmt: skip
-        assert _payment_record(request, 10**18, 2**128 - 2, 5, 7, 0) == encode_record(record)
+        compact = encode_payment_record(tenant, 10**18, wallet, payment_id, order, 2**63 - 1, 7, 0)
+        assert list(decode_records(compact)) == [record]
+        assert len(compact) < len(encode_record(record))
+        # Compact and JSON records mix in one commit's domain bytes, and cut short they are refused.
+        both = encode_record(record) + compact + encode_record(record)
+        assert list(decode_records(both)) == [record] * 3
+        for cut in (1, 5, len(compact) - 1):
+            with pytest.raises(ValueError, match="cut short"):
+                list(decode_records(compact[:cut]))
 
 
 def test_a_payments_chain_packed_in_one_call_is_the_linked_chain_of_its_transfers(bench: WalletBench) -> None:
