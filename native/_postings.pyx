@@ -278,7 +278,7 @@ cdef extern from *:
 
 def add_balances(dict table, balances):
     """Append a commit's balance entries (64 bytes each: account lo, hi, timestamp, the four balances, 8
-    reserved) to their accounts' tails in `table`: (lo, hi) -> [timestamps, balances], bytearrays of u64
+    reserved) to their accounts' tails in `table`: (lo, hi) -> (timestamps, balances), bytearrays of u64
     little-endian, in the commit's order.
 
     The entries are grouped by account first (a commit's payments touch the same revenue and fee accounts
@@ -288,7 +288,7 @@ def add_balances(dict table, balances):
     cdef const uint64_t* entry
     cdef ledger_balance_key_t* keys
     cdef bytearray stamps, values
-    cdef list tail
+    cdef tuple tail
     cdef char* at
     if count == 0:
         return
@@ -310,10 +310,10 @@ def add_balances(dict table, balances):
             key = (keys[start].lo, keys[start].hi)
             found = table.get(key)
             if found is None:
-                tail = [bytearray(), bytearray()]
+                tail = (bytearray(), bytearray())
                 table[key] = tail
             else:
-                tail = <list>found
+                tail = <tuple>found
             stamps = <bytearray>tail[0]
             values = <bytearray>tail[1]
             size = PyByteArray_GET_SIZE(stamps)

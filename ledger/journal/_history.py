@@ -154,8 +154,8 @@ class HistoryStats:
     """Times the index found the store unavailable after it had been available."""
 
 
-_Tail = list[bytearray]
-"""One account's entries since the last flush: [timestamps, values], u64 little-endian, `width` values an
+_Tail = tuple[bytearray, bytearray]
+"""One account's entries since the last flush: (timestamps, values), u64 little-endian, `width` values an
 entry (postings.add_balances appends to them)."""
 
 

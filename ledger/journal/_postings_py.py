@@ -28,15 +28,15 @@ _ACCOUNT: Final = struct.Struct("<QQ")
 _BALANCE_SIZE: Final = 64
 
 
-def add_balances(table: dict[tuple[int, int], list[bytearray]], balances: Buffer) -> None:
+def add_balances(table: dict[tuple[int, int], tuple[bytearray, bytearray]], balances: Buffer) -> None:
     """Append a commit's balance entries (64 bytes each: account lo, hi, timestamp, the four balances, 8
-    reserved) to their accounts' tails in `table`: (lo, hi) -> [timestamps, balances], bytearrays of u64
+    reserved) to their accounts' tails in `table`: (lo, hi) -> (timestamps, balances), bytearrays of u64
     little-endian, in the commit's order."""
     data = memoryview(balances).cast("B")
     for offset in range(0, len(data) - len(data) % _BALANCE_SIZE, _BALANCE_SIZE):
-        tail = table.setdefault(_ACCOUNT.unpack_from(data, offset), [bytearray(), bytearray()])
-        tail[0] += data[offset + 16 : offset + 24]
-        tail[1] += data[offset + 24 : offset + 56]
+        tail = table.setdefault(_ACCOUNT.unpack_from(data, offset), (bytearray(), bytearray()))
+        tail[0].extend(data[offset + 16 : offset + 24])
+        tail[1].extend(data[offset + 24 : offset + 56])
 
 
 def _pack(postings: list[tuple[int, int, int, int]]) -> bytes:

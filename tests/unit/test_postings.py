@@ -157,14 +157,14 @@ _BALANCE_ENTRY = struct.Struct("<QQQQQQQQ")
 )
 def test_balance_tails_agree(commits: list[list[tuple[int, int, list[int]]]]) -> None:
     """Each account's tail holds its entries' timestamps and four balances in the commits' order."""
-    expected: dict[tuple[int, int], list[bytearray]] = {}
+    expected: dict[tuple[int, int], tuple[bytearray, bytearray]] = {}
     for entries in commits:
         for account, timestamp, values in entries:
-            tail = expected.setdefault((account & 2**64 - 1, account >> 64), [bytearray(), bytearray()])
-            tail[0] += timestamp.to_bytes(8, "little")
-            tail[1] += b"".join(value.to_bytes(8, "little") for value in values)
+            tail = expected.setdefault((account & 2**64 - 1, account >> 64), (bytearray(), bytearray()))
+            tail[0].extend(timestamp.to_bytes(8, "little"))
+            tail[1].extend(b"".join(value.to_bytes(8, "little") for value in values))
     for module in IMPLEMENTATIONS:
-        table: dict[tuple[int, int], list[bytearray]] = {}
+        table: dict[tuple[int, int], tuple[bytearray, bytearray]] = {}
         for entries in commits:
             block = b"".join(
                 _BALANCE_ENTRY.pack(account & 2**64 - 1, account >> 64, timestamp, *values, 0)
