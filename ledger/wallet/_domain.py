@@ -101,6 +101,14 @@ _U64: Final = struct.Struct("<Q")
 _U32: Final = struct.Struct("<I")
 _U16: Final = struct.Struct("<H")
 _ID: Final = struct.Struct("<QQ")
+_ACCOUNT_SPENDABLE: Final = struct.Struct("<QQQQQQI76x")
+"""An account record's id (lo, hi), debits pending and posted, credits pending and posted, and ledger."""
+assert _ACCOUNT_SPENDABLE.size == ACCOUNT_SIZE and (
+    ACCOUNT_DEBITS_PENDING_OFFSET,
+    ACCOUNT_DEBITS_POSTED_OFFSET,
+    ACCOUNT_CREDITS_POSTED_OFFSET,
+    ACCOUNT_LEDGER_OFFSET,
+) == (16, 24, 40, 48)
 _MASK_64: Final = 2**64 - 1
 _TOPUP_KINDS: Final = frozenset(int(code) for code, _ in TOPUP_CODES.values())
 _PAYMENT_KINDS: Final = frozenset({int(TransferCode.PAYMENT)})
@@ -2206,14 +2214,10 @@ class Wallets:
         balances: dict[int, tuple[int, int]] = {}
         for start in range(0, len(ids), BATCH_EVENTS_MAX):
             found = op.lookup_accounts(b"".join(_pack_id(wallet) for wallet in ids[start : start + BATCH_EVENTS_MAX]))
-            for offset in range(0, len(found), ACCOUNT_SIZE):
-                spendable = (
-                    _u64(found, offset + ACCOUNT_CREDITS_POSTED_OFFSET)
-                    - _u64(found, offset + ACCOUNT_DEBITS_POSTED_OFFSET)
-                    - _u64(found, offset + ACCOUNT_DEBITS_PENDING_OFFSET)
-                )
-                ledger = _U32.unpack_from(found, offset + ACCOUNT_LEDGER_OFFSET)[0]
-                balances[_id_at(found, offset)] = (ledger, spendable)
+            for lo, hi, debits_pending, debits_posted, _, credits_posted, ledger in _ACCOUNT_SPENDABLE.iter_unpack(
+                found
+            ):
+                balances[lo | hi << 64] = (ledger, credits_posted - debits_posted - debits_pending)
         return balances
 
     def _decide_fast(
