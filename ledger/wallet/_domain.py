@@ -75,6 +75,8 @@ from ._state import (
     decode_records,
     encode_payment_record,
     encode_record,
+    expiry_entry,
+    expiry_parts,
     tenant_json,
 )
 from ._tenants import Tenant, TenantSettings, check_tenant_id
@@ -608,7 +610,7 @@ class Wallets:
             credits_posted=_u64(found, ACCOUNT_CREDITS_POSTED_OFFSET),
             debits_posted=_u64(found, ACCOUNT_DEBITS_POSTED_OFFSET),
             debits_pending=_u64(found, ACCOUNT_DEBITS_PENDING_OFFSET),
-            grants=self.state.grants.get(wallet, []),
+            grants=self.state.grants_of(wallet),
             now=op.now(),
         )
 
@@ -1207,12 +1209,12 @@ class Wallets:
         # reserved all of it, and one from when the hold gave it back. It expires once.
         seen: set[tuple[int, int]] = set()
         expiries = self.state.expiries
-        while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
-            _, wallet, grant_id = heapq.heappop(expiries)
+        while expiries and expiry_parts(expiries[0])[0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
+            _, wallet, grant_id = expiry_parts(heapq.heappop(expiries))
             if (wallet, grant_id) in seen:
                 continue
             seen.add((wallet, grant_id))
-            for expires_at, remaining, held_id in self.state.grants.get(wallet, ()):
+            for expires_at, remaining, held_id in self.state.grants_of(wallet):
                 if held_id == grant_id and expires_at <= now and remaining:
                     due.append((wallet, grant_id, remaining))
                     break
@@ -1240,7 +1242,7 @@ class Wallets:
             code = CreateTransferResult(_U32.unpack_from(results, index * TRANSFER_RESULT_SIZE)[0])
             if code is not CreateTransferResult.OK:
                 logger.error("the expiry of a grant was refused by the engine: %s", code.name)
-                heapq.heappush(expiries, (now, wallet, grant_id))
+                heapq.heappush(expiries, expiry_entry(now, wallet, grant_id))
                 continue
             record_facts.append(["expired", wallet, grant_id])
             expired.append([wallet, grant_id, remaining, self._tenant_of_wallet(op, wallet).tenant_id])
