@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.engine import Account, ReferenceEngine, unpack_accounts
 from ledger.engine._api import Engine
@@ -748,3 +750,24 @@ def test_a_hold_past_its_expiry_is_neither_captured_nor_voided_before_the_sweep(
     assert available(bench) == 1000
     tenant = bench.wallets.get_tenant("shop-a")
     assert account(bench, tenant.accounts["revenue"]).credits_posted == 0
+
+
+_IDS = st.integers(1, 2**128 - 2)
+_TRIPLES = st.tuples(st.integers(0, 2**63 - 1), _IDS, _IDS)
+
+
+@given(st.lists(_TRIPLES, max_size=30))
+def test_expiry_entries_sort_as_their_triples_and_give_them_back(triples: list[tuple[int, int, int]]) -> None:
+    from ledger.wallet._state import expiry_entry, expiry_parts
+
+    entries = [expiry_entry(*triple) for triple in triples]
+    assert [expiry_parts(entry) for entry in sorted(entries)] == sorted(triples)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**63 - 1), st.integers(1, 2**63 - 1), _IDS), max_size=8))
+def test_packed_grants_read_back_as_they_were(grants: list[tuple[int, int, int]]) -> None:
+    from ledger.wallet._state import pack_grants, unpack_grants
+
+    listed = [list(grant) for grant in sorted(grants)]
+    assert unpack_grants(pack_grants(listed)) == listed
+    assert len(pack_grants(listed)) == 32 * len(listed)
