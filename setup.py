@@ -1,6 +1,7 @@
 """Build the native modules as optional extensions: the engine (native/_engine.pyx ->
 ledger.engine._c), the history postings (native/_postings.pyx -> ledger.journal._postings_c)
-and the wire codec (native/_wire.pyx -> ledger.server._wire_c).
+the wire codec (native/_wire.pyx -> ledger.server._wire_c) and the wallet's payment packer
+(native/_payments.pyx -> ledger.wallet._payments_c).
 
 With no C compiler or no Cython the install still succeeds and the ledger
 runs on the pure-Python reference engine. `cythonize()` drops the `optional`
@@ -21,6 +22,7 @@ def native_extensions() -> list[Extension]:
         Extension("ledger.engine._c", ["native/_engine.pyx"], extra_compile_args=["-O3", "-fno-strict-aliasing"]),
         Extension("ledger.journal._postings_c", ["native/_postings.pyx"], extra_compile_args=["-O3"]),
         Extension("ledger.server._wire_c", ["native/_wire.pyx"], extra_compile_args=["-O3"]),
+        Extension("ledger.wallet._payments_c", ["native/_payments.pyx"], extra_compile_args=["-O3"]),
     ]
     built = cythonize(
         extensions,

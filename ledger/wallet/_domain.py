@@ -66,6 +66,7 @@ from ledger.records.limits import (
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, step_id, system_account_id, wallet_id
+from ._payments import payments
 from ._state import (
     Booking,
     Hold,
@@ -517,6 +518,16 @@ class _WalletView:
         if left:
             parts.append([0, left, 0])
         return parts
+
+
+@dataclass(slots=True)
+class _PaymentBatch:
+    """Payments decided together: their chains and compact records packed one after another
+    (ledger.wallet._payments), and per payment (index, request, id, wallet, paid, fee, balance, transfers)."""
+
+    chains: bytearray = field(default_factory=bytearray)
+    records: bytearray = field(default_factory=bytearray)
+    entries: list[tuple[int, Payment, int, int, int, int, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -2159,7 +2170,7 @@ class Wallets:
             for offset in range(0, len(found), TRANSFER_SIZE)
         }
         wallets = self._wallet_balances(op, {p[2] for p in prepared if p})
-        pending: list[tuple[int, Payment, Tenant, int, int, int, int, int, bytes]] = []
+        batch = _PaymentBatch()
         spent: dict[int, int] = {}
         keys: set[int] = set()
         now = op.now()
@@ -2170,9 +2181,9 @@ class Wallets:
                 tenant, key_id, wallet, fp = fast
                 decided = self._decide_fast(tenant, request, wallet, wallets.get(wallet), spent.get(wallet, 0))
             if decided is None:  # the general path, after what was decided before it is applied
-                if pending:
-                    self._apply_payments(op, pending, replies, now)
-                    pending, spent = [], {}
+                if batch.entries:
+                    self._apply_payments(op, batch, replies, now)
+                    batch, spent = _PaymentBatch(), {}
                     wallets = self._wallet_balances(op, {p[2] for p in prepared[index + 1 :] if p})
                 replies[index] = self.pay(op, request)
                 if fast:
@@ -2184,10 +2195,14 @@ class Wallets:
             paid, fee, balance = decided
             spent[wallet] = spent.get(wallet, 0) + paid + fee
             keys.add(key_id)
-            chain = _payment_chain(tenant, request, key_id, fp, wallet, paid, fee, balance)
-            pending.append((index, request, tenant, key_id, wallet, paid, fee, balance, chain))
-        if pending:
-            self._apply_payments(op, pending, replies, now)
+            count = payments.pack_payment(
+                batch.chains, batch.records, key_id, step_id(key_id, 1) if fee else 0, wallet,
+                tenant.accounts[AccountCode.REVENUE], tenant.accounts[AccountCode.FEES], tenant.ledger, paid, fee,
+                fp, balance, request.amount, request.partial, request.tenant, request.order_reference, now,
+            )  # fmt: skip
+            batch.entries.append((index, request, key_id, wallet, paid, fee, balance, count))
+        if batch.entries:
+            self._apply_payments(op, batch, replies, now)
         assert all(reply is not None for reply in replies)
         return replies  # type: ignore[return-value]
 
@@ -2254,34 +2269,32 @@ class Wallets:
         return None
 
     def _apply_payments(
-        self,
-        op: Operation,
-        pending: list[tuple[int, Payment, Tenant, int, int, int, int, int, bytes]],
-        replies: list[PaymentReply | None],
-        now: int,
+        self, op: Operation, batch: _PaymentBatch, replies: list[PaymentReply | None], now: int
     ) -> None:
         """Apply the decided payments' chains in one engine call and answer each; a chain the engine refuses
-        (its checks passed, so a bound such as TRANSFERS_FULL) moved nothing and answers LEDGER_REFUSED."""
-        results = op.create_transfers(b"".join(entry[8] for entry in pending))
+        (its checks passed, so a bound such as TRANSFERS_FULL) moved nothing and answers LEDGER_REFUSED, and
+        its record is left out."""
+        results = op.create_transfers(batch.chains)
         codes = memoryview(results).cast("I")[RESULT_CODE_OFFSET // 4 :: TRANSFER_RESULT_SIZE // 4]
         every_chain_ok = codes.tolist().count(_OK) == len(codes)
-        records = bytearray()
+        records = batch.records if every_chain_ok else bytearray()
         offset = 0
-        for index, request, _, key_id, wallet, paid, fee, balance, chain in pending:
+        for index, request, key_id, wallet, paid, fee, balance, count in batch.entries:
             start = offset
-            offset += len(chain) // TRANSFER_SIZE * TRANSFER_RESULT_SIZE
-            if not every_chain_ok and _results_ok(results[start:offset]) is not None:
-                failed = _first_failure(results[start:offset])
-                logger.error(
-                    "a wallet payment chain was refused by the engine after its checks passed: %s", failed.name
+            offset += count * TRANSFER_RESULT_SIZE
+            if not every_chain_ok:
+                if _results_ok(results[start:offset]) is not None:
+                    failed = _first_failure(results[start:offset])
+                    logger.error(
+                        "a wallet payment chain was refused by the engine after its checks passed: %s", failed.name
+                    )
+                    replies[index] = PaymentReply(
+                        result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
+                    )
+                    continue
+                records += encode_payment_record(
+                    request.tenant, now, wallet, key_id, request.order_reference, request.amount, paid, fee
                 )
-                replies[index] = PaymentReply(
-                    result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
-                )
-                continue
-            records += encode_payment_record(
-                request.tenant, now, wallet, key_id, request.order_reference, request.amount, paid, fee
-            )
             replies[index] = PaymentReply(
                 payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
                 remainder=request.amount - paid, fee=fee, balance=balance,

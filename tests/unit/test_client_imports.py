@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import importlib.abc, json, sys
 
-NATIVE = {"ledger.engine._c", "ledger.journal._postings_c", "ledger.server._wire_c"}
+NATIVE = {"ledger.engine._c", "ledger.journal._postings_c", "ledger.server._wire_c", "ledger.wallet._payments_c"}
 
 class NoNativeBuild(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
