@@ -7,29 +7,16 @@ import os
 from types import ModuleType
 
 from ledger.engine import EngineUnavailable
+from ledger.records.native import choose
 
 from . import _postings_py
 from ._store import HistoryRow
 
 
-def _load_native() -> ModuleType | None:
-    try:
-        from . import _postings_c
-    except ImportError:
-        return None
-    return _postings_c
-
-
 def select(requested: str | None) -> ModuleType:
-    requested = (requested or "").strip().lower()
-    if requested == "python":
-        return _postings_py
-    native = _load_native()
-    if requested == "cython" and native is None:
-        raise EngineUnavailable(
-            "LEDGER_ENGINE=cython but the native postings module (ledger.journal._postings_c) is not built"
-        )
-    return native or _postings_py
+    return choose(
+        requested, "ledger.journal._postings_c", _postings_py, "the native postings module", EngineUnavailable
+    )
 
 
 postings: ModuleType = select(os.environ.get("LEDGER_ENGINE"))

@@ -20,27 +20,14 @@ from types import ModuleType
 
 from ledger.engine import EngineUnavailable
 from ledger.records.layout import Buffer
+from ledger.records.native import choose
 from ledger.wallet import PaymentReply
 
 from . import _convert, _wire_py
 
 
-def _load_native() -> ModuleType | None:
-    try:
-        from . import _wire_c
-    except ImportError:
-        return None
-    return _wire_c
-
-
 def select(requested: str | None) -> ModuleType:
-    requested = (requested or "").strip().lower()
-    if requested == "python":
-        return _wire_py
-    native = _load_native()
-    if requested == "cython" and native is None:
-        raise EngineUnavailable("LEDGER_ENGINE=cython but the native wire codec (ledger.server._wire_c) is not built")
-    return native or _wire_py
+    return choose(requested, "ledger.server._wire_c", _wire_py, "the native wire codec", EngineUnavailable)
 
 
 wire: ModuleType = select(os.environ.get("LEDGER_ENGINE"))

@@ -6,31 +6,13 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+from ledger.records.native import choose
+
 from . import _payments_py
 
 
-class PaymentsUnavailable(RuntimeError):
-    """LEDGER_ENGINE=cython without the native payment packer built."""
-
-
-def _load_native() -> ModuleType | None:
-    try:
-        from . import _payments_c
-    except ImportError:
-        return None
-    return _payments_c
-
-
 def select(requested: str | None) -> ModuleType:
-    requested = (requested or "").strip().lower()
-    if requested == "python":
-        return _payments_py
-    native = _load_native()
-    if requested == "cython" and native is None:
-        raise PaymentsUnavailable(
-            "LEDGER_ENGINE=cython but the native payment packer (ledger.wallet._payments_c) is not built"
-        )
-    return native or _payments_py
+    return choose(requested, "ledger.wallet._payments_c", _payments_py, "the native payment packer")
 
 
 payments: ModuleType = select(os.environ.get("LEDGER_ENGINE"))

@@ -60,7 +60,8 @@ def test_the_twin_packs_the_linked_chain_and_the_record_the_domain_reads(payment
 
 
 def test_the_packer_is_chosen_as_the_engine_is() -> None:
-    from ledger.wallet._payments import PaymentsUnavailable, select
+    from ledger.records.native import NativeUnavailable
+    from ledger.wallet._payments import select
 
     assert select("python") is _payments_py
     if _payments_c is not None:
@@ -69,7 +70,7 @@ def test_the_packer_is_chosen_as_the_engine_is() -> None:
         assert select(None) is _payments_py
         try:
             select("cython")
-        except PaymentsUnavailable as exc:
+        except NativeUnavailable as exc:
             assert "ledger.wallet._payments_c" in str(exc)
         else:
             raise AssertionError("LEDGER_ENGINE=cython without the native packer must fail")
