@@ -24,7 +24,7 @@ they are.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ import lz4.block
 from ledger.records.limits import TRANSFER_SIZE
 
 from ._format import Blob, CommitRow, JournalCorrupt
+from ._store import SCAN_CHUNK_BYTES, SCAN_CHUNK_COMMITS_MAX
 
 TRANSFER_BLOCK_RECORDS: Final = 64
 """Records per compressed block: 8 KiB raw, one record read costs decompressing at most this many."""
@@ -118,3 +119,25 @@ def commit_row(row: Sequence[Any]) -> CommitRow:
         if len(records) != size or not size:
             records = decompress_transfers(transfers, ends, transfers_count, f"journal commit seq={seq}")
     return seq, timestamp_last, accounts_first, transfers_first, checksum, accounts, records, expired, balances, domain
+
+
+def commit_chunks(rows: Iterable[Sequence[Any]]) -> Iterator[list[CommitRow]]:
+    """The commits of rows of COMMIT_COLUMNS in seq order, in chunks of up to SCAN_CHUNK_BYTES of records or
+    SCAN_CHUNK_COMMITS_MAX commits (a scan's unit of work); a damaged commit ends the scan with
+    JournalCorrupt, after the chunk of the commits before it."""
+    chunk: list[CommitRow] = []
+    size = 0
+    try:
+        for row in rows:
+            commit = commit_row(row)
+            chunk.append(commit)
+            size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
+            if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
+                yield chunk
+                chunk, size = [], 0
+    except JournalCorrupt:
+        if chunk:  # the commits before the damaged one first
+            yield chunk
+        raise
+    if chunk:
+        yield chunk

@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.records.limits import TRANSFER_SIZE
 
-from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_row, compress_transfers, decompress_block
+from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_chunks, compress_transfers, decompress_block
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import postings
 from ._schema import COMMIT_COLUMNS, POSTGRESQL, SCHEMA, TABLES, pending
@@ -44,8 +44,6 @@ from ._store import (
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
-    SCAN_CHUNK_BYTES,
-    SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
     TRANSFERS_TABLE,
     U64_MASK,
@@ -344,22 +342,7 @@ class PostgresStore:
         try:
             with connection.cursor(binary=True) as cursor, cursor.copy(_SCAN, (after_seq, upto_seq)) as copy:
                 copy.set_types(_SCAN_TYPES)
-                chunk: list[CommitRow] = []
-                size = 0
-                try:
-                    for row in copy.rows():
-                        commit = commit_row(row)
-                        chunk.append(commit)
-                        size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
-                        if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
-                            yield chunk
-                            chunk, size = [], 0
-                except JournalCorrupt:
-                    if chunk:  # the commits before the damaged one first
-                        yield chunk
-                    raise
-                if chunk:
-                    yield chunk
+                yield from commit_chunks(copy.rows())
         except pg_errors.DataCorrupted as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
         except _UNAVAILABLE as exc:

@@ -24,7 +24,7 @@ from typing import Final
 
 from ledger.records.limits import TRANSFER_SIZE
 
-from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_row, compress_transfers, decompress_block
+from ._blocks import TRANSFER_BLOCK_RECORDS, block_span, commit_chunks, compress_transfers, decompress_block
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt
 from ._postings import account_rows
 from ._schema import COMMIT_COLUMNS, SCHEMA, SQLITE, pending
@@ -33,8 +33,6 @@ from ._store import (
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
-    SCAN_CHUNK_BYTES,
-    SCAN_CHUNK_COMMITS_MAX,
     SEQ_MAX,
     TRANSFERS_TABLE,
     U64_MASK,
@@ -222,22 +220,7 @@ class SqliteStore:
                 f"SELECT {COMMIT_COLUMNS} FROM ledger_journal WHERE seq > ? AND seq <= ? ORDER BY seq",
                 (after_seq, upto_seq),
             )
-            chunk: list[CommitRow] = []
-            size = 0
-            try:
-                for row in cursor:
-                    commit = commit_row(row)
-                    chunk.append(commit)
-                    size += len(commit[5]) + len(commit[6]) + len(commit[7]) + len(commit[8]) + len(commit[9])
-                    if size >= SCAN_CHUNK_BYTES or len(chunk) == SCAN_CHUNK_COMMITS_MAX:
-                        yield chunk
-                        chunk, size = [], 0
-            except JournalCorrupt:
-                if chunk:  # the commits before the damaged one first
-                    yield chunk
-                raise
-            if chunk:
-                yield chunk
+            yield from commit_chunks(cursor)
         except sqlite3.DatabaseError as exc:
             raise JournalCorrupt(f"{self.description}: the journal cannot be read: {exc}") from exc
         finally:

@@ -20,8 +20,7 @@ import pytest
 from ledger.core import Ledger
 from ledger.engine import Account, CreateTransferResult, Transfer, TransferFlags, pack_accounts
 from ledger.journal import Checkpoint, Commit, StoreLocked, open_store
-from ledger.journal import _postgres as postgres_module
-from ledger.journal import _sqlite as sqlite_module
+from ledger.journal import _blocks as blocks_module
 from tests.integration.test_journal import (
     FEES,
     FUNDING,
@@ -256,8 +255,7 @@ def test_a_scan_comes_in_chunks_bounded_by_bytes_whatever_the_commit_sizes(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     budget = 4 * 128
-    for module in (sqlite_module, postgres_module):
-        monkeypatch.setattr(module, "SCAN_CHUNK_BYTES", budget)
+    monkeypatch.setattr(blocks_module, "SCAN_CHUNK_BYTES", budget)  # both stores chunk with _blocks.commit_chunks
     sizes = [1] * 10 + [64] + [1] * 10
     store = open_store(store_url)
     store.connect()
