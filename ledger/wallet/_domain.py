@@ -67,6 +67,7 @@ from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, Tran
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, step_id, system_account_id, wallet_id
 from ._payments import payments
+from ._payments_py import payment_chain
 from ._state import (
     Booking,
     Hold,
@@ -402,34 +403,13 @@ def _results_ok(results: bytes) -> CreateTransferResult | None:
     return None
 
 
-_TWO_TRANSFERS: Final = struct.Struct("<" + TRANSFER_STRUCT.format.lstrip("<") * 2)
-_LINKED: Final = int(TransferFlags.LINKED)
-_PAYMENT_CODE: Final = int(TransferCode.PAYMENT)
-_PAYMENT_FEE_CODE: Final = int(TransferCode.PAYMENT_FEE)
-
-
 def _payment_chain(
     tenant: Tenant, request: Payment, key_id: int, fp: int, wallet: int, paid: int, fee: int, balance: int
 ) -> bytes:
-    """A payment's chain: what the wallet pays to the revenue account, then its fee to the fees account (if
-    any). The first transfer carries the request's fingerprint and the balance after, and the amount asked
-    for, so that a retry's reply is rebuilt from the chain alone.
-
-    The records are packed in one call (it is what `_chain(_transfer(…), _transfer(…))` gives, which a test
-    checks): a payment does it in the batch's hot loop."""
-    revenue = tenant.accounts[AccountCode.REVENUE]
-    head = (
-        key_id & _MASK_64, key_id >> 64, wallet & _MASK_64, wallet >> 64, revenue & _MASK_64, revenue >> 64,
-        paid, 0, 0, fp, balance, request.amount, int(request.partial), 0, tenant.ledger, _PAYMENT_CODE,
-    )  # fmt: skip
-    if not fee:
-        return TRANSFER_STRUCT.pack(*head, 0, 0, 0)
-    fee_id = step_id(key_id, 1)
-    fees = tenant.accounts[AccountCode.FEES]
-    return _TWO_TRANSFERS.pack(
-        *head, _LINKED, 0, 0,
-        fee_id & _MASK_64, fee_id >> 64, wallet & _MASK_64, wallet >> 64, fees & _MASK_64, fees >> 64,
-        fee, 0, 0, key_id & _MASK_64, key_id >> 64, 0, 0, 0, tenant.ledger, _PAYMENT_FEE_CODE, 0, 0, 0,
+    """The payment's chain (ledger.wallet._payments_py.payment_chain) to the tenant's revenue and fees."""
+    return payment_chain(
+        key_id, step_id(key_id, 1), wallet, tenant.accounts[AccountCode.REVENUE], tenant.accounts[AccountCode.FEES],
+        tenant.ledger, paid, fee, fp, balance, request.amount, request.partial,
     )  # fmt: skip
 
 
