@@ -1006,16 +1006,23 @@ class Wallets:
             return PaymentReply(
                 result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
             )
-        facts: list[list[Any]] = []
-        if any(part[0] for part in parts):
-            facts.append(["spend", wallet, [[grant_id, amount] for grant_id, amount, _ in parts if grant_id]])
-        facts += self._crossing(tenant, wallet, balance)
-        self._commit(
-            op,
-            {"op": "payment_succeeded", "tenant": request.tenant, "at": view.now, "wallet": wallet, "id": key_id,
-             "order": request.order_reference, "requested": request.amount, "paid": paid, "fee": fee,
-             "facts": facts},
-        )  # fmt: skip
+        spent = [[grant_id, amount] for grant_id, amount, _ in parts if grant_id]
+        crossing = self._crossing(tenant, wallet, balance)
+        if crossing:
+            self._commit(
+                op,
+                {"op": "payment_succeeded", "tenant": request.tenant, "at": view.now, "wallet": wallet,
+                 "id": key_id, "order": request.order_reference, "requested": request.amount, "paid": paid,
+                 "fee": fee, "facts": ([["spend", wallet, spent]] if spent else []) + crossing},
+            )  # fmt: skip
+        else:  # the common record, compact: at most its spend fact
+            if spent:
+                self.state.apply(["spend", wallet, spent])
+            op.record(
+                encode_payment_record(
+                    request.tenant, view.now, wallet, key_id, request.order_reference, request.amount, paid, fee, spent
+                )
+            )
         timestamp = TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2]
         return PaymentReply(
             payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,

@@ -32,8 +32,11 @@ RECORD_HEADER: Final = struct.Struct("<I")
 """A record's header: its size in bytes; the top bit set marks a payment record in its compact form."""
 PAYMENT_RECORD_FLAG: Final = 1 << 31
 PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqHH")
-"""A payment without facts in its compact form, which most payments are: at, wallet (lo, hi), id (lo, hi),
-requested, paid, fee, and the sizes of the tenant and the order reference, whose UTF-8 follows."""
+"""A payment in its compact form, which most payments are: at, wallet (lo, hi), id (lo, hi), requested, paid,
+fee, and the sizes of the tenant and the order reference, whose UTF-8 follows; then the expiring credit it
+spent, a SPEND_PART per grant (none: it spent credit that never expires)."""
+SPEND_PART: Final = struct.Struct("<QQq")
+"""A compact payment record's part of one grant spent: grant_id (lo, hi), amount."""
 SNAPSHOT_VERSION: Final = 1
 _U64_MASK: Final = 2**64 - 1
 _ID_MASK: Final = 2**128 - 1
@@ -72,21 +75,27 @@ def expiry_parts(entry: int) -> tuple[int, int, int]:
 
 
 def encode_payment_record(
-    tenant: str, at: int, wallet: int, payment_id: int, order: str, requested: int, paid: int, fee: int
+    tenant: str,
+    at: int,
+    wallet: int,
+    payment_id: int,
+    order: str,
+    requested: int,
+    paid: int,
+    fee: int,
+    spent: list[list[int]] | None = None,
 ) -> bytes:
-    """A `payment_succeeded` record without facts, in its compact form (a third of its JSON's size, and
-    read back without a JSON parser): decode_records gives the record encode_record would have written."""
+    """A `payment_succeeded` record whose one fact, if any, is the expiring credit it spent (`spent`:
+    [grant_id, amount] per grant, as its `spend` fact holds them), in its compact form: a third of its JSON's
+    size, read back without a JSON parser. decode_records gives the record encode_record would have written."""
     tenant_bytes, order_bytes = tenant.encode(), order.encode()
     head = PAYMENT_RECORD.pack(
         at, wallet & _U64_MASK, wallet >> 64, payment_id & _U64_MASK, payment_id >> 64, requested, paid, fee,
         len(tenant_bytes), len(order_bytes),
     )  # fmt: skip
-    return (
-        RECORD_HEADER.pack(PAYMENT_RECORD_FLAG | len(head) + len(tenant_bytes) + len(order_bytes))
-        + head
-        + tenant_bytes
-        + order_bytes
-    )
+    parts = b"".join(SPEND_PART.pack(g & _U64_MASK, g >> 64, amount) for g, amount in spent) if spent else b""
+    size = len(head) + len(tenant_bytes) + len(order_bytes) + len(parts)
+    return RECORD_HEADER.pack(PAYMENT_RECORD_FLAG | size) + head + tenant_bytes + order_bytes + parts
 
 
 def _payment_record(view: memoryview, offset: int, size: int) -> Record:
@@ -94,13 +103,18 @@ def _payment_record(view: memoryview, offset: int, size: int) -> Record:
         view, offset
     )
     start = offset + PAYMENT_RECORD.size
-    if size != PAYMENT_RECORD.size + tenant_size + order_size:
+    texts_end = start + tenant_size + order_size
+    if (size - PAYMENT_RECORD.size - tenant_size - order_size) % SPEND_PART.size or texts_end > offset + size:
         raise ValueError(f"compact payment record at byte {offset}: its sizes do not add up")
+    wallet = wallet_lo | wallet_hi << 64
+    facts: list[Fact] = []
+    if texts_end < offset + size:
+        parts = SPEND_PART.iter_unpack(view[texts_end : offset + size])
+        facts.append(["spend", wallet, [[lo | hi << 64, amount] for lo, hi, amount in parts]])
     return {
         "op": "payment_succeeded", "tenant": str(view[start : start + tenant_size], "utf-8"), "at": at,
-        "wallet": wallet_lo | wallet_hi << 64, "id": id_lo | id_hi << 64,
-        "order": str(view[start + tenant_size : start + size - PAYMENT_RECORD.size], "utf-8"),
-        "requested": requested, "paid": paid, "fee": fee, "facts": [],
+        "wallet": wallet, "id": id_lo | id_hi << 64, "order": str(view[start + tenant_size : texts_end], "utf-8"),
+        "requested": requested, "paid": paid, "fee": fee, "facts": facts,
     }  # fmt: skip
 
 

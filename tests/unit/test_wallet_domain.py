@@ -33,6 +33,7 @@ from ledger.wallet import (
     parse_cursor,
     wallet_id,
 )
+from ledger.wallet._state import PAYMENT_RECORD_FLAG
 from tests.wallets import SECOND_NS, WalletBench
 
 DAY = 86_400
@@ -663,10 +664,12 @@ def test_a_payments_compact_record_reads_back_as_the_record_the_json_encoder_wri
         ("s", 'quote " and \\ and ü and \u2028', 1, 2**128 - 16),
         ("x" * 64, "\u0001" + "€" * 254, 2**64, 2**64 - 16),
     )
-    for tenant, order, wallet, payment_id in cases:
+    spent_cases: tuple[list[list[int]], ...] = ([], [[2**128 - 1, 2**63 - 1]], [[1, 5], [2**64, 7], [2**127, 1]])
+    for (tenant, order, wallet, payment_id), spent in zip(cases, spent_cases, strict=True):
+        facts = [["spend", wallet, spent]] if spent else []
         record = {"op": "payment_succeeded", "tenant": tenant, "at": 10**18, "wallet": wallet, "id": payment_id,
-                  "order": order, "requested": 2**63 - 1, "paid": 7, "fee": 0, "facts": []}  # fmt: skip
-        compact = encode_payment_record(tenant, 10**18, wallet, payment_id, order, 2**63 - 1, 7, 0)
+                  "order": order, "requested": 2**63 - 1, "paid": 7, "fee": 0, "facts": facts}  # fmt: skip
+        compact = encode_payment_record(tenant, 10**18, wallet, payment_id, order, 2**63 - 1, 7, 0, spent)
         assert list(decode_records(compact)) == [record]
         assert len(compact) < len(encode_record(record))
         # Compact and JSON records mix in one commit's domain bytes, and cut short they are refused.
@@ -675,6 +678,27 @@ def test_a_payments_compact_record_reads_back_as_the_record_the_json_encoder_wri
         for cut in (1, 5, len(compact) - 1):
             with pytest.raises(ValueError, match="cut short"):
                 list(decode_records(compact[:cut]))
+        # A spend part cut short inside the record's own size does not add up.
+        header = int.from_bytes(compact[:4], "little")
+        damaged = (header - 1).to_bytes(4, "little") + compact[4:-1]
+        with pytest.raises(ValueError, match="do not add up"):
+            list(decode_records(damaged))
+
+
+def test_a_payment_spending_expiring_credit_is_journaled_compact_and_replays_to_the_same_state(
+    bench: WalletBench,
+) -> None:
+    shop(bench, credit_expiry_seconds=3_600, fee_fixed=5)
+    opened(bench)
+    assert top_up(bench, 1_000, "t1").ok
+    paid = pay(bench, 300, "p1")
+    assert paid.ok and paid.fee == 5
+    record = bench.journal[-1]
+    assert int.from_bytes(record[:4], "little") & PAYMENT_RECORD_FLAG
+    (decoded,) = decode_records(record)
+    (grant_id,) = bench.wallets.state.grants_of(paid.wallet_id)[0][2:]
+    assert decoded["facts"] == [["spend", paid.wallet_id, [[grant_id, 305]]]]
+    assert bench.restarted().snapshot() == bench.wallets.snapshot()
 
 
 def test_a_payments_chain_packed_in_one_call_is_the_linked_chain_of_its_transfers(bench: WalletBench) -> None:
