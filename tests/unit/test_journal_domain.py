@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.journal import Checkpoint, Commit, GroupCommitWriter, JournalCorrupt, check_commit_row
 
@@ -152,3 +154,12 @@ def test_a_checkpoint_carries_the_domain_snapshot_given_with_it() -> None:
     assert [(c.seq, c.domain) for c in store.checkpoints] == [(1, b"state after paid"), (1, b"")]
     for checkpoint in store.checkpoints:
         checkpoint.verify()
+
+
+@given(st.binary(max_size=20_000), st.integers(0, 2**32 - 1))
+def test_the_journals_crc32_is_zlibs(data: bytes, start: int) -> None:
+    # Stored journals were checksummed with zlib's CRC-32 and the audit checks them with it.
+    from ledger.journal._format import crc32
+
+    assert crc32(data, start) == zlib.crc32(data, start)
+    assert crc32(data) == zlib.crc32(data)
