@@ -3,10 +3,13 @@ the domain records each operation wrote, as the journal would, so a test can res
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.engine import Buffer, Engine, EngineConfig, select
 from ledger.wallet import Wallets
+from ledger.wallet._state import SNAPSHOT_HEAD
 
 START_NS = 1_800_000_000 * 10**9
 SECOND_NS = 10**9
@@ -80,3 +83,10 @@ class WalletBench:
         for seq, records in enumerate(self.journal, 1):
             wallets.replay(records, seq)
         return wallets
+
+
+def snapshot_parts(snapshot: bytes) -> tuple[dict[str, Any], bytes]:
+    """A domain snapshot's JSON part and its packed grants."""
+    magic, size = SNAPSHOT_HEAD.unpack_from(snapshot)
+    assert magic == b"LWS2"
+    return json.loads(snapshot[SNAPSHOT_HEAD.size : SNAPSHOT_HEAD.size + size]), snapshot[SNAPSHOT_HEAD.size + size :]

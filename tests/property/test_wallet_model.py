@@ -16,7 +16,6 @@ money by construction), and every wallet's balance, holds and expiring credit mu
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -55,7 +54,7 @@ from ledger.wallet import (
     wallet_id,
 )
 from tests.support import ENGINE_CLASSES
-from tests.wallets import SECOND_NS, WalletBench
+from tests.wallets import SECOND_NS, WalletBench, snapshot_parts
 
 WR = WalletResult
 DAY = 86_400
@@ -1138,9 +1137,9 @@ class WalletMachine(RuleBasedStateMachine):
         if result in UNKEPT:
             assert after[2:] == before[2:]
             return
-        kept, was = json.loads(after[2]), json.loads(before[2])
+        (kept, kept_grants), (was, was_grants) = snapshot_parts(after[2]), snapshot_parts(before[2])
         assert len(kept.pop("replies")) == len(was.pop("replies")) + 1
-        assert kept == was
+        assert (kept, kept_grants) == (was, was_grants)
         assert after[3] == before[3] + 1
 
     # -- after every step ------------------------------------------------------------------------------
