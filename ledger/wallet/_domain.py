@@ -74,7 +74,6 @@ from ._state import (
     Record,
     Voucher,
     WalletState,
-    decode_records,
     encode_payment_record,
     encode_record,
     expiry_entry,
@@ -543,8 +542,7 @@ class Wallets:
         self.state = WalletState.restore(snapshot)
 
     def replay(self, records: bytes, seq: int) -> None:
-        for record in decode_records(records):
-            self.state.apply_record(record)
+        self.state.apply_records(records)
 
     def snapshot(self) -> bytes:
         return self.state.snapshot()

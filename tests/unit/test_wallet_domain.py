@@ -808,3 +808,34 @@ def test_packed_grants_read_back_as_they_were(grants: list[tuple[int, int, int]]
     listed = [list(grant) for grant in sorted(grants)]
     assert unpack_grants(pack_grants(listed)) == listed
     assert len(pack_grants(listed)) == 32 * len(listed)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2**63 - 1), st.integers(1, 2**20), _IDS), min_size=2, max_size=6),
+    st.data(),
+)
+def test_spending_packed_grants_is_spending_their_list(grants: list[tuple[int, int, int]], data: st.DataObject) -> None:
+    from ledger.wallet._state import WalletState, pack_grants
+
+    listed = [list(grant) for grant in sorted({grant[2]: grant for grant in grants}.values())]
+    # A grant before it whose remaining and id hold this one's id where no id starts.
+    target = listed[-1][2]
+    decoy = [0, target & 2**64 - 1, target >> 64]
+    if decoy[1] and decoy[2] and decoy[2] not in {grant[2] for grant in listed}:
+        listed.insert(len(listed) - 1, decoy)  # not first: a search for an id starts at the first id
+    state = WalletState(grants={7: pack_grants(listed)})
+    expected = [list(grant) for grant in listed]
+    for grant_id, amount in data.draw(st.lists(st.sampled_from([(g[2], g[1]) for g in listed]), max_size=4)):
+        held = next((grant for grant in expected if grant[2] == grant_id), None)
+        if held is None:
+            continue
+        spent = data.draw(st.integers(1, held[1]))
+        state._spend(7, [[0, 5], [grant_id, spent]])
+        held[1] -= spent
+        expected = [grant for grant in expected if grant[1]]
+        assert state.grants_of(7) == expected
+        assert (7 in state.grants) == bool(expected)
+    if expected:
+        missing = next(n for n in range(1, 10) if n not in {grant[2] for grant in expected})
+        with pytest.raises(AssertionError, match="does not hold"):
+            state._spend(7, [[missing, 1]])
