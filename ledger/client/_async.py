@@ -9,6 +9,7 @@ import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
@@ -298,6 +299,21 @@ class AsyncClient(ClientSteps):
             self._channel = grpc.aio.secure_channel(
                 self.config.server, credentials, options=options, interceptors=list(interceptors) or None
             )
+        self._owns_channel = True
+        self._on_channel()
+
+    def with_api_key(self, api_key: str) -> AsyncClient:
+        """A client for another API key on this client's channel (one connection, however many keys): calls
+        carry that key, and are coalesced with those of the same key only. Close it before this one; closing
+        it leaves the channel open."""
+        other = object.__new__(type(self))
+        other.config = replace(self.config, api_key=api_key)
+        other._channel = self._channel
+        other._owns_channel = False
+        other._on_channel()
+        return other
+
+    def _on_channel(self) -> None:
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)  # type: ignore[no-untyped-call]
         self._wallet_stub = wallet_pb2_grpc.WalletStub(self._channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -322,7 +338,8 @@ class AsyncClient(ClientSteps):
             await batcher.close()
         if self._write_stream is not None:
             await self._write_stream.close()
-        await self._channel.close()
+        if self._owns_channel:
+            await self._channel.close()
 
     # The server.
 

@@ -44,6 +44,7 @@ from ledger.auth import (
 )
 from ledger.auth._store import SqliteKeyStore
 from ledger.cli import main
+from ledger.client import AsyncClient, ClientConfig, LedgerPermissionDenied
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.engine import CreateAccountResult as AR
@@ -101,6 +102,7 @@ class World:
     auth: Authenticator | None
     tokens: dict[str, str]
     key_ids: dict[str, str]
+    server: str
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(10_000))
 
     def md(self, who: str) -> Metadata:
@@ -151,7 +153,7 @@ def run(
                 try:
                     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                         stub = ledger_pb2_grpc.LedgerStub(channel)
-                        await body(World(stub, channel, store_url, authenticator, tokens, key_ids))
+                        await body(World(stub, channel, store_url, authenticator, tokens, key_ids, f"127.0.0.1:{port}"))
                 finally:
                     await server.stop(None)
             finally:
@@ -583,6 +585,34 @@ def transfer_record(t: types_pb2.Transfer) -> Transfer:
         pending_id=t.pending_id.lo | t.pending_id.hi << 64, ledger=t.ledger, code=t.code, flags=t.flags,
         timeout=t.timeout,
     )  # fmt: skip
+
+
+def test_clients_for_several_keys_share_one_channel_and_each_acts_as_its_own_key(store_url: str) -> None:
+    async def body(w: World) -> None:
+        await seed(w)
+        async with AsyncClient(ClientConfig(server=w.server, api_key=w.tokens["a_read"])) as reader:
+            writer = reader.with_api_key(w.tokens["a_write"])
+            stranger = reader.with_api_key(w.tokens["b_write"])
+            try:
+                assert writer._channel is reader._channel is stranger._channel
+                moved = await writer.create_transfer(
+                    Transfer(id=next(w.ids), debit_account_id=FUNDING[A], credit_account_id=WALLET[A], amount=5,
+                             ledger=A, code=1)
+                )  # fmt: skip
+                assert moved.result is TR.OK
+                with pytest.raises(LedgerPermissionDenied, match="ledger"):
+                    await reader.create_transfer(
+                        Transfer(id=next(w.ids), debit_account_id=FUNDING[A], credit_account_id=WALLET[A], amount=5,
+                                 ledger=A, code=1)
+                    )  # fmt: skip
+                assert [a.id for a in await reader.lookup_accounts([WALLET[A]])] == [WALLET[A]]
+                assert await stranger.lookup_accounts([WALLET[A]]) == []
+            finally:
+                await writer.close()
+                await stranger.close()
+            assert [a.id for a in await reader.lookup_accounts([WALLET[A]])] == [WALLET[A]]  # still open
+
+    run(store_url, body)
 
 
 def test_a_key_bound_to_two_ledgers_sees_both_and_an_admin_key_all(tmp_path: Path) -> None:
