@@ -59,6 +59,20 @@ def test_the_client_and_the_stubs_load_no_engine_journal_core_or_server() -> Non
     assert "ledger.records.layout" in found["modules"]
 
 
+def test_the_gateway_loads_no_engine_journal_core_or_server() -> None:
+    """The gateway runs on any host: it builds its app on the client and the stubs alone."""
+    probe = PROBE.replace("import ledger.client\n", "import ledger.client\nimport gateway\ngateway.create_app()\n")
+    environment = {**os.environ, "LEDGER_ENGINE": "cython", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True, env=environment, cwd=ROOT,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = [name for name in json.loads(done.stdout)["modules"]
+              if any(name == f or name.startswith(f + ".") for f in (*FORBIDDEN, "ledger.wallet"))]  # fmt: skip
+    assert loaded == [], f"importing the gateway loaded {loaded}"
+
+
 def test_the_records_package_imports_only_the_standard_library() -> None:
     """ledger.records is the leaf every layer reads records through: nothing of the ledger's own but itself."""
     import ast

@@ -1,0 +1,218 @@
+"""The ASGI application: Litestar, its routes, problems for every error, a request id on every answer."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
+
+from ledger.client import AsyncClient, ClientConfig
+
+from ._calls import Currencies
+from ._clients import Clients
+from ._config import GatewayConfig
+from ._models import Health
+from ._problems import (
+    BODY_TOO_LARGE,
+    INTERNAL,
+    INVALID_BODY,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PROBLEM_CONTENT_TYPE,
+    UNSUPPORTED_MEDIA,
+    Problem,
+    ProblemKind,
+)
+from ._routes import ROUTES, api_key_of
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("gateway_request_id", default="-")
+_REQUEST_ID_HEADER: Final = b"x-request-id"
+_GIVEN_REQUEST_ID: Final = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_UNKNOWN_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
+_FIELD_PATH: Final = re.compile(r"at `\$\.([^`]*)`")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the request id into every log record (`%(request_id)s`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+class GatewayApp(Litestar):
+    """The Litestar application with a request id for every request, routed or not: the caller's X-Request-Id
+    if it is sane, else a new one, in the context of its handling and in the X-Request-Id of its answer."""
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await super().__call__(scope, receive, send)
+            return
+        headers: Iterable[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[typeddict-item]
+        given = next((value for name, value in headers if name == _REQUEST_ID_HEADER), b"")
+        request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)  # type: ignore[arg-type]
+
+        try:
+            await super().__call__(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """Decode a JSON body strictly before Litestar converts it leniently: "5" is not an amount, nor is 5.0."""
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return
+    try:
+        msgspec.json.decode(await request.body(), type=data.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        raise Problem(INVALID_BODY, message, _field_of(message)) from None
+    except msgspec.DecodeError as exc:
+        raise Problem(INVALID_BODY, f"the body is not JSON: {exc}") from None
+
+
+def _field_of(message: str) -> str:
+    """The field a msgspec message names: "... - at `$.settings.fee_fixed`", or an unknown field's name."""
+    if unknown := _UNKNOWN_FIELD.search(message):
+        return unknown.group(1)
+    path = _FIELD_PATH.search(message)
+    return path.group(1) if path else ""
+
+
+def problem_response(problem: Problem) -> Response[Any]:
+    headers = {"Retry-After": str(problem.retry_after_seconds)} if problem.retry_after_seconds else None
+    return Response(content=problem.body(REQUEST_ID.get()), status_code=problem.kind.status,
+                    media_type=PROBLEM_CONTENT_TYPE, headers=headers)  # fmt: skip
+
+
+def _on_problem(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
+    return problem_response(exc)
+
+
+def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A body or parameter that is not what the endpoint takes: the first error, with its field."""
+    field, detail = "", exc.detail
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    if extra and isinstance(extra[0], dict):
+        first = extra[0]
+        message = str(first.get("message") or detail)
+        field = str(first.get("key") or "")
+        if field == "data":  # the body as a whole: msgspec names the field in its message
+            field = _field_of(message)
+        detail = f"{field}: {message}" if field else message
+    if "content-type" in detail.lower() or "media type" in detail.lower():
+        return problem_response(Problem(UNSUPPORTED_MEDIA, detail))
+    return problem_response(Problem(INVALID_BODY, detail, field))
+
+
+_HTTP_KINDS: Final[dict[int, ProblemKind]] = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: BODY_TOO_LARGE,
+                                              415: UNSUPPORTED_MEDIA}  # fmt: skip
+
+
+def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    kind = _HTTP_KINDS.get(exc.status_code)
+    if kind is None:
+        kind = INVALID_BODY if 400 <= exc.status_code < 500 else INTERNAL
+        if kind is INTERNAL:
+            logger.error("answered %d: %s", exc.status_code, exc.detail)
+    return problem_response(Problem(kind, exc.detail))
+
+
+def _on_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.exception("the gateway failed on a request")
+    return problem_response(Problem(INTERNAL, "the gateway failed; the request id names it in its log"))
+
+
+def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | None = None) -> GatewayApp:
+    """The gateway for the ledger at `config.ledger` (or on `client`'s channel, which it then does not close)."""
+    config = config or GatewayConfig.from_env()
+    currencies = Currencies()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        base = client or AsyncClient(ClientConfig(server=config.ledger, timeout_seconds=config.timeout_seconds))
+        app.state.clients = Clients(base, config.clients_max)
+        try:
+            yield
+        finally:
+            if client is None:
+                await app.state.clients.close()
+
+    def client_of(request: Request[Any, Any, Any]) -> AsyncClient:
+        clients: Clients = request.app.state.clients
+        return clients.for_key(api_key_of(request))
+
+    def currencies_of() -> Currencies:
+        return currencies
+
+    @get("/healthz", summary="Liveness: the gateway answers", tags=["operations"], include_in_schema=True)
+    async def healthz() -> Health:
+        return Health(status="ok", ledger=config.ledger)
+
+    @get("/readyz", summary="Readiness: the ledger answers", tags=["operations"])
+    async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
+        clients: Clients = request.app.state.clients
+        try:
+            status = await clients.base.health(timeout=2.0)
+        except Exception:
+            status = "UNREACHABLE"
+        ready = status == "SERVING"
+        return Response(
+            Health(status="ready" if ready else "not_ready", ledger=status), status_code=200 if ready else 503
+        )
+
+    dependencies = {
+        "client": Provide(client_of, sync_to_thread=False),
+        "currencies": Provide(currencies_of, sync_to_thread=False),
+    }
+    handlers: dict[int | type[Exception], Any] = {
+        Problem: _on_problem,
+        ValidationException: _on_validation,
+        HTTPException: _on_http,
+        NotFoundException: _on_http,
+        Exception: _on_error,
+    }
+    return GatewayApp(
+        route_handlers=[*ROUTES, healthz, readyz],
+        dependencies=dependencies,
+        exception_handlers=handlers,
+        lifespan=[lifespan],
+        before_request=strict_body,
+        request_max_body_size=config.body_bytes_max,
+        openapi_config=OpenAPIConfig(
+            title="Wallet ledger HTTP API",
+            version="1",
+            description=(
+                "Tenants, customer wallets, top-ups, payments and refunds over the wallet ledger. Amounts are "
+                "integers in minor units of the currency beside them. Authenticate with `Authorization: Bearer "
+                "<API key>`; every write takes an `Idempotency-Key` header. Errors are RFC 9457 problems."
+            ),
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,138 @@
+"""A request's RPC: its key's client, its deadline, and what the ledger answers turned into a result or a
+problem. Routes call the ledger only through `call` and `outcome`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ledger.client import (
+    LedgerCallError,
+    LedgerClosed,
+    LedgerError,
+    LedgerInvalidArgument,
+    LedgerPermissionDenied,
+    LedgerTimeout,
+    LedgerUnauthenticated,
+    LedgerUnreachable,
+)
+from ledger.v1 import wallet_pb2
+
+from ._problems import (
+    INTERNAL,
+    INVALID_BODY,
+    PERMISSION_DENIED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+    Problem,
+    wallet_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS: Final = 1
+KEY_LENGTH_MAX: Final = 255
+
+T = TypeVar("T")
+
+
+W = TypeVar("W")
+
+
+async def call(rpc: Awaitable[T]) -> T:
+    """Await one RPC; a refusal of the ledger, or no answer in time, as the problem it is for the caller."""
+    try:
+        return await rpc
+    except LedgerUnauthenticated as exc:
+        raise Problem(UNAUTHENTICATED, exc.message, "Authorization") from None
+    except LedgerPermissionDenied as exc:
+        raise Problem(PERMISSION_DENIED, exc.message) from None
+    except LedgerInvalidArgument as exc:
+        field, colon, _ = exc.message.partition(":")
+        raise Problem(INVALID_BODY, exc.message, field if colon and " " not in field else "") from None
+    except LedgerTimeout as exc:
+        kind = RATE_LIMITED if exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED else UNAVAILABLE
+        raise Problem(kind, str(exc), retry_after_seconds=RETRY_AFTER_SECONDS) from None
+    except (LedgerUnreachable, LedgerClosed) as exc:
+        raise Problem(UNAVAILABLE, str(exc), retry_after_seconds=RETRY_AFTER_SECONDS) from None
+    except LedgerCallError as exc:
+        if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise Problem(RATE_LIMITED, exc.message, retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise Problem(UNAVAILABLE, exc.message, retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        logger.error("the ledger answered %s: %s", exc.code.name, exc.message)
+        raise Problem(INTERNAL, f"the ledger answered {exc.code.name}") from None
+    except LedgerError as exc:
+        logger.error("a ledger call failed: %s", exc)
+        raise Problem(INTERNAL, "the ledger call failed") from None
+
+
+async def outcome(rpc: Awaitable[W]) -> W:
+    """Await one wallet RPC; its reply if OK, else its result as a problem."""
+    reply = await call(rpc)
+    answered: Any = reply  # every wallet reply has its result and message
+    if answered.result != wallet_pb2.WALLET_RESULT_OK:
+        raise wallet_problem(answered.result, answered.message)
+    return reply
+
+
+def idempotency_key(header: str | None) -> str:
+    """The wallet's idempotency key from the Idempotency-Key header, which every write takes."""
+    if header is None or not header:
+        raise Problem(wallet_problem(wallet_pb2.WALLET_RESULT_IDEMPOTENCY_KEY_INVALID, "").kind,
+                      "Idempotency-Key: every write takes this header (1 to 255 printable characters)",
+                      "Idempotency-Key")  # fmt: skip
+    if len(header) > KEY_LENGTH_MAX or not header.isprintable():
+        raise Problem(wallet_problem(wallet_pb2.WALLET_RESULT_IDEMPOTENCY_KEY_INVALID, "").kind,
+                      "Idempotency-Key: 1 to 255 printable characters", "Idempotency-Key")  # fmt: skip
+    return header
+
+
+def when(timestamp: Timestamp) -> datetime | None:
+    """A protobuf timestamp as an aware UTC datetime; None when it is unset."""
+    if not timestamp.seconds and not timestamp.nanos:
+        return None
+    return timestamp.ToDatetime(tzinfo=UTC)
+
+
+def at(timestamp: Timestamp) -> datetime:
+    found = when(timestamp)
+    return found if found is not None else datetime.fromtimestamp(0, UTC)
+
+
+def timestamp_of(moment: datetime) -> Timestamp:
+    if moment.tzinfo is None:
+        raise Problem(INVALID_BODY, "expires_at: give a time zone (e.g. 2027-01-31T23:00:00Z)", "expires_at")
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def settings_message(settings: Any) -> wallet_pb2.TenantSettings:
+    return wallet_pb2.TenantSettings(
+        name=settings.name, self_topup=settings.self_topup, topup_amounts=settings.topup_amounts,
+        topup_min=settings.topup_min, topup_max=settings.topup_max, partial_payment=settings.partial_payment,
+        fee_fixed=settings.fee_fixed, fee_per_mille=settings.fee_per_mille, max_balance=settings.max_balance,
+        credit_expiry_seconds=settings.credit_expiry_seconds, low_balance_threshold=settings.low_balance_threshold,
+        refund_to_credit=settings.refund_to_credit,
+    )  # fmt: skip
+
+
+class Currencies:
+    """Each tenant's currency, asked once: it is fixed for the tenant's life, so it is never stale."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    async def of(self, client: Any, tenant: str) -> str:
+        known = self._known.get(tenant)
+        if known is None:
+            reply = await outcome(client.get_tenant(wallet_pb2.GetTenantRequest(tenant=tenant)))
+            known = self._known[tenant] = reply.currency
+        return known

@@ -1,0 +1,182 @@
+"""The JSON the gateway takes and answers: msgspec structs that are the OpenAPI schema.
+
+Amounts are integers in minor units of the currency beside them (cents for EUR); a fraction, a string or a
+number out of range is refused with the field named, as an unknown field is. Times are ISO 8601 (RFC 3339)
+in UTC. Ids of wallets and operations are 32 lowercase hex digits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+AMOUNT_MAX: Final = 2**63 - 1
+Amount = Annotated[int, msgspec.Meta(ge=1, le=AMOUNT_MAX, description="Minor units of the currency (1 to 2^63 - 1)")]
+OptionalAmount = Annotated[int, msgspec.Meta(ge=0, le=AMOUNT_MAX, description="Minor units; 0: none")]
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", description="ISO 4217 alphabetic code, e.g. EUR")]
+Text = Annotated[str, msgspec.Meta(max_length=255)]
+Customer = Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="The tenant's customer reference")]
+TopUpSourceName = Literal["purchase", "operator", "gift", "return", "benefit"]
+WalletStatusName = Literal["active", "frozen", "closed"]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
+    """A request body: unknown fields are refused, never ignored."""
+
+
+# -- tenants -----------------------------------------------------------------------------------------------
+
+
+class TenantSettings(Strict):
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    self_topup: bool = False
+    topup_amounts: Annotated[list[Amount], msgspec.Meta(max_length=32)] = []
+    topup_min: OptionalAmount = 0
+    topup_max: OptionalAmount = 0
+    partial_payment: bool = False
+    fee_fixed: OptionalAmount = 0
+    fee_per_mille: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    max_balance: OptionalAmount = 0
+    credit_expiry_seconds: Annotated[int, msgspec.Meta(ge=0, le=AMOUNT_MAX)] = 0
+    low_balance_threshold: OptionalAmount = 0
+    refund_to_credit: bool = False
+
+
+class CreateTenant(Strict):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    currency: Currency
+    settings: TenantSettings = msgspec.field(default_factory=TenantSettings)
+
+
+class Tenant(msgspec.Struct):
+    id: str
+    currency: str
+    currency_scale: int
+    """Decimal places of the minor unit (2 for EUR), for display."""
+    ledger: int
+    settings: TenantSettings
+    accounts: dict[str, str]
+    object: str = "tenant"
+
+
+# -- wallets -----------------------------------------------------------------------------------------------
+
+
+class OpenWallet(Strict):
+    customer: Customer
+
+
+class ExpiringCredit(msgspec.Struct):
+    amount: int
+    expires_at: datetime
+
+
+class Wallet(msgspec.Struct):
+    id: str
+    customer: str
+    currency: str
+    status: str
+    available: int
+    """What the wallet may spend now."""
+    held: int
+    """Reserved by open holds."""
+    posted: int
+    expiring: list[ExpiringCredit]
+    """The part of `available` that expires, soonest first."""
+    object: str = "wallet"
+
+
+class SetWalletStatus(Strict):
+    status: WalletStatusName
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class WalletStatusChange(msgspec.Struct):
+    id: str
+    customer: str
+    status: str
+    object: str = "wallet_status"
+
+
+# -- money in and out -------------------------------------------------------------------------------------
+
+
+class CreateTopUp(Strict):
+    customer: Customer
+    amount: Amount
+    currency: Currency
+    source: TopUpSourceName = "purchase"
+    reference: Text = ""
+    """The external payment's reference for a purchase; the order's for a return; the reason for an
+    operator's credit."""
+    operator: Text = ""
+    expires_at: datetime | None = None
+    """When this credit expires (in the future); unset: the tenant's default."""
+    never_expires: bool = False
+
+
+class TopUp(msgspec.Struct):
+    id: str
+    wallet_id: str
+    customer: str
+    amount: int
+    currency: str
+    balance: int
+    created_at: datetime
+    expires_at: datetime | None = None
+    object: str = "top_up"
+
+
+class CreatePayment(Strict):
+    customer: Customer
+    amount: Amount
+    currency: Currency
+    order_reference: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    partial: bool = False
+    """Pay what the wallet covers and leave the rest (`amount_remaining`) to be paid another way."""
+
+
+class PaymentObject(msgspec.Struct):
+    id: str
+    wallet_id: str
+    customer: str
+    order_reference: str
+    amount: int
+    """The order's amount, as requested."""
+    amount_paid: int
+    amount_remaining: int
+    """Left to collect another way (a partial payment)."""
+    fee: int
+    currency: str
+    balance: int
+    """The wallet's spendable balance right after the payment."""
+    created_at: datetime
+    object: str = "payment"
+
+
+class CreateRefund(Strict):
+    amount: Amount
+    to_credit: bool = False
+    """Refund the part paid another way as store credit (the tenant must allow it)."""
+    reason: Text = ""
+
+
+class Refund(msgspec.Struct):
+    id: str
+    payment_id: str
+    wallet_id: str
+    amount: int
+    currency: str
+    to_credit: bool
+    refundable: int
+    """What may still be refunded of the payment the same way."""
+    balance: int
+    created_at: datetime
+    object: str = "refund"
+
+
+class Health(msgspec.Struct):
+    status: str
+    ledger: str

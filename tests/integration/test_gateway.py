@@ -1,0 +1,251 @@
+"""The HTTP gateway end to end: real HTTP (uvicorn on a free port) to the gateway, real gRPC to a real core on
+both stores. A shop's day, retries with an Idempotency-Key, hostile bodies answered with problems that name
+the field and change nothing, and keys of one shop that neither read nor move another's wallets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway import WALLET_PROBLEMS, GatewayConfig, create_app
+from ledger.auth import open_key_store
+from ledger.v1 import wallet_pb2
+from tests.integration.test_wallet_service import serving
+
+PROBLEM = "application/problem+json"
+SHOP = {"id": "shop-a", "currency": "EUR",
+        "settings": {"name": "Shop A", "self_topup": True, "partial_payment": True, "fee_fixed": 10,
+                     "fee_per_mille": 20, "refund_to_credit": True}}  # fmt: skip
+
+
+@asynccontextmanager
+async def gateway(ledger_port: int, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway over HTTP on a free port, for the ledger on `ledger_port`; an HTTP client for it."""
+    config = GatewayConfig(ledger=f"127.0.0.1:{ledger_port}", port=0, **settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the gateway did not start"
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+
+
+def problem(answer: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM), answer.headers
+    body: dict[str, Any] = answer.json()
+    assert body["code"] == code and body["status"] == status and body["detail"], body
+    assert body["request_id"] == answer.headers["x-request-id"] and body["request_id"] != "-"
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
+
+
+def test_a_shops_day_over_http(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            created = await http.post("/v1/tenants", json=SHOP)
+            assert created.status_code == 201, created.text
+            tenant = created.json()
+            assert tenant["currency"] == "EUR" and tenant["currency_scale"] == 2 and tenant["object"] == "tenant"
+            assert (await http.post("/v1/tenants", json=SHOP)).json() == tenant  # idempotent by its id
+            assert (await http.get("/v1/tenants/shop-a")).json() == tenant
+            opened = await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            assert opened.status_code == 201 and opened.json()["available"] == 0
+            topped = await http.post("/v1/tenants/shop-a/top_ups", headers={"Idempotency-Key": "t1"},
+                                     json={"customer": "anna", "amount": 2000, "currency": "EUR",
+                                           "reference": "psp-1"})  # fmt: skip
+            assert topped.status_code == 201 and topped.json()["balance"] == 2000
+            order = {"customer": "anna", "amount": 3000, "currency": "EUR", "order_reference": "4711",
+                     "partial": True}  # fmt: skip
+            paid = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"}, json=order)
+            assert paid.status_code == 201, paid.text
+            payment = paid.json()
+            assert payment["amount_paid"] + payment["fee"] == 2000
+            assert payment["amount_remaining"] == 3000 - payment["amount_paid"] and payment["balance"] == 0
+            assert payment["created_at"].endswith("Z") and len(payment["id"]) == 32
+            again = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"}, json=order)
+            assert (again.status_code, again.json()) == (201, payment)
+            other = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"},
+                                    json={**order, "amount": 2999})  # fmt: skip
+            problem(other, 422, "idempotency_key_reused", "Idempotency-Key")
+            refunded = await http.post(f"/v1/tenants/shop-a/payments/{payment['id']}/refunds",
+                                       headers={"Idempotency-Key": "r1"}, json={"amount": 500})  # fmt: skip
+            assert refunded.status_code == 201, refunded.text
+            assert refunded.json()["currency"] == "EUR" and refunded.json()["balance"] == 500
+            over = await http.post(
+                f"/v1/tenants/shop-a/payments/{payment['id']}/refunds",
+                headers={"Idempotency-Key": "r2"},
+                json={"amount": payment["amount_paid"]},
+            )
+            problem(over, 402, "refund_exceeds_payment", "amount")
+            wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
+            assert wallet["available"] == 500 and wallet["currency"] == "EUR" and wallet["status"] == "active"
+            frozen = await http.post("/v1/tenants/shop-a/wallets/anna/status",
+                                     json={"status": "frozen", "reason": "lost card"})  # fmt: skip
+            assert frozen.json()["status"] == "frozen"
+            declined = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p2"},
+                                       json={**order, "partial": False, "amount": 100})  # fmt: skip
+            problem(declined, 402, "wallet_frozen")
+            assert (await http.get("/healthz")).json()["status"] == "ok"
+            assert (await http.get("/readyz")).json() == {"status": "ready", "ledger": "SERVING"}
+
+    asyncio.run(go())
+
+
+HOSTILE: list[tuple[str, Any, int, str, str | None]] = [
+    # (what, body, status, code, field)
+    ("malformed JSON", b'{"customer": "anna", "amount": ', 400, "invalid_request", None),
+    ("not an object", b"[1, 2]", 400, "invalid_request", None),
+    ("a string amount", {"customer": "anna", "amount": "5", "currency": "EUR", "order_reference": "o"}, 400,
+     "invalid_request", "amount"),
+    ("a fractional amount", {"customer": "anna", "amount": 5.5, "currency": "EUR", "order_reference": "o"}, 400,
+     "invalid_request", "amount"),
+    ("a negative amount", {"customer": "anna", "amount": -5, "currency": "EUR", "order_reference": "o"}, 400,
+     "invalid_request", "amount"),
+    ("zero", {"customer": "anna", "amount": 0, "currency": "EUR", "order_reference": "o"}, 400,
+     "invalid_request", "amount"),
+    ("above 2^63 - 1", {"customer": "anna", "amount": 2**63, "currency": "EUR", "order_reference": "o"}, 400,
+     "invalid_request", "amount"),
+    ("an unknown field", {"customer": "anna", "amount": 5, "currency": "EUR", "order_reference": "o", "tip": 1},
+     400, "invalid_request", "tip"),
+    ("a missing field", {"customer": "anna", "amount": 5, "currency": "EUR"}, 400, "invalid_request",
+     "order_reference"),
+    ("another currency", {"customer": "anna", "amount": 5, "currency": "USD", "order_reference": "o"}, 402 - 2,
+     "currency_mismatch", "currency"),
+    ("a lowercase currency", {"customer": "anna", "amount": 5, "currency": "eur", "order_reference": "o"}, 400,
+     "invalid_request", "currency"),
+    ("an unknown wallet", {"customer": "nobody", "amount": 5, "currency": "EUR", "order_reference": "o"}, 404,
+     "wallet_not_found", None),
+]  # fmt: skip
+
+
+def test_hostile_requests_get_problems_naming_the_field_and_change_nothing(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port, body_bytes_max=4_096) as http:
+            assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+            await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            topped = await http.post(
+                "/v1/tenants/shop-a/top_ups",
+                headers={"Idempotency-Key": "t1"},
+                json={"customer": "anna", "amount": 1000, "currency": "EUR", "reference": "psp"},
+            )
+            assert topped.status_code == 201, topped.text
+            before = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
+            for number, (what, body, status, code, field) in enumerate(HOSTILE):
+                headers = {"Idempotency-Key": f"h{number}", "Content-Type": "application/json"}
+                sent = body if isinstance(body, bytes) else None
+                answer = await http.post("/v1/tenants/shop-a/payments", headers=headers, content=sent,
+                                         json=None if sent is not None else body)  # fmt: skip
+                assert answer.status_code == status, (what, answer.text)
+                problem(answer, status, code, field)
+            payment = {"customer": "anna", "amount": 5, "currency": "EUR", "order_reference": "o"}
+            problem(await http.post("/v1/tenants/shop-a/payments", json=payment), 400, "idempotency_key_invalid",
+                    "Idempotency-Key")  # fmt: skip
+            problem(
+                await http.post(
+                    "/v1/tenants/shop-a/payments",
+                    headers={"Idempotency-Key": "big"},
+                    content=b'{"customer": "' + b"a" * 8_000 + b'"}',
+                ),
+                413,
+                "body_too_large",
+            )
+            problem(await http.post("/v1/tenants/shop-x/payments", headers={"Idempotency-Key": "x"}, json=payment),
+                    404, "tenant_not_found")  # fmt: skip
+            problem(await http.get("/v1/nothing-here"), 404, "not_found")
+            problem(await http.delete("/v1/tenants/shop-a"), 405, "method_not_allowed")
+            problem(await http.post("/v1/tenants/shop-a/payments/not-hex/refunds", headers={"Idempotency-Key": "r"},
+                                    json={"amount": 1}), 400, "invalid_request", "payment_id")  # fmt: skip
+            assert (await http.get("/v1/tenants/shop-a/wallets/anna")).json() == before
+
+    asyncio.run(go())
+
+
+def test_a_key_acts_for_its_own_tenant_with_its_own_permissions(store_url: str) -> None:
+    tokens: dict[str, str] = {}
+    store = open_key_store(store_url)
+    try:
+        for who, tenant, role in (("a_shop", "shop-a", "shop"), ("a_pos", "shop-a", "pos"),
+                                  ("b_shop", "shop-b", "shop"), ("admin", "ops", "admin")):  # fmt: skip
+            _, tokens[who] = store.create_key(tenant=tenant, role=role, ledgers=[], name=who)
+    finally:
+        store.close()
+
+    def as_(who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[who]}"}
+
+    async def go() -> None:
+        async with serving(store_url, auth=True) as (port, _, _), gateway(port) as http:
+            for tenant in ("shop-a", "shop-b"):
+                created = await http.post("/v1/tenants", headers=as_("admin"), json={**SHOP, "id": tenant})
+                assert created.status_code == 201, created.text
+                await http.post(f"/v1/tenants/{tenant}/wallets", headers=as_("admin"), json={"customer": "anna"})
+            topped = await http.post("/v1/tenants/shop-a/top_ups", headers={**as_("a_shop"), "Idempotency-Key": "t"},
+                                     json={"customer": "anna", "amount": 1000, "currency": "EUR",
+                                           "reference": "psp"})  # fmt: skip
+            assert topped.status_code == 201, topped.text
+            before = {t: (await http.get(f"/v1/tenants/{t}/wallets/anna", headers=as_("admin"))).json()
+                      for t in ("shop-a", "shop-b")}  # fmt: skip
+            problem(await http.get("/v1/tenants/shop-a/wallets/anna"), 401, "unauthenticated", "Authorization")
+            problem(await http.get("/v1/tenants/shop-a/wallets/anna", headers={"Authorization": "Bearer lk_nope"}),
+                    401, "unauthenticated")  # fmt: skip
+            pos_top_up = await http.post("/v1/tenants/shop-a/top_ups", headers={**as_("a_pos"), "Idempotency-Key": "u"},
+                                         json={"customer": "anna", "amount": 1000, "currency": "EUR"})  # fmt: skip
+            assert "wallet.topup" in problem(pos_top_up, 403, "permission_denied")["detail"]
+            for method, path, body in (
+                ("GET", "/v1/tenants/shop-a/wallets/anna", None),
+                ("POST", "/v1/tenants/shop-a/payments", {"customer": "anna", "amount": 5, "currency": "EUR",
+                                                         "order_reference": "o"}),
+                ("POST", "/v1/tenants/shop-a/top_ups", {"customer": "anna", "amount": 5, "currency": "EUR"}),
+                ("POST", "/v1/tenants/shop-a/wallets", {"customer": "ben"}),
+                ("GET", "/v1/tenants/shop-a", None),
+            ):  # fmt: skip
+                answer = await http.request(method, path, json=body, headers={**as_("b_shop"), "Idempotency-Key": "b"})
+                body_text = problem(answer, 403, "permission_denied")["detail"]
+                assert "anna" not in body_text and "1000" not in body_text
+            paid = await http.post("/v1/tenants/shop-a/payments", headers={**as_("a_pos"), "Idempotency-Key": "p"},
+                                   json={"customer": "anna", "amount": 100, "currency": "EUR",
+                                         "order_reference": "o"})  # fmt: skip
+            assert paid.status_code == 201, paid.text
+            after = {t: (await http.get(f"/v1/tenants/{t}/wallets/anna", headers=as_("admin"))).json()
+                     for t in ("shop-a", "shop-b")}  # fmt: skip
+            assert after["shop-b"] == before["shop-b"]
+            assert after["shop-a"]["available"] == before["shop-a"]["available"] - 100 - paid.json()["fee"]
+
+    asyncio.run(go())
+
+
+def test_every_wallet_result_has_its_status_and_code() -> None:
+    results = {number for name, number in wallet_pb2.WalletResult.items() if name not in
+               ("WALLET_RESULT_UNSPECIFIED", "WALLET_RESULT_OK")}  # fmt: skip
+    assert set(WALLET_PROBLEMS) == results
+    codes = [kind.code for kind in WALLET_PROBLEMS.values()]
+    assert len(set(codes)) == len(codes)
+    assert all(400 <= kind.status < 500 or kind.code == "ledger_refused" for kind in WALLET_PROBLEMS.values())
+
+
+@pytest.mark.parametrize("given", ["abc-123", "x" * 65, "bad id!"])
+def test_a_request_id_is_kept_when_sane_and_made_otherwise(given: str) -> None:
+    async def go() -> None:
+        async with gateway(1) as http:  # no ledger behind it: liveness still answers
+            answer = await http.get("/healthz", headers={"X-Request-Id": given})
+            assert answer.status_code == 200
+            kept = answer.headers["x-request-id"]
+            assert (kept == given) == (given == "abc-123")
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+
+    asyncio.run(go())
