@@ -217,6 +217,7 @@ def server_process(
             "LEDGER_PENDING_TRANSFERS_MAX": "1000",
             "LEDGER_CONCURRENT_RPCS_MAX": "100000",
             "LEDGER_METRICS_ADDRESS": "127.0.0.1:0",  # metrics on, as in production, on a free port
+            "LEDGER_HTTP_ADDRESS": "",  # the core's figures: the gateway has its own benchmark (bench.gateway)
             **(environment or {}),
         }
         if source is not None:

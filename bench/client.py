@@ -48,7 +48,7 @@ def ledger_process(transfers_max: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as directory:
         environment = {**os.environ, "LEDGER_ADDRESS": "127.0.0.1:0", "LEDGER_ACCOUNTS_MAX": "1000",
                        "LEDGER_TRANSFERS_MAX": str(transfers_max), "LEDGER_PENDING_TRANSFERS_MAX": "1000",
-                       "LEDGER_METRICS_ADDRESS": "",
+                       "LEDGER_METRICS_ADDRESS": "", "LEDGER_HTTP_ADDRESS": "",
                        "LEDGER_STORE": f"sqlite:///{Path(directory) / 'ledger.sqlite3'}"}  # fmt: skip
         with subprocess.Popen(
             [sys.executable, "-m", "ledger", "serve"], env=environment, stderr=subprocess.PIPE, text=True

@@ -6,5 +6,15 @@ it runs on any host, in as many workers as wanted."""
 from ._app import create_app
 from ._config import GatewayConfig
 from ._problems import WALLET_PROBLEMS, Problem
+from ._serve import RunningGateway, run_gateway, run_workers, start_gateway
 
-__all__ = ["WALLET_PROBLEMS", "GatewayConfig", "Problem", "create_app"]
+__all__ = [
+    "WALLET_PROBLEMS",
+    "GatewayConfig",
+    "Problem",
+    "RunningGateway",
+    "create_app",
+    "run_gateway",
+    "run_workers",
+    "start_gateway",
+]

@@ -215,4 +215,5 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
             render_plugins=[ScalarRenderPlugin()],
         ),
         debug=False,
+        logging_config=None,  # the process configures logging (its log lines carry the request id): not the app
     )

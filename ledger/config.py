@@ -16,7 +16,7 @@ MIB = 1 << 20
 AUTH_POLICIES = ("auto", "required", "off")
 AUTH_REFRESH_SECONDS_MAX = 3600.0
 HISTORY_READS_CONCURRENT_MAX = 64
-EMPTY_MEANS_OFF = frozenset({"metrics_address"})
+EMPTY_MEANS_OFF = frozenset({"metrics_address", "http_address"})
 """Fields whose LEDGER_* variable, set but empty, turns the feature off instead of keeping the default."""
 
 
@@ -31,6 +31,8 @@ class LedgerConfig:
     """Where `ledger serve` listens for gRPC (host:port; port 0 picks a free one)."""
     metrics_address: str = "127.0.0.1:9464"
     """Where `ledger serve` serves Prometheus metrics over HTTP (host:port; port 0 picks a free one; empty: off)."""
+    http_address: str = "127.0.0.1:8080"
+    """Where `ledger serve` serves the HTTP gateway (host:port; port 0 picks a free one; empty: off)."""
     shutdown_grace_seconds: float = 10.0
     """On SIGTERM, how long calls in flight may take to finish before they are cancelled."""
     concurrent_rpcs_max: int = 10_000
@@ -119,21 +121,17 @@ class LedgerConfig:
             )
         if self.auth not in AUTH_POLICIES:
             raise ValueError(f"auth must be one of {', '.join(AUTH_POLICIES)}, got {self.auth!r}")
-        _ = self.metrics_endpoint  # names the field if it is not host:port
+        _ = self.metrics_endpoint, self.http_endpoint  # names the field if it is not host:port
 
     @property
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """`metrics_address` as (host, port), IPv6 brackets removed; None when metrics are off."""
-        if not self.metrics_address:
-            return None
-        host, _, port = self.metrics_address.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-            raise ValueError(
-                f"metrics_address must be host:port (port 0 picks a free one) or empty for no metrics, "
-                f"got {self.metrics_address!r}"
-            )
-        return host, int(port)
+        return _endpoint(self.metrics_address, "metrics_address", "for no metrics")
+
+    @property
+    def http_endpoint(self) -> tuple[str, int] | None:
+        """`http_address` as (host, port), IPv6 brackets removed; None when the gateway is off."""
+        return _endpoint(self.http_address, "http_address", "for no HTTP gateway")
 
     @property
     def store_url(self) -> str:
@@ -162,3 +160,13 @@ class LedgerConfig:
             values[f.name] = parse_setting(f.name, raw, cls.__dataclass_fields__[f.name].default)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _endpoint(address: str, name: str, off: str) -> tuple[str, int] | None:
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{name} must be host:port (port 0 picks a free one) or empty {off}, got {address!r}")
+    return host, int(port)

@@ -19,6 +19,10 @@ _quiet = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, Heal
 settings.register_profile("dev", max_examples=300, **_quiet)
 settings.register_profile("ci", max_examples=3000, derandomize=False, print_blob=True, **_quiet)
 settings.register_profile("long", max_examples=100_000, **_quiet)
+# Servers the tests start (in-process or as `ledger serve` processes) serve their HTTP gateway on a free port:
+# several run at once, and 8080 may be taken on the machine.
+os.environ.setdefault("LEDGER_HTTP_ADDRESS", "127.0.0.1:0")
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -161,6 +162,49 @@ async def start_server(
     return server, port, health
 
 
+class EmbeddedGateway:
+    """The HTTP gateway in the server's process and event loop, over a client of the server's own gRPC port."""
+
+    def __init__(self, running: Any, client: Any) -> None:
+        self._running = running
+        self._client = client
+
+    @classmethod
+    async def start(cls, config: LedgerConfig, grpc_port: int) -> EmbeddedGateway | None:
+        endpoint = config.http_endpoint
+        if endpoint is None:
+            return None
+        if config.tls_client_ca:
+            logger.warning("HTTP gateway off: the gRPC port requires client certificates; run `ledger gateway` with "
+                           "its own (LEDGER_TLS_CERT and LEDGER_TLS_KEY)")  # fmt: skip
+            return None
+        from gateway import GatewayConfig, start_gateway  # the gateway loads only when it is served
+        from ledger.client import AsyncClient, ClientConfig
+
+        grpc_host = config.address.rsplit(":", 1)[0].removeprefix("[").removesuffix("]")
+        if grpc_host in ("", "0.0.0.0", "::"):
+            grpc_host = "127.0.0.1"
+        target = f"[{grpc_host}]:{grpc_port}" if ":" in grpc_host else f"{grpc_host}:{grpc_port}"
+        client = AsyncClient(ClientConfig(server=target, tls_ca=Path(config.tls_cert) if config.tls_cert else None))
+        host, port = endpoint
+        gateway_config = GatewayConfig(ledger=target, host=host, port=port)
+        try:
+            running = await start_gateway(gateway_config, client=client, grace_seconds=config.shutdown_grace_seconds)
+        except BaseException:
+            await client.close()
+            raise
+        return cls(running, client)
+
+    @property
+    def description(self) -> str:
+        url = self._running.url
+        return f"on {url} (docs {url}/docs)"
+
+    async def stop(self) -> None:
+        await self._running.stop()
+        await self._client.close()
+
+
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
     """Run `main` on uvloop where it is installed (a faster loop for grpc.aio), else on asyncio's own."""
     try:
@@ -185,6 +229,8 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     check_address_free(config.address, "address")
     if config.metrics_address:
         check_address_free(config.metrics_address, "metrics_address")
+    if config.http_address:
+        check_address_free(config.http_address, "http_address")
     metrics = LedgerMetrics() if endpoint is not None else None
     wallets = Wallets()
     ledger = await Ledger.open(
@@ -198,6 +244,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     gc.freeze()
     auth: Authenticator | None = None
     sweeps: asyncio.Task[None] | None = None
+    http: EmbeddedGateway | None = None
     try:
         auth = await Authenticator.open(config)
         metrics_url = "off"
@@ -208,9 +255,10 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth, services=services)
         sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets), name="wallet-expiry")
         host = config.address.rsplit(":", 1)[0]
+        http = await EmbeddedGateway.start(config, port)
         logger.info(
             "ledger serving gRPC on %s:%d (%s) with services %s, store %s, engine %s, %d accounts, %d transfers, "
-            "%d wallet tenants, metrics %s, %s",
+            "%d wallet tenants, HTTP %s, metrics %s, %s",
             host,
             port,
             transport(config),
@@ -220,6 +268,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
             ledger.recovery.accounts_count,
             ledger.recovery.transfers_count,
             len(wallets.state.tenants),
+            http.description if http is not None else "off",
             metrics_url,
             auth.description if auth is not None else "auth off (LEDGER_AUTH=off)",
         )
@@ -231,12 +280,17 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         logger.info("ledger stopping: draining calls for up to %.0f s", config.shutdown_grace_seconds)
+        if http is not None:  # HTTP first: its requests in flight still reach the ledger
+            await http.stop()
+            http = None
         await health.enter_graceful_shutdown()
         # Feeds and write streams never finish by themselves: feeds end, write streams answer what they took
         # and end; their clients resume elsewhere or later.
         ledger.begin_shutdown()
         await server.stop(config.shutdown_grace_seconds)
     finally:
+        if http is not None:
+            await http.stop()
         if sweeps is not None:
             sweeps.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -1170,7 +1171,8 @@ def test_the_start_line_says_whether_auth_is_on(
     store_url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
     tokens, _ = create_keys(store_url, {"a_read": KEYS["a_read"]})
     config = LedgerConfig(store=store_url, address="127.0.0.1:0", accounts_max=100, transfers_max=1_000,
-                          pending_transfers_max=100, auth=policy, metrics_address="")  # fmt: skip
+                          pending_transfers_max=100, auth=policy, metrics_address="",
+                          http_address="127.0.0.1:0")  # fmt: skip
     answers: list[Any] = []
 
     def ready(port: int) -> None:
@@ -1187,6 +1189,7 @@ def test_the_start_line_says_whether_auth_is_on(
     with caplog.at_level(logging.INFO, logger="ledger.server"):
         asyncio.run(serve(config, ready=ready))
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ledger serving gRPC")]
+    assert re.search(r", HTTP on http://127\.0\.0\.1:\d+ \(docs http://127\.0\.0\.1:\d+/docs\), metrics off, ", line)
     if policy == "auto":
         assert line.endswith(", auth on (LEDGER_AUTH=auto, 1 active keys of 1)")
         assert [a if isinstance(a, grpc.StatusCode) else type(a).__name__ for a in answers] == [

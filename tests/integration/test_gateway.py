@@ -5,8 +5,14 @@ the field and change nothing, and keys of one shop that neither read nor move an
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -249,3 +255,48 @@ def test_a_request_id_is_kept_when_sane_and_made_otherwise(given: str) -> None:
             assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
 
     asyncio.run(go())
+
+
+def test_the_openapi_document_describes_the_api() -> None:
+    async def go() -> None:
+        async with gateway(1) as http:
+            document = (await http.get("/docs/openapi.json")).json()
+            assert document["openapi"].startswith("3.1")
+            payments = document["paths"]["/v1/tenants/{tenant_id}/payments"]["post"]
+            assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in payments["parameters"])
+            schema = document["components"]["schemas"]["CreatePayment"]
+            assert schema["properties"]["amount"]["minimum"] == 1
+            assert set(schema["required"]) == {"customer", "amount", "currency", "order_reference"}
+            assert (await http.get("/docs")).status_code == 200
+
+    asyncio.run(go())
+
+
+def test_ledger_gateway_serves_a_ledger_elsewhere_and_stops_on_sigterm(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with serving(f"sqlite:///{tmp_path / 'journal.sqlite3'}") as (port, _, _):
+            log_path = tmp_path / "gateway.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "ledger", "gateway", "--ledger", f"127.0.0.1:{port}", "--address",
+                     "127.0.0.1:0"], stdout=log, stderr=log,
+                )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 30
+                while (found := GATEWAY_LINE.search(log_path.read_text())) is None:
+                    assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                    await asyncio.sleep(0.05)
+                async with httpx.AsyncClient(base_url=found.group(1), timeout=10) as http:
+                    assert (await http.get("/readyz")).json() == {"status": "ready", "ledger": "SERVING"}
+                    assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+                process.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(process.wait, 30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+
+    asyncio.run(go())
+
+
+GATEWAY_LINE = re.compile(r"ledger gateway serving HTTP on (http://127\.0\.0\.1:\d+) \(docs http://\S+/docs\) for the "
+                          r"ledger at 127\.0\.0\.1:\d+")  # fmt: skip

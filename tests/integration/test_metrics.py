@@ -416,7 +416,7 @@ def test_the_apply_observer_sees_every_engine_call(tmp_path: Path, caplog: pytes
 START_LINE = re.compile(
     r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\) with services ledger\.v1\.Ledger, wallet\.v1\.Wallet, "
     r"store (\S+), engine (\w+), 0 accounts, 0 transfers, 0 wallet tenants, "
-    r"metrics on http://127\.0\.0\.1:(\d+)/metrics"
+    r"HTTP (?:on http://\S+ \(docs http://\S+/docs\)|off), metrics on http://127\.0\.0\.1:(\d+)/metrics"
 )
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 
 from ledger.journal import open_store
 from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2, wallet_pb2, wallet_pb2_grpc
@@ -21,7 +22,7 @@ from ledger.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2, wallet_pb2, wallet
 START_LINE = re.compile(
     r"ledger serving gRPC on 127\.0\.0\.1:(\d+) \(plaintext\) with services ledger\.v1\.Ledger, wallet\.v1\.Wallet, "
     r"store (\S+), engine (\w+), 0 accounts, 0 transfers, 0 wallet tenants, "
-    r"metrics off"
+    r"HTTP (?:on http://127\.0\.0\.1:(\d+) \(docs http://127\.0\.0\.1:\d+/docs\)|off), metrics off"
 )
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -30,7 +31,8 @@ def test_the_readmes_start_line_is_the_one_serve_logs() -> None:
     shape = re.compile(
         r"INFO ledger\.server\._serve: ledger serving gRPC on \S+:\d+ \((plaintext|TLS)\) with services "
         r"ledger\.v1\.Ledger, wallet\.v1\.Wallet, store \S+, engine (cython|python), \d+ accounts, \d+ transfers, "
-        r"\d+ wallet tenants, metrics (on http://\S+|off), (auth on|auth off) \(.*\)"
+        r"\d+ wallet tenants, HTTP (on http://\S+ \(docs http://\S+/docs\)|off), metrics (on http://\S+|off), "
+        r"(auth on|auth off) \(.*\)"
     )
     samples = [line for line in README.read_text().splitlines() if "ledger serving gRPC on" in line]
     assert samples and all(shape.fullmatch(sample) for sample in samples), samples
@@ -71,6 +73,11 @@ def test_serve_answers_and_stops_gracefully(store_url: str, tmp_path: Path) -> N
                 assert (tenant.result, tenant.ledger) == (wallet_pb2.WALLET_RESULT_OK, 2**31)
 
         asyncio.run(call())
+        # One command serves HTTP too: the gateway answers, over the same ledger.
+        http = f"http://127.0.0.1:{match.group(4)}"
+        assert httpx.get(f"{http}/readyz", timeout=10).json() == {"status": "ready", "ledger": "SERVING"}
+        tenant = httpx.get(f"{http}/v1/tenants/shop", timeout=10).json()
+        assert (tenant["currency"], tenant["ledger"]) == ("EUR", 2**31)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
