@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -67,7 +67,7 @@ class GatewayApp(Litestar):
             return
         headers: Iterable[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[typeddict-item]
         given = next((value for name, value in headers if name == _REQUEST_ID_HEADER), b"")
-        request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else secrets.token_hex(16)
         token = REQUEST_ID.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -62,7 +62,7 @@ async def start_gateway(
         create_app(config, client=client), host=config.host, port=config.port, loop="none", http="httptools",
         lifespan="on", log_config=None, log_level="warning", access_log=False,
         timeout_graceful_shutdown=int(grace_seconds) or 1,
-        server_header=False,
+        server_header=False, proxy_headers=False,
     )  # fmt: skip
     server = _Embedded(uv_config)
     task = asyncio.get_running_loop().create_task(server.serve(), name="http-gateway")
@@ -102,4 +102,4 @@ def run_workers(config: GatewayConfig, workers: int) -> None:
     )  # fmt: skip
     uvicorn.run("gateway._serve:app_from_env", factory=True, host=config.host, port=config.port, workers=workers,
                 http="httptools", log_config=None, log_level="warning", access_log=False,
-                server_header=False)  # fmt: skip
+                server_header=False, proxy_headers=False)  # fmt: skip
