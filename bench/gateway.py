@@ -16,8 +16,8 @@ ledger. With `--keys shared` (the default) the fleet's terminals authenticate wi
 shop, as a POS app's token is issued per fleet or location; the gateway's client then coalesces their
 concurrent payments into PayBatch calls. With `terminal`, every terminal has a POS key of its own: the
 ledger checks each key apart, so nothing is coalesced and each payment is an RPC of its own. With `none`,
-the ledger runs without keys. The load comes from raw asyncio connections in this process, far cheaper per request than the
-gateway, so the gateway is what is measured.
+the ledger runs without keys. The load comes from raw asyncio connections in this process, far cheaper
+per request than the gateway, so the gateway is what is measured.
 
 Systems take turns in `--rounds` rounds of `--seconds` (after a warm-up), their order rotated; the median
 round is reported, every round listed: `requests_per_s`, `p50_ms`, `p99_ms`, the answers that were not

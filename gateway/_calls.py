@@ -106,9 +106,9 @@ def at(timestamp: Timestamp) -> datetime:
     return found if found is not None else datetime.fromtimestamp(0, UTC)
 
 
-def timestamp_of(moment: datetime) -> Timestamp:
+def timestamp_of(moment: datetime, field: str) -> Timestamp:
     if moment.tzinfo is None:
-        raise Problem(INVALID_BODY, "expires_at: give a time zone (e.g. 2027-01-31T23:00:00Z)", "expires_at")
+        raise Problem(INVALID_BODY, f"{field}: give a time zone (e.g. 2027-01-31T23:00:00Z)", field)
     stamp = Timestamp()
     stamp.FromDatetime(moment.astimezone(UTC))
     return stamp

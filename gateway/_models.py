@@ -177,6 +177,82 @@ class Refund(msgspec.Struct):
     object: str = "refund"
 
 
+# -- holds ------------------------------------------------------------------------------------------------
+
+
+class CreateHold(Strict):
+    customer: Customer
+    amount: Amount
+    currency: Currency
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=2_678_400)] = 0
+    """How long the hold stays authorised (up to 31 days); 0: 7 days. Then it is voided."""
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "hold"
+    """What it is for, e.g. a table or a fuel pump."""
+
+
+class CaptureHold(Strict):
+    amount: OptionalAmount = 0
+    """Up to the held amount; 0: all of it. The rest is released."""
+
+
+class Hold(msgspec.Struct):
+    id: str
+    wallet_id: str
+    amount: int
+    """Authorised; for a capture, captured; for a void, released."""
+    currency: str
+    status: str
+    """pending, captured, voided or expired."""
+    balance: int
+    created_at: datetime
+    expires_at: datetime | None = None
+    object: str = "hold"
+
+
+# -- bookings ---------------------------------------------------------------------------------------------
+
+BookingDirectionName = Literal["credit", "debit"]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class CreateBooking(Strict):
+    customer: Customer
+    amount: Amount
+    currency: Currency
+    direction: BookingDirectionName
+    """credit: into the wallet (never expires); debit: out of it, never more than it may spend."""
+    operator: Reason
+    reason: Reason
+
+
+class ReverseBooking(Strict):
+    operator: Reason
+    reason: Reason
+
+
+class Booking(msgspec.Struct):
+    id: str
+    wallet_id: str
+    direction: str
+    amount: int
+    currency: str
+    created_at: datetime
+    balance: int | None = None
+    """The wallet's spendable balance right after it (in the answer to a booking)."""
+    operator: str | None = None
+    reason: str | None = None
+    reverses: str | None = None
+    reversed_by: str | None = None
+    object: str = "booking"
+
+
+class BookingList(msgspec.Struct):
+    data: list[Booking]
+    has_more: bool
+    """Pass the last id as `starting_after` for the next page."""
+    object: str = "list"
+
+
 class Health(msgspec.Struct):
     status: str
     ledger: str

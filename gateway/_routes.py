@@ -7,25 +7,33 @@ key: a retry with the same key and body gets the original answer, with another b
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from ledger.client import AsyncClient
 from ledger.v1 import wallet_pb2
 
 from ._calls import Currencies, at, idempotency_key, outcome, settings_message, timestamp_of, when
 from ._models import (
+    Booking,
+    BookingList,
+    CaptureHold,
+    CreateBooking,
+    CreateHold,
     CreatePayment,
     CreateRefund,
     CreateTenant,
     CreateTopUp,
     ExpiringCredit,
+    Hold,
     OpenWallet,
     PaymentObject,
     Refund,
+    ReverseBooking,
     SetWalletStatus,
     Tenant,
     TenantSettings,
@@ -142,7 +150,7 @@ class TopUpsController(Controller):
             never_expires=data.never_expires,
         )  # fmt: skip
         if data.expires_at is not None:
-            request.expires_at.CopyFrom(timestamp_of(data.expires_at))
+            request.expires_at.CopyFrom(timestamp_of(data.expires_at, "expires_at"))
         reply = await outcome(client.top_up(request))
         return TopUp(id=reply.operation_id, wallet_id=reply.wallet_id, customer=data.customer, amount=reply.amount,
                      currency=data.currency, balance=reply.balance, created_at=at(reply.created_at),
@@ -192,7 +200,129 @@ class PaymentsController(Controller):
                       balance=reply.balance, created_at=at(reply.created_at))  # fmt: skip
 
 
-ROUTES: list[Any] = [TenantsController, WalletsController, TopUpsController, PaymentsController]
+def _hold(reply: wallet_pb2.HoldReply, currency: str) -> Hold:
+    return Hold(id=reply.hold_id, wallet_id=reply.wallet_id, amount=reply.amount, currency=currency,
+                status=reply.status, balance=reply.balance, created_at=at(reply.created_at),
+                expires_at=when(reply.expires_at))  # fmt: skip
+
+
+class HoldsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/holds"
+    tags = ["holds"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Authorise a hold on a wallet")
+    async def create(
+        self, tenant_id: TenantId, data: JSONBody[CreateHold], client: Client, idempotency: IdempotencyKey
+    ) -> Hold:
+        """Reserve an amount (a table's bill, a fuel pump) to capture later, in part or whole."""
+        request = wallet_pb2.AuthorizeHoldRequest(tenant=tenant_id, customer=data.customer, amount=data.amount,
+                                                  key=idempotency_key(idempotency), seconds=data.seconds,
+                                                  reference=data.reference)  # fmt: skip
+        return _hold(await outcome(client.authorize_hold(request)), data.currency)
+
+    @post("/{hold_id:str}/capture", status_code=200, summary="Capture a hold")
+    async def capture(
+        self,
+        tenant_id: TenantId,
+        hold_id: OperationId,
+        data: JSONBody[CaptureHold],
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Hold:
+        """Take up to the held amount (0: all of it); the rest is released. Refundable by the hold's id."""
+        request = wallet_pb2.CaptureHoldRequest(tenant=tenant_id, hold_id=hold_id, amount=data.amount,
+                                                key=idempotency_key(idempotency))  # fmt: skip
+        reply = await outcome(client.capture_hold(request))
+        return _hold(reply, await currencies.of(client, tenant_id))
+
+    @post("/{hold_id:str}/void", status_code=200, summary="Void a hold")
+    async def void(
+        self,
+        tenant_id: TenantId,
+        hold_id: OperationId,
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Hold:
+        request = wallet_pb2.VoidHoldRequest(tenant=tenant_id, hold_id=hold_id, key=idempotency_key(idempotency))
+        reply = await outcome(client.void_hold(request))
+        return _hold(reply, await currencies.of(client, tenant_id))
+
+
+_DIRECTIONS = {"credit": wallet_pb2.BOOKING_DIRECTION_CREDIT, "debit": wallet_pb2.BOOKING_DIRECTION_DEBIT}
+_DIRECTION_NAMES = {number: name for name, number in _DIRECTIONS.items()}
+
+
+def _booking(reply: wallet_pb2.BookingReply, currency: str) -> Booking:
+    return Booking(id=reply.booking_id, wallet_id=reply.wallet_id, direction=_DIRECTION_NAMES.get(reply.direction, ""),
+                   amount=reply.amount, currency=currency, created_at=at(reply.created_at), balance=reply.balance,
+                   reverses=reply.reverses or None)  # fmt: skip
+
+
+class BookingsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/bookings"
+    tags = ["bookings"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Book a credit or debit on a wallet (an operator's correction)")
+    async def create(
+        self, tenant_id: TenantId, data: JSONBody[CreateBooking], client: Client, idempotency: IdempotencyKey
+    ) -> Booking:
+        """Never edited or deleted: a wrong booking is reversed."""
+        request = wallet_pb2.BookRequest(tenant=tenant_id, customer=data.customer, amount=data.amount,
+                                         key=idempotency_key(idempotency), direction=_DIRECTIONS[data.direction],
+                                         operator=data.operator, reason=data.reason)  # fmt: skip
+        return _booking(await outcome(client.book(request)), data.currency)
+
+    @post("/{booking_id:str}/reversal", status_code=201, summary="Reverse a booking, at most once")
+    async def reverse(
+        self,
+        tenant_id: TenantId,
+        booking_id: OperationId,
+        data: JSONBody[ReverseBooking],
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Booking:
+        request = wallet_pb2.ReverseBookingRequest(tenant=tenant_id, booking_id=booking_id,
+                                                   key=idempotency_key(idempotency), operator=data.operator,
+                                                   reason=data.reason)  # fmt: skip
+        reply = await outcome(client.reverse_booking(request))
+        return _booking(reply, await currencies.of(client, tenant_id))
+
+    @get("/", summary="The audit trail of bookings and reversals")
+    async def list(
+        self,
+        tenant_id: TenantId,
+        client: Client,
+        currencies: TenantCurrencies,
+        customer: Annotated[str, QueryParameter(name="customer", max_length=255)] = "",
+        operator: Annotated[str, QueryParameter(name="operator", max_length=255)] = "",
+        since: Annotated[datetime | None, QueryParameter(name="since")] = None,
+        until: Annotated[datetime | None, QueryParameter(name="until")] = None,
+        starting_after: Annotated[str, QueryParameter(name="starting_after", pattern="^([0-9a-f]{32})?$")] = "",
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
+    ) -> BookingList:
+        """In the order made, a page at a time: `limit` (1 to 1000) after the booking `starting_after`."""
+        request = wallet_pb2.ListBookingsRequest(tenant=tenant_id, customer=customer, operator=operator,
+                                                 starting_after=starting_after, limit=limit)  # fmt: skip
+        if since is not None:
+            request.since.CopyFrom(timestamp_of(since, "since"))
+        if until is not None:
+            request.until.CopyFrom(timestamp_of(until, "until"))
+        reply = await outcome(client.list_bookings(request))
+        currency = await currencies.of(client, tenant_id)
+        entries = [
+            Booking(id=e.booking_id, wallet_id=e.wallet_id, direction=_DIRECTION_NAMES.get(e.direction, ""),
+                    amount=e.amount, currency=currency, created_at=at(e.created_at), operator=e.operator,
+                    reason=e.reason, reverses=e.reverses or None, reversed_by=e.reversed_by or None)
+            for e in reply.bookings
+        ]  # fmt: skip
+        return BookingList(data=entries, has_more=bool(reply.next_starting_after))
+
+
+ROUTES: list[Any] = [TenantsController, WalletsController, TopUpsController, PaymentsController, HoldsController,
+                     BookingsController]  # fmt: skip
 
 
 def api_key_of(request: Request[Any, Any, Any]) -> str:

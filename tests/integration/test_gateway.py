@@ -111,6 +111,72 @@ def test_a_shops_day_over_http(store_url: str) -> None:
     asyncio.run(go())
 
 
+def test_holds_and_bookings_over_http(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+            await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            credit = {"customer": "anna", "amount": 1000, "currency": "EUR", "direction": "credit",
+                      "operator": "op-1", "reason": "goodwill"}  # fmt: skip
+            booked = await http.post("/v1/tenants/shop-a/bookings", headers={"Idempotency-Key": "b1"}, json=credit)
+            assert booked.status_code == 201, booked.text
+            booking = booked.json()
+            assert (booking["direction"], booking["amount"], booking["balance"]) == ("credit", 1000, 1000)
+            held = await http.post("/v1/tenants/shop-a/holds", headers={"Idempotency-Key": "h1"},
+                                   json={"customer": "anna", "amount": 600, "currency": "EUR", "seconds": 600,
+                                         "reference": "table 4"})  # fmt: skip
+            assert held.status_code == 201, held.text
+            hold = held.json()
+            assert (hold["status"], hold["amount"], hold["balance"]) == ("pending", 600, 400)
+            assert hold["expires_at"] > hold["created_at"]
+            captured = await http.post(f"/v1/tenants/shop-a/holds/{hold['id']}/capture",
+                                       headers={"Idempotency-Key": "c1"}, json={"amount": 450})  # fmt: skip
+            assert captured.status_code == 200, captured.text
+            assert (captured.json()["status"], captured.json()["amount"], captured.json()["balance"]) == (
+                "captured",
+                450,
+                550,
+            )
+            again = await http.post(f"/v1/tenants/shop-a/holds/{hold['id']}/void", headers={"Idempotency-Key": "v1"})
+            problem(again, 409, "hold_not_pending")
+            small = await http.post("/v1/tenants/shop-a/bookings", headers={"Idempotency-Key": "b2"},
+                                    json={**credit, "amount": 100})  # fmt: skip
+            reversed_ = await http.post(f"/v1/tenants/shop-a/bookings/{small.json()['id']}/reversal",
+                                        headers={"Idempotency-Key": "rv1"},
+                                        json={"operator": "op-2", "reason": "booked twice"})  # fmt: skip
+            assert reversed_.status_code == 201 and reversed_.json()["reverses"] == small.json()["id"]
+            assert reversed_.json()["balance"] == 550
+            twice = await http.post(
+                f"/v1/tenants/shop-a/bookings/{small.json()['id']}/reversal",
+                headers={"Idempotency-Key": "rv2"},
+                json={"operator": "op-2", "reason": "again"},
+            )
+            problem(twice, 409, "booking_already_reversed")
+            too_much = await http.post(
+                f"/v1/tenants/shop-a/bookings/{booking['id']}/reversal",
+                headers={"Idempotency-Key": "rv3"},
+                json={"operator": "op-2", "reason": "no"},
+            )
+            problem(too_much, 402, "insufficient_funds")  # 550 left of the 1000 it would take back
+            listed = (await http.get("/v1/tenants/shop-a/bookings", params={"limit": 2})).json()
+            assert listed["has_more"] and [b["id"] for b in listed["data"]] == [booking["id"], small.json()["id"]]
+            assert (
+                listed["data"][1]["reversed_by"] == reversed_.json()["id"] and listed["data"][0]["reversed_by"] is None
+            )
+            rest = (
+                await http.get(
+                    "/v1/tenants/shop-a/bookings", params={"starting_after": small.json()["id"], "operator": "op-2"}
+                )
+            ).json()
+            assert not rest["has_more"] and [b["reverses"] for b in rest["data"]] == [small.json()["id"]]
+            problem(await http.get("/v1/tenants/shop-a/bookings", params={"limit": 0}), 400, "invalid_request",
+                    "limit")  # fmt: skip
+            problem(await http.get("/v1/tenants/shop-a/bookings", params={"since": "yesterday"}), 400,
+                    "invalid_request", "since")  # fmt: skip
+
+    asyncio.run(go())
+
+
 HOSTILE: list[tuple[str, Any, int, str, str | None]] = [
     # (what, body, status, code, field)
     ("malformed JSON", b'{"customer": "anna", "amount": ', 400, "invalid_request", None),
