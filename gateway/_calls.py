@@ -31,6 +31,7 @@ from ._problems import (
     UNAUTHENTICATED,
     UNAVAILABLE,
     Problem,
+    field_named,
     wallet_problem,
 )
 
@@ -54,8 +55,7 @@ async def call(rpc: Awaitable[T]) -> T:
     except LedgerPermissionDenied as exc:
         raise Problem(PERMISSION_DENIED, exc.message) from None
     except LedgerInvalidArgument as exc:
-        field, colon, _ = exc.message.partition(":")
-        raise Problem(INVALID_BODY, exc.message, field if colon and " " not in field else "") from None
+        raise Problem(INVALID_BODY, exc.message, field_named(exc.message)) from None
     except LedgerTimeout as exc:
         kind = RATE_LIMITED if exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED else UNAVAILABLE
         raise Problem(kind, str(exc), retry_after_seconds=RETRY_AFTER_SECONDS) from None

@@ -253,6 +253,126 @@ class BookingList(msgspec.Struct):
     object: str = "list"
 
 
+# -- vouchers ---------------------------------------------------------------------------------------------
+
+VoucherCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description="The voucher's code, e.g. 7K2M-9QXD-4HPR-T0WB-Y (case, spaces and dashes ignored)",
+    ),
+]
+
+
+class IssueVoucher(Strict):
+    amount: Amount
+    currency: Currency
+    expires_at: datetime | None = None
+    """When it expires (in the future); unset: the tenant's default credit expiry, or never."""
+    never_expires: bool = False
+
+
+class VoucherCodeOnly(Strict):
+    """A voucher is named by its code in the body, never in a URL: the code is its bearer's money."""
+
+    code: VoucherCode
+
+
+class RedeemVoucher(Strict):
+    code: VoucherCode
+    customer: Customer
+
+
+class SpendVoucher(Strict):
+    code: VoucherCode
+    amount: Amount
+    currency: Currency
+    order_reference: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class DeactivateVoucher(Strict):
+    code: VoucherCode
+    reason: Reason
+
+
+class Voucher(msgspec.Struct):
+    id: str
+    amount: int
+    """Issued: the value; redeemed, spent or deactivated: what this operation took from the voucher."""
+    remaining: int
+    currency: str
+    status: str
+    """active, deactivated or expired."""
+    expires_at: datetime | None = None
+    code: str | None = None
+    """Only in the answer to issuing it (and to its retries)."""
+    wallet_id: str | None = None
+    balance: int | None = None
+    """Redeemed: the wallet's spendable balance right after."""
+    requested: int | None = None
+    """Spent: the order's amount (`amount` is what the voucher paid of it)."""
+    created_at: datetime | None = None
+    object: str = "voucher"
+
+
+# -- statements and settlement --------------------------------------------------------------------------
+
+
+class StatementRow(msgspec.Struct):
+    operation_id: str
+    kind: str
+    created_at: datetime
+    amount: int
+    """Signed change of the posted balance without the fee."""
+    fee: int
+    total: int
+    balance: int
+    """The posted balance right after."""
+    held: int
+    held_change: int
+    requested: int
+    source: str | None
+    to_credit: bool
+    related_id: str | None
+    code: int
+
+
+class Statement(msgspec.Struct):
+    wallet_id: str
+    currency: str
+    data: list[StatementRow]
+    has_more: bool
+    next_cursor: str
+    """Pass as `starting_after` for the next page (with the same range and kinds)."""
+    object: str = "list"
+
+
+class SettlementLine(msgspec.Struct):
+    section: str
+    line: str
+    amount: int
+    transfers: int
+
+
+class Settlement(msgspec.Struct):
+    tenant: str
+    currency: str
+    currency_scale: int
+    since: datetime
+    until: datetime | None
+    as_of: datetime
+    opening_liability: int
+    lines: list[SettlementLine]
+    movements: int
+    closing_liability: int
+    difference: int
+    """closing - (opening + movements): always 0."""
+    opening_vouchers: int
+    closing_vouchers: int
+    object: str = "settlement"
+
+
 class Health(msgspec.Struct):
     status: str
     ledger: str

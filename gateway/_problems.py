@@ -133,6 +133,14 @@ class Problem(Exception):
         return body
 
 
+def field_named(message: str) -> str:
+    """The field a ledger's message names first ("amount: ..." or, naming its RPC, "GetStatement: limit: ...")."""
+    parts = message.split(": ", 2)
+    if len(parts) > 2 and parts[0].isidentifier() and parts[0][:1].isupper():
+        parts = parts[1:]
+    return parts[0] if len(parts) > 1 and _FIELD.match(parts[0]) else ""
+
+
 def wallet_problem(result: int, message: str) -> Problem:
     """The problem of a wallet result that is not OK; its message names the field first ("amount: ...")."""
     kind = WALLET_PROBLEMS.get(result)

@@ -8,9 +8,9 @@ key: a retry with the same key and body gets the original answer, with another b
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
@@ -28,19 +28,30 @@ from ._models import (
     CreateRefund,
     CreateTenant,
     CreateTopUp,
+    DeactivateVoucher,
     ExpiringCredit,
     Hold,
+    IssueVoucher,
     OpenWallet,
     PaymentObject,
+    RedeemVoucher,
     Refund,
     ReverseBooking,
+    Settlement,
+    SettlementLine,
     SetWalletStatus,
+    SpendVoucher,
+    Statement,
+    StatementRow,
     Tenant,
     TenantSettings,
     TopUp,
+    Voucher,
+    VoucherCodeOnly,
     Wallet,
     WalletStatusChange,
 )
+from ._problems import INVALID_BODY, Problem
 
 Client = NamedDependency[AsyncClient]
 """The ledger client of the caller's API key."""
@@ -321,8 +332,178 @@ class BookingsController(Controller):
         return BookingList(data=entries, has_more=bool(reply.next_starting_after))
 
 
+def _voucher(reply: wallet_pb2.VoucherReply, currency: str) -> Voucher:
+    return Voucher(id=reply.voucher_id, amount=reply.amount, remaining=reply.remaining, currency=currency,
+                   status=reply.status, expires_at=when(reply.expires_at), code=reply.code or None,
+                   wallet_id=reply.wallet_id or None, balance=reply.balance if reply.wallet_id else None,
+                   requested=reply.requested or None, created_at=when(reply.created_at))  # fmt: skip
+
+
+class VouchersController(Controller):
+    """A voucher is named by its code in the body, never in a URL: the code is its bearer's money, and URLs
+    end up in logs."""
+
+    path = "/v1/tenants/{tenant_id:str}/vouchers"
+    tags = ["vouchers"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Issue a voucher or gift card")
+    async def issue(
+        self, tenant_id: TenantId, data: JSONBody[IssueVoucher], client: Client, idempotency: IdempotencyKey
+    ) -> Voucher:
+        """Its code is in this answer only (and in the answers to its retries); the ledger keeps a hash."""
+        request = wallet_pb2.IssueVoucherRequest(tenant=tenant_id, amount=data.amount, key=idempotency_key(idempotency),
+                                                 never_expires=data.never_expires)  # fmt: skip
+        if data.expires_at is not None:
+            request.expires_at.CopyFrom(timestamp_of(data.expires_at, "expires_at"))
+        return _voucher(await outcome(client.issue_voucher(request)), data.currency)
+
+    @post("/lookup", status_code=200, summary="What is left on a voucher")
+    async def lookup(
+        self, tenant_id: TenantId, data: JSONBody[VoucherCodeOnly], client: Client, currencies: TenantCurrencies
+    ) -> Voucher:
+        reply = await outcome(client.get_voucher(wallet_pb2.VoucherRequest(tenant=tenant_id, code=data.code)))
+        return _voucher(reply, await currencies.of(client, tenant_id))
+
+    @post("/redeem", status_code=201, summary="Move what is left on a voucher into a wallet")
+    async def redeem(
+        self,
+        tenant_id: TenantId,
+        data: JSONBody[RedeemVoucher],
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Voucher:
+        request = wallet_pb2.RedeemVoucherRequest(tenant=tenant_id, code=data.code, customer=data.customer,
+                                                  key=idempotency_key(idempotency))  # fmt: skip
+        reply = await outcome(client.redeem_voucher(request))
+        return _voucher(reply, await currencies.of(client, tenant_id))
+
+    @post("/spend", status_code=201, summary="Pay an order from a voucher")
+    async def spend(
+        self, tenant_id: TenantId, data: JSONBody[SpendVoucher], client: Client, idempotency: IdempotencyKey
+    ) -> Voucher:
+        """Up to what is left on it; `amount` in the answer is what it paid of the order."""
+        request = wallet_pb2.SpendVoucherRequest(tenant=tenant_id, code=data.code, amount=data.amount,
+                                                 key=idempotency_key(idempotency),
+                                                 order_reference=data.order_reference)  # fmt: skip
+        return _voucher(await outcome(client.spend_voucher(request)), data.currency)
+
+    @post("/deactivate", status_code=200, summary="Take a voucher out of use")
+    async def deactivate(
+        self,
+        tenant_id: TenantId,
+        data: JSONBody[DeactivateVoucher],
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Voucher:
+        request = wallet_pb2.DeactivateVoucherRequest(tenant=tenant_id, code=data.code, reason=data.reason,
+                                                      key=idempotency_key(idempotency))  # fmt: skip
+        reply = await outcome(client.deactivate_voucher(request))
+        return _voucher(reply, await currencies.of(client, tenant_id))
+
+
+_KINDS = {name.removeprefix("STATEMENT_KIND_").lower(): number for name, number in wallet_pb2.StatementKind.items()
+          if number}  # fmt: skip
+_KIND_NAMES = {number: name for name, number in _KINDS.items()}
+_SOURCE_NAMES = {number: name for name, number in _SOURCES.items()}
+
+
+def _statement_row(row: wallet_pb2.StatementRow) -> StatementRow:
+    return StatementRow(
+        operation_id=row.operation_id,
+        kind=_KIND_NAMES.get(row.kind, "other"),
+        created_at=at(row.created_at),
+        amount=row.amount,
+        fee=row.fee,
+        total=row.total,
+        balance=row.balance,
+        held=row.held,
+        held_change=row.held_change,
+        requested=row.requested,
+        source=_SOURCE_NAMES.get(row.source),
+        to_credit=row.to_credit,
+        related_id=row.related_id or None,
+        code=row.code,
+    )
+
+
+class StatementsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/wallets/{customer:str}/statement"
+    tags = ["statements"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @get("/", summary="A wallet's statement, a page at a time")
+    async def read(
+        self,
+        tenant_id: TenantId,
+        customer: CustomerRef,
+        client: Client,
+        since: Annotated[datetime | None, QueryParameter(name="since")] = None,
+        until: Annotated[datetime | None, QueryParameter(name="until")] = None,
+        kinds: Annotated[
+            str, QueryParameter(name="kinds", max_length=400, description="Comma-separated: " + ", ".join(_KINDS))
+        ] = "",
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
+        starting_after: Annotated[str, QueryParameter(name="starting_after", max_length=200)] = "",
+    ) -> Statement:
+        """One row per movement (a payment with its fee is one), oldest first, with the balance after each."""
+        request = wallet_pb2.GetStatementRequest(tenant=tenant_id, customer=customer, limit=limit,
+                                                 starting_after=starting_after)  # fmt: skip
+        for name in filter(None, kinds.split(",")):
+            if name.strip() not in _KINDS:
+                raise Problem(INVALID_BODY, f"kinds: {name.strip()!r} is not one of {', '.join(_KINDS)}", "kinds")
+            request.kinds.append(_KINDS[name.strip()])  # type: ignore[arg-type]
+        if since is not None:
+            request.since.CopyFrom(timestamp_of(since, "since"))
+        if until is not None:
+            request.until.CopyFrom(timestamp_of(until, "until"))
+        reply = await outcome(client.get_statement(request))
+        rows = [_statement_row(row) for row in reply.rows]
+        return Statement(wallet_id=reply.wallet_id, currency=reply.currency, data=rows, has_more=reply.has_more,
+                         next_cursor=reply.next_cursor)  # fmt: skip
+
+
+class SettlementController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/settlement"
+    tags = ["settlement"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @get("/", summary="The tenant's settlement report, as JSON or CSV")
+    async def read(
+        self,
+        tenant_id: TenantId,
+        client: Client,
+        day: Annotated[
+            str,
+            QueryParameter(
+                name="day", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="A UTC day, YYYY-MM-DD; or since (and until)"
+            ),
+        ] = "",
+        since: Annotated[datetime | None, QueryParameter(name="since")] = None,
+        until: Annotated[datetime | None, QueryParameter(name="until")] = None,
+        format: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+    ) -> Response[Any]:
+        """What the wallets owed at the start and the end, the movements between by kind, and the check that
+        they add up (`difference`, always 0). `format=csv`: the same as RFC 4180 CSV."""
+        request = wallet_pb2.GetSettlementRequest(tenant=tenant_id, day=day, csv=format == "csv")
+        if since is not None:
+            request.since.CopyFrom(timestamp_of(since, "since"))
+        if until is not None:
+            request.until.CopyFrom(timestamp_of(until, "until"))
+        reply = await outcome(client.get_settlement(request))
+        if format == "csv":
+            return Response(reply.csv, media_type="text/csv; charset=utf-8")
+        return Response(Settlement(
+            tenant=reply.tenant, currency=reply.currency, currency_scale=reply.currency_scale, since=at(reply.since),
+            until=when(reply.until), as_of=at(reply.as_of), opening_liability=reply.opening_liability,
+            lines=[SettlementLine(section=line.section, line=line.line, amount=line.amount,
+                                  transfers=line.transfers) for line in reply.lines],
+            movements=reply.movements, closing_liability=reply.closing_liability, difference=reply.difference,
+            opening_vouchers=reply.opening_vouchers, closing_vouchers=reply.closing_vouchers,
+        ))  # fmt: skip
+
+
 ROUTES: list[Any] = [TenantsController, WalletsController, TopUpsController, PaymentsController, HoldsController,
-                     BookingsController]  # fmt: skip
+                     BookingsController, VouchersController, StatementsController, SettlementController]  # fmt: skip
 
 
 def api_key_of(request: Request[Any, Any, Any]) -> str:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,70 @@ def test_holds_and_bookings_over_http(store_url: str) -> None:
                     "limit")  # fmt: skip
             problem(await http.get("/v1/tenants/shop-a/bookings", params={"since": "yesterday"}), 400,
                     "invalid_request", "since")  # fmt: skip
+
+    asyncio.run(go())
+
+
+def test_vouchers_statements_and_settlement_over_http(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+            await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            issued = await http.post("/v1/tenants/shop-a/vouchers", headers={"Idempotency-Key": "v1"},
+                                     json={"amount": 2500, "currency": "EUR", "never_expires": True})  # fmt: skip
+            assert issued.status_code == 201, issued.text
+            voucher = issued.json()
+            assert voucher["code"] and voucher["remaining"] == 2500 and voucher["status"] == "active"
+            code = voucher["code"]
+            looked = (await http.post("/v1/tenants/shop-a/vouchers/lookup", json={"code": code.lower()})).json()
+            assert (looked["remaining"], looked["code"]) == (2500, None)  # the code is shown once
+            spent = await http.post(
+                "/v1/tenants/shop-a/vouchers/spend",
+                headers={"Idempotency-Key": "s1"},
+                json={"code": code, "amount": 1000, "currency": "EUR", "order_reference": "o1"},
+            )
+            assert spent.status_code == 201 and spent.json()["remaining"] == 1500, spent.text
+            redeemed = await http.post("/v1/tenants/shop-a/vouchers/redeem", headers={"Idempotency-Key": "r1"},
+                                       json={"code": code, "customer": "anna"})  # fmt: skip
+            assert redeemed.status_code == 201, redeemed.text
+            assert (redeemed.json()["amount"], redeemed.json()["balance"]) == (1500, 1500)
+            empty = await http.post("/v1/tenants/shop-a/vouchers/redeem", headers={"Idempotency-Key": "r2"},
+                                    json={"code": code, "customer": "anna"})  # fmt: skip
+            problem(empty, 402, "voucher_empty")
+            problem(await http.post("/v1/tenants/shop-a/vouchers/lookup", json={"code": "AAAA-AAAA-AAAA-AAAA-A"}),
+                    404, "voucher_not_found")  # fmt: skip
+            order = {"customer": "anna", "amount": 700, "currency": "EUR", "order_reference": "4711"}
+            paid = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"}, json=order)
+            assert paid.status_code == 201, paid.text
+            first = (await http.get("/v1/tenants/shop-a/wallets/anna/statement", params={"limit": 1})).json()
+            assert first["has_more"] and [row["kind"] for row in first["data"]] == ["top_up"]
+            assert first["data"][0]["amount"] == 1500 and first["data"][0]["balance"] == 1500
+            rest = (
+                await http.get(
+                    "/v1/tenants/shop-a/wallets/anna/statement", params={"starting_after": first["next_cursor"]}
+                )
+            ).json()
+            payment_row = rest["data"][0]
+            assert payment_row["kind"] == "payment" and payment_row["amount"] == -700
+            assert (
+                payment_row["total"] == -700 - paid.json()["fee"] and payment_row["balance"] == paid.json()["balance"]
+            )
+            only = (await http.get("/v1/tenants/shop-a/wallets/anna/statement", params={"kinds": "payment"})).json()
+            assert [row["kind"] for row in only["data"]] == ["payment"]
+            problem(await http.get("/v1/tenants/shop-a/wallets/anna/statement", params={"kinds": "gift"}), 400,
+                    "invalid_request", "kinds")  # fmt: skip
+            problem(await http.get("/v1/tenants/shop-a/wallets/anna/statement", params={"starting_after": "junk"}),
+                    400, "invalid_request", "starting_after")  # fmt: skip
+            today = datetime.now(UTC).date().isoformat()
+            report = (await http.get("/v1/tenants/shop-a/settlement", params={"day": today})).json()
+            assert report["difference"] == 0 and report["currency"] == "EUR"
+            assert report["closing_liability"] == report["opening_liability"] + report["movements"]
+            csv = await http.get("/v1/tenants/shop-a/settlement", params={"day": today, "format": "csv"})
+            assert csv.headers["content-type"].startswith("text/csv")
+            assert csv.text.splitlines()[0].startswith("tenant,currency,since,until,section,line")
+            problem(await http.get("/v1/tenants/shop-a/settlement", params={"day": "05/12/2026"}), 400,
+                    "invalid_request", "day")  # fmt: skip
+            problem(await http.get("/v1/tenants/shop-a/settlement"), 400, "invalid_request")
 
     asyncio.run(go())
 
