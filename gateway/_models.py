@@ -373,6 +373,71 @@ class Settlement(msgspec.Struct):
     object: str = "settlement"
 
 
+# -- the Ledger service's read side ----------------------------------------------------------------------
+
+
+class LedgerAccount(msgspec.Struct):
+    id: str
+    ledger: int
+    code: int
+    flags: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+    user_data_128: str
+    user_data_64: int
+    user_data_32: int
+    created_at: datetime
+    timestamp: int
+    """The ledger's timestamp: nanoseconds since the Unix epoch, unique and increasing."""
+    object: str = "ledger_account"
+
+
+class LedgerTransfer(msgspec.Struct):
+    id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    ledger: int
+    code: int
+    flags: int
+    pending_id: str
+    timeout: int
+    user_data_128: str
+    user_data_64: int
+    user_data_32: int
+    created_at: datetime
+    timestamp: int
+    object: str = "ledger_transfer"
+
+
+class LedgerBalance(msgspec.Struct):
+    account_id: str
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+    created_at: datetime
+    timestamp: int
+    object: str = "ledger_balance"
+
+
+class LedgerTransferList(msgspec.Struct):
+    data: list[LedgerTransfer]
+    has_more: bool
+    next_cursor: str
+    """Pass as `starting_after` for the next page."""
+    object: str = "list"
+
+
+class LedgerBalanceList(msgspec.Struct):
+    data: list[LedgerBalance]
+    has_more: bool
+    next_cursor: str
+    object: str = "list"
+
+
 class Health(msgspec.Struct):
     status: str
     ledger: str

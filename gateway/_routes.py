@@ -7,17 +7,17 @@ key: a retry with the same key and body gets the original answer, with another b
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
-from ledger.client import AsyncClient
+from ledger.client import AccountFilter, AsyncClient, Transfer
 from ledger.v1 import wallet_pb2
 
-from ._calls import Currencies, at, idempotency_key, outcome, settings_message, timestamp_of, when
+from ._calls import Currencies, at, call, idempotency_key, outcome, settings_message, timestamp_of, when
 from ._models import (
     Booking,
     BookingList,
@@ -32,6 +32,11 @@ from ._models import (
     ExpiringCredit,
     Hold,
     IssueVoucher,
+    LedgerAccount,
+    LedgerBalance,
+    LedgerBalanceList,
+    LedgerTransfer,
+    LedgerTransferList,
     OpenWallet,
     PaymentObject,
     RedeemVoucher,
@@ -51,7 +56,7 @@ from ._models import (
     Wallet,
     WalletStatusChange,
 )
-from ._problems import INVALID_BODY, Problem
+from ._problems import INVALID_BODY, NOT_FOUND, Problem
 
 Client = NamedDependency[AsyncClient]
 """The ledger client of the caller's API key."""
@@ -502,8 +507,123 @@ class SettlementController(Controller):
         ))  # fmt: skip
 
 
-ROUTES: list[Any] = [TenantsController, WalletsController, TopUpsController, PaymentsController, HoldsController,
-                     BookingsController, VouchersController, StatementsController, SettlementController]  # fmt: skip
+def _hex(value: int) -> str:
+    return f"{value:032x}"
+
+
+def _moment(nanoseconds: int) -> datetime:
+    return datetime.fromtimestamp(nanoseconds // 1_000_000_000, UTC).replace(
+        microsecond=nanoseconds // 1_000 % 1_000_000
+    )
+
+
+def _ledger_transfer(t: Transfer) -> LedgerTransfer:
+    return LedgerTransfer(
+        id=_hex(t.id), debit_account_id=_hex(t.debit_account_id), credit_account_id=_hex(t.credit_account_id),
+        amount=t.amount, ledger=t.ledger, code=t.code, flags=t.flags, pending_id=_hex(t.pending_id),
+        timeout=t.timeout, user_data_128=_hex(t.user_data_128), user_data_64=t.user_data_64,
+        user_data_32=t.user_data_32, created_at=_moment(t.timestamp), timestamp=t.timestamp,
+    )  # fmt: skip
+
+
+LedgerId = Annotated[str, Parameter(pattern="^[0-9a-f]{1,32}$", description="A 128-bit id in hex (32 digits)")]
+Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=1000)]
+Cursor = Annotated[str, QueryParameter(name="starting_after", pattern="^[0-9]{0,20}$",
+                                       description="next_cursor of the previous page")]  # fmt: skip
+Newest = Annotated[bool, QueryParameter(name="reversed", description="Newest first")]
+
+
+def _filter(account_id: str, limit: int, starting_after: str, newest_first: bool) -> AccountFilter:
+    """The client's filter for a page: the cursor is the timestamp bound just past the previous page's last."""
+    bound = int(starting_after) if starting_after else 0
+    if bound >= 2**64:
+        raise Problem(INVALID_BODY, "starting_after: not a cursor this API gave", "starting_after")
+    if newest_first:
+        return AccountFilter(account_id=int(account_id, 16), limit=limit, reversed=True, timestamp_max=bound)
+    return AccountFilter(account_id=int(account_id, 16), limit=limit, timestamp_min=bound)
+
+
+def _cursor(following: AccountFilter | None, newest_first: bool) -> str:
+    if following is None:
+        return ""
+    return str(following.timestamp_max if newest_first else following.timestamp_min)
+
+
+class LedgerController(Controller):
+    """The Ledger service's read side: accounts, transfers and an account's history, on the key's ledgers."""
+
+    path = "/v1/ledger"
+    tags = ["ledger"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @get("/accounts/{account_id:str}", summary="Look up an account")
+    async def account(self, account_id: LedgerId, client: Client) -> LedgerAccount:
+        found = await call(client.lookup_accounts([int(account_id, 16)]))
+        if not found:
+            raise Problem(NOT_FOUND, f"account_id: no account {account_id} on the ledgers this key may read",
+                          "account_id")  # fmt: skip
+        a = found[0]
+        return LedgerAccount(
+            id=_hex(a.id), ledger=a.ledger, code=a.code, flags=a.flags, debits_pending=a.debits_pending,
+            debits_posted=a.debits_posted, credits_pending=a.credits_pending, credits_posted=a.credits_posted,
+            user_data_128=_hex(a.user_data_128), user_data_64=a.user_data_64, user_data_32=a.user_data_32,
+            created_at=_moment(a.timestamp), timestamp=a.timestamp,
+        )  # fmt: skip
+
+    @get("/transfers/{transfer_id:str}", summary="Look up a transfer")
+    async def transfer(self, transfer_id: LedgerId, client: Client) -> LedgerTransfer:
+        found = await call(client.lookup_transfers([int(transfer_id, 16)]))
+        if not found:
+            raise Problem(NOT_FOUND, f"transfer_id: no transfer {transfer_id} on the ledgers this key may read",
+                          "transfer_id")  # fmt: skip
+        return _ledger_transfer(found[0])
+
+    @get("/accounts/{account_id:str}/transfers", summary="An account's transfers, a page at a time")
+    async def account_transfers(
+        self,
+        account_id: LedgerId,
+        client: Client,
+        limit: Limit = 100,
+        starting_after: Cursor = "",
+        newest_first: Newest = False,
+    ) -> LedgerTransferList:
+        page = await call(client.get_account_transfers(_filter(account_id, limit, starting_after, newest_first)))
+        cursor = _cursor(page.next, newest_first)
+        return LedgerTransferList(data=[_ledger_transfer(t) for t in page.transfers], has_more=bool(cursor),
+                                  next_cursor=cursor)  # fmt: skip
+
+    @get("/accounts/{account_id:str}/balances", summary="An account's balance after each of its transfers")
+    async def account_balances(
+        self,
+        account_id: LedgerId,
+        client: Client,
+        limit: Limit = 100,
+        starting_after: Cursor = "",
+        newest_first: Newest = False,
+    ) -> LedgerBalanceList:
+        """For accounts with balance history (the HISTORY flag, which wallets have)."""
+        page = await call(client.get_account_balances(_filter(account_id, limit, starting_after, newest_first)))
+        cursor = _cursor(page.next, newest_first)
+        balances = [
+            LedgerBalance(account_id=_hex(b.account_id), debits_pending=b.debits_pending,
+                          debits_posted=b.debits_posted, credits_pending=b.credits_pending,
+                          credits_posted=b.credits_posted, created_at=_moment(b.timestamp), timestamp=b.timestamp)
+            for b in page.balances
+        ]  # fmt: skip
+        return LedgerBalanceList(data=balances, has_more=bool(cursor), next_cursor=cursor)
+
+
+ROUTES: list[Any] = [
+    TenantsController,
+    WalletsController,
+    TopUpsController,
+    PaymentsController,
+    HoldsController,
+    BookingsController,
+    VouchersController,
+    StatementsController,
+    SettlementController,
+    LedgerController,
+]
 
 
 def api_key_of(request: Request[Any, Any, Any]) -> str:

@@ -242,6 +242,48 @@ def test_vouchers_statements_and_settlement_over_http(store_url: str) -> None:
     asyncio.run(go())
 
 
+def test_the_ledger_read_side_over_http(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+            wallet = (await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})).json()
+            topped = await http.post("/v1/tenants/shop-a/top_ups", headers={"Idempotency-Key": "t1"},
+                                     json={"customer": "anna", "amount": 2000, "currency": "EUR",
+                                           "reference": "psp"})  # fmt: skip
+            for n in range(3):
+                paid = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": f"p{n}"},
+                                       json={"customer": "anna", "amount": 100, "currency": "EUR",
+                                             "order_reference": f"o{n}"})  # fmt: skip
+                assert paid.status_code == 201, paid.text
+            account = (await http.get(f"/v1/ledger/accounts/{wallet['id']}")).json()
+            assert account["id"] == wallet["id"] and account["credits_posted"] == 2000
+            assert account["debits_posted"] == 2000 - paid.json()["balance"]
+            transfer = (await http.get(f"/v1/ledger/transfers/{topped.json()['id']}")).json()
+            assert (transfer["amount"], transfer["credit_account_id"]) == (2000, wallet["id"])
+            seen: list[str] = []
+            cursor = ""
+            while True:  # the top-up, then each payment and its fee
+                page = (await http.get(f"/v1/ledger/accounts/{wallet['id']}/transfers",
+                                       params={"limit": 2, "starting_after": cursor})).json()  # fmt: skip
+                seen += [t["id"] for t in page["data"]]
+                if not page["has_more"]:
+                    break
+                cursor = page["next_cursor"]
+            assert len(seen) == 7 == len(set(seen)) and seen[0] == topped.json()["id"]
+            newest = (await http.get(f"/v1/ledger/accounts/{wallet['id']}/transfers",
+                                     params={"limit": 3, "reversed": "true"})).json()  # fmt: skip
+            assert [t["id"] for t in newest["data"]] == seen[::-1][:3]
+            balances = (await http.get(f"/v1/ledger/accounts/{wallet['id']}/balances", params={"limit": 1000})).json()
+            last = balances["data"][-1]
+            assert last["credits_posted"] - last["debits_posted"] == paid.json()["balance"]
+            problem(await http.get(f"/v1/ledger/accounts/{'0' * 31}1"), 404, "not_found", "account_id")
+            problem(await http.get("/v1/ledger/accounts/not-hex"), 400, "invalid_request", "account_id")
+            problem(await http.get(f"/v1/ledger/accounts/{wallet['id']}/transfers", params={"starting_after": "x"}),
+                    400, "invalid_request", "starting_after")  # fmt: skip
+
+    asyncio.run(go())
+
+
 HOSTILE: list[tuple[str, Any, int, str, str | None]] = [
     # (what, body, status, code, field)
     ("malformed JSON", b'{"customer": "anna", "amount": ', 400, "invalid_request", None),
