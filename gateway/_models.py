@@ -225,6 +225,13 @@ class CreateBooking(Strict):
     reason: Reason
 
 
+class EmptyWallet(Strict):
+    destination: Literal["payout", "breakage"]
+    """payout: paid out to the customer in money; breakage: written off."""
+    operator: Reason
+    reason: Reason
+
+
 class ReverseBooking(Strict):
     operator: Reason
     reason: Reason

@@ -29,6 +29,7 @@ from ._models import (
     CreateTenant,
     CreateTopUp,
     DeactivateVoucher,
+    EmptyWallet,
     ExpiringCredit,
     Hold,
     IssueVoucher,
@@ -150,6 +151,30 @@ class WalletsController(Controller):
                                                     status=_STATUSES[data.status], reason=data.reason)  # fmt: skip
         reply = await outcome(client.set_wallet_status(request))
         return WalletStatusChange(id=reply.wallet_id, customer=customer, status=_STATUS_NAMES[reply.status])
+
+
+class EmptyWalletController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/wallets/{customer:str}/empty"
+    tags = ["wallets"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Move everything out of a wallet so that it may close")
+    async def empty(
+        self,
+        tenant_id: TenantId,
+        customer: CustomerRef,
+        data: JSONBody[EmptyWallet],
+        client: Client,
+        currencies: TenantCurrencies,
+        idempotency: IdempotencyKey,
+    ) -> Booking:
+        """Paid out to the customer or written off; the wallet must have no open hold."""
+        destination = (wallet_pb2.EMPTY_DESTINATION_PAYOUT if data.destination == "payout"
+                       else wallet_pb2.EMPTY_DESTINATION_BREAKAGE)  # fmt: skip
+        request = wallet_pb2.EmptyWalletRequest(tenant=tenant_id, customer=customer, key=idempotency_key(idempotency),
+                                                destination=destination, operator=data.operator,
+                                                reason=data.reason)  # fmt: skip
+        reply = await outcome(client.empty_wallet(request))
+        return _booking(reply, await currencies.of(client, tenant_id))
 
 
 class TopUpsController(Controller):
@@ -615,6 +640,7 @@ class LedgerController(Controller):
 ROUTES: list[Any] = [
     TenantsController,
     WalletsController,
+    EmptyWalletController,
     TopUpsController,
     PaymentsController,
     HoldsController,

@@ -172,6 +172,17 @@ def test_holds_and_bookings_over_http(store_url: str) -> None:
             assert not rest["has_more"] and [b["reverses"] for b in rest["data"]] == [small.json()["id"]]
             problem(await http.get("/v1/tenants/shop-a/bookings", params={"limit": 0}), 400, "invalid_request",
                     "limit")  # fmt: skip
+            close = {"status": "closed", "reason": "left"}
+            problem(await http.post("/v1/tenants/shop-a/wallets/anna/status", json=close), 409, "wallet_not_empty")
+            emptied = await http.post(
+                "/v1/tenants/shop-a/wallets/anna/empty",
+                headers={"Idempotency-Key": "e1"},
+                json={"destination": "payout", "operator": "op-1", "reason": "moving away"},
+            )
+            assert emptied.status_code == 201, emptied.text
+            assert (emptied.json()["amount"], emptied.json()["balance"]) == (550, 0)
+            closed = await http.post("/v1/tenants/shop-a/wallets/anna/status", json=close)
+            assert closed.json()["status"] == "closed"
             problem(await http.get("/v1/tenants/shop-a/bookings", params={"since": "yesterday"}), 400,
                     "invalid_request", "since")  # fmt: skip
 
