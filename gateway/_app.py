@@ -6,6 +6,7 @@ import contextvars
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -24,6 +25,7 @@ from ledger.client import AsyncClient, ClientConfig
 from ._calls import Currencies
 from ._clients import Clients
 from ._config import GatewayConfig
+from ._metrics import HttpMetrics
 from ._models import Health
 from ._problems import (
     BODY_TOO_LARGE,
@@ -57,7 +59,10 @@ class RequestIdFilter(logging.Filter):
 
 class GatewayApp(Litestar):
     """The Litestar application with a request id for every request, routed or not: the caller's X-Request-Id
-    if it is sane, else a new one, in the context of its handling and in the X-Request-Id of its answer."""
+    if it is sane, else a new one, in the context of its handling and in the X-Request-Id of its answer; and
+    each request counted and timed by its route's template and its status."""
+
+    metrics: HttpMetrics
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
@@ -69,9 +74,13 @@ class GatewayApp(Litestar):
         given = next((value for name, value in headers if name == _REQUEST_ID_HEADER), b"")
         request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else secrets.token_hex(16)
         token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id.encode())]
             await send(message)  # type: ignore[arg-type]
 
@@ -79,6 +88,9 @@ class GatewayApp(Litestar):
             await super().__call__(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
+            route = str(scope.get("path_template") or "unmatched")  # a template, never the raw path: bounded labels
+            method = str(scope.get("method", ""))
+            self.metrics.observe(method, route, status, time.perf_counter() - started)
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
@@ -196,8 +208,14 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
-    return GatewayApp(
-        route_handlers=[*ROUTES, healthz, readyz],
+    metrics = HttpMetrics()
+
+    @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)
+    async def metrics_endpoint() -> Response[bytes]:
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+    app = GatewayApp(
+        route_handlers=[*ROUTES, healthz, readyz, metrics_endpoint],
         dependencies=dependencies,
         exception_handlers=handlers,
         lifespan=[lifespan],
@@ -217,3 +235,5 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         debug=False,
         logging_config=None,  # the process configures logging (its log lines carry the request id): not the app
     )
+    app.metrics = metrics
+    return app

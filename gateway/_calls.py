@@ -57,10 +57,16 @@ async def call(rpc: Awaitable[T]) -> T:
     except LedgerInvalidArgument as exc:
         raise Problem(INVALID_BODY, exc.message, field_named(exc.message)) from None
     except LedgerTimeout as exc:
-        kind = RATE_LIMITED if exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED else UNAVAILABLE
-        raise Problem(kind, str(exc), retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        logger.warning("the ledger did not answer in time: %s", exc)
+        busy = exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        detail = "the ledger is busy" if busy else f"the ledger did not answer within {exc.timeout_seconds:.3g} s"
+        raise Problem(RATE_LIMITED if busy else UNAVAILABLE, f"{detail}; a retry with the same Idempotency-Key is safe",
+                      retry_after_seconds=RETRY_AFTER_SECONDS) from None  # fmt: skip
     except (LedgerUnreachable, LedgerClosed) as exc:
-        raise Problem(UNAVAILABLE, str(exc), retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        logger.warning("the ledger cannot be reached: %s", exc)
+        raise Problem(
+            UNAVAILABLE, "the ledger cannot be reached; nothing was sent", retry_after_seconds=RETRY_AFTER_SECONDS
+        ) from None
     except LedgerCallError as exc:
         if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             raise Problem(RATE_LIMITED, exc.message, retry_after_seconds=RETRY_AFTER_SECONDS) from None

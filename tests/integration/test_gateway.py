@@ -484,3 +484,21 @@ def test_ledger_gateway_serves_a_ledger_elsewhere_and_stops_on_sigterm(tmp_path:
 
 GATEWAY_LINE = re.compile(r"ledger gateway serving HTTP on (http://127\.0\.0\.1:\d+) \(docs http://\S+/docs\) for the "
                           r"ledger at 127\.0\.0\.1:\d+")  # fmt: skip
+
+
+def test_http_metrics_count_requests_by_route_template_and_status() -> None:
+    async def go() -> None:
+        async with gateway(1, timeout_seconds=0.5) as http:
+            for path in ("/healthz", "/healthz", "/v1/tenants/shop-a/wallets/anna", "/nothing/1", "/nothing/2"):
+                await http.get(path)
+            text = (await http.get("/metrics")).text
+            assert 'gateway_http_requests_total{method="GET",route="/healthz",status="200"} 2.0' in text
+            # no ledger behind it: the wallet's route answers 503, counted under its template
+            assert 'route="/v1/tenants/{tenant_id}/wallets/{customer}",status="503"' in text
+            assert 'route="unmatched",status="404"} 2.0' in text and "/nothing/" not in text
+            assert "gateway_http_request_seconds_bucket" in text
+            unavailable = await http.get("/v1/tenants/shop-a/wallets/anna")
+            assert unavailable.headers["retry-after"] == "1"
+            assert "127.0.0.1" not in problem(unavailable, 503, "unavailable")["detail"]  # nothing of the inside
+
+    asyncio.run(go())
