@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import msgspec
-from litestar import Litestar, Request, Response, get
+from litestar import Controller, Litestar, Request, Response, get
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 
@@ -26,7 +28,7 @@ from ._calls import Currencies
 from ._clients import Clients
 from ._config import GatewayConfig
 from ._metrics import HttpMetrics
-from ._models import Health
+from ._models import Health, ProblemDetails
 from ._problems import (
     BODY_TOO_LARGE,
     INTERNAL,
@@ -159,6 +161,30 @@ def _on_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return problem_response(Problem(INTERNAL, "the gateway failed; the request id names it in its log"))
 
 
+PROBLEM_STATUSES: Final = (400, 401, 402, 403, 404, 405, 409, 413, 415, 422, 429, 503)
+"""What any route may answer besides its success, each as a problem (the table is `_problems.py`)."""
+
+
+def document_problems(controllers: Iterable[type[Controller]]) -> None:
+    """Every route documents the problems it may answer, with their media type, in the OpenAPI document."""
+    for controller in controllers:
+        for handler in vars(controller).values():
+            if isinstance(handler, HTTPRouteHandler):
+                problems = {status: ResponseSpec(data_container=ProblemDetails, media_type=PROBLEM_CONTENT_TYPE,
+                                                 description=_DESCRIPTIONS[status], generate_examples=False)
+                            for status in PROBLEM_STATUSES}  # fmt: skip
+                handler.responses = {**problems, **(handler.responses or {})}
+
+
+_DESCRIPTIONS: Final = {
+    400: "The request is malformed or a field is out of bounds (the problem names it)",
+    401: "No valid API key", 402: "The wallet or the tenant's policy declines it", 403: "The key may not do this",
+    404: "No such resource", 405: "The resource does not take this method", 409: "The state forbids it",
+    413: "The body is too large", 415: "The body is not JSON", 422: "The Idempotency-Key was used for another request",
+    429: "The ledger is busy (Retry-After)", 503: "The ledger did not answer in time (Retry-After); retrying is safe",
+}  # fmt: skip
+
+
 def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | None = None) -> GatewayApp:
     """The gateway for the ledger at `config.ledger` (or on `client`'s channel, which it then does not close)."""
     config = config or GatewayConfig.from_env()
@@ -185,7 +211,12 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
     async def healthz() -> Health:
         return Health(status="ok", ledger=config.ledger)
 
-    @get("/readyz", summary="Readiness: the ledger answers", tags=["operations"])
+    @get(
+        "/readyz",
+        summary="Readiness: the ledger answers",
+        tags=["operations"],
+        responses={503: ResponseSpec(data_container=Health, description="The ledger does not answer")},
+    )
     async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
         clients: Clients = request.app.state.clients
         try:
@@ -208,6 +239,7 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
+    document_problems(ROUTES)
     metrics = HttpMetrics()
 
     @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)

@@ -445,6 +445,20 @@ class LedgerBalanceList(msgspec.Struct):
     object: str = "list"
 
 
+class ProblemDetails(msgspec.Struct):
+    """An error (RFC 9457), as application/problem+json."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    """Stable: one per wallet result (insufficient_funds, wallet_frozen, ...) or gateway refusal."""
+    request_id: str
+    field: str | None = None
+    """The field at fault: a JSON field of the request, a path or query parameter, or a header."""
+
+
 class Health(msgspec.Struct):
     status: str
     ledger: str
