@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import re
 import secrets
 import time
@@ -27,6 +25,7 @@ from ledger.client import AsyncClient, ClientConfig
 from ._calls import Currencies
 from ._clients import Clients
 from ._config import GatewayConfig
+from ._context import REQUEST_ID, request_logger
 from ._metrics import HttpMetrics
 from ._models import Health, ProblemDetails
 from ._problems import (
@@ -42,21 +41,12 @@ from ._problems import (
 )
 from ._routes import ROUTES, api_key_of
 
-logger = logging.getLogger(__name__)
+logger = request_logger(__name__)
 
-REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("gateway_request_id", default="-")
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _GIVEN_REQUEST_ID: Final = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _UNKNOWN_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 _FIELD_PATH: Final = re.compile(r"at `\$\.([^`]*)`")
-
-
-class RequestIdFilter(logging.Filter):
-    """Puts the request id into every log record (`%(request_id)s`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        return True
 
 
 class GatewayApp(Litestar):
@@ -119,7 +109,7 @@ def _field_of(message: str) -> str:
 
 def problem_response(problem: Problem) -> Response[Any]:
     headers = {"Retry-After": str(problem.retry_after_seconds)} if problem.retry_after_seconds else None
-    return Response(content=problem.body(REQUEST_ID.get()), status_code=problem.kind.status,
+    return Response(content=problem.body(REQUEST_ID.get() or "-"), status_code=problem.kind.status,
                     media_type=PROBLEM_CONTENT_TYPE, headers=headers)  # fmt: skip
 
 

@@ -3,7 +3,6 @@ problem. Routes call the ledger only through `call` and `outcome`."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -23,6 +22,7 @@ from ledger.client import (
 )
 from ledger.v1 import wallet_pb2
 
+from ._context import request_logger
 from ._problems import (
     INTERNAL,
     INVALID_BODY,
@@ -35,7 +35,7 @@ from ._problems import (
     wallet_problem,
 )
 
-logger = logging.getLogger(__name__)
+logger = request_logger(__name__)
 
 RETRY_AFTER_SECONDS: Final = 1
 KEY_LENGTH_MAX: Final = 255

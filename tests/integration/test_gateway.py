@@ -486,7 +486,7 @@ GATEWAY_LINE = re.compile(r"ledger gateway serving HTTP on (http://127\.0\.0\.1:
                           r"ledger at 127\.0\.0\.1:\d+")  # fmt: skip
 
 
-def test_http_metrics_count_requests_by_route_template_and_status() -> None:
+def test_http_metrics_count_requests_by_route_template_and_status(caplog: pytest.LogCaptureFixture) -> None:
     async def go() -> None:
         async with gateway(1, timeout_seconds=0.5) as http:
             for path in ("/healthz", "/healthz", "/v1/tenants/shop-a/wallets/anna", "/nothing/1", "/nothing/2"):
@@ -500,5 +500,8 @@ def test_http_metrics_count_requests_by_route_template_and_status() -> None:
             unavailable = await http.get("/v1/tenants/shop-a/wallets/anna")
             assert unavailable.headers["retry-after"] == "1"
             assert "127.0.0.1" not in problem(unavailable, 503, "unavailable")["detail"]  # nothing of the inside
+            request_id = unavailable.headers["x-request-id"]
+            logged = [r.getMessage() for r in caplog.records if r.name.startswith("gateway")]
+            assert any("did not answer" in line and line.endswith(f"[request {request_id}]") for line in logged)
 
     asyncio.run(go())
