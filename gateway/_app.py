@@ -25,7 +25,7 @@ from ledger.client import AsyncClient, ClientConfig
 from ._calls import Currencies
 from ._clients import Clients
 from ._config import GatewayConfig
-from ._context import REQUEST_ID, request_logger
+from ._context import ANSWER, REQUEST_ID, request_logger
 from ._metrics import HttpMetrics
 from ._models import Health, ProblemDetails
 from ._problems import (
@@ -44,6 +44,7 @@ from ._routes import ROUTES, api_key_of
 logger = request_logger(__name__)
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
+_REPLAYED_HEADER: Final = b"idempotent-replayed"
 _GIVEN_REQUEST_ID: Final = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _UNKNOWN_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 _FIELD_PATH: Final = re.compile(r"at `\$\.([^`]*)`")
@@ -66,6 +67,8 @@ class GatewayApp(Litestar):
         given = next((value for name, value in headers if name == _REQUEST_ID_HEADER), b"")
         request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else secrets.token_hex(16)
         token = REQUEST_ID.set(request_id)
+        marks: dict[str, bool] = {}
+        marks_token = ANSWER.set(marks)
         started = time.perf_counter()
         status = 500
 
@@ -73,12 +76,16 @@ class GatewayApp(Litestar):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id.encode())]
+                added = [(_REQUEST_ID_HEADER, request_id.encode())]
+                if marks.get("replayed"):
+                    added.append((_REPLAYED_HEADER, b"true"))
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)  # type: ignore[arg-type]
 
         try:
             await super().__call__(scope, receive, send_with_id)
         finally:
+            ANSWER.reset(marks_token)
             REQUEST_ID.reset(token)
             route = str(scope.get("path_template") or "unmatched")  # a template, never the raw path: bounded labels
             method = str(scope.get("method", ""))

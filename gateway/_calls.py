@@ -22,7 +22,7 @@ from ledger.client import (
 )
 from ledger.v1 import wallet_pb2
 
-from ._context import request_logger
+from ._context import mark_replayed, request_logger
 from ._problems import (
     INTERNAL,
     INVALID_BODY,
@@ -83,6 +83,8 @@ async def outcome(rpc: Awaitable[W]) -> W:
     """Await one wallet RPC; its reply if OK, else its result as a problem."""
     reply = await call(rpc)
     answered: Any = reply  # every wallet reply has its result and message
+    if getattr(answered, "replayed", False):
+        mark_replayed()  # the original answer again: the response says so (Idempotent-Replayed)
     if answered.result != wallet_pb2.WALLET_RESULT_OK:
         raise wallet_problem(answered.result, answered.message)
     return reply

@@ -7,6 +7,16 @@ import logging
 from typing import Final
 
 REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("gateway_request_id", default="")
+ANSWER: Final[contextvars.ContextVar[dict[str, bool]]] = contextvars.ContextVar("gateway_answer")
+"""What the request's handling learnt that its answer's headers tell: {"replayed": True} when the ledger gave
+an idempotent write's original answer again. A dict set per request, so a handler may mark it from any
+context that copied the request's."""
+
+
+def mark_replayed() -> None:
+    marks = ANSWER.get(None)
+    if marks is not None:
+        marks["replayed"] = True
 
 
 class _NameTheRequest(logging.Filter):

@@ -835,6 +835,10 @@ def encode_pay_batch_reply(replies):
             if timestamp % 1000000000:
                 q[0] = 2 << 3 | WIRE_VARINT
                 q = write_varint(q + 1, timestamp % 1000000000)
+        if reply.replayed:
+            q[0] = 11 << 3 | WIRE_VARINT
+            q[1] = 1
+            q += 2
         size = q - fixed
         if result:
             size += 1 + varint_size(<uint64_t>result)

@@ -264,6 +264,8 @@ def pay_reply(reply: PaymentReply, message: wallet_pb2.PayReply | None = None) -
     message.balance = reply.balance
     if reply.timestamp:
         message.created_at.FromNanoseconds(reply.timestamp)
+    if reply.replayed:
+        message.replayed = True
     return message
 
 

@@ -239,6 +239,7 @@ def _topup_reply(reply: TopUpReply) -> wallet_pb2.TopUpReply:
         wallet_id=format_id(reply.wallet_id),
         amount=reply.amount,
         balance=reply.balance,
+        replayed=reply.replayed,
     )
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.timestamp)
@@ -256,6 +257,7 @@ def _refund_reply(reply: RefundReply) -> wallet_pb2.RefundReply:
         to_credit=reply.to_credit,
         refundable=reply.refundable,
         balance=reply.balance,
+        replayed=reply.replayed,
     )
     _timestamp(message.created_at, reply.timestamp)
     return message
@@ -270,6 +272,7 @@ def _hold_reply(reply: HoldReply) -> wallet_pb2.HoldReply:
         amount=reply.amount,
         balance=reply.balance,
         status=reply.status,
+        replayed=reply.replayed,
     )
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.timestamp)
@@ -295,6 +298,7 @@ def _booking_reply(reply: BookingReply) -> wallet_pb2.BookingReply:
         amount=reply.amount,
         reverses=format_id(reply.reverses),
         balance=reply.balance,
+        replayed=reply.replayed,
     )
     _timestamp(message.created_at, reply.timestamp)
     return message
@@ -327,6 +331,7 @@ def _voucher_reply(reply: VoucherReply) -> wallet_pb2.VoucherReply:
         wallet_id=format_id(reply.wallet_id),
         balance=reply.balance,
         requested=reply.requested,
+        replayed=reply.replayed,
     )
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.timestamp)

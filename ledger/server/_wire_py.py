@@ -404,6 +404,8 @@ def _pay_reply(reply: PaymentReply) -> bytes:
     if reply.timestamp:
         seconds, nanos = divmod(reply.timestamp, 1_000_000_000)
         body += _delimited(10, _int64(1, seconds) + _int64(2, nanos))
+    if reply.replayed:
+        body += _varint(11 << 3 | VARINT) + b"\x01"
     return body
 
 

@@ -324,7 +324,7 @@ class TopUpRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., source: _Optional[_Union[TopUpSource, str]] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., operator: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., never_expires: _Optional[bool] = ...) -> None: ...
 
 class TopUpReply(_message.Message):
-    __slots__ = ("result", "message", "operation_id", "wallet_id", "amount", "expires_at", "balance", "created_at")
+    __slots__ = ("result", "message", "operation_id", "wallet_id", "amount", "expires_at", "balance", "created_at", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +333,7 @@ class TopUpReply(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     operation_id: str
@@ -341,7 +342,8 @@ class TopUpReply(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     balance: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., operation_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class PayRequest(_message.Message):
     __slots__ = ("tenant", "customer", "amount", "key", "order_reference", "partial", "currency")
@@ -362,7 +364,7 @@ class PayRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class PayReply(_message.Message):
-    __slots__ = ("result", "message", "payment_id", "wallet_id", "requested", "paid", "remainder", "fee", "balance", "created_at")
+    __slots__ = ("result", "message", "payment_id", "wallet_id", "requested", "paid", "remainder", "fee", "balance", "created_at", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +375,7 @@ class PayReply(_message.Message):
     FEE_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     payment_id: str
@@ -383,7 +386,8 @@ class PayReply(_message.Message):
     fee: int
     balance: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., requested: _Optional[int] = ..., paid: _Optional[int] = ..., remainder: _Optional[int] = ..., fee: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., requested: _Optional[int] = ..., paid: _Optional[int] = ..., remainder: _Optional[int] = ..., fee: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class PayBatchRequest(_message.Message):
     __slots__ = ("payments",)
@@ -414,7 +418,7 @@ class RefundRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., key: _Optional[str] = ..., to_credit: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RefundReply(_message.Message):
-    __slots__ = ("result", "message", "refund_id", "payment_id", "wallet_id", "amount", "to_credit", "refundable", "balance", "created_at")
+    __slots__ = ("result", "message", "refund_id", "payment_id", "wallet_id", "amount", "to_credit", "refundable", "balance", "created_at", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REFUND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -425,6 +429,7 @@ class RefundReply(_message.Message):
     REFUNDABLE_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     refund_id: str
@@ -435,7 +440,8 @@ class RefundReply(_message.Message):
     refundable: int
     balance: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., refund_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., to_credit: _Optional[bool] = ..., refundable: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., refund_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., to_credit: _Optional[bool] = ..., refundable: _Optional[int] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class AuthorizeHoldRequest(_message.Message):
     __slots__ = ("tenant", "customer", "amount", "key", "seconds", "reference")
@@ -476,7 +482,7 @@ class VoidHoldRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., hold_id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class HoldReply(_message.Message):
-    __slots__ = ("result", "message", "hold_id", "wallet_id", "amount", "expires_at", "balance", "created_at", "status")
+    __slots__ = ("result", "message", "hold_id", "wallet_id", "amount", "expires_at", "balance", "created_at", "status", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -486,6 +492,7 @@ class HoldReply(_message.Message):
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     hold_id: str
@@ -495,7 +502,8 @@ class HoldReply(_message.Message):
     balance: int
     created_at: _timestamp_pb2.Timestamp
     status: str
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., hold_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., hold_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., amount: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class BookRequest(_message.Message):
     __slots__ = ("tenant", "customer", "amount", "key", "direction", "operator", "reason")
@@ -530,7 +538,7 @@ class ReverseBookingRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., booking_id: _Optional[str] = ..., key: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class BookingReply(_message.Message):
-    __slots__ = ("result", "message", "booking_id", "wallet_id", "direction", "amount", "reverses", "balance", "created_at")
+    __slots__ = ("result", "message", "booking_id", "wallet_id", "direction", "amount", "reverses", "balance", "created_at", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     BOOKING_ID_FIELD_NUMBER: _ClassVar[int]
@@ -540,6 +548,7 @@ class BookingReply(_message.Message):
     REVERSES_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     booking_id: str
@@ -549,7 +558,8 @@ class BookingReply(_message.Message):
     reverses: str
     balance: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., booking_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., direction: _Optional[_Union[BookingDirection, str]] = ..., amount: _Optional[int] = ..., reverses: _Optional[str] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., booking_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., direction: _Optional[_Union[BookingDirection, str]] = ..., amount: _Optional[int] = ..., reverses: _Optional[str] = ..., balance: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class ListBookingsRequest(_message.Message):
     __slots__ = ("tenant", "customer", "operator", "since", "until", "starting_after", "limit")
@@ -664,7 +674,7 @@ class DeactivateVoucherRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., key: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class VoucherReply(_message.Message):
-    __slots__ = ("result", "message", "code", "voucher_id", "amount", "remaining", "expires_at", "status", "wallet_id", "balance", "requested", "created_at")
+    __slots__ = ("result", "message", "code", "voucher_id", "amount", "remaining", "expires_at", "status", "wallet_id", "balance", "requested", "created_at", "replayed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -677,6 +687,7 @@ class VoucherReply(_message.Message):
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     code: str
@@ -689,7 +700,8 @@ class VoucherReply(_message.Message):
     balance: int
     requested: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., code: _Optional[str] = ..., voucher_id: _Optional[str] = ..., amount: _Optional[int] = ..., remaining: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., wallet_id: _Optional[str] = ..., balance: _Optional[int] = ..., requested: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., code: _Optional[str] = ..., voucher_id: _Optional[str] = ..., amount: _Optional[int] = ..., remaining: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., wallet_id: _Optional[str] = ..., balance: _Optional[int] = ..., requested: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class GrantItem(_message.Message):
     __slots__ = ("customer", "amount", "expires_at", "never_expires")

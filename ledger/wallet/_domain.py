@@ -150,6 +150,9 @@ class Reply:
     result: WalletResult = WalletResult.OK
     message: str = ""
     """Empty on OK; otherwise what was wrong, naming the field."""
+    replayed: bool = False
+    """The original answer, given again to a retry with the same key and request: nothing was done now.
+    Never remembered: the answer remembered is the original's."""
 
     @property
     def ok(self) -> bool:
@@ -158,6 +161,7 @@ class Reply:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["result"] = int(self.result)
+        del data["replayed"]
         return data
 
     @classmethod
@@ -581,7 +585,9 @@ class Wallets:
                 result=WalletResult.IDEMPOTENCY_KEY_REUSED,
                 message=_KEY_REUSED,
             )
-        return reply_type.from_json(reply)
+        again = reply_type.from_json(reply)
+        again.replayed = True
+        return again
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.state.tenants.get(tenant_id)
@@ -959,9 +965,11 @@ class Wallets:
                 result=WalletResult.IDEMPOTENCY_KEY_REUSED,
                 message=_KEY_REUSED,
             )
-        return rebuild(
+        again = rebuild(
             [bytes(found[offset : offset + TRANSFER_SIZE]) for offset in range(0, len(found), TRANSFER_SIZE)]
         )
+        again.replayed = True
+        return again
 
     # -- payments --------------------------------------------------------------------------------------
 

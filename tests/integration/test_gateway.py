@@ -83,8 +83,9 @@ def test_a_shops_day_over_http(store_url: str) -> None:
             assert payment["amount_paid"] + payment["fee"] == 2000
             assert payment["amount_remaining"] == 3000 - payment["amount_paid"] and payment["balance"] == 0
             assert payment["created_at"].endswith("Z") and len(payment["id"]) == 32
+            assert "idempotent-replayed" not in paid.headers
             again = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"}, json=order)
-            assert (again.status_code, again.json()) == (201, payment)
+            assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, payment, "true")
             other = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p1"},
                                     json={**order, "amount": 2999})  # fmt: skip
             problem(other, 422, "idempotency_key_reused", "Idempotency-Key")
@@ -106,6 +107,10 @@ def test_a_shops_day_over_http(store_url: str) -> None:
             declined = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p2"},
                                        json={**order, "partial": False, "amount": 100})  # fmt: skip
             problem(declined, 402, "wallet_frozen")
+            declined_again = await http.post("/v1/tenants/shop-a/payments", headers={"Idempotency-Key": "p2"},
+                                             json={**order, "partial": False, "amount": 100})  # fmt: skip
+            assert declined_again.json() | {"request_id": ""} == declined.json() | {"request_id": ""}
+            assert (declined_again.status_code, declined_again.headers["idempotent-replayed"]) == (402, "true")
             assert (await http.get("/healthz")).json()["status"] == "ok"
             assert (await http.get("/readyz")).json() == {"status": "ready", "ledger": "SERVING"}
 

@@ -684,6 +684,7 @@ _PAY_REPLIES = st.builds(
     fee=_INT64,
     balance=_INT64,
     timestamp=st.one_of(st.just(0), st.integers(1, 2**63 - 1), st.sampled_from([1, 999_999_999, 10**9, 10**18])),
+    replayed=st.booleans(),
 )
 
 
