@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -45,6 +46,10 @@ logger = request_logger(__name__)
 
 _REQUEST_ID_HEADER: Final = b"x-request-id"
 _REPLAYED_HEADER: Final = b"idempotent-replayed"
+_ID_PREFIX: Final = secrets.token_hex(8)
+"""Request ids are this process's random prefix and a count: unique across workers and restarts, and made
+without a system call per request (a random id each took 6 % of a payment's time here)."""
+_ID_COUNT: Final = itertools.count(1)
 _GIVEN_REQUEST_ID: Final = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _UNKNOWN_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 _FIELD_PATH: Final = re.compile(r"at `\$\.([^`]*)`")
@@ -65,7 +70,7 @@ class GatewayApp(Litestar):
             return
         headers: Iterable[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[typeddict-item]
         given = next((value for name, value in headers if name == _REQUEST_ID_HEADER), b"")
-        request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else secrets.token_hex(16)
+        request_id = given.decode() if _GIVEN_REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_ID_COUNT):010x}"
         token = REQUEST_ID.set(request_id)
         marks: dict[str, bool] = {}
         marks_token = ANSWER.set(marks)
