@@ -177,6 +177,57 @@ class Refund(msgspec.Struct):
     object: str = "refund"
 
 
+# -- bulk grants ------------------------------------------------------------------------------------------
+
+GRANTS_PER_RUN_MAX: Final = 10_000
+
+
+class GrantItem(Strict):
+    customer: Customer
+    amount: Amount
+    expires_at: datetime | None = None
+    """When this grant expires (in the future); unset: the tenant's default, or never."""
+    never_expires: bool = False
+
+
+class CreateGrantRun(Strict):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="The run's id, e.g. benefits-2027-03")]
+    """Each grant is keyed by (run id, customer): sending the run again, whole or in part, pays each once."""
+    currency: Currency
+    items: Annotated[list[GrantItem], msgspec.Meta(min_length=1, max_length=GRANTS_PER_RUN_MAX)]
+    all_or_nothing: bool = False
+    """Check every grant first; one refusal refuses the run and nothing moves."""
+    open_wallets: bool = False
+    """Open the wallets that do not exist yet."""
+    source: Literal["benefit", "gift", "operator"] = "benefit"
+
+
+class GrantResult(msgspec.Struct):
+    customer: str
+    status: Literal["granted", "refused"]
+    id: str | None = None
+    """The grant's operation id (a top-up's)."""
+    wallet_id: str | None = None
+    amount: int | None = None
+    balance: int | None = None
+    expires_at: datetime | None = None
+    code: str | None = None
+    """A refused grant's problem code, e.g. wallet_not_found."""
+    detail: str | None = None
+
+
+class GrantRun(msgspec.Struct):
+    id: str
+    currency: str
+    granted: int
+    """How many grants were applied (or replayed), and their sum."""
+    granted_amount: int
+    refused: int
+    results: list[GrantResult]
+    """One per item, in the order sent."""
+    object: str = "grant_run"
+
+
 # -- holds ------------------------------------------------------------------------------------------------
 
 

@@ -18,11 +18,13 @@ from ledger.client import AccountFilter, AsyncClient, Transfer
 from ledger.v1 import wallet_pb2
 
 from ._calls import Currencies, at, call, idempotency_key, outcome, settings_message, timestamp_of, when
+from ._context import mark_replayed
 from ._models import (
     Booking,
     BookingList,
     CaptureHold,
     CreateBooking,
+    CreateGrantRun,
     CreateHold,
     CreatePayment,
     CreateRefund,
@@ -31,6 +33,8 @@ from ._models import (
     DeactivateVoucher,
     EmptyWallet,
     ExpiringCredit,
+    GrantResult,
+    GrantRun,
     Hold,
     IssueVoucher,
     LedgerAccount,
@@ -57,7 +61,7 @@ from ._models import (
     Wallet,
     WalletStatusChange,
 )
-from ._problems import INVALID_BODY, NOT_FOUND, Problem
+from ._problems import INVALID_BODY, NOT_FOUND, Problem, wallet_problem
 
 Client = NamedDependency[AsyncClient]
 """The ledger client of the caller's API key."""
@@ -239,6 +243,48 @@ class PaymentsController(Controller):
         return Refund(id=reply.refund_id, payment_id=reply.payment_id, wallet_id=reply.wallet_id, amount=reply.amount,
                       currency=currency, to_credit=reply.to_credit, refundable=reply.refundable,
                       balance=reply.balance, created_at=at(reply.created_at))  # fmt: skip
+
+
+class GrantRunsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/grant_runs"
+    tags = ["grant-runs"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Credit many wallets in one run (up to 10,000 grants)")
+    async def create(
+        self, tenant_id: TenantId, data: JSONBody[CreateGrantRun], client: Client, currencies: TenantCurrencies
+    ) -> GrantRun:
+        """Every employee's monthly benefit, say. Each grant answers apart (granted, or refused with its problem
+        code); a larger run goes as several requests with the same run id. The run id is the idempotency key:
+        sending a run again grants no customer of it twice."""
+        request = wallet_pb2.GrantRunRequest(tenant=tenant_id, run_id=data.id, all_or_nothing=data.all_or_nothing,
+                                             open_wallets=data.open_wallets, source=_SOURCES[data.source])  # fmt: skip
+        for index, item in enumerate(data.items):
+            grant = request.items.add(customer=item.customer, amount=item.amount, never_expires=item.never_expires)
+            if item.expires_at is not None:
+                grant.expires_at.CopyFrom(timestamp_of(item.expires_at, f"items[{index}].expires_at"))
+        currency = await currencies.of(client, tenant_id)
+        if data.currency != currency:
+            raise wallet_problem(wallet_pb2.WALLET_RESULT_CURRENCY_MISMATCH,
+                                 f"currency: the tenant keeps {currency}, not {data.currency}")  # fmt: skip
+        reply = await call(client.grant_run(request))
+        if reply.result not in (wallet_pb2.WALLET_RESULT_OK, wallet_pb2.WALLET_RESULT_GRANT_RUN_REFUSED):
+            raise wallet_problem(reply.result, reply.message)  # the run as a whole: no grant was looked at
+        results = [_grant_result(item.customer, answer) for item, answer in zip(data.items, reply.replies, strict=True)]
+        if any(answer.replayed for answer in reply.replies):
+            mark_replayed()
+        refused = sum(result.status == "refused" for result in results)
+        return GrantRun(id=data.id, currency=data.currency, granted=reply.granted, granted_amount=reply.granted_amount,
+                        refused=refused, results=results)  # fmt: skip
+
+
+def _grant_result(customer: str, answer: wallet_pb2.TopUpReply) -> GrantResult:
+    if answer.result == wallet_pb2.WALLET_RESULT_OK:
+        return GrantResult(
+            customer=customer, status="granted", id=answer.operation_id, wallet_id=answer.wallet_id,
+            amount=answer.amount, balance=answer.balance, expires_at=when(answer.expires_at),
+        )  # fmt: skip
+    problem = wallet_problem(answer.result, answer.message)
+    return GrantResult(customer=customer, status="refused", code=problem.kind.code, detail=problem.detail)
 
 
 def _hold(reply: wallet_pb2.HoldReply, currency: str) -> Hold:
@@ -642,6 +688,7 @@ ROUTES: list[Any] = [
     WalletsController,
     EmptyWalletController,
     TopUpsController,
+    GrantRunsController,
     PaymentsController,
     HoldsController,
     BookingsController,

@@ -300,6 +300,38 @@ def test_the_ledger_read_side_over_http(store_url: str) -> None:
     asyncio.run(go())
 
 
+def test_a_grant_run_over_http_pays_each_customer_once(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
+            items = [{"customer": f"employee-{n}", "amount": 5000} for n in range(5)] + [
+                {"customer": "bad\u0000name", "amount": 5000}]  # fmt: skip
+            run = {"id": "benefits-2027-03", "currency": "EUR", "items": items, "open_wallets": True}
+            first = await http.post("/v1/tenants/shop-a/grant_runs", json=run)
+            assert first.status_code == 201, first.text
+            body = first.json()
+            assert (body["granted"], body["granted_amount"], body["refused"]) == (5, 25_000, 1)
+            assert [r["status"] for r in body["results"]] == ["granted"] * 5 + ["refused"]
+            assert body["results"][-1]["code"] == "customer_invalid"
+            assert "idempotent-replayed" not in first.headers
+            again = await http.post("/v1/tenants/shop-a/grant_runs", json=run)  # the whole run sent again
+            assert again.headers["idempotent-replayed"] == "true" and again.json()["granted_amount"] == 25_000
+            wallet = (await http.get("/v1/tenants/shop-a/wallets/employee-3")).json()
+            assert wallet["available"] == 5000  # once, not twice
+            strict = await http.post("/v1/tenants/shop-a/grant_runs",
+                                     json={**run, "id": "strict", "all_or_nothing": True})  # fmt: skip
+            assert strict.status_code == 201 and strict.json()["granted"] == 0
+            assert {r["code"] for r in strict.json()["results"]} == {"grant_run_refused", "customer_invalid"}
+            problem(await http.post("/v1/tenants/shop-a/grant_runs", json={**run, "currency": "USD"}), 400,
+                    "currency_mismatch", "currency")  # fmt: skip
+            problem(await http.post("/v1/tenants/shop-a/grant_runs", json={**run, "items": []}), 400,
+                    "invalid_request", "items")  # fmt: skip
+            too_many = {**run, "items": [{"customer": "c", "amount": 1}] * 10_001}
+            problem(await http.post("/v1/tenants/shop-a/grant_runs", json=too_many), 400, "invalid_request", "items")
+
+    asyncio.run(go())
+
+
 HOSTILE: list[tuple[str, Any, int, str, str | None]] = [
     # (what, body, status, code, field)
     ("malformed JSON", b'{"customer": "anna", "amount": ', 400, "invalid_request", None),

@@ -121,6 +121,8 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                                                                "order_reference": "x"}, "SpendVoucher"),
                 ("POST", "/v1/tenants/shop-a/vouchers/deactivate", {"code": code, "reason": "r"},
                  "DeactivateVoucher"),
+                ("POST", "/v1/tenants/shop-a/grant_runs", {"id": "r", "currency": "EUR",
+                                                           "items": [{"customer": "anna", "amount": 1}]}, "GrantRun"),
                 ("GET", "/v1/tenants/shop-a/wallets/anna/statement", None, "GetStatement"),
                 ("GET", "/v1/tenants/shop-a/settlement?day=2026-01-01", None, "GetSettlement"),
             ]  # fmt: skip
