@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Final
 
 import msgspec
@@ -187,6 +188,14 @@ _DESCRIPTIONS: Final = {
 }  # fmt: skip
 
 
+def ledger_client_config(config: GatewayConfig) -> ClientConfig:
+    """How the gateway reaches the ledger: its address and deadline, and TLS as LEDGER_TLS_CA (and, for mutual
+    TLS, LEDGER_TLS_CERT and LEDGER_TLS_KEY) say. Never an API key of its own: a request is made with its
+    caller's key or none, so one without a key cannot borrow the gateway's."""
+    found = ClientConfig.from_env(server=config.ledger, timeout_seconds=config.timeout_seconds)
+    return replace(found, api_key="")
+
+
 def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | None = None) -> GatewayApp:
     """The gateway for the ledger at `config.ledger` (or on `client`'s channel, which it then does not close)."""
     config = config or GatewayConfig.from_env()
@@ -194,7 +203,7 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        base = client or AsyncClient(ClientConfig(server=config.ledger, timeout_seconds=config.timeout_seconds))
+        base = client or AsyncClient(ledger_client_config(config))
         app.state.clients = Clients(base, config.clients_max)
         try:
             yield

@@ -401,7 +401,9 @@ def test_hostile_requests_get_problems_naming_the_field_and_change_nothing(store
     asyncio.run(go())
 
 
-def test_a_key_acts_for_its_own_tenant_with_its_own_permissions(store_url: str) -> None:
+def test_a_key_acts_for_its_own_tenant_with_its_own_permissions(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tokens: dict[str, str] = {}
     store = open_key_store(store_url)
     try:
@@ -413,6 +415,9 @@ def test_a_key_acts_for_its_own_tenant_with_its_own_permissions(store_url: str) 
 
     def as_(who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[who]}"}
+
+    # An API key in the gateway's environment is never lent to a request that brings none.
+    monkeypatch.setenv("LEDGER_API_KEY", tokens["admin"])
 
     async def go() -> None:
         async with serving(store_url, auth=True) as (port, _, _), gateway(port) as http:
