@@ -4,7 +4,7 @@ problem. Routes call the ledger only through `call` and `outcome`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -104,9 +104,13 @@ def idempotency_key(header: str | None) -> str:
 
 def when(timestamp: Timestamp) -> datetime | None:
     """A protobuf timestamp as an aware UTC datetime; None when it is unset."""
-    if not timestamp.seconds and not timestamp.nanos:
+    seconds, nanos = timestamp.seconds, timestamp.nanos
+    if not seconds and not nanos:
         return None
-    return timestamp.ToDatetime(tzinfo=UTC)
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1_000)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def at(timestamp: Timestamp) -> datetime:

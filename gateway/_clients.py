@@ -4,7 +4,6 @@ ledger checks its permissions and tenant itself (one key table), and calls of on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 
 from ledger.client import AsyncClient
@@ -15,7 +14,8 @@ class Clients:
 
     def __init__(self, base: AsyncClient, clients_max: int) -> None:
         self.base = base
-        self._clients: OrderedDict[bytes, AsyncClient] = OrderedDict()
+        self._clients: OrderedDict[str, AsyncClient] = OrderedDict()
+        """By API key (each client's configuration holds its key anyway); in memory only, never logged."""
         self._clients_max = clients_max
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -23,7 +23,7 @@ class Clients:
         """The client that calls with `api_key` ("" for none: a ledger without auth)."""
         if not api_key:
             return self.base
-        name = hashlib.sha256(api_key.encode()).digest()  # the key itself is not kept as a dict key
+        name = api_key
         client = self._clients.get(name)
         if client is not None:
             self._clients.move_to_end(name)

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import WALLET_PROBLEMS, GatewayConfig, create_app
 from ledger.auth import open_key_store
@@ -547,3 +549,13 @@ def test_http_metrics_count_requests_by_route_template_and_status(caplog: pytest
             assert any("did not answer" in line and line.endswith(f"[request {request_id}]") for line in logged)
 
     asyncio.run(go())
+
+
+@given(st.integers(0, 2**64 // 10**9 - 1), st.integers(0, 999_999_999))
+def test_a_ledger_time_reads_as_protobuf_reads_it(seconds: int, nanos: int) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from gateway._calls import when
+
+    stamp = Timestamp(seconds=seconds, nanos=nanos)
+    assert when(stamp) == (stamp.ToDatetime(tzinfo=UTC) if seconds or nanos else None)
