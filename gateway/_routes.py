@@ -1,8 +1,9 @@
-"""The resources: one controller each, translating HTTP into Wallet RPCs through the client library.
+"""The resources: one controller each, translating HTTP into Wallet and Ledger RPCs through the client library.
 
 A path names the tenant; the caller's API key must act for it (the ledger checks, and a key of another tenant
-gets 403 and learns nothing). Every write takes an Idempotency-Key header, which is the wallet's idempotency
-key: a retry with the same key and body gets the original answer, with another body a 422 problem.
+gets 403 and learns nothing). Every write that moves money takes an Idempotency-Key header, which is the
+wallet's idempotency key: a retry with the same key and body gets the original answer, with another body a
+422 problem. (Creating a tenant or opening a wallet is idempotent by its id; a grant run by its run id.)
 """
 
 from __future__ import annotations
