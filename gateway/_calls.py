@@ -30,6 +30,7 @@ from ._problems import (
     RATE_LIMITED,
     UNAUTHENTICATED,
     UNAVAILABLE,
+    WALLET_PROBLEMS,
     Problem,
     field_named,
     wallet_problem,
@@ -91,14 +92,13 @@ async def outcome(rpc: Awaitable[W]) -> W:
 
 
 def idempotency_key(header: str | None) -> str:
-    """The wallet's idempotency key from the Idempotency-Key header, which every write takes."""
-    if header is None or not header:
-        raise Problem(wallet_problem(wallet_pb2.WALLET_RESULT_IDEMPOTENCY_KEY_INVALID, "").kind,
-                      "Idempotency-Key: every write takes this header (1 to 255 printable characters)",
+    """The wallet's idempotency key from the Idempotency-Key header, which every write that moves money takes.
+    Checked here as the wallet checks it: a key past the ledger's string bound would otherwise refuse the whole
+    PayBatch that other callers' payments share."""
+    if not header or len(header) > KEY_LENGTH_MAX or not header.isprintable():
+        raise Problem(WALLET_PROBLEMS[wallet_pb2.WALLET_RESULT_IDEMPOTENCY_KEY_INVALID],
+                      "Idempotency-Key: every write takes this header, 1 to 255 printable characters",
                       "Idempotency-Key")  # fmt: skip
-    if len(header) > KEY_LENGTH_MAX or not header.isprintable():
-        raise Problem(wallet_problem(wallet_pb2.WALLET_RESULT_IDEMPOTENCY_KEY_INVALID, "").kind,
-                      "Idempotency-Key: 1 to 255 printable characters", "Idempotency-Key")  # fmt: skip
     return header
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ledger.config import LedgerConfig
 from ledger.server import run_event_loop, serve
+from ledger.server._serve import split_address
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,10 +64,11 @@ def _run_gateway(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
     overrides: dict[str, Any] = {"ledger": args.ledger}
     if args.address:
-        host, _, port = args.address.rpartition(":")
-        if not host or not port.isdigit():
+        try:
+            host, port = split_address(args.address)
+        except ValueError:
             args.command_parser.error(f"--address: host:port, got {args.address!r}")
-        overrides |= {"host": host.removeprefix("[").removesuffix("]"), "port": int(port)}
+        overrides |= {"host": host, "port": port}
     if not 1 <= args.workers <= 64:
         args.command_parser.error(f"--workers: 1 to 64, got {args.workers}")
     try:

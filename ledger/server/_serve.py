@@ -181,7 +181,7 @@ class EmbeddedGateway:
         from gateway import GatewayConfig, start_gateway  # the gateway loads only when it is served
         from ledger.client import AsyncClient, ClientConfig
 
-        grpc_host = config.address.rsplit(":", 1)[0].removeprefix("[").removesuffix("]")
+        grpc_host = split_address(config.address)[0]
         if grpc_host in ("", "0.0.0.0", "::"):
             grpc_host = "127.0.0.1"
         target = f"[{grpc_host}]:{grpc_port}" if ":" in grpc_host else f"{grpc_host}:{grpc_port}"
