@@ -13,7 +13,7 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +32,10 @@ from ._redact import install_secret_filter
 from ._servicer import ledger_service
 from ._services import Service
 from ._wallet import sweep_expiries, wallet_service
+
+if TYPE_CHECKING:  # the gateway and the client load only when HTTP is served
+    from gateway import RunningGateway
+    from ledger.client import AsyncClient
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -165,7 +169,7 @@ async def start_server(
 class EmbeddedGateway:
     """The HTTP gateway in the server's process and event loop, over a client of the server's own gRPC port."""
 
-    def __init__(self, running: Any, client: Any) -> None:
+    def __init__(self, running: RunningGateway, client: AsyncClient) -> None:
         self._running = running
         self._client = client
 
