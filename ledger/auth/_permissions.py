@@ -42,13 +42,18 @@ class Permission(enum.StrEnum):
     """Issue and deactivate vouchers."""
     WALLET_TENANT = "wallet.tenant"
     """Create and configure the key's own tenant and its settings; statements and settlement reports."""
+    WALLET_WEBHOOKS = "wallet.webhooks"
+    """Register the tenant's webhook endpoints, rotate their secrets, read and redeliver their deliveries (the
+    HTTP gateway keeps them and checks this permission through GetServerInfo)."""
     ADMIN = "admin"
     """Every method on every ledger and for every tenant (an operator's key), and any method no service gave a
     permission."""
 
 
 _WALLET_TERMINAL: Final = frozenset({Permission.WALLET_READ, Permission.WALLET_PAY})
-_WALLET_SHOP: Final = _WALLET_TERMINAL | {Permission.WALLET_TOPUP, Permission.WALLET_REFUND, Permission.WALLET_VOUCHER}
+_WALLET_SHOP: Final = _WALLET_TERMINAL | {
+    Permission.WALLET_TOPUP, Permission.WALLET_REFUND, Permission.WALLET_VOUCHER, Permission.WALLET_WEBHOOKS,
+}  # fmt: skip
 
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
     Role.READ: frozenset({Permission.LEDGER_READ}),

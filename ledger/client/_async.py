@@ -657,6 +657,13 @@ class AsyncClient(ClientSteps):
             current = ""
             await asyncio.sleep(backoff_seconds(self.config, attempts, self._rng))
 
+    async def get_event_cursor(
+        self, request: wallet_pb2.GetEventCursorRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.EventCursorReply:
+        """The event feed's position now: subscribe after it for exactly the events committed later."""
+        reply: wallet_pb2.EventCursorReply = await self._run(self._wallet("GetEventCursor", request, timeout))
+        return reply
+
     async def empty_wallet(
         self, request: wallet_pb2.EmptyWalletRequest, *, timeout: float | None = None
     ) -> wallet_pb2.BookingReply:

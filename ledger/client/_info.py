@@ -40,6 +40,8 @@ class ServerInfo:
     accounts_count: int | None
     transfers_count: int | None
     pending_transfers_count: int | None
+    permissions: frozenset[str] = frozenset()
+    """What the key may do (its role's permissions); empty when no key was needed."""
 
     @classmethod
     def from_message(cls, message: ledger_pb2.GetServerInfoResponse) -> ServerInfo:
@@ -57,4 +59,5 @@ class ServerInfo:
             accounts_count=message.accounts_count if operator else None,
             transfers_count=message.transfers_count if operator else None,
             pending_transfers_count=message.pending_transfers_count if operator else None,
+            permissions=frozenset(message.permissions),
         )

@@ -396,6 +396,13 @@ class Client(ClientSteps):
         reply: wallet_pb2.TenantReply = run_sync(self._wallet("GetTenant", request, timeout), self._perform)
         return reply
 
+    def get_event_cursor(
+        self, request: wallet_pb2.GetEventCursorRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.EventCursorReply:
+        """The event feed's position now: subscribe after it for exactly the events committed later."""
+        reply: wallet_pb2.EventCursorReply = run_sync(self._wallet("GetEventCursor", request, timeout), self._perform)
+        return reply
+
     def open_wallet(
         self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None
     ) -> wallet_pb2.BalanceReply:

@@ -18,6 +18,7 @@ def server_info(ledger: Ledger, principal: Principal | None) -> ledger_pb2.GetSe
     if principal is not None:
         info.key_id, info.tenant, info.role = principal.key_id, principal.tenant, principal.role.value
         info.ledgers.extend(sorted(principal.ledgers or ()))
+        info.permissions.extend(sorted(principal.permissions))
     if principal is None or principal.ledgers is None:
         info.operator_view = True
         info.store, info.store_available = stats.store, stats.available

@@ -58,6 +58,7 @@ from ledger.wallet import (
     WalletResult,
     Wallets,
     currency,
+    cursor_after_commit,
     day_range,
     decode_cursor,
     encode_cursor,
@@ -113,6 +114,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "DeactivateVoucher": _P.WALLET_VOUCHER,
     "GrantRun": _P.WALLET_GRANT,
     "SubscribeEvents": _P.WALLET_READ,
+    "GetEventCursor": _P.WALLET_READ,
     # statements and settlement
     "GetStatement": _P.WALLET_READ,
     "GetSettlement": _P.WALLET_TENANT,
@@ -727,6 +729,16 @@ class WalletService:
                         yield _event_message(event).SerializeToString()
         except Exception as exc:
             await refuse(context, exc, "SubscribeEvents", self._refusals)
+
+    async def GetEventCursor(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.GetEventCursorRequest, op: Operation) -> Message:
+            tenant = self._wallets.get_tenant(message.tenant)
+            if not tenant.ok:
+                return wallet_pb2.EventCursorReply(result=tenant.result, message=tenant.message)  # type: ignore[arg-type]
+            cursor = cursor_after_commit(self._ledger.stats().writer.seq_durable)
+            return wallet_pb2.EventCursorReply(result=wallet_pb2.WALLET_RESULT_OK, cursor=cursor)
+
+        return await self._call(context, "GetEventCursor", wallet_pb2.GetEventCursorRequest, request, step)
 
     async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:

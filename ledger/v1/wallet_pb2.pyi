@@ -779,6 +779,22 @@ class WalletEvent(_message.Message):
     data_json: str
     def __init__(self, id: _Optional[str] = ..., cursor: _Optional[str] = ..., type: _Optional[str] = ..., tenant: _Optional[str] = ..., wallet_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., amount: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...
 
+class GetEventCursorRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class EventCursorReply(_message.Message):
+    __slots__ = ("result", "message", "cursor")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    cursor: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+
 class EmptyWalletRequest(_message.Message):
     __slots__ = ("tenant", "customer", "key", "destination", "operator", "reason")
     TENANT_FIELD_NUMBER: _ClassVar[int]

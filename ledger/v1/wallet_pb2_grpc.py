@@ -154,6 +154,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
                 _registered_method=True)
+        self.GetEventCursor = channel.unary_unary(
+                '/wallet.v1.Wallet/GetEventCursor',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.EventCursorReply.FromString,
+                _registered_method=True)
         self.GetStatement = channel.unary_unary(
                 '/wallet.v1.Wallet/GetStatement',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
@@ -331,6 +336,14 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEventCursor(self, request, context):
+        """The feed's position now, as a cursor to keep: SubscribeEvents after it yields exactly the events committed
+        later (what `from_now` does, but storable, so a consumer that restarts misses none in between).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatement(self, request, context):
         """-- Statements and settlement (messages at the end of this file) --
 
@@ -471,6 +484,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.SubscribeEvents,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.WalletEvent.SerializeToString,
+            ),
+            'GetEventCursor': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventCursor,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.EventCursorReply.SerializeToString,
             ),
             'GetStatement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatement,
@@ -1131,6 +1149,33 @@ class Wallet:
             '/wallet.v1.Wallet/SubscribeEvents',
             ledger_dot_v1_dot_wallet__pb2.SubscribeEventsRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.WalletEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventCursor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetEventCursor',
+            ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.EventCursorReply.FromString,
             options,
             channel_credentials,
             insecure,

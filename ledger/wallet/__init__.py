@@ -28,7 +28,7 @@ from ._domain import (
     Wallets,
 )
 from ._events import TYPES as EVENT_TYPES_ALL
-from ._events import WalletEvent, events_of, parse_cursor
+from ._events import WalletEvent, cursor_after_commit, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._state import Booking, WalletState, decode_records, encode_record
 from ._statements import (
@@ -58,6 +58,7 @@ __all__ = [
     "WalletEvent",
     "events_of",
     "parse_cursor",
+    "cursor_after_commit",
     "CUSTOMER_LENGTH_MAX",
     "GRANT_RUN_ITEMS_MAX",
     "CURRENCIES",

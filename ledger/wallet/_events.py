@@ -56,6 +56,8 @@ BALANCE_BELOW: Final = "wallet.balance_below"
 """A wallet's balance fell below its tenant's low_balance_threshold (once per crossing)."""
 TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW})
 _CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
+_INDEX_LAST: Final = 999_999_999
+"""The largest record index a cursor may name: past any commit's last record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,11 @@ def parse_cursor(cursor: str) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2))
+
+
+def cursor_after_commit(seq: int) -> str:
+    """The cursor just past every event of commit `seq`: a feed resumed after it starts at commit seq + 1."""
+    return f"{seq}.{_INDEX_LAST}"
 
 
 def events_of(seq: int, domain: bytes | bytearray | memoryview, after_index: int = -1) -> Iterator[WalletEvent]:

@@ -1142,9 +1142,9 @@ def test_keys_roles_lists_each_role_with_its_permissions(capsys: pytest.CaptureF
         ["write", "required", "ledger.read, ledger.write"],
         ["admin", "all", "every permission"],
         ["pos", "none", "wallet.read, wallet.pay"],
-        ["shop", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.voucher"],
+        ["shop", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.voucher, wallet.webhooks"],
         ["operator", "none", "wallet.read, wallet.pay, wallet.topup, wallet.refund, wallet.book, wallet.grant, "
-                             "wallet.voucher, wallet.tenant"],
+                             "wallet.voucher, wallet.tenant, wallet.webhooks"],
         ["readonly", "optional", "ledger.read, wallet.read"],
     ]  # fmt: skip
     assert "act for their own tenant (--tenant) only" in " ".join(lines[8:])

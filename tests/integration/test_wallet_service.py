@@ -402,6 +402,14 @@ def test_the_event_feed_is_per_tenant_resumable_and_marks_each_low_balance_cross
             await asyncio.sleep(0.2)
             await c.refund(w.RefundRequest(tenant="a", payment_id=paid.operation_id, amount=100, key="r"))
             assert [event.type for event in await live] == ["refund.succeeded"]
+            # a stored cursor of "now": after it exactly the events committed later, even read later
+            now = await c.get_event_cursor(w.GetEventCursorRequest(tenant="a"))
+            assert now.result == w.WALLET_RESULT_OK
+            await c.pay(w.PayRequest(tenant="a", customer="anna", amount=10, key="after-now", order_reference="o"))
+            [later] = await collect(c, w.SubscribeEventsRequest(tenant="a", after=now.cursor), 1)
+            assert later.type == "payment.succeeded" and later.amount == 10
+            missing = await c.get_event_cursor(w.GetEventCursorRequest(tenant="nobody"))
+            assert missing.result == w.WALLET_RESULT_TENANT_NOT_FOUND and not missing.cursor
             with pytest.raises(LedgerInvalidArgument):
                 await collect(c, w.SubscribeEventsRequest(tenant="a", after="nonsense"), 1)
 
