@@ -35,6 +35,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -72,11 +73,13 @@ def free_port() -> int:
 def gateway_process(ledger_port: int, workers: int) -> Iterator[tuple[int, list[int]]]:
     """`ledger gateway` for the ledger on `ledger_port`: its HTTP port and the pids of its processes."""
     port = free_port()
+    home = tempfile.mkdtemp(prefix="ledger-bench-gateway-")
     with tempfile.NamedTemporaryFile(prefix="ledger-bench-gateway-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ledger", "gateway", "--ledger", f"127.0.0.1:{ledger_port}", "--address",
              f"127.0.0.1:{port}", "--workers", str(workers)],
-            stdout=log, stderr=log, env={**os.environ, "LEDGER_GATEWAY_TIMEOUT_SECONDS": "30"},
+            stdout=log, stderr=log, cwd=home,  # its own store goes to home/data
+            env={**os.environ, "LEDGER_GATEWAY_TIMEOUT_SECONDS": "30"},
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -94,6 +97,7 @@ def gateway_process(ledger_port: int, workers: int) -> Iterator[tuple[int, list[
         process.terminate()
         process.wait(60)
         Path(log.name).unlink(missing_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def children(pid: int) -> list[int]:

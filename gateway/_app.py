@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -42,6 +43,9 @@ from ._problems import (
     ProblemKind,
 )
 from ._routes import ROUTES, api_key_of
+from ._store import GatewayStore, open_store
+from ._webhook_routes import WEBHOOK_ROUTES
+from ._webhooks import Webhooks
 
 logger = request_logger(__name__)
 
@@ -204,16 +208,30 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
     """The gateway for the ledger at `config.ledger` (or on `client`'s channel, which it then does not close)."""
     config = config or GatewayConfig.from_env()
     currencies = Currencies()
+    metrics = HttpMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         base = client or AsyncClient(ledger_client_config(config))
         app.state.clients = Clients(base, config.clients_max)
+        app.state.store = store = await asyncio.to_thread(open_store, config.store)
+        jobs: set[asyncio.Task[None]] = set()
+        app.state.grant_jobs = jobs
+        events = base.with_api_key(config.events_key) if config.events_key else base
+        app.state.webhooks = webhooks = Webhooks(config, store, events, metrics)
+        webhooks.start()
         try:
             yield
         finally:
+            await webhooks.stop()
+            for job in list(jobs):  # a job cut short reads as interrupted; its run may be sent again
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            if events is not base:
+                await events.close()
             if client is None:
                 await app.state.clients.close()
+            await asyncio.to_thread(store.close)
 
     def client_of(request: Request[Any, Any, Any]) -> AsyncClient:
         clients: Clients = request.app.state.clients
@@ -243,9 +261,19 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
             Health(status="ready" if ready else "not_ready", ledger=status), status_code=200 if ready else 503
         )
 
+    def store_of(request: Request[Any, Any, Any]) -> GatewayStore:
+        store: GatewayStore = request.app.state.store
+        return store
+
+    def webhooks_of(request: Request[Any, Any, Any]) -> Webhooks:
+        webhooks: Webhooks = request.app.state.webhooks
+        return webhooks
+
     dependencies = {
         "client": Provide(client_of, sync_to_thread=False),
         "currencies": Provide(currencies_of, sync_to_thread=False),
+        "store": Provide(store_of, sync_to_thread=False),
+        "hooks": Provide(webhooks_of, sync_to_thread=False),
     }
     handlers: dict[int | type[Exception], Any] = {
         Problem: _on_problem,
@@ -254,15 +282,14 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
-    document_problems(ROUTES)
-    metrics = HttpMetrics()
+    document_problems([*ROUTES, *WEBHOOK_ROUTES])
 
     @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app = GatewayApp(
-        route_handlers=[*ROUTES, healthz, readyz, metrics_endpoint],
+        route_handlers=[*ROUTES, *WEBHOOK_ROUTES, healthz, readyz, metrics_endpoint],
         dependencies=dependencies,
         exception_handlers=handlers,
         lifespan=[lifespan],

@@ -26,6 +26,19 @@ class HttpMetrics:
             ["method", "route"], buckets=LATENCY_BUCKETS_SECONDS, registry=self.registry,
         )  # fmt: skip
 
+        self.webhook_attempts = Counter(
+            "gateway_webhook_attempts", "Webhook delivery attempts, by outcome (delivered, retrying, failed)",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.webhook_latency = Histogram(
+            "gateway_webhook_attempt_seconds", "Time from sending a webhook to its receiver's answer",
+            buckets=LATENCY_BUCKETS_SECONDS, registry=self.registry,
+        )  # fmt: skip
+        self.webhook_events = Counter(
+            "gateway_webhook_events", "Deliveries recorded from the event feeds (one per endpoint and event)",
+            registry=self.registry,
+        )  # fmt: skip
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)

@@ -8,7 +8,7 @@ in UTC. Ids of wallets and operations are 32 lowercase hex digits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -513,3 +513,134 @@ class ProblemDetails(msgspec.Struct):
 class Health(msgspec.Struct):
     status: str
     ledger: str
+
+
+# -- webhooks ---------------------------------------------------------------------------------------------
+
+EVENT_TYPES: Final = (
+    "tenant.created", "tenant.configured", "wallet.opened", "wallet.frozen", "wallet.unfrozen", "wallet.closed",
+    "wallet.paid_out", "wallet.written_off", "wallet.empty_refused", "wallet.topped_up", "topup.refused",
+    "payment.succeeded", "payment.declined", "refund.succeeded", "refund.refused", "credit.expired",
+    "wallet.balance_below", "hold.authorized", "hold.captured", "hold.voided", "hold.expired", "hold.refused",
+    "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
+    "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused",
+)  # fmt: skip
+"""The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+WebhookUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, description="An http:// or https:// URL")]
+EventTypes = Annotated[
+    list[EventType], msgspec.Meta(max_length=len(EVENT_TYPES), description="The event types to send; empty: all")
+]
+
+
+class CreateWebhookEndpoint(Strict):
+    url: WebhookUrl
+    types: EventTypes = []
+    description: Text = ""
+
+
+class UpdateWebhookEndpoint(Strict):
+    """Only the fields given change."""
+
+    url: WebhookUrl | None = None
+    types: EventTypes | None = None
+    description: Text | None = None
+    enabled: bool | None = None
+    """false pauses deliveries; events meanwhile wait and are delivered once it is enabled again."""
+
+
+class WebhookEndpoint(msgspec.Struct):
+    id: str
+    url: str
+    types: list[str]
+    description: str
+    status: Literal["enabled", "disabled"]
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+    """The signing secret (Standard Webhooks, "whsec_..."): in the answer to its creation only, else ask for it."""
+    object: str = "webhook_endpoint"
+
+
+class WebhookEndpointList(msgspec.Struct):
+    data: list[WebhookEndpoint]
+    has_more: bool
+    """Pass the last id as `starting_after` for the next page."""
+    object: str = "list"
+
+
+class WebhookSecret(msgspec.Struct):
+    endpoint_id: str
+    secret: str
+    previous_secret_valid_until: datetime | None
+    """After a rotation, deliveries are signed with the previous secret too until then."""
+    object: str = "webhook_secret"
+
+
+class WebhookAttempt(msgspec.Struct):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    """The receiver's HTTP status; none if it did not answer."""
+    latency_ms: int
+    error: str | None
+
+
+class WebhookDelivery(msgspec.Struct):
+    id: str
+    endpoint_id: str
+    event_id: str
+    """The webhook-id header: the same on every attempt and redelivery."""
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: int | None
+    created_at: datetime
+    payload: dict[str, Any]
+    """The body posted."""
+    attempt_log: list[WebhookAttempt] | None = None
+    """Every attempt (when one delivery is asked for)."""
+    object: str = "webhook_delivery"
+
+
+class WebhookDeliveryList(msgspec.Struct):
+    data: list[WebhookDelivery]
+    has_more: bool
+    """Newest first; pass the last id as `starting_after` for older ones."""
+    object: str = "list"
+
+
+# -- grant jobs -------------------------------------------------------------------------------------------
+
+GRANT_JOB_ITEMS_MAX: Final = 1_000_000
+
+
+class CreateGrantJob(Strict):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="The run's id, e.g. benefits-2027-03")]
+    """Each grant is keyed by (run id, customer): sending the run again, whole or in part, pays each once."""
+    currency: Currency
+    items: Annotated[list[GrantItem], msgspec.Meta(min_length=1, max_length=GRANT_JOB_ITEMS_MAX)]
+    open_wallets: bool = False
+    source: Literal["benefit", "gift", "operator"] = "benefit"
+
+
+class GrantJob(msgspec.Struct):
+    id: str
+    run_id: str
+    status: Literal["running", "succeeded", "interrupted"]
+    """interrupted: the gateway stopped or lost the ledger mid-run; send the run again (same id) for the rest."""
+    total: int
+    done: int
+    """Items decided so far (granted or refused)."""
+    granted: int
+    granted_amount: int
+    refused: int
+    refusals: list[GrantResult]
+    """The first 1,000 refused items, with their problem codes."""
+    message: str | None
+    created_at: datetime
+    updated_at: datetime
+    object: str = "grant_job"

@@ -37,7 +37,7 @@ import grpc
 
 from ledger.config import LedgerConfig
 
-from ._keys import ApiKey, MalformedToken, parse_token
+from ._keys import ApiKey, MalformedToken, Role, format_token, hash_secret, new_secret, parse_token
 from ._permissions import Permission
 from ._principal import AuthFailure, Grant, Principal
 from ._store import KeyStore, KeyStoreError, open_key_store
@@ -67,6 +67,8 @@ class Authenticator:
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._cache: dict[str, tuple[ApiKey, Principal]] = {}
+        self._own: dict[str, tuple[ApiKey, Principal]] = {}
+        """Keys of the server's own parts (`own_key`): in memory only, valid until the process ends."""
         self._grants: dict[str, set[Grant]] = {}
         """Open streaming calls, by the id of the key they were allowed with."""
         self._keys_exist = False
@@ -159,7 +161,7 @@ class Authenticator:
         """End the grants of every open stream whose key has been revoked or has expired by now."""
         now = self._clock()
         for key_id, grants in self._grants.items():
-            entry = self._cache.get(key_id)
+            entry = self._cache.get(key_id) or self._own.get(key_id)
             reason = "its API key is no longer in the key table" if entry is None else entry[0].refusal(now)
             if reason is None:
                 continue
@@ -187,7 +189,7 @@ class Authenticator:
                 grpc.StatusCode.UNAUTHENTICATED, f"malformed API key: {len(values)} authorization entries, send one"
             )
         key_id, secret = _credentials(values[0])
-        entry = self._cache.get(key_id)
+        entry = self._cache.get(key_id) or self._own.get(key_id)
         if entry is None:
             entry = await self._lookup(key_id)
         key, principal = entry
@@ -202,6 +204,15 @@ class Authenticator:
                 f"that needs permission {needed.value}",
             )
         return principal
+
+    def own_key(self, name: str) -> str:
+        """A token for a part of this server that calls it (the embedded gateway's webhook feeds): an admin key
+        kept in memory only, never in the key table, so it ends with the process and no one can read it back."""
+        key_id, secret = new_secret()
+        key = ApiKey(key_id=key_id, name=name, tenant="", role=Role.ADMIN, ledgers=frozenset(),
+                     secret_sha256=hash_secret(key_id, secret), created_at=self._clock())  # fmt: skip
+        self._own[key_id] = (key, Principal.of(key))
+        return format_token(key_id, secret)
 
     async def _lookup(self, key_id: str) -> tuple[ApiKey, Principal]:
         """A key id not in the cache: perhaps created since the last refresh."""

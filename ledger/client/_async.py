@@ -657,6 +657,13 @@ class AsyncClient(ClientSteps):
             current = ""
             await asyncio.sleep(backoff_seconds(self.config, attempts, self._rng))
 
+    async def get_caller(
+        self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CallerReply:
+        """The caller's key as the Wallet service sees it for `request.tenant`: its role and permissions."""
+        reply: wallet_pb2.CallerReply = await self._run(self._wallet("GetCaller", request, timeout))
+        return reply
+
     async def get_event_cursor(
         self, request: wallet_pb2.GetEventCursorRequest, *, timeout: float | None = None
     ) -> wallet_pb2.EventCursorReply:

@@ -396,6 +396,13 @@ class Client(ClientSteps):
         reply: wallet_pb2.TenantReply = run_sync(self._wallet("GetTenant", request, timeout), self._perform)
         return reply
 
+    def get_caller(
+        self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CallerReply:
+        """The caller's key as the Wallet service sees it for `request.tenant`: its role and permissions."""
+        reply: wallet_pb2.CallerReply = run_sync(self._wallet("GetCaller", request, timeout), self._perform)
+        return reply
+
     def get_event_cursor(
         self, request: wallet_pb2.GetEventCursorRequest, *, timeout: float | None = None
     ) -> wallet_pb2.EventCursorReply:

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -174,7 +175,7 @@ class EmbeddedGateway:
         self._client = client
 
     @classmethod
-    async def start(cls, config: LedgerConfig, grpc_port: int) -> EmbeddedGateway | None:
+    async def start(cls, config: LedgerConfig, grpc_port: int, auth: Authenticator | None) -> EmbeddedGateway | None:
         endpoint = config.http_endpoint
         if endpoint is None:
             return None
@@ -191,7 +192,11 @@ class EmbeddedGateway:
         target = f"[{grpc_host}]:{grpc_port}" if ":" in grpc_host else f"{grpc_host}:{grpc_port}"
         client = AsyncClient(ClientConfig(server=target, tls_ca=Path(config.tls_cert) if config.tls_cert else None))
         host, port = endpoint
-        gateway_config = GatewayConfig(ledger=target, host=host, port=port)
+        # Its webhooks read tenants' feeds with a key of the server's own, and keep their state beside the
+        # ledger's: a file next to the SQLite journal, or tables in the same PostgreSQL database.
+        events_key = auth.own_key("the embedded HTTP gateway's webhooks") if auth is not None else None
+        store = None if os.environ.get("LEDGER_GATEWAY_STORE") else gateway_store_url(config.store_url)
+        gateway_config = GatewayConfig.from_env(ledger=target, host=host, port=port, store=store, events_key=events_key)
         try:
             running = await start_gateway(gateway_config, client=client, grace_seconds=config.shutdown_grace_seconds)
         except BaseException:
@@ -207,6 +212,15 @@ class EmbeddedGateway:
     async def stop(self) -> None:
         await self._running.stop()
         await self._client.close()
+
+
+def gateway_store_url(store_url: str) -> str:
+    """Where the embedded gateway keeps its own state for a ledger whose journal is at `store_url`."""
+    if store_url.startswith("sqlite:"):
+        journal = Path(store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else
+                       store_url.removeprefix("sqlite:"))  # fmt: skip
+        return f"sqlite:///{journal.with_name('gateway.sqlite3')}"
+    return store_url
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
@@ -259,7 +273,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth, services=services)
         sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets), name="wallet-expiry")
         host = config.address.rsplit(":", 1)[0]
-        http = await EmbeddedGateway.start(config, port)
+        http = await EmbeddedGateway.start(config, port, auth)
         logger.info(
             "ledger serving gRPC on %s:%d (%s) with services %s, store %s, engine %s, %d accounts, %d transfers, "
             "%d wallet tenants, HTTP %s, metrics %s, %s",

@@ -115,6 +115,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "GrantRun": _P.WALLET_GRANT,
     "SubscribeEvents": _P.WALLET_READ,
     "GetEventCursor": _P.WALLET_READ,
+    "GetCaller": _P.WALLET_READ,
     # statements and settlement
     "GetStatement": _P.WALLET_READ,
     "GetSettlement": _P.WALLET_TENANT,
@@ -739,6 +740,17 @@ class WalletService:
             return wallet_pb2.EventCursorReply(result=wallet_pb2.WALLET_RESULT_OK, cursor=cursor)
 
         return await self._call(context, "GetEventCursor", wallet_pb2.GetEventCursorRequest, request, step)
+
+    async def GetCaller(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.GetCallerRequest, op: Operation) -> Message:
+            principal = current_principal()
+            reply = wallet_pb2.CallerReply(result=wallet_pb2.WALLET_RESULT_OK, auth_required=principal is not None)
+            if principal is not None:
+                reply.key_id, reply.role = principal.key_id, principal.role.value
+                reply.permissions.extend(sorted(principal.permissions))
+            return reply
+
+        return await self._call(context, "GetCaller", wallet_pb2.GetCallerRequest, request, step)
 
     async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:

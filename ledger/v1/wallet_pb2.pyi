@@ -795,6 +795,28 @@ class EventCursorReply(_message.Message):
     cursor: str
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
 
+class GetCallerRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class CallerReply(_message.Message):
+    __slots__ = ("result", "message", "auth_required", "key_id", "role", "permissions")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    auth_required: bool
+    key_id: str
+    role: str
+    permissions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., auth_required: _Optional[bool] = ..., key_id: _Optional[str] = ..., role: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class EmptyWalletRequest(_message.Message):
     __slots__ = ("tenant", "customer", "key", "destination", "operator", "reason")
     TENANT_FIELD_NUMBER: _ClassVar[int]

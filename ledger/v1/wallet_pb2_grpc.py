@@ -159,6 +159,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.EventCursorReply.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/wallet.v1.Wallet/GetCaller',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.CallerReply.FromString,
+                _registered_method=True)
         self.GetStatement = channel.unary_unary(
                 '/wallet.v1.Wallet/GetStatement',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
@@ -344,6 +349,15 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """The caller's key as this service sees it for a tenant it may act for: its role and permissions, for a
+        gateway that keeps resources of its own (webhook endpoints, grant jobs) and checks them itself. A key of
+        another tenant is refused PERMISSION_DENIED, as on every method.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatement(self, request, context):
         """-- Statements and settlement (messages at the end of this file) --
 
@@ -489,6 +503,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.GetEventCursor,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.EventCursorReply.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.CallerReply.SerializeToString,
             ),
             'GetStatement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatement,
@@ -1176,6 +1195,33 @@ class Wallet:
             '/wallet.v1.Wallet/GetEventCursor',
             ledger_dot_v1_dot_wallet__pb2.GetEventCursorRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.EventCursorReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetCaller',
+            ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.CallerReply.FromString,
             options,
             channel_credentials,
             insecure,

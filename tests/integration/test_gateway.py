@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,10 @@ SHOP = {"id": "shop-a", "currency": "EUR",
 
 @asynccontextmanager
 async def gateway(ledger_port: int, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway over HTTP on a free port, for the ledger on `ledger_port`; an HTTP client for it."""
+    """The gateway over HTTP on a free port, for the ledger on `ledger_port`; an HTTP client for it. Its own
+    store is a fresh SQLite file unless `store` names one."""
+    if "store" not in settings:
+        settings["store"] = f"sqlite:///{tempfile.mkdtemp(prefix='gateway-')}/gateway.sqlite3"
     config = GatewayConfig(ledger=f"127.0.0.1:{ledger_port}", port=0, **settings)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -507,7 +511,7 @@ def test_ledger_gateway_serves_a_ledger_elsewhere_and_stops_on_sigterm(tmp_path:
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "ledger", "gateway", "--ledger", f"127.0.0.1:{port}", "--address",
-                     "127.0.0.1:0"], stdout=log, stderr=log,
+                     "127.0.0.1:0"], stdout=log, stderr=log, cwd=tmp_path,
                 )  # fmt: skip
             try:
                 deadline = time.monotonic() + 30
@@ -519,6 +523,7 @@ def test_ledger_gateway_serves_a_ledger_elsewhere_and_stops_on_sigterm(tmp_path:
                     assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
                 process.send_signal(signal.SIGTERM)
                 assert await asyncio.to_thread(process.wait, 30) == 0
+                assert (tmp_path / "data" / "gateway.sqlite3").exists()  # its own store, in its working directory
             finally:
                 if process.poll() is None:
                     process.kill()

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ledger.auth import ROLE_PERMISSIONS, Role, open_key_store
+from ledger.auth import ROLE_PERMISSIONS, Permission, Role, open_key_store
 from ledger.server._wallet import PERMISSIONS
 from tests.integration.test_gateway import SHOP, gateway
 from tests.integration.test_wallet_service import serving
@@ -22,7 +22,8 @@ async def state(http: httpx.AsyncClient, admin: dict[str, str]) -> list[Any]:
     seen: list[Any] = []
     for tenant in ("shop-a", "shop-b"):
         for path in (f"/v1/tenants/{tenant}/wallets/anna", f"/v1/tenants/{tenant}/wallets/anna/statement",
-                     f"/v1/tenants/{tenant}/bookings", f"/v1/tenants/{tenant}"):  # fmt: skip
+                     f"/v1/tenants/{tenant}/bookings", f"/v1/tenants/{tenant}",
+                     f"/v1/tenants/{tenant}/webhooks/endpoints"):  # fmt: skip
             answer = await http.get(path, headers=admin)
             assert answer.status_code == 200, answer.text
             seen.append(answer.json())
@@ -89,7 +90,11 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                 )
             ).json()
             code = voucher["code"]
-            # (method, path, body, the Wallet RPC it calls first)
+            hook = await http.post("/v1/tenants/shop-a/webhooks/endpoints", headers=admin,
+                                   json={"url": "https://hooks.example.com/wallet"})  # fmt: skip
+            assert hook.status_code == 201, hook.text
+            endpoint = f"/v1/tenants/shop-a/webhooks/endpoints/{hook.json()['id']}"
+            # (method, path, body, the Wallet RPC it calls first, or the permission the gateway checks itself)
             routes: list[tuple[str, str, Any, str]] = [
                 ("GET", "/v1/tenants/shop-a", None, "GetTenant"),
                 ("POST", "/v1/tenants/shop-a/settings", {"partial_payment": False}, "ConfigureTenant"),
@@ -125,6 +130,18 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                                                            "items": [{"customer": "anna", "amount": 1}]}, "GrantRun"),
                 ("GET", "/v1/tenants/shop-a/wallets/anna/statement", None, "GetStatement"),
                 ("GET", "/v1/tenants/shop-a/settlement?day=2026-01-01", None, "GetSettlement"),
+                ("POST", "/v1/tenants/shop-a/grant_jobs", {"id": "j", "currency": "EUR",
+                                                           "items": [{"customer": "anna", "amount": 1}]},
+                 "wallet.grant"),
+                ("POST", "/v1/tenants/shop-a/webhooks/endpoints", {"url": "https://hooks.example.com/x"},
+                 "wallet.webhooks"),
+                ("GET", "/v1/tenants/shop-a/webhooks/endpoints", None, "wallet.webhooks"),
+                ("GET", endpoint, None, "wallet.webhooks"),
+                ("PATCH", endpoint, {"enabled": False}, "wallet.webhooks"),
+                ("GET", f"{endpoint}/secret", None, "wallet.webhooks"),
+                ("POST", f"{endpoint}/secret/rotate", None, "wallet.webhooks"),
+                ("GET", "/v1/tenants/shop-a/webhooks/deliveries", None, "wallet.webhooks"),
+                ("DELETE", endpoint, None, "wallet.webhooks"),
             ]  # fmt: skip
             wrong: list[str] = []
             for who in ("none", "garbled", "b_shop", *(f"a_{role}" for role in ROLES)):
@@ -133,7 +150,8 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                     headers = {**key(who), "Idempotency-Key": f"{who}-{number}"}
                     answer = await http.request(method, path, json=body, headers=headers)
                     role = who.removeprefix("a_")
-                    allowed = role in ROLES and PERMISSIONS[rpc] in ROLE_PERMISSIONS[Role(role)]
+                    needed = Permission(rpc) if "." in rpc else PERMISSIONS[rpc]
+                    allowed = role in ROLES and needed in ROLE_PERMISSIONS[Role(role)]
                     refused = answer.status_code in (401, 403)
                     if allowed == refused:
                         wrong.append(f"{who} {method} {path}: {answer.status_code} {answer.text[:200]}")
@@ -142,7 +160,7 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                         assert problem["code"] == ("unauthenticated" if who in ("none", "garbled")
                                                    else "permission_denied"), problem  # fmt: skip
                         if who.startswith("a_"):  # shop A's own key: the permission it lacks is named
-                            assert PERMISSIONS[rpc].value in problem["detail"], problem
+                            assert needed.value in problem["detail"], problem
                         assert "anna" not in problem["detail"] and "5000" not in problem["detail"]
                         assert await state(http, admin) == before, f"{who} {method} {path} changed something"
             assert wrong == []
