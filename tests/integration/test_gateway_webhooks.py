@@ -5,9 +5,14 @@ rotation, pausing; and at-least-once across a gateway restart and a ledger resta
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,5 +431,76 @@ def test_a_grant_job_shows_its_progress_and_a_run_sent_again_pays_nobody_twice(s
                         "currency_mismatch")  # fmt: skip
                 problem(await http.post("/v1/tenants/shop-a/grant_jobs", json={**run, "items": []}), 400,
                         "invalid_request", "items")  # fmt: skip
+
+    asyncio.run(go())
+
+
+SERVE_LINE = re.compile(r"ledger serving gRPC on 127\.0\.0\.1:(\d+) .* HTTP on (http://127\.0\.0\.1:\d+) ")
+
+
+@contextmanager
+def ledger_serve(store_url: str, log_path: Path, grpc_port: int = 0) -> Iterator[tuple[int, str]]:
+    """`ledger serve` in its own process, keys required: its gRPC port and HTTP URL; SIGKILLed at the end."""
+    started_before = len(SERVE_LINE.findall(log_path.read_text())) if log_path.exists() else 0
+    environment = {
+        **os.environ, "LEDGER_ACCOUNTS_MAX": "1000", "LEDGER_TRANSFERS_MAX": "10000", "LEDGER_AUTH": "required",
+        "LEDGER_METRICS_ADDRESS": "", "LEDGER_HTTP_ADDRESS": "127.0.0.1:0", "LEDGER_GATEWAY_WEBHOOK_PRIVATE": "true",
+        "LEDGER_GATEWAY_WEBHOOK_RETRY_SECONDS": "0.3,1,1,1",
+    }  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "serve", "--address", f"127.0.0.1:{grpc_port}", "--store", store_url],
+            stdout=log, stderr=log, env=environment,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(started := SERVE_LINE.findall(log_path.read_text())) == started_before:
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        port, url = started[-1]
+        yield int(port), url
+    finally:
+        process.kill()  # no drain: as a crash would
+        process.wait(30)
+
+
+def test_ledger_serve_delivers_with_keys_required_and_after_being_killed_mid_delivery(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The embedded gateway reads the feeds with the server's own in-memory key (no admin key configured), keeps
+    its state beside the journal, and after a SIGKILL mid-retry the restarted server delivers the event."""
+    keys = open_key_store(store_url)
+    try:
+        admin = {"Authorization": f"Bearer {keys.create_key(tenant='ops', role='admin', ledgers=[], name='a')[1]}"}
+        shop = {"Authorization": f"Bearer {keys.create_key(tenant='shop-a', role='shop', ledgers=[], name='s')[1]}"}
+    finally:
+        keys.close()
+    log_path = tmp_path / "serve.log"
+
+    async def go() -> None:
+        async with receiver() as hooks:
+            with ledger_serve(store_url, log_path) as (grpc_port, url):
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                    await shop_with_credit(http, admin)
+                    created = await http.post("/v1/tenants/shop-a/webhooks/endpoints", headers=shop,
+                                              json={"url": hooks.url, "types": ["payment.succeeded"]})  # fmt: skip
+                    assert created.status_code == 201, created.text
+                    secret = created.json()["secret"]
+                    hooks.answers = [500] * 3
+                    payment_id = await pay(http, "p1", 100, shop)
+                    await hooks.wait_for(lambda: len(hooks.got) >= 2)
+            if store_url.startswith("sqlite:"):
+                assert (tmp_path / "gateway.sqlite3").exists()
+            hooks.answers = []
+            with ledger_serve(store_url, log_path, grpc_port) as (_, url):
+                await hooks.wait_for(lambda: len(hooks.delivered()) == 1, seconds=30)
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                    [delivery] = (await http.get("/v1/tenants/shop-a/webhooks/deliveries", headers=shop)).json()["data"]
+        [(headers, body)] = [(h, b) for h, b, status in hooks.got if status == 200]
+        event = verified(secret, headers, body)
+        assert event["data"]["operation_id"] == payment_id and delivery["event_id"] == event["id"]
+        # (an attempt the kill cut off before it was recorded is not in the log: the receiver saw it)
+        assert delivery["status"] == "succeeded" and delivery["attempts"] >= 2 and len(hooks.got) >= 3
+        assert {h["webhook-id"] for h, _, _ in hooks.got} == {event["id"]}
 
     asyncio.run(go())
