@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 BODY_BYTES_MAX: Final = 1 << 20
@@ -31,7 +31,7 @@ class GatewayConfig:
     store: str = "sqlite:data/gateway.sqlite3"
     """Where webhook endpoints, deliveries and grant jobs are kept: sqlite:PATH or a postgresql:// URL (one
     store for every worker of one gateway; `ledger serve` puts it beside the ledger's)."""
-    events_key: str = ""
+    events_key: str = field(default="", repr=False)
     """The API key webhook deliveries read tenants' event feeds with (an admin key), when the ledger asks for
     keys; never sent for a request. `ledger serve` gives its own gateway a key that lives in memory only."""
     webhook_retry_seconds: str = WEBHOOK_RETRY_SECONDS

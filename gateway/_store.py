@@ -354,18 +354,17 @@ class GatewayStore:
         return added
 
     def due_deliveries(self, now: int, limit: int, skip: Sequence[str]) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest due first, but those in `skip` (in flight)."""
-        rows = self._all(f"SELECT {_DELIVERY_COLUMNS} FROM gateway_webhook_deliveries WHERE status = ? "
-                         "AND next_attempt_at <= ? ORDER BY next_attempt_at, delivery_id LIMIT ?",
+        """Pending deliveries whose next attempt is due, oldest due first, but those in `skip` (in flight) and
+        those of paused endpoints (they wait)."""
+        columns = ", ".join(f"d.{column}" for column in _DELIVERY_COLUMNS.split(", "))
+        rows = self._all(f"SELECT {columns} FROM gateway_webhook_deliveries d JOIN gateway_webhook_endpoints e "
+                         "ON e.endpoint_id = d.endpoint_id WHERE d.status = ? AND d.next_attempt_at <= ? "
+                         "AND e.enabled = 1 ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
                          PENDING, now, limit + len(skip))  # fmt: skip
         skipped = set(skip)
         return [delivery for delivery in map(lambda row: Delivery(*row), rows) if delivery.delivery_id not in skipped][
             :limit
         ]
-
-    def next_due(self) -> int | None:
-        rows = self._all("SELECT MIN(next_attempt_at) FROM gateway_webhook_deliveries WHERE status = ?", PENDING)
-        return rows[0][0] if rows and rows[0][0] is not None else None
 
     def record_attempt(
         self,

@@ -180,13 +180,20 @@ class Webhooks:
         self._wake.set()
 
     async def _run(self) -> None:
-        try:
-            while not await asyncio.to_thread(self._leadership.try_acquire):
-                await asyncio.sleep(LEADER_RETRY_SECONDS)
-            logger.info("webhooks: this gateway worker delivers (store %s)", self._store.description)
-            await self._lead()
-        finally:
-            await self._stop_leading()
+        """Try to lead until this worker does; lead until stopped. A failure (the store lost) ends the lead,
+        said in the log, and the worker tries again: another may lead meanwhile."""
+        while True:
+            try:
+                if await asyncio.to_thread(self._leadership.try_acquire):
+                    logger.info("webhooks: this gateway worker delivers (store %s)", self._store.description)
+                    await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("webhooks: delivering stopped (%s: %s); trying again", type(exc).__name__, exc)
+            finally:
+                await self._stop_leading()
+            await asyncio.sleep(LEADER_RETRY_SECONDS)
 
     async def _lead(self) -> None:
         self._http = httpx.AsyncClient(
@@ -212,6 +219,8 @@ class Webhooks:
             task.cancel()
         await asyncio.gather(*readers, *self._sending, return_exceptions=True)
         self._readers.clear()
+        while not self._events.empty():  # read but not recorded: the next lead reads them again
+            self._events.get_nowait()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -504,3 +504,29 @@ def test_ledger_serve_delivers_with_keys_required_and_after_being_killed_mid_del
         assert {h["webhook-id"] for h, _, _ in hooks.got} == {event["id"]}
 
     asyncio.run(go())
+
+
+def test_one_of_several_workers_delivers_and_another_takes_over_when_it_stops(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+        async with ledger_at(f"sqlite:///{tmp_path / 'journal.sqlite3'}") as port, receiver() as hooks:
+            async with gateway(port, **FAST, store=store) as first:
+                async with gateway(port, **FAST, store=store) as second:
+                    await shop_with_credit(first)
+                    created = await second.post("/v1/tenants/shop-a/webhooks/endpoints",
+                                                json={"url": hooks.url, "types": ["payment.succeeded"]})  # fmt: skip
+                    secret = created.json()["secret"]
+                    for n in range(5):
+                        await pay(first if n % 2 else second, f"p{n}", 10 + n)
+                    await hooks.wait_for(lambda: len(hooks.delivered()) == 5)
+                await pay(first, "p5", 15)  # the second worker is gone; the first delivers, as before or now
+                await hooks.wait_for(lambda: len(hooks.delivered()) == 6)
+            async with gateway(port, **FAST, store=store) as third:
+                await pay(third, "p6", 16)
+                await hooks.wait_for(lambda: len(hooks.delivered()) == 7)
+        # Each event delivered; a second post of one can only come from a stop that cut off its recording.
+        events = {h["webhook-id"]: verified(secret, h, b) for h, b, _ in hooks.got}
+        assert sorted(event["data"]["amount"] for event in events.values()) == [10, 11, 12, 13, 14, 15, 16]
+        assert len(hooks.got) <= len(events) + 1
+
+    asyncio.run(go())
