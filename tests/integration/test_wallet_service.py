@@ -230,6 +230,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                       order_reference="o"),
                 "DeactivateVoucher": w.DeactivateVoucherRequest(tenant="shop-b", code=b_voucher, key="x", reason="r"),
                 "SubscribeEvents": w.SubscribeEventsRequest(tenant="shop-b"),
+                "GetEventCursor": w.GetEventCursorRequest(tenant="shop-b"),
+                "GetCaller": w.GetCallerRequest(tenant="shop-b"),
                 "EmptyWallet": w.EmptyWalletRequest(tenant="shop-b", customer="anna", key="x", operator="o",
                                                     reason="r", destination=w.EMPTY_DESTINATION_PAYOUT),
                 "GrantRun": w.GrantRunRequest(tenant="shop-b", run_id="x", items=[w.GrantItem(customer="anna",
