@@ -174,18 +174,18 @@ def test_each_method_of_the_service_needs_a_named_permission() -> None:
 def test_roles_are_named_sets_of_permissions() -> None:
     """The three roles keys were created with keep their meaning: read reads, write also moves money, admin
     may do everything (a permission a later service adds included). The wallet roles: a POS terminal reads
-    and pays, a shop's server also tops up, refunds and issues vouchers, the tenant's operator has every
-    wallet permission, a read-only dashboard reads wallets and ledgers."""
+    and pays, a shop's server also tops up, refunds, issues vouchers and registers webhooks, the tenant's
+    operator has every wallet permission, a read-only dashboard reads wallets and ledgers."""
     P = Permission
     assert {role.value: {p.value for p in permissions} for role, permissions in ROLE_PERMISSIONS.items()} == {
         "read": {"ledger.read"},
         "write": {"ledger.read", "ledger.write"},
         "admin": {"ledger.read", "ledger.write", "wallet.read", "wallet.pay", "wallet.topup", "wallet.refund",
-                  "wallet.book", "wallet.grant", "wallet.voucher", "wallet.tenant", "admin"},
+                  "wallet.book", "wallet.grant", "wallet.voucher", "wallet.tenant", "wallet.webhooks", "admin"},
         "pos": {"wallet.read", "wallet.pay"},
-        "shop": {"wallet.read", "wallet.pay", "wallet.topup", "wallet.refund", "wallet.voucher"},
+        "shop": {"wallet.read", "wallet.pay", "wallet.topup", "wallet.refund", "wallet.voucher", "wallet.webhooks"},
         "operator": {"wallet.read", "wallet.pay", "wallet.topup", "wallet.refund", "wallet.book", "wallet.grant",
-                     "wallet.voucher", "wallet.tenant"},
+                     "wallet.voucher", "wallet.tenant", "wallet.webhooks"},
         "readonly": {"wallet.read", "ledger.read"},
     }  # fmt: skip
     assert ROLE_PERMISSIONS[Role.ADMIN] == set(Permission)
@@ -196,7 +196,7 @@ def test_roles_are_named_sets_of_permissions() -> None:
         assert principal.permissions == ROLE_PERMISSIONS[role]
         assert {p for p in Permission if principal.may(p)} == ROLE_PERMISSIONS[role]
     assert role_permissions(Role.SHOP) == [P.WALLET_READ, P.WALLET_PAY, P.WALLET_TOPUP, P.WALLET_REFUND,
-                                           P.WALLET_VOUCHER]  # fmt: skip
+                                           P.WALLET_VOUCHER, P.WALLET_WEBHOOKS]  # fmt: skip
     assert role_permissions(Role.ADMIN) == list(Permission)
 
 
