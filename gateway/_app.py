@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import re
 import secrets
@@ -220,6 +221,10 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         events = base.with_api_key(config.events_key) if config.events_key else base
         app.state.webhooks = webhooks = Webhooks(config, store, events, metrics)
         webhooks.start()
+        # What was built to serve (the app, its routes and models, the clients) lives as long as the process:
+        # the cycle collector's full passes need not walk it again (bench.gateway: p99 from 62 to 27 ms, and
+        # 0.49 to 0.52 of the no-op ceiling).
+        gc.freeze()
         try:
             yield
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -49,8 +50,20 @@ class RunningGateway:
         await self.task
 
 
+GC_THRESHOLDS: Final = (20_000, 50, 100)
+"""The cycle collector's thresholds in a gateway process of its own. A request allocates a few hundred
+objects and leaves no cycles behind; at the default 700 the youngest generation was collected every few
+requests. Measured with bench.gateway: p99 from 27 to 21 ms, and 0.52 to 0.54 of the no-op ceiling."""
+
+
+def own_process_gc() -> None:
+    """Collect cycles less often in a process that only serves the gateway (not in `ledger serve`)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def app_from_env() -> object:
     """The ASGI application of a worker process (`ledger gateway --workers N`): configured by LEDGER_GATEWAY_*."""
+    own_process_gc()
     return create_app(GatewayConfig.from_env())
 
 
@@ -80,6 +93,7 @@ async def start_gateway(
 
 async def run_gateway(config: GatewayConfig) -> None:
     """`ledger gateway` with one worker: serve until SIGTERM or SIGINT, then drain and stop."""
+    own_process_gc()
     running = await start_gateway(config)
     logger.info(
         "ledger gateway serving HTTP on %s (docs %s/docs) for the ledger at %s", running.url, running.url, config.ledger
