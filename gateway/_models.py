@@ -523,7 +523,8 @@ EVENT_TYPES: Final = (
     "payment.succeeded", "payment.declined", "refund.succeeded", "refund.refused", "credit.expired",
     "wallet.balance_below", "hold.authorized", "hold.captured", "hold.voided", "hold.expired", "hold.refused",
     "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
-    "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused",
+    "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
+    "device.revoked",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]

@@ -90,6 +90,10 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
     R.WALLET_RESULT_VOUCHER_EMPTY: _kind(_DECLINED, "voucher_empty", "Nothing is left on the voucher"),
     R.WALLET_RESULT_GRANT_RUN_REFUSED: _kind(_DECLINED, "grant_run_refused",
                                              "An all-or-nothing grant run had an item refused; nothing moved"),
+    R.WALLET_RESULT_CODE_INVALID: _kind(_INVALID, "code_invalid",
+                                        "The payment code is not one of this tenant valid now"),
+    R.WALLET_RESULT_CODE_USED: _kind(_CONFLICT, "code_used", "The payment code paid already"),
+    R.WALLET_RESULT_DEVICE_NOT_FOUND: _kind(_NOT_FOUND, "device_not_found", "No such device"),
 }  # fmt: skip
 """HTTP status and problem code of every wallet result but OK: 400 for what the request got wrong, 402 for
 what the wallet or the tenant's policy declines, 404 for an unknown id, 409 for a state that forbids it,

@@ -657,6 +657,34 @@ class AsyncClient(ClientSteps):
             current = ""
             await asyncio.sleep(backoff_seconds(self.config, attempts, self._rng))
 
+    async def enroll_device(
+        self, request: wallet_pb2.EnrollDeviceRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.DeviceReply:
+        """Enrol a customer's phone to show payment codes (its seed and the tenant's code key are in the answer)."""
+        reply: wallet_pb2.DeviceReply = await self._run(self._wallet("EnrollDevice", request, timeout))
+        return reply
+
+    async def list_devices(
+        self, request: wallet_pb2.ListDevicesRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.ListDevicesReply:
+        """The devices enrolled for a customer's wallet."""
+        reply: wallet_pb2.ListDevicesReply = await self._run(self._wallet("ListDevices", request, timeout))
+        return reply
+
+    async def revoke_device(
+        self, request: wallet_pb2.RevokeDeviceRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.DeviceReply:
+        """Take a device out of use: its codes are refused from now on."""
+        reply: wallet_pb2.DeviceReply = await self._run(self._wallet("RevokeDevice", request, timeout))
+        return reply
+
+    async def pay_by_code(
+        self, request: wallet_pb2.PayByCodeRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayReply:
+        """Pay by the code a customer's phone shows (terminal and transaction: the idempotency key)."""
+        reply: wallet_pb2.PayReply = await self._run(self._wallet("PayByCode", request, timeout))
+        return reply
+
     async def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -396,6 +396,32 @@ class Client(ClientSteps):
         reply: wallet_pb2.TenantReply = run_sync(self._wallet("GetTenant", request, timeout), self._perform)
         return reply
 
+    def enroll_device(
+        self, request: wallet_pb2.EnrollDeviceRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.DeviceReply:
+        """Enrol a customer's phone to show payment codes (its seed and the tenant's code key are in the answer)."""
+        reply: wallet_pb2.DeviceReply = run_sync(self._wallet("EnrollDevice", request, timeout), self._perform)
+        return reply
+
+    def list_devices(
+        self, request: wallet_pb2.ListDevicesRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.ListDevicesReply:
+        """The devices enrolled for a customer's wallet."""
+        reply: wallet_pb2.ListDevicesReply = run_sync(self._wallet("ListDevices", request, timeout), self._perform)
+        return reply
+
+    def revoke_device(
+        self, request: wallet_pb2.RevokeDeviceRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.DeviceReply:
+        """Take a device out of use: its codes are refused from now on."""
+        reply: wallet_pb2.DeviceReply = run_sync(self._wallet("RevokeDevice", request, timeout), self._perform)
+        return reply
+
+    def pay_by_code(self, request: wallet_pb2.PayByCodeRequest, *, timeout: float | None = None) -> wallet_pb2.PayReply:
+        """Pay by the code a customer's phone shows (terminal and transaction: the idempotency key)."""
+        reply: wallet_pb2.PayReply = run_sync(self._wallet("PayByCode", request, timeout), self._perform)
+        return reply
+
     def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -27,6 +27,8 @@ from ledger.records.layout import pack_ids, unpack_accounts
 from ledger.records.limits import ID_INT_MAX, TIMESTAMP_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
+    CODE_GRACE_STEPS,
+    CODE_STEP_SECONDS,
     CUSTOMER_LENGTH_MAX,
     EVENT_TYPES_ALL,
     GRANT_RUN_ITEMS_MAX,
@@ -35,6 +37,8 @@ from ledger.wallet import (
     Balance,
     Booking,
     BookingReply,
+    CodePayment,
+    DeviceReply,
     GrantItem,
     HistoryPage,
     HistoryRead,
@@ -116,6 +120,10 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "SubscribeEvents": _P.WALLET_READ,
     "GetEventCursor": _P.WALLET_READ,
     "GetCaller": _P.WALLET_READ,
+    "EnrollDevice": _P.WALLET_TOPUP,
+    "ListDevices": _P.WALLET_READ,
+    "RevokeDevice": _P.WALLET_TOPUP,
+    "PayByCode": _P.WALLET_PAY,
     # statements and settlement
     "GetStatement": _P.WALLET_READ,
     "GetSettlement": _P.WALLET_TENANT,
@@ -173,6 +181,19 @@ def parse_id(text: str) -> int:
 def _timestamp(target: Any, nanoseconds: int) -> None:
     if nanoseconds:
         target.FromNanoseconds(nanoseconds)
+
+
+def _device_reply(reply: DeviceReply) -> wallet_pb2.DeviceReply:
+    message = wallet_pb2.DeviceReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message, device_id=format_id(reply.device_id), wallet_id=format_id(reply.wallet_id),
+        customer=reply.customer, name=reply.name, seed=reply.seed, code_key=reply.code_key, number=reply.number,
+        step_seconds=CODE_STEP_SECONDS if reply.ok else 0, grace_steps=CODE_GRACE_STEPS if reply.ok else 0,
+        replayed=reply.replayed,
+    )  # fmt: skip
+    _timestamp(message.enrolled_at, reply.enrolled_at)
+    _timestamp(message.revoked_at, reply.revoked_at)
+    return message
 
 
 def _settings(message: wallet_pb2.TenantSettings) -> TenantSettings:
@@ -751,6 +772,41 @@ class WalletService:
             return reply
 
         return await self._call(context, "GetCaller", wallet_pb2.GetCallerRequest, request, step)
+
+    async def EnrollDevice(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.EnrollDeviceRequest, op: Operation) -> Message:
+            reply = self._wallets.enroll_device(op, message.tenant, message.customer, message.name, message.key)
+            return _device_reply(reply)
+
+        return await self._call(context, "EnrollDevice", wallet_pb2.EnrollDeviceRequest, request, step)
+
+    async def ListDevices(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.ListDevicesRequest, op: Operation) -> Message:
+            found = self._wallets.devices(message.tenant, message.customer)
+            if not isinstance(found, list):
+                return wallet_pb2.ListDevicesReply(result=int(found.result), message=found.message)  # type: ignore[arg-type]
+            return wallet_pb2.ListDevicesReply(
+                result=wallet_pb2.WALLET_RESULT_OK, devices=[_device_reply(device) for device in found]
+            )
+
+        return await self._call(context, "ListDevices", wallet_pb2.ListDevicesRequest, request, step)
+
+    async def RevokeDevice(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.RevokeDeviceRequest, op: Operation) -> Message:
+            return _device_reply(self._wallets.revoke_device(op, message.tenant, parse_id(message.device_id)))
+
+        return await self._call(context, "RevokeDevice", wallet_pb2.RevokeDeviceRequest, request, step)
+
+    async def PayByCode(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.PayByCodeRequest, op: Operation) -> Message:
+            paying = CodePayment(
+                tenant=message.tenant, code=message.code, amount=message.amount, terminal=message.terminal,
+                transaction=message.transaction, order_reference=message.order_reference, partial=message.partial,
+                currency=message.currency,
+            )  # fmt: skip
+            return pay_reply(self._wallets.pay_by_code(op, paying))
+
+        return await self._call(context, "PayByCode", wallet_pb2.PayByCodeRequest, request, step)
 
     async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:

@@ -47,6 +47,9 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_VOUCHER_DEACTIVATED: _ClassVar[WalletResult]
     WALLET_RESULT_VOUCHER_EMPTY: _ClassVar[WalletResult]
     WALLET_RESULT_GRANT_RUN_REFUSED: _ClassVar[WalletResult]
+    WALLET_RESULT_CODE_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_CODE_USED: _ClassVar[WalletResult]
+    WALLET_RESULT_DEVICE_NOT_FOUND: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -127,6 +130,9 @@ WALLET_RESULT_VOUCHER_EXPIRED: WalletResult
 WALLET_RESULT_VOUCHER_DEACTIVATED: WalletResult
 WALLET_RESULT_VOUCHER_EMPTY: WalletResult
 WALLET_RESULT_GRANT_RUN_REFUSED: WalletResult
+WALLET_RESULT_CODE_INVALID: WalletResult
+WALLET_RESULT_CODE_USED: WalletResult
+WALLET_RESULT_DEVICE_NOT_FOUND: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -962,3 +968,93 @@ class SettlementReply(_message.Message):
     closing_vouchers: int
     csv: str
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ..., currency: _Optional[str] = ..., currency_scale: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., opening_liability: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., movements: _Optional[int] = ..., closing_liability: _Optional[int] = ..., difference: _Optional[int] = ..., opening_vouchers: _Optional[int] = ..., closing_vouchers: _Optional[int] = ..., csv: _Optional[str] = ...) -> None: ...
+
+class EnrollDeviceRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "name", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    name: str
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., name: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeviceReply(_message.Message):
+    __slots__ = ("result", "message", "device_id", "wallet_id", "customer", "name", "enrolled_at", "revoked_at", "seed", "code_key", "number", "step_seconds", "grace_steps", "replayed")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CODE_KEY_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    device_id: str
+    wallet_id: str
+    customer: str
+    name: str
+    enrolled_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    seed: bytes
+    code_key: bytes
+    number: int
+    step_seconds: int
+    grace_steps: int
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., device_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., customer: _Optional[str] = ..., name: _Optional[str] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[bytes] = ..., code_key: _Optional[bytes] = ..., number: _Optional[int] = ..., step_seconds: _Optional[int] = ..., grace_steps: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ListDevicesRequest(_message.Message):
+    __slots__ = ("tenant", "customer")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ...) -> None: ...
+
+class ListDevicesReply(_message.Message):
+    __slots__ = ("result", "message", "devices")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceReply]
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DeviceReply, _Mapping]]] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("tenant", "device_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    device_id: str
+    def __init__(self, tenant: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class PayByCodeRequest(_message.Message):
+    __slots__ = ("tenant", "code", "amount", "terminal", "transaction", "order_reference", "partial", "currency")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    amount: int
+    terminal: str
+    transaction: str
+    order_reference: str
+    partial: bool
+    currency: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ...) -> None: ...

@@ -164,6 +164,26 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.CallerReply.FromString,
                 _registered_method=True)
+        self.EnrollDevice = channel.unary_unary(
+                '/wallet.v1.Wallet/EnrollDevice',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.EnrollDeviceRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.DeviceReply.FromString,
+                _registered_method=True)
+        self.ListDevices = channel.unary_unary(
+                '/wallet.v1.Wallet/ListDevices',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.ListDevicesReply.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/wallet.v1.Wallet/RevokeDevice',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.DeviceReply.FromString,
+                _registered_method=True)
+        self.PayByCode = channel.unary_unary(
+                '/wallet.v1.Wallet/PayByCode',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+                _registered_method=True)
         self.GetStatement = channel.unary_unary(
                 '/wallet.v1.Wallet/GetStatement',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
@@ -358,6 +378,36 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollDevice(self, request, context):
+        """-- The counter: payment codes a customer's phone shows (messages at the end of this file) --
+
+        Enrol a customer's phone to show payment codes for their wallet: the answer carries the device's seed and
+        the tenant's code key, from which the phone makes each window's code offline. Idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDevices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
+        """Its codes are refused from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayByCode(self, request, context):
+        """A terminal pays by the code the customer shows; the terminal and its transaction id are the idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatement(self, request, context):
         """-- Statements and settlement (messages at the end of this file) --
 
@@ -508,6 +558,26 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.GetCaller,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.CallerReply.SerializeToString,
+            ),
+            'EnrollDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollDevice,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.EnrollDeviceRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.DeviceReply.SerializeToString,
+            ),
+            'ListDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevices,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.ListDevicesRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.ListDevicesReply.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.DeviceReply.SerializeToString,
+            ),
+            'PayByCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayByCode,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
             ),
             'GetStatement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatement,
@@ -1222,6 +1292,114 @@ class Wallet:
             '/wallet.v1.Wallet/GetCaller',
             ledger_dot_v1_dot_wallet__pb2.GetCallerRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.CallerReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/EnrollDevice',
+            ledger_dot_v1_dot_wallet__pb2.EnrollDeviceRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.DeviceReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/ListDevices',
+            ledger_dot_v1_dot_wallet__pb2.ListDevicesRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.ListDevicesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/RevokeDevice',
+            ledger_dot_v1_dot_wallet__pb2.RevokeDeviceRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.DeviceReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayByCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/PayByCode',
+            ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
             options,
             channel_credentials,
             insecure,

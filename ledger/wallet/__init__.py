@@ -12,6 +12,8 @@ from ._domain import (
     GRANT_RUN_ITEMS_MAX,
     Balance,
     BookingReply,
+    CodePayment,
+    DeviceReply,
     GrantItem,
     HoldReply,
     Operation,
@@ -30,6 +32,8 @@ from ._domain import (
 from ._events import TYPES as EVENT_TYPES_ALL
 from ._events import WalletEvent, cursor_after_commit, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
+from ._paycodes import GRACE_STEPS as CODE_GRACE_STEPS
+from ._paycodes import STEP_SECONDS as CODE_STEP_SECONDS
 from ._state import Booking, WalletState, decode_records, encode_record
 from ._statements import (
     STATEMENT_LIMIT_DEFAULT,
@@ -55,6 +59,10 @@ from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
     "EVENT_TYPES_ALL",
+    "CODE_GRACE_STEPS",
+    "CODE_STEP_SECONDS",
+    "CodePayment",
+    "DeviceReply",
     "WalletEvent",
     "events_of",
     "parse_cursor",

@@ -70,6 +70,12 @@ class WalletResult(IntEnum):
     """Nothing is left on the voucher: it was redeemed or spent in full."""
     GRANT_RUN_REFUSED = 34
     """An all-or-nothing grant run was refused because another of its items was (see that item's result)."""
+    CODE_INVALID = 35
+    """A payment code that is malformed, of another window than the current or the grace one, of a device that
+    was revoked or never enrolled, or of another tenant: one answer for all, which tells nothing of a wallet."""
+    CODE_USED = 36
+    """The payment code already paid: a code pays once (the device shows the next one a window later)."""
+    DEVICE_NOT_FOUND = 37
 
 
 class AccountCode(IntEnum):

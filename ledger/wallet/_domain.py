@@ -63,6 +63,7 @@ from ledger.records.limits import (
     TRANSFER_SIZE,
 )
 
+from . import _paycodes as paycodes
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, step_id, system_account_id, wallet_id
@@ -70,6 +71,8 @@ from ._payments import payments
 from ._payments_py import payment_chain
 from ._state import (
     Booking,
+    Device,
+    Fact,
     Hold,
     Record,
     Voucher,
@@ -228,6 +231,21 @@ class PaymentReply(Reply):
 
 
 @dataclass(slots=True, kw_only=True)
+class DeviceReply(Reply):
+    device_id: int = 0
+    wallet_id: int = 0
+    customer: str = ""
+    name: str = ""
+    number: int = 0
+    enrolled_at: int = 0
+    revoked_at: int = 0
+    seed: bytes = b""
+    """The device's key, in the answer to its enrolment only (a retry of it gets it again)."""
+    code_key: bytes = b""
+    """The tenant's code key, likewise."""
+
+
+@dataclass(slots=True, kw_only=True)
 class RefundReply(Reply):
     refund_id: int = 0
     payment_id: int = 0
@@ -331,6 +349,24 @@ class Payment:
     order_reference: str
     partial: bool = False
     """Pay what the wallet can and leave the rest (only where the tenant allows partial payment)."""
+    currency: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class CodePayment:
+    """A payment by the code a customer's phone shows, as a terminal sends it."""
+
+    tenant: str
+    code: str
+    amount: int
+    terminal: str
+    """The terminal's id (1 to 255 printable characters)."""
+    transaction: str
+    """The terminal's own id of this payment (1 to 255 printable characters): with `terminal`, its idempotency
+    key; the terminal asks for its outcome by it."""
+    order_reference: str = ""
+    """Empty: the transaction id."""
+    partial: bool = False
     currency: str = ""
 
 
@@ -457,6 +493,10 @@ def _no_tenant(tenant_id: str) -> str:
     return f"tenant: no tenant {tenant_id[:80]!r}"
 
 
+_CODE_REFUSALS: Final = {
+    WalletResult.CODE_INVALID: "code: not a payment code of this tenant valid now (codes turn every 30 seconds)",
+    WalletResult.CODE_USED: "code: it paid already; the customer's phone shows the next one shortly",
+}
 _KEY_REUSED: Final = "key: this idempotency key was used before for a different request"
 
 
@@ -992,13 +1032,21 @@ class Wallets:
             replayed = self._replayed(key_id, fp, PaymentReply)
         if replayed is not None:
             return replayed
+        return self._make_payment(op, tenant, request, key_id, fp)
+
+    def _make_payment(
+        self, op: Operation, tenant: Tenant, request: Payment, key_id: int, fp: int,
+        facts: list[Fact] | None = None, **details: Any,
+    ) -> PaymentReply:  # fmt: skip
+        """Decide and make a payment whose key is new: a decline is remembered for its retries; a payment's
+        record carries `facts` and `details` too (its compact form has room for neither)."""
         decided = self._decide_payment(op, tenant, request)
         if not isinstance(decided, _Paying):
             result, message = decided
             reply = PaymentReply(result=result, message=message, requested=request.amount)
             return self._remember(
                 op, "payment_declined", request.tenant, key_id, fp, reply, customer=request.customer,
-                requested=request.amount, order=request.order_reference,
+                requested=request.amount, order=request.order_reference, **details,
             )  # fmt: skip
         view, paid, fee = decided.view, decided.paid, decided.fee
         wallet = view.wallet_id
@@ -1014,12 +1062,13 @@ class Wallets:
             )
         spent = [[grant_id, amount] for grant_id, amount, _ in parts if grant_id]
         crossing = self._crossing(tenant, wallet, balance)
-        if crossing:
+        if crossing or facts or details:
             self._commit(
                 op,
                 {"op": "payment_succeeded", "tenant": request.tenant, "at": view.now, "wallet": wallet,
                  "id": key_id, "order": request.order_reference, "requested": request.amount, "paid": paid,
-                 "fee": fee, "facts": ([["spend", wallet, spent]] if spent else []) + crossing},
+                 "fee": fee, **details,
+                 "facts": ([["spend", wallet, spent]] if spent else []) + crossing + (facts or [])},
             )  # fmt: skip
         else:  # the common record, compact: at most its spend fact
             if spent:
@@ -1091,6 +1140,130 @@ class Wallets:
             balance=_u64(t0, TRANSFER_USER_DATA_128_OFFSET + 8),
             timestamp=_u64(t0, TRANSFER_TIMESTAMP_OFFSET),
         )
+
+    # -- the counter: devices and the payment codes they show ------------------------------------------
+
+    def enroll_device(self, op: Operation, tenant_id: str, customer: str, name: str, key: str) -> DeviceReply:
+        """Enrol a customer's phone to show payment codes for their wallet: its seed and the tenant's code key
+        (ledger.wallet._paycodes) are in the answer, which a retry with the same key gets again."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return DeviceReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return DeviceReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        if (problem := self._check_customer(customer)) is not None:
+            return DeviceReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        if len(name) > REFERENCE_LENGTH_MAX or not name.isprintable():
+            return DeviceReply(result=WalletResult.REFERENCE_REQUIRED,
+                               message=f"name: at most {REFERENCE_LENGTH_MAX} printable characters")  # fmt: skip
+        device_id = operation_id(tenant_id, f"device\x00{key}")
+        fp = fingerprint("device", customer, name)
+        known = self.state.devices.get(device_id)
+        if known is not None:
+            if known.fingerprint != fp:
+                return DeviceReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+            again = self._device_reply(tenant, known, keys=True)
+            again.replayed = True
+            return again
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        if self._wallet(op, tenant, wallet) is None:
+            return DeviceReply(result=WalletResult.WALLET_NOT_FOUND, message="customer: this customer has no wallet")
+        if wallet in self.state.closed:
+            return DeviceReply(result=WalletResult.WALLET_CLOSED, message="the wallet is closed")
+        number = 1 + int.from_bytes(os.urandom(8), "little") % (paycodes.NUMBER_MODULUS - 1)
+        while (tenant_id, number) in self.state.device_numbers:
+            number = 1 + int.from_bytes(os.urandom(8), "little") % (paycodes.NUMBER_MODULUS - 1)
+        now = op.now()
+        fact = ["device", device_id, tenant_id, wallet, customer, number, name, fp, now]
+        self._commit(op, {"op": "device_enrolled", "tenant": tenant_id, "at": now, "wallet": wallet, "id": device_id,
+                          "customer": customer, "name": name, "facts": [fact]})  # fmt: skip
+        return self._device_reply(tenant, self.state.devices[device_id], keys=True)
+
+    def revoke_device(self, op: Operation, tenant_id: str, device_id: int) -> DeviceReply:
+        """Take a device out of use: its codes are refused from now on (revoking it again changes nothing)."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return DeviceReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        device = self.state.devices.get(device_id)
+        if device is None or device.tenant != tenant_id:
+            return DeviceReply(result=WalletResult.DEVICE_NOT_FOUND, message="device_id: no such device")
+        if not device.revoked_at:
+            now = op.now()
+            self._commit(op, {"op": "device_revoked", "tenant": tenant_id, "at": now, "wallet": device.wallet,
+                              "id": device_id, "facts": [["device_revoked", device_id, now]]})  # fmt: skip
+        return self._device_reply(tenant, device)
+
+    def devices(self, tenant_id: str, customer: str) -> list[DeviceReply] | DeviceReply:
+        """The devices enrolled for the customer's wallet, revoked ones too, in the order enrolled."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return DeviceReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        return [self._device_reply(tenant, d) for d in self.state.devices.values() if d.wallet == wallet]
+
+    @staticmethod
+    def _device_reply(tenant: Tenant, device: Device, *, keys: bool = False) -> DeviceReply:
+        reply = DeviceReply(
+            device_id=device.device_id, wallet_id=device.wallet, customer=device.customer, name=device.name,
+            number=device.number, enrolled_at=device.enrolled_at, revoked_at=device.revoked_at,
+        )  # fmt: skip
+        if keys:
+            reply.seed = paycodes.device_seed(tenant.secret, device.device_id)
+            reply.code_key = paycodes.code_key(tenant.secret)
+        return reply
+
+    def pay_by_code(self, op: Operation, request: CodePayment) -> PaymentReply:
+        """Pay from the wallet whose device shows `request.code`: the code must be of the current window or the
+        grace one, of a device in use, and not have paid before; then as `pay` decides. The terminal and its
+        transaction id are the idempotency key: a retry replays the outcome even once the code has turned."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None:
+            return PaymentReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
+        for name, value in (("terminal", request.terminal), ("transaction", request.transaction)):
+            if not value or len(value) > KEY_LENGTH_MAX or not value.isprintable():
+                problem = f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
+                return PaymentReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(request.tenant, f"code\x00{request.terminal}\x00{request.transaction}")
+        order = request.order_reference or request.transaction
+        fp = fingerprint("pay-code", request.code, request.amount, order, request.partial, request.currency)
+        replayed = self._chain_replay(
+            op, tenant, key_id, fp, _PAYMENT_KINDS, self._payment_reply, PaymentReply, steps=2
+        ) or self._replayed(key_id, fp, PaymentReply)
+        if replayed is not None:
+            return replayed
+        details = {"terminal": request.terminal, "transaction": request.transaction}
+        found = self._device_of(tenant, request.code, op.now())
+        if not isinstance(found, tuple):
+            reply = PaymentReply(result=found, message=_CODE_REFUSALS[found], requested=request.amount)
+            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, requested=request.amount,
+                                  order=order, **details)  # fmt: skip
+        device, step = found
+        payment = Payment(tenant=request.tenant, customer=device.customer, amount=request.amount,
+                          key=request.transaction, order_reference=order, partial=request.partial,
+                          currency=request.currency)  # fmt: skip
+        return self._make_payment(op, tenant, payment, key_id, fp, [["code_used", device.device_id, step, key_id]],
+                                  device=f"{device.device_id:032x}", **details)  # fmt: skip
+
+    def _device_of(self, tenant: Tenant, code: str, now: int) -> tuple[Device, int] | WalletResult:
+        """The device that showed `code` and its window, or CODE_INVALID (whatever the reason) or CODE_USED."""
+        parsed = paycodes.parse_code(code)
+        if parsed is None:
+            return WalletResult.CODE_INVALID
+        masked, password = parsed
+        key = paycodes.code_key(tenant.secret)
+        for step, number in paycodes.candidates(key, masked, now):
+            device_id = self.state.device_numbers.get((tenant.tenant_id, number))
+            if device_id is None:
+                continue
+            device = self.state.devices[device_id]
+            if not paycodes.password_matches(paycodes.device_seed(tenant.secret, device_id), step, password):
+                continue
+            if device.revoked_at:
+                return WalletResult.CODE_INVALID
+            if (device_id, step) in self.state.codes_used:
+                return WalletResult.CODE_USED
+            return device, step
+        return WalletResult.CODE_INVALID
 
     # -- refunds ---------------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ EVENT_TYPES: Final = {
     "voucher_deactivated": "voucher.deactivated",
     "voucher_refused": "voucher.refused",
     "vouchers_expired": "voucher.expired",
+    "device_enrolled": "device.enrolled",
+    "device_revoked": "device.revoked",
 }
 """Event type by record kind; a record of a kind not listed here yields no event."""
 BALANCE_BELOW: Final = "wallet.balance_below"

@@ -224,6 +224,33 @@ class Voucher:
 
 
 @dataclass(slots=True)
+class Device:
+    """A customer's phone enrolled to show payment codes for one wallet (ledger.wallet._paycodes); its keys
+    derive from the tenant's secret and its id, so none is kept."""
+
+    device_id: int
+    tenant: str
+    wallet: int
+    customer: str
+    number: int
+    """Its number in the tenant's codes (masked in each code)."""
+    name: str
+    fingerprint: int
+    """Of the enrolment request: its retry answers the same device, another request under its key is refused."""
+    enrolled_at: int
+    revoked_at: int = 0
+    """0: in use."""
+
+    def to_json(self) -> list[Any]:
+        return [self.device_id, self.tenant, self.wallet, self.customer, self.number, self.name, self.fingerprint,
+                self.enrolled_at, self.revoked_at]  # fmt: skip
+
+
+CODES_KEPT_STEPS: Final = 4
+"""Windows a used code stays remembered: past the grace window no code of it is taken anyway."""
+
+
+@dataclass(slots=True)
 class WalletState:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     ledgers: dict[int, str] = field(default_factory=dict)
@@ -259,6 +286,13 @@ class WalletState:
     """Wallets below their tenant's low-balance threshold (an event marked each crossing)."""
     sweeps: int = 0
     """Expiry sweeps run: part of the ids of the transfers they make."""
+    devices: dict[int, Device] = field(default_factory=dict)
+    """Enrolled payment-code devices by id (revoked ones too: their codes are refused)."""
+    device_numbers: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(tenant, device number) -> device id."""
+    codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(device id, window) -> the payment it made: a code pays once. Windows older than CODES_KEPT_STEPS
+    before the newest one used are forgotten (no code of them is taken any more)."""
 
     # -- facts ---------------------------------------------------------------------------------------
 
@@ -416,6 +450,23 @@ class WalletState:
     def _sweep(self) -> None:
         self.sweeps += 1
 
+    def _device(
+        self, device_id: int, tenant: str, wallet: int, customer: str, number: int, name: str, fingerprint: int,
+        enrolled_at: int, revoked_at: int = 0,
+    ) -> None:  # fmt: skip
+        self.devices[device_id] = Device(device_id, tenant, wallet, customer, number, name, fingerprint, enrolled_at,
+                                         revoked_at)  # fmt: skip
+        self.device_numbers[(tenant, number)] = device_id
+
+    def _device_revoked(self, device_id: int, at: int) -> None:
+        self.devices[device_id].revoked_at = at
+
+    def _code_used(self, device_id: int, step: int, payment_id: int) -> None:
+        self.codes_used[(device_id, step)] = payment_id
+        if len(self.codes_used) > 1 and next(iter(self.codes_used))[1] < step - CODES_KEPT_STEPS:
+            self.codes_used = {used: payment for used, payment in self.codes_used.items()
+                               if used[1] >= step - CODES_KEPT_STEPS}  # fmt: skip
+
     # -- snapshots -----------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -437,6 +488,8 @@ class WalletState:
             "vouchers": [voucher.to_json() for voucher in self.vouchers.values()],
             "below": sorted(self.below),
             "sweeps": self.sweeps,
+            "devices": [device.to_json() for device in self.devices.values()],
+            "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
         }
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         grants = b"".join(
@@ -490,6 +543,9 @@ class WalletState:
             state._voucher(voucher)
         state.below = set(data["below"])
         state.sweeps = data["sweeps"]
+        for device in data.get("devices", ()):  # none in snapshots taken before devices were kept
+            state._device(*device)
+        state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
         return state
 
     def _restore_grants(self, view: memoryview) -> None:
@@ -524,6 +580,9 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
 
 
 _HANDLERS: Final[dict[str, Any]] = {
+    "device": WalletState._device,
+    "device_revoked": WalletState._device_revoked,
+    "code_used": WalletState._code_used,
     "tenant": WalletState._tenant,
     "settings": WalletState._settings,
     "grant": WalletState._grant,

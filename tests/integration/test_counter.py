@@ -1,0 +1,65 @@
+"""The counter over gRPC on both stores: a phone enrolled, its offline code paying once even when two
+terminals send it at the same moment, a lost reply replayed by the terminal's transaction id, devices listed
+and revoked, and the same after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ledger.v1 import wallet_pb2 as w
+from ledger.wallet import _paycodes as paycodes
+from tests.integration.test_wallet_service import client, serving
+
+OK = w.WALLET_RESULT_OK
+
+
+def shown(device: w.DeviceReply, at_ns: int | None = None) -> str:
+    """The code the phone shows: computed from what enrolment gave it, with no call to the ledger."""
+    step = paycodes.step_at(time.time_ns() if at_ns is None else at_ns)
+    return paycodes.make_code(device.seed, device.code_key, device.number, step)
+
+
+def test_a_phones_code_pays_once_across_terminals_and_restarts(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), client(port) as c:
+            await c.create_tenant(w.CreateTenantRequest(tenant="bar", currency="EUR"))
+            await c.open_wallet(w.WalletRequest(tenant="bar", customer="anna"))
+            await c.top_up(w.TopUpRequest(tenant="bar", customer="anna", amount=5_000, key="t",
+                                          source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+            device = await c.enroll_device(w.EnrollDeviceRequest(tenant="bar", customer="anna", name="phone", key="d1"))
+            assert device.result == OK and len(device.seed) == 32 and len(device.code_key) == 32
+            assert (device.step_seconds, device.grace_steps) == (30, 1) and device.enrolled_at.seconds
+            code = shown(device)
+            # two terminals send the same code at the same moment: one pays, the other is told it was used
+            first, second = await asyncio.gather(
+                c.pay_by_code(w.PayByCodeRequest(tenant="bar", code=code, amount=300, terminal="t1", transaction="a")),
+                c.pay_by_code(w.PayByCodeRequest(tenant="bar", code=code, amount=300, terminal="t2", transaction="b")),
+            )
+            results = sorted([first.result, second.result])
+            assert results == sorted([OK, w.WALLET_RESULT_CODE_USED]), (first, second)
+            paid = first if first.result == OK else second
+            balance = await c.get_balance(w.WalletRequest(tenant="bar", customer="anna"))
+            assert balance.available == 4_700 and paid.wallet_id == device.wallet_id
+            # the terminal lost its reply: the same transaction again answers the same, nothing moves
+            terminal, transaction = ("t1", "a") if paid is first else ("t2", "b")
+            again = await c.pay_by_code(w.PayByCodeRequest(tenant="bar", code=code, amount=300, terminal=terminal,
+                                                           transaction=transaction))  # fmt: skip
+            assert again.replayed and again.payment_id == paid.payment_id
+            bad = await c.pay_by_code(w.PayByCodeRequest(tenant="bar", code="28" + "0" * 16, amount=1, terminal="t1",
+                                                         transaction="c"))  # fmt: skip
+            assert bad.result == w.WALLET_RESULT_CODE_INVALID
+            listed = await c.list_devices(w.ListDevicesRequest(tenant="bar", customer="anna"))
+            assert [d.device_id for d in listed.devices] == [device.device_id] and not listed.devices[0].seed
+        async with serving(store_url) as (port, _, _), client(port) as c:  # restarted: the code stays used
+            used = await c.pay_by_code(w.PayByCodeRequest(tenant="bar", code=code, amount=1, terminal="t3",
+                                                          transaction="d"))  # fmt: skip
+            assert used.result in (w.WALLET_RESULT_CODE_USED, w.WALLET_RESULT_CODE_INVALID)  # (its window may be over)
+            revoked = await c.revoke_device(w.RevokeDeviceRequest(tenant="bar", device_id=device.device_id))
+            assert revoked.result == OK and revoked.revoked_at.seconds
+            after = await c.pay_by_code(w.PayByCodeRequest(tenant="bar", code=shown(device), amount=1, terminal="t3",
+                                                           transaction="e"))  # fmt: skip
+            assert after.result == w.WALLET_RESULT_CODE_INVALID
+            assert (await c.get_balance(w.WalletRequest(tenant="bar", customer="anna"))).available == 4_700
+
+    asyncio.run(go())

@@ -1,0 +1,182 @@
+"""Payment codes a customer's phone shows: derived offline, valid in their window and the grace one, paying
+once, naming the wallet without showing its id; devices enrolled, listed and revoked; on both engines."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.wallet import CodePayment, DeviceReply, PaymentReply, WalletResult, events_of
+from ledger.wallet import _paycodes as paycodes
+from ledger.wallet._state import CODES_KEPT_STEPS
+from tests.unit.test_wallet_domain import available, engines, opened, shop, top_up
+from tests.wallets import SECOND_NS, WalletBench
+
+
+def enrolled(
+    bench: WalletBench, customer: str = "anna", key: str = "phone-1", name: str = "Anna's phone"
+) -> DeviceReply:
+    with bench.op() as op:
+        reply = bench.wallets.enroll_device(op, "shop-a", customer, name, key)
+    assert reply.ok, reply.message
+    return reply
+
+
+def code_now(bench: WalletBench, device: DeviceReply, seconds_ago: float = 0) -> str:
+    """What the phone shows now (computed as the app does, from what enrolment gave it)."""
+    step = paycodes.step_at(bench.clock.now_ns - int(seconds_ago * SECOND_NS))
+    return paycodes.make_code(device.seed, device.code_key, device.number, step)
+
+
+def pay_code(bench: WalletBench, code: str, amount: int, transaction: str, terminal: str = "bar-1") -> PaymentReply:
+    with bench.op() as op:
+        return bench.wallets.pay_by_code(
+            op, CodePayment(tenant="shop-a", code=code, amount=amount, terminal=terminal, transaction=transaction)
+        )
+
+
+@pytest.fixture(params=engines(), ids=lambda cls: cls.__name__)
+def counter(request: pytest.FixtureRequest) -> WalletBench:
+    bench = WalletBench(request.param)
+    shop(bench, fee_fixed=0)
+    opened(bench)
+    assert top_up(bench, 10_000, "t1").ok
+    return bench
+
+
+def test_a_code_pays_once_and_a_retry_of_its_transaction_replays(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    code = code_now(counter, device)
+    assert len(code) == 18 and code.startswith("28") and code.isdigit()
+    assert f"{device.wallet_id:032x}" not in code and str(device.number) not in code
+    paid = pay_code(counter, code, 450, "tx-1")
+    assert paid.ok and paid.paid == 450 and paid.wallet_id == device.wallet_id and available(counter) == 9_550
+    # the same transaction again (a terminal that lost the reply): the same answer, nothing moves
+    again = pay_code(counter, code, 450, "tx-1")
+    assert again.replayed and again.payment_id == paid.payment_id and available(counter) == 9_550
+    # the same code from another transaction, or from another terminal at the same moment: refused
+    assert pay_code(counter, code, 450, "tx-2").result is WalletResult.CODE_USED
+    assert pay_code(counter, code, 10, "tx-1", terminal="bar-2").result is WalletResult.CODE_USED
+    assert available(counter) == 9_550
+    # the same transaction id with another code or amount: the key was used for another request
+    assert pay_code(counter, code, 451, "tx-1").result is WalletResult.IDEMPOTENCY_KEY_REUSED
+    # the next window's code pays again
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    assert pay_code(counter, code_now(counter, device), 50, "tx-3").ok and available(counter) == 9_500
+
+
+def test_a_code_of_the_window_before_is_taken_within_the_grace_and_an_older_one_is_not(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    step_ns = paycodes.STEP_SECONDS * SECOND_NS
+    counter.clock.now_ns = (counter.clock.now_ns // step_ns + 1) * step_ns  # the start of a window
+    previous = code_now(counter, device, seconds_ago=1)  # shown a second before the window turned
+    older = code_now(counter, device, seconds_ago=paycodes.STEP_SECONDS + 1)
+    future = code_now(counter, device, seconds_ago=-paycodes.STEP_SECONDS)
+    assert pay_code(counter, older, 10, "tx-old").result is WalletResult.CODE_INVALID
+    assert pay_code(counter, future, 10, "tx-next").result is WalletResult.CODE_INVALID
+    counter.clock.advance(paycodes.STEP_SECONDS - 1)  # the last second of the grace
+    assert pay_code(counter, previous, 10, "tx-grace").ok
+    counter.clock.advance(1)
+    late = code_now(counter, device, seconds_ago=2 * paycodes.STEP_SECONDS)
+    assert pay_code(counter, late, 10, "tx-late").result is WalletResult.CODE_INVALID
+    assert available(counter) == 9_990
+
+
+def test_bad_codes_get_one_answer_that_tells_nothing_and_move_nothing(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    good = code_now(counter, device)
+    wrong_password = good[:-6] + f"{(int(good[-6:]) + 1) % 10**6:06d}"
+    other_number = good[:2] + f"{(int(good[2:12]) + 1) % 10**10:010d}" + good[12:]
+    for code in ("", "28", "1" * 18, good[:-1], good + "0", "28abcdefghij123456", wrong_password, other_number,
+                 "\uff12\uff18" + good[2:]):  # fmt: skip
+        reply = pay_code(counter, code, 10, f"tx-{code}")
+        assert reply.result is WalletResult.CODE_INVALID, code
+        assert reply.message == "code: not a payment code of this tenant valid now (codes turn every 30 seconds)"
+    # another tenant's terminal cannot take shop A's code
+    shop(counter, "shop-b")
+    with counter.op() as op:
+        foreign = counter.wallets.pay_by_code(
+            op, CodePayment(tenant="shop-b", code=good, amount=10, terminal="t", transaction="x")
+        )
+    assert foreign.result is WalletResult.CODE_INVALID and available(counter) == 10_000
+    for terminal, transaction in (("", "x"), ("t", ""), ("t", "x" * 256), ("t\n", "x")):
+        with counter.op() as op:
+            reply = counter.wallets.pay_by_code(
+                op, CodePayment(tenant="shop-a", code=good, amount=10, terminal=terminal, transaction=transaction)
+            )
+        assert reply.result is WalletResult.IDEMPOTENCY_KEY_INVALID
+    # the code is still good: none of that used it
+    assert pay_code(counter, good, 10, "tx-good").ok
+
+
+def test_a_declined_code_payment_leaves_the_code_for_another_and_a_revoked_device_pays_no_more(
+    counter: WalletBench,
+) -> None:
+    device = enrolled(counter)
+    code = code_now(counter, device)
+    declined = pay_code(counter, code, 20_000, "tx-big")
+    assert declined.result is WalletResult.INSUFFICIENT_FUNDS and available(counter) == 10_000
+    assert pay_code(counter, code, 20_000, "tx-big").replayed  # the decline is remembered for its retries
+    assert pay_code(counter, code, 2_000, "tx-smaller").ok
+    with counter.op() as op:
+        revoked = counter.wallets.revoke_device(op, "shop-a", device.device_id)
+    assert revoked.ok and revoked.revoked_at and not revoked.seed
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    assert pay_code(counter, code_now(counter, device), 10, "tx-after").result is WalletResult.CODE_INVALID
+    with counter.op() as op:
+        assert counter.wallets.revoke_device(op, "shop-a", 12345).result is WalletResult.DEVICE_NOT_FOUND
+        assert counter.wallets.revoke_device(op, "shop-a", device.device_id).revoked_at == revoked.revoked_at
+
+
+def test_devices_are_enrolled_once_per_key_listed_and_survive_a_restart(counter: WalletBench) -> None:
+    first = enrolled(counter)
+    again = enrolled(counter)
+    assert again.replayed and (again.device_id, again.number, again.seed) == (first.device_id, first.number, first.seed)
+    with counter.op() as op:
+        reused = counter.wallets.enroll_device(op, "shop-a", "anna", "another name", "phone-1")
+        missing = counter.wallets.enroll_device(op, "shop-a", "nobody", "x", "phone-9")
+    assert reused.result is WalletResult.IDEMPOTENCY_KEY_REUSED and missing.result is WalletResult.WALLET_NOT_FOUND
+    second = enrolled(counter, key="tablet", name="Anna's tablet")
+    assert second.number != first.number and second.seed != first.seed and second.code_key == first.code_key
+    listed = counter.wallets.devices("shop-a", "anna")
+    assert isinstance(listed, list) and [d.device_id for d in listed] == [first.device_id, second.device_id]
+    assert all(not d.seed for d in listed)
+    code = code_now(counter, second)
+    assert pay_code(counter, code, 10, "tx-1").ok
+    # a restart rebuilds devices and used codes from the journal; a snapshot carries them too
+    for wallets in (counter.restarted(), _from_snapshot(counter)):
+        counter.wallets = wallets
+        assert pay_code(counter, code, 10, "tx-2").result is WalletResult.CODE_USED
+        counter.clock.advance(paycodes.STEP_SECONDS)
+        assert pay_code(counter, code_now(counter, first), 10, f"tx-{id(wallets)}").ok
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("device.enrolled") == 2 and "payment.succeeded" in kinds
+
+
+def _from_snapshot(bench: WalletBench) -> object:
+    from ledger.wallet import Wallets
+
+    restored = Wallets()
+    restored.restore(bench.wallets.snapshot())
+    return restored
+
+
+def test_used_codes_are_forgotten_once_no_code_of_their_window_is_taken(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    for n in range(CODES_KEPT_STEPS + 3):
+        assert pay_code(counter, code_now(counter, device), 1, f"tx-{n}").ok
+        counter.clock.advance(paycodes.STEP_SECONDS)
+    assert len(counter.wallets.state.codes_used) <= CODES_KEPT_STEPS + 1
+
+
+@given(st.binary(min_size=32, max_size=32), st.integers(1, paycodes.NUMBER_MODULUS - 1), st.integers(0, 2**40))
+def test_a_code_reads_back_as_its_device_number_in_its_window(seed: bytes, number: int, step: int) -> None:
+    key = seed[::-1]
+    code = paycodes.make_code(seed, key, number, step)
+    parsed = paycodes.parse_code(code)
+    assert parsed is not None
+    masked, password = parsed
+    now = step * paycodes.STEP_SECONDS * 10**9
+    assert (step, number) in paycodes.candidates(key, masked, now)
+    assert paycodes.password_matches(seed, step, password)
