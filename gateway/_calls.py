@@ -132,7 +132,8 @@ def settings_message(settings: Any) -> wallet_pb2.TenantSettings:
         topup_min=settings.topup_min, topup_max=settings.topup_max, partial_payment=settings.partial_payment,
         fee_fixed=settings.fee_fixed, fee_per_mille=settings.fee_per_mille, max_balance=settings.max_balance,
         credit_expiry_seconds=settings.credit_expiry_seconds, low_balance_threshold=settings.low_balance_threshold,
-        refund_to_credit=settings.refund_to_credit,
+        refund_to_credit=settings.refund_to_credit, pin_above=settings.pin_above, pin_attempts=settings.pin_attempts,
+        pin_lock_seconds=settings.pin_lock_seconds,
     )  # fmt: skip
 
 

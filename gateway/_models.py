@@ -42,6 +42,12 @@ class TenantSettings(Strict):
     credit_expiry_seconds: Annotated[int, msgspec.Meta(ge=0, le=AMOUNT_MAX)] = 0
     low_balance_threshold: OptionalAmount = 0
     refund_to_credit: bool = False
+    pin_above: OptionalAmount = 0
+    """A payment by code above this amount needs the wallet's payment PIN (0: none does)."""
+    pin_attempts: Annotated[int, msgspec.Meta(ge=0, le=20)] = 0
+    """Wrong PINs in a row that lock the wallet's code payments (0: 5)."""
+    pin_lock_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400)] = 0
+    """How long the lock lasts (0: 900 s)."""
 
 
 class CreateTenant(Strict):
@@ -524,7 +530,7 @@ EVENT_TYPES: Final = (
     "wallet.balance_below", "hold.authorized", "hold.captured", "hold.voided", "hold.expired", "hold.refused",
     "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
     "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
-    "device.revoked",
+    "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]

@@ -94,6 +94,9 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
                                         "The payment code is not one of this tenant valid now"),
     R.WALLET_RESULT_CODE_USED: _kind(_CONFLICT, "code_used", "The payment code paid already"),
     R.WALLET_RESULT_DEVICE_NOT_FOUND: _kind(_NOT_FOUND, "device_not_found", "No such device"),
+    R.WALLET_RESULT_PIN_REQUIRED: _kind(_DECLINED, "pin_required", "The payment needs the customer's PIN"),
+    R.WALLET_RESULT_PIN_INVALID: _kind(_DECLINED, "pin_invalid", "The PIN is wrong, or may not be a PIN"),
+    R.WALLET_RESULT_PIN_LOCKED: _kind(_DECLINED, "pin_locked", "Wrong PINs locked the wallet's code payments"),
 }  # fmt: skip
 """HTTP status and problem code of every wallet result but OK: 400 for what the request got wrong, 402 for
 what the wallet or the tenant's policy declines, 404 for an unknown id, 409 for a state that forbids it,

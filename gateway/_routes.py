@@ -96,7 +96,8 @@ def _tenant(reply: wallet_pb2.TenantReply) -> Tenant:
         name=s.name, self_topup=s.self_topup, topup_amounts=list(s.topup_amounts), topup_min=s.topup_min,
         topup_max=s.topup_max, partial_payment=s.partial_payment, fee_fixed=s.fee_fixed,
         fee_per_mille=s.fee_per_mille, max_balance=s.max_balance, credit_expiry_seconds=s.credit_expiry_seconds,
-        low_balance_threshold=s.low_balance_threshold, refund_to_credit=s.refund_to_credit,
+        low_balance_threshold=s.low_balance_threshold, refund_to_credit=s.refund_to_credit, pin_above=s.pin_above,
+        pin_attempts=s.pin_attempts, pin_lock_seconds=s.pin_lock_seconds,
     )  # fmt: skip
     return Tenant(id=reply.tenant, currency=reply.currency, currency_scale=reply.currency_scale, ledger=reply.ledger,
                   settings=settings, accounts=dict(sorted(reply.accounts.items())))  # fmt: skip

@@ -422,6 +422,21 @@ class Client(ClientSteps):
         reply: wallet_pb2.PayReply = run_sync(self._wallet("PayByCode", request, timeout), self._perform)
         return reply
 
+    def set_pin(self, request: wallet_pb2.SetPinRequest, *, timeout: float | None = None) -> wallet_pb2.PinReply:
+        """Set or change a wallet's payment PIN."""
+        reply: wallet_pb2.PinReply = run_sync(self._wallet("SetPin", request, timeout), self._perform)
+        return reply
+
+    def get_pin_status(self, request: wallet_pb2.WalletRequest, *, timeout: float | None = None) -> wallet_pb2.PinReply:
+        """Whether a wallet has a PIN, its wrong tries and any lock."""
+        reply: wallet_pb2.PinReply = run_sync(self._wallet("GetPinStatus", request, timeout), self._perform)
+        return reply
+
+    def unlock_pin(self, request: wallet_pb2.UnlockPinRequest, *, timeout: float | None = None) -> wallet_pb2.PinReply:
+        """An operator lifts the lock wrong PINs put on a wallet's code payments."""
+        reply: wallet_pb2.PinReply = run_sync(self._wallet("UnlockPin", request, timeout), self._perform)
+        return reply
+
     def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -45,6 +46,7 @@ from ledger.wallet import (
     HoldReply,
     Operation,
     Payment,
+    PinReply,
     Refund,
     RefundReply,
     Settlement,
@@ -67,7 +69,10 @@ from ledger.wallet import (
     decode_cursor,
     encode_cursor,
     events_of,
+    hash_pin,
     parse_cursor,
+    pin_matches,
+    pin_problem,
     settlement,
     settlement_csv,
     statement,
@@ -124,6 +129,9 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "ListDevices": _P.WALLET_READ,
     "RevokeDevice": _P.WALLET_TOPUP,
     "PayByCode": _P.WALLET_PAY,
+    "SetPin": _P.WALLET_TOPUP,
+    "GetPinStatus": _P.WALLET_READ,
+    "UnlockPin": _P.WALLET_BOOK,
     # statements and settlement
     "GetStatement": _P.WALLET_READ,
     "GetSettlement": _P.WALLET_TENANT,
@@ -196,6 +204,15 @@ def _device_reply(reply: DeviceReply) -> wallet_pb2.DeviceReply:
     return message
 
 
+def _pin_reply(reply: PinReply) -> wallet_pb2.PinReply:
+    message = wallet_pb2.PinReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message, wallet_id=format_id(reply.wallet_id), pin_set=reply.pin_set, failures=reply.failures,
+    )  # fmt: skip
+    _timestamp(message.locked_until, reply.locked_until)
+    return message
+
+
 def _settings(message: wallet_pb2.TenantSettings) -> TenantSettings:
     return TenantSettings(
         name=message.name,
@@ -210,6 +227,9 @@ def _settings(message: wallet_pb2.TenantSettings) -> TenantSettings:
         credit_expiry_seconds=message.credit_expiry_seconds,
         low_balance_threshold=message.low_balance_threshold,
         refund_to_credit=message.refund_to_credit,
+        pin_above=message.pin_above,
+        pin_attempts=message.pin_attempts,
+        pin_lock_seconds=message.pin_lock_seconds,
     )
 
 
@@ -798,15 +818,57 @@ class WalletService:
         return await self._call(context, "RevokeDevice", wallet_pb2.RevokeDeviceRequest, request, step)
 
     async def PayByCode(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        def step(message: wallet_pb2.PayByCodeRequest, op: Operation) -> Message:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.PayByCodeRequest, request, "PayByCode", REQUEST_BYTES_MAX["PayByCode"])
+            check_tenant(message.tenant)
+            pin_ok: bool | None = None
+            if message.pin:  # checked here, in a worker thread, in the same time whether the wallet exists or not
+                stored = self._wallets.pin_hash_for_code(message.tenant, message.code, time.time_ns())
+                pin_ok = await asyncio.to_thread(pin_matches, stored, message.pin)
             paying = CodePayment(
                 tenant=message.tenant, code=message.code, amount=message.amount, terminal=message.terminal,
                 transaction=message.transaction, order_reference=message.order_reference, partial=message.partial,
-                currency=message.currency,
+                currency=message.currency, pin_ok=pin_ok,
             )  # fmt: skip
-            return pay_reply(self._wallets.pay_by_code(op, paying))
+            reply = await self._run(lambda op: pay_reply(self._wallets.pay_by_code(op, paying)))
+            self._count("PayByCode", reply)
+            return reply.SerializeToString()
 
-        return await self._call(context, "PayByCode", wallet_pb2.PayByCodeRequest, request, step)
+        return await call(context, "PayByCode", work, self._refusals)
+
+    async def SetPin(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.SetPinRequest, request, "SetPin", REQUEST_BYTES_MAX["SetPin"])
+            check_tenant(message.tenant)
+            problem = pin_problem(message.pin)
+            if problem is not None:
+                reply = wallet_pb2.PinReply(result=wallet_pb2.WALLET_RESULT_PIN_INVALID, message=problem)
+            else:
+                hashed = await asyncio.to_thread(hash_pin, message.pin)
+                reply = await self._run(
+                    lambda op: _pin_reply(self._wallets.set_pin(op, message.tenant, message.customer, hashed))
+                )
+            self._count("SetPin", reply)
+            return reply.SerializeToString()
+
+        return await call(context, "SetPin", work, self._refusals)
+
+    async def GetPinStatus(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.WalletRequest, op: Operation) -> Message:
+            return _pin_reply(self._wallets.pin_status(message.tenant, message.customer))
+
+        return await self._call(context, "GetPinStatus", wallet_pb2.WalletRequest, request, step)
+
+    async def UnlockPin(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.UnlockPinRequest, op: Operation) -> Message:
+            if not message.operator or not message.reason:
+                raise MalformedRequest("UnlockPin: operator and reason (1 to 255 characters each) are required")
+            reply = self._wallets.unlock_pin(
+                op, message.tenant, message.customer, actor=f"{_actor()} as {message.operator}", reason=message.reason
+            )
+            return _pin_reply(reply)
+
+        return await self._call(context, "UnlockPin", wallet_pb2.UnlockPinRequest, request, step)
 
     async def EmptyWallet(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.EmptyWalletRequest, op: Operation) -> Message:

@@ -50,6 +50,9 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_CODE_INVALID: _ClassVar[WalletResult]
     WALLET_RESULT_CODE_USED: _ClassVar[WalletResult]
     WALLET_RESULT_DEVICE_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_PIN_REQUIRED: _ClassVar[WalletResult]
+    WALLET_RESULT_PIN_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_PIN_LOCKED: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -133,6 +136,9 @@ WALLET_RESULT_GRANT_RUN_REFUSED: WalletResult
 WALLET_RESULT_CODE_INVALID: WalletResult
 WALLET_RESULT_CODE_USED: WalletResult
 WALLET_RESULT_DEVICE_NOT_FOUND: WalletResult
+WALLET_RESULT_PIN_REQUIRED: WalletResult
+WALLET_RESULT_PIN_INVALID: WalletResult
+WALLET_RESULT_PIN_LOCKED: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -165,7 +171,7 @@ STATEMENT_KIND_WRITE_OFF: StatementKind
 STATEMENT_KIND_OTHER: StatementKind
 
 class TenantSettings(_message.Message):
-    __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit")
+    __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit", "pin_above", "pin_attempts", "pin_lock_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SELF_TOPUP_FIELD_NUMBER: _ClassVar[int]
     TOPUP_AMOUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +184,9 @@ class TenantSettings(_message.Message):
     CREDIT_EXPIRY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOW_BALANCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REFUND_TO_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    PIN_ABOVE_FIELD_NUMBER: _ClassVar[int]
+    PIN_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PIN_LOCK_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     self_topup: bool
     topup_amounts: _containers.RepeatedScalarFieldContainer[int]
@@ -190,7 +199,10 @@ class TenantSettings(_message.Message):
     credit_expiry_seconds: int
     low_balance_threshold: int
     refund_to_credit: bool
-    def __init__(self, name: _Optional[str] = ..., self_topup: _Optional[bool] = ..., topup_amounts: _Optional[_Iterable[int]] = ..., topup_min: _Optional[int] = ..., topup_max: _Optional[int] = ..., partial_payment: _Optional[bool] = ..., fee_fixed: _Optional[int] = ..., fee_per_mille: _Optional[int] = ..., max_balance: _Optional[int] = ..., credit_expiry_seconds: _Optional[int] = ..., low_balance_threshold: _Optional[int] = ..., refund_to_credit: _Optional[bool] = ...) -> None: ...
+    pin_above: int
+    pin_attempts: int
+    pin_lock_seconds: int
+    def __init__(self, name: _Optional[str] = ..., self_topup: _Optional[bool] = ..., topup_amounts: _Optional[_Iterable[int]] = ..., topup_min: _Optional[int] = ..., topup_max: _Optional[int] = ..., partial_payment: _Optional[bool] = ..., fee_fixed: _Optional[int] = ..., fee_per_mille: _Optional[int] = ..., max_balance: _Optional[int] = ..., credit_expiry_seconds: _Optional[int] = ..., low_balance_threshold: _Optional[int] = ..., refund_to_credit: _Optional[bool] = ..., pin_above: _Optional[int] = ..., pin_attempts: _Optional[int] = ..., pin_lock_seconds: _Optional[int] = ...) -> None: ...
 
 class CreateTenantRequest(_message.Message):
     __slots__ = ("tenant", "currency", "settings")
@@ -1040,7 +1052,7 @@ class RevokeDeviceRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class PayByCodeRequest(_message.Message):
-    __slots__ = ("tenant", "code", "amount", "terminal", "transaction", "order_reference", "partial", "currency")
+    __slots__ = ("tenant", "code", "amount", "terminal", "transaction", "order_reference", "partial", "currency", "pin")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -1049,6 +1061,7 @@ class PayByCodeRequest(_message.Message):
     ORDER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     code: str
     amount: int
@@ -1057,4 +1070,43 @@ class PayByCodeRequest(_message.Message):
     order_reference: str
     partial: bool
     currency: str
-    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ...) -> None: ...
+    pin: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class SetPinRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "pin")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    pin: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class UnlockPinRequest(_message.Message):
+    __slots__ = ("tenant", "customer", "operator", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    customer: str
+    operator: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., customer: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PinReply(_message.Message):
+    __slots__ = ("result", "message", "wallet_id", "pin_set", "failures", "locked_until")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    PIN_SET_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    wallet_id: str
+    pin_set: bool
+    failures: int
+    locked_until: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., wallet_id: _Optional[str] = ..., pin_set: _Optional[bool] = ..., failures: _Optional[int] = ..., locked_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -184,6 +184,21 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
                 _registered_method=True)
+        self.SetPin = channel.unary_unary(
+                '/wallet.v1.Wallet/SetPin',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.SetPinRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+                _registered_method=True)
+        self.GetPinStatus = channel.unary_unary(
+                '/wallet.v1.Wallet/GetPinStatus',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.WalletRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+                _registered_method=True)
+        self.UnlockPin = channel.unary_unary(
+                '/wallet.v1.Wallet/UnlockPin',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+                _registered_method=True)
         self.GetStatement = channel.unary_unary(
                 '/wallet.v1.Wallet/GetStatement',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
@@ -408,6 +423,26 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPin(self, request, context):
+        """Set or change a wallet's payment PIN (4 to 6 digits, not a run; kept as an Argon2id hash only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPinStatus(self, request, context):
+        """Whether a wallet has a PIN, its wrong tries and any lock; an operator lifts a lock with UnlockPin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockPin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatement(self, request, context):
         """-- Statements and settlement (messages at the end of this file) --
 
@@ -578,6 +613,21 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.PayByCode,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
+            ),
+            'SetPin': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPin,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.SetPinRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PinReply.SerializeToString,
+            ),
+            'GetPinStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPinStatus,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.WalletRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PinReply.SerializeToString,
+            ),
+            'UnlockPin': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockPin,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PinReply.SerializeToString,
             ),
             'GetStatement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatement,
@@ -1400,6 +1450,87 @@ class Wallet:
             '/wallet.v1.Wallet/PayByCode',
             ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/SetPin',
+            ledger_dot_v1_dot_wallet__pb2.SetPinRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPinStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetPinStatus',
+            ledger_dot_v1_dot_wallet__pb2.WalletRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockPin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/UnlockPin',
+            ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,7 @@ from ._domain import (
     Operation,
     Payment,
     PaymentReply,
+    PinReply,
     Refund,
     RefundReply,
     Reply,
@@ -34,6 +35,7 @@ from ._events import WalletEvent, cursor_after_commit, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
 from ._paycodes import GRACE_STEPS as CODE_GRACE_STEPS
 from ._paycodes import STEP_SECONDS as CODE_STEP_SECONDS
+from ._pins import hash_pin, pin_matches, pin_problem
 from ._state import Booking, WalletState, decode_records, encode_record
 from ._statements import (
     STATEMENT_LIMIT_DEFAULT,
@@ -60,9 +62,13 @@ from ._vouchers import normalized as normalized_voucher_code
 __all__ = [
     "EVENT_TYPES_ALL",
     "CODE_GRACE_STEPS",
+    "hash_pin",
+    "pin_matches",
+    "pin_problem",
     "CODE_STEP_SECONDS",
     "CodePayment",
     "DeviceReply",
+    "PinReply",
     "WalletEvent",
     "events_of",
     "parse_cursor",

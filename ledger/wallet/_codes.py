@@ -76,6 +76,12 @@ class WalletResult(IntEnum):
     CODE_USED = 36
     """The payment code already paid: a code pays once (the device shows the next one a window later)."""
     DEVICE_NOT_FOUND = 37
+    PIN_REQUIRED = 38
+    """The payment is above the tenant's pin_above and came without the wallet's PIN (or the wallet has none)."""
+    PIN_INVALID = 39
+    """A wrong PIN (the message says how many tries are left), or, setting one, a PIN that may not be one."""
+    PIN_LOCKED = 40
+    """Wrong PINs locked the wallet's code payments for a while (the message says until when)."""
 
 
 class AccountCode(IntEnum):

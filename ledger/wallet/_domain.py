@@ -29,6 +29,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from ledger.records.codes import AccountFlags, CreateAccountResult, CreateTransferResult, TransferFlags
@@ -246,6 +247,16 @@ class DeviceReply(Reply):
 
 
 @dataclass(slots=True, kw_only=True)
+class PinReply(Reply):
+    wallet_id: int = 0
+    pin_set: bool = False
+    failures: int = 0
+    """Wrong PINs in a row so far."""
+    locked_until: int = 0
+    """0: not locked."""
+
+
+@dataclass(slots=True, kw_only=True)
 class RefundReply(Reply):
     refund_id: int = 0
     payment_id: int = 0
@@ -368,6 +379,9 @@ class CodePayment:
     """Empty: the transaction id."""
     partial: bool = False
     currency: str = ""
+    pin_ok: bool | None = None
+    """The PIN the customer gave, checked by the caller against `pin_hash_for_code` in a worker thread (the
+    writer never runs Argon2): None if none was given."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -497,6 +511,13 @@ _CODE_REFUSALS: Final = {
     WalletResult.CODE_INVALID: "code: not a payment code of this tenant valid now (codes turn every 30 seconds)",
     WalletResult.CODE_USED: "code: it paid already; the customer's phone shows the next one shortly",
 }
+
+
+def _locked(until: int) -> str:
+    moment = datetime.fromtimestamp(until / NANOSECONDS_PER_SECOND, UTC).isoformat(timespec="seconds")
+    return f"pin: too many wrong PINs; the wallet's code payments are locked until {moment}"
+
+
 _KEY_REUSED: Final = "key: this idempotency key was used before for a different request"
 
 
@@ -598,9 +619,12 @@ class Wallets:
         self.state.apply_record(record)
         op.record(encode_record(record))
 
-    def _remember(self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R, **details: Any) -> R:
+    def _remember(
+        self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R, facts: list[Fact] | None = None,
+        **details: Any,
+    ) -> R:  # fmt: skip
         """Journal a reply the engine cannot rebuild, so a retry replays it; `details` (whose operation it
-        was: customer, amount, order) go into its record and event."""
+        was: customer, amount, order) go into its record and event, `facts` into its record."""
         record: Record = {
             "op": kind,
             "tenant": tenant,
@@ -609,7 +633,7 @@ class Wallets:
             **details,
             "result": reply.result.name,
             "message": reply.message,
-            "facts": [["reply", key_id, fp, reply.to_json()]],
+            "facts": [["reply", key_id, fp, reply.to_json()], *(facts or [])],
         }
         self._commit(op, record)
         return reply
@@ -1236,13 +1260,109 @@ class Wallets:
         if not isinstance(found, tuple):
             reply = PaymentReply(result=found, message=_CODE_REFUSALS[found], requested=request.amount)
             return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, requested=request.amount,
-                                  order=order, **details)  # fmt: skip
+                                  order=order, terminal=request.terminal, transaction=request.transaction)  # fmt: skip
         device, step = found
+        pin_rule = self._pin_rule(tenant, device.wallet, request, op.now())
+        if isinstance(pin_rule, tuple):
+            result, message, facts = pin_rule
+            reply = PaymentReply(result=result, message=message, requested=request.amount)
+            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, facts,
+                                  customer=device.customer, wallet=device.wallet, requested=request.amount,
+                                  order=order, terminal=request.terminal, transaction=request.transaction)  # fmt: skip
         payment = Payment(tenant=request.tenant, customer=device.customer, amount=request.amount,
                           key=request.transaction, order_reference=order, partial=request.partial,
                           currency=request.currency)  # fmt: skip
-        return self._make_payment(op, tenant, payment, key_id, fp, [["code_used", device.device_id, step, key_id]],
-                                  device=f"{device.device_id:032x}", **details)  # fmt: skip
+        facts = [["code_used", device.device_id, step, key_id], *pin_rule]
+        return self._make_payment(op, tenant, payment, key_id, fp, facts, device=f"{device.device_id:032x}",
+                                  **details)  # fmt: skip
+
+    def _pin_rule(
+        self, tenant: Tenant, wallet: int, request: CodePayment, now: int
+    ) -> tuple[WalletResult, str, list[Fact]] | list[Fact]:
+        """The PIN's say on a code payment: (result, message, facts) if it refuses it (a wrong PIN counts, the
+        last allowed locks), else the facts that go with the payment (a right PIN clears the count)."""
+        settings = tenant.settings
+        locked_until = self.state.pin_locks.get(wallet, 0)
+        if locked_until > now:
+            return WalletResult.PIN_LOCKED, _locked(locked_until), []
+        if request.pin_ok is False:
+            failures = self.state.pin_failures.get(wallet, 0) + 1
+            if failures >= settings.attempts_allowed:
+                until = now + settings.lock_seconds * NANOSECONDS_PER_SECOND
+                return WalletResult.PIN_LOCKED, _locked(until), [["pin_failed", wallet], ["pin_locked", wallet, until]]
+            left = settings.attempts_allowed - failures
+            return (
+                WalletResult.PIN_INVALID,
+                f"pin: wrong; {left} more wrong would lock code payments",
+                [["pin_failed", wallet]],
+            )
+        if settings.pin_above and request.amount > settings.pin_above and request.pin_ok is not True:
+            missing = "the customer has set no payment PIN" if wallet not in self.state.pins else "none was given"
+            money = tenant.currency
+            return (
+                WalletResult.PIN_REQUIRED,
+                f"pin: a payment above {money.format(settings.pin_above)} needs the customer's PIN, and {missing}",
+                [],
+            )
+        return [["pin_reset", wallet]] if request.pin_ok and wallet in self.state.pin_failures else []
+
+    def pin_hash_for_code(self, tenant_id: str, code: str, now: int) -> str | None:
+        """The PIN hash of the wallet whose device shows `code` (None: no such device, or no PIN): what the
+        caller checks a PIN against before PayByCode. Reads only; a stale answer is checked again by the rule."""
+        tenant = self.state.tenants.get(tenant_id)
+        parsed = paycodes.parse_code(code) if tenant is not None else None
+        if tenant is None or parsed is None:
+            return None
+        masked, password = parsed
+        key = paycodes.code_key(tenant.secret)
+        for step, number in paycodes.candidates(key, masked, now):
+            device_id = self.state.device_numbers.get((tenant_id, number))
+            if device_id is not None and paycodes.password_matches(
+                paycodes.device_seed(tenant.secret, device_id), step, password
+            ):
+                return self.state.pins.get(self.state.devices[device_id].wallet)
+        return None
+
+    def set_pin(self, op: Operation, tenant_id: str, customer: str, hashed: str) -> PinReply:
+        """Set or change the wallet's payment PIN (`hashed`: its Argon2id hash, made by the caller after
+        ledger.wallet._pins.pin_problem passed it); any lock and count of wrong PINs end."""
+        found = self._pin_wallet(tenant_id, customer)
+        if isinstance(found, PinReply):
+            return found
+        if not hashed.startswith("$argon2id$"):
+            return PinReply(result=WalletResult.PIN_INVALID, message="pin: not an Argon2id hash")
+        self._commit(op, {"op": "pin_set", "tenant": tenant_id, "at": op.now(), "wallet": found,
+                          "facts": [["pin", found, hashed]]})  # fmt: skip
+        return self._pin_reply(found)
+
+    def unlock_pin(self, op: Operation, tenant_id: str, customer: str, *, actor: str, reason: str) -> PinReply:
+        """An operator lifts the lock wrong PINs put on the wallet's code payments (and clears the count)."""
+        found = self._pin_wallet(tenant_id, customer)
+        if isinstance(found, PinReply):
+            return found
+        if found in self.state.pin_locks or found in self.state.pin_failures:
+            self._commit(op, {"op": "wallet_unlocked", "tenant": tenant_id, "at": op.now(), "wallet": found,
+                              "actor": actor, "reason": reason[:REFERENCE_LENGTH_MAX],
+                              "facts": [["pin_reset", found]]})  # fmt: skip
+        return self._pin_reply(found)
+
+    def pin_status(self, tenant_id: str, customer: str) -> PinReply:
+        found = self._pin_wallet(tenant_id, customer)
+        return found if isinstance(found, PinReply) else self._pin_reply(found)
+
+    def _pin_wallet(self, tenant_id: str, customer: str) -> int | PinReply:
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return PinReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_customer(customer)) is not None:
+            return PinReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        return wallet
+
+    def _pin_reply(self, wallet: int) -> PinReply:
+        return PinReply(wallet_id=wallet, pin_set=wallet in self.state.pins,
+                        failures=self.state.pin_failures.get(wallet, 0),
+                        locked_until=self.state.pin_locks.get(wallet, 0))  # fmt: skip
 
     def _device_of(self, tenant: Tenant, code: str, now: int) -> tuple[Device, int] | WalletResult:
         """The device that showed `code` and its window, or CODE_INVALID (whatever the reason) or CODE_USED."""

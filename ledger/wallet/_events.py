@@ -52,11 +52,15 @@ EVENT_TYPES: Final = {
     "vouchers_expired": "voucher.expired",
     "device_enrolled": "device.enrolled",
     "device_revoked": "device.revoked",
+    "pin_set": "wallet.pin_set",
+    "wallet_unlocked": "wallet.unlocked",
 }
 """Event type by record kind; a record of a kind not listed here yields no event."""
 BALANCE_BELOW: Final = "wallet.balance_below"
 """A wallet's balance fell below its tenant's low_balance_threshold (once per crossing)."""
-TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW})
+WALLET_LOCKED: Final = "wallet.locked"
+"""Wrong PINs locked a wallet's code payments (from the declined payment that locked it)."""
+TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED})
 _CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
 _INDEX_LAST: Final = 999_999_999
 """The largest record index a cursor may name: past any commit's last record."""
@@ -134,3 +138,6 @@ def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent
         if fact[0] == "below" and fact[2]:
             below = {"op": "balance_below", "at": at, "wallet": f"{fact[1]:032x}", "tenant": tenant}
             yield WalletEvent(f"{cursor}.below", cursor, BALANCE_BELOW, tenant, fact[1], 0, 0, at, below)
+        elif fact[0] == "pin_locked":
+            locked = {"op": "wallet_locked", "at": at, "wallet": f"{fact[1]:032x}", "tenant": tenant, "until": fact[2]}
+            yield WalletEvent(f"{cursor}.locked", cursor, WALLET_LOCKED, tenant, fact[1], 0, 0, at, locked)

@@ -290,6 +290,12 @@ class WalletState:
     """Enrolled payment-code devices by id (revoked ones too: their codes are refused)."""
     device_numbers: dict[tuple[str, int], int] = field(default_factory=dict)
     """(tenant, device number) -> device id."""
+    pins: dict[int, str] = field(default_factory=dict)
+    """Wallet -> its payment PIN's Argon2id hash."""
+    pin_failures: dict[int, int] = field(default_factory=dict)
+    """Wallet -> wrong PINs in a row (none once a right one or an unlock came)."""
+    pin_locks: dict[int, int] = field(default_factory=dict)
+    """Wallet -> until when (ns) wrong PINs locked its code payments."""
     codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
     """(device id, window) -> the payment it made: a code pays once. Windows older than CODES_KEPT_STEPS
     before the newest one used are forgotten (no code of them is taken any more)."""
@@ -461,6 +467,21 @@ class WalletState:
     def _device_revoked(self, device_id: int, at: int) -> None:
         self.devices[device_id].revoked_at = at
 
+    def _pin(self, wallet: int, hashed: str) -> None:
+        self.pins[wallet] = hashed
+        self._pin_reset(wallet)
+
+    def _pin_failed(self, wallet: int) -> None:
+        self.pin_failures[wallet] = self.pin_failures.get(wallet, 0) + 1
+
+    def _pin_locked(self, wallet: int, until: int) -> None:
+        self.pin_locks[wallet] = until
+        self.pin_failures.pop(wallet, None)
+
+    def _pin_reset(self, wallet: int) -> None:
+        self.pin_failures.pop(wallet, None)
+        self.pin_locks.pop(wallet, None)
+
     def _code_used(self, device_id: int, step: int, payment_id: int) -> None:
         self.codes_used[(device_id, step)] = payment_id
         if len(self.codes_used) > 1 and next(iter(self.codes_used))[1] < step - CODES_KEPT_STEPS:
@@ -490,6 +511,9 @@ class WalletState:
             "sweeps": self.sweeps,
             "devices": [device.to_json() for device in self.devices.values()],
             "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
+            "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
+            "pin_failures": [[wallet, count] for wallet, count in self.pin_failures.items()],
+            "pin_locks": [[wallet, until] for wallet, until in self.pin_locks.items()],
         }
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         grants = b"".join(
@@ -546,6 +570,9 @@ class WalletState:
         for device in data.get("devices", ()):  # none in snapshots taken before devices were kept
             state._device(*device)
         state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
+        state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
+        state.pin_failures = {wallet: count for wallet, count in data.get("pin_failures", ())}
+        state.pin_locks = {wallet: until for wallet, until in data.get("pin_locks", ())}
         return state
 
     def _restore_grants(self, view: memoryview) -> None:
@@ -583,6 +610,10 @@ _HANDLERS: Final[dict[str, Any]] = {
     "device": WalletState._device,
     "device_revoked": WalletState._device_revoked,
     "code_used": WalletState._code_used,
+    "pin": WalletState._pin,
+    "pin_failed": WalletState._pin_failed,
+    "pin_locked": WalletState._pin_locked,
+    "pin_reset": WalletState._pin_reset,
     "tenant": WalletState._tenant,
     "settings": WalletState._settings,
     "grant": WalletState._grant,

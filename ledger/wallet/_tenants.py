@@ -23,6 +23,10 @@ FEE_PER_MILLE_MAX: Final = 1000
 CREDIT_EXPIRY_SECONDS_MAX: Final = 100 * 366 * 86_400
 """A hundred years: the longest default lifetime of credit."""
 NAME_LENGTH_MAX: Final = 200
+PIN_ATTEMPTS_DEFAULT: Final = 5
+PIN_ATTEMPTS_MAX: Final = 20
+PIN_LOCK_SECONDS_DEFAULT: Final = 900
+PIN_LOCK_SECONDS_MAX: Final = 7 * 86_400
 _TENANT: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{TENANT_LENGTH_MAX - 1}}}")
 
 WALLET_LEDGER_FIRST: Final = DOMAIN_LEDGER_FIRST
@@ -65,6 +69,20 @@ class TenantSettings:
     """A wallet whose balance falls below this emits one event per crossing (0: none)."""
     refund_to_credit: bool = False
     """The part of a payment paid another way may be refunded into the wallet as store credit."""
+    pin_above: int = 0
+    """A payment by code above this amount needs the wallet's payment PIN (0: none does)."""
+    pin_attempts: int = 0
+    """Wrong PINs in a row that lock the wallet's code payments (0: PIN_ATTEMPTS_DEFAULT)."""
+    pin_lock_seconds: int = 0
+    """How long such a lock lasts (0: PIN_LOCK_SECONDS_DEFAULT); an operator may lift it sooner."""
+
+    @property
+    def attempts_allowed(self) -> int:
+        return self.pin_attempts or PIN_ATTEMPTS_DEFAULT
+
+    @property
+    def lock_seconds(self) -> int:
+        return self.pin_lock_seconds or PIN_LOCK_SECONDS_DEFAULT
 
     def check(self) -> str | None:
         """None if every setting is in bounds, else a message naming the first that is not."""
@@ -85,6 +103,12 @@ class TenantSettings:
             return f"fee_per_mille must be between 0 and {FEE_PER_MILLE_MAX}, got {self.fee_per_mille}"
         if not 0 <= self.credit_expiry_seconds <= CREDIT_EXPIRY_SECONDS_MAX:
             return f"credit_expiry_seconds must be between 0 and {CREDIT_EXPIRY_SECONDS_MAX}"
+        if not 0 <= self.pin_above <= AMOUNT_MAX:
+            return f"pin_above must be between 0 and {AMOUNT_MAX}, got {self.pin_above}"
+        if not 0 <= self.pin_attempts <= PIN_ATTEMPTS_MAX:
+            return f"pin_attempts must be between 0 and {PIN_ATTEMPTS_MAX}, got {self.pin_attempts}"
+        if not 0 <= self.pin_lock_seconds <= PIN_LOCK_SECONDS_MAX:
+            return f"pin_lock_seconds must be between 0 and {PIN_LOCK_SECONDS_MAX}, got {self.pin_lock_seconds}"
         return None
 
     def fee(self, paid: int) -> int:

@@ -63,3 +63,39 @@ def test_a_phones_code_pays_once_across_terminals_and_restarts(store_url: str) -
             assert (await c.get_balance(w.WalletRequest(tenant="bar", customer="anna"))).available == 4_700
 
     asyncio.run(go())
+
+
+def test_pins_over_grpc_lock_after_wrong_tries_and_an_operator_unlocks(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), client(port) as c:
+            settings = w.TenantSettings(pin_above=1_000, pin_attempts=2, pin_lock_seconds=3_600)
+            await c.create_tenant(w.CreateTenantRequest(tenant="bar", currency="EUR", settings=settings))
+            await c.open_wallet(w.WalletRequest(tenant="bar", customer="anna"))
+            await c.top_up(w.TopUpRequest(tenant="bar", customer="anna", amount=5_000, key="t",
+                                          source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+            device = await c.enroll_device(w.EnrollDeviceRequest(tenant="bar", customer="anna", name="phone", key="d1"))
+            weak = await c.set_pin(w.SetPinRequest(tenant="bar", customer="anna", pin="1234"))
+            assert weak.result == w.WALLET_RESULT_PIN_INVALID and "1234" not in weak.message
+            assert (await c.set_pin(w.SetPinRequest(tenant="bar", customer="anna", pin="4711"))).pin_set
+
+            def paying(transaction: str, amount: int, pin: str = "") -> w.PayByCodeRequest:
+                return w.PayByCodeRequest(tenant="bar", code=shown(device), amount=amount, terminal="t",
+                                          transaction=transaction, pin=pin)  # fmt: skip
+
+            assert (await c.pay_by_code(paying("a", 1_500))).result == w.WALLET_RESULT_PIN_REQUIRED
+            assert (await c.pay_by_code(paying("b", 1_500, "0000"))).result == w.WALLET_RESULT_PIN_INVALID
+            assert (await c.pay_by_code(paying("c", 1_500, "9999"))).result == w.WALLET_RESULT_PIN_LOCKED
+            assert (await c.pay_by_code(paying("d", 1_500, "4711"))).result == w.WALLET_RESULT_PIN_LOCKED
+            status = await c.get_pin_status(w.WalletRequest(tenant="bar", customer="anna"))
+            assert status.pin_set and status.locked_until.seconds > time.time()
+            unlocked = await c.unlock_pin(w.UnlockPinRequest(tenant="bar", customer="anna", operator="desk",
+                                                             reason="customer identified"))  # fmt: skip
+            assert unlocked.result == OK and not unlocked.locked_until.seconds
+            paid = await c.pay_by_code(paying("e", 1_500, "4711"))
+            assert paid.result == OK and paid.paid == 1_500
+            # a PIN sent with a code that names no wallet: refused as any bad code, after the same work
+            stranger = w.PayByCodeRequest(tenant="bar", code="28" + "0" * 16, amount=1_500, terminal="t",
+                                          transaction="f", pin="4711")  # fmt: skip
+            assert (await c.pay_by_code(stranger)).result == w.WALLET_RESULT_CODE_INVALID
+
+    asyncio.run(go())

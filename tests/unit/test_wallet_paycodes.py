@@ -180,3 +180,114 @@ def test_a_code_reads_back_as_its_device_number_in_its_window(seed: bytes, numbe
     now = step * paycodes.STEP_SECONDS * 10**9
     assert (step, number) in paycodes.candidates(key, masked, now)
     assert paycodes.password_matches(seed, step, password)
+
+
+# -- payment PINs ------------------------------------------------------------------------------------------
+
+from ledger.wallet import TenantSettings  # noqa: E402 - the PIN tests' own
+from ledger.wallet._pins import hash_pin, pin_matches, pin_problem  # noqa: E402
+
+
+def pin_settings(bench: WalletBench, **settings: int) -> None:
+    with bench.op() as op:
+        assert bench.wallets.configure_tenant(op, "shop-a", TenantSettings(**settings), actor="test").ok
+
+
+def set_pin(bench: WalletBench, pin: str, customer: str = "anna") -> None:
+    assert pin_problem(pin) is None
+    with bench.op() as op:
+        assert bench.wallets.set_pin(op, "shop-a", customer, hash_pin(pin)).ok
+
+
+def pay_with_pin(
+    bench: WalletBench, device: DeviceReply, amount: int, transaction: str, pin: str | None
+) -> PaymentReply:
+    """As the server does: the PIN checked outside the writer against the code's wallet's hash."""
+    code = code_now(bench, device)
+    pin_ok = None
+    if pin is not None:
+        pin_ok = pin_matches(bench.wallets.pin_hash_for_code("shop-a", code, bench.clock.now_ns), pin)
+    with bench.op() as op:
+        return bench.wallets.pay_by_code(
+            op, CodePayment(tenant="shop-a", code=code, amount=amount, terminal="t", transaction=transaction,
+                            pin_ok=pin_ok),
+        )  # fmt: skip
+
+
+def test_a_pin_is_needed_above_the_tenants_amount_exactly(counter: WalletBench) -> None:
+    pin_settings(counter, pin_above=2_000)
+    device = enrolled(counter)
+    assert pay_with_pin(counter, device, 2_000, "at-the-edge", None).ok  # not above: no PIN needed
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    over = pay_with_pin(counter, device, 2_001, "over", None)
+    assert over.result is WalletResult.PIN_REQUIRED and "no payment PIN" in over.message
+    set_pin(counter, "4711")
+    assert pay_with_pin(counter, device, 2_001, "over-2", None).result is WalletResult.PIN_REQUIRED
+    assert pay_with_pin(counter, device, 2_001, "over-3", "4711").ok
+    assert available(counter) == 10_000 - 2_000 - 2_001
+
+
+def test_wrong_pins_lock_code_payments_until_the_time_or_an_operator_unlocks(counter: WalletBench) -> None:
+    pin_settings(counter, pin_above=100, pin_attempts=3, pin_lock_seconds=600)
+    device = enrolled(counter)
+    set_pin(counter, "4711")
+    first = pay_with_pin(counter, device, 500, "w1", "0000")
+    assert first.result is WalletResult.PIN_INVALID and "2 more wrong" in first.message
+    assert pay_with_pin(counter, device, 500, "w1", "0000").replayed  # its retry counts nothing more
+    assert pay_with_pin(counter, device, 500, "w2", "1111").result is WalletResult.PIN_INVALID
+    locked_at = counter.clock.now_ns
+    locked = pay_with_pin(counter, device, 500, "w3", "2222")
+    assert locked.result is WalletResult.PIN_LOCKED and "locked until" in locked.message
+    # locked: even the right PIN and a payment below the PIN amount are refused
+    assert pay_with_pin(counter, device, 500, "r1", "4711").result is WalletResult.PIN_LOCKED
+    assert pay_with_pin(counter, device, 50, "small", None).result is WalletResult.PIN_LOCKED
+    status = counter.wallets.pin_status("shop-a", "anna")
+    assert status.pin_set and status.locked_until == locked_at + 600 * SECOND_NS and status.failures == 0
+    counter.clock.advance(600)
+    assert pay_with_pin(counter, device, 500, "r2", "4711").ok  # the lock ran out
+    counter.clock.advance(paycodes.STEP_SECONDS)  # (the code of that window paid)
+    for n in range(3):
+        pay_with_pin(counter, device, 500, f"again-{n}", "9999")
+    assert pay_with_pin(counter, device, 500, "r3", "4711").result is WalletResult.PIN_LOCKED
+    with counter.op() as op:
+        unlocked = counter.wallets.unlock_pin(op, "shop-a", "anna", actor="ops", reason="customer called")
+    assert unlocked.ok and not unlocked.locked_until and not unlocked.failures
+    assert pay_with_pin(counter, device, 500, "r4", "4711").ok
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("wallet.locked") == 2 and "wallet.unlocked" in kinds and "wallet.pin_set" in kinds
+    # a restart keeps the PIN, its count and locks
+    counter.wallets = counter.restarted()
+    assert counter.wallets.pin_status("shop-a", "anna").pin_set
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    assert pay_with_pin(counter, device, 500, "r5", "4711").ok and available(counter) == 10_000 - 1_500
+
+
+def test_a_right_pin_clears_the_count_and_pins_are_checked_as_pins() -> None:
+    for weak in ("1234", "0000", "98765", "12", "1234567", "12a4", "", "\uff14\uff17\uff11\uff11"):
+        assert pin_problem(weak) is not None, weak
+    for fine in ("4711", "2580", "135790", "90210"):
+        assert pin_problem(fine) is None, fine
+    hashed = hash_pin("4711")
+    assert hashed.startswith("$argon2id$") and "4711" not in hashed
+    assert pin_matches(hashed, "4711") and not pin_matches(hashed, "4712") and not pin_matches(None, "4711")
+    assert not pin_matches("not a hash", "4711")
+
+
+def test_a_pin_check_does_the_same_argon2_work_whether_the_wallet_has_a_pin_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledger.wallet import _pins
+
+    checked: list[str] = []
+    real = _pins._HASHER
+
+    class Counting:
+        def verify(self, stored: str, pin: str) -> bool:
+            checked.append(stored)
+            return real.verify(stored, pin)
+
+    hashed = hash_pin("4711")
+    monkeypatch.setattr(_pins, "_HASHER", Counting())
+    assert not pin_matches(None, "4711") and not pin_matches(hashed, "4712") and pin_matches(hashed, "4711")
+    assert checked == [_pins.DUMMY_HASH, hashed, hashed]  # one Argon2id verification each, the dummy's too
+    assert _pins.DUMMY_HASH.split("$")[1:4] == hashed.split("$")[1:4]  # with the same parameters
