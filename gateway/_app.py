@@ -30,6 +30,7 @@ from ._calls import Currencies
 from ._clients import Clients
 from ._config import GatewayConfig
 from ._context import ANSWER, REQUEST_ID, request_logger
+from ._counter_routes import COUNTER_ROUTES
 from ._metrics import HttpMetrics
 from ._models import Health, ProblemDetails
 from ._problems import (
@@ -287,14 +288,14 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
-    document_problems([*ROUTES, *WEBHOOK_ROUTES])
+    document_problems([*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES])
 
     @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app = GatewayApp(
-        route_handlers=[*ROUTES, *WEBHOOK_ROUTES, healthz, readyz, metrics_endpoint],
+        route_handlers=[*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, healthz, readyz, metrics_endpoint],
         dependencies=dependencies,
         exception_handlers=handlers,
         lifespan=[lifespan],

@@ -651,3 +651,89 @@ class GrantJob(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     object: str = "grant_job"
+
+
+# -- the counter ------------------------------------------------------------------------------------------
+
+PaymentCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="The 18 digits the phone shows")]
+TerminalText = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class EnrollDevice(Strict):
+    customer: Customer
+    name: Text = ""
+    """What the customer calls the device, e.g. "Anna's phone"."""
+
+
+class Device(msgspec.Struct):
+    id: str
+    wallet_id: str
+    customer: str
+    name: str
+    status: Literal["active", "revoked"]
+    enrolled_at: datetime
+    revoked_at: datetime | None
+    seed: str | None = None
+    """The device's key (64 hex digits): in the answer to its enrolment only."""
+    code_key: str | None = None
+    """The tenant's code key (64 hex digits): in the answer to its enrolment only."""
+    number: int | None = None
+    """The device's number in its codes (masked in each): in the answer to its enrolment only."""
+    step_seconds: int = 30
+    grace_steps: int = 1
+    object: str = "device"
+
+
+class DeviceList(msgspec.Struct):
+    data: list[Device]
+    object: str = "list"
+
+
+class CreateCodePayment(Strict):
+    code: PaymentCode
+    amount: Amount
+    currency: Currency
+    terminal: TerminalText
+    """The terminal's id; with `transaction`, the payment's idempotency key."""
+    transaction: TerminalText
+    """The terminal's own id of this payment: a retry with it gets the original answer."""
+    order_reference: Text = ""
+    """Empty: the transaction id."""
+    partial: bool = False
+    pin: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    """The customer's payment PIN, when the payment is above the tenant's pin_above."""
+
+
+class CodePaymentObject(msgspec.Struct):
+    id: str
+    wallet_id: str
+    terminal: str
+    transaction: str
+    order_reference: str
+    amount: int
+    amount_paid: int
+    amount_remaining: int
+    fee: int
+    currency: str
+    balance: int
+    created_at: datetime
+    object: str = "payment"
+
+
+class SetPin(Strict):
+    pin: Annotated[str, msgspec.Meta(min_length=1, max_length=16, description="4 to 6 digits, not a run")]
+
+
+class UnlockPin(Strict):
+    operator: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class PinStatus(msgspec.Struct):
+    wallet_id: str
+    customer: str
+    pin_set: bool
+    failures: int
+    """Wrong PINs in a row so far."""
+    locked_until: datetime | None
+    object: str = "pin_status"

@@ -29,13 +29,15 @@ class Permission(enum.StrEnum):
     WALLET_READ = "wallet.read"
     """Read the tenant's balances, statements, payments and events."""
     WALLET_PAY = "wallet.pay"
-    """Pay, hold, capture and void, spend a voucher: what a POS terminal does."""
+    """Pay, hold, capture and void, spend a voucher, pay by a customer's payment code: what a POS terminal does."""
     WALLET_TOPUP = "wallet.topup"
-    """Top up a wallet, redeem a voucher into one, open wallets."""
+    """Top up a wallet, redeem a voucher into one, open wallets, enrol and revoke the phones that show their
+    payment codes, set their payment PINs."""
     WALLET_REFUND = "wallet.refund"
     """Refund a payment."""
     WALLET_BOOK = "wallet.book"
-    """Operator bookings and their reversals; freeze, unfreeze and close wallets; pay out to breakage."""
+    """Operator bookings and their reversals; freeze, unfreeze and close wallets; pay out to breakage; lift a
+    lock wrong PINs put on a wallet."""
     WALLET_GRANT = "wallet.grant"
     """Bulk grants (e.g. employees' monthly credit)."""
     WALLET_VOUCHER = "wallet.voucher"

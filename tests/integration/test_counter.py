@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from ledger.v1 import wallet_pb2 as w
 from ledger.wallet import _paycodes as paycodes
@@ -97,5 +98,73 @@ def test_pins_over_grpc_lock_after_wrong_tries_and_an_operator_unlocks(store_url
             stranger = w.PayByCodeRequest(tenant="bar", code="28" + "0" * 16, amount=1_500, terminal="t",
                                           transaction="f", pin="4711")  # fmt: skip
             assert (await c.pay_by_code(stranger)).result == w.WALLET_RESULT_CODE_INVALID
+
+    asyncio.run(go())
+
+
+def test_the_counter_over_http(store_url: str) -> None:
+    from tests.integration.test_gateway import SHOP, gateway, problem
+
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            shop = {**SHOP, "settings": {**SHOP["settings"], "fee_fixed": 0, "fee_per_mille": 0,  # type: ignore[dict-item]
+                                         "pin_above": 2_000, "pin_attempts": 2}}  # fmt: skip
+            assert (await http.post("/v1/tenants", json=shop)).status_code == 201
+            await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            top_up = {"customer": "anna", "amount": 10_000, "currency": "EUR", "reference": "psp"}
+            await http.post("/v1/tenants/shop-a/top_ups", headers={"Idempotency-Key": "t"}, json=top_up)
+            problem(await http.post("/v1/tenants/shop-a/devices", json={"customer": "anna"}), 400,
+                    "idempotency_key_invalid", "Idempotency-Key")  # fmt: skip
+            enrolled = await http.post("/v1/tenants/shop-a/devices", headers={"Idempotency-Key": "phone-1"},
+                                       json={"customer": "anna", "name": "Anna's phone"})  # fmt: skip
+            assert enrolled.status_code == 201, enrolled.text
+            device = enrolled.json()
+            assert device["status"] == "active" and len(device["seed"]) == 64 and device["step_seconds"] == 30
+            listed = (await http.get("/v1/tenants/shop-a/wallets/anna/devices")).json()["data"]
+            assert [d["id"] for d in listed] == [device["id"]] and listed[0]["seed"] is None
+
+            def code(device: dict[str, Any] = device) -> str:
+                step = paycodes.step_at(time.time_ns())
+                return paycodes.make_code(bytes.fromhex(device["seed"]), bytes.fromhex(device["code_key"]),
+                                          device["number"], step)  # fmt: skip
+
+            body = {"code": code(), "amount": 700, "currency": "EUR", "terminal": "bar-1", "transaction": "tx-1"}
+            paid = await http.post("/v1/tenants/shop-a/code_payments", json=body)
+            assert paid.status_code == 201, paid.text
+            assert paid.json()["amount_paid"] == 700 and paid.json()["wallet_id"] == device["wallet_id"]
+            again = await http.post("/v1/tenants/shop-a/code_payments", json=body)
+            assert (again.json(), again.headers["idempotent-replayed"]) == (paid.json(), "true")
+            problem(await http.post("/v1/tenants/shop-a/code_payments", json={**body, "transaction": "tx-2"}), 409,
+                    "code_used")  # fmt: skip
+            problem(await http.post("/v1/tenants/shop-a/code_payments",
+                                    json={**body, "code": "28" + "1" * 16, "transaction": "tx-3"}), 400,
+                    "code_invalid")  # fmt: skip
+            problem(await http.post("/v1/tenants/shop-a/code_payments", json={**body, "amount": 1.5}), 400,
+                    "invalid_request", "amount")  # fmt: skip
+            # the PIN: needed above 20.00; wrong twice locks; an operator unlocks
+            problem(await http.post("/v1/tenants/shop-a/wallets/anna/pin", json={"pin": "1111"}), 402, "pin_invalid")
+            status = await http.post("/v1/tenants/shop-a/wallets/anna/pin", json={"pin": "4711"})
+            assert status.json()["pin_set"] and "4711" not in status.text
+            second = await http.post("/v1/tenants/shop-a/devices", headers={"Idempotency-Key": "phone-2"},
+                                     json={"customer": "anna", "name": "Anna's watch"})  # fmt: skip
+            big = {**body, "code": code(second.json()), "amount": 2_500}
+            problem(await http.post("/v1/tenants/shop-a/code_payments", json={**big, "transaction": "p1"}), 402,
+                    "pin_required", "pin")  # fmt: skip
+            for transaction, pin, code_expected in (("p2", "0000", "pin_invalid"), ("p3", "0001", "pin_locked")):
+                answer = await http.post("/v1/tenants/shop-a/code_payments",
+                                         json={**big, "transaction": transaction, "pin": pin})  # fmt: skip
+                problem(answer, 402, code_expected, "pin")
+            locked = (await http.get("/v1/tenants/shop-a/wallets/anna/pin")).json()
+            assert locked["locked_until"] and locked["pin_set"]
+            unlocked = await http.post("/v1/tenants/shop-a/wallets/anna/pin/unlock",
+                                       json={"operator": "desk", "reason": "identified"})  # fmt: skip
+            assert unlocked.status_code == 200 and unlocked.json()["locked_until"] is None
+            ok = await http.post("/v1/tenants/shop-a/code_payments", json={**big, "transaction": "p4", "pin": "4711"})
+            assert ok.status_code == 201, ok.text
+            revoked = await http.post(f"/v1/tenants/shop-a/devices/{device['id']}/revoke")
+            assert revoked.json()["status"] == "revoked"
+            problem(await http.post(f"/v1/tenants/shop-a/devices/{'0' * 31}1/revoke"), 404, "device_not_found")
+            wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
+            assert wallet["available"] == 10_000 - 700 - 2_500
 
     asyncio.run(go())

@@ -23,7 +23,8 @@ async def state(http: httpx.AsyncClient, admin: dict[str, str]) -> list[Any]:
     for tenant in ("shop-a", "shop-b"):
         for path in (f"/v1/tenants/{tenant}/wallets/anna", f"/v1/tenants/{tenant}/wallets/anna/statement",
                      f"/v1/tenants/{tenant}/bookings", f"/v1/tenants/{tenant}",
-                     f"/v1/tenants/{tenant}/webhooks/endpoints"):  # fmt: skip
+                     f"/v1/tenants/{tenant}/webhooks/endpoints", f"/v1/tenants/{tenant}/wallets/anna/devices",
+                     f"/v1/tenants/{tenant}/wallets/anna/pin"):  # fmt: skip
             answer = await http.get(path, headers=admin)
             assert answer.status_code == 200, answer.text
             seen.append(answer.json())
@@ -94,6 +95,10 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                                    json={"url": "https://hooks.example.com/wallet"})  # fmt: skip
             assert hook.status_code == 201, hook.text
             endpoint = f"/v1/tenants/shop-a/webhooks/endpoints/{hook.json()['id']}"
+            phone = await http.post("/v1/tenants/shop-a/devices", headers={**admin, "Idempotency-Key": "d"},
+                                    json={"customer": "anna"})  # fmt: skip
+            assert phone.status_code == 201, phone.text
+            device = phone.json()["id"]
             # (method, path, body, the Wallet RPC it calls first, or the permission the gateway checks itself)
             routes: list[tuple[str, str, Any, str]] = [
                 ("GET", "/v1/tenants/shop-a", None, "GetTenant"),
@@ -142,6 +147,14 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                 ("POST", f"{endpoint}/secret/rotate", None, "wallet.webhooks"),
                 ("GET", "/v1/tenants/shop-a/webhooks/deliveries", None, "wallet.webhooks"),
                 ("DELETE", endpoint, None, "wallet.webhooks"),
+                ("POST", "/v1/tenants/shop-a/devices", {"customer": "anna"}, "EnrollDevice"),
+                ("GET", "/v1/tenants/shop-a/wallets/anna/devices", None, "ListDevices"),
+                ("POST", "/v1/tenants/shop-a/code_payments", {"code": "28" + "0" * 16, "amount": 1, "currency": "EUR",
+                                                              "terminal": "t", "transaction": "x"}, "PayByCode"),
+                ("POST", "/v1/tenants/shop-a/wallets/anna/pin", {"pin": "4711"}, "SetPin"),
+                ("GET", "/v1/tenants/shop-a/wallets/anna/pin", None, "GetPinStatus"),
+                ("POST", "/v1/tenants/shop-a/wallets/anna/pin/unlock", {"operator": "o", "reason": "r"}, "UnlockPin"),
+                ("POST", f"/v1/tenants/shop-a/devices/{device}/revoke", None, "RevokeDevice"),
             ]  # fmt: skip
             wrong: list[str] = []
             for who in ("none", "garbled", "b_shop", *(f"a_{role}" for role in ROLES)):

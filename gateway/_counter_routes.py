@@ -1,0 +1,138 @@
+"""The counter over HTTP: phones enrolled to show payment codes, terminals paying by them, payment PINs.
+
+A code payment's idempotency key is its terminal and transaction id (a POS terminal has its own transaction
+ids); enrolling a device takes an Idempotency-Key header, which a retry gets the same device (and keys) by.
+PINs go to the ledger, which hashes and checks them off its writer; the gateway never logs or keeps one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody, Parameter
+
+from ledger.client import AsyncClient
+from ledger.v1 import wallet_pb2
+
+from ._calls import Currencies, at, idempotency_key, outcome, when
+from ._models import (
+    CodePaymentObject,
+    CreateCodePayment,
+    Device,
+    DeviceList,
+    EnrollDevice,
+    PinStatus,
+    SetPin,
+    UnlockPin,
+)
+
+Client = NamedDependency[AsyncClient]
+TenantCurrencies = NamedDependency[Currencies]
+TenantId = Annotated[str, Parameter(max_length=64, description="The tenant's id")]
+CustomerRef = Annotated[str, Parameter(max_length=255, description="The tenant's reference for the customer")]
+DeviceId = Annotated[str, Parameter(pattern="^[0-9a-f]{32}$", description="32 lowercase hex digits")]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(name="Idempotency-Key", required=False,
+                    description="1 to 255 printable characters; a retry gets the same device and keys"),
+]  # fmt: skip
+
+
+def _device(reply: wallet_pb2.DeviceReply) -> Device:
+    keys = bool(reply.seed)
+    return Device(
+        id=reply.device_id, wallet_id=reply.wallet_id, customer=reply.customer, name=reply.name,
+        status="revoked" if reply.revoked_at.seconds else "active", enrolled_at=at(reply.enrolled_at),
+        revoked_at=when(reply.revoked_at), seed=reply.seed.hex() if keys else None,
+        code_key=reply.code_key.hex() if keys else None, number=reply.number if keys else None,
+        step_seconds=reply.step_seconds or 30, grace_steps=reply.grace_steps or 1,
+    )  # fmt: skip
+
+
+def _pin(customer: str, reply: wallet_pb2.PinReply) -> PinStatus:
+    return PinStatus(wallet_id=reply.wallet_id, customer=customer, pin_set=reply.pin_set, failures=reply.failures,
+                     locked_until=when(reply.locked_until))  # fmt: skip
+
+
+class DevicesController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/devices"
+    tags = ["counter"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Enrol a customer's phone to show payment codes")
+    async def enroll(
+        self, tenant_id: TenantId, data: JSONBody[EnrollDevice], client: Client, idempotency: IdempotencyKey
+    ) -> Device:
+        """The answer carries the device's `seed` and the tenant's `code_key`, from which the phone makes a code
+        every 30 seconds with no network (see the Wallet proto for the derivation). Keep them on the device."""
+        request = wallet_pb2.EnrollDeviceRequest(tenant=tenant_id, customer=data.customer, name=data.name,
+                                                 key=idempotency_key(idempotency))  # fmt: skip
+        return _device(await outcome(client.enroll_device(request)))
+
+    @post("/{device_id:str}/revoke", status_code=200, summary="Take a device out of use")
+    async def revoke(self, tenant_id: TenantId, device_id: DeviceId, client: Client) -> Device:
+        """Its codes are refused from now on; revoking it again changes nothing."""
+        request = wallet_pb2.RevokeDeviceRequest(tenant=tenant_id, device_id=device_id)
+        return _device(await outcome(client.revoke_device(request)))
+
+
+class WalletCounterController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/wallets/{customer:str}"
+    tags = ["counter"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @get("/devices", summary="The devices enrolled for a wallet")
+    async def devices(self, tenant_id: TenantId, customer: CustomerRef, client: Client) -> DeviceList:
+        reply = await outcome(client.list_devices(wallet_pb2.ListDevicesRequest(tenant=tenant_id, customer=customer)))
+        return DeviceList(data=[_device(device) for device in reply.devices])
+
+    @post("/pin", status_code=200, summary="Set or change the wallet's payment PIN")
+    async def set_pin(
+        self, tenant_id: TenantId, customer: CustomerRef, data: JSONBody[SetPin], client: Client
+    ) -> PinStatus:
+        """4 to 6 digits, not a run of one digit or of consecutive digits; the ledger keeps an Argon2id hash."""
+        reply = await outcome(client.set_pin(wallet_pb2.SetPinRequest(tenant=tenant_id, customer=customer,
+                                                                      pin=data.pin)))  # fmt: skip
+        return _pin(customer, reply)
+
+    @get("/pin", summary="Whether the wallet has a PIN, its wrong tries and any lock")
+    async def pin(self, tenant_id: TenantId, customer: CustomerRef, client: Client) -> PinStatus:
+        reply = await outcome(client.get_pin_status(wallet_pb2.WalletRequest(tenant=tenant_id, customer=customer)))
+        return _pin(customer, reply)
+
+    @post("/pin/unlock", status_code=200, summary="Lift the lock wrong PINs put on the wallet's code payments")
+    async def unlock(
+        self, tenant_id: TenantId, customer: CustomerRef, data: JSONBody[UnlockPin], client: Client
+    ) -> PinStatus:
+        request = wallet_pb2.UnlockPinRequest(tenant=tenant_id, customer=customer, operator=data.operator,
+                                              reason=data.reason)  # fmt: skip
+        return _pin(customer, await outcome(client.unlock_pin(request)))
+
+
+class CodePaymentsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/code_payments"
+    tags = ["counter"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="Pay by the code a customer's phone shows")
+    async def create(
+        self, tenant_id: TenantId, data: JSONBody[CreateCodePayment], client: Client, currencies: TenantCurrencies
+    ) -> CodePaymentObject:
+        """The terminal and its transaction id are the idempotency key: a retry with them gets the original
+        answer (`Idempotent-Replayed: true`), even once the code has turned. A code pays once; a second use is
+        409 code_used; a code that is not valid now is 400 code_invalid, whatever the reason."""
+        request = wallet_pb2.PayByCodeRequest(
+            tenant=tenant_id, code=data.code, amount=data.amount, terminal=data.terminal,
+            transaction=data.transaction, order_reference=data.order_reference, partial=data.partial,
+            currency=data.currency, pin=data.pin,
+        )  # fmt: skip
+        reply = await outcome(client.pay_by_code(request))
+        currency = await currencies.of(client, tenant_id)
+        return CodePaymentObject(
+            id=reply.payment_id, wallet_id=reply.wallet_id, terminal=data.terminal, transaction=data.transaction,
+            order_reference=data.order_reference or data.transaction, amount=reply.requested,
+            amount_paid=reply.paid, amount_remaining=reply.remainder, fee=reply.fee, currency=currency,
+            balance=reply.balance, created_at=at(reply.created_at),
+        )  # fmt: skip
+
+
+COUNTER_ROUTES: list[Any] = [DevicesController, WalletCounterController, CodePaymentsController]
