@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody, Parameter
@@ -16,22 +17,28 @@ from litestar.params import HeaderParameter, JSONBody, Parameter
 from ledger.client import AsyncClient
 from ledger.v1 import wallet_pb2
 
-from ._calls import Currencies, at, idempotency_key, outcome, when
+from ._calls import Currencies, at, call, idempotency_key, outcome, when
+from ._context import REQUEST_ID
 from ._models import (
+    CancelCodePayment,
     CodePaymentObject,
+    CodePaymentOutcome,
     CreateCodePayment,
     Device,
     DeviceList,
     EnrollDevice,
     PinStatus,
+    ProblemDetails,
     SetPin,
     UnlockPin,
 )
+from ._problems import wallet_problem
 
 Client = NamedDependency[AsyncClient]
 TenantCurrencies = NamedDependency[Currencies]
 TenantId = Annotated[str, Parameter(max_length=64, description="The tenant's id")]
 CustomerRef = Annotated[str, Parameter(max_length=255, description="The tenant's reference for the customer")]
+TerminalRef = Annotated[str, Parameter(max_length=255, description="1 to 255 printable characters")]
 DeviceId = Annotated[str, Parameter(pattern="^[0-9a-f]{32}$", description="32 lowercase hex digits")]
 IdempotencyKey = Annotated[
     str | None,
@@ -127,12 +134,55 @@ class CodePaymentsController(Controller):
         )  # fmt: skip
         reply = await outcome(client.pay_by_code(request))
         currency = await currencies.of(client, tenant_id)
-        return CodePaymentObject(
-            id=reply.payment_id, wallet_id=reply.wallet_id, terminal=data.terminal, transaction=data.transaction,
-            order_reference=data.order_reference or data.transaction, amount=reply.requested,
-            amount_paid=reply.paid, amount_remaining=reply.remainder, fee=reply.fee, currency=currency,
-            balance=reply.balance, created_at=at(reply.created_at),
-        )  # fmt: skip
+        return _payment(data.terminal, data.transaction, data.order_reference, currency, reply)
+
+    @get("/{terminal:str}/{transaction:str}", summary="What became of a terminal's transaction")
+    async def read(
+        self, tenant_id: TenantId, terminal: TerminalRef, transaction: TerminalRef, client: Client,
+        currencies: TenantCurrencies,
+    ) -> CodePaymentOutcome:  # fmt: skip
+        """For a terminal that lost the reply: paid, declined (and why), cancelled, or unknown (nothing came)."""
+        request = wallet_pb2.CodePaymentRequest(tenant=tenant_id, terminal=terminal, transaction=transaction)
+        reply = await call(client.get_code_payment(request))
+        if reply.result not in (wallet_pb2.WALLET_RESULT_OK, wallet_pb2.WALLET_RESULT_PAYMENT_NOT_FOUND):
+            raise wallet_problem(reply.result, reply.message)
+        return _outcome(terminal, transaction, await currencies.of(client, tenant_id), reply)
+
+    @post("/{terminal:str}/{transaction:str}/cancel", status_code=200, summary="Cancel a terminal's transaction")
+    async def cancel(
+        self, tenant_id: TenantId, terminal: TerminalRef, transaction: TerminalRef, data: JSONBody[CancelCodePayment],
+        client: Client, currencies: TenantCurrencies,
+    ) -> CodePaymentOutcome:  # fmt: skip
+        """Paid (within 10 minutes): refunded into the wallet; either way it can never be paid from now on.
+        Cancelling again answers the same."""
+        request = wallet_pb2.CancelCodePaymentRequest(tenant=tenant_id, terminal=terminal, transaction=transaction,
+                                                      reason=data.reason)  # fmt: skip
+        reply = await outcome(client.cancel_code_payment(request))
+        return _outcome(terminal, transaction, await currencies.of(client, tenant_id), reply)
+
+
+def _payment(
+    terminal: str, transaction: str, order: str, currency: str, reply: wallet_pb2.PayReply
+) -> CodePaymentObject:
+    return CodePaymentObject(
+        id=reply.payment_id, wallet_id=reply.wallet_id, terminal=terminal, transaction=transaction,
+        order_reference=order or transaction, amount=reply.requested, amount_paid=reply.paid,
+        amount_remaining=reply.remainder, fee=reply.fee, currency=currency, balance=reply.balance,
+        created_at=at(reply.created_at),
+    )  # fmt: skip
+
+
+def _outcome(terminal: str, transaction: str, currency: str, reply: wallet_pb2.CodePaymentReply) -> CodePaymentOutcome:
+    paid = reply.payment.result == wallet_pb2.WALLET_RESULT_OK and bool(reply.payment.payment_id)
+    declined = None
+    if reply.status == "declined":
+        body = wallet_problem(reply.payment.result, reply.payment.message).body(REQUEST_ID.get() or "-")
+        declined = msgspec.convert(body, ProblemDetails)
+    return CodePaymentOutcome(
+        terminal=terminal, transaction=transaction, status=reply.status,  # type: ignore[arg-type]
+        payment=_payment(terminal, transaction, "", currency, reply.payment) if paid else None,
+        declined=declined, refund_id=reply.refund_id or None,
+    )  # fmt: skip
 
 
 COUNTER_ROUTES: list[Any] = [DevicesController, WalletCounterController, CodePaymentsController]

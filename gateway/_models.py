@@ -530,7 +530,7 @@ EVENT_TYPES: Final = (
     "wallet.balance_below", "hold.authorized", "hold.captured", "hold.voided", "hold.expired", "hold.refused",
     "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
     "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
-    "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked",
+    "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked", "payment.cancelled",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -718,6 +718,24 @@ class CodePaymentObject(msgspec.Struct):
     balance: int
     created_at: datetime
     object: str = "payment"
+
+
+class CancelCodePayment(Strict):
+    reason: Text = ""
+
+
+class CodePaymentOutcome(msgspec.Struct):
+    terminal: str
+    transaction: str
+    status: Literal["paid", "declined", "cancelled", "unknown"]
+    """unknown: nothing came with this transaction (it may still come: cancel it to be sure it never pays)."""
+    payment: CodePaymentObject | None
+    """What it paid (paid, or cancelled after it paid)."""
+    declined: ProblemDetails | None
+    """Why it was declined, as the problem the payment was answered with."""
+    refund_id: str | None
+    """A cancelled payment's refund into the wallet."""
+    object: str = "code_payment_outcome"
 
 
 class SetPin(Strict):

@@ -97,6 +97,10 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
     R.WALLET_RESULT_PIN_REQUIRED: _kind(_DECLINED, "pin_required", "The payment needs the customer's PIN"),
     R.WALLET_RESULT_PIN_INVALID: _kind(_DECLINED, "pin_invalid", "The PIN is wrong, or may not be a PIN"),
     R.WALLET_RESULT_PIN_LOCKED: _kind(_DECLINED, "pin_locked", "Wrong PINs locked the wallet's code payments"),
+    R.WALLET_RESULT_PAYMENT_CANCELLED: _kind(_CONFLICT, "payment_cancelled",
+                                             "The terminal cancelled this transaction; it cannot be paid"),
+    R.WALLET_RESULT_CANCEL_TOO_LATE: _kind(_CONFLICT, "cancel_too_late",
+                                           "The payment is too old to cancel at the terminal; refund it"),
 }  # fmt: skip
 """HTTP status and problem code of every wallet result but OK: 400 for what the request got wrong, 402 for
 what the wallet or the tenant's policy declines, 404 for an unknown id, 409 for a state that forbids it,

@@ -704,6 +704,20 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.PinReply = await self._run(self._wallet("UnlockPin", request, timeout))
         return reply
 
+    async def get_code_payment(
+        self, request: wallet_pb2.CodePaymentRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CodePaymentReply:
+        """What became of a terminal's transaction."""
+        reply: wallet_pb2.CodePaymentReply = await self._run(self._wallet("GetCodePayment", request, timeout))
+        return reply
+
+    async def cancel_code_payment(
+        self, request: wallet_pb2.CancelCodePaymentRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CodePaymentReply:
+        """Cancel a terminal's transaction: refunded if it paid, never payable from now on."""
+        reply: wallet_pb2.CodePaymentReply = await self._run(self._wallet("CancelCodePayment", request, timeout))
+        return reply
+
     async def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -437,6 +437,22 @@ class Client(ClientSteps):
         reply: wallet_pb2.PinReply = run_sync(self._wallet("UnlockPin", request, timeout), self._perform)
         return reply
 
+    def get_code_payment(
+        self, request: wallet_pb2.CodePaymentRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CodePaymentReply:
+        """What became of a terminal's transaction."""
+        reply: wallet_pb2.CodePaymentReply = run_sync(self._wallet("GetCodePayment", request, timeout), self._perform)
+        return reply
+
+    def cancel_code_payment(
+        self, request: wallet_pb2.CancelCodePaymentRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.CodePaymentReply:
+        """Cancel a terminal's transaction: refunded if it paid, never payable from now on."""
+        reply: wallet_pb2.CodePaymentReply = run_sync(
+            self._wallet("CancelCodePayment", request, timeout), self._perform
+        )
+        return reply
+
     def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -39,6 +39,7 @@ from ledger.wallet import (
     Booking,
     BookingReply,
     CodePayment,
+    CodePaymentStatus,
     DeviceReply,
     GrantItem,
     HistoryPage,
@@ -129,6 +130,8 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "ListDevices": _P.WALLET_READ,
     "RevokeDevice": _P.WALLET_TOPUP,
     "PayByCode": _P.WALLET_PAY,
+    "GetCodePayment": _P.WALLET_PAY,
+    "CancelCodePayment": _P.WALLET_PAY,
     "SetPin": _P.WALLET_TOPUP,
     "GetPinStatus": _P.WALLET_READ,
     "UnlockPin": _P.WALLET_BOOK,
@@ -201,6 +204,16 @@ def _device_reply(reply: DeviceReply) -> wallet_pb2.DeviceReply:
     )  # fmt: skip
     _timestamp(message.enrolled_at, reply.enrolled_at)
     _timestamp(message.revoked_at, reply.revoked_at)
+    return message
+
+
+def _code_payment_reply(reply: CodePaymentStatus) -> wallet_pb2.CodePaymentReply:
+    message = wallet_pb2.CodePaymentReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message, status=reply.status, refund_id=format_id(reply.refund_id),
+    )  # fmt: skip
+    if reply.payment is not None:
+        message.payment.CopyFrom(pay_reply(reply.payment))
     return message
 
 
@@ -835,6 +848,22 @@ class WalletService:
             return reply.SerializeToString()
 
         return await call(context, "PayByCode", work, self._refusals)
+
+    async def GetCodePayment(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CodePaymentRequest, op: Operation) -> Message:
+            reply = self._wallets.code_payment(op, message.tenant, message.terminal, message.transaction)
+            return _code_payment_reply(reply)
+
+        return await self._call(context, "GetCodePayment", wallet_pb2.CodePaymentRequest, request, step)
+
+    async def CancelCodePayment(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CancelCodePaymentRequest, op: Operation) -> Message:
+            reply = self._wallets.cancel_code_payment(
+                op, message.tenant, message.terminal, message.transaction, message.reason
+            )
+            return _code_payment_reply(reply)
+
+        return await self._call(context, "CancelCodePayment", wallet_pb2.CancelCodePaymentRequest, request, step)
 
     async def SetPin(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:

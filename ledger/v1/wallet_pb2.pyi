@@ -53,6 +53,8 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_PIN_REQUIRED: _ClassVar[WalletResult]
     WALLET_RESULT_PIN_INVALID: _ClassVar[WalletResult]
     WALLET_RESULT_PIN_LOCKED: _ClassVar[WalletResult]
+    WALLET_RESULT_PAYMENT_CANCELLED: _ClassVar[WalletResult]
+    WALLET_RESULT_CANCEL_TOO_LATE: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -139,6 +141,8 @@ WALLET_RESULT_DEVICE_NOT_FOUND: WalletResult
 WALLET_RESULT_PIN_REQUIRED: WalletResult
 WALLET_RESULT_PIN_INVALID: WalletResult
 WALLET_RESULT_PIN_LOCKED: WalletResult
+WALLET_RESULT_PAYMENT_CANCELLED: WalletResult
+WALLET_RESULT_CANCEL_TOO_LATE: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -1072,6 +1076,42 @@ class PayByCodeRequest(_message.Message):
     currency: str
     pin: str
     def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class CodePaymentRequest(_message.Message):
+    __slots__ = ("tenant", "terminal", "transaction")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    terminal: str
+    transaction: str
+    def __init__(self, tenant: _Optional[str] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ...) -> None: ...
+
+class CancelCodePaymentRequest(_message.Message):
+    __slots__ = ("tenant", "terminal", "transaction", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    terminal: str
+    transaction: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CodePaymentReply(_message.Message):
+    __slots__ = ("result", "message", "status", "payment", "refund_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    status: str
+    payment: PayReply
+    refund_id: str
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., status: _Optional[str] = ..., payment: _Optional[_Union[PayReply, _Mapping]] = ..., refund_id: _Optional[str] = ...) -> None: ...
 
 class SetPinRequest(_message.Message):
     __slots__ = ("tenant", "customer", "pin")

@@ -184,6 +184,16 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
                 _registered_method=True)
+        self.GetCodePayment = channel.unary_unary(
+                '/wallet.v1.Wallet/GetCodePayment',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.FromString,
+                _registered_method=True)
+        self.CancelCodePayment = channel.unary_unary(
+                '/wallet.v1.Wallet/CancelCodePayment',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.CancelCodePaymentRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.FromString,
+                _registered_method=True)
         self.SetPin = channel.unary_unary(
                 '/wallet.v1.Wallet/SetPin',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SetPinRequest.SerializeToString,
@@ -423,6 +433,20 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCodePayment(self, request, context):
+        """What became of a terminal's transaction (a terminal that lost the reply asks this, not PayByCode again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCodePayment(self, request, context):
+        """The terminal no longer wants it: refunded if it paid (within 10 minutes), never payable from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPin(self, request, context):
         """Set or change a wallet's payment PIN (4 to 6 digits, not a run; kept as an Argon2id hash only).
         """
@@ -613,6 +637,16 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.PayByCode,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
+            ),
+            'GetCodePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCodePayment,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.SerializeToString,
+            ),
+            'CancelCodePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCodePayment,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.CancelCodePaymentRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.SerializeToString,
             ),
             'SetPin': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPin,
@@ -1450,6 +1484,60 @@ class Wallet:
             '/wallet.v1.Wallet/PayByCode',
             ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCodePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetCodePayment',
+            ledger_dot_v1_dot_wallet__pb2.CodePaymentRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCodePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/CancelCodePayment',
+            ledger_dot_v1_dot_wallet__pb2.CancelCodePaymentRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.CodePaymentReply.FromString,
             options,
             channel_credentials,
             insecure,

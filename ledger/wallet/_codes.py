@@ -82,6 +82,10 @@ class WalletResult(IntEnum):
     """A wrong PIN (the message says how many tries are left), or, setting one, a PIN that may not be one."""
     PIN_LOCKED = 40
     """Wrong PINs locked the wallet's code payments for a while (the message says until when)."""
+    PAYMENT_CANCELLED = 41
+    """The terminal cancelled this transaction: it can no longer be paid (a paid one was refunded)."""
+    CANCEL_TOO_LATE = 42
+    """A payment by code may be cancelled at its terminal within CANCEL_SECONDS of it; later, refund it."""
 
 
 class AccountCode(IntEnum):

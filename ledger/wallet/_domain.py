@@ -98,6 +98,8 @@ REFERENCE_LENGTH_MAX: Final = 255
 HOLD_SECONDS_MAX: Final = 31 * 86_400
 """Longest a hold may stay authorised."""
 HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
+CANCEL_SECONDS: Final = 600
+"""How long after a payment by code its terminal may cancel it (then it is refunded in full)."""
 WALLET_IDS_CACHED: Final = 65_536
 """Most wallet ids the payment path keeps derived (a few MiB)."""
 SWEEP_TRANSFERS_MAX: Final = BATCH_EVENTS_MAX
@@ -244,6 +246,16 @@ class DeviceReply(Reply):
     """The device's key, in the answer to its enrolment only (a retry of it gets it again)."""
     code_key: bytes = b""
     """The tenant's code key, likewise."""
+
+
+@dataclass(slots=True, kw_only=True)
+class CodePaymentStatus(Reply):
+    status: str = ""
+    """paid, declined, cancelled or unknown."""
+    payment: PaymentReply | None = None
+    """The payment (paid, or cancelled after it paid) or the decline."""
+    refund_id: int = 0
+    """A cancelled payment's refund into the wallet."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -1248,6 +1260,9 @@ class Wallets:
                 problem = f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
                 return PaymentReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
         key_id = operation_id(request.tenant, f"code\x00{request.terminal}\x00{request.transaction}")
+        if key_id in self.state.cancelled:
+            return PaymentReply(result=WalletResult.PAYMENT_CANCELLED, requested=request.amount,
+                                message="transaction: the terminal cancelled it; it can no longer be paid")  # fmt: skip
         order = request.order_reference or request.transaction
         fp = fingerprint("pay-code", request.code, request.amount, order, request.partial, request.currency)
         replayed = self._chain_replay(
@@ -1275,6 +1290,75 @@ class Wallets:
         facts = [["code_used", device.device_id, step, key_id], *pin_rule]
         return self._make_payment(op, tenant, payment, key_id, fp, facts, device=f"{device.device_id:032x}",
                                   **details)  # fmt: skip
+
+    def code_payment(self, op: Operation, tenant_id: str, terminal: str, transaction: str) -> CodePaymentStatus:
+        """What became of a terminal's transaction: paid (its payment), declined (why), cancelled, or unknown
+        (PAYMENT_NOT_FOUND: nothing arrived, and a PayByCode with it may still come)."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return CodePaymentStatus(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        key_id = operation_id(tenant_id, f"code\x00{terminal}\x00{transaction}")
+        payment = self._code_chain(op, tenant, key_id)
+        refund_id = operation_id(tenant_id, f"code-cancel\x00{terminal}\x00{transaction}")
+        if key_id in self.state.cancelled:
+            return CodePaymentStatus(status="cancelled", payment=payment,
+                                     refund_id=refund_id if refund_id in self.state.replies else 0)  # fmt: skip
+        if payment is not None:
+            return CodePaymentStatus(status="paid", payment=payment)
+        remembered = self.state.replies.get(key_id)
+        if remembered is not None:
+            return CodePaymentStatus(status="declined", payment=PaymentReply.from_json(remembered[1]))
+        return CodePaymentStatus(result=WalletResult.PAYMENT_NOT_FOUND, status="unknown",
+                                 message="transaction: no payment by code came with it")  # fmt: skip
+
+    def cancel_code_payment(
+        self, op: Operation, tenant_id: str, terminal: str, transaction: str, reason: str
+    ) -> CodePaymentStatus:
+        """The terminal no longer wants this transaction: if it paid (within CANCEL_SECONDS), what the wallet
+        paid is refunded into it (the fee is not, as with any refund); paid or not, it can no longer be paid.
+        Cancelling again answers as the first time."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return CodePaymentStatus(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        for name, value in (("terminal", terminal), ("transaction", transaction)):
+            if not value or len(value) > KEY_LENGTH_MAX or not value.isprintable():
+                problem = f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
+                return CodePaymentStatus(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = operation_id(tenant_id, f"code\x00{terminal}\x00{transaction}")
+        if key_id in self.state.cancelled:
+            return self.code_payment(op, tenant_id, terminal, transaction)
+        payment = self._code_chain(op, tenant, key_id)
+        now = op.now()
+        refund_id = 0
+        if payment is not None:
+            if now - payment.timestamp > CANCEL_SECONDS * NANOSECONDS_PER_SECOND:
+                return CodePaymentStatus(
+                    result=WalletResult.CANCEL_TOO_LATE, status="paid", payment=payment,
+                    message=f"transaction: paid more than {CANCEL_SECONDS // 60} minutes ago; refund it instead",
+                )  # fmt: skip
+            refunded = self.state.refunds.get(key_id, [0, 0])[0]
+            if payment.paid > refunded:
+                refund_id = operation_id(tenant_id, f"code-cancel\x00{terminal}\x00{transaction}")
+                reply = self.refund(op, Refund(tenant=tenant_id, payment_id=key_id, amount=payment.paid - refunded,
+                                               key="", reason=reason or "cancelled at the terminal"),
+                                    own_key=refund_id)  # fmt: skip
+                if not reply.ok:
+                    return CodePaymentStatus(result=reply.result, message=reply.message, status="paid", payment=payment)
+        self._commit(op, {"op": "payment_cancelled", "tenant": tenant_id, "at": now, "id": key_id,
+                          "wallet": payment.wallet_id if payment else 0, "terminal": terminal,
+                          "transaction": transaction, "reason": reason[:REFERENCE_LENGTH_MAX],
+                          "refund": refund_id, "facts": [["cancelled", key_id, now]]})  # fmt: skip
+        return CodePaymentStatus(status="cancelled", payment=payment, refund_id=refund_id)
+
+    def _code_chain(self, op: Operation, tenant: Tenant, key_id: int) -> PaymentReply | None:
+        found = op.lookup_transfers(b"".join(_pack_id(step_id(key_id, index)) for index in range(2)))
+        if (
+            not found
+            or _id_at(found, 0) != key_id
+            or _U32.unpack_from(found, TRANSFER_LEDGER_OFFSET)[0] != tenant.ledger
+        ):
+            return None
+        return self._payment_reply([bytes(found[o : o + TRANSFER_SIZE]) for o in range(0, len(found), TRANSFER_SIZE)])
 
     def _pin_rule(
         self, tenant: Tenant, wallet: int, request: CodePayment, now: int
@@ -1387,16 +1471,17 @@ class Wallets:
 
     # -- refunds ---------------------------------------------------------------------------------------
 
-    def refund(self, op: Operation, request: Refund) -> RefundReply:
+    def refund(self, op: Operation, request: Refund, *, own_key: int = 0) -> RefundReply:
         """Refund (part of) a payment into the wallet: never more than the wallet paid for it, summed over
         every refund; with `to_credit`, the part paid another way, as store credit, bounded by that part.
-        The fee is not refunded. Refunded credit is a grant with the tenant's default credit expiry."""
+        The fee is not refunded. Refunded credit is a grant with the tenant's default credit expiry.
+        (`own_key`: the operation id of a refund the wallet makes itself, in place of the request's key.)"""
         tenant = self.state.tenants.get(request.tenant)
         if tenant is None:
             return RefundReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
-        if (problem := self._check_key(request.key)) is not None:
+        if not own_key and (problem := self._check_key(request.key)) is not None:
             return RefundReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
-        key_id = operation_id(request.tenant, request.key)
+        key_id = own_key or operation_id(request.tenant, request.key)
         fp = fingerprint("refund", request.payment_id, request.amount, request.to_credit, request.reason)
         replayed = self._replayed(key_id, fp, RefundReply)
         if replayed is not None:

@@ -53,6 +53,7 @@ EVENT_TYPES: Final = {
     "device_enrolled": "device.enrolled",
     "device_revoked": "device.revoked",
     "pin_set": "wallet.pin_set",
+    "payment_cancelled": "payment.cancelled",
     "wallet_unlocked": "wallet.unlocked",
 }
 """Event type by record kind; a record of a kind not listed here yields no event."""

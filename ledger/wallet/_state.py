@@ -296,6 +296,8 @@ class WalletState:
     """Wallet -> wrong PINs in a row (none once a right one or an unlock came)."""
     pin_locks: dict[int, int] = field(default_factory=dict)
     """Wallet -> until when (ns) wrong PINs locked its code payments."""
+    cancelled: dict[int, int] = field(default_factory=dict)
+    """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
     codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
     """(device id, window) -> the payment it made: a code pays once. Windows older than CODES_KEPT_STEPS
     before the newest one used are forgotten (no code of them is taken any more)."""
@@ -467,6 +469,9 @@ class WalletState:
     def _device_revoked(self, device_id: int, at: int) -> None:
         self.devices[device_id].revoked_at = at
 
+    def _cancelled(self, operation: int, at: int) -> None:
+        self.cancelled[operation] = at
+
     def _pin(self, wallet: int, hashed: str) -> None:
         self.pins[wallet] = hashed
         self._pin_reset(wallet)
@@ -512,6 +517,7 @@ class WalletState:
             "devices": [device.to_json() for device in self.devices.values()],
             "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
+            "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
             "pin_failures": [[wallet, count] for wallet, count in self.pin_failures.items()],
             "pin_locks": [[wallet, until] for wallet, until in self.pin_locks.items()],
         }
@@ -571,6 +577,7 @@ class WalletState:
             state._device(*device)
         state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
         state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
+        state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
         state.pin_failures = {wallet: count for wallet, count in data.get("pin_failures", ())}
         state.pin_locks = {wallet: until for wallet, until in data.get("pin_locks", ())}
         return state
@@ -611,6 +618,7 @@ _HANDLERS: Final[dict[str, Any]] = {
     "device_revoked": WalletState._device_revoked,
     "code_used": WalletState._code_used,
     "pin": WalletState._pin,
+    "cancelled": WalletState._cancelled,
     "pin_failed": WalletState._pin_failed,
     "pin_locked": WalletState._pin_locked,
     "pin_reset": WalletState._pin_reset,

@@ -161,10 +161,22 @@ def test_the_counter_over_http(store_url: str) -> None:
             assert unlocked.status_code == 200 and unlocked.json()["locked_until"] is None
             ok = await http.post("/v1/tenants/shop-a/code_payments", json={**big, "transaction": "p4", "pin": "4711"})
             assert ok.status_code == 201, ok.text
+            # a terminal that lost a reply asks by its transaction; one that no longer wants a payment cancels it
+            outcome = (await http.get("/v1/tenants/shop-a/code_payments/bar-1/tx-1")).json()
+            assert outcome["status"] == "paid" and outcome["payment"] == paid.json()
+            declined = (await http.get("/v1/tenants/shop-a/code_payments/bar-1/p2")).json()
+            assert declined["status"] == "declined" and declined["declined"]["code"] == "pin_invalid"
+            missing = (await http.get("/v1/tenants/shop-a/code_payments/bar-1/never")).json()
+            assert (missing["status"], missing["payment"]) == ("unknown", None)
+            cancelled = await http.post("/v1/tenants/shop-a/code_payments/bar-1/tx-1/cancel", json={"reason": "void"})
+            assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+            assert cancelled.json()["refund_id"] and (await http.get("/v1/tenants/shop-a/code_payments/bar-1/tx-1")
+                                                      ).json()["status"] == "cancelled"  # fmt: skip
+            problem(await http.post("/v1/tenants/shop-a/code_payments", json=body), 409, "payment_cancelled")
             revoked = await http.post(f"/v1/tenants/shop-a/devices/{device['id']}/revoke")
             assert revoked.json()["status"] == "revoked"
             problem(await http.post(f"/v1/tenants/shop-a/devices/{'0' * 31}1/revoke"), 404, "device_not_found")
             wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
-            assert wallet["available"] == 10_000 - 700 - 2_500
+            assert wallet["available"] == 10_000 - 2_500  # the 7.00 came back with the cancel
 
     asyncio.run(go())

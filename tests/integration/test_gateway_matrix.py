@@ -154,6 +154,8 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                 ("POST", "/v1/tenants/shop-a/wallets/anna/pin", {"pin": "4711"}, "SetPin"),
                 ("GET", "/v1/tenants/shop-a/wallets/anna/pin", None, "GetPinStatus"),
                 ("POST", "/v1/tenants/shop-a/wallets/anna/pin/unlock", {"operator": "o", "reason": "r"}, "UnlockPin"),
+                ("GET", "/v1/tenants/shop-a/code_payments/t/x", None, "GetCodePayment"),
+                ("POST", "/v1/tenants/shop-a/code_payments/t/y/cancel", {"reason": "r"}, "CancelCodePayment"),
                 ("POST", f"/v1/tenants/shop-a/devices/{device}/revoke", None, "RevokeDevice"),
             ]  # fmt: skip
             wrong: list[str] = []

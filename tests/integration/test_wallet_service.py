@@ -238,6 +238,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                 "PayByCode": w.PayByCodeRequest(tenant="shop-b", code="28" + "0" * 16, amount=1, terminal="t",
                                                 transaction="x"),
                 "SetPin": w.SetPinRequest(tenant="shop-b", customer="anna", pin="4711"),
+                "GetCodePayment": w.CodePaymentRequest(tenant="shop-b", terminal="t", transaction="x"),
+                "CancelCodePayment": w.CancelCodePaymentRequest(tenant="shop-b", terminal="t", transaction="x"),
                 "GetPinStatus": w.WalletRequest(tenant="shop-b", customer="anna"),
                 "UnlockPin": w.UnlockPinRequest(tenant="shop-b", customer="anna", operator="o", reason="r"),
                 "EmptyWallet": w.EmptyWalletRequest(tenant="shop-b", customer="anna", key="x", operator="o",

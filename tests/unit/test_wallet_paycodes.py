@@ -3,6 +3,8 @@ once, naming the wallet without showing its id; devices enrolled, listed and rev
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -291,3 +293,49 @@ def test_a_pin_check_does_the_same_argon2_work_whether_the_wallet_has_a_pin_or_n
     assert not pin_matches(None, "4711") and not pin_matches(hashed, "4712") and pin_matches(hashed, "4711")
     assert checked == [_pins.DUMMY_HASH, hashed, hashed]  # one Argon2id verification each, the dummy's too
     assert _pins.DUMMY_HASH.split("$")[1:4] == hashed.split("$")[1:4]  # with the same parameters
+
+
+# -- failure handling at the counter -------------------------------------------------------------------------
+
+
+def status_of(bench: WalletBench, transaction: str, terminal: str = "bar-1") -> Any:
+    with bench.op() as op:
+        return bench.wallets.code_payment(op, "shop-a", terminal, transaction)
+
+
+def cancel(bench: WalletBench, transaction: str, terminal: str = "bar-1") -> Any:
+    with bench.op() as op:
+        return bench.wallets.cancel_code_payment(op, "shop-a", terminal, transaction, "customer changed their mind")
+
+
+def test_a_terminal_learns_each_transactions_outcome_and_cancels_within_the_window(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    code = code_now(counter, device)
+    unknown = status_of(counter, "tx-lost")
+    assert (unknown.result, unknown.status) == (WalletResult.PAYMENT_NOT_FOUND, "unknown")
+    paid = pay_code(counter, code, 800, "tx-1")
+    found = status_of(counter, "tx-1")
+    assert found.ok and found.status == "paid" and found.payment.payment_id == paid.payment_id
+    assert pay_code(counter, "28" + "0" * 16, 5, "tx-bad").result is WalletResult.CODE_INVALID
+    declined = status_of(counter, "tx-bad")
+    assert declined.status == "declined" and declined.payment.result is WalletResult.CODE_INVALID
+    # cancelled after it paid: refunded in full into the wallet (no fee here), once
+    cancelled = cancel(counter, "tx-1")
+    assert cancelled.ok and cancelled.status == "cancelled" and cancelled.refund_id and available(counter) == 10_000
+    again = cancel(counter, "tx-1")
+    assert again.status == "cancelled" and again.refund_id == cancelled.refund_id and available(counter) == 10_000
+    assert pay_code(counter, code, 800, "tx-1").result is WalletResult.PAYMENT_CANCELLED
+    # cancelled before anything came (the terminal gave up): a late PayByCode with it pays nothing
+    assert cancel(counter, "tx-2").status == "cancelled"
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    late = pay_code(counter, code_now(counter, device), 100, "tx-2")
+    assert late.result is WalletResult.PAYMENT_CANCELLED and available(counter) == 10_000
+    # past the window: no cancel, a refund is the way
+    assert pay_code(counter, code_now(counter, device), 300, "tx-3").ok
+    counter.clock.advance(601)
+    too_late = cancel(counter, "tx-3")
+    assert too_late.result is WalletResult.CANCEL_TOO_LATE and available(counter) == 9_700
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("payment.cancelled") == 2 and "refund.succeeded" in kinds
+    counter.wallets = counter.restarted()
+    assert status_of(counter, "tx-1").status == "cancelled" and status_of(counter, "tx-3").status == "paid"
