@@ -133,7 +133,11 @@ def settings_message(settings: Any) -> wallet_pb2.TenantSettings:
         fee_fixed=settings.fee_fixed, fee_per_mille=settings.fee_per_mille, max_balance=settings.max_balance,
         credit_expiry_seconds=settings.credit_expiry_seconds, low_balance_threshold=settings.low_balance_threshold,
         refund_to_credit=settings.refund_to_credit, pin_above=settings.pin_above, pin_attempts=settings.pin_attempts,
-        pin_lock_seconds=settings.pin_lock_seconds,
+        pin_lock_seconds=settings.pin_lock_seconds, code_payment_max=settings.code_payment_max,
+        wallet_hour_amount=settings.wallet_hour_amount, wallet_hour_count=settings.wallet_hour_count,
+        wallet_day_amount=settings.wallet_day_amount, wallet_day_count=settings.wallet_day_count,
+        terminal_hour_amount=settings.terminal_hour_amount, terminal_day_amount=settings.terminal_day_amount,
+        terminal_declines_flag=settings.terminal_declines_flag,
     )  # fmt: skip
 
 

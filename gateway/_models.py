@@ -48,6 +48,17 @@ class TenantSettings(Strict):
     """Wrong PINs in a row that lock the wallet's code payments (0: 5)."""
     pin_lock_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400)] = 0
     """How long the lock lasts (0: 900 s)."""
+    code_payment_max: OptionalAmount = 0
+    """Risk limits on payments by code (0: none): the largest one payment; what one wallet may pay in a clock
+    hour and a UTC day, and in how many payments; what one terminal may take in an hour and a day."""
+    wallet_hour_amount: OptionalAmount = 0
+    wallet_hour_count: OptionalAmount = 0
+    wallet_day_amount: OptionalAmount = 0
+    wallet_day_count: OptionalAmount = 0
+    terminal_hour_amount: OptionalAmount = 0
+    terminal_day_amount: OptionalAmount = 0
+    terminal_declines_flag: OptionalAmount = 0
+    """This many codes refused at one terminal within 10 minutes flag it (a terminal.flagged event; 0: never)."""
 
 
 class CreateTenant(Strict):
@@ -531,6 +542,7 @@ EVENT_TYPES: Final = (
     "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
     "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
     "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked", "payment.cancelled",
+    "terminal.flagged",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]

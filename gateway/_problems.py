@@ -99,6 +99,8 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
     R.WALLET_RESULT_PIN_LOCKED: _kind(_DECLINED, "pin_locked", "Wrong PINs locked the wallet's code payments"),
     R.WALLET_RESULT_PAYMENT_CANCELLED: _kind(_CONFLICT, "payment_cancelled",
                                              "The terminal cancelled this transaction; it cannot be paid"),
+    R.WALLET_RESULT_LIMIT_EXCEEDED: _kind(_DECLINED, "limit_exceeded",
+                                          "The payment would pass one of the tenant's risk limits"),
     R.WALLET_RESULT_CANCEL_TOO_LATE: _kind(_CONFLICT, "cancel_too_late",
                                            "The payment is too old to cancel at the terminal; refund it"),
 }  # fmt: skip

@@ -97,7 +97,11 @@ def _tenant(reply: wallet_pb2.TenantReply) -> Tenant:
         topup_max=s.topup_max, partial_payment=s.partial_payment, fee_fixed=s.fee_fixed,
         fee_per_mille=s.fee_per_mille, max_balance=s.max_balance, credit_expiry_seconds=s.credit_expiry_seconds,
         low_balance_threshold=s.low_balance_threshold, refund_to_credit=s.refund_to_credit, pin_above=s.pin_above,
-        pin_attempts=s.pin_attempts, pin_lock_seconds=s.pin_lock_seconds,
+        pin_attempts=s.pin_attempts, pin_lock_seconds=s.pin_lock_seconds, code_payment_max=s.code_payment_max,
+        wallet_hour_amount=s.wallet_hour_amount, wallet_hour_count=s.wallet_hour_count,
+        wallet_day_amount=s.wallet_day_amount, wallet_day_count=s.wallet_day_count,
+        terminal_hour_amount=s.terminal_hour_amount, terminal_day_amount=s.terminal_day_amount,
+        terminal_declines_flag=s.terminal_declines_flag,
     )  # fmt: skip
     return Tenant(id=reply.tenant, currency=reply.currency, currency_scale=reply.currency_scale, ledger=reply.ledger,
                   settings=settings, accounts=dict(sorted(reply.accounts.items())))  # fmt: skip

@@ -243,6 +243,14 @@ def _settings(message: wallet_pb2.TenantSettings) -> TenantSettings:
         pin_above=message.pin_above,
         pin_attempts=message.pin_attempts,
         pin_lock_seconds=message.pin_lock_seconds,
+        code_payment_max=message.code_payment_max,
+        wallet_hour_amount=message.wallet_hour_amount,
+        wallet_hour_count=message.wallet_hour_count,
+        wallet_day_amount=message.wallet_day_amount,
+        wallet_day_count=message.wallet_day_count,
+        terminal_hour_amount=message.terminal_hour_amount,
+        terminal_day_amount=message.terminal_day_amount,
+        terminal_declines_flag=message.terminal_declines_flag,
     )
 
 

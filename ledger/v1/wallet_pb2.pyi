@@ -55,6 +55,7 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_PIN_LOCKED: _ClassVar[WalletResult]
     WALLET_RESULT_PAYMENT_CANCELLED: _ClassVar[WalletResult]
     WALLET_RESULT_CANCEL_TOO_LATE: _ClassVar[WalletResult]
+    WALLET_RESULT_LIMIT_EXCEEDED: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -143,6 +144,7 @@ WALLET_RESULT_PIN_INVALID: WalletResult
 WALLET_RESULT_PIN_LOCKED: WalletResult
 WALLET_RESULT_PAYMENT_CANCELLED: WalletResult
 WALLET_RESULT_CANCEL_TOO_LATE: WalletResult
+WALLET_RESULT_LIMIT_EXCEEDED: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -175,7 +177,7 @@ STATEMENT_KIND_WRITE_OFF: StatementKind
 STATEMENT_KIND_OTHER: StatementKind
 
 class TenantSettings(_message.Message):
-    __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit", "pin_above", "pin_attempts", "pin_lock_seconds")
+    __slots__ = ("name", "self_topup", "topup_amounts", "topup_min", "topup_max", "partial_payment", "fee_fixed", "fee_per_mille", "max_balance", "credit_expiry_seconds", "low_balance_threshold", "refund_to_credit", "pin_above", "pin_attempts", "pin_lock_seconds", "code_payment_max", "wallet_hour_amount", "wallet_hour_count", "wallet_day_amount", "wallet_day_count", "terminal_hour_amount", "terminal_day_amount", "terminal_declines_flag")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SELF_TOPUP_FIELD_NUMBER: _ClassVar[int]
     TOPUP_AMOUNTS_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +193,14 @@ class TenantSettings(_message.Message):
     PIN_ABOVE_FIELD_NUMBER: _ClassVar[int]
     PIN_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     PIN_LOCK_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CODE_PAYMENT_MAX_FIELD_NUMBER: _ClassVar[int]
+    WALLET_HOUR_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    WALLET_HOUR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WALLET_DAY_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    WALLET_DAY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_HOUR_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_DAY_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_DECLINES_FLAG_FIELD_NUMBER: _ClassVar[int]
     name: str
     self_topup: bool
     topup_amounts: _containers.RepeatedScalarFieldContainer[int]
@@ -206,7 +216,15 @@ class TenantSettings(_message.Message):
     pin_above: int
     pin_attempts: int
     pin_lock_seconds: int
-    def __init__(self, name: _Optional[str] = ..., self_topup: _Optional[bool] = ..., topup_amounts: _Optional[_Iterable[int]] = ..., topup_min: _Optional[int] = ..., topup_max: _Optional[int] = ..., partial_payment: _Optional[bool] = ..., fee_fixed: _Optional[int] = ..., fee_per_mille: _Optional[int] = ..., max_balance: _Optional[int] = ..., credit_expiry_seconds: _Optional[int] = ..., low_balance_threshold: _Optional[int] = ..., refund_to_credit: _Optional[bool] = ..., pin_above: _Optional[int] = ..., pin_attempts: _Optional[int] = ..., pin_lock_seconds: _Optional[int] = ...) -> None: ...
+    code_payment_max: int
+    wallet_hour_amount: int
+    wallet_hour_count: int
+    wallet_day_amount: int
+    wallet_day_count: int
+    terminal_hour_amount: int
+    terminal_day_amount: int
+    terminal_declines_flag: int
+    def __init__(self, name: _Optional[str] = ..., self_topup: _Optional[bool] = ..., topup_amounts: _Optional[_Iterable[int]] = ..., topup_min: _Optional[int] = ..., topup_max: _Optional[int] = ..., partial_payment: _Optional[bool] = ..., fee_fixed: _Optional[int] = ..., fee_per_mille: _Optional[int] = ..., max_balance: _Optional[int] = ..., credit_expiry_seconds: _Optional[int] = ..., low_balance_threshold: _Optional[int] = ..., refund_to_credit: _Optional[bool] = ..., pin_above: _Optional[int] = ..., pin_attempts: _Optional[int] = ..., pin_lock_seconds: _Optional[int] = ..., code_payment_max: _Optional[int] = ..., wallet_hour_amount: _Optional[int] = ..., wallet_hour_count: _Optional[int] = ..., wallet_day_amount: _Optional[int] = ..., wallet_day_count: _Optional[int] = ..., terminal_hour_amount: _Optional[int] = ..., terminal_day_amount: _Optional[int] = ..., terminal_declines_flag: _Optional[int] = ...) -> None: ...
 
 class CreateTenantRequest(_message.Message):
     __slots__ = ("tenant", "currency", "settings")

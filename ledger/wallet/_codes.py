@@ -84,6 +84,8 @@ class WalletResult(IntEnum):
     """Wrong PINs locked the wallet's code payments for a while (the message says until when)."""
     PAYMENT_CANCELLED = 41
     """The terminal cancelled this transaction: it can no longer be paid (a paid one was refunded)."""
+    LIMIT_EXCEEDED = 43
+    """The payment would pass one of the tenant's risk limits on payments by code (the message names it)."""
     CANCEL_TOO_LATE = 42
     """A payment by code may be cancelled at its terminal within CANCEL_SECONDS of it; later, refund it."""
 

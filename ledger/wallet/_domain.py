@@ -71,6 +71,7 @@ from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, st
 from ._payments import payments
 from ._payments_py import payment_chain
 from ._state import (
+    REFUSALS_SECONDS,
     Booking,
     Device,
     Fact,
@@ -1272,9 +1273,11 @@ class Wallets:
             return replayed
         details = {"terminal": request.terminal, "transaction": request.transaction}
         found = self._device_of(tenant, request.code, op.now())
+        terminal = f"{request.tenant}\x00{request.terminal}"
         if not isinstance(found, tuple):
             reply = PaymentReply(result=found, message=_CODE_REFUSALS[found], requested=request.amount)
-            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, requested=request.amount,
+            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply,
+                                  self._refused_at(tenant, terminal, op.now()), requested=request.amount,
                                   order=order, terminal=request.terminal, transaction=request.transaction)  # fmt: skip
         device, step = found
         pin_rule = self._pin_rule(tenant, device.wallet, request, op.now())
@@ -1284,10 +1287,17 @@ class Wallets:
             return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, facts,
                                   customer=device.customer, wallet=device.wallet, requested=request.amount,
                                   order=order, terminal=request.terminal, transaction=request.transaction)  # fmt: skip
+        limit = self._limit_refusal(tenant, device.wallet, terminal, request.amount, op.now())
+        if limit is not None:
+            reply = PaymentReply(result=WalletResult.LIMIT_EXCEEDED, message=limit, requested=request.amount)
+            return self._remember(op, "payment_declined", request.tenant, key_id, fp, reply, customer=device.customer,
+                                  wallet=device.wallet, requested=request.amount, order=order,
+                                  terminal=request.terminal, transaction=request.transaction)  # fmt: skip
         payment = Payment(tenant=request.tenant, customer=device.customer, amount=request.amount,
                           key=request.transaction, order_reference=order, partial=request.partial,
                           currency=request.currency)  # fmt: skip
-        facts = [["code_used", device.device_id, step, key_id], *pin_rule]
+        facts = [["code_used", device.device_id, step, key_id], *pin_rule,
+                 ["spent_by_code", device.wallet, terminal, request.amount, op.now()]]  # fmt: skip
         return self._make_payment(op, tenant, payment, key_id, fp, facts, device=f"{device.device_id:032x}",
                                   **details)  # fmt: skip
 
@@ -1359,6 +1369,40 @@ class Wallets:
         ):
             return None
         return self._payment_reply([bytes(found[o : o + TRANSFER_SIZE]) for o in range(0, len(found), TRANSFER_SIZE)])
+
+    def _limit_refusal(self, tenant: Tenant, wallet: int, terminal: str, amount: int, now: int) -> str | None:
+        """The first of the tenant's risk limits this payment by code would pass, named, or None. They count the
+        amounts asked (a partial payment counts all it asked)."""
+        settings, money = tenant.settings, tenant.currency
+        if settings.code_payment_max and amount > settings.code_payment_max:
+            return f"code_payment_max: a payment by code may be at most {money.format(settings.code_payment_max)}"
+        spent = self.state.spent_in
+        checks = (
+            ("wallet_hour", f"{wallet:032x}", 3_600, settings.wallet_hour_amount, settings.wallet_hour_count, "hour"),
+            ("wallet_day", f"{wallet:032x}", 86_400, settings.wallet_day_amount, settings.wallet_day_count, "day"),
+            ("terminal_hour", terminal, 3_600, settings.terminal_hour_amount, 0, "hour"),
+            ("terminal_day", terminal, 86_400, settings.terminal_day_amount, 0, "day"),
+        )
+        for name, owner, period, amount_max, count_max, span in checks:
+            paid, count = spent(owner, period, now)
+            if amount_max and paid + amount > amount_max:
+                return (f"{name}_amount: {money.format(amount_max)} a {span} may be paid by code here; "
+                        f"{money.format(paid)} was already this {span}")  # fmt: skip
+            if count_max and count + 1 > count_max:
+                return f"{name}_count: {count_max} payments by code a {span}; {count} were already this {span}"
+        return None
+
+    def _refused_at(self, tenant: Tenant, terminal: str, now: int) -> list[Fact]:
+        """The facts of a code refused at a terminal: counted, and flagging it once the tenant's threshold is
+        reached within 10 minutes (once per 10 minutes)."""
+        facts: list[Fact] = [["code_refused", terminal, now]]
+        threshold = tenant.settings.terminal_declines_flag
+        if threshold:
+            window = REFUSALS_SECONDS * NANOSECONDS_PER_SECOND
+            recent = sum(1 for moment in self.state.refusals.get(terminal, ()) if moment > now - window) + 1
+            if recent >= threshold and self.state.flagged.get(terminal, 0) <= now - window:
+                facts.append(["terminal_flagged", terminal, now])
+        return facts
 
     def _pin_rule(
         self, tenant: Tenant, wallet: int, request: CodePayment, now: int

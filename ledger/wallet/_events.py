@@ -61,7 +61,9 @@ BALANCE_BELOW: Final = "wallet.balance_below"
 """A wallet's balance fell below its tenant's low_balance_threshold (once per crossing)."""
 WALLET_LOCKED: Final = "wallet.locked"
 """Wrong PINs locked a wallet's code payments (from the declined payment that locked it)."""
-TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED})
+TERMINAL_FLAGGED: Final = "terminal.flagged"
+"""Codes refused at one terminal passed the tenant's terminal_declines_flag within 10 minutes."""
+TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED, TERMINAL_FLAGGED})
 _CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
 _INDEX_LAST: Final = 999_999_999
 """The largest record index a cursor may name: past any commit's last record."""
@@ -142,3 +144,7 @@ def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent
         elif fact[0] == "pin_locked":
             locked = {"op": "wallet_locked", "at": at, "wallet": f"{fact[1]:032x}", "tenant": tenant, "until": fact[2]}
             yield WalletEvent(f"{cursor}.locked", cursor, WALLET_LOCKED, tenant, fact[1], 0, 0, at, locked)
+        elif fact[0] == "terminal_flagged":
+            terminal = str(fact[1]).split("\x00", 1)[-1]
+            flagged = {"op": "terminal_flagged", "at": at, "terminal": terminal, "tenant": tenant}
+            yield WalletEvent(f"{cursor}.flagged", cursor, TERMINAL_FLAGGED, tenant, 0, 0, 0, at, flagged)

@@ -246,6 +246,8 @@ class Device:
                 self.enrolled_at, self.revoked_at]  # fmt: skip
 
 
+REFUSALS_SECONDS: Final = 600
+"""Refused codes at a terminal count towards flagging it for this long."""
 CODES_KEPT_STEPS: Final = 4
 """Windows a used code stays remembered: past the grace window no code of it is taken anyway."""
 
@@ -296,6 +298,13 @@ class WalletState:
     """Wallet -> wrong PINs in a row (none once a right one or an unlock came)."""
     pin_locks: dict[int, int] = field(default_factory=dict)
     """Wallet -> until when (ns) wrong PINs locked its code payments."""
+    spending: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
+    """(wallet id as hex or "tenant\\x00terminal", period seconds, period number) -> [amount, count] paid by
+    code in that clock hour or UTC day: what the tenant's risk limits count. Periods before yesterday go."""
+    refusals: dict[str, list[int]] = field(default_factory=dict)
+    """"tenant\\x00terminal" -> when codes were refused there in the last REFUSALS_SECONDS."""
+    flagged: dict[str, int] = field(default_factory=dict)
+    """"tenant\\x00terminal" -> when refused codes last flagged it."""
     cancelled: dict[int, int] = field(default_factory=dict)
     """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
     codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -469,6 +478,29 @@ class WalletState:
     def _device_revoked(self, device_id: int, at: int) -> None:
         self.devices[device_id].revoked_at = at
 
+    def _spent_by_code(self, wallet: int, terminal: str, amount: int, at: int) -> None:
+        seconds = at // 1_000_000_000
+        for owner in (f"{wallet:032x}", terminal):
+            for period in (3_600, 86_400):
+                counted = self.spending.setdefault((owner, period, seconds // period), [0, 0])
+                counted[0] += amount
+                counted[1] += 1
+        oldest = next(iter(self.spending))
+        if oldest[2] * oldest[1] < seconds - 2 * 86_400:  # forget what no limit counts any more
+            self.spending = {key: value for key, value in self.spending.items()
+                             if key[2] * key[1] >= seconds - 2 * 86_400}  # fmt: skip
+
+    def spent_in(self, owner: str, period: int, at: int) -> list[int]:
+        """[amount, count] paid by code by a wallet (hex id) or at a terminal in the period holding `at`."""
+        return self.spending.get((owner, period, at // 1_000_000_000 // period), [0, 0])
+
+    def _code_refused(self, terminal: str, at: int) -> None:
+        recent = [moment for moment in self.refusals.get(terminal, ()) if moment > at - REFUSALS_SECONDS * 10**9]
+        self.refusals[terminal] = [*recent, at]
+
+    def _terminal_flagged(self, terminal: str, at: int) -> None:
+        self.flagged[terminal] = at
+
     def _cancelled(self, operation: int, at: int) -> None:
         self.cancelled[operation] = at
 
@@ -518,6 +550,9 @@ class WalletState:
             "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
             "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
+            "spending": [[*key, *value] for key, value in self.spending.items()],
+            "refusals": [[terminal, moments] for terminal, moments in self.refusals.items()],
+            "flagged": [[terminal, at] for terminal, at in self.flagged.items()],
             "pin_failures": [[wallet, count] for wallet, count in self.pin_failures.items()],
             "pin_locks": [[wallet, until] for wallet, until in self.pin_locks.items()],
         }
@@ -578,6 +613,10 @@ class WalletState:
         state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
         state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
         state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
+        state.spending = {(owner, period, number): [amount, count]
+                          for owner, period, number, amount, count in data.get("spending", ())}  # fmt: skip
+        state.refusals = {terminal: moments for terminal, moments in data.get("refusals", ())}
+        state.flagged = {terminal: at for terminal, at in data.get("flagged", ())}
         state.pin_failures = {wallet: count for wallet, count in data.get("pin_failures", ())}
         state.pin_locks = {wallet: until for wallet, until in data.get("pin_locks", ())}
         return state
@@ -619,6 +658,9 @@ _HANDLERS: Final[dict[str, Any]] = {
     "code_used": WalletState._code_used,
     "pin": WalletState._pin,
     "cancelled": WalletState._cancelled,
+    "spent_by_code": WalletState._spent_by_code,
+    "code_refused": WalletState._code_refused,
+    "terminal_flagged": WalletState._terminal_flagged,
     "pin_failed": WalletState._pin_failed,
     "pin_locked": WalletState._pin_locked,
     "pin_reset": WalletState._pin_reset,

@@ -76,6 +76,20 @@ class TenantSettings:
     pin_lock_seconds: int = 0
     """How long such a lock lasts (0: PIN_LOCK_SECONDS_DEFAULT); an operator may lift it sooner."""
 
+    code_payment_max: int = 0
+    """Risk limits on payments by code (0: none). The largest one payment;"""
+    wallet_hour_amount: int = 0
+    """what one wallet may pay by code in a clock hour (UTC), and in how many payments;"""
+    wallet_hour_count: int = 0
+    wallet_day_amount: int = 0
+    """the same per UTC day;"""
+    wallet_day_count: int = 0
+    terminal_hour_amount: int = 0
+    """what one terminal may take in a clock hour and in a UTC day."""
+    terminal_day_amount: int = 0
+    terminal_declines_flag: int = 0
+    """This many codes refused at one terminal within 10 minutes flag it (a terminal.flagged event; 0: never)."""
+
     @property
     def attempts_allowed(self) -> int:
         return self.pin_attempts or PIN_ATTEMPTS_DEFAULT
@@ -103,6 +117,19 @@ class TenantSettings:
             return f"fee_per_mille must be between 0 and {FEE_PER_MILLE_MAX}, got {self.fee_per_mille}"
         if not 0 <= self.credit_expiry_seconds <= CREDIT_EXPIRY_SECONDS_MAX:
             return f"credit_expiry_seconds must be between 0 and {CREDIT_EXPIRY_SECONDS_MAX}"
+        for name in (
+            "code_payment_max",
+            "wallet_hour_amount",
+            "wallet_hour_count",
+            "wallet_day_amount",
+            "wallet_day_count",
+            "terminal_hour_amount",
+            "terminal_day_amount",
+            "terminal_declines_flag",
+        ):
+            value = getattr(self, name)
+            if not 0 <= value <= AMOUNT_MAX:
+                return f"{name} must be between 0 and {AMOUNT_MAX}, got {value}"
         if not 0 <= self.pin_above <= AMOUNT_MAX:
             return f"pin_above must be between 0 and {AMOUNT_MAX}, got {self.pin_above}"
         if not 0 <= self.pin_attempts <= PIN_ATTEMPTS_MAX:

@@ -339,3 +339,60 @@ def test_a_terminal_learns_each_transactions_outcome_and_cancels_within_the_wind
     assert kinds.count("payment.cancelled") == 2 and "refund.succeeded" in kinds
     counter.wallets = counter.restarted()
     assert status_of(counter, "tx-1").status == "cancelled" and status_of(counter, "tx-3").status == "paid"
+
+
+# -- risk limits -----------------------------------------------------------------------------------------------
+
+
+def test_risk_limits_hold_at_their_exact_edges_and_name_the_limit(counter: WalletBench) -> None:
+    pin_settings(counter, code_payment_max=1_000, wallet_hour_amount=1_500, wallet_hour_count=3,
+                 wallet_day_amount=2_500, terminal_day_amount=100_000)  # fmt: skip
+    hour_ns = 3_600 * SECOND_NS
+    counter.clock.now_ns = (counter.clock.now_ns // (86_400 * SECOND_NS) + 1) * 86_400 * SECOND_NS  # midnight UTC
+    phones = [enrolled(counter, key=f"phone-{n}") for n in range(8)]  # a fresh code for each payment
+
+    def pay_next(amount: int, transaction: str, phone: int) -> PaymentReply:
+        return pay_code(counter, code_now(counter, phones[phone]), amount, transaction)
+
+    over_one = pay_next(1_001, "one-too-many", 0)
+    assert over_one.result is WalletResult.LIMIT_EXCEEDED and over_one.message.startswith("code_payment_max:")
+    assert pay_next(1_000, "max", 0).ok  # exactly the largest one payment
+    assert pay_next(500, "to-the-hour-amount", 1).ok  # exactly 15.00 this hour
+    hour = pay_next(1, "past-the-hour-amount", 2)
+    assert hour.result is WalletResult.LIMIT_EXCEEDED and hour.message.startswith("wallet_hour_amount:")
+    counter.clock.advance(3_600)  # the next clock hour
+    assert pay_next(1, "a", 3).ok and pay_next(1, "b", 4).ok and pay_next(1, "c", 5).ok  # 3 payments: the count
+    count = pay_next(1, "d", 6)
+    assert count.result is WalletResult.LIMIT_EXCEEDED and count.message.startswith("wallet_hour_count:")
+    counter.clock.now_ns += hour_ns
+    day = pay_next(998, "past-the-day", 6)  # 1,503 + 998 > 2,500
+    assert day.result is WalletResult.LIMIT_EXCEEDED and day.message.startswith("wallet_day_amount:")
+    assert pay_next(997, "to-the-day", 6).ok  # exactly 25.00 today
+    counter.clock.advance(86_400)
+    assert pay_next(1_000, "tomorrow", 7).ok
+    assert available(counter) == 10_000 - 2_500 - 1_000
+    # a restart keeps the counts
+    counter.wallets = counter.restarted()
+    assert pay_next(600, "after-restart", 6).result is WalletResult.LIMIT_EXCEEDED  # 10.00 + 6.00 > 15.00 an hour
+
+
+def test_a_terminal_is_flagged_when_codes_refused_there_pass_the_tenants_threshold(counter: WalletBench) -> None:
+    pin_settings(counter, terminal_declines_flag=3, terminal_day_amount=500)
+    for n in range(5):
+        assert pay_code(counter, "28" + f"{n:016d}", 10, f"bad-{n}").result is WalletResult.CODE_INVALID
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("terminal.flagged") == 1  # at the third, once per 10 minutes
+    counter.clock.advance(601)
+    for n in range(3):
+        pay_code(counter, "28" + f"{n:016d}", 10, f"later-{n}")
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("terminal.flagged") == 2
+    flagged = [e for seq, r in enumerate(counter.journal, 1) for e in events_of(seq, r) if e.type == "terminal.flagged"]
+    assert flagged[0].data["terminal"] == "bar-1"
+    # the terminal's own limit: what it may take in a day, over every wallet
+    device = enrolled(counter)
+    assert pay_code(counter, code_now(counter, device), 500, "all-of-it").ok
+    counter.clock.advance(paycodes.STEP_SECONDS)
+    other = pay_code(counter, code_now(counter, device), 1, "one-more")
+    assert other.result is WalletResult.LIMIT_EXCEEDED and other.message.startswith("terminal_day_amount:")
+    assert pay_code(counter, code_now(counter, device), 1, "elsewhere", terminal="bar-2").ok
