@@ -526,6 +526,20 @@ _CODE_REFUSALS: Final = {
 }
 
 
+def _terminal_problem(terminal: str, transaction: str) -> str | None:
+    """None if the terminal and its transaction id may key a payment by code, else what is wrong."""
+    for name, value in (("terminal", terminal), ("transaction", transaction)):
+        if not value or len(value) > KEY_LENGTH_MAX or not value.isprintable():
+            return f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
+    return None
+
+
+def _code_operation(tenant: str, terminal: str, transaction: str, kind: str = "code") -> int:
+    """The operation id of a terminal's transaction, or (kind "code-cancel") of the refund that cancels it; a NUL
+    keeps them apart from every caller's own key."""
+    return operation_id(tenant, f"{kind}\x00{terminal}\x00{transaction}")
+
+
 def _locked(until: int) -> str:
     moment = datetime.fromtimestamp(until / NANOSECONDS_PER_SECOND, UTC).isoformat(timespec="seconds")
     return f"pin: too many wrong PINs; the wallet's code payments are locked until {moment}"
@@ -1256,11 +1270,9 @@ class Wallets:
         tenant = self.state.tenants.get(request.tenant)
         if tenant is None:
             return PaymentReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
-        for name, value in (("terminal", request.terminal), ("transaction", request.transaction)):
-            if not value or len(value) > KEY_LENGTH_MAX or not value.isprintable():
-                problem = f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
-                return PaymentReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
-        key_id = operation_id(request.tenant, f"code\x00{request.terminal}\x00{request.transaction}")
+        if (problem := _terminal_problem(request.terminal, request.transaction)) is not None:
+            return PaymentReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = _code_operation(request.tenant, request.terminal, request.transaction)
         if key_id in self.state.cancelled:
             return PaymentReply(result=WalletResult.PAYMENT_CANCELLED, requested=request.amount,
                                 message="transaction: the terminal cancelled it; it can no longer be paid")  # fmt: skip
@@ -1307,9 +1319,9 @@ class Wallets:
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None:
             return CodePaymentStatus(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
-        key_id = operation_id(tenant_id, f"code\x00{terminal}\x00{transaction}")
+        key_id = _code_operation(tenant_id, terminal, transaction)
         payment = self._code_chain(op, tenant, key_id)
-        refund_id = operation_id(tenant_id, f"code-cancel\x00{terminal}\x00{transaction}")
+        refund_id = _code_operation(tenant_id, terminal, transaction, "code-cancel")
         if key_id in self.state.cancelled:
             return CodePaymentStatus(status="cancelled", payment=payment,
                                      refund_id=refund_id if refund_id in self.state.replies else 0)  # fmt: skip
@@ -1330,11 +1342,9 @@ class Wallets:
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None:
             return CodePaymentStatus(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
-        for name, value in (("terminal", terminal), ("transaction", transaction)):
-            if not value or len(value) > KEY_LENGTH_MAX or not value.isprintable():
-                problem = f"{name}: 1 to {KEY_LENGTH_MAX} printable characters are required"
-                return CodePaymentStatus(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
-        key_id = operation_id(tenant_id, f"code\x00{terminal}\x00{transaction}")
+        if (problem := _terminal_problem(terminal, transaction)) is not None:
+            return CodePaymentStatus(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = _code_operation(tenant_id, terminal, transaction)
         if key_id in self.state.cancelled:
             return self.code_payment(op, tenant_id, terminal, transaction)
         payment = self._code_chain(op, tenant, key_id)
@@ -1348,7 +1358,7 @@ class Wallets:
                 )  # fmt: skip
             refunded = self.state.refunds.get(key_id, [0, 0])[0]
             if payment.paid > refunded:
-                refund_id = operation_id(tenant_id, f"code-cancel\x00{terminal}\x00{transaction}")
+                refund_id = _code_operation(tenant_id, terminal, transaction, "code-cancel")
                 reply = self.refund(op, Refund(tenant=tenant_id, payment_id=key_id, amount=payment.paid - refunded,
                                                key="", reason=reason or "cancelled at the terminal"),
                                     own_key=refund_id)  # fmt: skip
@@ -1438,18 +1448,8 @@ class Wallets:
         """The PIN hash of the wallet whose device shows `code` (None: no such device, or no PIN): what the
         caller checks a PIN against before PayByCode. Reads only; a stale answer is checked again by the rule."""
         tenant = self.state.tenants.get(tenant_id)
-        parsed = paycodes.parse_code(code) if tenant is not None else None
-        if tenant is None or parsed is None:
-            return None
-        masked, password = parsed
-        key = paycodes.code_key(tenant.secret)
-        for step, number in paycodes.candidates(key, masked, now):
-            device_id = self.state.device_numbers.get((tenant_id, number))
-            if device_id is not None and paycodes.password_matches(
-                paycodes.device_seed(tenant.secret, device_id), step, password
-            ):
-                return self.state.pins.get(self.state.devices[device_id].wallet)
-        return None
+        found = self._code_device(tenant, code, now) if tenant is not None else None
+        return self.state.pins.get(found[0].wallet) if found is not None else None
 
     def set_pin(self, op: Operation, tenant_id: str, customer: str, hashed: str) -> PinReply:
         """Set or change the wallet's payment PIN (`hashed`: its Argon2id hash, made by the caller after
@@ -1494,24 +1494,26 @@ class Wallets:
 
     def _device_of(self, tenant: Tenant, code: str, now: int) -> tuple[Device, int] | WalletResult:
         """The device that showed `code` and its window, or CODE_INVALID (whatever the reason) or CODE_USED."""
+        found = self._code_device(tenant, code, now)
+        if found is None or found[0].revoked_at:
+            return WalletResult.CODE_INVALID
+        if (found[0].device_id, found[1]) in self.state.codes_used:
+            return WalletResult.CODE_USED
+        return found
+
+    def _code_device(self, tenant: Tenant, code: str, now: int) -> tuple[Device, int] | None:
+        """The device whose one-time password `code` carries, in the current or the grace window, and which."""
         parsed = paycodes.parse_code(code)
         if parsed is None:
-            return WalletResult.CODE_INVALID
+            return None
         masked, password = parsed
-        key = paycodes.code_key(tenant.secret)
-        for step, number in paycodes.candidates(key, masked, now):
+        for step, number in paycodes.candidates(paycodes.code_key(tenant.secret), masked, now):
             device_id = self.state.device_numbers.get((tenant.tenant_id, number))
-            if device_id is None:
-                continue
-            device = self.state.devices[device_id]
-            if not paycodes.password_matches(paycodes.device_seed(tenant.secret, device_id), step, password):
-                continue
-            if device.revoked_at:
-                return WalletResult.CODE_INVALID
-            if (device_id, step) in self.state.codes_used:
-                return WalletResult.CODE_USED
-            return device, step
-        return WalletResult.CODE_INVALID
+            if device_id is not None and paycodes.password_matches(
+                paycodes.device_seed(tenant.secret, device_id), step, password
+            ):
+                return self.state.devices[device_id], step
+        return None
 
     # -- refunds ---------------------------------------------------------------------------------------
 
