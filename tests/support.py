@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from ledger.engine import (
     Account,
@@ -133,3 +134,10 @@ def require_compare_extra(*modules: str) -> None:
             if os.environ.get("CI") == "true":
                 pytest.fail(f"{reason}; .ci/run installs it", pytrace=False)
             pytest.skip(reason, allow_module_level=True)
+
+
+def format_examples(examples: int = 1_000) -> settings:
+    """At most `examples` (fewer if the profile asks for fewer), for tests that hold two encoders or decoders of
+    one format equal: their inputs vary in few ways, which a thousand examples cover, and the CI profile's
+    3,000 cost minutes of the CI's budget each."""
+    return settings(max_examples=min(examples, settings().max_examples))

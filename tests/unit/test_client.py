@@ -32,6 +32,7 @@ from ledger.records.layout import TRANSFER_RESULT_STRUCT
 from ledger.records.limits import BATCH_EVENTS_MAX
 from ledger.server import accounts_to_packed
 from ledger.v1 import ledger_pb2
+from tests.support import format_examples
 
 u128 = st.sampled_from([0, 1, 2**64 - 1, 2**64, 2**128 - 1]) | st.integers(0, 2**128 - 1)
 u64 = st.sampled_from([0, 1, 2**63 - 1, 2**64 - 1]) | st.integers(0, 2**64 - 1)
@@ -43,6 +44,7 @@ transfers = st.builds(
 )  # fmt: skip
 
 
+@format_examples()
 @given(st.lists(transfers, max_size=10))
 def test_transfers_pack_exactly_as_the_engine_packs_them(items: list[Transfer]) -> None:
     assert pack_transfers(items) == engine_pack_transfers(items)

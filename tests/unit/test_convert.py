@@ -21,6 +21,7 @@ from ledger.server import (
 )
 from ledger.server._convert import ConversionError
 from ledger.v1 import ledger_pb2, types_pb2
+from tests.support import format_examples
 
 u128 = st.sampled_from([0, 1, 2**64 - 1, 2**64, 2**127 + 5, 2**128 - 1]) | st.integers(0, 2**128 - 1)
 u64 = st.sampled_from([0, 1, 2**63 - 1, 2**64 - 1]) | st.integers(0, 2**64 - 1)
@@ -37,6 +38,7 @@ accounts = st.builds(
 )  # fmt: skip
 
 
+@format_examples()
 @given(st.lists(transfers, max_size=20))
 def test_transfers_round_trip(batch: list[Transfer]) -> None:
     packed = pack_transfers(batch)
@@ -46,6 +48,7 @@ def test_transfers_round_trip(batch: list[Transfer]) -> None:
     assert unpack_transfers(transfers_to_packed(wire)) == batch
 
 
+@format_examples()
 @given(st.lists(accounts, max_size=20))
 def test_accounts_round_trip(batch: list[Account]) -> None:
     packed = pack_accounts(batch)

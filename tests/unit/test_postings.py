@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.engine import Transfer, pack_transfers
 from ledger.journal import _postings_py
+from tests.support import format_examples
 
 try:
     from ledger.journal import _postings_c
@@ -39,6 +40,7 @@ def journals(draw: st.DrawFn) -> tuple[bytes, int]:
     return pack_transfers(transfers), draw(st.integers(0, 2**40))
 
 
+@format_examples()
 @given(st.lists(journals(), min_size=1, max_size=13))
 def test_implementations_agree(commits: list[tuple[bytes, int]]) -> None:
     outputs = []

@@ -42,6 +42,7 @@ from ledger.server._wire_errors import DEPTH_MAX, Malformed
 from ledger.server._wire_schema import Kind
 from ledger.v1 import ledger_pb2, types_pb2
 from ledger.wallet import PaymentReply, WalletResult
+from tests.support import format_examples
 
 try:
     from ledger.server import _wire_c
@@ -458,6 +459,7 @@ accounts = st.builds(
 )  # fmt: skip
 
 
+@format_examples()
 @given(st.lists(transfers, max_size=10), st.lists(accounts, max_size=10), st.lists(u128, max_size=10))
 def test_what_protobuf_writes_decodes_to_the_records_it_came_from(
     batch: list[Transfer], account_batch: list[Account], ids: list[int]
@@ -689,6 +691,7 @@ _PAY_REPLIES = st.builds(
 
 
 @codecs
+@format_examples()
 @given(replies=st.lists(_PAY_REPLIES, max_size=20))
 def test_pay_batch_replies_are_written_as_protobuf_writes_them(codec: ModuleType, replies: list[PaymentReply]) -> None:
     """What each codec writes is protobuf's bytes of the message _convert.pay_reply fills, and parses back."""
