@@ -542,7 +542,7 @@ EVENT_TYPES: Final = (
     "booking.created", "booking.reversed", "booking.refused", "voucher.issued", "voucher.redeemed",
     "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
     "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked", "payment.cancelled",
-    "terminal.flagged",
+    "terminal.flagged", "payment_request.created", "payment_request.paid", "payment_request.cancelled",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]

@@ -101,6 +101,10 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
                                              "The terminal cancelled this transaction; it cannot be paid"),
     R.WALLET_RESULT_LIMIT_EXCEEDED: _kind(_DECLINED, "limit_exceeded",
                                           "The payment would pass one of the tenant's risk limits"),
+    R.WALLET_RESULT_REQUEST_NOT_FOUND: _kind(_NOT_FOUND, "request_not_found", "No such payment request"),
+    R.WALLET_RESULT_REQUEST_EXPIRED: _kind(_CONFLICT, "request_expired", "The payment request expired"),
+    R.WALLET_RESULT_REQUEST_NOT_OPEN: _kind(_CONFLICT, "request_not_open",
+                                            "The payment request was paid or cancelled"),
     R.WALLET_RESULT_CANCEL_TOO_LATE: _kind(_CONFLICT, "cancel_too_late",
                                            "The payment is too old to cancel at the terminal; refund it"),
 }  # fmt: skip

@@ -56,6 +56,9 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_PAYMENT_CANCELLED: _ClassVar[WalletResult]
     WALLET_RESULT_CANCEL_TOO_LATE: _ClassVar[WalletResult]
     WALLET_RESULT_LIMIT_EXCEEDED: _ClassVar[WalletResult]
+    WALLET_RESULT_REQUEST_NOT_FOUND: _ClassVar[WalletResult]
+    WALLET_RESULT_REQUEST_EXPIRED: _ClassVar[WalletResult]
+    WALLET_RESULT_REQUEST_NOT_OPEN: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -145,6 +148,9 @@ WALLET_RESULT_PIN_LOCKED: WalletResult
 WALLET_RESULT_PAYMENT_CANCELLED: WalletResult
 WALLET_RESULT_CANCEL_TOO_LATE: WalletResult
 WALLET_RESULT_LIMIT_EXCEEDED: WalletResult
+WALLET_RESULT_REQUEST_NOT_FOUND: WalletResult
+WALLET_RESULT_REQUEST_EXPIRED: WalletResult
+WALLET_RESULT_REQUEST_NOT_OPEN: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource

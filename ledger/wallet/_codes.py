@@ -84,6 +84,11 @@ class WalletResult(IntEnum):
     """Wrong PINs locked the wallet's code payments for a while (the message says until when)."""
     PAYMENT_CANCELLED = 41
     """The terminal cancelled this transaction: it can no longer be paid (a paid one was refunded)."""
+    REQUEST_NOT_FOUND = 44
+    REQUEST_EXPIRED = 45
+    """The payment request's time ran out before a customer confirmed it."""
+    REQUEST_NOT_OPEN = 46
+    """The payment request was paid (by another customer) or cancelled."""
     LIMIT_EXCEEDED = 43
     """The payment would pass one of the tenant's risk limits on payments by code (the message names it)."""
     CANCEL_TOO_LATE = 42

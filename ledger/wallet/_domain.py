@@ -76,6 +76,7 @@ from ._state import (
     Device,
     Fact,
     Hold,
+    PaymentRequest,
     Record,
     Voucher,
     WalletState,
@@ -99,6 +100,9 @@ REFERENCE_LENGTH_MAX: Final = 255
 HOLD_SECONDS_MAX: Final = 31 * 86_400
 """Longest a hold may stay authorised."""
 HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
+REQUEST_SECONDS_MAX: Final = 600
+"""Longest a terminal's payment request stays open (a customer at the counter confirms within moments)."""
+REQUEST_SECONDS_DEFAULT: Final = 120
 CANCEL_SECONDS: Final = 600
 """How long after a payment by code its terminal may cancel it (then it is refunded in full)."""
 WALLET_IDS_CACHED: Final = 65_536
@@ -257,6 +261,20 @@ class CodePaymentStatus(Reply):
     """The payment (paid, or cancelled after it paid) or the decline."""
     refund_id: int = 0
     """A cancelled payment's refund into the wallet."""
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestReply(Reply):
+    request_id: int = 0
+    terminal: str = ""
+    amount: int = 0
+    reference: str = ""
+    status: str = ""
+    """open, paid, cancelled or expired."""
+    expires_at: int = 0
+    created_at: int = 0
+    payment_id: int = 0
+    wallet_id: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -1413,6 +1431,131 @@ class Wallets:
             if recent >= threshold and self.state.flagged.get(terminal, 0) <= now - window:
                 facts.append(["terminal_flagged", terminal, now])
         return facts
+
+    # -- the counter: payment requests a terminal shows -------------------------------------------------------
+
+    def create_payment_request(
+        self, op: Operation, tenant_id: str, terminal: str, amount: int, reference: str, seconds: int, key: str
+    ) -> RequestReply:
+        """A terminal asks for `amount`; its QR code names the request, which a customer's phone confirms
+        (`confirm_payment_request`) until it expires (`seconds`, at most REQUEST_SECONDS_MAX). Idempotent by
+        key."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return RequestReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return RequestReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        request_id = operation_id(tenant_id, f"request\x00{key}")
+        fp = fingerprint("request", terminal, amount, reference, seconds)
+        known = self.state.requests.get(request_id)
+        if known is not None:
+            if known.fingerprint != fp:
+                return RequestReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+            again = self._request_reply(known, op.now())
+            again.replayed = True
+            return again
+        if (problem := _terminal_problem(terminal, "-")) is not None:
+            return RequestReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        if (problem := self._check_amount(amount)) is not None:
+            return RequestReply(result=WalletResult.AMOUNT_INVALID, message=problem)
+        if not reference or len(reference) > REFERENCE_LENGTH_MAX or not reference.isprintable():
+            return RequestReply(result=WalletResult.REFERENCE_REQUIRED,
+                                message=f"reference: 1 to {REFERENCE_LENGTH_MAX} printable characters")  # fmt: skip
+        if not 0 <= seconds <= REQUEST_SECONDS_MAX:
+            problem = f"seconds: 1 to {REQUEST_SECONDS_MAX} (0: {REQUEST_SECONDS_DEFAULT})"
+            return RequestReply(result=WalletResult.EXPIRY_INVALID, message=problem)
+        now = op.now()
+        expires_at = now + (seconds or REQUEST_SECONDS_DEFAULT) * NANOSECONDS_PER_SECOND
+        fact = ["request", request_id, tenant_id, terminal, amount, reference, expires_at, now, fp]
+        self._commit(op, {"op": "payment_request_created", "tenant": tenant_id, "at": now, "id": request_id,
+                          "terminal": terminal, "amount": amount, "reference": reference, "expires_at": expires_at,
+                          "facts": [fact]})  # fmt: skip
+        return self._request_reply(self.state.requests[request_id], now)
+
+    def payment_request(self, op: Operation, tenant_id: str, request_id: int) -> RequestReply:
+        found = self._request_of(tenant_id, request_id)
+        return found if isinstance(found, RequestReply) else self._request_reply(found, op.now())
+
+    def confirm_payment_request(
+        self, op: Operation, tenant_id: str, request_id: int, customer: str, *, pin_ok: bool | None = None
+    ) -> PaymentReply:
+        """A customer pays a terminal's request from their wallet: once, before it expires, under the same PIN
+        rule and risk limits as a payment by code. The payment's id is the request's; the same customer
+        confirming again gets the payment again."""
+        found = self._request_of(tenant_id, request_id)
+        if isinstance(found, RequestReply):
+            return PaymentReply(result=found.result, message=found.message)
+        tenant = self.state.tenants[tenant_id]
+        fp = fingerprint("request-pay", request_id, customer)
+        replayed = self._chain_replay(op, tenant, request_id, fp, _PAYMENT_KINDS, self._payment_reply, PaymentReply,
+                                      steps=2)  # fmt: skip
+        if replayed is not None and replayed.result is not WalletResult.IDEMPOTENCY_KEY_REUSED:
+            return replayed  # this customer's payment of it, again
+        now = op.now()
+        if found.status != "open":
+            return PaymentReply(result=WalletResult.REQUEST_NOT_OPEN, requested=found.amount,
+                                message=f"request: it was {found.status}")  # fmt: skip
+        if now >= found.expires_at:
+            return PaymentReply(result=WalletResult.REQUEST_EXPIRED, requested=found.amount,
+                                message="request: its time ran out; the terminal makes a new one")  # fmt: skip
+        if (problem := self._check_customer(customer)) is not None:
+            return PaymentReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        terminal = f"{tenant_id}\x00{found.terminal}"
+        asked = CodePayment(tenant=tenant_id, code="", amount=found.amount, terminal=found.terminal,
+                            transaction=found.reference, pin_ok=pin_ok)  # fmt: skip
+        pin_rule = self._pin_rule(tenant, wallet, asked, now)
+        if isinstance(pin_rule, tuple):  # a refusal here is not kept: the customer may try again
+            result, message, facts = pin_rule
+            if facts:
+                self._commit(op, {"op": "payment_declined", "tenant": tenant_id, "at": now, "wallet": wallet,
+                                  "id": request_id, "customer": customer, "requested": found.amount,
+                                  "result": result.name, "message": message, "facts": facts})  # fmt: skip
+            return PaymentReply(result=result, message=message, requested=found.amount)
+        limit = self._limit_refusal(tenant, wallet, terminal, found.amount, now)
+        if limit is not None:
+            return PaymentReply(result=WalletResult.LIMIT_EXCEEDED, message=limit, requested=found.amount)
+        payment = Payment(tenant=tenant_id, customer=customer, amount=found.amount, key=found.reference,
+                          order_reference=found.reference)  # fmt: skip
+        facts = [*pin_rule, ["spent_by_code", wallet, terminal, found.amount, now],
+                 ["request_status", request_id, "paid", request_id, wallet]]  # fmt: skip
+        decided = self._decide_payment(op, tenant, payment)
+        if not isinstance(decided, _Paying):  # declined: the request stays open for this or another customer
+            return PaymentReply(result=decided[0], message=decided[1], requested=found.amount)
+        return self._make_payment(op, tenant, payment, request_id, fp, facts, terminal=found.terminal,
+                                  payment_request=f"{request_id:032x}")  # fmt: skip
+
+    def cancel_payment_request(self, op: Operation, tenant_id: str, request_id: int) -> RequestReply:
+        """The terminal withdraws an open request: no customer can pay it from now on (cancelling again, or an
+        expired one, changes nothing; a paid one is refunded as a payment is)."""
+        found = self._request_of(tenant_id, request_id)
+        if isinstance(found, RequestReply):
+            return found
+        now = op.now()
+        if found.status == "paid":
+            return RequestReply(result=WalletResult.REQUEST_NOT_OPEN, message="request: it was paid; refund it")
+        if found.status == "open" and now < found.expires_at:
+            self._commit(op, {"op": "payment_request_cancelled", "tenant": tenant_id, "at": now, "id": request_id,
+                              "terminal": found.terminal, "amount": found.amount,
+                              "facts": [["request_status", request_id, "cancelled", 0, 0]]})  # fmt: skip
+        return self._request_reply(found, now)
+
+    def _request_of(self, tenant_id: str, request_id: int) -> PaymentRequest | RequestReply:
+        if tenant_id not in self.state.tenants:
+            return RequestReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        found = self.state.requests.get(request_id)
+        if found is None or found.tenant != tenant_id:
+            return RequestReply(result=WalletResult.REQUEST_NOT_FOUND, message="request: no such payment request")
+        return found
+
+    @staticmethod
+    def _request_reply(request: PaymentRequest, now: int) -> RequestReply:
+        status = "expired" if request.status == "open" and now >= request.expires_at else request.status
+        return RequestReply(
+            request_id=request.request_id, terminal=request.terminal, amount=request.amount,
+            reference=request.reference, status=status, expires_at=request.expires_at,
+            created_at=request.created_at, payment_id=request.payment_id, wallet_id=request.wallet,
+        )  # fmt: skip
 
     def _pin_rule(
         self, tenant: Tenant, wallet: int, request: CodePayment, now: int

@@ -54,6 +54,8 @@ EVENT_TYPES: Final = {
     "device_revoked": "device.revoked",
     "pin_set": "wallet.pin_set",
     "payment_cancelled": "payment.cancelled",
+    "payment_request_created": "payment_request.created",
+    "payment_request_cancelled": "payment_request.cancelled",
     "wallet_unlocked": "wallet.unlocked",
 }
 """Event type by record kind; a record of a kind not listed here yields no event."""
@@ -63,7 +65,9 @@ WALLET_LOCKED: Final = "wallet.locked"
 """Wrong PINs locked a wallet's code payments (from the declined payment that locked it)."""
 TERMINAL_FLAGGED: Final = "terminal.flagged"
 """Codes refused at one terminal passed the tenant's terminal_declines_flag within 10 minutes."""
-TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED, TERMINAL_FLAGGED})
+REQUEST_PAID: Final = "payment_request.paid"
+"""A customer confirmed a payment request and it paid (from the payment's record)."""
+TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED, TERMINAL_FLAGGED, REQUEST_PAID})
 _CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
 _INDEX_LAST: Final = 999_999_999
 """The largest record index a cursor may name: past any commit's last record."""
@@ -144,6 +148,10 @@ def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent
         elif fact[0] == "pin_locked":
             locked = {"op": "wallet_locked", "at": at, "wallet": f"{fact[1]:032x}", "tenant": tenant, "until": fact[2]}
             yield WalletEvent(f"{cursor}.locked", cursor, WALLET_LOCKED, tenant, fact[1], 0, 0, at, locked)
+        elif fact[0] == "request_status" and fact[2] == "paid":
+            paid = {"op": "payment_request_paid", "at": at, "request": f"{fact[1]:032x}", "tenant": tenant,
+                    "payment": f"{fact[3]:032x}", "wallet": f"{fact[4]:032x}", "amount": amount}  # fmt: skip
+            yield WalletEvent(f"{cursor}.request", cursor, REQUEST_PAID, tenant, fact[4], fact[1], amount, at, paid)
         elif fact[0] == "terminal_flagged":
             terminal = str(fact[1]).split("\x00", 1)[-1]
             flagged = {"op": "terminal_flagged", "at": at, "terminal": terminal, "tenant": tenant}

@@ -248,6 +248,30 @@ class Device:
 
 REFUSALS_SECONDS: Final = 600
 """Refused codes at a terminal count towards flagging it for this long."""
+
+
+@dataclass(slots=True)
+class PaymentRequest:
+    """What a terminal asks a customer to pay, shown as a QR code for their phone to confirm."""
+
+    request_id: int
+    tenant: str
+    terminal: str
+    amount: int
+    reference: str
+    expires_at: int
+    created_at: int
+    fingerprint: int
+    status: str = "open"
+    """open, paid or cancelled (an open one past expires_at is expired)."""
+    payment_id: int = 0
+    wallet: int = 0
+
+    def to_json(self) -> list[Any]:
+        return [self.request_id, self.tenant, self.terminal, self.amount, self.reference, self.expires_at,
+                self.created_at, self.fingerprint, self.status, self.payment_id, self.wallet]  # fmt: skip
+
+
 CODES_KEPT_STEPS: Final = 4
 """Windows a used code stays remembered: past the grace window no code of it is taken anyway."""
 
@@ -305,6 +329,8 @@ class WalletState:
     """"tenant\\x00terminal" -> when codes were refused there in the last REFUSALS_SECONDS."""
     flagged: dict[str, int] = field(default_factory=dict)
     """"tenant\\x00terminal" -> when refused codes last flagged it."""
+    requests: dict[int, PaymentRequest] = field(default_factory=dict)
+    """Payment requests terminals showed, by id."""
     cancelled: dict[int, int] = field(default_factory=dict)
     """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
     codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -501,6 +527,17 @@ class WalletState:
     def _terminal_flagged(self, terminal: str, at: int) -> None:
         self.flagged[terminal] = at
 
+    def _request(
+        self, request_id: int, tenant: str, terminal: str, amount: int, reference: str, expires_at: int,
+        created_at: int, fingerprint: int, status: str = "open", payment_id: int = 0, wallet: int = 0,
+    ) -> None:  # fmt: skip
+        self.requests[request_id] = PaymentRequest(request_id, tenant, terminal, amount, reference, expires_at,
+                                                   created_at, fingerprint, status, payment_id, wallet)  # fmt: skip
+
+    def _request_status(self, request_id: int, status: str, payment_id: int, wallet: int) -> None:
+        request = self.requests[request_id]
+        request.status, request.payment_id, request.wallet = status, payment_id, wallet
+
     def _cancelled(self, operation: int, at: int) -> None:
         self.cancelled[operation] = at
 
@@ -550,6 +587,7 @@ class WalletState:
             "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
             "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
+            "requests": [request.to_json() for request in self.requests.values()],
             "spending": [[*key, *value] for key, value in self.spending.items()],
             "refusals": [[terminal, moments] for terminal, moments in self.refusals.items()],
             "flagged": [[terminal, at] for terminal, at in self.flagged.items()],
@@ -613,6 +651,8 @@ class WalletState:
         state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
         state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
         state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
+        for request in data.get("requests", ()):
+            state._request(*request)
         state.spending = {(owner, period, number): [amount, count]
                           for owner, period, number, amount, count in data.get("spending", ())}  # fmt: skip
         state.refusals = {terminal: moments for terminal, moments in data.get("refusals", ())}
@@ -658,6 +698,8 @@ _HANDLERS: Final[dict[str, Any]] = {
     "code_used": WalletState._code_used,
     "pin": WalletState._pin,
     "cancelled": WalletState._cancelled,
+    "request": WalletState._request,
+    "request_status": WalletState._request_status,
     "spent_by_code": WalletState._spent_by_code,
     "code_refused": WalletState._code_refused,
     "terminal_flagged": WalletState._terminal_flagged,

@@ -396,3 +396,81 @@ def test_a_terminal_is_flagged_when_codes_refused_there_pass_the_tenants_thresho
     other = pay_code(counter, code_now(counter, device), 1, "one-more")
     assert other.result is WalletResult.LIMIT_EXCEEDED and other.message.startswith("terminal_day_amount:")
     assert pay_code(counter, code_now(counter, device), 1, "elsewhere", terminal="bar-2").ok
+
+
+# -- payment requests a terminal shows ---------------------------------------------------------------------------
+
+
+def request(bench: WalletBench, amount: int, key: str, seconds: int = 60, reference: str = "order 17") -> Any:
+    with bench.op() as op:
+        return bench.wallets.create_payment_request(op, "shop-a", "bar-1", amount, reference, seconds, key)
+
+
+def confirm(bench: WalletBench, request_id: int, customer: str = "anna", pin: str | None = None) -> PaymentReply:
+    pin_ok = None
+    if pin is not None:
+        pin_ok = pin_matches(bench.wallets.state.pins.get(_wallet_of(bench, customer)), pin)
+    with bench.op() as op:
+        return bench.wallets.confirm_payment_request(op, "shop-a", request_id, customer, pin_ok=pin_ok)
+
+
+def _wallet_of(bench: WalletBench, customer: str) -> int:
+    from ledger.wallet import wallet_id
+
+    return wallet_id("shop-a", customer, "EUR")
+
+
+def test_a_terminals_request_is_paid_once_by_one_customer_before_it_expires(counter: WalletBench) -> None:
+    opened(counter, "ben")
+    made = request(counter, 1_200, "r1")
+    assert made.ok and made.status == "open" and made.expires_at == made.created_at + 60 * SECOND_NS
+    assert request(counter, 1_200, "r1").replayed
+    assert request(counter, 1_300, "r1").result is WalletResult.IDEMPOTENCY_KEY_REUSED
+    poor = confirm(counter, made.request_id, "ben")  # ben has nothing: declined, the request stays open
+    assert poor.result is WalletResult.INSUFFICIENT_FUNDS
+    paid = confirm(counter, made.request_id)
+    assert paid.ok and paid.payment_id == made.request_id and available(counter) == 8_800
+    assert confirm(counter, made.request_id).replayed  # anna's phone asked again: the same payment
+    assert confirm(counter, made.request_id, "ben").result is WalletResult.REQUEST_NOT_OPEN
+    with counter.op() as op:
+        assert counter.wallets.payment_request(op, "shop-a", made.request_id).status == "paid"
+        assert (
+            counter.wallets.cancel_payment_request(op, "shop-a", made.request_id).result
+            is WalletResult.REQUEST_NOT_OPEN
+        )
+    # expiry, cancel, unknown ids
+    late = request(counter, 100, "r2", seconds=30)
+    counter.clock.advance(30)
+    assert confirm(counter, late.request_id).result is WalletResult.REQUEST_EXPIRED
+    withdrawn = request(counter, 100, "r3")
+    with counter.op() as op:
+        assert counter.wallets.cancel_payment_request(op, "shop-a", withdrawn.request_id).status == "cancelled"
+        assert counter.wallets.payment_request(op, "shop-a", late.request_id).status == "expired"
+        assert counter.wallets.payment_request(op, "shop-a", 12345).result is WalletResult.REQUEST_NOT_FOUND
+    assert confirm(counter, withdrawn.request_id).result is WalletResult.REQUEST_NOT_OPEN
+    for bad in (
+        request(counter, 0, "b1"),
+        request(counter, 1, "b2", seconds=601),
+        request(counter, 1, "b3", reference=""),
+    ):
+        assert not bad.ok
+    assert available(counter) == 8_800
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("payment_request.created") == 3 and kinds.count("payment_request.paid") == 1
+    assert "payment_request.cancelled" in kinds
+    counter.wallets = counter.restarted()
+    with counter.op() as op:
+        assert counter.wallets.payment_request(op, "shop-a", made.request_id).status == "paid"
+
+
+def test_a_request_above_the_pin_amount_needs_the_pin_and_counts_towards_the_limits(counter: WalletBench) -> None:
+    pin_settings(counter, pin_above=1_000, wallet_hour_amount=2_000)
+    set_pin(counter, "4711")
+    made = request(counter, 1_500, "r1")
+    assert confirm(counter, made.request_id).result is WalletResult.PIN_REQUIRED
+    assert confirm(counter, made.request_id, pin="0000").result is WalletResult.PIN_INVALID
+    assert counter.wallets.pin_status("shop-a", "anna").failures == 1
+    assert confirm(counter, made.request_id, pin="4711").ok
+    second = request(counter, 600, "r2")
+    limit = confirm(counter, second.request_id)
+    assert limit.result is WalletResult.LIMIT_EXCEEDED and limit.message.startswith("wallet_hour_amount:")
