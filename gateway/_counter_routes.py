@@ -7,26 +7,34 @@ PINs go to the ledger, which hashes and checks them off its writer; the gateway 
 
 from __future__ import annotations
 
+import asyncio
+import io
+import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+import segno
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from ledger.client import AsyncClient
 from ledger.v1 import wallet_pb2
 
+from . import _emvco as emvco
 from ._calls import Currencies, at, call, idempotency_key, outcome, when
 from ._context import REQUEST_ID
 from ._models import (
     CancelCodePayment,
     CodePaymentObject,
     CodePaymentOutcome,
+    ConfirmPaymentRequest,
     CreateCodePayment,
+    CreatePaymentRequest,
     Device,
     DeviceList,
     EnrollDevice,
+    PaymentRequestObject,
     PinStatus,
     ProblemDetails,
     SetPin,
@@ -39,6 +47,7 @@ TenantCurrencies = NamedDependency[Currencies]
 TenantId = Annotated[str, Parameter(max_length=64, description="The tenant's id")]
 CustomerRef = Annotated[str, Parameter(max_length=255, description="The tenant's reference for the customer")]
 TerminalRef = Annotated[str, Parameter(max_length=255, description="1 to 255 printable characters")]
+RequestId = Annotated[str, Parameter(pattern="^[0-9a-f]{32}$", description="32 lowercase hex digits")]
 DeviceId = Annotated[str, Parameter(pattern="^[0-9a-f]{32}$", description="32 lowercase hex digits")]
 IdempotencyKey = Annotated[
     str | None,
@@ -185,4 +194,112 @@ def _outcome(terminal: str, transaction: str, currency: str, reply: wallet_pb2.C
     )  # fmt: skip
 
 
-COUNTER_ROUTES: list[Any] = [DevicesController, WalletCounterController, CodePaymentsController]
+class PaymentRequestsController(Controller):
+    path = "/v1/tenants/{tenant_id:str}/payment_requests"
+    tags = ["counter"]  # noqa: RUF012 - Litestar reads it as declared
+
+    @post("/", status_code=201, summary="A terminal asks for an amount, shown as a QR code")
+    async def create(
+        self, tenant_id: TenantId, data: JSONBody[CreatePaymentRequest], client: Client, idempotency: IdempotencyKey
+    ) -> PaymentRequestObject:
+        """Show `qr_payload` (or qr.svg, qr.png) to the customer; their phone confirms it. GET it with `wait` to
+        learn the outcome without polling hard."""
+        request = wallet_pb2.CreatePaymentRequestRequest(
+            tenant=tenant_id, terminal=data.terminal, amount=data.amount, reference=data.reference,
+            seconds=data.seconds, key=idempotency_key(idempotency), currency=data.currency,
+        )  # fmt: skip
+        reply = await outcome(client.create_payment_request(request))
+        return await _request(client, tenant_id, reply)
+
+    @get("/{request_id:str}", summary="A payment request; with `wait`, once it is paid or cancelled")
+    async def read(
+        self, tenant_id: TenantId, request_id: RequestId, client: Client,
+        wait: Annotated[int, QueryParameter(name="wait", ge=0, le=30, description="Seconds to wait")] = 0,
+    ) -> PaymentRequestObject:  # fmt: skip
+        """With `wait`, an open request is answered once a customer paid it, the terminal cancelled it, it
+        expired, or `wait` seconds passed, whichever comes first: one request, no polling."""
+        ask = wallet_pb2.PaymentRequestRequest(tenant=tenant_id, request_id=request_id)
+        cursor = (await outcome(client.get_event_cursor(wallet_pb2.GetEventCursorRequest(tenant=tenant_id)))).cursor
+        reply = await outcome(client.get_payment_request(ask))
+        if wait and reply.status == "open":
+            left = max(0.0, reply.expires_at.seconds + reply.expires_at.nanos / 1e9 - time.time())
+            await _until_decided(client, tenant_id, request_id, cursor, min(float(wait), left))
+            reply = await outcome(client.get_payment_request(ask))
+        return await _request(client, tenant_id, reply)
+
+    @post("/{request_id:str}/confirm", status_code=201, summary="A customer pays a terminal's request")
+    async def confirm(
+        self, tenant_id: TenantId, request_id: RequestId, data: JSONBody[ConfirmPaymentRequest], client: Client,
+        currencies: TenantCurrencies,
+    ) -> CodePaymentObject:  # fmt: skip
+        """From the customer's wallet, once; the same customer confirming again gets the same payment."""
+        request = wallet_pb2.ConfirmPaymentRequestRequest(tenant=tenant_id, request_id=request_id,
+                                                          customer=data.customer, pin=data.pin)  # fmt: skip
+        reply = await outcome(client.confirm_payment_request(request))
+        return _payment("", request_id, "", await currencies.of(client, tenant_id), reply)
+
+    @post("/{request_id:str}/cancel", status_code=200, summary="The terminal withdraws an open request")
+    async def cancel(self, tenant_id: TenantId, request_id: RequestId, client: Client) -> PaymentRequestObject:
+        ask = wallet_pb2.PaymentRequestRequest(tenant=tenant_id, request_id=request_id)
+        return await _request(client, tenant_id, await outcome(client.cancel_payment_request(ask)))
+
+    @get("/{request_id:str}/qr.svg", summary="A payment request's QR code as SVG", media_type="image/svg+xml")
+    async def qr_svg(self, tenant_id: TenantId, request_id: RequestId, client: Client) -> Response[bytes]:
+        return Response(_qr(await self._payload(client, tenant_id, request_id), "svg"), media_type="image/svg+xml")
+
+    @get("/{request_id:str}/qr.png", summary="A payment request's QR code as PNG", media_type="image/png")
+    async def qr_png(self, tenant_id: TenantId, request_id: RequestId, client: Client) -> Response[bytes]:
+        return Response(_qr(await self._payload(client, tenant_id, request_id), "png"), media_type="image/png")
+
+    @staticmethod
+    async def _payload(client: AsyncClient, tenant_id: str, request_id: str) -> str:
+        ask = wallet_pb2.PaymentRequestRequest(tenant=tenant_id, request_id=request_id)
+        return (await _request(client, tenant_id, await outcome(client.get_payment_request(ask)))).qr_payload
+
+
+def _qr(payload: str, kind: str) -> bytes:
+    """The payload as a QR code (segno, error correction M), quiet zone included."""
+    out = io.BytesIO()
+    segno.make(payload, error="m").save(out, kind=kind, scale=6 if kind == "svg" else 8, border=4)
+    return out.getvalue()
+
+
+async def _request(client: AsyncClient, tenant_id: str, reply: wallet_pb2.PaymentRequestReply) -> PaymentRequestObject:
+    tenant = await outcome(client.get_tenant(wallet_pb2.GetTenantRequest(tenant=tenant_id)))
+    payload = emvco.encode(emvco.PaymentRequestQr(
+        tenant=tenant_id, request_id=reply.request_id, amount=reply.amount, currency_number=tenant.currency_number,
+        scale=tenant.currency_scale, merchant_name=tenant.settings.name or tenant_id, merchant_city="",
+    ))  # fmt: skip
+    paid = reply.status == "paid"
+    return PaymentRequestObject(
+        id=reply.request_id, terminal=reply.terminal, amount=reply.amount, currency=tenant.currency,
+        reference=reply.reference, status=reply.status,  # type: ignore[arg-type]
+        expires_at=at(reply.expires_at), created_at=at(reply.created_at),
+        payment_id=reply.payment_id if paid else None, wallet_id=reply.wallet_id if paid else None,
+        qr_payload=payload,
+    )  # fmt: skip
+
+
+async def _until_decided(client: AsyncClient, tenant: str, request_id: str, cursor: str, seconds: float) -> None:
+    """Wait on the tenant's event feed (after `cursor`) for this request to be paid or cancelled, `seconds` at
+    most: the terminal's long-poll costs one stream, not a call per second."""
+    feed = client.subscribe_events(wallet_pb2.SubscribeEventsRequest(
+        tenant=tenant, after=cursor, types=["payment_request.paid", "payment_request.cancelled"],
+    ))  # fmt: skip
+    try:
+        async with asyncio.timeout(seconds):
+            async for event in feed:
+                if event.operation_id == request_id:
+                    return
+    except TimeoutError:
+        return
+    finally:
+        await feed.aclose()  # type: ignore[attr-defined]
+
+
+COUNTER_ROUTES: list[Any] = [
+    DevicesController,
+    WalletCounterController,
+    CodePaymentsController,
+    PaymentRequestsController,
+]

@@ -750,6 +750,37 @@ class CodePaymentOutcome(msgspec.Struct):
     object: str = "code_payment_outcome"
 
 
+class CreatePaymentRequest(Strict):
+    terminal: TerminalText
+    amount: Amount
+    currency: Currency
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="What it is for")]
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=600, description="How long it stays open (0: 120 s)")] = 0
+
+
+class PaymentRequestObject(msgspec.Struct):
+    id: str
+    terminal: str
+    amount: int
+    currency: str
+    reference: str
+    status: Literal["open", "paid", "cancelled", "expired"]
+    expires_at: datetime
+    created_at: datetime
+    payment_id: str | None
+    """Paid: the payment, whose id is the request's."""
+    wallet_id: str | None
+    qr_payload: str
+    """The EMVCo merchant-presented payload its QR code holds (also at qr.svg and qr.png)."""
+    object: str = "payment_request"
+
+
+class ConfirmPaymentRequest(Strict):
+    customer: Customer
+    pin: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    """The customer's payment PIN, when the amount is above the tenant's pin_above."""
+
+
 class SetPin(Strict):
     pin: Annotated[str, msgspec.Meta(min_length=1, max_length=16, description="4 to 6 digits, not a run")]
 

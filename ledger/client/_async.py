@@ -718,6 +718,34 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.CodePaymentReply = await self._run(self._wallet("CancelCodePayment", request, timeout))
         return reply
 
+    async def create_payment_request(
+        self, request: wallet_pb2.CreatePaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """A terminal asks for an amount, shown as a QR code one customer confirms."""
+        reply: wallet_pb2.PaymentRequestReply = await self._run(self._wallet("CreatePaymentRequest", request, timeout))
+        return reply
+
+    async def get_payment_request(
+        self, request: wallet_pb2.PaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """A payment request and its status."""
+        reply: wallet_pb2.PaymentRequestReply = await self._run(self._wallet("GetPaymentRequest", request, timeout))
+        return reply
+
+    async def confirm_payment_request(
+        self, request: wallet_pb2.ConfirmPaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayReply:
+        """A customer pays a terminal's request from their wallet."""
+        reply: wallet_pb2.PayReply = await self._run(self._wallet("ConfirmPaymentRequest", request, timeout))
+        return reply
+
+    async def cancel_payment_request(
+        self, request: wallet_pb2.PaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """The terminal withdraws an open request."""
+        reply: wallet_pb2.PaymentRequestReply = await self._run(self._wallet("CancelPaymentRequest", request, timeout))
+        return reply
+
     async def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

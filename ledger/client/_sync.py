@@ -453,6 +453,38 @@ class Client(ClientSteps):
         )
         return reply
 
+    def create_payment_request(
+        self, request: wallet_pb2.CreatePaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """A terminal asks for an amount, shown as a QR code one customer confirms."""
+        call = self._wallet("CreatePaymentRequest", request, timeout)
+        reply: wallet_pb2.PaymentRequestReply = run_sync(call, self._perform)
+        return reply
+
+    def get_payment_request(
+        self, request: wallet_pb2.PaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """A payment request and its status."""
+        call = self._wallet("GetPaymentRequest", request, timeout)
+        reply: wallet_pb2.PaymentRequestReply = run_sync(call, self._perform)
+        return reply
+
+    def confirm_payment_request(
+        self, request: wallet_pb2.ConfirmPaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayReply:
+        """A customer pays a terminal's request from their wallet."""
+        call = self._wallet("ConfirmPaymentRequest", request, timeout)
+        reply: wallet_pb2.PayReply = run_sync(call, self._perform)
+        return reply
+
+    def cancel_payment_request(
+        self, request: wallet_pb2.PaymentRequestRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PaymentRequestReply:
+        """The terminal withdraws an open request."""
+        call = self._wallet("CancelPaymentRequest", request, timeout)
+        reply: wallet_pb2.PaymentRequestReply = run_sync(call, self._perform)
+        return reply
+
     def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -50,6 +50,7 @@ from ledger.wallet import (
     PinReply,
     Refund,
     RefundReply,
+    RequestReply,
     Settlement,
     StatementKind,
     StatementPage,
@@ -133,6 +134,10 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "GetCodePayment": _P.WALLET_PAY,
     "CancelCodePayment": _P.WALLET_PAY,
     "SetPin": _P.WALLET_TOPUP,
+    "CreatePaymentRequest": _P.WALLET_PAY,
+    "GetPaymentRequest": _P.WALLET_PAY,
+    "ConfirmPaymentRequest": _P.WALLET_PAY,
+    "CancelPaymentRequest": _P.WALLET_PAY,
     "GetPinStatus": _P.WALLET_READ,
     "UnlockPin": _P.WALLET_BOOK,
     # statements and settlement
@@ -217,6 +222,18 @@ def _code_payment_reply(reply: CodePaymentStatus) -> wallet_pb2.CodePaymentReply
     return message
 
 
+def _request_reply(reply: RequestReply) -> wallet_pb2.PaymentRequestReply:
+    message = wallet_pb2.PaymentRequestReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message, request_id=format_id(reply.request_id), terminal=reply.terminal, amount=reply.amount,
+        reference=reply.reference, status=reply.status, payment_id=format_id(reply.payment_id),
+        wallet_id=format_id(reply.wallet_id), replayed=reply.replayed,
+    )  # fmt: skip
+    _timestamp(message.expires_at, reply.expires_at)
+    _timestamp(message.created_at, reply.created_at)
+    return message
+
+
 def _pin_reply(reply: PinReply) -> wallet_pb2.PinReply:
     message = wallet_pb2.PinReply(
         result=int(reply.result),  # type: ignore[arg-type]
@@ -265,6 +282,7 @@ def _tenant_reply(reply: TenantReply) -> wallet_pb2.TenantReply:
     )
     if reply.currency:
         message.currency_scale = currency(reply.currency).scale
+        message.currency_number = currency(reply.currency).number
     if reply.settings:
         message.settings.CopyFrom(wallet_pb2.TenantSettings(**reply.settings))
     return message
@@ -872,6 +890,51 @@ class WalletService:
             return _code_payment_reply(reply)
 
         return await self._call(context, "CancelCodePayment", wallet_pb2.CancelCodePaymentRequest, request, step)
+
+    async def CreatePaymentRequest(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CreatePaymentRequestRequest, op: Operation) -> Message:
+            tenant = self._wallets.tenant(message.tenant)
+            if tenant is not None and message.currency and message.currency != tenant.currency.code:
+                return wallet_pb2.PaymentRequestReply(
+                    result=wallet_pb2.WALLET_RESULT_CURRENCY_MISMATCH,
+                    message=f"currency: tenant {message.tenant} keeps {tenant.currency.code}",
+                )
+            reply = self._wallets.create_payment_request(
+                op, message.tenant, message.terminal, message.amount, message.reference, message.seconds, message.key
+            )
+            return _request_reply(reply)
+
+        return await self._call(context, "CreatePaymentRequest", wallet_pb2.CreatePaymentRequestRequest, request, step)
+
+    async def GetPaymentRequest(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.PaymentRequestRequest, op: Operation) -> Message:
+            return _request_reply(self._wallets.payment_request(op, message.tenant, parse_id(message.request_id)))
+
+        return await self._call(context, "GetPaymentRequest", wallet_pb2.PaymentRequestRequest, request, step)
+
+    async def CancelPaymentRequest(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.PaymentRequestRequest, op: Operation) -> Message:
+            reply = self._wallets.cancel_payment_request(op, message.tenant, parse_id(message.request_id))
+            return _request_reply(reply)
+
+        return await self._call(context, "CancelPaymentRequest", wallet_pb2.PaymentRequestRequest, request, step)
+
+    async def ConfirmPaymentRequest(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.ConfirmPaymentRequestRequest, request, "ConfirmPaymentRequest",
+                            REQUEST_BYTES_MAX["ConfirmPaymentRequest"])  # fmt: skip
+            check_tenant(message.tenant)
+            pin_ok: bool | None = None
+            if message.pin:  # in a worker thread, in the same time whether the wallet has a PIN or not
+                stored = self._wallets.pin_hash_of(message.tenant, message.customer)
+                pin_ok = await asyncio.to_thread(pin_matches, stored, message.pin)
+            request_id = parse_id(message.request_id)
+            reply = await self._run(lambda op: pay_reply(self._wallets.confirm_payment_request(
+                op, message.tenant, request_id, message.customer, pin_ok=pin_ok)))  # fmt: skip
+            self._count("ConfirmPaymentRequest", reply)
+            return reply.SerializeToString()
+
+        return await call(context, "ConfirmPaymentRequest", work, self._refusals)
 
     async def SetPin(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:

@@ -257,7 +257,7 @@ class GetTenantRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ...) -> None: ...
 
 class TenantReply(_message.Message):
-    __slots__ = ("result", "message", "tenant", "currency", "currency_scale", "ledger", "settings", "accounts")
+    __slots__ = ("result", "message", "tenant", "currency", "currency_scale", "ledger", "settings", "accounts", "currency_number")
     class AccountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,7 @@ class TenantReply(_message.Message):
     LEDGER_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_NUMBER_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     tenant: str
@@ -281,7 +282,8 @@ class TenantReply(_message.Message):
     ledger: int
     settings: TenantSettings
     accounts: _containers.ScalarMap[str, str]
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ..., currency: _Optional[str] = ..., currency_scale: _Optional[int] = ..., ledger: _Optional[int] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., accounts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    currency_number: int
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., tenant: _Optional[str] = ..., currency: _Optional[str] = ..., currency_scale: _Optional[int] = ..., ledger: _Optional[int] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., accounts: _Optional[_Mapping[str, str]] = ..., currency_number: _Optional[int] = ...) -> None: ...
 
 class WalletRequest(_message.Message):
     __slots__ = ("tenant", "customer")
@@ -1136,6 +1138,72 @@ class CodePaymentReply(_message.Message):
     payment: PayReply
     refund_id: str
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., status: _Optional[str] = ..., payment: _Optional[_Union[PayReply, _Mapping]] = ..., refund_id: _Optional[str] = ...) -> None: ...
+
+class CreatePaymentRequestRequest(_message.Message):
+    __slots__ = ("tenant", "terminal", "amount", "reference", "seconds", "key", "currency")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    terminal: str
+    amount: int
+    reference: str
+    seconds: int
+    key: str
+    currency: str
+    def __init__(self, tenant: _Optional[str] = ..., terminal: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., seconds: _Optional[int] = ..., key: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class PaymentRequestRequest(_message.Message):
+    __slots__ = ("tenant", "request_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    request_id: str
+    def __init__(self, tenant: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ConfirmPaymentRequestRequest(_message.Message):
+    __slots__ = ("tenant", "request_id", "customer", "pin")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    request_id: str
+    customer: str
+    pin: str
+    def __init__(self, tenant: _Optional[str] = ..., request_id: _Optional[str] = ..., customer: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class PaymentRequestReply(_message.Message):
+    __slots__ = ("result", "message", "request_id", "terminal", "amount", "reference", "status", "expires_at", "created_at", "payment_id", "wallet_id", "replayed")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    request_id: str
+    terminal: str
+    amount: int
+    reference: str
+    status: str
+    expires_at: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    payment_id: str
+    wallet_id: str
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ..., terminal: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class SetPinRequest(_message.Message):
     __slots__ = ("tenant", "customer", "pin")

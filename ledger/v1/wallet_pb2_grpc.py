@@ -199,6 +199,26 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.SetPinRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
                 _registered_method=True)
+        self.CreatePaymentRequest = channel.unary_unary(
+                '/wallet.v1.Wallet/CreatePaymentRequest',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.CreatePaymentRequestRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
+                _registered_method=True)
+        self.GetPaymentRequest = channel.unary_unary(
+                '/wallet.v1.Wallet/GetPaymentRequest',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
+                _registered_method=True)
+        self.ConfirmPaymentRequest = channel.unary_unary(
+                '/wallet.v1.Wallet/ConfirmPaymentRequest',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.ConfirmPaymentRequestRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+                _registered_method=True)
+        self.CancelPaymentRequest = channel.unary_unary(
+                '/wallet.v1.Wallet/CancelPaymentRequest',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
+                _registered_method=True)
         self.GetPinStatus = channel.unary_unary(
                 '/wallet.v1.Wallet/GetPinStatus',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.WalletRequest.SerializeToString,
@@ -454,6 +474,34 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePaymentRequest(self, request, context):
+        """A terminal asks for an amount; its QR code names the request, which one customer confirms before it
+        expires. Idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPaymentRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmPaymentRequest(self, request, context):
+        """The customer pays it from their wallet (the PIN above the tenant's pin_above); its payment's id is the
+        request's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPaymentRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPinStatus(self, request, context):
         """Whether a wallet has a PIN, its wrong tries and any lock; an operator lifts a lock with UnlockPin.
         """
@@ -652,6 +700,26 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.SetPin,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.SetPinRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PinReply.SerializeToString,
+            ),
+            'CreatePaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePaymentRequest,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.CreatePaymentRequestRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.SerializeToString,
+            ),
+            'GetPaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentRequest,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.SerializeToString,
+            ),
+            'ConfirmPaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPaymentRequest,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.ConfirmPaymentRequestRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
+            ),
+            'CancelPaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPaymentRequest,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.SerializeToString,
             ),
             'GetPinStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPinStatus,
@@ -1565,6 +1633,114 @@ class Wallet:
             '/wallet.v1.Wallet/SetPin',
             ledger_dot_v1_dot_wallet__pb2.SetPinRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/CreatePaymentRequest',
+            ledger_dot_v1_dot_wallet__pb2.CreatePaymentRequestRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetPaymentRequest',
+            ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/ConfirmPaymentRequest',
+            ledger_dot_v1_dot_wallet__pb2.ConfirmPaymentRequestRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/CancelPaymentRequest',
+            ledger_dot_v1_dot_wallet__pb2.PaymentRequestRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PaymentRequestReply.FromString,
             options,
             channel_credentials,
             insecure,

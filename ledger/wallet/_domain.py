@@ -1594,6 +1594,14 @@ class Wallets:
         found = self._code_device(tenant, code, now) if tenant is not None else None
         return self.state.pins.get(found[0].wallet) if found is not None else None
 
+    def pin_hash_of(self, tenant_id: str, customer: str) -> str | None:
+        """The PIN hash of a customer's wallet (None: no tenant, wallet or PIN): what the caller checks a PIN
+        against before confirming a payment request. Reads only."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None or self._check_customer(customer) is not None:
+            return None
+        return self.state.pins.get(wallet_id(tenant_id, customer, tenant.currency.code))
+
     def set_pin(self, op: Operation, tenant_id: str, customer: str, hashed: str) -> PinReply:
         """Set or change the wallet's payment PIN (`hashed`: its Argon2id hash, made by the caller after
         ledger.wallet._pins.pin_problem passed it); any lock and count of wrong PINs end."""

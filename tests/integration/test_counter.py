@@ -180,3 +180,63 @@ def test_the_counter_over_http(store_url: str) -> None:
             assert wallet["available"] == 10_000 - 2_500  # the 7.00 came back with the cancel
 
     asyncio.run(go())
+
+
+def test_a_terminal_shows_a_request_a_customer_confirms_and_the_terminal_learns_it_by_long_poll(
+    store_url: str,
+) -> None:
+    from gateway._emvco import decode
+    from tests.integration.test_gateway import SHOP, gateway, problem
+
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), gateway(port) as http:
+            shop = {**SHOP, "settings": {**SHOP["settings"], "fee_fixed": 0, "fee_per_mille": 0}}  # type: ignore[dict-item]
+            assert (await http.post("/v1/tenants", json=shop)).status_code == 201
+            await http.post("/v1/tenants/shop-a/wallets", json={"customer": "anna"})
+            top_up = {"customer": "anna", "amount": 5_000, "currency": "EUR", "reference": "psp"}
+            await http.post("/v1/tenants/shop-a/top_ups", headers={"Idempotency-Key": "t"}, json=top_up)
+            body = {"terminal": "bar-1", "amount": 1_250, "currency": "EUR", "reference": "2 beers", "seconds": 60}
+            made = await http.post("/v1/tenants/shop-a/payment_requests", headers={"Idempotency-Key": "r1"}, json=body)
+            assert made.status_code == 201, made.text
+            request = made.json()
+            assert request["status"] == "open" and request["qr_payload"].startswith("000201010212")
+            qr = decode(request["qr_payload"])  # what the customer's phone reads off the terminal's screen
+            assert (qr.request_id, qr.amount, qr.currency_number, qr.merchant_name) == (request["id"], 1_250, 978,
+                                                                                        "Shop A")  # fmt: skip
+            svg = await http.get(f"/v1/tenants/shop-a/payment_requests/{request['id']}/qr.svg")
+            png = await http.get(f"/v1/tenants/shop-a/payment_requests/{request['id']}/qr.png")
+            assert svg.headers["content-type"].startswith("image/svg+xml") and b"<svg" in svg.content
+            assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+            # the terminal waits; the customer confirms meanwhile; the wait ends with the payment
+            started = time.monotonic()
+            waiting = asyncio.ensure_future(http.get(f"/v1/tenants/shop-a/payment_requests/{request['id']}?wait=20",
+                                                     timeout=30))  # fmt: skip
+            await asyncio.sleep(0.3)
+            confirmed = await http.post(f"/v1/tenants/shop-a/payment_requests/{qr.request_id}/confirm",
+                                        json={"customer": "anna"})  # fmt: skip
+            assert confirmed.status_code == 201 and confirmed.json()["amount_paid"] == 1_250
+            learned = (await waiting).json()
+            assert learned["status"] == "paid" and learned["payment_id"] == request["id"]
+            assert time.monotonic() - started < 10  # answered by the payment, not by the wait running out
+            again = await http.post(f"/v1/tenants/shop-a/payment_requests/{qr.request_id}/confirm",
+                                    json={"customer": "anna"})  # fmt: skip
+            assert again.headers["idempotent-replayed"] == "true"
+            # an open request that nobody pays: the wait ends at `wait`; a cancel ends it at once
+            other = (await http.post("/v1/tenants/shop-a/payment_requests", headers={"Idempotency-Key": "r2"},
+                                     json=body)).json()  # fmt: skip
+            still = (await http.get(f"/v1/tenants/shop-a/payment_requests/{other['id']}?wait=1")).json()
+            assert still["status"] == "open"
+            waiting = asyncio.ensure_future(http.get(f"/v1/tenants/shop-a/payment_requests/{other['id']}?wait=20",
+                                                     timeout=30))  # fmt: skip
+            await asyncio.sleep(0.3)
+            assert (await http.post(f"/v1/tenants/shop-a/payment_requests/{other['id']}/cancel")).status_code == 200
+            assert (await waiting).json()["status"] == "cancelled"
+            problem(await http.post(f"/v1/tenants/shop-a/payment_requests/{other['id']}/confirm",
+                                    json={"customer": "anna"}), 409, "request_not_open")  # fmt: skip
+            problem(await http.get(f"/v1/tenants/shop-a/payment_requests/{'0' * 32}"), 404, "request_not_found")
+            problem(await http.get(f"/v1/tenants/shop-a/payment_requests/{other['id']}?wait=31"), 400,
+                    "invalid_request", "wait")  # fmt: skip
+            wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
+            assert wallet["available"] == 5_000 - 1_250
+
+    asyncio.run(go())

@@ -99,6 +99,11 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                                     json={"customer": "anna"})  # fmt: skip
             assert phone.status_code == 201, phone.text
             device = phone.json()["id"]
+            ask = {"terminal": "t", "amount": 5, "currency": "EUR", "reference": "r"}
+            asked = await http.post("/v1/tenants/shop-a/payment_requests", headers={**admin, "Idempotency-Key": "q"},
+                                    json=ask)  # fmt: skip
+            assert asked.status_code == 201, asked.text
+            requests = f"/v1/tenants/shop-a/payment_requests/{asked.json()['id']}"
             # (method, path, body, the Wallet RPC it calls first, or the permission the gateway checks itself)
             routes: list[tuple[str, str, Any, str]] = [
                 ("GET", "/v1/tenants/shop-a", None, "GetTenant"),
@@ -157,6 +162,12 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                 ("GET", "/v1/tenants/shop-a/code_payments/t/x", None, "GetCodePayment"),
                 ("POST", "/v1/tenants/shop-a/code_payments/t/y/cancel", {"reason": "r"}, "CancelCodePayment"),
                 ("POST", f"/v1/tenants/shop-a/devices/{device}/revoke", None, "RevokeDevice"),
+                ("POST", "/v1/tenants/shop-a/payment_requests", {"terminal": "t", "amount": 5, "currency": "EUR",
+                                                                 "reference": "r"}, "CreatePaymentRequest"),
+                ("GET", requests, None, "GetPaymentRequest"),
+                ("GET", f"{requests}/qr.svg", None, "GetPaymentRequest"),
+                ("POST", f"{requests}/confirm", {"customer": "anna"}, "ConfirmPaymentRequest"),
+                ("POST", f"{requests}/cancel", None, "CancelPaymentRequest"),
             ]  # fmt: skip
             wrong: list[str] = []
             for who in ("none", "garbled", "b_shop", *(f"a_{role}" for role in ROLES)):
