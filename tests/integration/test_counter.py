@@ -240,3 +240,33 @@ def test_a_terminal_shows_a_request_a_customer_confirms_and_the_terminal_learns_
             assert wallet["available"] == 5_000 - 1_250
 
     asyncio.run(go())
+
+
+def test_a_request_above_the_pin_amount_is_confirmed_with_the_pin_over_grpc(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), client(port) as c:
+            await c.create_tenant(w.CreateTenantRequest(tenant="bar", currency="EUR",
+                                                        settings=w.TenantSettings(pin_above=1_000)))  # fmt: skip
+            await c.open_wallet(w.WalletRequest(tenant="bar", customer="anna"))
+            await c.top_up(w.TopUpRequest(tenant="bar", customer="anna", amount=5_000, key="t",
+                                          source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+            await c.set_pin(w.SetPinRequest(tenant="bar", customer="anna", pin="4711"))
+            made = await c.create_payment_request(w.CreatePaymentRequestRequest(
+                tenant="bar", terminal="till", amount=2_000, reference="dinner", key="r1", currency="EUR"))  # fmt: skip
+            assert made.result == OK and made.status == "open" and made.expires_at.seconds
+
+            def confirming(pin: str) -> w.ConfirmPaymentRequestRequest:
+                return w.ConfirmPaymentRequestRequest(tenant="bar", request_id=made.request_id, customer="anna",
+                                                      pin=pin)  # fmt: skip
+
+            assert (await c.confirm_payment_request(confirming(""))).result == w.WALLET_RESULT_PIN_REQUIRED
+            assert (await c.confirm_payment_request(confirming("0000"))).result == w.WALLET_RESULT_PIN_INVALID
+            paid = await c.confirm_payment_request(confirming("4711"))
+            assert paid.result == OK and paid.paid == 2_000 and paid.payment_id == made.request_id
+            status = await c.get_payment_request(w.PaymentRequestRequest(tenant="bar", request_id=made.request_id))
+            assert (status.status, status.payment_id) == ("paid", made.request_id)
+            wrong = await c.create_payment_request(w.CreatePaymentRequestRequest(
+                tenant="bar", terminal="till", amount=1, reference="x", key="r2", currency="USD"))  # fmt: skip
+            assert wrong.result == w.WALLET_RESULT_CURRENCY_MISMATCH
+
+    asyncio.run(go())
