@@ -248,6 +248,8 @@ class Device:
 
 REFUSALS_SECONDS: Final = 600
 """Refused codes at a terminal count towards flagging it for this long."""
+REFUSING_TERMINALS_KEPT: Final = 1_024
+"""Past this many terminals with refusals, those with none in the last REFUSALS_SECONDS are forgotten."""
 
 
 @dataclass(slots=True)
@@ -521,8 +523,11 @@ class WalletState:
         return self.spending.get((owner, period, at // 1_000_000_000 // period), [0, 0])
 
     def _code_refused(self, terminal: str, at: int) -> None:
-        recent = [moment for moment in self.refusals.get(terminal, ()) if moment > at - REFUSALS_SECONDS * 10**9]
+        since = at - REFUSALS_SECONDS * 10**9
+        recent = [moment for moment in self.refusals.get(terminal, ()) if moment > since]
         self.refusals[terminal] = [*recent, at]
+        if len(self.refusals) > REFUSING_TERMINALS_KEPT:  # forget terminals with no refusal in the window
+            self.refusals = {name: moments for name, moments in self.refusals.items() if moments[-1] > since}
 
     def _terminal_flagged(self, terminal: str, at: int) -> None:
         self.flagged[terminal] = at

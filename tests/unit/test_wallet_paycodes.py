@@ -474,3 +474,18 @@ def test_a_request_above_the_pin_amount_needs_the_pin_and_counts_towards_the_lim
     second = request(counter, 600, "r2")
     limit = confirm(counter, second.request_id)
     assert limit.result is WalletResult.LIMIT_EXCEEDED and limit.message.startswith("wallet_hour_amount:")
+
+
+def test_terminals_that_stopped_refusing_codes_are_forgotten(counter: WalletBench) -> None:
+    from ledger.wallet._state import REFUSING_TERMINALS_KEPT
+
+    for n in range(REFUSING_TERMINALS_KEPT + 200):
+        if n == REFUSING_TERMINALS_KEPT // 2:
+            counter.clock.advance(601)  # the first half's refusals leave the window
+        assert (
+            pay_code(counter, "28" + "0" * 16, 1, f"tx-{n}", terminal=f"till-{n}").result is WalletResult.CODE_INVALID
+        )
+    assert len(counter.wallets.state.refusals) <= REFUSING_TERMINALS_KEPT
+    assert "shop-a\x00till-0" not in counter.wallets.state.refusals
+    assert f"shop-a\x00till-{REFUSING_TERMINALS_KEPT + 199}" in counter.wallets.state.refusals
+    assert counter.restarted().state.refusals == counter.wallets.state.refusals
