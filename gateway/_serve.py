@@ -18,6 +18,7 @@ from ledger.client import AsyncClient
 
 from ._app import create_app
 from ._config import GatewayConfig
+from ._store import store_description
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ async def run_gateway(config: GatewayConfig) -> None:
     own_process_gc()
     running = await start_gateway(config)
     logger.info(
-        "ledger gateway serving HTTP on %s (docs %s/docs) for the ledger at %s", running.url, running.url, config.ledger
-    )
+        "ledger gateway serving HTTP on %s (docs %s/docs) for the ledger at %s, store %s",
+        running.url, running.url, config.ledger, store_description(config.store),
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -111,8 +113,8 @@ def run_workers(config: GatewayConfig, workers: int) -> None:
     """`ledger gateway --workers N`: uvicorn's supervisor forks N processes sharing the port, each configured
     from LEDGER_GATEWAY_* (the caller sets them from its flags)."""
     logger.info(
-        "ledger gateway serving HTTP on %s (docs %s/docs) for the ledger at %s with %d workers",
-        config.url, config.url, config.ledger, workers,
+        "ledger gateway serving HTTP on %s (docs %s/docs) for the ledger at %s with %d workers, store %s",
+        config.url, config.url, config.ledger, workers, store_description(config.store),
     )  # fmt: skip
     uvicorn.run("gateway._serve:app_from_env", factory=True, host=config.host, port=config.port, workers=workers,
                 http="httptools", log_config=None, log_level="warning", access_log=False,

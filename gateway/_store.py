@@ -529,6 +529,13 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+def store_description(url: str) -> str:
+    """The store's URL without a password, for the log."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return f"postgresql://{url.split('@', 1)[-1]}" if "@" in url else url
+    return url
+
+
 def open_store(url: str) -> GatewayStore:
     """The store at `url`: "sqlite:///path" (the path as written after the third slash, so "sqlite:////tmp/x" is
     /tmp/x and "sqlite:///data/x" is relative, as the ledger's store reads it), "sqlite:path", or a postgresql://
@@ -537,8 +544,7 @@ def open_store(url: str) -> GatewayStore:
         import psycopg
 
         connection = psycopg.connect(url)
-        host = url.split("@", 1)[-1]
-        store = GatewayStore(connection, postgres=True, description=f"postgresql://{host}", lock_path=None)
+        store = GatewayStore(connection, postgres=True, description=store_description(url), lock_path=None)
         store.url = url
         return store
     if not url.startswith("sqlite:"):

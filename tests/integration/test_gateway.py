@@ -518,6 +518,7 @@ def test_ledger_gateway_serves_a_ledger_elsewhere_and_stops_on_sigterm(tmp_path:
                 while (found := GATEWAY_LINE.search(log_path.read_text())) is None:
                     assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
                     await asyncio.sleep(0.05)
+                assert "store sqlite:data/gateway.sqlite3" in log_path.read_text()  # its start line names its store
                 async with httpx.AsyncClient(base_url=found.group(1), timeout=10) as http:
                     assert (await http.get("/readyz")).json() == {"status": "ready", "ledger": "SERVING"}
                     assert (await http.post("/v1/tenants", json=SHOP)).status_code == 201
