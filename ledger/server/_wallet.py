@@ -955,7 +955,7 @@ class WalletService:
 
     async def GetPinStatus(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.WalletRequest, op: Operation) -> Message:
-            return _pin_reply(self._wallets.pin_status(message.tenant, message.customer))
+            return _pin_reply(self._wallets.pin_status(op, message.tenant, message.customer))
 
         return await self._call(context, "GetPinStatus", wallet_pb2.WalletRequest, request, step)
 

@@ -1605,7 +1605,7 @@ class Wallets:
     def set_pin(self, op: Operation, tenant_id: str, customer: str, hashed: str) -> PinReply:
         """Set or change the wallet's payment PIN (`hashed`: its Argon2id hash, made by the caller after
         ledger.wallet._pins.pin_problem passed it); any lock and count of wrong PINs end."""
-        found = self._pin_wallet(tenant_id, customer)
+        found = self._pin_wallet(op, tenant_id, customer)
         if isinstance(found, PinReply):
             return found
         if not hashed.startswith("$argon2id$"):
@@ -1616,7 +1616,7 @@ class Wallets:
 
     def unlock_pin(self, op: Operation, tenant_id: str, customer: str, *, actor: str, reason: str) -> PinReply:
         """An operator lifts the lock wrong PINs put on the wallet's code payments (and clears the count)."""
-        found = self._pin_wallet(tenant_id, customer)
+        found = self._pin_wallet(op, tenant_id, customer)
         if isinstance(found, PinReply):
             return found
         if found in self.state.pin_locks or found in self.state.pin_failures:
@@ -1625,17 +1625,20 @@ class Wallets:
                               "facts": [["pin_reset", found]]})  # fmt: skip
         return self._pin_reply(found)
 
-    def pin_status(self, tenant_id: str, customer: str) -> PinReply:
-        found = self._pin_wallet(tenant_id, customer)
+    def pin_status(self, op: Operation, tenant_id: str, customer: str) -> PinReply:
+        found = self._pin_wallet(op, tenant_id, customer)
         return found if isinstance(found, PinReply) else self._pin_reply(found)
 
-    def _pin_wallet(self, tenant_id: str, customer: str) -> int | PinReply:
+    def _pin_wallet(self, op: Operation, tenant_id: str, customer: str) -> int | PinReply:
+        """The customer's wallet, which must exist: a PIN belongs to a wallet, not to a name."""
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None:
             return PinReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
         if (problem := self._check_customer(customer)) is not None:
             return PinReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
         wallet = wallet_id(tenant_id, customer, tenant.currency.code)
+        if self._wallet(op, tenant, wallet) is None:
+            return PinReply(result=WalletResult.WALLET_NOT_FOUND, message="customer: this customer has no wallet")
         return wallet
 
     def _pin_reply(self, wallet: int) -> PinReply:

@@ -242,7 +242,8 @@ class CounterMachine(RuleBasedStateMachine):
             with self.bench.op() as op:
                 balance = self.bench.wallets.balance(op, "bar", customer)
             assert balance.available == wallet.balance, customer
-            status = self.bench.wallets.pin_status("bar", customer)
+            with self.bench.op() as op:
+                status = self.bench.wallets.pin_status(op, "bar", customer)
             locked = status.locked_until if status.locked_until > self.now else 0
             assert (status.failures, locked) == (wallet.failures, wallet.locked_until if locked else 0), customer
 

@@ -243,7 +243,8 @@ def test_wrong_pins_lock_code_payments_until_the_time_or_an_operator_unlocks(cou
     # locked: even the right PIN and a payment below the PIN amount are refused
     assert pay_with_pin(counter, device, 500, "r1", "4711").result is WalletResult.PIN_LOCKED
     assert pay_with_pin(counter, device, 50, "small", None).result is WalletResult.PIN_LOCKED
-    status = counter.wallets.pin_status("shop-a", "anna")
+    with counter.op() as op:
+        status = counter.wallets.pin_status(op, "shop-a", "anna")
     assert status.pin_set and status.locked_until == locked_at + 600 * SECOND_NS and status.failures == 0
     counter.clock.advance(600)
     assert pay_with_pin(counter, device, 500, "r2", "4711").ok  # the lock ran out
@@ -259,9 +260,20 @@ def test_wrong_pins_lock_code_payments_until_the_time_or_an_operator_unlocks(cou
     assert kinds.count("wallet.locked") == 2 and "wallet.unlocked" in kinds and "wallet.pin_set" in kinds
     # a restart keeps the PIN, its count and locks
     counter.wallets = counter.restarted()
-    assert counter.wallets.pin_status("shop-a", "anna").pin_set
+    with counter.op() as op:
+        assert counter.wallets.pin_status(op, "shop-a", "anna").pin_set
     counter.clock.advance(paycodes.STEP_SECONDS)
     assert pay_with_pin(counter, device, 500, "r5", "4711").ok and available(counter) == 10_000 - 1_500
+
+
+def test_a_pin_belongs_to_a_wallet_that_exists(counter: WalletBench) -> None:
+    with counter.op() as op:
+        for reply in (counter.wallets.set_pin(op, "shop-a", "nobody", hash_pin("4711")),
+                      counter.wallets.pin_status(op, "shop-a", "nobody"),
+                      counter.wallets.unlock_pin(op, "shop-a", "nobody", actor="ops", reason="r")):  # fmt: skip
+            assert reply.result is WalletResult.WALLET_NOT_FOUND
+        assert counter.wallets.set_pin(op, "shop-z", "anna", hash_pin("4711")).result is WalletResult.TENANT_NOT_FOUND
+    assert not counter.wallets.state.pins
 
 
 def test_a_right_pin_clears_the_count_and_pins_are_checked_as_pins() -> None:
@@ -469,7 +481,8 @@ def test_a_request_above_the_pin_amount_needs_the_pin_and_counts_towards_the_lim
     made = request(counter, 1_500, "r1")
     assert confirm(counter, made.request_id).result is WalletResult.PIN_REQUIRED
     assert confirm(counter, made.request_id, pin="0000").result is WalletResult.PIN_INVALID
-    assert counter.wallets.pin_status("shop-a", "anna").failures == 1
+    with counter.op() as op:
+        assert counter.wallets.pin_status(op, "shop-a", "anna").failures == 1
     assert confirm(counter, made.request_id, pin="4711").ok
     second = request(counter, 600, "r2")
     limit = confirm(counter, second.request_id)
