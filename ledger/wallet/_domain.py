@@ -1105,14 +1105,17 @@ class Wallets:
 
     def _make_payment(
         self, op: Operation, tenant: Tenant, request: Payment, key_id: int, fp: int,
-        facts: list[Fact] | None = None, **details: Any,
+        facts: list[Fact] | None = None, *, keep_decline: bool = True, **details: Any,
     ) -> PaymentReply:  # fmt: skip
-        """Decide and make a payment whose key is new: a decline is remembered for its retries; a payment's
-        record carries `facts` and `details` too (its compact form has room for neither)."""
+        """Decide and make a payment whose key is new: a decline is remembered for its retries (unless not
+        `keep_decline`: then its key stays free); a payment's record carries `facts` and `details` too (its
+        compact form has room for neither)."""
         decided = self._decide_payment(op, tenant, request)
         if not isinstance(decided, _Paying):
             result, message = decided
             reply = PaymentReply(result=result, message=message, requested=request.amount)
+            if not keep_decline:
+                return reply
             return self._remember(
                 op, "payment_declined", request.tenant, key_id, fp, reply, customer=request.customer,
                 requested=request.amount, order=request.order_reference, **details,
@@ -1301,7 +1304,6 @@ class Wallets:
         ) or self._replayed(key_id, fp, PaymentReply)
         if replayed is not None:
             return replayed
-        details = {"terminal": request.terminal, "transaction": request.transaction}
         found = self._device_of(tenant, request.code, op.now())
         terminal = f"{request.tenant}\x00{request.terminal}"
         if not isinstance(found, tuple):
@@ -1329,7 +1331,7 @@ class Wallets:
         facts = [["code_used", device.device_id, step, key_id], *pin_rule,
                  ["spent_by_code", device.wallet, terminal, request.amount, op.now()]]  # fmt: skip
         return self._make_payment(op, tenant, payment, key_id, fp, facts, device=f"{device.device_id:032x}",
-                                  **details)  # fmt: skip
+                                  terminal=request.terminal, transaction=request.transaction)  # fmt: skip
 
     def code_payment(self, op: Operation, tenant_id: str, terminal: str, transaction: str) -> CodePaymentStatus:
         """What became of a terminal's transaction: paid (its payment), declined (why), cancelled, or unknown
@@ -1519,11 +1521,9 @@ class Wallets:
                           order_reference=found.reference)  # fmt: skip
         facts = [*pin_rule, ["spent_by_code", wallet, terminal, found.amount, now],
                  ["request_status", request_id, "paid", request_id, wallet]]  # fmt: skip
-        decided = self._decide_payment(op, tenant, payment)
-        if not isinstance(decided, _Paying):  # declined: the request stays open for this or another customer
-            return PaymentReply(result=decided[0], message=decided[1], requested=found.amount)
-        return self._make_payment(op, tenant, payment, request_id, fp, facts, terminal=found.terminal,
-                                  payment_request=f"{request_id:032x}")  # fmt: skip
+        # A decline is not kept: the request stays open for this customer (topped up) or another.
+        return self._make_payment(op, tenant, payment, request_id, fp, facts, keep_decline=False,
+                                  terminal=found.terminal, payment_request=f"{request_id:032x}")  # fmt: skip
 
     def cancel_payment_request(self, op: Operation, tenant_id: str, request_id: int) -> RequestReply:
         """The terminal withdraws an open request: no customer can pay it from now on (cancelling again, or an
