@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+from ._store import sqlite_path
+
 BODY_BYTES_MAX: Final = 1 << 20
 """The largest request body read; a bulk grant run of 10,000 items fits in it."""
 WEBHOOK_RETRY_SECONDS: Final = "5,300,1800,7200,18000,36000,36000"
@@ -54,6 +56,7 @@ class GatewayConfig:
         if self.clients_max < 1:
             raise ValueError(f"clients_max: {self.clients_max} must be at least 1")
         self.retry_schedule  # noqa: B018 - parsed here to refuse a bad one at start
+        sqlite_path(self.store)  # likewise the store's URL
         if not 0 < self.webhook_timeout_seconds <= 300:
             raise ValueError(f"webhook_timeout_seconds: {self.webhook_timeout_seconds} must be above 0 and at most 300")
         if not 1 <= self.webhook_concurrency <= 1_000:

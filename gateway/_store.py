@@ -536,20 +536,34 @@ def store_description(url: str) -> str:
     return url
 
 
-def open_store(url: str) -> GatewayStore:
-    """The store at `url`: "sqlite:///path" (the path as written after the third slash, so "sqlite:////tmp/x" is
-    /tmp/x and "sqlite:///data/x" is relative, as the ledger's store reads it), "sqlite:path", or a postgresql://
-    URL."""
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite store URL, read as the ledger reads its own (ledger.journal.sqlite_file, which the
+    gateway may not import): "sqlite:///path" is the path after the third slash ("sqlite:////tmp/x" is /tmp/x,
+    "sqlite:///data/x" relative), "sqlite:path" the path; None for a postgresql:// URL; ValueError else."""
     if url.startswith(("postgresql://", "postgres://")):
+        return None
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif url.startswith("sqlite:") and not url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite:")
+    else:
+        raise ValueError(f"store: {url!r} is neither sqlite:///path nor a postgresql:// URL")
+    if not path:
+        raise ValueError(f"store: {url!r} names no file")
+    return path
+
+
+def open_store(url: str) -> GatewayStore:
+    """The store at `url` (`sqlite_path` says which forms)."""
+    file = sqlite_path(url)
+    if file is None:
         import psycopg
 
         connection = psycopg.connect(url)
         store = GatewayStore(connection, postgres=True, description=store_description(url), lock_path=None)
         store.url = url
         return store
-    if not url.startswith("sqlite:"):
-        raise ValueError(f"store: {url!r} is neither sqlite:///path nor a postgresql:// URL")
-    path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url.removeprefix("sqlite:"))
+    path = Path(file)
     path.parent.mkdir(parents=True, exist_ok=True)
     lite = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
     lite.execute("PRAGMA journal_mode=WAL")

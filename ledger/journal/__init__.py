@@ -25,7 +25,7 @@ from ._history import (
 )
 from ._postgres import PostgresStore
 from ._sqlite import SqliteStore
-from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before
+from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before, sqlite_file
 from ._writer import GroupCommitWriter, WriterStats
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "WriterStats",
     "check_commit_row",
     "open_store",
+    "sqlite_file",
     "run_steps",
     "seq_before",
 ]

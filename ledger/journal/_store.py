@@ -116,31 +116,38 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """The store for a URL: postgresql://… (or postgres://…), sqlite:///path, or a plain file path."""
+def sqlite_file(url: str) -> str | None:
+    """The SQLite file a store URL names: sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy
+    writes them), sqlite:path, or a plain file path; None for postgresql://… (or postgres://…); ValueError
+    for anything else."""
     url = url.strip()
     if url.startswith(("postgresql://", "postgres://")):
+        return None
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif url.startswith("sqlite://"):
+        raise ValueError(f"store URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+    elif url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:")
+    elif "://" in url:
+        raise ValueError(f"store URL {url!r}: use postgresql://… or sqlite:///path")
+    else:
+        path = url
+    if not path:
+        raise ValueError(f"store URL {url!r} names no file")
+    return path
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL: postgresql://… (or postgres://…), sqlite:///path, or a plain file path."""
+    path = sqlite_file(url)
+    if path is None:
         from ._postgres import PostgresStore
 
-        return PostgresStore(url)
-    if url.startswith("sqlite:"):
-        # sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy writes them), or sqlite:path.
-        if url.startswith("sqlite:///"):
-            path = url.removeprefix("sqlite:///")
-        elif url.startswith("sqlite://"):
-            raise ValueError(f"store URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
-        else:
-            path = url.removeprefix("sqlite:")
-        if not path:
-            raise ValueError(f"store URL {url!r} names no file")
-        from ._sqlite import SqliteStore
-
-        return SqliteStore(path)
-    if "://" in url:
-        raise ValueError(f"store URL {url!r}: use postgresql://… or sqlite:///path")
+        return PostgresStore(url.strip())
     from ._sqlite import SqliteStore
 
-    return SqliteStore(url)
+    return SqliteStore(path)
 
 
 def pack_checkpoint_blob(data: bytes) -> bytes:

@@ -25,6 +25,7 @@ from ledger._settings import read_setting_file
 from ledger.auth import Authenticator, AuthInterceptor, MethodPermissions
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
+from ledger.journal import sqlite_file
 from ledger.wallet import Wallets
 
 from ._limits import MESSAGE_BYTES_MAX
@@ -216,11 +217,10 @@ class EmbeddedGateway:
 
 def gateway_store_url(store_url: str) -> str:
     """Where the embedded gateway keeps its own state for a ledger whose journal is at `store_url`."""
-    if store_url.startswith("sqlite:"):
-        journal = Path(store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else
-                       store_url.removeprefix("sqlite:"))  # fmt: skip
-        return f"sqlite:///{journal.with_name('gateway.sqlite3')}"
-    return store_url
+    journal = sqlite_file(store_url)
+    if journal is None:
+        return store_url
+    return f"sqlite:///{Path(journal).with_name('gateway.sqlite3')}"
 
 
 def run_event_loop(main: Coroutine[Any, Any, Result]) -> Result:
