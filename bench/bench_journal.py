@@ -52,7 +52,12 @@ def test_recovery_of_a_journal_of_small_commits(benchmark: Any) -> None:
 
 def test_checkpoint_cost_under_small_commits(benchmark: Any) -> None:
     def run() -> dict[str, Any]:
-        return asyncio.run(checkpoint_cost("sqlite", 20, accounts=2_000, count=8_000))
+        return asyncio.run(checkpoint_cost("sqlite", 4, accounts=2_000, count=8_000))
 
     result = benchmark.pedantic(run, rounds=1, iterations=1)
-    assert result["checkpoints"] >= 1 and result["transfers_per_s"] > 0 and result["loop_pause_ms_max"] >= 0
+    # Group commit folds the 500 calls into as few commits as the load allows; every 4th one starts a checkpoint.
+    assert (
+        result["checkpoints"] >= (1 if result["commits"] >= 8 else 0)
+        and result["transfers_per_s"] > 0
+        and result["loop_pause_ms_max"] >= 0
+    )

@@ -706,9 +706,15 @@ def test_revocation_ends_the_streams_opened_before_it(store_url: str) -> None:
                 assert answer is not grpc.aio.EOF
                 answered.append(transfer_id)
                 await asyncio.sleep(0.01)
-        ended = metrics.registry.get_sample_value(
-            "ledger_rpcs_total", {"method": f"{SERVICE_NAME}/TransferStream", "code": "UNAUTHENTICATED"}
-        )
+        # The server counts the stream once its handler has returned, which may be after the client saw it end.
+        ended = None
+        for _ in range(100):
+            ended = metrics.registry.get_sample_value(
+                "ledger_rpcs_total", {"method": f"{SERVICE_NAME}/TransferStream", "code": "UNAUTHENTICATED"}
+            )
+            if ended is not None:
+                break
+            await asyncio.sleep(0.05)
         assert ended == 1
         assert await pos.code() in (UNAUTHENTICATED, grpc.StatusCode.INTERNAL)
         if await pos.code() == UNAUTHENTICATED:
