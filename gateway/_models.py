@@ -543,6 +543,8 @@ EVENT_TYPES: Final = (
     "voucher.spent", "voucher.deactivated", "voucher.expired", "voucher.refused", "device.enrolled",
     "device.revoked", "wallet.pin_set", "wallet.locked", "wallet.unlocked", "payment.cancelled",
     "terminal.flagged", "payment_request.created", "payment_request.paid", "payment_request.cancelled",
+    "pay_link.created", "pay_link.cancelled", "pay_link.expired", "pay_link.code_sent", "pay_link.pin_refused",
+    "pay_link.code_refused", "pay_link.paid", "pay_link.partially_paid",
 )  # fmt: skip
 """The wallet event feed's types (the ledger's ledger.wallet.EVENT_TYPES_ALL; a test holds them equal)."""
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]

@@ -107,6 +107,10 @@ WALLET_PROBLEMS: Final[dict[int, ProblemKind]] = {
                                             "The payment request was paid or cancelled"),
     R.WALLET_RESULT_CANCEL_TOO_LATE: _kind(_CONFLICT, "cancel_too_late",
                                            "The payment is too old to cancel at the terminal; refund it"),
+    R.WALLET_RESULT_CHALLENGE_INVALID: _kind(_DECLINED, "challenge_invalid",
+                                             "The one-time code is wrong, expired or used up; ask for a new one"),
+    R.WALLET_RESULT_CONTACT_INVALID: _kind(_INVALID, "contact_invalid",
+                                           "The contact is not a phone number (E.164) or an e-mail address"),
 }  # fmt: skip
 """HTTP status and problem code of every wallet result but OK: 400 for what the request got wrong, 402 for
 what the wallet or the tenant's policy declines, 404 for an unknown id, 409 for a state that forbids it,

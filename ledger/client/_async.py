@@ -746,6 +746,41 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.PaymentRequestReply = await self._run(self._wallet("CancelPaymentRequest", request, timeout))
         return reply
 
+    async def create_pay_link(
+        self, request: wallet_pb2.CreatePayLinkRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayLinkReply:
+        """A pay link for a customer's phone or e-mail: its URL, token and status."""
+        reply: wallet_pb2.PayLinkReply = await self._run(self._wallet("CreatePayLink", request, timeout))
+        return reply
+
+    async def get_pay_link(
+        self, request: wallet_pb2.PayLinkRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayLinkReply:
+        """A pay link and its status, by tenant and id or by its URL's token."""
+        reply: wallet_pb2.PayLinkReply = await self._run(self._wallet("GetPayLink", request, timeout))
+        return reply
+
+    async def cancel_pay_link(
+        self, request: wallet_pb2.PayLinkRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayLinkReply:
+        """No one can pay the link from now on."""
+        reply: wallet_pb2.PayLinkReply = await self._run(self._wallet("CancelPayLink", request, timeout))
+        return reply
+
+    async def start_pay_link_payment(
+        self, request: wallet_pb2.StartPayLinkPaymentRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayLinkChallengeReply:
+        """A customer's wallet and PIN for a link: a one-time code goes to the link's contact."""
+        reply: wallet_pb2.PayLinkChallengeReply = await self._run(self._wallet("StartPayLinkPayment", request, timeout))
+        return reply
+
+    async def pay_pay_link(
+        self, request: wallet_pb2.PayPayLinkRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayReply:
+        """The one-time code answered: the link paid from the customer's wallet."""
+        reply: wallet_pb2.PayReply = await self._run(self._wallet("PayPayLink", request, timeout))
+        return reply
+
     async def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

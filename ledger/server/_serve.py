@@ -30,6 +30,7 @@ from ledger.wallet import Wallets
 
 from ._limits import MESSAGE_BYTES_MAX
 from ._metrics import LedgerMetrics
+from ._notify import Notifier, load_notifier
 from ._redact import install_secret_filter
 from ._servicer import ledger_service
 from ._services import Service
@@ -261,6 +262,7 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
     # interpreter for tens of milliseconds per million objects, need not walk it again.
     gc.freeze()
     auth: Authenticator | None = None
+    notifier: Notifier | None = None
     sweeps: asyncio.Task[None] | None = None
     http: EmbeddedGateway | None = None
     try:
@@ -269,7 +271,8 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
         if metrics is not None and endpoint is not None:
             metrics_port = metrics.start_http(*endpoint)
             metrics_url = f"on http://{config.metrics_address.rsplit(':', 1)[0]}:{metrics_port}/metrics"
-        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics)]
+        notifier = load_notifier(os.environ.get("LEDGER_NOTIFIER", ""), config.store_url)
+        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics, notifier)]
         server, port, health = await start_server(ledger, config.address, metrics=metrics, auth=auth, services=services)
         sweeps = asyncio.get_running_loop().create_task(sweep_expiries(ledger, wallets), name="wallet-expiry")
         host = config.address.rsplit(":", 1)[0]
@@ -315,6 +318,8 @@ async def serve(config: LedgerConfig, *, ready: Callable[[int], None] | None = N
                 await sweeps
         if auth is not None:
             await auth.close()
+        if notifier is not None:
+            notifier.close()
         await ledger.close()
         if metrics is not None:
             await asyncio.to_thread(metrics.stop_http)

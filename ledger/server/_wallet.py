@@ -13,6 +13,7 @@ import asyncio
 import collections
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Hashable, Mapping
 from typing import Any, Final, TypeVar
@@ -28,9 +29,11 @@ from ledger.records.layout import pack_ids, unpack_accounts
 from ledger.records.limits import ID_INT_MAX, TIMESTAMP_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
+    CODE_DIGITS,
     CODE_GRACE_STEPS,
     CODE_STEP_SECONDS,
     CUSTOMER_LENGTH_MAX,
+    DESCRIPTION_LENGTH_MAX,
     EVENT_TYPES_ALL,
     GRANT_RUN_ITEMS_MAX,
     STATEMENT_LIMIT_DEFAULT,
@@ -38,6 +41,7 @@ from ledger.wallet import (
     Balance,
     Booking,
     BookingReply,
+    ChallengeReply,
     CodePayment,
     CodePaymentStatus,
     DeviceReply,
@@ -45,6 +49,7 @@ from ledger.wallet import (
     HistoryPage,
     HistoryRead,
     HoldReply,
+    LinkReply,
     Operation,
     Payment,
     PinReply,
@@ -72,6 +77,7 @@ from ledger.wallet import (
     encode_cursor,
     events_of,
     hash_pin,
+    is_phone,
     parse_cursor,
     pin_matches,
     pin_problem,
@@ -84,6 +90,7 @@ from ledger.wallet import (
 from ._convert import pay_reply
 from ._limits import message_bytes_max
 from ._metrics import LedgerMetrics
+from ._notify import Notification, Notifier, OutboxNotifier
 from ._servicer import _reader, until_refused
 from ._services import Service
 from ._status import MalformedRequest, RefusalLog, call, parse, refuse, refuse_if_late
@@ -140,6 +147,12 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "CancelPaymentRequest": _P.WALLET_PAY,
     "GetPinStatus": _P.WALLET_READ,
     "UnlockPin": _P.WALLET_BOOK,
+    "CreatePayLink": _P.WALLET_PAY,
+    "GetPayLink": _P.WALLET_PAY,
+    "CancelPayLink": _P.WALLET_PAY,
+    # the pay page's calls, made by the gateway for a customer who holds the link's URL
+    "StartPayLinkPayment": _P.WALLET_PAY,
+    "PayPayLink": _P.WALLET_PAY,
     # statements and settlement
     "GetStatement": _P.WALLET_READ,
     "GetSettlement": _P.WALLET_TENANT,
@@ -153,6 +166,8 @@ def _string_bounds(descriptor: Any, bounds: dict[str, int]) -> dict[str, int]:
     for field in descriptor.fields:
         if field.message_type is not None:
             _string_bounds(field.message_type, bounds)
+        elif field.name == "description":  # a pay link's: up to DESCRIPTION_LENGTH_MAX characters
+            bounds[field.full_name] = 4 * DESCRIPTION_LENGTH_MAX
         else:  # a customer reference is bounded in bytes, every other text in characters of up to 4 bytes
             bounds[field.full_name] = CUSTOMER_LENGTH_MAX if field.name == "customer" else STRING_BYTES_MAX
     return bounds
@@ -232,6 +247,31 @@ def _request_reply(reply: RequestReply) -> wallet_pb2.PaymentRequestReply:
     _timestamp(message.expires_at, reply.expires_at)
     _timestamp(message.created_at, reply.created_at)
     return message
+
+
+def _link_reply(reply: LinkReply) -> wallet_pb2.PayLinkReply:
+    message = wallet_pb2.PayLinkReply(
+        result=int(reply.result),  # type: ignore[arg-type]
+        message=reply.message, link_id=format_id(reply.link_id), tenant=reply.tenant, token=reply.token,
+        amount=reply.amount, currency=reply.currency, reference=reply.reference, description=reply.description,
+        contact=reply.contact, customer=reply.customer, reusable=reply.reusable, partial=reply.partial,
+        status=reply.status, paid=reply.paid, payments=reply.payments, payment_id=format_id(reply.payment_id),
+        replayed=reply.replayed,
+    )  # fmt: skip
+    _timestamp(message.expires_at, reply.expires_at)
+    _timestamp(message.created_at, reply.created_at)
+    return message
+
+
+def _link_code_message(reply: ChallengeReply, code: str) -> Notification:
+    """The one-time code's message: who asks, for what, and that the code is not to be shared."""
+    link = reply.link
+    assert link is not None
+    amount = currency(link.currency).format(link.amount)
+    text = (f"{code} is your code to pay {amount} to {link.tenant} for {link.reference}. It works for 5 minutes. "
+            f"Never tell it to anyone: {link.tenant} will not ask for it.")  # fmt: skip
+    return Notification(tenant=link.tenant, kind="pay_link_code", channel="sms" if is_phone(reply.contact) else "email",
+                        recipient=reply.contact, subject=f"Your code to pay {link.tenant}", body=text)  # fmt: skip
 
 
 def _pin_reply(reply: PinReply) -> wallet_pb2.PinReply:
@@ -464,10 +504,13 @@ def _actor() -> str:
 class WalletService:
     """The Wallet service's methods, each taking and giving wire bytes."""
 
-    def __init__(self, ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None, notifier: Notifier | None = None
+    ) -> None:
         self._ledger = ledger
         self._wallets = wallets
         self._metrics = metrics
+        self._notifier = notifier if notifier is not None else OutboxNotifier(None)
         self._refusals = RefusalLog()
 
     def _count(self, method: str, reply: Message) -> None:
@@ -936,6 +979,93 @@ class WalletService:
 
         return await call(context, "ConfirmPaymentRequest", work, self._refusals)
 
+    async def CreatePayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.CreatePayLinkRequest, op: Operation) -> Message:
+            tenant = self._wallets.tenant(message.tenant)
+            if tenant is not None and message.currency and message.currency != tenant.currency.code:
+                return wallet_pb2.PayLinkReply(
+                    result=wallet_pb2.WALLET_RESULT_CURRENCY_MISMATCH,
+                    message=f"currency: tenant {message.tenant} keeps {tenant.currency.code}",
+                )
+            reply = self._wallets.create_pay_link(
+                op, message.tenant, message.amount, message.reference, message.description, message.contact,
+                message.customer, message.seconds, message.key, reusable=message.reusable, partial=message.partial,
+            )  # fmt: skip
+            return _link_reply(reply)
+
+        return await self._call(context, "CreatePayLink", wallet_pb2.CreatePayLinkRequest, request, step)
+
+    async def GetPayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.PayLinkRequest, request, "GetPayLink", REQUEST_BYTES_MAX["GetPayLink"])
+            if message.token:
+                self._check_link_tenant(message.token)
+            else:
+                check_tenant(message.tenant)
+            link_id = parse_id(message.link_id) if not message.token else 0
+            reply = await self._run(
+                lambda op: _link_reply(self._wallets.pay_link(op, message.tenant, link_id, message.token))
+            )
+            self._count("GetPayLink", reply)
+            return reply.SerializeToString()
+
+        return await call(context, "GetPayLink", work, self._refusals)
+
+    async def CancelPayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def step(message: wallet_pb2.PayLinkRequest, op: Operation) -> Message:
+            return _link_reply(self._wallets.cancel_pay_link(op, message.tenant, parse_id(message.link_id)))
+
+        return await self._call(context, "CancelPayLink", wallet_pb2.PayLinkRequest, request, step)
+
+    def _check_link_tenant(self, token: str) -> None:
+        """PERMISSION_DENIED unless the caller may act for the tenant of the link behind `token` (an unknown
+        token is left to the domain: REQUEST_NOT_FOUND)."""
+        tenant = self._wallets.pay_link_tenant(token)
+        if tenant is not None:
+            check_tenant(tenant)
+
+    async def StartPayLinkPayment(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.StartPayLinkPaymentRequest, request, "StartPayLinkPayment",
+                            REQUEST_BYTES_MAX["StartPayLinkPayment"])  # fmt: skip
+            self._check_link_tenant(message.token)
+            pin_ok: bool | None = None
+            if message.pin:  # in a worker thread, in the same time whether the wallet exists or not
+                stored = self._wallets.link_pin_hash(message.token, message.customer)
+                pin_ok = await asyncio.to_thread(pin_matches, stored, message.pin)
+            challenge_id = int.from_bytes(secrets.token_bytes(16), "big") or 1
+            code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+            reply = await self._run(lambda op: self._wallets.start_pay_link_payment(
+                op, message.token, message.customer, pin_ok, challenge_id, code))  # fmt: skip
+            if reply.result is WalletResult.OK:
+                try:
+                    await asyncio.to_thread(self._notifier.send, _link_code_message(reply, code))
+                except Exception:  # the notifier is the operator's: its failure is logged, the customer asks again
+                    logger.exception("the notifier failed to send a pay link's one-time code")
+                    reply = ChallengeReply(result=WalletResult.LEDGER_REFUSED,
+                                           message="the code could not be sent; ask for a new one")  # fmt: skip
+            answer = wallet_pb2.PayLinkChallengeReply(
+                result=int(reply.result),  # type: ignore[arg-type]
+                message=reply.message, challenge_id=format_id(reply.challenge_id), sent_to=reply.sent_to,
+            )  # fmt: skip
+            _timestamp(answer.expires_at, reply.expires_at)
+            self._count("StartPayLinkPayment", answer)
+            return answer.SerializeToString()
+
+        return await call(context, "StartPayLinkPayment", work, self._refusals)
+
+    async def PayPayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.PayPayLinkRequest, request, "PayPayLink", REQUEST_BYTES_MAX["PayPayLink"])
+            self._check_link_tenant(message.token)
+            challenge_id = parse_id(message.challenge_id)
+            reply = await self._run(lambda op: pay_reply(self._wallets.pay_pay_link(
+                op, message.token, challenge_id, message.code)))  # fmt: skip
+            self._count("PayPayLink", reply)
+            return reply.SerializeToString()
+
+        return await call(context, "PayPayLink", work, self._refusals)
+
     async def SetPin(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:
             message = parse(wallet_pb2.SetPinRequest, request, "SetPin", REQUEST_BYTES_MAX["SetPin"])
@@ -1097,11 +1227,14 @@ async def sweep_expiries(ledger: Ledger, wallets: Wallets, interval_seconds: flo
             operation.finish()
 
 
-def wallet_service(ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None) -> Service:
-    """The Wallet service as the server assembles it (with `metrics`, its operations counted by result)."""
+def wallet_service(
+    ledger: Ledger, wallets: Wallets, metrics: LedgerMetrics | None = None, notifier: Notifier | None = None
+) -> Service:
+    """The Wallet service as the server assembles it (with `metrics`, its operations counted by result; with
+    `notifier`, the messages it sends customers go there, else they are kept in memory)."""
 
     def register(server: grpc.aio.Server) -> None:
-        service = WalletService(ledger, wallets, metrics)
+        service = WalletService(ledger, wallets, metrics, notifier)
         handlers = {
             method.name: (
                 grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler

@@ -59,6 +59,8 @@ class WalletResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WALLET_RESULT_REQUEST_NOT_FOUND: _ClassVar[WalletResult]
     WALLET_RESULT_REQUEST_EXPIRED: _ClassVar[WalletResult]
     WALLET_RESULT_REQUEST_NOT_OPEN: _ClassVar[WalletResult]
+    WALLET_RESULT_CHALLENGE_INVALID: _ClassVar[WalletResult]
+    WALLET_RESULT_CONTACT_INVALID: _ClassVar[WalletResult]
 
 class TopUpSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -151,6 +153,8 @@ WALLET_RESULT_LIMIT_EXCEEDED: WalletResult
 WALLET_RESULT_REQUEST_NOT_FOUND: WalletResult
 WALLET_RESULT_REQUEST_EXPIRED: WalletResult
 WALLET_RESULT_REQUEST_NOT_OPEN: WalletResult
+WALLET_RESULT_CHALLENGE_INVALID: WalletResult
+WALLET_RESULT_CONTACT_INVALID: WalletResult
 TOP_UP_SOURCE_UNSPECIFIED: TopUpSource
 TOP_UP_SOURCE_PURCHASE: TopUpSource
 TOP_UP_SOURCE_OPERATOR: TopUpSource
@@ -1204,6 +1208,120 @@ class PaymentRequestReply(_message.Message):
     wallet_id: str
     replayed: bool
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ..., terminal: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class CreatePayLinkRequest(_message.Message):
+    __slots__ = ("tenant", "amount", "reference", "description", "contact", "customer", "seconds", "reusable", "partial", "key", "currency")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REUSABLE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    amount: int
+    reference: str
+    description: str
+    contact: str
+    customer: str
+    seconds: int
+    reusable: bool
+    partial: bool
+    key: str
+    currency: str
+    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., seconds: _Optional[int] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., key: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class PayLinkRequest(_message.Message):
+    __slots__ = ("tenant", "link_id", "token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    link_id: str
+    token: str
+    def __init__(self, tenant: _Optional[str] = ..., link_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+
+class PayLinkReply(_message.Message):
+    __slots__ = ("result", "message", "link_id", "tenant", "token", "amount", "currency", "reference", "description", "contact", "customer", "reusable", "partial", "status", "expires_at", "created_at", "paid", "payments", "payment_id", "replayed")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    REUSABLE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    link_id: str
+    tenant: str
+    token: str
+    amount: int
+    currency: str
+    reference: str
+    description: str
+    contact: str
+    customer: str
+    reusable: bool
+    partial: bool
+    status: str
+    expires_at: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    paid: int
+    payments: int
+    payment_id: str
+    replayed: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., link_id: _Optional[str] = ..., tenant: _Optional[str] = ..., token: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid: _Optional[int] = ..., payments: _Optional[int] = ..., payment_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class StartPayLinkPaymentRequest(_message.Message):
+    __slots__ = ("token", "customer", "pin")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    customer: str
+    pin: str
+    def __init__(self, token: _Optional[str] = ..., customer: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class PayLinkChallengeReply(_message.Message):
+    __slots__ = ("result", "message", "challenge_id", "sent_to", "expires_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENT_TO_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    result: WalletResult
+    message: str
+    challenge_id: str
+    sent_to: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., challenge_id: _Optional[str] = ..., sent_to: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayPayLinkRequest(_message.Message):
+    __slots__ = ("token", "challenge_id", "code")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    challenge_id: str
+    code: str
+    def __init__(self, token: _Optional[str] = ..., challenge_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class SetPinRequest(_message.Message):
     __slots__ = ("tenant", "customer", "pin")

@@ -229,6 +229,31 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
                 _registered_method=True)
+        self.CreatePayLink = channel.unary_unary(
+                '/wallet.v1.Wallet/CreatePayLink',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.CreatePayLinkRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+                _registered_method=True)
+        self.GetPayLink = channel.unary_unary(
+                '/wallet.v1.Wallet/GetPayLink',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+                _registered_method=True)
+        self.CancelPayLink = channel.unary_unary(
+                '/wallet.v1.Wallet/CancelPayLink',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+                _registered_method=True)
+        self.StartPayLinkPayment = channel.unary_unary(
+                '/wallet.v1.Wallet/StartPayLinkPayment',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.StartPayLinkPaymentRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkChallengeReply.FromString,
+                _registered_method=True)
+        self.PayPayLink = channel.unary_unary(
+                '/wallet.v1.Wallet/PayPayLink',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PayPayLinkRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+                _registered_method=True)
         self.GetStatement = channel.unary_unary(
                 '/wallet.v1.Wallet/GetStatement',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.GetStatementRequest.SerializeToString,
@@ -515,6 +540,44 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePayLink(self, request, context):
+        """A pay link: a shop asks a customer at a distance (a phone number or an e-mail address) for an amount.
+        Its short URL opens a page where the customer proves they own a wallet (its PIN, then a one-time code
+        sent to the link's contact) and pays. Idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayLink(self, request, context):
+        """By tenant and id, or by the token in its URL alone (the pay page's view: no contact, no payments).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPayLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartPayLinkPayment(self, request, context):
+        """The customer names their wallet and its PIN; on the right PIN a one-time code goes to the link's contact
+        through the server's notifier. The reply names the challenge to answer with PayPayLink.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayPayLink(self, request, context):
+        """The customer answers the challenge with the one-time code and pays the link from their wallet (in part
+        if the link allows it). A retry with the same challenge and code gets the same payment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatement(self, request, context):
         """-- Statements and settlement (messages at the end of this file) --
 
@@ -730,6 +793,31 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.UnlockPin,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PinReply.SerializeToString,
+            ),
+            'CreatePayLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayLink,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.CreatePayLinkRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.SerializeToString,
+            ),
+            'GetPayLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayLink,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.SerializeToString,
+            ),
+            'CancelPayLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPayLink,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkReply.SerializeToString,
+            ),
+            'StartPayLinkPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartPayLinkPayment,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.StartPayLinkPaymentRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayLinkChallengeReply.SerializeToString,
+            ),
+            'PayPayLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayPayLink,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayPayLinkRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
             ),
             'GetStatement': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatement,
@@ -1795,6 +1883,141 @@ class Wallet:
             '/wallet.v1.Wallet/UnlockPin',
             ledger_dot_v1_dot_wallet__pb2.UnlockPinRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PinReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePayLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/CreatePayLink',
+            ledger_dot_v1_dot_wallet__pb2.CreatePayLinkRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/GetPayLink',
+            ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPayLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/CancelPayLink',
+            ledger_dot_v1_dot_wallet__pb2.PayLinkRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayLinkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartPayLinkPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/StartPayLinkPayment',
+            ledger_dot_v1_dot_wallet__pb2.StartPayLinkPaymentRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayLinkChallengeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayPayLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/PayPayLink',
+            ledger_dot_v1_dot_wallet__pb2.PayPayLinkRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,14 +9,17 @@ from ._codes import SYSTEM_ACCOUNTS, AccountCode, TopUpSource, TransferCode, Wal
 from ._currencies import CURRENCIES, Currency, currency
 from ._domain import (
     CUSTOMER_LENGTH_MAX,
+    DESCRIPTION_LENGTH_MAX,
     GRANT_RUN_ITEMS_MAX,
     Balance,
     BookingReply,
+    ChallengeReply,
     CodePayment,
     CodePaymentStatus,
     DeviceReply,
     GrantItem,
     HoldReply,
+    LinkReply,
     Operation,
     Payment,
     PaymentReply,
@@ -35,6 +38,7 @@ from ._domain import (
 from ._events import TYPES as EVENT_TYPES_ALL
 from ._events import WalletEvent, cursor_after_commit, events_of, parse_cursor
 from ._ids import fingerprint, operation_id, system_account_id, wallet_id
+from ._links import CODE_DIGITS, is_phone, masked_contact
 from ._paycodes import GRACE_STEPS as CODE_GRACE_STEPS
 from ._paycodes import STEP_SECONDS as CODE_STEP_SECONDS
 from ._pins import hash_pin, pin_matches, pin_problem
@@ -62,6 +66,12 @@ from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
+    "CODE_DIGITS",
+    "DESCRIPTION_LENGTH_MAX",
+    "ChallengeReply",
+    "LinkReply",
+    "is_phone",
+    "masked_contact",
     "EVENT_TYPES_ALL",
     "CODE_GRACE_STEPS",
     "hash_pin",

@@ -89,6 +89,10 @@ class WalletResult(IntEnum):
     """The payment request's time ran out before a customer confirmed it."""
     REQUEST_NOT_OPEN = 46
     """The payment request was paid (by another customer) or cancelled."""
+    CHALLENGE_INVALID = 47
+    """The one-time code of a pay link's challenge is wrong, its time ran out or its tries were used up."""
+    CONTACT_INVALID = 48
+    """A pay link's contact is neither a phone number in E.164 form nor an e-mail address."""
     LIMIT_EXCEEDED = 43
     """The payment would pass one of the tenant's risk limits on payments by code (the message names it)."""
     CANCEL_TOO_LATE = 42

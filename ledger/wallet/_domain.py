@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import hmac
 import logging
 import os
 import struct
@@ -68,6 +69,7 @@ from . import _paycodes as paycodes
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
 from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, step_id, system_account_id, wallet_id
+from ._links import challenge_digest, contact_problem, link_token, masked_contact
 from ._payments import payments
 from ._payments_py import payment_chain
 from ._state import (
@@ -76,6 +78,7 @@ from ._state import (
     Device,
     Fact,
     Hold,
+    PayLink,
     PaymentRequest,
     Record,
     Voucher,
@@ -103,6 +106,21 @@ HOLD_SECONDS_DEFAULT: Final = 7 * 86_400
 REQUEST_SECONDS_MAX: Final = 600
 """Longest a terminal's payment request stays open (a customer at the counter confirms within moments)."""
 REQUEST_SECONDS_DEFAULT: Final = 120
+LINK_SECONDS_MIN: Final = 60
+LINK_SECONDS_MAX: Final = 30 * 86_400
+"""Longest a pay link stays open."""
+LINK_SECONDS_DEFAULT: Final = 7 * 86_400
+DESCRIPTION_LENGTH_MAX: Final = 1_000
+CHALLENGE_SECONDS: Final = 300
+"""How long a pay link's one-time code may be answered."""
+CHALLENGE_TRIES: Final = 5
+"""Wrong answers a one-time code takes before it is dead (a new one needs the PIN again)."""
+LINK_CHALLENGES_FREE: Final = 10
+"""One-time codes a pay link may have sent beyond CHALLENGES_PER_PAYMENT for each of its payments: what
+bounds the messages anyone who knows a wallet's PIN can send to the link's contact."""
+CHALLENGES_PER_PAYMENT: Final = 3
+LINK_PIN_FAILURES_MAX: Final = 20
+"""Wrong PINs given on one pay link's page before it takes no more (each costs an Argon2id check)."""
 CANCEL_SECONDS: Final = 600
 """How long after a payment by code its terminal may cancel it (then it is refunded in full)."""
 WALLET_IDS_CACHED: Final = 65_536
@@ -275,6 +293,41 @@ class RequestReply(Reply):
     created_at: int = 0
     payment_id: int = 0
     wallet_id: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class LinkReply(Reply):
+    link_id: int = 0
+    tenant: str = ""
+    token: str = ""
+    amount: int = 0
+    currency: str = ""
+    reference: str = ""
+    description: str = ""
+    contact: str = ""
+    """Empty when read by token (the pay page's view)."""
+    customer: str = ""
+    reusable: bool = False
+    partial: bool = False
+    status: str = ""
+    """open, paid, partially_paid, expired or cancelled."""
+    expires_at: int = 0
+    created_at: int = 0
+    paid: int = 0
+    payments: int = 0
+    payment_id: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class ChallengeReply(Reply):
+    challenge_id: int = 0
+    sent_to: str = ""
+    """The contact, masked."""
+    expires_at: int = 0
+    contact: str = ""
+    """Where the caller sends the code (never returned to whoever asked for it)."""
+    link: LinkReply | None = None
+    """The link the code is for (what the message says it pays)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -1557,6 +1610,252 @@ class Wallets:
             created_at=request.created_at, payment_id=request.payment_id, wallet_id=request.wallet,
         )  # fmt: skip
 
+    # -- pay links: payment requests sent to a customer's phone or e-mail --------------------------------
+
+    def create_pay_link(
+        self, op: Operation, tenant_id: str, amount: int, reference: str, description: str, contact: str,
+        customer: str, seconds: int, key: str, *, reusable: bool = False, partial: bool = False,
+    ) -> LinkReply:  # fmt: skip
+        """A link a shop sends to `contact` asking for `amount`: open until it expires (`seconds`, 0: a week)
+        or is cancelled; paid once (or, `reusable`, again and again) from a wallet whose owner proves it with
+        the wallet's PIN and a one-time code sent to the contact. Idempotent by key."""
+        tenant = self.state.tenants.get(tenant_id)
+        if tenant is None:
+            return LinkReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+        if (problem := self._check_key(key)) is not None:
+            return LinkReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        link_id = operation_id(tenant_id, f"link\x00{key}")
+        fp = fingerprint("link", amount, reference, description, contact, customer, seconds, reusable, partial)
+        known = self.state.links.get(link_id)
+        if known is not None:
+            if known.fingerprint != fp:
+                return LinkReply(result=WalletResult.IDEMPOTENCY_KEY_REUSED, message=_KEY_REUSED)
+            again = self._link_reply(known, op.now())
+            again.replayed = True
+            return again
+        if (problem := self._check_amount(amount)) is not None:
+            return LinkReply(result=WalletResult.AMOUNT_INVALID, message=problem)
+        if not reference or len(reference) > REFERENCE_LENGTH_MAX or not reference.isprintable():
+            return LinkReply(result=WalletResult.REFERENCE_REQUIRED,
+                             message=f"reference: 1 to {REFERENCE_LENGTH_MAX} printable characters")  # fmt: skip
+        if len(description) > DESCRIPTION_LENGTH_MAX or not description.replace("\n", " ").isprintable():
+            return LinkReply(result=WalletResult.REFERENCE_REQUIRED,
+                             message=f"description: up to {DESCRIPTION_LENGTH_MAX} printable characters")  # fmt: skip
+        if (problem := contact_problem(contact)) is not None:
+            return LinkReply(result=WalletResult.CONTACT_INVALID, message=problem)
+        if customer and (problem := self._check_customer(customer)) is not None:
+            return LinkReply(result=WalletResult.CUSTOMER_INVALID, message=problem)
+        if seconds and not LINK_SECONDS_MIN <= seconds <= LINK_SECONDS_MAX:
+            problem = f"seconds: {LINK_SECONDS_MIN} to {LINK_SECONDS_MAX} (0: {LINK_SECONDS_DEFAULT})"
+            return LinkReply(result=WalletResult.EXPIRY_INVALID, message=problem)
+        if partial and reusable:
+            return LinkReply(result=WalletResult.PARTIAL_PAYMENT_DISABLED,
+                             message="partial: a reusable link takes whole payments only")  # fmt: skip
+        if partial and not tenant.settings.partial_payment:
+            return LinkReply(result=WalletResult.PARTIAL_PAYMENT_DISABLED,
+                             message=f"partial: tenant {tenant_id} takes full payments only")  # fmt: skip
+        now = op.now()
+        expires_at = now + (seconds or LINK_SECONDS_DEFAULT) * NANOSECONDS_PER_SECOND
+        token = link_token(tenant.secret, link_id)
+        if token in self.state.link_tokens:  # 128 bits of HMAC: never, but never two links behind one URL
+            return LinkReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message="key: choose another key")
+        fact = [link_id, tenant_id, token, amount, reference, description, contact, customer, expires_at, now,
+                reusable, partial, fp]  # fmt: skip
+        self._commit(op, {"op": "pay_link_created", "tenant": tenant_id, "at": now, "id": link_id,
+                          "amount": amount, "reference": reference, "customer": customer, "reusable": reusable,
+                          "partial": partial, "expires_at": expires_at, "facts": [["link", *fact]]})  # fmt: skip
+        return self._link_reply(self.state.links[link_id], now)
+
+    def pay_link(self, op: Operation, tenant_id: str, link_id: int, token: str = "") -> LinkReply:
+        """A link by tenant and id, or by its URL's `token` alone (then without its contact)."""
+        found = self._link_of(tenant_id, link_id, token)
+        if isinstance(found, LinkReply):
+            return found
+        reply = self._link_reply(found, op.now())
+        if token:
+            reply.contact = ""
+        return reply
+
+    def cancel_pay_link(self, op: Operation, tenant_id: str, link_id: int) -> LinkReply:
+        """No one can pay the link from now on (cancelling again, or a link no longer open, changes nothing;
+        its payments stay, to be refunded as any payment is)."""
+        found = self._link_of(tenant_id, link_id, "")
+        if isinstance(found, LinkReply):
+            return found
+        now = op.now()
+        if found.status == "open" and now < found.expires_at:
+            self._commit(op, {"op": "pay_link_cancelled", "tenant": tenant_id, "at": now, "id": link_id,
+                              "amount": found.amount, "facts": [["link_status", link_id, "cancelled"]]})  # fmt: skip
+        return self._link_reply(found, now)
+
+    def pay_link_tenant(self, token: str) -> str | None:
+        """The tenant of the link behind `token` (None: no such link). Reads only."""
+        link = self.state.links.get(self.state.link_tokens.get(token, 0))
+        return link.tenant if link is not None else None
+
+    def link_pin_hash(self, token: str, customer: str) -> str | None:
+        """The PIN hash of the wallet a customer names on a link's page (None: no such link, wallet or PIN):
+        what the caller checks the PIN against before start_pay_link_payment. Reads only."""
+        link = self.state.links.get(self.state.link_tokens.get(token, 0))
+        return self.pin_hash_of(link.tenant, customer) if link is not None else None
+
+    def start_pay_link_payment(
+        self, op: Operation, token: str, customer: str, pin_ok: bool | None, challenge_id: int, code: str
+    ) -> ChallengeReply:
+        """A customer on a link's page names their wallet; with its right PIN (`pin_ok`, checked by the
+        caller), `code` becomes the one-time code of challenge `challenge_id` (both drawn at random by the
+        caller), which the caller sends to the link's contact. A wrong PIN counts towards the wallet's lock
+        and the link's; whether the wallet exists is not told."""
+        found = self._link_of("", 0, token)
+        if isinstance(found, LinkReply):
+            return ChallengeReply(result=found.result, message=found.message)
+        tenant = self.state.tenants[found.tenant]
+        now = op.now()
+        refused = self._link_refusal(found, now)
+        if refused is not None:
+            return ChallengeReply(result=refused[0], message=refused[1])
+        if found.customer and customer != found.customer:
+            pin_ok = False  # the link is for another customer: as a wrong PIN, telling nothing more
+        if not customer or self._check_customer(customer) is not None:
+            pin_ok = False
+        if pin_ok is None:
+            return ChallengeReply(result=WalletResult.PIN_REQUIRED, message="pin: the wallet's PIN is required")
+        wallet = wallet_id(found.tenant, customer, tenant.currency.code) if customer else 0
+        exists = pin_ok is True or self._wallet_exists(op, tenant, wallet)  # a PIN is only ever set on a wallet
+        if pin_ok is False or not exists:
+            facts: list[Fact] = [["link_failed", found.link_id]]
+            result, message = WalletResult.PIN_INVALID, "customer and pin: no wallet of this shop has that PIN"
+            if exists and (locked_until := self.state.pin_locks.get(wallet, 0)) > now:
+                result, message = WalletResult.PIN_LOCKED, _locked(locked_until)
+            elif exists:
+                wrong = CodePayment(tenant=found.tenant, code="", amount=0, terminal="", transaction="", pin_ok=False)
+                ruled = self._pin_rule(tenant, wallet, wrong, now)
+                assert isinstance(ruled, tuple)
+                if ruled[0] is WalletResult.PIN_LOCKED:
+                    result, message = ruled[0], ruled[1]
+                facts += ruled[2]
+            self._commit(op, {"op": "pay_link_pin_refused", "tenant": found.tenant, "at": now, "id": found.link_id,
+                              "wallet": wallet if exists else 0, "result": result.name, "facts": facts})  # fmt: skip
+            return ChallengeReply(result=result, message=message)
+        if (locked_until := self.state.pin_locks.get(wallet, 0)) > now:
+            return ChallengeReply(result=WalletResult.PIN_LOCKED, message=_locked(locked_until))
+        if found.challenges >= LINK_CHALLENGES_FREE + CHALLENGES_PER_PAYMENT * found.payments:
+            return ChallengeReply(result=WalletResult.LIMIT_EXCEEDED,
+                                  message="challenges: this link sent all the one-time codes it may; the shop "
+                                          "sends a new link")  # fmt: skip
+        if challenge_id in self.state.challenges or not code.isascii() or not code.isdigit():
+            return ChallengeReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message="challenge: draw another")
+        expires_at = min(now + CHALLENGE_SECONDS * NANOSECONDS_PER_SECOND, found.expires_at)
+        digest = challenge_digest(tenant.secret, challenge_id, code)
+        facts = [["challenge", challenge_id, found.link_id, customer, digest, expires_at, CHALLENGE_TRIES]]
+        if wallet in self.state.pin_failures:
+            facts.append(["pin_reset", wallet])
+        self._commit(op, {"op": "pay_link_code_sent", "tenant": found.tenant, "at": now, "id": found.link_id,
+                          "wallet": wallet, "facts": facts})  # fmt: skip
+        return ChallengeReply(challenge_id=challenge_id, sent_to=masked_contact(found.contact), expires_at=expires_at,
+                              contact=found.contact, link=self._link_reply(found, now))  # fmt: skip
+
+    def pay_pay_link(self, op: Operation, token: str, challenge_id: int, code: str) -> PaymentReply:
+        """Answer a link's challenge with its one-time code and pay the link from the challenged wallet: the
+        link's amount (a partial link: what the wallet covers, the rest to be paid another way). The same
+        challenge and code again get the same payment."""
+        found = self._link_of("", 0, token)
+        if isinstance(found, LinkReply):
+            return PaymentReply(result=found.result, message=found.message)
+        tenant = self.state.tenants[found.tenant]
+        now = op.now()
+        challenge = self.state.challenges.get(challenge_id)
+        if challenge is None or challenge.link_id != found.link_id:
+            return PaymentReply(result=WalletResult.CHALLENGE_INVALID, message="challenge: no such challenge")
+        right = hmac.compare_digest(challenge.digest, challenge_digest(tenant.secret, challenge_id, code))
+        fp = fingerprint("link-pay", found.link_id, challenge_id)
+        if challenge.payment_id:
+            if not right:
+                return PaymentReply(result=WalletResult.CHALLENGE_INVALID, message="code: wrong one-time code")
+            replayed = self._chain_replay(op, tenant, challenge.payment_id, fp, _PAYMENT_KINDS, self._payment_reply,
+                                          PaymentReply, steps=2)  # fmt: skip
+            if replayed is not None:
+                return replayed
+        refused = self._link_refusal(found, now)
+        if refused is not None:
+            return PaymentReply(result=refused[0], message=refused[1], requested=found.amount)
+        if challenge.tries_left <= 0 or now >= challenge.expires_at:
+            return PaymentReply(result=WalletResult.CHALLENGE_INVALID,
+                                message="code: this one-time code is used up or expired; ask again")  # fmt: skip
+        if not right:
+            left = challenge.tries_left - 1
+            self._commit(op, {"op": "pay_link_code_refused", "tenant": found.tenant, "at": now, "id": found.link_id,
+                              "facts": [["challenge_failed", challenge_id]]})  # fmt: skip
+            return PaymentReply(result=WalletResult.CHALLENGE_INVALID,
+                                message=f"code: wrong one-time code; {left} more tries")  # fmt: skip
+        wallet = wallet_id(found.tenant, challenge.customer, tenant.currency.code)
+        if (locked_until := self.state.pin_locks.get(wallet, 0)) > now:
+            return PaymentReply(result=WalletResult.PIN_LOCKED, message=_locked(locked_until))
+        payment_id = operation_id(found.tenant, f"paylink\x00{found.link_id:032x}\x00{found.payments}")
+        payment = Payment(tenant=found.tenant, customer=challenge.customer, amount=found.amount,
+                          key=f"paylink-{found.payments}", order_reference=found.reference,
+                          partial=found.partial)  # fmt: skip
+        decided = self._decide_payment(op, tenant, payment)
+        paid = decided.paid if isinstance(decided, _Paying) else 0
+        status = "open" if found.reusable else "paid" if paid == found.amount else "partially_paid"
+        facts: list[Fact] = [["challenge_used", challenge_id, payment_id],
+                             ["link_paid", found.link_id, payment_id, paid, status]]  # fmt: skip
+        # A decline is not kept: the link stays open for this customer (topped up) or another way.
+        return self._make_payment(op, tenant, payment, payment_id, fp, facts, keep_decline=False,
+                                  pay_link=f"{found.link_id:032x}")  # fmt: skip
+
+    def _link_of(self, tenant_id: str, link_id: int, token: str) -> PayLink | LinkReply:
+        if token:
+            found = self.state.links.get(self.state.link_tokens.get(token, 0))
+        else:
+            if tenant_id not in self.state.tenants:
+                return LinkReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(tenant_id))
+            found = self.state.links.get(link_id)
+            if found is not None and found.tenant != tenant_id:
+                found = None
+        if found is None:
+            return LinkReply(result=WalletResult.REQUEST_NOT_FOUND, message="link: no such pay link")
+        return found
+
+    @staticmethod
+    def _link_refusal(link: PayLink, now: int) -> tuple[WalletResult, str] | None:
+        """Why a link takes no payment now, if it does not."""
+        if link.status != "open":
+            return WalletResult.REQUEST_NOT_OPEN, f"link: it was {link.status.replace('_', ' ')}"
+        if now >= link.expires_at:
+            return WalletResult.REQUEST_EXPIRED, "link: its time ran out; the shop sends a new one"
+        if link.failures >= LINK_PIN_FAILURES_MAX:
+            return WalletResult.PIN_LOCKED, "link: too many wrong PINs were given on it; the shop sends a new one"
+        return None
+
+    def _wallet_exists(self, op: Operation, tenant: Tenant, wallet: int) -> bool:
+        return bool(wallet) and self._wallet(op, tenant, wallet) is not None
+
+    def _link_reply(self, link: PayLink, now: int) -> LinkReply:
+        status = "expired" if link.status == "open" and now >= link.expires_at else link.status
+        return LinkReply(
+            link_id=link.link_id, tenant=link.tenant, token=link.token, amount=link.amount,
+            currency=self.state.tenants[link.tenant].currency.code, reference=link.reference,
+            description=link.description, contact=link.contact, customer=link.customer, reusable=link.reusable,
+            partial=link.partial, status=status, expires_at=link.expires_at, created_at=link.created_at,
+            paid=link.paid, payments=link.payments, payment_id=link.payment_id,
+        )  # fmt: skip
+
+    def _expire_links(self, op: Operation, now: int) -> int:
+        """Mark the open links past their expiry expired (one record, an event each)."""
+        expiries = self.state.link_expiries
+        due: list[PayLink] = []
+        while expiries and expiries[0][0] <= now and len(due) < SWEEP_TRANSFERS_MAX:
+            _, link_id = heapq.heappop(expiries)
+            link = self.state.links.get(link_id)
+            if link is not None and link.status == "open" and link.expires_at <= now:
+                due.append(link)
+        if due:
+            self._commit(op, {"op": "pay_links_expired", "at": now,
+                              "links": [[link.link_id, link.amount, link.tenant] for link in due],
+                              "facts": [["link_status", link.link_id, "expired"] for link in due]})  # fmt: skip
+        return len(due)
+
     def _pin_rule(
         self, tenant: Tenant, wallet: int, request: CodePayment, now: int
     ) -> tuple[WalletResult, str, list[Fact]] | list[Fact]:
@@ -1785,7 +2084,7 @@ class Wallets:
         """Move the credit of every grant past its expiry to breakage (one transfer per grant), and void the
         holds past theirs. Returns how many it moved; run it every second or so."""
         now = op.now()
-        moved = self._expire_holds(op, now) + self._expire_vouchers(op, now)
+        moved = self._expire_holds(op, now) + self._expire_vouchers(op, now) + self._expire_links(op, now)
         due: list[tuple[int, int, int]] = []  # (wallet, grant_id, remaining)
         # A grant may have two entries in the heap: one from when it was granted, stale while a hold
         # reserved all of it, and one from when the hold gave it back. It expires once.

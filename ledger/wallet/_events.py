@@ -57,6 +57,12 @@ EVENT_TYPES: Final = {
     "payment_request_created": "payment_request.created",
     "payment_request_cancelled": "payment_request.cancelled",
     "wallet_unlocked": "wallet.unlocked",
+    "pay_link_created": "pay_link.created",
+    "pay_link_cancelled": "pay_link.cancelled",
+    "pay_links_expired": "pay_link.expired",
+    "pay_link_code_sent": "pay_link.code_sent",
+    "pay_link_pin_refused": "pay_link.pin_refused",
+    "pay_link_code_refused": "pay_link.code_refused",
 }
 """Event type by record kind; a record of a kind not listed here yields no event."""
 BALANCE_BELOW: Final = "wallet.balance_below"
@@ -67,7 +73,12 @@ TERMINAL_FLAGGED: Final = "terminal.flagged"
 """Codes refused at one terminal passed the tenant's terminal_declines_flag within 10 minutes."""
 REQUEST_PAID: Final = "payment_request.paid"
 """A customer confirmed a payment request and it paid (from the payment's record)."""
-TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED, TERMINAL_FLAGGED, REQUEST_PAID})
+LINK_PAID: Final = "pay_link.paid"
+"""A pay link was paid in full (a reusable one: once more), from the payment's record."""
+LINK_PARTIALLY_PAID: Final = "pay_link.partially_paid"
+"""A partial pay link was paid in part: the rest is to be paid another way."""
+TYPES: Final = frozenset({*EVENT_TYPES.values(), BALANCE_BELOW, WALLET_LOCKED, TERMINAL_FLAGGED, REQUEST_PAID,
+                          LINK_PAID, LINK_PARTIALLY_PAID})  # fmt: skip
 _CURSOR: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,9})")
 _INDEX_LAST: Final = 999_999_999
 """The largest record index a cursor may name: past any commit's last record."""
@@ -123,6 +134,12 @@ def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent
         if isinstance(data.get(key), int):
             data[key] = f"{data[key]:032x}" if data[key] else ""
     at = int(record.get("at", 0))
+    if record.get("op") == "pay_links_expired":
+        for number, (link, amount, tenant) in enumerate(record.get("links", ())):
+            yield WalletEvent(f"{cursor}.{number}", cursor, kind, tenant, 0, link, amount, at,
+                              {"op": record["op"], "at": at, "link": f"{link:032x}", "amount": amount,
+                               "tenant": tenant})  # fmt: skip
+        return
     if record.get("op") in ("credit_expired", "vouchers_expired"):  # a sweep: one event per grant or voucher
         entries = record.get("grants") or record.get("vouchers") or []
         for number, entry in enumerate(entries):
@@ -152,6 +169,11 @@ def _record_events(seq: int, index: int, record: Record) -> Iterator[WalletEvent
             paid = {"op": "payment_request_paid", "at": at, "request": f"{fact[1]:032x}", "tenant": tenant,
                     "payment": f"{fact[3]:032x}", "wallet": f"{fact[4]:032x}", "amount": amount}  # fmt: skip
             yield WalletEvent(f"{cursor}.request", cursor, REQUEST_PAID, tenant, fact[4], fact[1], amount, at, paid)
+        elif fact[0] == "link_paid":
+            kind_paid = LINK_PARTIALLY_PAID if fact[4] == "partially_paid" else LINK_PAID
+            paid = {"op": "pay_link_paid", "at": at, "link": f"{fact[1]:032x}", "tenant": tenant, "status": fact[4],
+                    "payment": f"{fact[2]:032x}", "wallet": f"{wallet:032x}", "amount": fact[3]}  # fmt: skip
+            yield WalletEvent(f"{cursor}.link", cursor, kind_paid, tenant, wallet, fact[1], fact[3], at, paid)
         elif fact[0] == "terminal_flagged":
             terminal = str(fact[1]).split("\x00", 1)[-1]
             flagged = {"op": "terminal_flagged", "at": at, "terminal": terminal, "tenant": tenant}

@@ -274,6 +274,65 @@ class PaymentRequest:
                 self.created_at, self.fingerprint, self.status, self.payment_id, self.wallet]  # fmt: skip
 
 
+@dataclass(slots=True)
+class PayLink:
+    """What a shop asks a customer at a distance to pay, through a link sent to their phone or e-mail."""
+
+    link_id: int
+    tenant: str
+    token: str
+    amount: int
+    reference: str
+    description: str
+    contact: str
+    customer: str
+    """Empty: any wallet of the tenant whose owner holds the contact."""
+    expires_at: int
+    created_at: int
+    reusable: bool
+    partial: bool
+    fingerprint: int
+    status: str = "open"
+    """open, paid, partially_paid, expired or cancelled (an open one past expires_at reads expired until the
+    sweep marks it so)."""
+    paid: int = 0
+    payments: int = 0
+    payment_id: int = 0
+    """The last payment's."""
+    challenges: int = 0
+    """One-time codes sent for it so far (bounded by its payments)."""
+    failures: int = 0
+    """Wrong PINs given on its page (bounded: then it takes no more)."""
+
+    def to_json(self) -> list[Any]:
+        return [self.link_id, self.tenant, self.token, self.amount, self.reference, self.description, self.contact,
+                self.customer, self.expires_at, self.created_at, self.reusable, self.partial, self.fingerprint,
+                self.status, self.paid, self.payments, self.payment_id, self.challenges, self.failures]  # fmt: skip
+
+
+@dataclass(slots=True)
+class Challenge:
+    """A one-time code sent to a pay link's contact for one customer who gave their wallet's right PIN."""
+
+    challenge_id: int
+    link_id: int
+    customer: str
+    digest: str
+    """HMAC-SHA256 of the code under the tenant's secret, hex: the code itself is kept nowhere."""
+    expires_at: int
+    tries_left: int
+    payment_id: int = 0
+    """Its payment once answered right (a retry gets that payment again)."""
+
+    def to_json(self) -> list[Any]:
+        return [self.challenge_id, self.link_id, self.customer, self.digest, self.expires_at, self.tries_left,
+                self.payment_id]  # fmt: skip
+
+
+CHALLENGES_KEPT_SECONDS: Final = 86_400
+"""A challenge is forgotten a day after it expired (a retry of its payment then reads the link instead)."""
+
+
 CODES_KEPT_STEPS: Final = 4
 """Windows a used code stays remembered: past the grace window no code of it is taken anyway."""
 
@@ -333,6 +392,14 @@ class WalletState:
     """"tenant\\x00terminal" -> when refused codes last flagged it."""
     requests: dict[int, PaymentRequest] = field(default_factory=dict)
     """Payment requests terminals showed, by id."""
+    links: dict[int, PayLink] = field(default_factory=dict)
+    """Pay links by id."""
+    link_tokens: dict[str, int] = field(default_factory=dict)
+    """A pay link's URL token -> its id."""
+    link_expiries: list[tuple[int, int]] = field(default_factory=list)
+    """A heap of (expires_at, link id) of links that were open when made (the sweep marks them expired)."""
+    challenges: dict[int, Challenge] = field(default_factory=dict)
+    """Pay links' one-time code challenges by id, until CHALLENGES_KEPT_SECONDS after they expire."""
     cancelled: dict[int, int] = field(default_factory=dict)
     """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
     codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -543,6 +610,45 @@ class WalletState:
         request = self.requests[request_id]
         request.status, request.payment_id, request.wallet = status, payment_id, wallet
 
+    def _link(self, *fields: Any) -> None:
+        link = PayLink(*fields)
+        self.links[link.link_id] = link
+        self.link_tokens[link.token] = link.link_id
+        if link.status == "open":
+            heapq.heappush(self.link_expiries, (link.expires_at, link.link_id))
+
+    def _link_status(self, link_id: int, status: str) -> None:
+        self.links[link_id].status = status
+
+    def _link_failed(self, link_id: int) -> None:
+        self.links[link_id].failures += 1
+
+    def _link_paid(self, link_id: int, payment_id: int, paid: int, status: str) -> None:
+        link = self.links[link_id]
+        link.paid += paid
+        link.payments += 1
+        link.payment_id = payment_id
+        link.status = status
+
+    def _challenge(self, challenge_id: int, link_id: int, customer: str, digest: str, expires_at: int,
+                   tries_left: int, payment_id: int = 0) -> None:  # fmt: skip
+        self.challenges[challenge_id] = Challenge(challenge_id, link_id, customer, digest, expires_at, tries_left,
+                                                  payment_id)  # fmt: skip
+        link = self.links.get(link_id)
+        if link is not None and not payment_id:
+            link.challenges += 1
+        # Challenges long past their time go as new ones come: they are bounded by the links' tries.
+        oldest = next(iter(self.challenges.values()))
+        if oldest.expires_at < expires_at - CHALLENGES_KEPT_SECONDS * 1_000_000_000:
+            since = expires_at - CHALLENGES_KEPT_SECONDS * 1_000_000_000
+            self.challenges = {key: kept for key, kept in self.challenges.items() if kept.expires_at >= since}
+
+    def _challenge_failed(self, challenge_id: int) -> None:
+        self.challenges[challenge_id].tries_left -= 1
+
+    def _challenge_used(self, challenge_id: int, payment_id: int) -> None:
+        self.challenges[challenge_id].payment_id = payment_id
+
     def _cancelled(self, operation: int, at: int) -> None:
         self.cancelled[operation] = at
 
@@ -593,6 +699,8 @@ class WalletState:
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
             "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
             "requests": [request.to_json() for request in self.requests.values()],
+            "links": [link.to_json() for link in self.links.values()],
+            "challenges": [challenge.to_json() for challenge in self.challenges.values()],
             "spending": [[*key, *value] for key, value in self.spending.items()],
             "refusals": [[terminal, moments] for terminal, moments in self.refusals.items()],
             "flagged": [[terminal, at] for terminal, at in self.flagged.items()],
@@ -658,6 +766,9 @@ class WalletState:
         state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
         for request in data.get("requests", ()):
             state._request(*request)
+        for link in data.get("links", ()):  # none in snapshots taken before pay links were kept
+            state._link(*link)
+        state.challenges = {fields[0]: Challenge(*fields) for fields in data.get("challenges", ())}
         state.spending = {(owner, period, number): [amount, count]
                           for owner, period, number, amount, count in data.get("spending", ())}  # fmt: skip
         state.refusals = {terminal: moments for terminal, moments in data.get("refusals", ())}
@@ -705,6 +816,13 @@ _HANDLERS: Final[dict[str, Any]] = {
     "cancelled": WalletState._cancelled,
     "request": WalletState._request,
     "request_status": WalletState._request_status,
+    "link": WalletState._link,
+    "link_status": WalletState._link_status,
+    "link_paid": WalletState._link_paid,
+    "link_failed": WalletState._link_failed,
+    "challenge": WalletState._challenge,
+    "challenge_failed": WalletState._challenge_failed,
+    "challenge_used": WalletState._challenge_used,
     "spent_by_code": WalletState._spent_by_code,
     "code_refused": WalletState._code_refused,
     "terminal_flagged": WalletState._terminal_flagged,

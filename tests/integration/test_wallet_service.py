@@ -197,6 +197,9 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                   source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
                 issued = await c.issue_voucher(w.IssueVoucherRequest(tenant="shop-b", amount=300, key="v"))
                 b_voucher = issued.code
+                b_link = (await c.create_pay_link(w.CreatePayLinkRequest(
+                    tenant="shop-b", amount=100, reference="r", contact="+4915112345678", key="l"))).token  # fmt: skip
+                assert b_link
                 a = await c.get_tenant(w.GetTenantRequest(tenant="shop-a"))
                 b = await c.get_tenant(w.GetTenantRequest(tenant="shop-b"))
                 assert a.ledger != b.ledger and a.currency == b.currency == "EUR"
@@ -247,6 +250,12 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                 "GetCodePayment": w.CodePaymentRequest(tenant="shop-b", terminal="t", transaction="x"),
                 "CancelCodePayment": w.CancelCodePaymentRequest(tenant="shop-b", terminal="t", transaction="x"),
                 "GetPinStatus": w.WalletRequest(tenant="shop-b", customer="anna"),
+                "CreatePayLink": w.CreatePayLinkRequest(tenant="shop-b", amount=1, reference="r",
+                                                        contact="+4915112345678", key="x"),
+                "GetPayLink": w.PayLinkRequest(token=b_link),
+                "CancelPayLink": w.PayLinkRequest(tenant="shop-b", link_id="0" * 31 + "1"),
+                "StartPayLinkPayment": w.StartPayLinkPaymentRequest(token=b_link, customer="anna", pin="4711"),
+                "PayPayLink": w.PayPayLinkRequest(token=b_link, challenge_id="0" * 31 + "1", code="123456"),
                 "UnlockPin": w.UnlockPinRequest(tenant="shop-b", customer="anna", operator="o", reason="r"),
                 "EmptyWallet": w.EmptyWalletRequest(tenant="shop-b", customer="anna", key="x", operator="o",
                                                     reason="r", destination=w.EMPTY_DESTINATION_PAYOUT),
