@@ -80,7 +80,7 @@ def test_a_link_is_paid_once_with_the_pin_and_the_one_time_code(links: WalletBen
     again = pay(links, link.token)
     assert again.replayed and again.payment_id == paid.payment_id and available(links) == 7_500
     after = read(links, link)
-    assert after.status == "paid" and after.paid == 2_500 and after.payments == 1 and after.payment_id == paid.payment_id
+    assert (after.status, after.paid, after.payments, after.payment_id) == ("paid", 2_500, 1, paid.payment_id)
     # paid: no new challenge, no new payment
     assert start(links, link.token, challenge=2).result is WalletResult.REQUEST_NOT_OPEN
     kinds = kinds_of(links)
