@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -22,6 +23,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 
 from ledger.client import AsyncClient, ClientConfig
@@ -33,6 +36,7 @@ from ._context import ANSWER, REQUEST_ID, request_logger
 from ._counter_routes import COUNTER_ROUTES
 from ._metrics import HttpMetrics
 from ._models import Health, ProblemDetails
+from ._paylink_routes import PAY_LINK_ROUTES, PayLinksController
 from ._problems import (
     BODY_TOO_LARGE,
     INTERNAL,
@@ -220,6 +224,8 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         jobs: set[asyncio.Task[None]] = set()
         app.state.grant_jobs = jobs
         events = base.with_api_key(config.events_key) if config.events_key else base
+        app.state.service = events  # the pay pages' calls, for customers who hold a link but no key
+        app.state.public_url = config.public_url
         app.state.webhooks = webhooks = Webhooks(config, store, events, metrics)
         webhooks.start()
         # What was built to serve (the app, its routes and models, the clients) lives as long as the process:
@@ -242,6 +248,10 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
     def client_of(request: Request[Any, Any, Any]) -> AsyncClient:
         clients: Clients = request.app.state.clients
         return clients.for_key(api_key_of(request))
+
+    def service_of(request: Request[Any, Any, Any]) -> AsyncClient:
+        service: AsyncClient = request.app.state.service
+        return service
 
     def currencies_of() -> Currencies:
         return currencies
@@ -277,6 +287,7 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
 
     dependencies = {
         "client": Provide(client_of, sync_to_thread=False),
+        "service": Provide(service_of, sync_to_thread=False),
         "currencies": Provide(currencies_of, sync_to_thread=False),
         "store": Provide(store_of, sync_to_thread=False),
         "hooks": Provide(webhooks_of, sync_to_thread=False),
@@ -288,14 +299,15 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
-    document_problems([*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES])
+    document_problems([*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, PayLinksController])
 
     @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app = GatewayApp(
-        route_handlers=[*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, healthz, readyz, metrics_endpoint],
+        route_handlers=[*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, *PAY_LINK_ROUTES, healthz, readyz, metrics_endpoint],
+        template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
         dependencies=dependencies,
         exception_handlers=handlers,
         lifespan=[lifespan],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -42,6 +43,9 @@ class GatewayConfig:
     """How long a receiver has to answer a delivery."""
     webhook_concurrency: int = 16
     """Deliveries in flight at once."""
+    public_url: str = ""
+    """The gateway's address as customers reach it (https://pay.example.com), for pay links' URLs; empty: the
+    address each request came to."""
     webhook_private: bool = False
     """Whether webhook URLs may name loopback, private or link-local addresses (off: a tenant could otherwise
     make the gateway call services inside its network)."""
@@ -59,6 +63,8 @@ class GatewayConfig:
         sqlite_path(self.store)  # likewise the store's URL
         if not 0 < self.webhook_timeout_seconds <= 300:
             raise ValueError(f"webhook_timeout_seconds: {self.webhook_timeout_seconds} must be above 0 and at most 300")
+        if self.public_url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", self.public_url):
+            raise ValueError(f"public_url: {self.public_url!r} is not an http:// or https:// URL")
         if not 1 <= self.webhook_concurrency <= 1_000:
             raise ValueError(f"webhook_concurrency: {self.webhook_concurrency} must be 1 to 1,000")
 

@@ -800,3 +800,60 @@ class PinStatus(msgspec.Struct):
     """Wrong PINs in a row so far."""
     locked_until: datetime | None
     object: str = "pin_status"
+
+
+Contact = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=254, description="A phone number in E.164 form or an e-mail address")
+]
+
+
+class CreatePayLink(Strict):
+    amount: Amount
+    currency: Currency
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="What it is for")]
+    contact: Contact
+    description: Annotated[str, msgspec.Meta(max_length=1_000, description="More words for the customer")] = ""
+    customer: Annotated[str, msgspec.Meta(max_length=255, description="Only this customer's wallet pays it")] = ""
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 86_400, description="Open for 60 s to 30 days (0: 7 days)")] = 0
+    reusable: bool = False
+    """Paid again and again until it expires or is cancelled."""
+    partial: bool = False
+    """The customer may pay what their wallet holds; the rest is paid another way (single-use links)."""
+    send: bool = False
+    """Send the link to the contact now, through the ledger's notifier."""
+
+
+class ShareLinks(msgspec.Struct):
+    whatsapp: str
+    """wa.me with the message filled in."""
+    sms: str
+    email: str
+
+
+class PayLinkObject(msgspec.Struct):
+    id: str
+    url: str
+    """The pay page: whoever holds it may see the amount, and pay with a wallet's PIN and the one-time code
+    sent to the contact."""
+    amount: int
+    currency: str
+    reference: str
+    description: str
+    contact: str
+    customer: str | None
+    reusable: bool
+    partial: bool
+    status: Literal["open", "paid", "partially_paid", "expired", "cancelled"]
+    expires_at: datetime
+    created_at: datetime
+    paid: int
+    """What its payments paid in all (a partially paid link: the rest is to be paid another way)."""
+    payments: int
+    payment_id: str | None
+    """The last payment's."""
+    qr_svg: str
+    qr_png: str
+    share: ShareLinks
+    sent: bool = False
+    """This request sent it to the contact through the notifier."""
+    object: str = "pay_link"

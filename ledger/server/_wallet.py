@@ -263,6 +263,18 @@ def _link_reply(reply: LinkReply) -> wallet_pb2.PayLinkReply:
     return message
 
 
+_PAGE_URL: Final = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
+
+
+def _link_message(reply: wallet_pb2.PayLinkReply, url: str) -> Notification:
+    """The link's own message: who asks, how much, for what, and where to pay."""
+    amount = currency(reply.currency).format(reply.amount)
+    text = f"{reply.tenant} asks you to pay {amount} for {reply.reference}: {url}"
+    return Notification(tenant=reply.tenant, kind="pay_link", channel="sms" if is_phone(reply.contact) else "email",
+                        recipient=reply.contact, subject=f"{reply.tenant} asks you to pay {amount}",
+                        body=text)  # fmt: skip
+
+
 def _link_code_message(reply: ChallengeReply, code: str) -> Notification:
     """The one-time code's message: who asks, for what, and that the code is not to be shared."""
     link = reply.link
@@ -980,20 +992,34 @@ class WalletService:
         return await call(context, "ConfirmPaymentRequest", work, self._refusals)
 
     async def CreatePayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        def step(message: wallet_pb2.CreatePayLinkRequest, op: Operation) -> Message:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.CreatePayLinkRequest, request, "CreatePayLink",
+                            REQUEST_BYTES_MAX["CreatePayLink"])  # fmt: skip
+            check_tenant(message.tenant)
             tenant = self._wallets.tenant(message.tenant)
             if tenant is not None and message.currency and message.currency != tenant.currency.code:
-                return wallet_pb2.PayLinkReply(
-                    result=wallet_pb2.WALLET_RESULT_CURRENCY_MISMATCH,
-                    message=f"currency: tenant {message.tenant} keeps {tenant.currency.code}",
-                )
-            reply = self._wallets.create_pay_link(
+                refused = wallet_pb2.PayLinkReply(result=wallet_pb2.WALLET_RESULT_CURRENCY_MISMATCH,
+                                                  message=f"currency: tenant {message.tenant} keeps "
+                                                          f"{tenant.currency.code}")  # fmt: skip
+                return refused.SerializeToString()
+            if message.send and not _PAGE_URL.fullmatch(message.page_url):
+                raise MalformedRequest("page_url: an http:// or https:// URL (up to 255 characters) is required "
+                                       "to send the link")  # fmt: skip
+            reply = await self._run(lambda op: _link_reply(self._wallets.create_pay_link(
                 op, message.tenant, message.amount, message.reference, message.description, message.contact,
                 message.customer, message.seconds, message.key, reusable=message.reusable, partial=message.partial,
-            )  # fmt: skip
-            return _link_reply(reply)
+            )))  # fmt: skip
+            if message.send and reply.result == wallet_pb2.WALLET_RESULT_OK and not reply.replayed:
+                url = f"{message.page_url.rstrip('/')}/{reply.token}"
+                try:
+                    await asyncio.to_thread(self._notifier.send, _link_message(reply, url))
+                    reply.sent = True
+                except Exception:  # the link stands; the shop shares it another way or sends it again
+                    logger.exception("the notifier failed to send a pay link")
+            self._count("CreatePayLink", reply)
+            return reply.SerializeToString()
 
-        return await self._call(context, "CreatePayLink", wallet_pb2.CreatePayLinkRequest, request, step)
+        return await call(context, "CreatePayLink", work, self._refusals)
 
     async def GetPayLink(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         async def work() -> bytes:

@@ -1210,7 +1210,7 @@ class PaymentRequestReply(_message.Message):
     def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ..., terminal: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class CreatePayLinkRequest(_message.Message):
-    __slots__ = ("tenant", "amount", "reference", "description", "contact", "customer", "seconds", "reusable", "partial", "key", "currency")
+    __slots__ = ("tenant", "amount", "reference", "description", "contact", "customer", "seconds", "reusable", "partial", "key", "currency", "send", "page_url")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -1222,6 +1222,8 @@ class CreatePayLinkRequest(_message.Message):
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     amount: int
     reference: str
@@ -1233,7 +1235,9 @@ class CreatePayLinkRequest(_message.Message):
     partial: bool
     key: str
     currency: str
-    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., seconds: _Optional[int] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., key: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+    send: bool
+    page_url: str
+    def __init__(self, tenant: _Optional[str] = ..., amount: _Optional[int] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., seconds: _Optional[int] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., key: _Optional[str] = ..., currency: _Optional[str] = ..., send: _Optional[bool] = ..., page_url: _Optional[str] = ...) -> None: ...
 
 class PayLinkRequest(_message.Message):
     __slots__ = ("tenant", "link_id", "token")
@@ -1246,7 +1250,7 @@ class PayLinkRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., link_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
 
 class PayLinkReply(_message.Message):
-    __slots__ = ("result", "message", "link_id", "tenant", "token", "amount", "currency", "reference", "description", "contact", "customer", "reusable", "partial", "status", "expires_at", "created_at", "paid", "payments", "payment_id", "replayed")
+    __slots__ = ("result", "message", "link_id", "tenant", "token", "amount", "currency", "reference", "description", "contact", "customer", "reusable", "partial", "status", "expires_at", "created_at", "paid", "payments", "payment_id", "replayed", "sent")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LINK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -1267,6 +1271,7 @@ class PayLinkReply(_message.Message):
     PAYMENTS_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
     result: WalletResult
     message: str
     link_id: str
@@ -1287,7 +1292,8 @@ class PayLinkReply(_message.Message):
     payments: int
     payment_id: str
     replayed: bool
-    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., link_id: _Optional[str] = ..., tenant: _Optional[str] = ..., token: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid: _Optional[int] = ..., payments: _Optional[int] = ..., payment_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    sent: bool
+    def __init__(self, result: _Optional[_Union[WalletResult, str]] = ..., message: _Optional[str] = ..., link_id: _Optional[str] = ..., tenant: _Optional[str] = ..., token: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., description: _Optional[str] = ..., contact: _Optional[str] = ..., customer: _Optional[str] = ..., reusable: _Optional[bool] = ..., partial: _Optional[bool] = ..., status: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid: _Optional[int] = ..., payments: _Optional[int] = ..., payment_id: _Optional[str] = ..., replayed: _Optional[bool] = ..., sent: _Optional[bool] = ...) -> None: ...
 
 class StartPayLinkPaymentRequest(_message.Message):
     __slots__ = ("token", "customer", "pin")

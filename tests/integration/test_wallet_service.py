@@ -18,6 +18,7 @@ from ledger.client import AsyncClient, ClientConfig, LedgerInvalidArgument, Ledg
 from ledger.config import LedgerConfig
 from ledger.core import Ledger
 from ledger.server import LedgerMetrics, ledger_service, start_server
+from ledger.server._notify import OutboxNotifier
 from ledger.server._wallet import PERMISSIONS, wallet_service
 from ledger.v1 import wallet_pb2 as w
 from ledger.wallet import Wallets
@@ -37,12 +38,14 @@ async def serving(
     async with await Ledger.open(config, domain=wallets) as ledger:
         authenticator = await Authenticator.open(config) if auth else None
         metrics = LedgerMetrics()
-        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics)]
+        notifier = OutboxNotifier(url)  # customers' messages go to the store's outbox, as `ledger serve` sends them
+        services = [ledger_service(ledger, metrics), wallet_service(ledger, wallets, metrics, notifier)]
         server, port, _ = await start_server(ledger, metrics=metrics, auth=authenticator, services=services)
         try:
             yield port, wallets, metrics
         finally:
             await server.stop(None)
+            notifier.close()
             if authenticator is not None:
                 await authenticator.close()
 
