@@ -104,6 +104,11 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                                     json=ask)  # fmt: skip
             assert asked.status_code == 201, asked.text
             requests = f"/v1/tenants/shop-a/payment_requests/{asked.json()['id']}"
+            linked = await http.post("/v1/tenants/shop-a/pay_links", headers={**admin, "Idempotency-Key": "l"},
+                                     json={"amount": 5, "currency": "EUR", "reference": "r",
+                                           "contact": "+4915112345678"})  # fmt: skip
+            assert linked.status_code == 201, linked.text
+            links = f"/v1/tenants/shop-a/pay_links/{linked.json()['id']}"
             # (method, path, body, the Wallet RPC it calls first, or the permission the gateway checks itself)
             routes: list[tuple[str, str, Any, str]] = [
                 ("GET", "/v1/tenants/shop-a", None, "GetTenant"),
@@ -168,6 +173,11 @@ def test_every_route_for_every_kind_of_key(store_url: str) -> None:
                 ("GET", f"{requests}/qr.svg", None, "GetPaymentRequest"),
                 ("POST", f"{requests}/confirm", {"customer": "anna"}, "ConfirmPaymentRequest"),
                 ("POST", f"{requests}/cancel", None, "CancelPaymentRequest"),
+                ("POST", "/v1/tenants/shop-a/pay_links", {"amount": 5, "currency": "EUR", "reference": "r",
+                                                          "contact": "+4915112345678"}, "CreatePayLink"),
+                ("GET", links, None, "GetPayLink"),
+                ("GET", f"{links}/qr.png", None, "GetPayLink"),
+                ("POST", f"{links}/cancel", None, "CancelPayLink"),
             ]  # fmt: skip
             wrong: list[str] = []
             for who in ("none", "garbled", "b_shop", *(f"a_{role}" for role in ROLES)):
