@@ -50,6 +50,7 @@ from ._problems import (
 )
 from ._routes import ROUTES, api_key_of
 from ._store import GatewayStore, open_store
+from ._wallet_page_routes import WALLET_PAGE_ROUTES, WalletPageLinksController
 from ._webhook_routes import WEBHOOK_ROUTES
 from ._webhooks import Webhooks
 
@@ -299,14 +300,23 @@ def create_app(config: GatewayConfig | None = None, *, client: AsyncClient | Non
         NotFoundException: _on_http,
         Exception: _on_error,
     }
-    document_problems([*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, PayLinksController])
+    document_problems([*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, PayLinksController, WalletPageLinksController])
 
     @get("/metrics", summary="Prometheus metrics of the gateway", tags=["operations"], include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app = GatewayApp(
-        route_handlers=[*ROUTES, *COUNTER_ROUTES, *WEBHOOK_ROUTES, *PAY_LINK_ROUTES, healthz, readyz, metrics_endpoint],
+        route_handlers=[
+            *ROUTES,
+            *COUNTER_ROUTES,
+            *WEBHOOK_ROUTES,
+            *PAY_LINK_ROUTES,
+            *WALLET_PAGE_ROUTES,
+            healthz,
+            readyz,
+            metrics_endpoint,
+        ],
         template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
         dependencies=dependencies,
         exception_handlers=handlers,

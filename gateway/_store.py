@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -84,6 +85,14 @@ _SCHEMA: Final = (
         message TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS gateway_wallet_access (
+        token_hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT NOT NULL
     )""",
 )
 _ADVISORY_LOCK: Final = 0x6761_7465_7761_7931  # "gatewayl": the leader's PostgreSQL advisory lock
@@ -474,6 +483,40 @@ class GatewayStore:
 
     # -- the leader --------------------------------------------------------------------------------------------
 
+    # -- the wallet page's sign-in links and sessions (tokens kept as SHA-256 only) ----------------------------
+
+    def create_access(self, kind: str, tenant: str, customer: str, seconds: int) -> tuple[str, int]:
+        """A new sign-in link's or session's token and when it expires; forgets those expired a day ago."""
+        token = secrets.token_urlsafe(32)
+        now = time.time_ns()
+        expires_at = now + seconds * 1_000_000_000
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("DELETE FROM gateway_wallet_access WHERE expires_at < ?"),
+                           (now - 86_400 * 1_000_000_000,))  # fmt: skip
+            cursor.execute(self._sql("INSERT INTO gateway_wallet_access VALUES (?, ?, ?, ?, ?, 0)"),
+                           (_token_hash(token), kind, tenant, customer, expires_at))  # fmt: skip
+        return token, expires_at
+
+    def use_signin(self, token: str) -> tuple[str, str] | None:
+        """(tenant, customer) of an unused, unexpired sign-in link, used by this call; else None."""
+        now = time.time_ns()
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("UPDATE gateway_wallet_access SET used_at = ? WHERE token_hash = ? AND "
+                                     "kind = 'signin' AND used_at = 0 AND expires_at > ? RETURNING tenant, customer"),
+                           (now, _token_hash(token), now))  # fmt: skip
+            row = cursor.fetchone()
+        return (row[0], row[1]) if row else None
+
+    def session(self, token: str) -> tuple[str, str] | None:
+        """(tenant, customer) of a live wallet page session."""
+        rows = self._all("SELECT tenant, customer FROM gateway_wallet_access WHERE token_hash = ? AND "
+                         "kind = 'session' AND expires_at > ?", _token_hash(token), time.time_ns())  # fmt: skip
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def end_session(self, token: str) -> None:
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("DELETE FROM gateway_wallet_access WHERE token_hash = ?"), (_token_hash(token),))
+
     def leadership(self) -> Leadership:
         return Leadership(self)
 
@@ -520,6 +563,10 @@ class Leadership:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_secret() -> str:
