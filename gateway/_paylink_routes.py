@@ -53,11 +53,13 @@ def page_base(request: Request[Any, Any, Any], configured: str) -> str:
 
 
 def money(amount: int, currency: str, scale: int) -> str:
-    """An amount in minor units as people read it (integers only: 123456 EUR -> 1,234.56 EUR)."""
+    """An amount in minor units as people read it (integers only: 123456 EUR -> 1,234.56 EUR; -1250 EUR ->
+    -12.50 EUR)."""
+    sign = "-" if amount < 0 else ""
     if not scale:
-        return f"{amount:,} {currency}"
-    whole, fraction = divmod(amount, 10**scale)
-    return f"{whole:,}.{fraction:0{scale}d} {currency}"
+        return f"{sign}{abs(amount):,} {currency}"
+    whole, fraction = divmod(abs(amount), 10**scale)
+    return f"{sign}{whole:,}.{fraction:0{scale}d} {currency}"
 
 
 def share_links(contact: str, text: str, subject: str) -> ShareLinks:

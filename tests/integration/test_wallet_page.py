@@ -54,7 +54,8 @@ def test_the_wallet_page_signs_in_once_shows_the_wallet_and_pays(store_url: str)
                 body = {"code": code, "amount": 300, "currency": "EUR", "terminal": "bar", "transaction": "x1"}
                 paid = await http.post("/v1/tenants/shop-a/code_payments", json=body)
                 assert paid.status_code == 201, paid.text
-                assert "97.00 EUR" in (await phone.get("/w/")).text
+                after = (await phone.get("/w/")).text
+                assert "97.00 EUR" in after and "-3.00 EUR" in after  # the balance, and the payment's row
                 # the PIN, set from the page
                 differ = await phone.post("/w/pin", data={"pin": "4711", "pin_again": "4712"})
                 assert "The two PINs differ" in differ.text
