@@ -265,6 +265,30 @@ def _settings_options(parser: argparse.ArgumentParser, *, creating: bool) -> Non
         default=None,
         help="the part of a payment paid another way may be refunded into the wallet as store credit",
     )
+    counter = parser.add_argument_group("the counter (payment codes, PINs and risk limits; 0: none)")
+    counter.add_argument("--pin-above", type=check_amount_text, metavar="AMOUNT",
+                         help="a payment by code above this needs the wallet's PIN")  # fmt: skip
+    counter.add_argument("--pin-attempts", type=_count, metavar="N",
+                         help="wrong PINs in a row that lock a wallet's code payments (0: 5)")  # fmt: skip
+    counter.add_argument("--pin-lock", type=_expiry_span, metavar="SPAN",
+                         help="how long wrong PINs lock them: 15m, 1h (0: 15 minutes)")  # fmt: skip
+    counter.add_argument("--code-payment-max", type=check_amount_text, metavar="AMOUNT",
+                         help="the largest one payment by code")  # fmt: skip
+    for span, period in (("hour", "clock hour"), ("day", "UTC day")):
+        counter.add_argument(f"--wallet-{span}-amount", type=check_amount_text, metavar="AMOUNT",
+                             help=f"what one wallet may pay by code in a {period}")  # fmt: skip
+        counter.add_argument(f"--wallet-{span}-count", type=_count, metavar="N",
+                             help=f"in how many payments a {span}")  # fmt: skip
+        counter.add_argument(f"--terminal-{span}-amount", type=check_amount_text, metavar="AMOUNT",
+                             help=f"what one terminal may take by code in a {span}")  # fmt: skip
+    counter.add_argument("--terminal-declines-flag", type=_count, metavar="N",
+                         help="this many codes refused at one terminal within 10 minutes flag it")  # fmt: skip
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 to 2147483647)")
+    return int(text)
 
 
 def _per_mille(text: str) -> int:
@@ -385,7 +409,15 @@ def _until(nanoseconds_field: Any, present: bool) -> str:
 # -- tenants -------------------------------------------------------------------------------------------
 
 
-_SETTING_AMOUNTS: Final = ("topup_min", "topup_max", "fee_fixed", "max_balance", "low_balance_threshold")
+_SETTING_AMOUNTS: Final = (
+    "topup_min", "topup_max", "fee_fixed", "max_balance", "low_balance_threshold", "pin_above", "code_payment_max",
+    "wallet_hour_amount", "wallet_day_amount", "terminal_hour_amount", "terminal_day_amount",
+)  # fmt: skip
+_SETTING_COUNTS: Final = ("pin_attempts", "wallet_hour_count", "wallet_day_count", "terminal_declines_flag")
+_RISK_LIMITS: Final = (
+    "code_payment_max", "wallet_hour_amount", "wallet_hour_count", "wallet_day_amount", "wallet_day_count",
+    "terminal_hour_amount", "terminal_day_amount",
+)  # fmt: skip
 _OPTION_OF: Final = {"low_balance_threshold": "low_balance", "credit_expiry_seconds": "credit_expiry"}
 
 
@@ -402,6 +434,11 @@ def _settings(args: argparse.Namespace, unit: Money, base: wallet_pb2.TenantSett
             setattr(settings, name, amount_in(text, unit, f"--{option.replace('_', '-')}", zero=True))
     if args.credit_expiry is not None:
         settings.credit_expiry_seconds = args.credit_expiry
+    for name in _SETTING_COUNTS:
+        if (count := getattr(args, name)) is not None:
+            setattr(settings, name, count)
+    if args.pin_lock is not None:
+        settings.pin_lock_seconds = args.pin_lock
     if args.topup_amounts is not None:
         texts = [] if args.topup_amounts.strip() in ("", "none") else args.topup_amounts.split(",")
         for text in texts:
@@ -440,6 +477,11 @@ def describe_settings(settings: wallet_pb2.TenantSettings, unit: Money) -> str:
         said.append(f"low balance under {shown(settings.low_balance_threshold, unit)}")
     if settings.refund_to_credit:
         said.append("refunds to credit")
+    if settings.pin_above:
+        said.append(f"PIN above {shown(settings.pin_above, unit)}")
+    limits = [name for name in _RISK_LIMITS if getattr(settings, name)]
+    if limits:
+        said.append(f"{len(limits)} risk limit{'s' if len(limits) > 1 else ''} on code payments")
     return ", ".join(said)
 
 
@@ -508,6 +550,15 @@ def _show_tenant(args: argparse.Namespace) -> int:
             ["credit expiry", format_span(s.credit_expiry_seconds) if s.credit_expiry_seconds else "never"],
             ["low balance", bound(s.low_balance_threshold)],
             ["refund to credit", yes(s.refund_to_credit)],
+            ["PIN above", bound(s.pin_above)],
+            ["PIN attempts", f"{s.pin_attempts or 5}, then locked {format_span(s.pin_lock_seconds or 900)}"],
+            ["code payment max", bound(s.code_payment_max)],
+            ["wallet per hour", f"{bound(s.wallet_hour_amount)} in {s.wallet_hour_count or 'any number of'} payments"],
+            ["wallet per day", f"{bound(s.wallet_day_amount)} in {s.wallet_day_count or 'any number of'} payments"],
+            ["terminal per hour", bound(s.terminal_hour_amount)],
+            ["terminal per day", bound(s.terminal_day_amount)],
+            ["terminal flagged at", f"{s.terminal_declines_flag} refused codes in 10 minutes"
+                                    if s.terminal_declines_flag else "never"],
             *([f"account {kind}", account] for kind, account in sorted(reply.accounts.items())),
         ]  # fmt: skip
         emit(args, document(reply), table(rows))

@@ -88,6 +88,35 @@ def test_tenant_create_show_and_configure(cli: Cli) -> None:
     assert cli("wallet", "tenant", "show", "x")[0] == 1  # none of them was created
 
 
+def test_the_counter_settings_of_a_tenant(cli: Cli) -> None:
+    counter = ["--pin-above", "20.00", "--pin-attempts", "3", "--pin-lock", "1h", "--code-payment-max", "100.00",
+               "--wallet-hour-amount", "150.00", "--wallet-hour-count", "10", "--wallet-day-amount", "300.00",
+               "--wallet-day-count", "40", "--terminal-hour-amount", "2000.00", "--terminal-day-amount", "9000.00",
+               "--terminal-declines-flag", "5"]  # fmt: skip
+    code, out, _ = cli("wallet", "tenant", "create", "bar", "--currency", "EUR", *counter)
+    assert code == 0 and "PIN above 20.00 EUR, 7 risk limits on code payments" in out, out
+    settings = cli.json("wallet", "tenant", "show", "bar")["settings"]
+    assert (settings["pin_above"], settings["pin_attempts"], settings["pin_lock_seconds"]) == (2_000, 3, 3_600)
+    assert (settings["code_payment_max"], settings["wallet_hour_amount"], settings["wallet_hour_count"]) == (
+        10_000, 15_000, 10)  # fmt: skip
+    assert (
+        settings["wallet_day_amount"],
+        settings["wallet_day_count"],
+        settings["terminal_hour_amount"],
+        settings["terminal_day_amount"],
+        settings["terminal_declines_flag"],
+    ) == (30_000, 40, 200_000, 900_000, 5)
+    rows = dict(re.split(r"\s{2,}", row, maxsplit=1) for row in cli("wallet", "tenant", "show", "bar")[1].splitlines())
+    assert rows["PIN attempts"] == "3, then locked 1h" and rows["wallet per hour"] == "150.00 EUR in 10 payments"
+    assert rows["terminal flagged at"] == "5 refused codes in 10 minutes"
+    code, out, _ = cli("wallet", "tenant", "configure", "bar", "--pin-above", "0", "--wallet-hour-count", "0")
+    assert code == 0 and out.startswith("tenant bar: OK, changed pin_above, wallet_hour_count: ") and "PIN" not in out
+    code, _, err = cli("wallet", "tenant", "configure", "bar", "--pin-attempts", "-1")
+    assert code == 2 and "'-1' is not a count" in err
+    code, _, err = cli("wallet", "tenant", "configure", "bar", "--pin-above", "1.001")
+    assert code == 2 and "--pin-above" in err
+
+
 def test_a_wallets_day(cli: Cli) -> None:
     assert cli("wallet", "tenant", "create", "demo-shop", "--currency", "EUR", *SETTINGS)[0] == 0
     code, out, _ = cli("wallet", "open", "demo-shop", "anna")
