@@ -163,7 +163,7 @@ class PayPageController(Controller):
 
     @post("/{token:str}/start", status_code=200, summary="The customer's wallet and PIN: a one-time code is sent")
     async def start(self, request: Request[Any, Any, Any], token: PageToken, service: ServiceClient) -> Template:
-        form = await _form(request)
+        form = await read_form(request)
         customer, pin = form.get("customer", "").strip(), form.get("pin", "").strip()
         if not customer or not pin:
             return await _page(service, token, error="Enter your customer number and your wallet's PIN.")
@@ -175,7 +175,7 @@ class PayPageController(Controller):
 
     @post("/{token:str}/pay", status_code=200, summary="The one-time code: the link is paid")
     async def pay(self, request: Request[Any, Any, Any], token: PageToken, service: ServiceClient) -> Template:
-        form = await _form(request)
+        form = await read_form(request)
         challenge, code = form.get("challenge", ""), form.get("code", "").strip()
         if len(challenge) != 32 or not all(c in "0123456789abcdef" for c in challenge):
             return await _page(service, token, error="Start again: enter your customer number and PIN.")
@@ -192,7 +192,7 @@ class PayPageController(Controller):
         return await _page(service, token, step="receipt", payment=reply)
 
 
-async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
     """A small URL-encoded form (anything else reads as empty: the page asks again)."""
     body = await request.body()
     if len(body) > FORM_BYTES_MAX:

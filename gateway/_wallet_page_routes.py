@@ -32,7 +32,7 @@ from ledger.v1 import wallet_pb2
 from . import _emvco as emvco
 from ._calls import at, call, outcome
 from ._models import ShareLinks
-from ._paylink_routes import FORM_BYTES_MAX, money, share_links
+from ._paylink_routes import money, read_form, share_links
 from ._store import GatewayStore
 from ._webhook_routes import authorize
 
@@ -117,17 +117,6 @@ def _same_origin(request: Request[Any, Any, Any]) -> bool:
     return origin is None or urllib.parse.urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > FORM_BYTES_MAX:
-        return {}
-    try:
-        fields = urllib.parse.parse_qs(body.decode(), max_num_fields=8)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {name: values[0] for name, values in fields.items() if values}
-
-
 class WalletPageController(Controller):
     path = "/w"
     include_in_schema = False
@@ -170,7 +159,7 @@ class WalletPageController(Controller):
         found = _session(request, store)
         if found is None or not _same_origin(request):
             return Redirect("/w/", status_code=303)
-        form = await _form(request)
+        form = await read_form(request)
         pin, again = form.get("pin", ""), form.get("pin_again", "")
         if pin != again:
             return await _wallet_page(service, *found, error="The two PINs differ.")
@@ -196,7 +185,7 @@ class WalletPageController(Controller):
         found = _session(request, store)
         if found is None or not _same_origin(request):
             return Redirect("/w/", status_code=303)
-        form = await _form(request)
+        form = await read_form(request)
         request_id = _request_id(form.get("request", ""), found[0])
         if request_id is None:
             return await _wallet_page(service, *found, error="That is not a payment request of this shop.")
