@@ -29,14 +29,23 @@ from ._currencies import currency
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 
 RECORD_HEADER: Final = struct.Struct("<I")
-"""A record's header: its size in bytes; the top bit set marks a payment record in its compact form."""
+"""A record's header: its size in bytes; the top bit set marks a payment record in its compact form, the bit
+below it a payment by code in its compact form (a record is far below 1 GiB: a commit is at most 512 MiB)."""
 PAYMENT_RECORD_FLAG: Final = 1 << 31
+CODE_PAYMENT_RECORD_FLAG: Final = 1 << 30
+_RECORD_SIZE_MASK: Final = CODE_PAYMENT_RECORD_FLAG - 1
 PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqHH")
 """A payment in its compact form, which most payments are: at, wallet (lo, hi), id (lo, hi), requested, paid,
 fee, and the sizes of the tenant and the order reference, whose UTF-8 follows; then the expiring credit it
 spent, a SPEND_PART per grant (none: it spent credit that never expires)."""
 SPEND_PART: Final = struct.Struct("<QQq")
 """A compact payment record's part of one grant spent: grant_id (lo, hi), amount."""
+CODE_PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqQQQHHHH")
+"""A payment by code in its compact form, which most are (those from a wallet with no expiring credit and no
+low-balance threshold, without a PIN): at, wallet (lo, hi), id (lo, hi), requested, paid, fee, device (lo, hi),
+the window of its code, and the sizes of the tenant, the order reference, the terminal and the transaction,
+whose UTF-8 follows in that order. It stands for the `payment_succeeded` record that names the device, the
+terminal and the transaction, with its two facts: the code used, and the payment counted for the limits."""
 SNAPSHOT_VERSION: Final = 2
 SNAPSHOT_HEAD: Final = struct.Struct("<4sQ")
 """A snapshot's head: b"LWS2" and the size of its JSON part; the wallets' packed grants follow it."""
@@ -49,9 +58,13 @@ Fact = list[Any]
 Record = dict[str, Any]
 
 
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""json.dumps(record, separators=(",", ":"), ensure_ascii=False) without building an encoder per record."""
+
+
 def encode_record(record: Record) -> bytes:
     """One domain record as journal bytes: a u32 length, then the record as compact JSON (UTF-8)."""
-    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _JSON.encode(record).encode()
     return RECORD_HEADER.pack(len(body)) + body
 
 
@@ -111,6 +124,51 @@ def encode_payment_record(
     return RECORD_HEADER.pack(PAYMENT_RECORD_FLAG | size) + head + tenant_bytes + order_bytes + parts
 
 
+def encode_code_payment_record(
+    tenant: str, at: int, wallet: int, payment_id: int, order: str, requested: int, paid: int, fee: int,
+    device: int, step: int, terminal: str, transaction: str,
+) -> bytes:  # fmt: skip
+    """A payment by code's `payment_succeeded` record in its compact form (CODE_PAYMENT_RECORD): decode_records
+    gives the record encode_record would have written, facts and all."""
+    tenant_bytes, order_bytes, terminal_bytes, transaction_bytes = (
+        tenant.encode(), order.encode(), terminal.encode(), transaction.encode()
+    )  # fmt: skip
+    texts = tenant_bytes + order_bytes + terminal_bytes + transaction_bytes
+    head = CODE_PAYMENT_RECORD.pack(
+        at, wallet & _U64_MASK, wallet >> 64, payment_id & _U64_MASK, payment_id >> 64, requested, paid, fee,
+        device & _U64_MASK, device >> 64, step, len(tenant_bytes), len(order_bytes), len(terminal_bytes),
+        len(transaction_bytes),
+    )  # fmt: skip
+    return RECORD_HEADER.pack(CODE_PAYMENT_RECORD_FLAG | (len(head) + len(texts))) + head + texts
+
+
+def _code_payment_parts(view: memoryview, offset: int, size: int) -> tuple[Any, ...]:
+    """The fields of the compact record of a payment by code at `offset`, its four texts decoded."""
+    fields = CODE_PAYMENT_RECORD.unpack_from(view, offset)
+    sizes = fields[-4:]
+    if CODE_PAYMENT_RECORD.size + sum(sizes) != size:
+        raise ValueError(f"compact record of a payment by code at byte {offset}: its sizes do not add up")
+    texts = []
+    start = offset + CODE_PAYMENT_RECORD.size
+    for text_size in sizes:
+        texts.append(str(view[start : start + text_size], "utf-8"))
+        start += text_size
+    return *fields[:-4], *texts
+
+
+def _code_payment_record(view: memoryview, offset: int, size: int) -> Record:
+    at, wallet_lo, wallet_hi, id_lo, id_hi, requested, paid, fee, device_lo, device_hi, step, tenant, order, \
+        terminal, transaction = _code_payment_parts(view, offset, size)  # fmt: skip
+    wallet, payment_id, device = wallet_lo | wallet_hi << 64, id_lo | id_hi << 64, device_lo | device_hi << 64
+    return {
+        "op": "payment_succeeded", "tenant": tenant, "at": at, "wallet": wallet, "id": payment_id, "order": order,
+        "requested": requested, "paid": paid, "fee": fee, "device": f"{device:032x}", "terminal": terminal,
+        "transaction": transaction,
+        "facts": [["code_used", device, step, payment_id], ["spent_by_code", wallet, f"{tenant}\x00{terminal}",
+                                                             requested, at]],
+    }  # fmt: skip
+
+
 def _payment_record(view: memoryview, offset: int, size: int) -> Record:
     at, wallet_lo, wallet_hi, id_lo, id_hi, requested, paid, fee, tenant_size, order_size = PAYMENT_RECORD.unpack_from(
         view, offset
@@ -134,19 +192,26 @@ def _spent(view: memoryview, offset: int, size: int, texts_size: int) -> list[li
     return [[lo | hi << 64, amount] for lo, hi, amount in SPEND_PART.iter_unpack(view[parts_at : offset + size])]
 
 
-def _frames(view: memoryview) -> Iterator[tuple[int, int, bool]]:
-    """(offset, size, compact) of each record of one commit's domain bytes; ValueError if one is cut short."""
+_SIZE_MIN: Final = {0: 0, PAYMENT_RECORD_FLAG: PAYMENT_RECORD.size, CODE_PAYMENT_RECORD_FLAG: CODE_PAYMENT_RECORD.size}
+"""The fewest bytes of a record by its form: JSON (0) or a compact one (its flag)."""
+
+
+def _frames(view: memoryview) -> Iterator[tuple[int, int, int]]:
+    """(offset, size, form) of each record of one commit's domain bytes, its form 0 (JSON), PAYMENT_RECORD_FLAG
+    or CODE_PAYMENT_RECORD_FLAG; ValueError if one is cut short or its header names no form."""
     offset = 0
     while offset < len(view):
         if offset + RECORD_HEADER.size > len(view):
             raise ValueError(f"domain record header cut short at byte {offset}")
-        (size,) = RECORD_HEADER.unpack_from(view, offset)
+        (header,) = RECORD_HEADER.unpack_from(view, offset)
         offset += RECORD_HEADER.size
-        compact = bool(size & PAYMENT_RECORD_FLAG)
-        size &= ~PAYMENT_RECORD_FLAG
-        if offset + size > len(view) or (compact and size < PAYMENT_RECORD.size):
+        form, size = header & ~_RECORD_SIZE_MASK, header & _RECORD_SIZE_MASK
+        size_min = _SIZE_MIN.get(form)
+        if size_min is None:
+            raise ValueError(f"domain record header {header:#010x} at byte {offset - RECORD_HEADER.size} names no form")
+        if offset + size > len(view) or size < size_min:
             raise ValueError(f"domain record of {size} bytes cut short at byte {offset}")
-        yield offset, size, compact
+        yield offset, size, form
         offset += size
 
 
@@ -160,8 +225,13 @@ def _json_record(view: memoryview, offset: int, size: int) -> Record:
 def decode_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
     """The records of one commit's domain bytes, in order; ValueError if they are cut short."""
     view = memoryview(data)
-    for offset, size, compact in _frames(view):
-        yield _payment_record(view, offset, size) if compact else _json_record(view, offset, size)
+    for offset, size, form in _frames(view):
+        if form == PAYMENT_RECORD_FLAG:
+            yield _payment_record(view, offset, size)
+        elif form == CODE_PAYMENT_RECORD_FLAG:
+            yield _code_payment_record(view, offset, size)
+        else:
+            yield _json_record(view, offset, size)
 
 
 @dataclass(slots=True)
@@ -355,16 +425,29 @@ class WalletState:
 
     def apply_records(self, data: bytes | bytearray | memoryview) -> None:
         """Apply the facts of one commit's domain records, as `apply_record` of each of decode_records would:
-        a compact payment record's only fact is read without building its record (recovery reads millions)."""
+        a compact record's facts are read without building its record (recovery reads millions)."""
         view = memoryview(data)
-        for offset, size, compact in _frames(view):
-            if not compact:
+        for offset, size, form in _frames(view):
+            if form == PAYMENT_RECORD_FLAG:
+                _, wallet_lo, wallet_hi, *_, tenant_size, order_size = PAYMENT_RECORD.unpack_from(view, offset)
+                spent = _spent(view, offset, size, tenant_size + order_size)
+                if spent:
+                    self._spend(wallet_lo | wallet_hi << 64, spent)
+            elif form == CODE_PAYMENT_RECORD_FLAG:
+                at, wallet_lo, wallet_hi, id_lo, id_hi, requested, _, _, device_lo, device_hi, step, tenant, _, \
+                    terminal, _ = _code_payment_parts(view, offset, size)  # fmt: skip
+                self.apply_code_payment(wallet_lo | wallet_hi << 64, id_lo | id_hi << 64, device_lo | device_hi << 64,
+                                        step, f"{tenant}\x00{terminal}", requested, at)  # fmt: skip
+            else:
                 self.apply_record(_json_record(view, offset, size))
-                continue
-            _, wallet_lo, wallet_hi, _, _, _, _, _, tenant_size, order_size = PAYMENT_RECORD.unpack_from(view, offset)
-            spent = _spent(view, offset, size, tenant_size + order_size)
-            if spent:
-                self._spend(wallet_lo | wallet_hi << 64, spent)
+
+    def apply_code_payment(
+        self, wallet: int, payment_id: int, device: int, step: int, terminal: str, requested: int, at: int
+    ) -> None:
+        """The facts of a payment by code's compact record: its code used (`code_used`), and what it asked
+        counted for the risk limits at its wallet and its terminal ("tenant\\x00terminal": `spent_by_code`)."""
+        self._code_used(device, step, payment_id)
+        self._spent_by_code(wallet, terminal, requested, at)
 
     def _tenant(self, data: dict[str, Any]) -> None:
         tenant = Tenant(
@@ -508,11 +591,16 @@ class WalletState:
 
     def _spent_by_code(self, wallet: int, terminal: str, amount: int, at: int) -> None:
         seconds = at // 1_000_000_000
+        hour, day = seconds // 3_600, seconds // 86_400
+        spending = self.spending
         for owner in (f"{wallet:032x}", terminal):
-            for period in (3_600, 86_400):
-                counted = self.spending.setdefault((owner, period, seconds // period), [0, 0])
-                counted[0] += amount
-                counted[1] += 1
+            for key in ((owner, 3_600, hour), (owner, 86_400, day)):
+                counted = spending.get(key)
+                if counted is None:
+                    spending[key] = [amount, 1]
+                else:
+                    counted[0] += amount
+                    counted[1] += 1
         oldest = next(iter(self.spending))
         if oldest[2] * oldest[1] < seconds - 2 * 86_400:  # forget what no limit counts any more
             self.spending = {key: value for key, value in self.spending.items()
