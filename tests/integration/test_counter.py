@@ -114,7 +114,7 @@ def test_the_counter_over_http(store_url: str) -> None:
     from tests.integration.test_gateway import SHOP, gateway, problem
 
     async def go() -> None:
-        async with serving(store_url) as (port, _, _), gateway(port) as http:
+        async with serving(store_url) as (port, _, metrics), gateway(port) as http:
             shop = {**SHOP, "settings": {**SHOP["settings"], "fee_fixed": 0, "fee_per_mille": 0,  # type: ignore[dict-item]
                                          "pin_above": 2_000, "pin_attempts": 2}}  # fmt: skip
             assert (await http.post("/v1/tenants", json=shop)).status_code == 201
@@ -169,6 +169,11 @@ def test_the_counter_over_http(store_url: str) -> None:
             assert unlocked.status_code == 200 and unlocked.json()["locked_until"] is None
             ok = await http.post("/v1/tenants/shop-a/code_payments", json={**big, "transaction": "p4", "pin": "4711"})
             assert ok.status_code == 201, ok.text
+            assert ok.json()["currency"] == paid.json()["currency"] == "EUR"
+            # the gateway's client sent tx-1 (twice) in shared PayByCodeBatch calls, and the one with a PIN alone
+            count = metrics.registry.get_sample_value
+            assert count("ledger_wallet_operations_total", {"method": "PayByCodeBatch", "result": "OK"}) == 2
+            assert count("ledger_wallet_operations_total", {"method": "PayByCode", "result": "OK"}) == 1
             # a terminal that lost a reply asks by its transaction; one that no longer wants a payment cancels it
             outcome = (await http.get("/v1/tenants/shop-a/code_payments/bar-1/tx-1")).json()
             assert outcome["status"] == "paid" and outcome["payment"] == paid.json()
