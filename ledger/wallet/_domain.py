@@ -1686,7 +1686,7 @@ class Wallets:
         found = self._code_device(tenant, code, now)
         if found is None or found[0].revoked_at:
             return WalletResult.CODE_INVALID
-        if (found[0].device_id, found[1]) in self.state.codes_used:
+        if self.state.code_used(found[0].device_id, found[1]):
             return WalletResult.CODE_USED
         return found
 
@@ -3008,7 +3008,7 @@ class Wallets:
             key_id in state.replies
             or key_id in state.cancelled
             or device.revoked_at
-            or (device.device_id, step) in state.codes_used
+            or state.code_used(device.device_id, step)
             or (device.device_id, step) in batch.used
             or request.pin_ok is not None
             or state.pin_locks.get(wallet, 0) > now

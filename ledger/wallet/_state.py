@@ -394,9 +394,11 @@ class WalletState:
     """Wallet -> wrong PINs in a row (none once a right one or an unlock came)."""
     pin_locks: dict[int, int] = field(default_factory=dict)
     """Wallet -> until when (ns) wrong PINs locked its code payments."""
-    spending: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
-    """(wallet id as hex or "tenant\\x00terminal", period seconds, period number) -> [amount, count] paid by
-    code in that clock hour or UTC day: what the tenant's risk limits count. Periods before yesterday go."""
+    spending: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
+    """(wallet id as hex or "tenant\\x00terminal", period seconds, period number) -> (amount, count) paid by
+    code in that clock hour or UTC day: what the tenant's risk limits count. Periods before yesterday go. A
+    pair of integers, replaced on each payment, so that the cycle collector need not walk the millions a
+    busy day holds (it stops tracking a tuple of integers; it never stops tracking a list)."""
     refusals: dict[str, list[int]] = field(default_factory=dict)
     """"tenant\\x00terminal" -> when codes were refused there in the last REFUSALS_SECONDS."""
     flagged: dict[str, int] = field(default_factory=dict)
@@ -405,9 +407,10 @@ class WalletState:
     """Payment requests terminals showed, by id."""
     cancelled: dict[int, int] = field(default_factory=dict)
     """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
-    codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
-    """(device id, window) -> the payment it made: a code pays once. Windows older than CODES_KEPT_STEPS
-    before the newest one used are forgotten (no code of them is taken any more)."""
+    codes_used: dict[int, dict[int, int]] = field(default_factory=dict)
+    """Window -> device id -> the payment its code of that window made: a code pays once. Windows older than
+    CODES_KEPT_STEPS before the newest one used are forgotten (no code of them is taken any more), each at
+    once: at a busy counter a window holds hundreds of thousands, which no payment waits to be sifted."""
 
     # -- facts ---------------------------------------------------------------------------------------
 
@@ -596,19 +599,15 @@ class WalletState:
         for owner in (f"{wallet:032x}", terminal):
             for key in ((owner, 3_600, hour), (owner, 86_400, day)):
                 counted = spending.get(key)
-                if counted is None:
-                    spending[key] = [amount, 1]
-                else:
-                    counted[0] += amount
-                    counted[1] += 1
+                spending[key] = (amount, 1) if counted is None else (counted[0] + amount, counted[1] + 1)
         oldest = next(iter(self.spending))
         if oldest[2] * oldest[1] < seconds - 2 * 86_400:  # forget what no limit counts any more
             self.spending = {key: value for key, value in self.spending.items()
                              if key[2] * key[1] >= seconds - 2 * 86_400}  # fmt: skip
 
-    def spent_in(self, owner: str, period: int, at: int) -> list[int]:
-        """[amount, count] paid by code by a wallet (hex id) or at a terminal in the period holding `at`."""
-        return self.spending.get((owner, period, at // 1_000_000_000 // period), [0, 0])
+    def spent_in(self, owner: str, period: int, at: int) -> tuple[int, int]:
+        """(amount, count) paid by code by a wallet (hex id) or at a terminal in the period holding `at`."""
+        return self.spending.get((owner, period, at // 1_000_000_000 // period), (0, 0))
 
     def _code_refused(self, terminal: str, at: int) -> None:
         since = at - REFUSALS_SECONDS * 10**9
@@ -650,10 +649,17 @@ class WalletState:
         self.pin_locks.pop(wallet, None)
 
     def _code_used(self, device_id: int, step: int, payment_id: int) -> None:
-        self.codes_used[(device_id, step)] = payment_id
-        if len(self.codes_used) > 1 and next(iter(self.codes_used))[1] < step - CODES_KEPT_STEPS:
-            self.codes_used = {used: payment for used, payment in self.codes_used.items()
-                               if used[1] >= step - CODES_KEPT_STEPS}  # fmt: skip
+        used = self.codes_used.get(step)
+        if used is None:
+            for old in [window for window in self.codes_used if window < step - CODES_KEPT_STEPS]:
+                del self.codes_used[old]
+            used = self.codes_used[step] = {}
+        used[device_id] = payment_id
+
+    def code_used(self, device_id: int, step: int) -> bool:
+        """Whether the device's code of window `step` paid already."""
+        used = self.codes_used.get(step)
+        return used is not None and device_id in used
 
     # -- snapshots -----------------------------------------------------------------------------------
 
@@ -677,7 +683,9 @@ class WalletState:
             "below": sorted(self.below),
             "sweeps": self.sweeps,
             "devices": [device.to_json() for device in self.devices.values()],
-            "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
+            "codes_used": [
+                [device, step, payment] for step, used in self.codes_used.items() for device, payment in used.items()
+            ],
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
             "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
             "requests": [request.to_json() for request in self.requests.values()],
@@ -741,12 +749,13 @@ class WalletState:
         state.sweeps = data["sweeps"]
         for device in data.get("devices", ()):  # none in snapshots taken before devices were kept
             state._device(*device)
-        state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
+        for device, step, payment in data.get("codes_used", ()):
+            state.codes_used.setdefault(step, {})[device] = payment
         state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
         state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
         for request in data.get("requests", ()):
             state._request(*request)
-        state.spending = {(owner, period, number): [amount, count]
+        state.spending = {(owner, period, number): (amount, count)
                           for owner, period, number, amount, count in data.get("spending", ())}  # fmt: skip
         state.refusals = {terminal: moments for terminal, moments in data.get("refusals", ())}
         state.flagged = {terminal: at for terminal, at in data.get("flagged", ())}
