@@ -22,12 +22,14 @@ its own process (one worker) for the HTTP side.
   to the gateway, whose client coalesces them the same way; `http_plain`: `POST …/payments` (bench.gateway's).
 
 Every payment asks for partial payment, an amount drawn from 1.00 to 50.00. A plain payment names a customer
-drawn at random. A payment by code takes the next customer in turn: their phone derives the code of the window
-now from its seed and the tenant's code key with no network, as the wallet app does (ledger.wallet._paycodes),
-before the terminal's request starts its clock. A phone pays at most once per 30-second window (its code pays
-once, and the next window's code is another), so the customers are taken in turn, each at most once a window:
-with more customers than payments by code in any one window, no terminal waits. Should all have paid in this
-window, terminals wait for the next one; `window_waits` counts them (0 when the customers were enough).
+drawn at random. A payment by code takes the next customer in turn and the code their phone shows: each phone
+derives the code of every window from its seed and the tenant's code key with no network, as the wallet app
+does (ledger.wallet._paycodes). The phones' codes of the windows a round will run in are derived before it
+starts: phones do that work on their own, not on the terminals' time. A phone pays at most once per
+30-second window (its code pays once, and the next window's code is another), so the customers are taken in
+turn, each at most once a window: with more customers than payments by code in any one window, no terminal
+waits. Should all have paid in this window, terminals wait for the next one; `window_waits` counts them (0
+when the customers were enough).
 
 The four run in `--rounds` (3) rounds of `--seconds` (10, after a warm-up), their order rotated every round;
 per system the median round, and every round's payments/s. Per transport: `ratio`, the payments by code per
@@ -103,7 +105,7 @@ SETTINGS_REPORTED: Final = ("terminals", "customers", "seconds", "warmup_seconds
 class Phones:
     """Every customer's enrolled phone: what enrolment gave it (seed, device number) and the tenant's code key,
     from which it makes its code with no network. `take` hands out the next customer in turn who has not paid
-    by code in the window now, as a queue at the counters would."""
+    by code in the window now, as a queue at the counters would, with the code their phone shows."""
 
     def __init__(self, code_key: bytes, seeds: list[bytes], numbers: list[int]) -> None:
         self.code_key = code_key
@@ -112,10 +114,23 @@ class Phones:
         self._paid_in = array("q", [-1]) * len(seeds)
         """The window each customer last paid by code in."""
         self._next = 0
+        self._shown: dict[int, list[str]] = {}
+        """Every phone's code of the windows `show` was given, by window."""
         self.window_waits = 0
 
     def __len__(self) -> int:
         return len(self.seeds)
+
+    def show(self, seconds: float) -> None:
+        """Every phone makes its codes of the windows of the next `seconds` (and a few more, for this), as each
+        phone does on its own: the terminals' measured time is then not spent on the phones' work as well."""
+        now = time.time_ns()
+        steps = range(paycodes.step_at(now), paycodes.step_at(now + int((seconds + 5) * 1e9)) + 1)
+        self._shown = {step: self._shown.get(step) or self._codes(step) for step in steps}
+
+    def _codes(self, step: int) -> list[str]:
+        key = self.code_key
+        return [paycodes.make_code(seed, key, n, step) for seed, n in zip(self.seeds, self.numbers, strict=True)]
 
     async def take(self, window: Window) -> tuple[int, str] | None:
         """(customer index, the code their phone shows now), or None once the window is stopped."""
@@ -125,8 +140,10 @@ class Phones:
             if self._paid_in[index] != step:  # taken in turn: the next one paid before every other did
                 self._paid_in[index] = step
                 self._next = (index + 1) % len(self.seeds)
-                code = paycodes.make_code(self.seeds[index], self.code_key, self.numbers[index], step)
-                return index, code
+                shown = self._shown.get(step)
+                if shown is not None:
+                    return index, shown[index]
+                return index, paycodes.make_code(self.seeds[index], self.code_key, self.numbers[index], step)
             self.window_waits += 1  # every customer paid in this window: the next one starts a new round
             while paycodes.step_at(time.time_ns()) == step and not window.stopped:
                 await asyncio.sleep(0.05)
@@ -353,6 +370,8 @@ async def measure_all(
                     if system.startswith("http"):
                         system_meters["gateway"] = Processes(tuple(gateway_pids))
                     waits = phones.window_waits
+                    if system.endswith("code"):
+                        phones.show(args.warmup_seconds + args.seconds)
                     measured = await measure(
                         name, args.terminals, terminals.caller(system, turn), args.seconds, args.warmup_seconds,
                         server=server, meters=system_meters,
