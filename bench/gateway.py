@@ -70,16 +70,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def gateway_process(ledger_port: int, workers: int) -> Iterator[tuple[int, list[int]]]:
-    """`ledger gateway` for the ledger on `ledger_port`: its HTTP port and the pids of its processes."""
+def gateway_process(ledger_port: int, workers: int, *, source: Path | None = None) -> Iterator[tuple[int, list[int]]]:
+    """`ledger gateway` for the ledger on `ledger_port`: its HTTP port and the pids of its processes (`source`:
+    the gateway of that checkout, rather than the one Python finds)."""
     port = free_port()
     home = tempfile.mkdtemp(prefix="ledger-bench-gateway-")
+    environment = {**os.environ, "LEDGER_GATEWAY_TIMEOUT_SECONDS": "30"}
+    if source is not None:
+        environment["PYTHONPATH"] = str(source)
     with tempfile.NamedTemporaryFile(prefix="ledger-bench-gateway-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ledger", "gateway", "--ledger", f"127.0.0.1:{ledger_port}", "--address",
              f"127.0.0.1:{port}", "--workers", str(workers)],
-            stdout=log, stderr=log, cwd=home,  # its own store goes to home/data
-            env={**os.environ, "LEDGER_GATEWAY_TIMEOUT_SECONDS": "30"},
+            stdout=log, stderr=log, cwd=home, env=environment,  # its own store goes to home/data
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -130,9 +130,7 @@ class CodePaymentsController(Controller):
     tags = ["counter"]  # noqa: RUF012 - Litestar reads it as declared
 
     @post("/", status_code=201, summary="Pay by the code a customer's phone shows")
-    async def create(
-        self, tenant_id: TenantId, data: JSONBody[CreateCodePayment], client: Client, currencies: TenantCurrencies
-    ) -> CodePaymentObject:
+    async def create(self, tenant_id: TenantId, data: JSONBody[CreateCodePayment], client: Client) -> CodePaymentObject:
         """The terminal and its transaction id are the idempotency key: a retry with them gets the original
         answer (`Idempotent-Replayed: true`), even once the code has turned. A code pays once; a second use is
         409 code_used; a code that is not valid now is 400 code_invalid, whatever the reason."""
@@ -141,9 +139,10 @@ class CodePaymentsController(Controller):
             transaction=data.transaction, order_reference=data.order_reference, partial=data.partial,
             currency=data.currency, pin=data.pin,
         )  # fmt: skip
+        # Concurrent payments by code share PayByCodeBatch calls (the client's auto-batching), as payments share
+        # PayBatch calls; one with a PIN goes alone. A payment is the tenant's currency, which the body names.
         reply = await outcome(client.pay_by_code(request))
-        currency = await currencies.of(client, tenant_id)
-        return _payment(data.terminal, data.transaction, data.order_reference, currency, reply)
+        return _payment(data.terminal, data.transaction, data.order_reference, data.currency, reply)
 
     @get("/{terminal:str}/{transaction:str}", summary="What became of a terminal's transaction")
     async def read(

@@ -1,8 +1,9 @@
-"""The four kinds of call the clients coalesce or cut: how payloads become one request and its answer is shared out.
+"""The kinds of call the clients coalesce or cut: how payloads become one request and its answer is shared out.
 
 A payload is one call's share of a request: packed transfer records, account
-messages, or ids to look up. Both clients use these, the asynchronous one and
-the one for threads, so a request is built and answered the same way in each.
+messages, ids to look up, or one payment. Both clients use these, the
+asynchronous one and the one for threads, so a request is built and answered
+the same way in each.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ PAYMENT_EVENTS: Final = 16
 events carries at most 511 payments, within the 512 one PayBatch takes."""
 
 
-def _pay_answer(payloads: Sequence[wallet_pb2.PayRequest], response: wallet_pb2.PayBatchReply) -> list[Any]:
+def _pay_answer(
+    payloads: Sequence[Any], response: wallet_pb2.PayBatchReply | wallet_pb2.PayByCodeBatchReply
+) -> list[Any]:
     return [share[0] for share in _share([1] * len(payloads), list(response.replies), "payments")]
 
 
@@ -108,5 +111,11 @@ PAY: Kind[wallet_pb2.PayRequest, wallet_pb2.PayReply] = Kind(
     "Wallet/PayBatch",
     lambda payload: PAYMENT_EVENTS,
     lambda payloads: wallet_pb2.PayBatchRequest(payments=payloads),
+    _pay_answer,
+)
+PAY_BY_CODE: Kind[wallet_pb2.PayByCodeRequest, wallet_pb2.PayReply] = Kind(
+    "Wallet/PayByCodeBatch",
+    lambda payload: PAYMENT_EVENTS,
+    lambda payloads: wallet_pb2.PayByCodeBatchRequest(payments=payloads),
     _pay_answer,
 )

@@ -34,7 +34,7 @@ from ._records import (
     TransferOutcome,
     TransfersPage,
 )
-from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, Kind
+from ._requests import CREATE_ACCOUNTS, CREATE_TRANSFERS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, PAY_BY_CODE, Kind
 from ._retry import Attempts, backoff_seconds
 
 Payload = TypeVar("Payload")
@@ -215,7 +215,7 @@ class Client(ClientSteps):
         self._rng_lock = threading.Lock()
         self._bulk_lock = threading.Lock()
         self._bulk_pool: ThreadPoolExecutor | None = None
-        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY)
+        kinds = (CREATE_TRANSFERS, CREATE_ACCOUNTS, LOOKUP_ACCOUNTS, LOOKUP_TRANSFERS, PAY, PAY_BY_CODE)
         self._batchers: dict[str, _Batcher[Any, Any]] = {kind.rpc: self._batcher(kind) for kind in kinds}
 
     def __enter__(self) -> Client:
@@ -418,8 +418,17 @@ class Client(ClientSteps):
         return reply
 
     def pay_by_code(self, request: wallet_pb2.PayByCodeRequest, *, timeout: float | None = None) -> wallet_pb2.PayReply:
-        """Pay by the code a customer's phone shows (terminal and transaction: the idempotency key)."""
-        reply: wallet_pb2.PayReply = run_sync(self._wallet("PayByCode", request, timeout), self._perform)
+        """Pay by the code a customer's phone shows (terminal and transaction: the idempotency key); concurrent
+        payments by code share PayByCodeBatch calls (auto-batching), but one that carries a PIN is a PayByCode
+        call of its own: the PIN's check (Argon2, some 20 ms) would hold up every payment it shared a call with."""
+        return run_sync(self._pay_by_code(request, timeout), self._perform)
+
+    def pay_by_code_batch(
+        self, request: wallet_pb2.PayByCodeBatchRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.PayByCodeBatchReply:
+        """Up to 512 payments by code in one call, a reply each in order."""
+        steps = self._wallet("PayByCodeBatch", request, timeout)
+        reply: wallet_pb2.PayByCodeBatchReply = run_sync(steps, self._perform)
         return reply
 
     def set_pin(self, request: wallet_pb2.SetPinRequest, *, timeout: float | None = None) -> wallet_pb2.PinReply:

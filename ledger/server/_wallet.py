@@ -101,8 +101,9 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME: Final = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
 
 PAY_BATCH_PAYMENTS_MAX: Final = 512
+"""Most payments in one PayBatch or PayByCodeBatch call (each is its own operation; the client's auto-batching
+cuts here)."""
 GRANT_SOURCES: Final = frozenset({TopUpSource.BENEFIT, TopUpSource.GIFT, TopUpSource.OPERATOR})
-"""Most payments in one PayBatch call (each is its own operation; the client's auto-batching cuts here)."""
 STRING_BYTES_MAX: Final = 4 * 255
 """Most bytes of any string field of a request: 255 characters of up to four UTF-8 bytes each."""
 
@@ -138,6 +139,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "ListDevices": _P.WALLET_READ,
     "RevokeDevice": _P.WALLET_TOPUP,
     "PayByCode": _P.WALLET_PAY,
+    "PayByCodeBatch": _P.WALLET_PAY,
     "GetCodePayment": _P.WALLET_PAY,
     "CancelCodePayment": _P.WALLET_PAY,
     "SetPin": _P.WALLET_TOPUP,
@@ -173,15 +175,19 @@ def _string_bounds(descriptor: Any, bounds: dict[str, int]) -> dict[str, int]:
     return bounds
 
 
-_ITEMS_MAX: Final = {"PayBatch": PAY_BATCH_PAYMENTS_MAX, "GrantRun": GRANT_RUN_ITEMS_MAX}
+_ITEMS_MAX: Final = {
+    "PayBatch": PAY_BATCH_PAYMENTS_MAX,
+    "PayByCodeBatch": PAY_BATCH_PAYMENTS_MAX,
+    "GrantRun": GRANT_RUN_ITEMS_MAX,
+}
 REQUEST_BYTES_MAX: Final[Mapping[str, int]] = {
     method.name: message_bytes_max(
         method.input_type, _string_bounds(method.input_type, {}), _ITEMS_MAX.get(method.name, 32)
     )
     for method in _SERVICE.methods
 }
-"""Per Wallet method, the most bytes one request may have (repeated fields: 32 items; PayBatch's payments
-and GrantRun's items: their own bounds)."""
+"""Per Wallet method, the most bytes one request may have (repeated fields: 32 items; the payments of PayBatch
+and PayByCodeBatch and GrantRun's items: their own bounds)."""
 
 _ID_TEXT: Final = re.compile("[0-9a-fA-F]{32}")
 _STATUS_NAMES: Final = {
@@ -498,6 +504,15 @@ def payment(message: wallet_pb2.PayRequest) -> Payment:
         partial=message.partial,
         currency=message.currency,
     )
+
+
+def code_payment(message: wallet_pb2.PayByCodeRequest, pin_ok: bool | None) -> CodePayment:
+    """The domain's payment by code from its request, with the outcome of the PIN's check (None: none given)."""
+    return CodePayment(
+        tenant=message.tenant, code=message.code, amount=message.amount, terminal=message.terminal,
+        transaction=message.transaction, order_reference=message.order_reference, partial=message.partial,
+        currency=message.currency, pin_ok=pin_ok,
+    )  # fmt: skip
 
 
 def check_tenant(tenant: str) -> None:
@@ -915,20 +930,40 @@ class WalletService:
         async def work() -> bytes:
             message = parse(wallet_pb2.PayByCodeRequest, request, "PayByCode", REQUEST_BYTES_MAX["PayByCode"])
             check_tenant(message.tenant)
-            pin_ok: bool | None = None
-            if message.pin:  # checked here, in a worker thread, in the same time whether the wallet exists or not
-                stored = self._wallets.pin_hash_for_code(message.tenant, message.code, time.time_ns())
-                pin_ok = await asyncio.to_thread(pin_matches, stored, message.pin)
-            paying = CodePayment(
-                tenant=message.tenant, code=message.code, amount=message.amount, terminal=message.terminal,
-                transaction=message.transaction, order_reference=message.order_reference, partial=message.partial,
-                currency=message.currency, pin_ok=pin_ok,
-            )  # fmt: skip
+            paying = code_payment(message, await self._pin_ok(message) if message.pin else None)
             reply = await self._run(lambda op: pay_reply(self._wallets.pay_by_code(op, paying)))
             self._count("PayByCode", reply)
             return reply.SerializeToString()
 
         return await call(context, "PayByCode", work, self._refusals)
+
+    async def PayByCodeBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Every payment by code is its own operation, decided in order as one PayByCode after another would be
+        (Wallets.pay_by_code_many); all of them share one journal append. The PINs some carry are checked first,
+        each in a worker thread as PayByCode checks its one, all at once."""
+
+        async def work() -> bytes:
+            method = "PayByCodeBatch"
+            message = parse(wallet_pb2.PayByCodeBatchRequest, request, method, REQUEST_BYTES_MAX[method])
+            if not 1 <= len(message.payments) <= PAY_BATCH_PAYMENTS_MAX:
+                raise MalformedRequest(
+                    f"{method}: payments must hold 1 to {PAY_BATCH_PAYMENTS_MAX}, got {len(message.payments)}"
+                )
+            for tenant in {item.tenant for item in message.payments}:
+                check_tenant(tenant)
+            checked = iter(await asyncio.gather(*(self._pin_ok(item) for item in message.payments if item.pin)))
+            paying = [code_payment(item, next(checked) if item.pin else None) for item in message.payments]
+            paid = await self._run(lambda op: self._wallets.pay_by_code_many(op, paying))
+            self._count_results(method, [reply.result for reply in paid])
+            return encode_pay_batch_reply(paid)  # a PayBatchReply's bytes: a PayByCodeBatchReply's, field for field
+
+        return await call(context, "PayByCodeBatch", work, self._refusals)
+
+    async def _pin_ok(self, message: wallet_pb2.PayByCodeRequest) -> bool:
+        """Whether the PIN a payment by code carries is its wallet's: checked in a worker thread (Argon2 never runs
+        on the writer), in the same time whether the code names a wallet with a PIN or not."""
+        stored = self._wallets.pin_hash_for_code(message.tenant, message.code, time.time_ns())
+        return await asyncio.to_thread(pin_matches, stored, message.pin)
 
     async def GetCodePayment(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.CodePaymentRequest, op: Operation) -> Message:

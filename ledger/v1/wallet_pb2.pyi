@@ -1107,6 +1107,18 @@ class PayByCodeRequest(_message.Message):
     pin: str
     def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., order_reference: _Optional[str] = ..., partial: _Optional[bool] = ..., currency: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
 
+class PayByCodeBatchRequest(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[PayByCodeRequest]
+    def __init__(self, payments: _Optional[_Iterable[_Union[PayByCodeRequest, _Mapping]]] = ...) -> None: ...
+
+class PayByCodeBatchReply(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[PayReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[PayReply, _Mapping]]] = ...) -> None: ...
+
 class CodePaymentRequest(_message.Message):
     __slots__ = ("tenant", "terminal", "transaction")
     TENANT_FIELD_NUMBER: _ClassVar[int]

@@ -184,6 +184,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
                 _registered_method=True)
+        self.PayByCodeBatch = channel.unary_unary(
+                '/wallet.v1.Wallet/PayByCodeBatch',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.FromString,
+                _registered_method=True)
         self.GetCodePayment = channel.unary_unary(
                 '/wallet.v1.Wallet/GetCodePayment',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentRequest.SerializeToString,
@@ -478,6 +483,14 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PayByCodeBatch(self, request, context):
+        """Up to 512 payments by code in one call, each its own operation as if sent alone with PayByCode (a code pays
+        once, in one batch or across batches), each with its own reply, in order (what auto-batching clients send).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCodePayment(self, request, context):
         """What became of a terminal's transaction (a terminal that lost the reply asks this, not PayByCode again).
         """
@@ -748,6 +761,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.PayByCode,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PayReply.SerializeToString,
+            ),
+            'PayByCodeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayByCodeBatch,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.SerializeToString,
             ),
             'GetCodePayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCodePayment,
@@ -1640,6 +1658,33 @@ class Wallet:
             '/wallet.v1.Wallet/PayByCode',
             ledger_dot_v1_dot_wallet__pb2.PayByCodeRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PayReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayByCodeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/PayByCodeBatch',
+            ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

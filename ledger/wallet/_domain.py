@@ -68,7 +68,16 @@ from ledger.records.limits import (
 from . import _paycodes as paycodes
 from ._codes import SYSTEM_ACCOUNTS, TOPUP_CODES, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import currency
-from ._ids import derived_id, fingerprint, operation_id, payment_fingerprint, step_id, system_account_id, wallet_id
+from ._ids import (
+    code_payment_fingerprint,
+    derived_id,
+    fingerprint,
+    operation_id,
+    payment_fingerprint,
+    step_id,
+    system_account_id,
+    wallet_id,
+)
 from ._links import challenge_digest, contact_problem, link_token, masked_contact
 from ._payments import payments
 from ._payments_py import payment_chain
@@ -83,6 +92,7 @@ from ._state import (
     Record,
     Voucher,
     WalletState,
+    encode_code_payment_record,
     encode_payment_record,
     encode_record,
     expiry_entry,
@@ -670,6 +680,23 @@ class _PaymentBatch:
     chains: bytearray = field(default_factory=bytearray)
     records: bytearray = field(default_factory=bytearray)
     entries: list[tuple[int, Payment, int, int, int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _CodeBatch:
+    """Payments by code decided together: their chains packed one after another (ledger.wallet._payments), per
+    payment (index, request, id, device, window, paid, fee, balance, transfers), and what they take that the
+    state does not hold until they are applied: credit by wallet, codes as (device, window), and the sums the
+    tenant's risk limits count as [amount, count] by (owner, period)."""
+
+    chains: bytearray = field(default_factory=bytearray)
+    compact: bytearray = field(default_factory=bytearray)
+    """The compact records pack_payment writes beside each chain: a payment by code keeps a full record (its
+    code's facts) instead, so these are dropped."""
+    entries: list[tuple[int, CodePayment, int, Device, int, int, int, int, int]] = field(default_factory=list)
+    spent: dict[int, int] = field(default_factory=dict)
+    used: set[tuple[int, int]] = field(default_factory=set)
+    pending: dict[tuple[str, int], list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1453,12 +1480,18 @@ class Wallets:
             return None
         return self._payment_reply([bytes(found[o : o + TRANSFER_SIZE]) for o in range(0, len(found), TRANSFER_SIZE)])
 
-    def _limit_refusal(self, tenant: Tenant, wallet: int, terminal: str, amount: int, now: int) -> str | None:
+    def _limit_refusal(
+        self, tenant: Tenant, wallet: int, terminal: str, amount: int, now: int,
+        pending: dict[tuple[str, int], list[int]] | None = None,
+    ) -> str | None:  # fmt: skip
         """The first of the tenant's risk limits this payment by code would pass, named, or None. They count the
-        amounts asked (a partial payment counts all it asked)."""
+        amounts asked (a partial payment counts all it asked), and `pending`: [amount, count] by (owner, period)
+        of payments decided before this one whose facts the state does not hold yet."""
         settings, money = tenant.settings, tenant.currency
         if settings.code_payment_max and amount > settings.code_payment_max:
             return f"code_payment_max: a payment by code may be at most {money.format(settings.code_payment_max)}"
+        if not settings.limits_periods:
+            return None
         spent = self.state.spent_in
         checks = (
             ("wallet_hour", f"{wallet:032x}", 3_600, settings.wallet_hour_amount, settings.wallet_hour_count, "hour"),
@@ -1468,6 +1501,8 @@ class Wallets:
         )
         for name, owner, period, amount_max, count_max, span in checks:
             paid, count = spent(owner, period, now)
+            if pending and (decided := pending.get((owner, period))) is not None:
+                paid, count = paid + decided[0], count + decided[1]
             if amount_max and paid + amount > amount_max:
                 return (f"{name}_amount: {money.format(amount_max)} a {span} may be paid by code here; "
                         f"{money.format(paid)} was already this {span}")  # fmt: skip
@@ -1950,7 +1985,7 @@ class Wallets:
         found = self._code_device(tenant, code, now)
         if found is None or found[0].revoked_at:
             return WalletResult.CODE_INVALID
-        if (found[0].device_id, found[1]) in self.state.codes_used:
+        if self.state.code_used(found[0].device_id, found[1]):
             return WalletResult.CODE_USED
         return found
 
@@ -3049,7 +3084,10 @@ class Wallets:
             decided = None
             if fast and fast[1] not in known and fast[1] not in keys and fast[1] not in self.state.replies:
                 tenant, key_id, wallet, fp = fast
-                decided = self._decide_fast(tenant, request, wallet, wallets.get(wallet), spent.get(wallet, 0))
+                decided = self._decide_fast(
+                    tenant, wallet, request.amount, request.order_reference, request.partial, request.currency,
+                    wallets.get(wallet), spent.get(wallet, 0),
+                )  # fmt: skip
             if decided is None:  # the general path, after what was decided before it is applied
                 if batch.entries:
                     self._apply_payments(op, batch, replies, now)
@@ -3108,19 +3146,21 @@ class Wallets:
         return balances
 
     def _decide_fast(
-        self, tenant: Tenant, request: Payment, wallet: int, account: tuple[int, int] | None, spent: int
-    ) -> tuple[int, int, int] | None:
-        """(paid, fee, balance after) if the common case takes this payment and it succeeds, else None (the
+        self, tenant: Tenant, wallet: int, amount: int, order: str, partial: bool, currency: str,
+        account: tuple[int, int] | None, spent: int,
+    ) -> tuple[int, int, int] | None:  # fmt: skip
+        """(paid, fee, balance after) if the common case takes this payment (of `amount` for `order`, from
+        `wallet`, which `spent` of this batch's payments already took from) and it succeeds, else None (the
         general path decides it: a refusal, a wallet with expiring credit, frozen or below a threshold)."""
         settings = tenant.settings
         if (
             account is None
             or account[0] != tenant.ledger
-            or (request.currency and request.currency != tenant.currency.code)
-            or not 1 <= request.amount <= AMOUNT_MAX
-            or not request.order_reference
-            or len(request.order_reference) > REFERENCE_LENGTH_MAX
-            or (request.partial and not settings.partial_payment)
+            or (currency and currency != tenant.currency.code)
+            or not 1 <= amount <= AMOUNT_MAX
+            or not order
+            or len(order) > REFERENCE_LENGTH_MAX
+            or (partial and not settings.partial_payment)
             or settings.low_balance_threshold
         ):
             return None
@@ -3128,11 +3168,11 @@ class Wallets:
         if wallet in state.grants or wallet in state.frozen or wallet in state.closed or wallet in state.below:
             return None
         available = account[1] - spent
-        fee = settings.fee(request.amount)
-        if request.amount + fee <= available:
-            return request.amount, fee, available - request.amount - fee
-        if request.partial:
-            paid = settings.most_payable(request.amount, available)
+        fee = settings.fee(amount)
+        if amount + fee <= available:
+            return amount, fee, available - amount - fee
+        if partial:
+            paid = settings.most_payable(amount, available)
             if paid:
                 fee = settings.fee(paid)
                 return paid, fee, available - paid - fee
@@ -3165,6 +3205,153 @@ class Wallets:
                 records += encode_payment_record(
                     request.tenant, now, wallet, key_id, request.order_reference, request.amount, paid, fee
                 )
+            replies[index] = PaymentReply(
+                payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
+                remainder=request.amount - paid, fee=fee, balance=balance,
+                timestamp=_U64.unpack_from(results, start + RESULT_TIMESTAMP_OFFSET)[0],
+            )  # fmt: skip
+        if records:
+            op.record(bytes(records))
+
+    # -- payments by code in bulk ----------------------------------------------------------------------------
+
+    def pay_by_code_many(self, op: Operation, requests: list[CodePayment]) -> list[PaymentReply]:
+        """Pay each request in order, as `pay_by_code` would one after the other, with the same replies,
+        transfers and records (a code pays once, in this list too); the common case (a new transaction, a code of
+        the current or the grace window not used yet, no PIN given nor needed, within the tenant's limits, an
+        active wallet without expiring credit or a low-balance threshold, enough credit) is decided for the whole
+        list at once against one read of the wallets and one moment, and applied in one engine call; every other
+        request (a retry, a decline, a PIN) goes through `pay_by_code` after what was decided before it is
+        applied."""
+        now = op.now()
+        replies: list[PaymentReply | None] = [None] * len(requests)
+        prepared = [self._code_prepared(request, now) for request in requests]
+        known = {
+            _id_at(found, offset)
+            for found in [
+                op.lookup_transfers(b"".join(_pack_id(p[1]) for p in prepared[a : a + BATCH_EVENTS_MAX] if p))
+                for a in range(0, len(prepared), BATCH_EVENTS_MAX)
+            ]
+            for offset in range(0, len(found), TRANSFER_SIZE)
+        }
+        wallets = self._wallet_balances(op, {p[3].wallet for p in prepared if p and p[3]})
+        batch = _CodeBatch()
+        seen: set[int] = set()
+        for index, request in enumerate(requests):
+            fast = prepared[index]
+            device = fast[3] if fast else None
+            decided = None
+            if fast and device and fast[1] not in known and fast[1] not in seen:
+                decided = self._decide_code_fast(fast[0], request, fast[1], device, fast[4], wallets, batch, now)
+            if fast:
+                seen.add(fast[1])  # the same transaction again in this list: pay_by_code replays or refuses it
+            if decided is None:  # the general path, after what was decided before it is applied
+                if batch.entries:
+                    self._apply_code_payments(op, batch, replies, now)
+                    batch = _CodeBatch()
+                    wallets = self._wallet_balances(op, {p[3].wallet for p in prepared[index + 1 :] if p and p[3]})
+                replies[index] = self.pay_by_code(op, request)
+                if device:
+                    wallets.pop(device.wallet, None)
+                    wallets.update(self._wallet_balances(op, {device.wallet}))
+                continue
+            assert fast is not None and device is not None
+            tenant, key_id, fp, _, step = fast
+            paid, fee, balance = decided
+            wallet = device.wallet
+            batch.spent[wallet] = batch.spent.get(wallet, 0) + paid + fee
+            batch.used.add((device.device_id, step))
+            if tenant.settings.limits_periods:
+                terminal = f"{request.tenant}\x00{request.terminal}"
+                for owner in (f"{wallet:032x}", terminal):
+                    for period in (3_600, 86_400):
+                        counted = batch.pending.setdefault((owner, period), [0, 0])
+                        counted[0] += request.amount
+                        counted[1] += 1
+            count = payments.pack_payment(
+                batch.chains, batch.compact, key_id, step_id(key_id, 1) if fee else 0, wallet,
+                tenant.accounts[AccountCode.REVENUE], tenant.accounts[AccountCode.FEES], tenant.ledger, paid, fee,
+                fp, balance, request.amount, request.partial, request.tenant,
+                request.order_reference or request.transaction, now,
+            )  # fmt: skip
+            batch.entries.append((index, request, key_id, device, step, paid, fee, balance, count))
+        if batch.entries:
+            self._apply_code_payments(op, batch, replies, now)
+        assert all(reply is not None for reply in replies)
+        return replies  # type: ignore[return-value]
+
+    def _code_prepared(self, request: CodePayment, now: int) -> tuple[Tenant, int, int, Device | None, int] | None:
+        """(tenant, operation id, fingerprint, the device that showed the code and its window, or None and 0) of
+        a request whose tenant exists and whose terminal and transaction may key it, else None."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None or _terminal_problem(request.terminal, request.transaction) is not None:
+            return None
+        key_id = _code_operation(request.tenant, request.terminal, request.transaction)
+        order = request.order_reference or request.transaction
+        fp = code_payment_fingerprint(request.code, request.amount, order, request.partial, request.currency)
+        found = self._code_device(tenant, request.code, now)
+        if found is None:
+            return tenant, key_id, fp, None, 0
+        return tenant, key_id, fp, found[0], found[1]
+
+    def _decide_code_fast(
+        self, tenant: Tenant, request: CodePayment, key_id: int, device: Device, step: int,
+        wallets: dict[int, tuple[int, int]], batch: _CodeBatch, now: int,
+    ) -> tuple[int, int, int] | None:  # fmt: skip
+        """(paid, fee, balance after) if the common case takes this payment by code and it succeeds, else None
+        (`pay_by_code` decides it: a retry, a cancelled transaction, a used or revoked code, a PIN given or
+        needed, a limit passed, or what the common case of a payment leaves to the general path)."""
+        state = self.state
+        wallet = device.wallet
+        if (
+            key_id in state.replies
+            or key_id in state.cancelled
+            or device.revoked_at
+            or state.code_used(device.device_id, step)
+            or (device.device_id, step) in batch.used
+            or request.pin_ok is not None
+            or state.pin_locks.get(wallet, 0) > now
+            or (tenant.settings.pin_above and request.amount > tenant.settings.pin_above)
+        ):
+            return None
+        terminal = f"{request.tenant}\x00{request.terminal}"
+        if self._limit_refusal(tenant, wallet, terminal, request.amount, now, batch.pending) is not None:
+            return None
+        return self._decide_fast(
+            tenant, wallet, request.amount, request.order_reference or request.transaction, request.partial,
+            request.currency, wallets.get(wallet), batch.spent.get(wallet, 0),
+        )  # fmt: skip
+
+    def _apply_code_payments(
+        self, op: Operation, batch: _CodeBatch, replies: list[PaymentReply | None], now: int
+    ) -> None:
+        """Apply the decided payments' chains in one engine call; answer each and keep the record `pay_by_code`
+        keeps (in its compact form), whose facts take its code and count it against the limits. A chain the engine
+        refuses (its checks passed, so a bound such as TRANSFERS_FULL) moved nothing and answers LEDGER_REFUSED,
+        with no record."""
+        results = op.create_transfers(batch.chains)
+        codes = memoryview(results).cast("I")[RESULT_CODE_OFFSET // 4 :: TRANSFER_RESULT_SIZE // 4]
+        every_chain_ok = codes.tolist().count(_OK) == len(codes)
+        records = bytearray()
+        offset = 0
+        for index, request, key_id, device, step, paid, fee, balance, count in batch.entries:
+            start = offset
+            offset += count * TRANSFER_RESULT_SIZE
+            if not every_chain_ok and _results_ok(results[start:offset]) is not None:
+                failed = _first_failure(results[start:offset])
+                logger.error("a code payment's chain was refused by the engine after its checks passed: %s",
+                             failed.name)  # fmt: skip
+                replies[index] = PaymentReply(
+                    result=WalletResult.LEDGER_REFUSED, message=f"the ledger refused the payment: {failed.name}"
+                )
+                continue
+            wallet = device.wallet
+            self.state.apply_code_payment(wallet, key_id, device.device_id, step,
+                                          f"{request.tenant}\x00{request.terminal}", request.amount, now)  # fmt: skip
+            records += encode_code_payment_record(
+                request.tenant, now, wallet, key_id, request.order_reference or request.transaction, request.amount,
+                paid, fee, device.device_id, step, request.terminal, request.transaction,
+            )  # fmt: skip
             replies[index] = PaymentReply(
                 payment_id=key_id, wallet_id=wallet, requested=request.amount, paid=paid,
                 remainder=request.amount - paid, fee=fee, balance=balance,

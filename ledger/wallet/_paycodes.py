@@ -21,7 +21,7 @@ keeps each (device, step) it took a payment from for as long as the code could b
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import struct
 from typing import Final
@@ -34,18 +34,24 @@ STEP_SECONDS: Final = 30
 GRACE_STEPS: Final = 1
 """A code of the window before the current one is still taken: at most 30 s after its window closed."""
 NUMBER_MODULUS: Final = 10**NUMBER_DIGITS
+_OTP_MODULUS: Final = 10**OTP_DIGITS
+_OTP_FORMAT: Final = f"0{OTP_DIGITS}d"
 _STEP: Final = struct.Struct(">Q")
 _NS: Final = 1_000_000_000
+MASKS_CACHED: Final = 1_024
+"""Window masks (and tenants' code keys) kept computed: every code of a tenant in a window shares its mask,
+so the ledger derives it once per window rather than twice per payment."""
 
 
 def device_seed(tenant_secret: bytes, device_id: int) -> bytes:
     """The device's own key: only it and the ledger can make its one-time passwords."""
-    return hmac.new(tenant_secret, b"payment-code-seed\x00" + device_id.to_bytes(16, "little"), hashlib.sha256).digest()
+    return hmac.digest(tenant_secret, b"payment-code-seed\x00" + device_id.to_bytes(16, "little"), "sha256")
 
 
+@functools.lru_cache(maxsize=MASKS_CACHED)
 def code_key(tenant_secret: bytes) -> bytes:
     """The tenant's code key, which masks device numbers; every enrolled device of the tenant has it."""
-    return hmac.new(tenant_secret, b"payment-code-mask", hashlib.sha256).digest()
+    return hmac.digest(tenant_secret, b"payment-code-mask", "sha256")
 
 
 def step_at(now_ns: int) -> int:
@@ -55,14 +61,16 @@ def step_at(now_ns: int) -> int:
 
 def one_time_password(seed: bytes, step: int) -> str:
     """RFC 4226 dynamic truncation of HMAC-SHA256(seed, step), 6 digits."""
-    digest = hmac.new(seed, _STEP.pack(step), hashlib.sha256).digest()
+    digest = hmac.digest(seed, _STEP.pack(step), "sha256")
     offset = digest[-1] & 0x0F
     value = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFF_FFFF
-    return f"{value % 10**OTP_DIGITS:0{OTP_DIGITS}d}"
+    return format(value % _OTP_MODULUS, _OTP_FORMAT)
 
 
+@functools.lru_cache(maxsize=MASKS_CACHED)
 def mask(key: bytes, step: int) -> int:
-    digest = hmac.new(key, b"mask" + _STEP.pack(step), hashlib.sha256).digest()
+    """What masks device numbers in window `step` (the same for every device of the tenant whose code key it is)."""
+    digest = hmac.digest(key, b"mask" + _STEP.pack(step), "sha256")
     return int.from_bytes(digest[:8], "big") % NUMBER_MODULUS
 
 
@@ -82,9 +90,13 @@ def parse_code(code: str) -> tuple[int, str] | None:
 
 def candidates(key: bytes, masked: int, now_ns: int) -> list[tuple[int, int]]:
     """(step, device number) the code may be of: the current window's and the grace window's readings."""
-    current = step_at(now_ns)
-    steps = range(current, max(current - GRACE_STEPS - 1, -1), -1)
-    return [(step, (masked - mask(key, step)) % NUMBER_MODULUS) for step in steps]
+    return [(step, (masked - window_mask) % NUMBER_MODULUS) for step, window_mask in _masks(key, step_at(now_ns))]
+
+
+@functools.lru_cache(maxsize=MASKS_CACHED)
+def _masks(key: bytes, current: int) -> tuple[tuple[int, int], ...]:
+    """(step, mask) of the windows whose codes are taken while `current` is the window now, newest first."""
+    return tuple((step, mask(key, step)) for step in range(current, max(current - GRACE_STEPS - 1, -1), -1))
 
 
 def password_matches(seed: bytes, step: int, password: str) -> bool:

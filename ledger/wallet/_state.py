@@ -29,14 +29,23 @@ from ._currencies import currency
 from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 
 RECORD_HEADER: Final = struct.Struct("<I")
-"""A record's header: its size in bytes; the top bit set marks a payment record in its compact form."""
+"""A record's header: its size in bytes; the top bit set marks a payment record in its compact form, the bit
+below it a payment by code in its compact form (a record is far below 1 GiB: a commit is at most 512 MiB)."""
 PAYMENT_RECORD_FLAG: Final = 1 << 31
+CODE_PAYMENT_RECORD_FLAG: Final = 1 << 30
+_RECORD_SIZE_MASK: Final = CODE_PAYMENT_RECORD_FLAG - 1
 PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqHH")
 """A payment in its compact form, which most payments are: at, wallet (lo, hi), id (lo, hi), requested, paid,
 fee, and the sizes of the tenant and the order reference, whose UTF-8 follows; then the expiring credit it
 spent, a SPEND_PART per grant (none: it spent credit that never expires)."""
 SPEND_PART: Final = struct.Struct("<QQq")
 """A compact payment record's part of one grant spent: grant_id (lo, hi), amount."""
+CODE_PAYMENT_RECORD: Final = struct.Struct("<QQQQQqqqQQQHHHH")
+"""A payment by code in its compact form, which most are (those from a wallet with no expiring credit and no
+low-balance threshold, without a PIN): at, wallet (lo, hi), id (lo, hi), requested, paid, fee, device (lo, hi),
+the window of its code, and the sizes of the tenant, the order reference, the terminal and the transaction,
+whose UTF-8 follows in that order. It stands for the `payment_succeeded` record that names the device, the
+terminal and the transaction, with its two facts: the code used, and the payment counted for the limits."""
 SNAPSHOT_VERSION: Final = 2
 SNAPSHOT_HEAD: Final = struct.Struct("<4sQ")
 """A snapshot's head: b"LWS2" and the size of its JSON part; the wallets' packed grants follow it."""
@@ -49,9 +58,13 @@ Fact = list[Any]
 Record = dict[str, Any]
 
 
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""json.dumps(record, separators=(",", ":"), ensure_ascii=False) without building an encoder per record."""
+
+
 def encode_record(record: Record) -> bytes:
     """One domain record as journal bytes: a u32 length, then the record as compact JSON (UTF-8)."""
-    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _JSON.encode(record).encode()
     return RECORD_HEADER.pack(len(body)) + body
 
 
@@ -111,6 +124,51 @@ def encode_payment_record(
     return RECORD_HEADER.pack(PAYMENT_RECORD_FLAG | size) + head + tenant_bytes + order_bytes + parts
 
 
+def encode_code_payment_record(
+    tenant: str, at: int, wallet: int, payment_id: int, order: str, requested: int, paid: int, fee: int,
+    device: int, step: int, terminal: str, transaction: str,
+) -> bytes:  # fmt: skip
+    """A payment by code's `payment_succeeded` record in its compact form (CODE_PAYMENT_RECORD): decode_records
+    gives the record encode_record would have written, facts and all."""
+    tenant_bytes, order_bytes, terminal_bytes, transaction_bytes = (
+        tenant.encode(), order.encode(), terminal.encode(), transaction.encode()
+    )  # fmt: skip
+    texts = tenant_bytes + order_bytes + terminal_bytes + transaction_bytes
+    head = CODE_PAYMENT_RECORD.pack(
+        at, wallet & _U64_MASK, wallet >> 64, payment_id & _U64_MASK, payment_id >> 64, requested, paid, fee,
+        device & _U64_MASK, device >> 64, step, len(tenant_bytes), len(order_bytes), len(terminal_bytes),
+        len(transaction_bytes),
+    )  # fmt: skip
+    return RECORD_HEADER.pack(CODE_PAYMENT_RECORD_FLAG | (len(head) + len(texts))) + head + texts
+
+
+def _code_payment_parts(view: memoryview, offset: int, size: int) -> tuple[Any, ...]:
+    """The fields of the compact record of a payment by code at `offset`, its four texts decoded."""
+    fields = CODE_PAYMENT_RECORD.unpack_from(view, offset)
+    sizes = fields[-4:]
+    if CODE_PAYMENT_RECORD.size + sum(sizes) != size:
+        raise ValueError(f"compact record of a payment by code at byte {offset}: its sizes do not add up")
+    texts = []
+    start = offset + CODE_PAYMENT_RECORD.size
+    for text_size in sizes:
+        texts.append(str(view[start : start + text_size], "utf-8"))
+        start += text_size
+    return *fields[:-4], *texts
+
+
+def _code_payment_record(view: memoryview, offset: int, size: int) -> Record:
+    at, wallet_lo, wallet_hi, id_lo, id_hi, requested, paid, fee, device_lo, device_hi, step, tenant, order, \
+        terminal, transaction = _code_payment_parts(view, offset, size)  # fmt: skip
+    wallet, payment_id, device = wallet_lo | wallet_hi << 64, id_lo | id_hi << 64, device_lo | device_hi << 64
+    return {
+        "op": "payment_succeeded", "tenant": tenant, "at": at, "wallet": wallet, "id": payment_id, "order": order,
+        "requested": requested, "paid": paid, "fee": fee, "device": f"{device:032x}", "terminal": terminal,
+        "transaction": transaction,
+        "facts": [["code_used", device, step, payment_id], ["spent_by_code", wallet, f"{tenant}\x00{terminal}",
+                                                             requested, at]],
+    }  # fmt: skip
+
+
 def _payment_record(view: memoryview, offset: int, size: int) -> Record:
     at, wallet_lo, wallet_hi, id_lo, id_hi, requested, paid, fee, tenant_size, order_size = PAYMENT_RECORD.unpack_from(
         view, offset
@@ -134,19 +192,26 @@ def _spent(view: memoryview, offset: int, size: int, texts_size: int) -> list[li
     return [[lo | hi << 64, amount] for lo, hi, amount in SPEND_PART.iter_unpack(view[parts_at : offset + size])]
 
 
-def _frames(view: memoryview) -> Iterator[tuple[int, int, bool]]:
-    """(offset, size, compact) of each record of one commit's domain bytes; ValueError if one is cut short."""
+_SIZE_MIN: Final = {0: 0, PAYMENT_RECORD_FLAG: PAYMENT_RECORD.size, CODE_PAYMENT_RECORD_FLAG: CODE_PAYMENT_RECORD.size}
+"""The fewest bytes of a record by its form: JSON (0) or a compact one (its flag)."""
+
+
+def _frames(view: memoryview) -> Iterator[tuple[int, int, int]]:
+    """(offset, size, form) of each record of one commit's domain bytes, its form 0 (JSON), PAYMENT_RECORD_FLAG
+    or CODE_PAYMENT_RECORD_FLAG; ValueError if one is cut short or its header names no form."""
     offset = 0
     while offset < len(view):
         if offset + RECORD_HEADER.size > len(view):
             raise ValueError(f"domain record header cut short at byte {offset}")
-        (size,) = RECORD_HEADER.unpack_from(view, offset)
+        (header,) = RECORD_HEADER.unpack_from(view, offset)
         offset += RECORD_HEADER.size
-        compact = bool(size & PAYMENT_RECORD_FLAG)
-        size &= ~PAYMENT_RECORD_FLAG
-        if offset + size > len(view) or (compact and size < PAYMENT_RECORD.size):
+        form, size = header & ~_RECORD_SIZE_MASK, header & _RECORD_SIZE_MASK
+        size_min = _SIZE_MIN.get(form)
+        if size_min is None:
+            raise ValueError(f"domain record header {header:#010x} at byte {offset - RECORD_HEADER.size} names no form")
+        if offset + size > len(view) or size < size_min:
             raise ValueError(f"domain record of {size} bytes cut short at byte {offset}")
-        yield offset, size, compact
+        yield offset, size, form
         offset += size
 
 
@@ -160,8 +225,13 @@ def _json_record(view: memoryview, offset: int, size: int) -> Record:
 def decode_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
     """The records of one commit's domain bytes, in order; ValueError if they are cut short."""
     view = memoryview(data)
-    for offset, size, compact in _frames(view):
-        yield _payment_record(view, offset, size) if compact else _json_record(view, offset, size)
+    for offset, size, form in _frames(view):
+        if form == PAYMENT_RECORD_FLAG:
+            yield _payment_record(view, offset, size)
+        elif form == CODE_PAYMENT_RECORD_FLAG:
+            yield _code_payment_record(view, offset, size)
+        else:
+            yield _json_record(view, offset, size)
 
 
 @dataclass(slots=True)
@@ -383,9 +453,11 @@ class WalletState:
     """Wallet -> wrong PINs in a row (none once a right one or an unlock came)."""
     pin_locks: dict[int, int] = field(default_factory=dict)
     """Wallet -> until when (ns) wrong PINs locked its code payments."""
-    spending: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
-    """(wallet id as hex or "tenant\\x00terminal", period seconds, period number) -> [amount, count] paid by
-    code in that clock hour or UTC day: what the tenant's risk limits count. Periods before yesterday go."""
+    spending: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
+    """(wallet id as hex or "tenant\\x00terminal", period seconds, period number) -> (amount, count) paid by
+    code in that clock hour or UTC day: what the tenant's risk limits count. Periods before yesterday go. A
+    pair of integers, replaced on each payment, so that the cycle collector need not walk the millions a
+    busy day holds (it stops tracking a tuple of integers; it never stops tracking a list)."""
     refusals: dict[str, list[int]] = field(default_factory=dict)
     """"tenant\\x00terminal" -> when codes were refused there in the last REFUSALS_SECONDS."""
     flagged: dict[str, int] = field(default_factory=dict)
@@ -402,9 +474,10 @@ class WalletState:
     """Pay links' one-time code challenges by id, until CHALLENGES_KEPT_SECONDS after they expire."""
     cancelled: dict[int, int] = field(default_factory=dict)
     """Code payments' operation ids cancelled at their terminal -> when: never to be paid (again)."""
-    codes_used: dict[tuple[int, int], int] = field(default_factory=dict)
-    """(device id, window) -> the payment it made: a code pays once. Windows older than CODES_KEPT_STEPS
-    before the newest one used are forgotten (no code of them is taken any more)."""
+    codes_used: dict[int, dict[int, int]] = field(default_factory=dict)
+    """Window -> device id -> the payment its code of that window made: a code pays once. Windows older than
+    CODES_KEPT_STEPS before the newest one used are forgotten (no code of them is taken any more), each at
+    once: at a busy counter a window holds hundreds of thousands, which no payment waits to be sifted."""
 
     # -- facts ---------------------------------------------------------------------------------------
 
@@ -422,16 +495,29 @@ class WalletState:
 
     def apply_records(self, data: bytes | bytearray | memoryview) -> None:
         """Apply the facts of one commit's domain records, as `apply_record` of each of decode_records would:
-        a compact payment record's only fact is read without building its record (recovery reads millions)."""
+        a compact record's facts are read without building its record (recovery reads millions)."""
         view = memoryview(data)
-        for offset, size, compact in _frames(view):
-            if not compact:
+        for offset, size, form in _frames(view):
+            if form == PAYMENT_RECORD_FLAG:
+                _, wallet_lo, wallet_hi, *_, tenant_size, order_size = PAYMENT_RECORD.unpack_from(view, offset)
+                spent = _spent(view, offset, size, tenant_size + order_size)
+                if spent:
+                    self._spend(wallet_lo | wallet_hi << 64, spent)
+            elif form == CODE_PAYMENT_RECORD_FLAG:
+                at, wallet_lo, wallet_hi, id_lo, id_hi, requested, _, _, device_lo, device_hi, step, tenant, _, \
+                    terminal, _ = _code_payment_parts(view, offset, size)  # fmt: skip
+                self.apply_code_payment(wallet_lo | wallet_hi << 64, id_lo | id_hi << 64, device_lo | device_hi << 64,
+                                        step, f"{tenant}\x00{terminal}", requested, at)  # fmt: skip
+            else:
                 self.apply_record(_json_record(view, offset, size))
-                continue
-            _, wallet_lo, wallet_hi, _, _, _, _, _, tenant_size, order_size = PAYMENT_RECORD.unpack_from(view, offset)
-            spent = _spent(view, offset, size, tenant_size + order_size)
-            if spent:
-                self._spend(wallet_lo | wallet_hi << 64, spent)
+
+    def apply_code_payment(
+        self, wallet: int, payment_id: int, device: int, step: int, terminal: str, requested: int, at: int
+    ) -> None:
+        """The facts of a payment by code's compact record: its code used (`code_used`), and what it asked
+        counted for the risk limits at its wallet and its terminal ("tenant\\x00terminal": `spent_by_code`)."""
+        self._code_used(device, step, payment_id)
+        self._spent_by_code(wallet, terminal, requested, at)
 
     def _tenant(self, data: dict[str, Any]) -> None:
         tenant = Tenant(
@@ -575,19 +661,20 @@ class WalletState:
 
     def _spent_by_code(self, wallet: int, terminal: str, amount: int, at: int) -> None:
         seconds = at // 1_000_000_000
+        hour, day = seconds // 3_600, seconds // 86_400
+        spending = self.spending
         for owner in (f"{wallet:032x}", terminal):
-            for period in (3_600, 86_400):
-                counted = self.spending.setdefault((owner, period, seconds // period), [0, 0])
-                counted[0] += amount
-                counted[1] += 1
+            for key in ((owner, 3_600, hour), (owner, 86_400, day)):
+                counted = spending.get(key)
+                spending[key] = (amount, 1) if counted is None else (counted[0] + amount, counted[1] + 1)
         oldest = next(iter(self.spending))
         if oldest[2] * oldest[1] < seconds - 2 * 86_400:  # forget what no limit counts any more
             self.spending = {key: value for key, value in self.spending.items()
                              if key[2] * key[1] >= seconds - 2 * 86_400}  # fmt: skip
 
-    def spent_in(self, owner: str, period: int, at: int) -> list[int]:
-        """[amount, count] paid by code by a wallet (hex id) or at a terminal in the period holding `at`."""
-        return self.spending.get((owner, period, at // 1_000_000_000 // period), [0, 0])
+    def spent_in(self, owner: str, period: int, at: int) -> tuple[int, int]:
+        """(amount, count) paid by code by a wallet (hex id) or at a terminal in the period holding `at`."""
+        return self.spending.get((owner, period, at // 1_000_000_000 // period), (0, 0))
 
     def _code_refused(self, terminal: str, at: int) -> None:
         since = at - REFUSALS_SECONDS * 10**9
@@ -668,10 +755,17 @@ class WalletState:
         self.pin_locks.pop(wallet, None)
 
     def _code_used(self, device_id: int, step: int, payment_id: int) -> None:
-        self.codes_used[(device_id, step)] = payment_id
-        if len(self.codes_used) > 1 and next(iter(self.codes_used))[1] < step - CODES_KEPT_STEPS:
-            self.codes_used = {used: payment for used, payment in self.codes_used.items()
-                               if used[1] >= step - CODES_KEPT_STEPS}  # fmt: skip
+        used = self.codes_used.get(step)
+        if used is None:
+            for old in [window for window in self.codes_used if window < step - CODES_KEPT_STEPS]:
+                del self.codes_used[old]
+            used = self.codes_used[step] = {}
+        used[device_id] = payment_id
+
+    def code_used(self, device_id: int, step: int) -> bool:
+        """Whether the device's code of window `step` paid already."""
+        used = self.codes_used.get(step)
+        return used is not None and device_id in used
 
     # -- snapshots -----------------------------------------------------------------------------------
 
@@ -695,7 +789,9 @@ class WalletState:
             "below": sorted(self.below),
             "sweeps": self.sweeps,
             "devices": [device.to_json() for device in self.devices.values()],
-            "codes_used": [[device, step, payment] for (device, step), payment in self.codes_used.items()],
+            "codes_used": [
+                [device, step, payment] for step, used in self.codes_used.items() for device, payment in used.items()
+            ],
             "pins": [[wallet, hashed] for wallet, hashed in self.pins.items()],
             "cancelled": [[operation, at] for operation, at in self.cancelled.items()],
             "requests": [request.to_json() for request in self.requests.values()],
@@ -761,7 +857,8 @@ class WalletState:
         state.sweeps = data["sweeps"]
         for device in data.get("devices", ()):  # none in snapshots taken before devices were kept
             state._device(*device)
-        state.codes_used = {(device, step): payment for device, step, payment in data.get("codes_used", ())}
+        for device, step, payment in data.get("codes_used", ()):
+            state.codes_used.setdefault(step, {})[device] = payment
         state.pins = {wallet: hashed for wallet, hashed in data.get("pins", ())}
         state.cancelled = {operation: at for operation, at in data.get("cancelled", ())}
         for request in data.get("requests", ()):
@@ -769,7 +866,7 @@ class WalletState:
         for link in data.get("links", ()):  # none in snapshots taken before pay links were kept
             state._link(*link)
         state.challenges = {fields[0]: Challenge(*fields) for fields in data.get("challenges", ())}
-        state.spending = {(owner, period, number): [amount, count]
+        state.spending = {(owner, period, number): (amount, count)
                           for owner, period, number, amount, count in data.get("spending", ())}  # fmt: skip
         state.refusals = {terminal: moments for terminal, moments in data.get("refusals", ())}
         state.flagged = {terminal: at for terminal, at in data.get("flagged", ())}

@@ -98,6 +98,15 @@ class TenantSettings:
     def lock_seconds(self) -> int:
         return self.pin_lock_seconds or PIN_LOCK_SECONDS_DEFAULT
 
+    @property
+    def limits_periods(self) -> bool:
+        """Whether a risk limit counts what was paid by code in an hour or a day (so each such payment needs
+        its wallet's and its terminal's sums)."""
+        return bool(
+            self.wallet_hour_amount or self.wallet_hour_count or self.wallet_day_amount or self.wallet_day_count
+            or self.terminal_hour_amount or self.terminal_day_amount
+        )  # fmt: skip
+
     def check(self) -> str | None:
         """None if every setting is in bounds, else a message naming the first that is not."""
         if len(self.name) > NAME_LENGTH_MAX or not self.name.isprintable():

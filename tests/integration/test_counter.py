@@ -1,13 +1,21 @@
 """The counter over gRPC on both stores: a phone enrolled, its offline code paying once even when two
 terminals send it at the same moment, a lost reply replayed by the terminal's transaction id, devices listed
-and revoked, and the same after a restart."""
+and revoked, and the same after a restart; payments by code in batches (PayByCodeBatch), and the clients that
+coalesce them."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
+import pytest
+
+from ledger.auth import open_key_store
+from ledger.client import AsyncClient, Client, ClientConfig, LedgerInvalidArgument, LedgerPermissionDenied
+from ledger.server._wallet import REQUEST_BYTES_MAX
 from ledger.v1 import wallet_pb2 as w
 from ledger.wallet import _paycodes as paycodes
 from tests.integration.test_wallet_service import client, serving
@@ -106,7 +114,7 @@ def test_the_counter_over_http(store_url: str) -> None:
     from tests.integration.test_gateway import SHOP, gateway, problem
 
     async def go() -> None:
-        async with serving(store_url) as (port, _, _), gateway(port) as http:
+        async with serving(store_url) as (port, _, metrics), gateway(port) as http:
             shop = {**SHOP, "settings": {**SHOP["settings"], "fee_fixed": 0, "fee_per_mille": 0,  # type: ignore[dict-item]
                                          "pin_above": 2_000, "pin_attempts": 2}}  # fmt: skip
             assert (await http.post("/v1/tenants", json=shop)).status_code == 201
@@ -161,6 +169,11 @@ def test_the_counter_over_http(store_url: str) -> None:
             assert unlocked.status_code == 200 and unlocked.json()["locked_until"] is None
             ok = await http.post("/v1/tenants/shop-a/code_payments", json={**big, "transaction": "p4", "pin": "4711"})
             assert ok.status_code == 201, ok.text
+            assert ok.json()["currency"] == paid.json()["currency"] == "EUR"
+            # the gateway's client sent tx-1 (twice) in shared PayByCodeBatch calls, and the one with a PIN alone
+            count = metrics.registry.get_sample_value
+            assert count("ledger_wallet_operations_total", {"method": "PayByCodeBatch", "result": "OK"}) == 2
+            assert count("ledger_wallet_operations_total", {"method": "PayByCode", "result": "OK"}) == 1
             # a terminal that lost a reply asks by its transaction; one that no longer wants a payment cancels it
             outcome = (await http.get("/v1/tenants/shop-a/code_payments/bar-1/tx-1")).json()
             assert outcome["status"] == "paid" and outcome["payment"] == paid.json()
@@ -268,5 +281,153 @@ def test_a_request_above_the_pin_amount_is_confirmed_with_the_pin_over_grpc(stor
             wrong = await c.create_payment_request(w.CreatePaymentRequestRequest(
                 tenant="bar", terminal="till", amount=1, reference="x", key="r2", currency="USD"))  # fmt: skip
             assert wrong.result == w.WALLET_RESULT_CURRENCY_MISMATCH
+
+    asyncio.run(go())
+
+
+# -- payments by code in batches (PayByCodeBatch), and the clients that coalesce into them ----------------------
+
+
+async def festival(c: AsyncClient, **settings: Any) -> dict[str, w.DeviceReply]:
+    """Tenant "bar" (no fee, a PIN above 20.00): anna with 50.00 and two phones, ben with 1.00 and one."""
+    await c.create_tenant(w.CreateTenantRequest(tenant="bar", currency="EUR",
+                                                settings=w.TenantSettings(pin_above=2_000, **settings)))  # fmt: skip
+    phones = {}
+    for customer, credit, count in (("anna", 5_000, 2), ("ben", 100, 1)):
+        await c.open_wallet(w.WalletRequest(tenant="bar", customer=customer))
+        await c.top_up(w.TopUpRequest(tenant="bar", customer=customer, amount=credit, key=f"t-{customer}",
+                                      source=w.TOP_UP_SOURCE_GIFT))  # fmt: skip
+        for n in range(count):
+            phones[f"{customer}-{n}"] = await c.enroll_device(
+                w.EnrollDeviceRequest(tenant="bar", customer=customer, name=f"phone {n}", key=f"{customer}-{n}")
+            )
+    return phones
+
+
+def paying(code: str, amount: int, transaction: str, terminal: str = "t1", **fields: Any) -> w.PayByCodeRequest:
+    return w.PayByCodeRequest(tenant=str(fields.pop("tenant", "bar")), code=code, amount=amount, terminal=terminal,
+                              transaction=transaction, **fields)  # fmt: skip
+
+
+async def available(c: AsyncClient, customer: str) -> int:
+    return int((await c.get_balance(w.WalletRequest(tenant="bar", customer=customer))).available)
+
+
+def test_a_batch_of_payments_by_code_pays_each_code_once_and_answers_each_payment(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, metrics), client(port) as c:
+            phones = await festival(c)
+            await c.set_pin(w.SetPinRequest(tenant="bar", customer="anna", pin="4711"))
+            anna, ben = shown(phones["anna-0"]), shown(phones["ben-0"])
+            batch = await c.pay_by_code_batch(w.PayByCodeBatchRequest(payments=[
+                paying(anna, 300, "a"),
+                paying(anna, 300, "b"),  # the same code again in the same batch: it paid already
+                paying(ben, 500, "c"),  # ben has 1.00
+                paying("28" + "0" * 16, 1, "d"),  # no phone shows it
+                paying(shown(phones["anna-1"]), 2_500, "e"),  # above 20.00 without the PIN
+                paying(shown(phones["anna-1"]), 2_500, "f", pin="0000"),  # a wrong PIN, checked before the batch
+                paying(anna, 300, "a"),  # "a" again: its answer again
+            ]))  # fmt: skip
+            results = [reply.result for reply in batch.replies]
+            assert results == [OK, w.WALLET_RESULT_CODE_USED, w.WALLET_RESULT_INSUFFICIENT_FUNDS,
+                               w.WALLET_RESULT_CODE_INVALID, w.WALLET_RESULT_PIN_REQUIRED,
+                               w.WALLET_RESULT_PIN_INVALID, OK]  # fmt: skip
+            assert batch.replies[6].replayed and batch.replies[6].payment_id == batch.replies[0].payment_id
+            assert (await available(c, "anna"), await available(c, "ben")) == (4_700, 100)
+            # the same code in two batches sent at the same moment: one pays
+            code = shown(phones["anna-1"])
+            first, second = await asyncio.gather(
+                c.pay_by_code_batch(w.PayByCodeBatchRequest(payments=[paying(code, 200, "g")])),
+                c.pay_by_code_batch(w.PayByCodeBatchRequest(payments=[paying(code, 200, "h", terminal="t2")])),
+            )
+            assert sorted([first.replies[0].result, second.replies[0].result]) == [OK, w.WALLET_RESULT_CODE_USED]
+            assert await available(c, "anna") == 4_500
+            # a declined payment was recorded: its terminal asks for it by its transaction
+            declined = await c.get_code_payment(w.CodePaymentRequest(tenant="bar", terminal="t1", transaction="c"))
+            assert declined.status == "declined" and declined.payment.result == w.WALLET_RESULT_INSUFFICIENT_FUNDS
+            count = metrics.registry.get_sample_value
+            labels = {"method": "PayByCodeBatch"}
+            assert count("ledger_wallet_operations_total", {**labels, "result": "OK"}) == 3
+            assert count("ledger_wallet_operations_total", {**labels, "result": "CODE_USED"}) == 2
+            assert count("ledger_wallet_operations_total", {**labels, "result": "PIN_INVALID"}) == 1
+
+    asyncio.run(go())
+
+
+def test_a_malformed_or_oversized_batch_is_refused_whole_and_moves_nothing(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, _), client(port) as c:
+            phones = await festival(c)
+            good = paying(shown(phones["anna-0"]), 100, "a")
+            for payments, named in (([], "got 0"), ([good] * 513, "got 513")):
+                with pytest.raises(LedgerInvalidArgument, match=f"payments must hold 1 to 512, {named}"):
+                    await c.pay_by_code_batch(w.PayByCodeBatchRequest(payments=payments))
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                rpc = channel.unary_unary("/wallet.v1.Wallet/PayByCodeBatch", request_serializer=None,
+                                          response_deserializer=None)  # fmt: skip
+                longest = REQUEST_BYTES_MAX["PayByCodeBatch"]  # what 512 payments with every text at its longest take
+                oversized = w.PayByCodeBatchRequest(payments=[good, paying("2" * longest, 1, "b")])
+                for data in (b"\xff\xff\xff", oversized.SerializeToString()):
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await rpc(data, timeout=10)
+                    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    assert "PayByCodeBatch" in (caught.value.details() or "")
+            assert await available(c, "anna") == 5_000
+            again = await c.pay_by_code(good)  # the code was never used: it pays now
+            assert again.result == OK and not again.replayed
+
+    asyncio.run(go())
+
+
+def test_a_batch_naming_another_tenant_is_refused_whole(store_url: str) -> None:
+    keys = open_key_store(store_url)
+    try:
+        admin = keys.create_key(tenant="ops", role="admin")[1]
+        pos = keys.create_key(tenant="bar", role="pos")[1]
+    finally:
+        keys.close()
+
+    async def go() -> None:
+        async with serving(store_url, auth=True) as (port, _, _):
+            async with client(port, admin) as c:
+                phones = await festival(c)
+                await c.create_tenant(w.CreateTenantRequest(tenant="pub", currency="EUR"))
+            async with client(port, pos) as terminal:
+                mine = paying(shown(phones["anna-0"]), 100, "a")
+                with pytest.raises(LedgerPermissionDenied) as refused:
+                    await terminal.pay_by_code_batch(w.PayByCodeBatchRequest(payments=[
+                        mine, paying(shown(phones["ben-0"]), 1, "b", tenant="pub")]))  # fmt: skip
+                assert "pub" in refused.value.message and "anna" not in refused.value.message
+                assert (await terminal.pay_by_code(mine)).result == OK  # nothing of the refused batch was applied
+
+    asyncio.run(go())
+
+
+def test_the_clients_coalesce_payments_by_code_and_send_one_with_a_pin_alone(store_url: str) -> None:
+    async def go() -> None:
+        async with serving(store_url) as (port, _, metrics), client(port) as c:
+            await festival(c)
+            phones = [await c.enroll_device(w.EnrollDeviceRequest(tenant="bar", customer="anna", name=f"p{n}",
+                                                                  key=f"p{n}")) for n in range(40)]  # fmt: skip
+            await c.set_pin(w.SetPinRequest(tenant="bar", customer="anna", pin="4711"))
+            paid = await asyncio.gather(*(c.pay_by_code(paying(shown(phone), 10, f"a{n}"))
+                                          for n, phone in enumerate(phones[:30])))  # fmt: skip
+            assert all(reply.result == OK for reply in paid) and len({r.payment_id for r in paid}) == 30
+            with_pin = await c.pay_by_code(paying(shown(phones[30]), 2_500, "pin", pin="4711"))
+            assert with_pin.result == OK
+
+            def from_threads() -> list[w.PayReply]:  # the blocking client, off the loop the server runs on
+                config = ClientConfig(server=f"127.0.0.1:{port}", timeout_seconds=10)
+                with Client(config) as blocking, ThreadPoolExecutor(8) as pool:
+                    return list(pool.map(lambda n: blocking.pay_by_code(paying(shown(phones[n]), 10, f"s{n}")),
+                                         range(31, 40)))  # fmt: skip
+
+            assert all(reply.result == OK for reply in await asyncio.to_thread(from_threads))
+            count = metrics.registry.get_sample_value
+            assert count("ledger_wallet_operations_total", {"method": "PayByCodeBatch", "result": "OK"}) == 39
+            assert count("ledger_wallet_operations_total", {"method": "PayByCode", "result": "OK"}) == 1
+            batches = count("ledger_rpcs_total", {"method": "wallet.v1.Wallet/PayByCodeBatch", "code": "OK"})
+            assert batches is not None and batches < 39  # shared calls
+            assert await available(c, "anna") == 5_000 - 39 * 10 - 2_500
 
     asyncio.run(go())

@@ -6,6 +6,10 @@ current window, of the one before (the grace) and of the one before that, with n
 wrong one; retries of earlier transactions with the same request and with another; cancels within and past
 their window; unlocks; revoked phones; clock jumps; and restarts from the journal and from a snapshot.
 
+The same payments and retries also go in batches (Wallets.pay_by_code_many, what PayByCodeBatch runs), a
+code or a transaction sometimes twice in one batch: the model answers a batch's payments as if they came one
+after the other, so the batched path must agree with the unary one.
+
 The model predicts every answer and after every step the engine's wallet balances must be the model's:
 money is conserved, a code never pays twice, a locked wallet and a cancelled transaction never pay, and a
 retry replays its original answer.
@@ -28,7 +32,7 @@ from hypothesis.stateful import (
 )
 
 from ledger.engine import Engine
-from ledger.wallet import CodePayment, TenantSettings, TopUp, TopUpSource, WalletResult, Wallets
+from ledger.wallet import CodePayment, PaymentReply, TenantSettings, TopUp, TopUpSource, WalletResult, Wallets
 from ledger.wallet import _paycodes as paycodes
 from tests.support import ENGINE_CLASSES
 from tests.wallets import SECOND_NS, WalletBench
@@ -42,6 +46,11 @@ HOUR_MAX = 3_000
 CANCEL_SECONDS = 600
 CUSTOMERS = ("anna", "ben")
 STEP = paycodes.STEP_SECONDS
+AGES = st.sampled_from([0, 0, 0, 1, 2])
+"""How many windows ago the code shown was made: the current one mostly, the grace one, one past it."""
+AMOUNTS = st.sampled_from([1, 200, PIN_ABOVE, PIN_ABOVE + 1, 1_500, HOUR_MAX, 20_000])
+PINS = st.sampled_from([None, None, True, False])
+"""No PIN given, the right one, a wrong one."""
 
 
 @dataclass
@@ -149,31 +158,68 @@ class CounterMachine(RuleBasedStateMachine):
         seed, key, number, _ = self.phones[(customer, phone)]
         return paycodes.make_code(seed, key, number, paycodes.step_at(self.now) - age)
 
-    def pay(self, transaction: str, code: str, amount: int, pin: bool | None) -> WalletResult:
+    def paying(self, transaction: str, code: str, amount: int, pin: bool | None) -> CodePayment:
         pin_ok = None
         if pin is not None:
             stored = self.bench.wallets.pin_hash_for_code("bar", code, self.now)
             pin_ok = stored is not None and stored == HASHES[PIN] and pin  # the hash check, without Argon2's cost
+        return CodePayment(tenant="bar", code=code, amount=amount, terminal="till", transaction=transaction,
+                           pin_ok=pin_ok)  # fmt: skip
+
+    def pay(self, transaction: str, code: str, amount: int, pin: bool | None) -> WalletResult:
         with self.bench.op() as op:
-            reply = self.bench.wallets.pay_by_code(
-                op, CodePayment(tenant="bar", code=code, amount=amount, terminal="till", transaction=transaction,
-                                pin_ok=pin_ok),
-            )  # fmt: skip
+            reply = self.bench.wallets.pay_by_code(op, self.paying(transaction, code, amount, pin))
         return reply.result
 
-    @rule(
-        customer=st.sampled_from(CUSTOMERS), phone=st.integers(0, 1), age=st.sampled_from([0, 0, 0, 1, 2]),
-        amount=st.sampled_from([1, 200, PIN_ABOVE, PIN_ABOVE + 1, 1_500, HOUR_MAX, 20_000]),
-        pin=st.sampled_from([None, None, True, False]),
-    )  # fmt: skip
-    def new_payment(self, customer: str, phone: int, age: int, amount: int, pin: bool | None) -> None:
+    def paid(self, transaction: str, reply: PaymentReply) -> None:
+        """A new transaction's answer: when it paid, by the ledger's clock (what a cancel is measured from)."""
+        if reply.result is WR.OK and not reply.replayed:
+            self.sent[transaction].paid_at = reply.timestamp
+
+    def new_transaction(self, customer: str, phone: int, age: int, amount: int, pin: bool | None) -> tuple[str, str]:
+        """A new transaction's id and code, and what the model says it does (applied to the model)."""
         self.transactions += 1
         transaction = f"tx{self.transactions}"
         expected, window = self.expect(customer, phone, age, amount, pin)
         code = self.code(customer, phone, age)
-        assert self.pay(transaction, code, amount, pin) is expected
         self.apply(customer, phone, window, amount, pin, expected)
-        self.sent[transaction] = Sent(code, amount, pin, expected, customer, self.now if expected is WR.OK else 0)
+        self.sent[transaction] = Sent(code, amount, pin, expected, customer)
+        return transaction, code
+
+    @rule(customer=st.sampled_from(CUSTOMERS), phone=st.integers(0, 1), age=AGES, amount=AMOUNTS, pin=PINS)
+    def new_payment(self, customer: str, phone: int, age: int, amount: int, pin: bool | None) -> None:
+        transaction, code = self.new_transaction(customer, phone, age, amount, pin)
+        with self.bench.op() as op:
+            reply = self.bench.wallets.pay_by_code(op, self.paying(transaction, code, amount, pin))
+        assert reply.result is self.sent[transaction].result
+        self.paid(transaction, reply)
+
+    @rule(data=st.data(), count=st.integers(1, 6))
+    def batch(self, data: st.DataObject, count: int) -> None:
+        """New payments and retries of earlier transactions (of this batch too) in one pay_by_code_many."""
+        requests: list[CodePayment] = []
+        expected: list[WalletResult] = []
+        new: list[str] = []
+        for _ in range(count):
+            if self.sent and data.draw(st.booleans(), label="retry"):
+                transaction = data.draw(st.sampled_from(sorted(self.sent)), label="transaction")
+                result = WR.PAYMENT_CANCELLED if transaction in self.cancelled else self.sent[transaction].result
+            else:
+                customer = data.draw(st.sampled_from(CUSTOMERS), label="customer")
+                phone, age = data.draw(st.integers(0, 1), label="phone"), data.draw(AGES, label="age")
+                amount, pin = data.draw(AMOUNTS, label="amount"), data.draw(PINS, label="pin")
+                transaction = self.new_transaction(customer, phone, age, amount, pin)[0]
+                result = self.sent[transaction].result
+                new.append(transaction)
+            sent = self.sent[transaction]
+            requests.append(self.paying(transaction, sent.code, sent.amount, sent.pin))
+            expected.append(result)
+        with self.bench.op() as op:
+            replies = self.bench.wallets.pay_by_code_many(op, requests)
+        assert [reply.result for reply in replies] == expected
+        for request, reply in zip(requests, replies, strict=True):
+            if request.transaction in new:
+                self.paid(request.transaction, reply)
 
     @precondition(lambda self: bool(self.sent))
     @rule(data=st.data(), same=st.booleans())

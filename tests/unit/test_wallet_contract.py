@@ -26,6 +26,7 @@ def test_every_method_has_a_bound_under_the_message_cap_and_a_permission() -> No
     assert methods == REQUEST_BYTES_MAX.keys() == PERMISSIONS.keys()
     assert max(REQUEST_BYTES_MAX.values()) < MESSAGE_BYTES_MAX
     assert REQUEST_BYTES_MAX["PayBatch"] > PAY_BATCH_PAYMENTS_MAX * 3 * 1020
+    assert REQUEST_BYTES_MAX["PayByCodeBatch"] > PAY_BATCH_PAYMENTS_MAX * 7 * 1020  # its every text at its longest
 
 
 def test_ids_round_trip_and_malformed_ones_name_nothing() -> None:
