@@ -166,6 +166,13 @@ class LedgerMetrics:
             ["method", "result"],
             registry=r,
         )
+        self._wallet_alerts = Counter(
+            "ledger_wallet_alerts",
+            "Wallets locked by wrong PINs, terminals flagged by refused codes and pay links closed to wrong PINs, "
+            "by kind (wallet_locked, terminal_flagged, pay_link_locked) and tenant.",
+            ["kind", "tenant"],
+            registry=r,
+        )
         self._recovery_seconds = Gauge(
             "ledger_recovery_seconds", "How long this start took to recover the engine from the journal.", registry=r
         )
@@ -212,6 +219,9 @@ class LedgerMetrics:
         """Count a Wallet call's operations by result name (a PayBatch counts each payment)."""
         for result, count in results.items():
             self._wallet_operations.labels(method, result).inc(count)
+
+    def count_wallet_alert(self, kind: str, tenant: str) -> None:
+        self._wallet_alerts.labels(kind, tenant).inc()
 
     def count_account_results(self, results: Buffer) -> None:
         """Count one batch's packed 16-byte account results by result code."""

@@ -1296,6 +1296,8 @@ def wallet_service(
 
     def register(server: grpc.aio.Server) -> None:
         service = WalletService(ledger, wallets, metrics, notifier)
+        if metrics is not None:
+            wallets.on_alert = metrics.count_wallet_alert
         handlers = {
             method.name: (
                 grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler

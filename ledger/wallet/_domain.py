@@ -626,6 +626,10 @@ def _locked(until: int) -> str:
     return f"pin: too many wrong PINs; the wallet's code payments are locked until {moment}"
 
 
+_ALERTS: Final = {
+    "pin_locked": "wallet_locked", "terminal_flagged": "terminal_flagged", "link_failed": "pay_link_locked",
+}  # fmt: skip
+"""The facts that raise an alert (Wallets.on_alert), by the alert's kind."""
 _KEY_REUSED: Final = "key: this idempotency key was used before for a different request"
 
 
@@ -721,6 +725,10 @@ class Wallets:
 
     def __init__(self) -> None:
         self.state = WalletState()
+        self.on_alert: Callable[[str, str], None] | None = None
+        """Called with (kind, tenant) as a record that locks a wallet by wrong PINs (wallet_locked), flags a
+        terminal (terminal_flagged) or closes a pay link to wrong PINs (pay_link_locked) is made: what the
+        server counts as a metric. Not called at recovery."""
         self._wallet_ids: dict[tuple[str, str], int] = {}
         """Wallet ids of (tenant, customer) that paid lately: a customer pays again and again, and deriving
         the id (a SHA-1) is a tenth of a payment's work. A tenant's currency never changes, so neither do
@@ -743,6 +751,14 @@ class Wallets:
         """Apply the record's facts here and write it to the journal with the operation's transfers."""
         self.state.apply_record(record)
         op.record(encode_record(record))
+        if self.on_alert is not None:
+            for fact in record.get("facts", ()):
+                kind = _ALERTS.get(fact[0])
+                if kind is None:
+                    continue
+                if kind == "pay_link_locked" and self.state.links[fact[1]].failures != LINK_PIN_FAILURES_MAX:
+                    continue
+                self.on_alert(kind, str(record.get("tenant", "")))
 
     def _remember(
         self, op: Operation, kind: str, tenant: str, key_id: int, fp: int, reply: R, facts: list[Fact] | None = None,

@@ -76,7 +76,7 @@ def test_a_phones_code_pays_once_across_terminals_and_restarts(store_url: str) -
 
 def test_pins_over_grpc_lock_after_wrong_tries_and_an_operator_unlocks(store_url: str) -> None:
     async def go() -> None:
-        async with serving(store_url) as (port, _, _), client(port) as c:
+        async with serving(store_url) as (port, _, metrics), client(port) as c:
             settings = w.TenantSettings(pin_above=1_000, pin_attempts=2, pin_lock_seconds=3_600)
             await c.create_tenant(w.CreateTenantRequest(tenant="bar", currency="EUR", settings=settings))
             await c.open_wallet(w.WalletRequest(tenant="bar", customer="anna"))
@@ -97,6 +97,8 @@ def test_pins_over_grpc_lock_after_wrong_tries_and_an_operator_unlocks(store_url
             assert (await c.pay_by_code(paying("d", 1_500, "4711"))).result == w.WALLET_RESULT_PIN_LOCKED
             status = await c.get_pin_status(w.WalletRequest(tenant="bar", customer="anna"))
             assert status.pin_set and status.locked_until.seconds > time.time()
+            locks = {"kind": "wallet_locked", "tenant": "bar"}
+            assert metrics.registry.get_sample_value("ledger_wallet_alerts_total", locks) == 1  # once, not per refusal
             unlocked = await c.unlock_pin(w.UnlockPinRequest(tenant="bar", customer="anna", operator="desk",
                                                              reason="customer identified"))  # fmt: skip
             assert unlocked.result == OK and not unlocked.locked_until.seconds

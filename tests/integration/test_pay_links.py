@@ -107,7 +107,7 @@ def test_partial_and_reusable_links_and_hostile_input(store_url: str) -> None:
     contact = f"anna-{uuid.uuid4().hex[:8]}@example.com"
 
     async def go() -> None:
-        async with serving(store_url) as (port, _, _), gateway(port) as http:
+        async with serving(store_url) as (port, _, metrics), gateway(port) as http:
             await open_shop(http)
             base = {"currency": "EUR", "reference": "Invoice 7", "contact": contact}
             big = await http.post("/v1/tenants/shop-a/pay_links", headers={"Idempotency-Key": "big"},
@@ -151,6 +151,13 @@ def test_partial_and_reusable_links_and_hostile_input(store_url: str) -> None:
                 assert answer.status_code == 200 and 'id="error"' in answer.text
             raw = await http.post(f"{path}/start", content=b"\xff\xfe" * 10, headers={"content-type": "text/plain"})
             assert raw.status_code == 200
+            # guesses on one link: after 20 wrong PINs it takes no more, even the right one (an alert, once)
+            for number in range(20):
+                await http.post(f"{path}/start", data={"customer": f"guess-{number}", "pin": "9517"})
+            closed = await http.post(f"{path}/start", data={"customer": "anna", "pin": PIN})
+            assert "Too many wrong PINs" in closed.text
+            alerts = {"kind": "pay_link_locked", "tenant": "shop-a"}
+            assert metrics.registry.get_sample_value("ledger_wallet_alerts_total", alerts) == 1
             assert (await http.get("/v1/tenants/shop-a/wallets/anna")).json()["available"] == 1_000
 
     asyncio.run(go())
