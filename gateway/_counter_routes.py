@@ -29,11 +29,13 @@ from ._models import (
     CodePaymentObject,
     CodePaymentOutcome,
     ConfirmPaymentRequest,
+    CreateCodeHold,
     CreateCodePayment,
     CreatePaymentRequest,
     Device,
     DeviceList,
     EnrollDevice,
+    Hold,
     PaymentRequestObject,
     PinStatus,
     ProblemDetails,
@@ -41,6 +43,7 @@ from ._models import (
     UnlockPin,
 )
 from ._problems import wallet_problem
+from ._routes import hold_object
 
 Client = NamedDependency[AsyncClient]
 TenantCurrencies = NamedDependency[Currencies]
@@ -143,6 +146,17 @@ class CodePaymentsController(Controller):
         # PayBatch calls; one with a PIN goes alone. A payment is the tenant's currency, which the body names.
         reply = await outcome(client.pay_by_code(request))
         return _payment(data.terminal, data.transaction, data.order_reference, data.currency, reply)
+
+    @post("/holds", status_code=201, summary="Hold an amount on the wallet whose phone shows the code")
+    async def hold(self, tenant_id: TenantId, data: JSONBody[CreateCodeHold], client: Client) -> Hold:
+        """To capture later with POST /v1/tenants/{t}/holds/{id}/capture, e.g. a bill before the tip: the code
+        pays once, as for a payment; the terminal and its transaction id are the idempotency key."""
+        request = wallet_pb2.AuthorizeHoldByCodeRequest(
+            tenant=tenant_id, code=data.code, amount=data.amount, terminal=data.terminal,
+            transaction=data.transaction, reference=data.reference, seconds=data.seconds, currency=data.currency,
+            pin=data.pin,
+        )  # fmt: skip
+        return hold_object(await outcome(client.authorize_hold_by_code(request)), data.currency)
 
     @get("/{terminal:str}/{transaction:str}", summary="What became of a terminal's transaction")
     async def read(

@@ -703,6 +703,20 @@ class DeviceList(msgspec.Struct):
     object: str = "list"
 
 
+class CreateCodeHold(Strict):
+    code: PaymentCode
+    amount: Amount
+    currency: Currency
+    terminal: TerminalText
+    """The terminal's id; with `transaction`, the hold's idempotency key."""
+    transaction: TerminalText
+    reference: Text = ""
+    """What it is for (empty: the transaction id)."""
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=31 * 86_400, description="Until it lapses (0: a week)")] = 0
+    pin: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    """The customer's payment PIN, when the amount is above the tenant's pin_above."""
+
+
 class CreateCodePayment(Strict):
     code: PaymentCode
     amount: Amount

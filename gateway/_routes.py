@@ -293,7 +293,7 @@ def _grant_result(customer: str, answer: wallet_pb2.TopUpReply) -> GrantResult:
     return GrantResult(customer=customer, status="refused", code=problem.kind.code, detail=problem.detail)
 
 
-def _hold(reply: wallet_pb2.HoldReply, currency: str) -> Hold:
+def hold_object(reply: wallet_pb2.HoldReply, currency: str) -> Hold:
     return Hold(id=reply.hold_id, wallet_id=reply.wallet_id, amount=reply.amount, currency=currency,
                 status=reply.status, balance=reply.balance, created_at=at(reply.created_at),
                 expires_at=when(reply.expires_at))  # fmt: skip
@@ -311,7 +311,7 @@ class HoldsController(Controller):
         request = wallet_pb2.AuthorizeHoldRequest(tenant=tenant_id, customer=data.customer, amount=data.amount,
                                                   key=idempotency_key(idempotency), seconds=data.seconds,
                                                   reference=data.reference)  # fmt: skip
-        return _hold(await outcome(client.authorize_hold(request)), data.currency)
+        return hold_object(await outcome(client.authorize_hold(request)), data.currency)
 
     @post("/{hold_id:str}/capture", status_code=200, summary="Capture a hold")
     async def capture(
@@ -327,7 +327,7 @@ class HoldsController(Controller):
         request = wallet_pb2.CaptureHoldRequest(tenant=tenant_id, hold_id=hold_id, amount=data.amount,
                                                 key=idempotency_key(idempotency))  # fmt: skip
         reply = await outcome(client.capture_hold(request))
-        return _hold(reply, await currencies.of(client, tenant_id))
+        return hold_object(reply, await currencies.of(client, tenant_id))
 
     @post("/{hold_id:str}/void", status_code=200, summary="Void a hold")
     async def void(
@@ -340,7 +340,7 @@ class HoldsController(Controller):
     ) -> Hold:
         request = wallet_pb2.VoidHoldRequest(tenant=tenant_id, hold_id=hold_id, key=idempotency_key(idempotency))
         reply = await outcome(client.void_hold(request))
-        return _hold(reply, await currencies.of(client, tenant_id))
+        return hold_object(reply, await currencies.of(client, tenant_id))
 
 
 _DIRECTIONS = {"credit": wallet_pb2.BOOKING_DIRECTION_CREDIT, "debit": wallet_pb2.BOOKING_DIRECTION_DEBIT}

@@ -805,6 +805,13 @@ class AsyncClient(ClientSteps):
         reply: wallet_pb2.PayReply = await self._run(self._wallet("PayPayLink", request, timeout))
         return reply
 
+    async def authorize_hold_by_code(
+        self, request: wallet_pb2.AuthorizeHoldByCodeRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        """A hold on the wallet whose phone shows the code, captured later with capture_hold."""
+        reply: wallet_pb2.HoldReply = await self._run(self._wallet("AuthorizeHoldByCode", request, timeout))
+        return reply
+
     async def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

@@ -531,6 +531,13 @@ class Client(ClientSteps):
         reply: wallet_pb2.PayReply = run_sync(self._wallet("PayPayLink", request, timeout), self._perform)
         return reply
 
+    def authorize_hold_by_code(
+        self, request: wallet_pb2.AuthorizeHoldByCodeRequest, *, timeout: float | None = None
+    ) -> wallet_pb2.HoldReply:
+        """A hold on the wallet whose phone shows the code, captured later with capture_hold."""
+        reply: wallet_pb2.HoldReply = run_sync(self._wallet("AuthorizeHoldByCode", request, timeout), self._perform)
+        return reply
+
     def get_caller(
         self, request: wallet_pb2.GetCallerRequest, *, timeout: float | None = None
     ) -> wallet_pb2.CallerReply:

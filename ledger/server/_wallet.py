@@ -139,6 +139,7 @@ PERMISSIONS: Final[Mapping[str, Permission]] = {
     "ListDevices": _P.WALLET_READ,
     "RevokeDevice": _P.WALLET_TOPUP,
     "PayByCode": _P.WALLET_PAY,
+    "AuthorizeHoldByCode": _P.WALLET_PAY,
     "PayByCodeBatch": _P.WALLET_PAY,
     "GetCodePayment": _P.WALLET_PAY,
     "CancelCodePayment": _P.WALLET_PAY,
@@ -964,6 +965,26 @@ class WalletService:
         on the writer), in the same time whether the code names a wallet with a PIN or not."""
         stored = self._wallets.pin_hash_for_code(message.tenant, message.code, time.time_ns())
         return await asyncio.to_thread(pin_matches, stored, message.pin)
+
+    async def AuthorizeHoldByCode(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def work() -> bytes:
+            message = parse(wallet_pb2.AuthorizeHoldByCodeRequest, request, "AuthorizeHoldByCode",
+                            REQUEST_BYTES_MAX["AuthorizeHoldByCode"])  # fmt: skip
+            check_tenant(message.tenant)
+            pin_ok: bool | None = None
+            if message.pin:  # checked here, in a worker thread, in the same time whether the wallet exists or not
+                stored = self._wallets.pin_hash_for_code(message.tenant, message.code, time.time_ns())
+                pin_ok = await asyncio.to_thread(pin_matches, stored, message.pin)
+            holding = CodePayment(
+                tenant=message.tenant, code=message.code, amount=message.amount, terminal=message.terminal,
+                transaction=message.transaction, order_reference=message.reference, currency=message.currency,
+                pin_ok=pin_ok,
+            )  # fmt: skip
+            reply = await self._run(lambda op: _hold_reply(self._wallets.hold_by_code(op, holding, message.seconds)))
+            self._count("AuthorizeHoldByCode", reply)
+            return reply.SerializeToString()
+
+        return await call(context, "AuthorizeHoldByCode", work, self._refusals)
 
     async def GetCodePayment(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         def step(message: wallet_pb2.CodePaymentRequest, op: Operation) -> Message:

@@ -1119,6 +1119,28 @@ class PayByCodeBatchReply(_message.Message):
     replies: _containers.RepeatedCompositeFieldContainer[PayReply]
     def __init__(self, replies: _Optional[_Iterable[_Union[PayReply, _Mapping]]] = ...) -> None: ...
 
+class AuthorizeHoldByCodeRequest(_message.Message):
+    __slots__ = ("tenant", "code", "amount", "terminal", "transaction", "reference", "seconds", "currency", "pin")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    amount: int
+    terminal: str
+    transaction: str
+    reference: str
+    seconds: int
+    currency: str
+    pin: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., amount: _Optional[int] = ..., terminal: _Optional[str] = ..., transaction: _Optional[str] = ..., reference: _Optional[str] = ..., seconds: _Optional[int] = ..., currency: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+
 class CodePaymentRequest(_message.Message):
     __slots__ = ("tenant", "terminal", "transaction")
     TENANT_FIELD_NUMBER: _ClassVar[int]

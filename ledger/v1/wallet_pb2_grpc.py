@@ -189,6 +189,11 @@ class WalletStub:
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.FromString,
                 _registered_method=True)
+        self.AuthorizeHoldByCode = channel.unary_unary(
+                '/wallet.v1.Wallet/AuthorizeHoldByCode',
+                request_serializer=ledger_dot_v1_dot_wallet__pb2.AuthorizeHoldByCodeRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_wallet__pb2.HoldReply.FromString,
+                _registered_method=True)
         self.GetCodePayment = channel.unary_unary(
                 '/wallet.v1.Wallet/GetCodePayment',
                 request_serializer=ledger_dot_v1_dot_wallet__pb2.CodePaymentRequest.SerializeToString,
@@ -491,6 +496,15 @@ class WalletServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizeHoldByCode(self, request, context):
+        """Authorise a hold on the wallet whose phone shows `code`, to capture later with CaptureHold (a bill before
+        the tip, a pump before the fill): the code's rules are PayByCode's, the hold's AuthorizeHold's; the
+        terminal and its transaction id are the idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCodePayment(self, request, context):
         """What became of a terminal's transaction (a terminal that lost the reply asks this, not PayByCode again).
         """
@@ -766,6 +780,11 @@ def add_WalletServicer_to_server(servicer, server):
                     servicer.PayByCodeBatch,
                     request_deserializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.SerializeToString,
+            ),
+            'AuthorizeHoldByCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeHoldByCode,
+                    request_deserializer=ledger_dot_v1_dot_wallet__pb2.AuthorizeHoldByCodeRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_wallet__pb2.HoldReply.SerializeToString,
             ),
             'GetCodePayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCodePayment,
@@ -1685,6 +1704,33 @@ class Wallet:
             '/wallet.v1.Wallet/PayByCodeBatch',
             ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchRequest.SerializeToString,
             ledger_dot_v1_dot_wallet__pb2.PayByCodeBatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeHoldByCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.Wallet/AuthorizeHoldByCode',
+            ledger_dot_v1_dot_wallet__pb2.AuthorizeHoldByCodeRequest.SerializeToString,
+            ledger_dot_v1_dot_wallet__pb2.HoldReply.FromString,
             options,
             channel_credentials,
             insecure,

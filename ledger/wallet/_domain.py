@@ -1429,6 +1429,52 @@ class Wallets:
         return self._make_payment(op, tenant, payment, key_id, fp, facts, device=f"{device.device_id:032x}",
                                   terminal=request.terminal, transaction=request.transaction)  # fmt: skip
 
+    def hold_by_code(self, op: Operation, request: CodePayment, seconds: int) -> HoldReply:
+        """Authorise a hold on the wallet whose device shows `request.code`, for `request.amount`, to capture
+        later (a bill before the tip, a pump before the fill): the code's rules are a payment's (its window, once,
+        the PIN above pin_above, the risk limits on the amount held); the hold's are AuthorizeHold's. The
+        terminal and its transaction id are the idempotency key; capture and void take the hold's id."""
+        tenant = self.state.tenants.get(request.tenant)
+        if tenant is None:
+            return HoldReply(result=WalletResult.TENANT_NOT_FOUND, message=_no_tenant(request.tenant))
+        if (problem := _terminal_problem(request.terminal, request.transaction)) is not None:
+            return HoldReply(result=WalletResult.IDEMPOTENCY_KEY_INVALID, message=problem)
+        key_id = _code_operation(request.tenant, request.terminal, request.transaction, "code-hold")
+        reference = request.order_reference or request.transaction
+        fp = fingerprint("hold-code", request.code, request.amount, seconds, reference, request.currency)
+        replayed = self._replayed(key_id, fp, HoldReply)
+        if replayed is not None:
+            return replayed
+        if (problem := self._check_currency(tenant, request.currency)) is not None:
+            return HoldReply(result=WalletResult.CURRENCY_MISMATCH, message=problem)
+        now = op.now()
+        terminal = f"{request.tenant}\x00{request.terminal}"
+        found = self._device_of(tenant, request.code, now)
+        if not isinstance(found, tuple):
+            reply = HoldReply(result=found, message=_CODE_REFUSALS[found])
+            return self._remember(op, "hold_refused", request.tenant, key_id, fp, reply,
+                                  self._refused_at(tenant, terminal, now), terminal=request.terminal,
+                                  transaction=request.transaction)  # fmt: skip
+        device, step = found
+        pin_rule = self._pin_rule(tenant, device.wallet, request, now)
+        if isinstance(pin_rule, tuple):
+            result, message, facts = pin_rule
+            return self._remember(op, "hold_refused", request.tenant, key_id, fp,
+                                  HoldReply(result=result, message=message), facts, customer=device.customer,
+                                  wallet=device.wallet, terminal=request.terminal,
+                                  transaction=request.transaction)  # fmt: skip
+        limit = self._limit_refusal(tenant, device.wallet, terminal, request.amount, now)
+        if limit is not None:
+            return self._remember(op, "hold_refused", request.tenant, key_id, fp,
+                                  HoldReply(result=WalletResult.LIMIT_EXCEEDED, message=limit),
+                                  customer=device.customer, wallet=device.wallet, terminal=request.terminal,
+                                  transaction=request.transaction)  # fmt: skip
+        facts = [["code_used", device.device_id, step, key_id], *pin_rule,
+                 ["spent_by_code", device.wallet, terminal, request.amount, now]]  # fmt: skip
+        return self._authorize(op, tenant, device.customer, request.amount, key_id, fp, seconds=seconds,
+                               reference=reference, facts=facts, device=f"{device.device_id:032x}",
+                               terminal=request.terminal, transaction=request.transaction)  # fmt: skip
+
     def code_payment(self, op: Operation, tenant_id: str, terminal: str, transaction: str) -> CodePaymentStatus:
         """What became of a terminal's transaction: paid (its payment), declined (why), cancelled, or unknown
         (PAYMENT_NOT_FOUND: nothing arrived, and a PayByCode with it may still come)."""
@@ -2216,6 +2262,15 @@ class Wallets:
         replayed = self._replayed(key_id, fp, HoldReply)
         if replayed is not None:
             return replayed
+        return self._authorize(op, tenant, customer, amount, key_id, fp, seconds=seconds, reference=reference)
+
+    def _authorize(
+        self, op: Operation, tenant: Tenant, customer: str, amount: int, key_id: int, fp: int, *, seconds: int,
+        reference: str, facts: list[Fact] | None = None, **details: Any,
+    ) -> HoldReply:  # fmt: skip
+        """Authorise a hold whose operation is new (its replay checked by the caller); its record carries
+        `facts` and `details` too."""
+        tenant_id = tenant.tenant_id
         if op.lookup_transfers(_pack_id(key_id)):
             return HoldReply(
                 result=WalletResult.IDEMPOTENCY_KEY_REUSED,
@@ -2264,15 +2319,16 @@ class Wallets:
             hold_id=key_id, wallet_id=wallet, amount=amount, expires_at=expires_at, balance=balance,
             timestamp=TRANSFER_RESULT_STRUCT.unpack_from(results, 0)[2], status="pending",
         )  # fmt: skip
-        facts: list[list[Any]] = [
+        made: list[Fact] = [
             ["hold", key_id, wallet, tenant_id, amount, expires_at, parts],
             ["reply", key_id, fp, reply.to_json()],
+            *(facts or []),
         ]
-        facts += self._crossing(tenant, wallet, balance)
+        made += self._crossing(tenant, wallet, balance)
         self._commit(
             op,
             {"op": "hold_authorized", "tenant": tenant_id, "at": view.now, "wallet": wallet, "id": key_id,
-             "amount": amount, "reference": reference, "expires_at": expires_at, "facts": facts},
+             "amount": amount, "reference": reference, "expires_at": expires_at, **details, "facts": made},
         )  # fmt: skip
         return reply
 

@@ -193,6 +193,24 @@ def test_the_counter_over_http(store_url: str) -> None:
             problem(await http.post(f"/v1/tenants/shop-a/devices/{'0' * 31}1/revoke"), 404, "device_not_found")
             wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
             assert wallet["available"] == 10_000 - 2_500  # the 7.00 came back with the cancel
+            # a hold by code: the bill held, captured later with the tip; a retry gets the same hold
+            third = await http.post("/v1/tenants/shop-a/devices", headers={"Idempotency-Key": "phone-3"},
+                                    json={"customer": "anna", "name": "Anna's tablet"})  # fmt: skip
+            bill = {"code": code(third.json()), "amount": 1_800, "currency": "EUR", "terminal": "table-4",
+                    "transaction": "bill-9", "reference": "Table 4"}  # fmt: skip
+            held = await http.post("/v1/tenants/shop-a/code_payments/holds", json=bill)
+            assert held.status_code == 201 and held.json()["status"] == "pending", held.text
+            again = await http.post("/v1/tenants/shop-a/code_payments/holds", json=bill)
+            assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == held.json()["id"]
+            problem(await http.post("/v1/tenants/shop-a/code_payments/holds", json={**bill, "transaction": "bill-10"}),
+                    409, "code_used")  # fmt: skip
+            problem(await http.post("/v1/tenants/shop-a/code_payments/holds", json={**bill, "seconds": -1}), 400,
+                    "invalid_request", "seconds")  # fmt: skip
+            captured = await http.post(f"/v1/tenants/shop-a/holds/{held.json()['id']}/capture",
+                                       headers={"Idempotency-Key": "cap-9"}, json={"amount": 1_650})  # fmt: skip
+            assert captured.status_code == 200 and captured.json()["status"] == "captured", captured.text
+            wallet = (await http.get("/v1/tenants/shop-a/wallets/anna")).json()
+            assert wallet["available"] == 10_000 - 2_500 - 1_650
 
     asyncio.run(go())
 

@@ -245,6 +245,8 @@ def test_a_key_never_reaches_another_tenants_wallets(store_url: str) -> None:
                                                 transaction="x"),
                 "PayByCodeBatch": w.PayByCodeBatchRequest(payments=[w.PayByCodeRequest(
                     tenant="shop-b", code="28" + "0" * 16, amount=1, terminal="t", transaction="x")]),
+                "AuthorizeHoldByCode": w.AuthorizeHoldByCodeRequest(tenant="shop-b", code="28" + "0" * 16, amount=1,
+                                                                    terminal="t", transaction="x"),
                 "SetPin": w.SetPinRequest(tenant="shop-b", customer="anna", pin="4711"),
                 "CreatePaymentRequest": w.CreatePaymentRequestRequest(tenant="shop-b", terminal="t", amount=1,
                                                                       reference="r", key="x"),

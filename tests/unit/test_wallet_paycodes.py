@@ -3,13 +3,14 @@ once, naming the wallet without showing its id; devices enrolled, listed and rev
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.wallet import CodePayment, DeviceReply, PaymentReply, WalletResult, events_of
+from ledger.wallet import CodePayment, DeviceReply, HoldReply, PaymentReply, WalletResult, events_of
 from ledger.wallet import _paycodes as paycodes
 from ledger.wallet._state import CODES_KEPT_STEPS
 from tests.unit.test_wallet_domain import available, engines, opened, shop, top_up
@@ -512,3 +513,52 @@ def test_terminals_that_stopped_refusing_codes_are_forgotten(counter: WalletBenc
     assert "shop-a\x00till-0" not in counter.wallets.state.refusals
     assert f"shop-a\x00till-{REFUSING_TERMINALS_KEPT + 199}" in counter.wallets.state.refusals
     assert counter.restarted().state.refusals == counter.wallets.state.refusals
+
+
+def hold_code(counter: WalletBench, code: str, amount: int, transaction: str, **fields: Any) -> HoldReply:
+    with counter.op() as op:
+        return counter.wallets.hold_by_code(op, CodePayment(
+            tenant="shop-a", code=code, amount=amount, terminal=str(fields.pop("terminal", "bar-1")),
+            transaction=transaction, **fields), seconds=3_600)  # fmt: skip
+
+
+def test_a_code_holds_an_amount_captured_later_with_the_tip(counter: WalletBench) -> None:
+    device = enrolled(counter)
+    code = code_now(counter, device)
+    held = hold_code(counter, code, 3_000, "table-7")
+    assert held.ok and held.status == "pending" and held.wallet_id == device.wallet_id and available(counter) == 7_000
+    # a retry of the transaction, even once the code turned: the same hold; the code is used
+    counter.clock.advance(2 * paycodes.STEP_SECONDS)
+    again = hold_code(counter, code, 3_000, "table-7")
+    assert again.replayed and again.hold_id == held.hold_id
+    assert (
+        hold_code(counter, code, 3_000, "table-7", order_reference="other").result
+        is WalletResult.IDEMPOTENCY_KEY_REUSED
+    )
+    assert pay_code(counter, code, 10, "tx-other").result is WalletResult.CODE_INVALID  # its window is over
+    fresh = code_now(counter, device)
+    assert hold_code(counter, fresh, 100, "table-8").ok
+    assert pay_code(counter, fresh, 10, "tx-again").result is WalletResult.CODE_USED  # held with: used
+    # the bill was 26.00 and the tip 2.50: 28.50 captured, the rest released
+    with counter.op() as op:
+        captured = counter.wallets.capture(op, "shop-a", held.hold_id, 2_850, "capture-7")
+    assert captured.ok and available(counter) == 10_000 - 2_850 - 100
+    # codes' rules hold: a bad code, a PIN above pin_above, another tenant's code
+    assert hold_code(counter, "28" + "0" * 16, 100, "table-9").result is WalletResult.CODE_INVALID
+    kinds = [event.type for seq, records in enumerate(counter.journal, 1) for event in events_of(seq, records)]
+    assert kinds.count("hold.authorized") == 2 and kinds.count("hold.refused") == 1
+
+
+def test_a_hold_by_code_needs_the_pin_above_the_tenants_amount(counter: WalletBench) -> None:
+    with counter.op() as op:
+        tenant = counter.wallets.tenant("shop-a")
+        assert tenant is not None
+        settings = dataclasses.replace(tenant.settings, pin_above=2_000)
+        assert counter.wallets.configure_tenant(op, "shop-a", settings, actor="test").ok
+    device = enrolled(counter)
+    set_pin(counter, "4711")
+    code = code_now(counter, device)
+    assert hold_code(counter, code, 2_500, "t1").result is WalletResult.PIN_REQUIRED
+    assert hold_code(counter, code, 2_500, "t2", pin_ok=False).result is WalletResult.PIN_INVALID
+    assert hold_code(counter, code, 2_500, "t3", pin_ok=True).ok and available(counter) == 7_500
+    assert hold_code(counter, code, 2_000, "t4", currency="USD").result is WalletResult.CURRENCY_MISMATCH
