@@ -3,7 +3,7 @@ transport, in one run.
 
     python -m bench.counter --json                   # about 5 minutes: PostgreSQL, 3 rounds of 10 s
     python -m bench.counter --store sqlite --json
-    python -m bench.counter --json --quick           # well under a minute: 1 round of 1 s, 20,000 customers
+    python -m bench.counter --json --quick           # well under a minute: 1 round of 1 s, 60,000 customers
 
 One tenant (a festival: partial payment allowed, a fee of `fee_fixed` 10 + 15 per mille of what the wallet
 pays, no PIN threshold and no risk limits) with `--customers` customers, each with a wallet credited enough that
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.counter", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default=os.environ.get("LEDGER_TEST_DATABASE_URL") or DEFAULT_DSN,
                         help="a PostgreSQL DSN (a fresh schema is used and dropped) or sqlite")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 20,000 customers")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 60,000 customers")
     parser.add_argument("--seconds", type=float, help="measured seconds per system and round (default 10)")
     parser.add_argument("--warmup-seconds", type=float, help="default 1")
     parser.add_argument("--rounds", type=int, help="default 3")
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {"seconds": 1.0 if quick else 10.0, "warmup_seconds": 0.3 if quick else 1.0,
-                "rounds": 1 if quick else 3, "customers": 20_000 if quick else 400_000}  # fmt: skip
+                "rounds": 1 if quick else 3, "customers": 60_000 if quick else 400_000}  # fmt: skip
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
