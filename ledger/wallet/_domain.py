@@ -3167,6 +3167,7 @@ class Wallets:
                     wallets = self._wallet_balances(op, {p[2] for p in prepared[index + 1 :] if p})
                 replies[index] = self.pay(op, request)
                 if fast:
+                    keys.add(fast[1])  # the same key later in this list is a retry of it: the general path too
                     wallets.pop(fast[2], None)
                     wallets.update(self._wallet_balances(op, {fast[2]}))
                 continue

@@ -840,3 +840,24 @@ def test_spending_packed_grants_is_spending_their_list(grants: list[tuple[int, i
         missing = next(n for n in range(1, 10) if n not in {grant[2] for grant in expected})
         with pytest.raises(AssertionError, match="does not hold"):
             state._spend(7, [[missing, 1]])
+
+
+def test_a_key_paid_on_the_general_path_is_a_retry_for_the_rest_of_its_batch(bench: WalletBench) -> None:
+    """Anna's credit expires (her payment takes the general path); Ben's does not (the common case). The same
+    key for Ben later in the batch is another request under a used key, as it is one by one: never a payment
+    the engine refuses."""
+    shop(bench)
+    for customer in ("anna", "ben"):
+        opened(bench, customer)
+    now = bench.clock.now_ns
+    assert top_up(bench, 1_000, "a", customer="anna", expires_at=now + 10 * DAY * SECOND_NS).ok
+    assert top_up(bench, 1_000, "b", customer="ben", never_expires=True).ok
+    first = Payment(tenant="shop-a", customer="anna", amount=100, key="k", order_reference="o")
+    again = Payment(tenant="shop-a", customer="anna", amount=100, key="k", order_reference="o")
+    other = Payment(tenant="shop-a", customer="ben", amount=100, key="k", order_reference="o")
+    with bench.op() as op:
+        replies = bench.wallets.pay_many(op, [first, other, again])
+    assert [reply.result for reply in replies] == [WalletResult.OK, WalletResult.IDEMPOTENCY_KEY_REUSED,
+                                                   WalletResult.OK]  # fmt: skip
+    assert replies[2].replayed and replies[2].payment_id == replies[0].payment_id
+    assert available(bench, "anna") == 900 and available(bench, "ben") == 1_000
