@@ -340,7 +340,7 @@ class WalletServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PayBatch(self, request, context):
-        """Up to 8190 payments in one call, each with its own reply, in order (what auto-batching clients send).
+        """Up to 512 payments in one call, each with its own reply, in order (what auto-batching clients send).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
