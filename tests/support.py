@@ -139,5 +139,5 @@ def require_compare_extra(*modules: str) -> None:
 def format_examples(examples: int = 1_000) -> settings:
     """At most `examples` (fewer if the profile asks for fewer), for tests that hold two encoders or decoders of
     one format equal: their inputs vary in few ways, which a thousand examples cover, and the CI profile's
-    3,000 cost minutes of the CI's budget each."""
+    1,500 would cost a minute of the CI's budget more."""
     return settings(max_examples=min(examples, settings().max_examples))

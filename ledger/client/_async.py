@@ -166,8 +166,8 @@ class _Batcher(Generic[Payload, Result]):
             results = await self._send(batch)
         except BaseException as exc:
             for entry in batch.entries:
-                if not entry.waiter.done():
-                    entry.waiter.set_exception(exc)
+                if not entry.waiter.done():  # a request out of time: each caller is told its own timeout
+                    entry.waiter.set_exception(entry.timeout() if isinstance(exc, LedgerTimeout) else exc)
             if not isinstance(exc, Exception):
                 raise
         else:

@@ -160,8 +160,8 @@ class _Batcher(Generic[Payload, Result]):
             try:
                 results = self._send(batch)
             except Exception as exc:
-                for entry in batch.entries:
-                    entry.waiter.set_exception(exc)
+                for entry in batch.entries:  # a request out of time: each caller is told its own timeout
+                    entry.waiter.set_exception(entry.timeout() if isinstance(exc, LedgerTimeout) else exc)
             else:
                 for entry, result in zip(batch.entries, results, strict=True):
                     entry.waiter.set_result(result)
