@@ -170,7 +170,7 @@ class PayPageController(Controller):
         ask = wallet_pb2.StartPayLinkPaymentRequest(token=token, customer=customer[:255], pin=pin[:16])
         reply = await call(service.start_pay_link_payment(ask))
         if reply.result != wallet_pb2.WALLET_RESULT_OK:
-            return await _page(service, token, error=_page_error(reply.result, reply.message), customer=customer)
+            return await _page(service, token, error=_page_error(reply.result), customer=customer)
         return await _page(service, token, step="code", challenge=reply.challenge_id, sent_to=reply.sent_to)
 
     @post("/{token:str}/pay", status_code=200, summary="The one-time code: the link is paid")
@@ -188,7 +188,7 @@ class PayPageController(Controller):
             return await _page(service, token, step="code", challenge=challenge,
                                error=f"That code is not right: {tries} before you start again.")  # fmt: skip
         if reply.result != wallet_pb2.WALLET_RESULT_OK:
-            return await _page(service, token, error=_page_error(reply.result, reply.message))
+            return await _page(service, token, error=_page_error(reply.result))
         return await _page(service, token, step="receipt", payment=reply)
 
 
@@ -216,7 +216,7 @@ _ERRORS: Final[dict[int, str]] = {
 }
 
 
-def _page_error(result: int, message: str) -> str:
+def _page_error(result: int) -> str:
     return _ERRORS.get(result, "This link cannot be paid now.")
 
 

@@ -93,7 +93,7 @@ class WalletPageLinksController(Controller):
         wallet.topup (the page enrols a device and sets the PIN)."""
         await authorize(client, tenant_id, "wallet.topup")
         await outcome(client.get_balance(wallet_pb2.WalletRequest(tenant=tenant_id, customer=customer)))  # it exists
-        token, expires_at = await _thread(store.create_access, "signin", tenant_id, customer, SIGNIN_SECONDS)
+        token, expires_at = await asyncio.to_thread(store.create_access, "signin", tenant_id, customer, SIGNIN_SECONDS)
         base = (request.app.state.public_url or str(request.base_url)).rstrip("/")
         url = f"{base}/w/signin/{token}"
         text = f"Your {tenant_id} wallet: {url}"
@@ -102,13 +102,10 @@ class WalletPageLinksController(Controller):
                         share=share_links(contact, text, f"Your {tenant_id} wallet"))  # fmt: skip
 
 
-async def _thread(function: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(function, *args)
-
-
-def _session(request: Request[Any, Any, Any], store: GatewayStore) -> tuple[str, str] | None:
+async def _session(request: Request[Any, Any, Any], store: GatewayStore) -> tuple[str, str] | None:
+    """The session's (tenant, customer), read off the event loop as every other store call is."""
     token = request.cookies.get(COOKIE, "")
-    return store.session(token) if token and len(token) <= 128 else None
+    return await asyncio.to_thread(store.session, token) if token and len(token) <= 128 else None
 
 
 def _same_origin(request: Request[Any, Any, Any]) -> bool:
@@ -123,11 +120,11 @@ class WalletPageController(Controller):
 
     @get("/signin/{token:str}", summary="Open a sign-in link: a session for the wallet")
     async def signin(self, token: PageToken, store: Store, request: Request[Any, Any, Any]) -> Response[Any]:
-        found = await _thread(store.use_signin, token)
+        found = await asyncio.to_thread(store.use_signin, token)
         if found is None:
             return Template("wallet.html", context={"signed_in": False, "expired_link": True}, status_code=404,
                             headers=PAGE_HEADERS)  # fmt: skip
-        session, _ = await _thread(store.create_access, "session", found[0], found[1], SESSION_SECONDS)
+        session, _ = await asyncio.to_thread(store.create_access, "session", found[0], found[1], SESSION_SECONDS)
         secure = request.url.scheme == "https"
         cookie = Cookie(key=COOKIE, value=session, path="/w", max_age=SESSION_SECONDS, httponly=True,
                         samesite="strict", secure=secure)  # fmt: skip
@@ -135,7 +132,7 @@ class WalletPageController(Controller):
 
     @get("/", summary="The wallet page")
     async def page(self, request: Request[Any, Any, Any], store: Store, service: ServiceClient) -> Template:
-        found = _session(request, store)
+        found = await _session(request, store)
         if found is None:
             return Template("wallet.html", context={"signed_in": False}, headers=PAGE_HEADERS)
         done = request.query_params.get("done", "")
@@ -143,7 +140,7 @@ class WalletPageController(Controller):
 
     @post("/device", status_code=200, summary="The page's device: its keys for codes made offline")
     async def device(self, request: Request[Any, Any, Any], store: Store, service: ServiceClient) -> Response[Any]:
-        found = _session(request, store)
+        found = await _session(request, store)
         if found is None or not _same_origin(request):
             return Response({"error": "signed out"}, status_code=401, headers={"Cache-Control": "no-store"})
         tenant, customer = found
@@ -156,7 +153,7 @@ class WalletPageController(Controller):
 
     @post("/pin", status_code=200, summary="Set or change the payment PIN")
     async def pin(self, request: Request[Any, Any, Any], store: Store, service: ServiceClient) -> Response[Any]:
-        found = _session(request, store)
+        found = await _session(request, store)
         if found is None or not _same_origin(request):
             return Redirect("/w/", status_code=303)
         form = await read_form(request)
@@ -172,7 +169,7 @@ class WalletPageController(Controller):
 
     @get("/pay", summary="A terminal's payment request, to confirm")
     async def request_view(self, request: Request[Any, Any, Any], store: Store, service: ServiceClient) -> Template:
-        found = _session(request, store)
+        found = await _session(request, store)
         if found is None:
             return Template("wallet.html", context={"signed_in": False}, headers=PAGE_HEADERS)
         request_id = _request_id(request.query_params.get("request", ""), found[0])
@@ -182,7 +179,7 @@ class WalletPageController(Controller):
 
     @post("/pay", status_code=200, summary="Confirm a terminal's payment request")
     async def confirm(self, request: Request[Any, Any, Any], store: Store, service: ServiceClient) -> Response[Any]:
-        found = _session(request, store)
+        found = await _session(request, store)
         if found is None or not _same_origin(request):
             return Redirect("/w/", status_code=303)
         form = await read_form(request)
@@ -199,7 +196,7 @@ class WalletPageController(Controller):
     async def signout(self, request: Request[Any, Any, Any], store: Store) -> Response[Any]:
         token = request.cookies.get(COOKIE, "")
         if token and _same_origin(request):
-            await _thread(store.end_session, token)
+            await asyncio.to_thread(store.end_session, token)
         gone = Cookie(key=COOKIE, value="", path="/w", max_age=0, httponly=True, samesite="strict")
         return Redirect("/w/", status_code=303, cookies=[gone])
 

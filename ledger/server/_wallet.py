@@ -29,6 +29,7 @@ from ledger.records.layout import pack_ids, unpack_accounts
 from ledger.records.limits import ID_INT_MAX, TIMESTAMP_MAX
 from ledger.v1 import wallet_pb2
 from ledger.wallet import (
+    CHALLENGE_SECONDS,
     CODE_DIGITS,
     CODE_GRACE_STEPS,
     CODE_STEP_SECONDS,
@@ -287,7 +288,8 @@ def _link_code_message(reply: ChallengeReply, code: str) -> Notification:
     link = reply.link
     assert link is not None
     amount = currency(link.currency).format(link.amount)
-    text = (f"{code} is your code to pay {amount} to {link.tenant} for {link.reference}. It works for 5 minutes. "
+    text = (f"{code} is your code to pay {amount} to {link.tenant} for {link.reference}. "
+            f"It works for {CHALLENGE_SECONDS // 60} minutes. "
             f"Never tell it to anyone: {link.tenant} will not ask for it.")  # fmt: skip
     return Notification(tenant=link.tenant, kind="pay_link_code", channel="sms" if is_phone(reply.contact) else "email",
                         recipient=reply.contact, subject=f"Your code to pay {link.tenant}", body=text)  # fmt: skip

@@ -8,6 +8,7 @@ It knows the engine's contract and the journal's domain records; nothing of gRPC
 from ._codes import SYSTEM_ACCOUNTS, AccountCode, TopUpSource, TransferCode, WalletResult
 from ._currencies import CURRENCIES, Currency, currency
 from ._domain import (
+    CHALLENGE_SECONDS,
     CUSTOMER_LENGTH_MAX,
     DESCRIPTION_LENGTH_MAX,
     GRANT_RUN_ITEMS_MAX,
@@ -66,6 +67,7 @@ from ._tenants import WALLET_LEDGER_FIRST, Tenant, TenantSettings
 from ._vouchers import normalized as normalized_voucher_code
 
 __all__ = [
+    "CHALLENGE_SECONDS",
     "CODE_DIGITS",
     "DESCRIPTION_LENGTH_MAX",
     "ChallengeReply",
