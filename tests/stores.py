@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ __all__ = [
     "postgres_dsn",
     "postgres_reachable",
     "postgres_schema",
+    "private_postgres",
+    "PrivatePostgres",
     "require_postgres",
     "store_url",
     "temporary_schema",
@@ -155,3 +157,83 @@ def downgrade(url: str, version: int) -> None:
         with psycopg.connect(url) as pg, pg.transaction():
             for statement, params in statements:
                 pg.execute(statement, params)  # type: ignore[arg-type]
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, in a temporary directory on a free port.
+
+    Tests that stop or restart the database use one of these, so that the tests running beside them on the
+    machine's shared server never see it go away. Under root, the server runs as the `postgres` user (it
+    refuses root).
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import socket
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = Path(found[-1]).parent
+        self.directory = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+        self.data = self.directory / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            import shutil
+
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        import subprocess
+
+        argv = [str(self.bin / command[0]), *command[1:]]
+        if self.as_postgres:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def _ctl(self, action: str) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl", action, "-D", str(self.data), "-w", "-m", "fast", "-o", options, "-l", str(self.directory / "log")
+        )
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def destroy(self) -> None:
+        import shutil
+
+        with suppress(Exception):  # it may never have started; the directory goes regardless
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own (see PrivatePostgres); fails under CI=true if none can start."""
+    try:
+        server = PrivatePostgres()
+    except (FileNotFoundError, KeyError, LookupError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a private PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"no PostgreSQL server binaries to start a private one with: {exc}")
+    try:
+        server.init()
+        yield server
+    finally:
+        server.destroy()
