@@ -178,6 +178,34 @@ class Operation(Protocol):
     def record(self, domain: bytes) -> None: ...
 
 
+class _AtMoment:
+    """An operation whose clock stands still: a batch's requests decided one after the other, all at the
+    moment the batch began (the engine's clock moves on with every engine call in between)."""
+
+    __slots__ = ("_now", "_op")
+
+    def __init__(self, op: Operation, now: int) -> None:
+        self._op, self._now = op, now
+
+    def create_accounts(self, events: Buffer) -> bytes:
+        return self._op.create_accounts(events)
+
+    def create_transfers(self, events: Buffer) -> bytes:
+        return self._op.create_transfers(events)
+
+    def lookup_accounts(self, ids: Buffer) -> bytes:
+        return self._op.lookup_accounts(ids)
+
+    def lookup_transfers(self, ids: Buffer) -> bytes:
+        return self._op.lookup_transfers(ids)
+
+    def now(self) -> int:
+        return self._now
+
+    def record(self, domain: bytes) -> None:
+        self._op.record(domain)
+
+
 # -- replies -----------------------------------------------------------------------------------------
 
 
@@ -3135,7 +3163,8 @@ class Wallets:
         and records; the common case (a new key, an active wallet without expiring credit or a low-balance
         threshold, enough credit) is decided for the whole list at once against one read of the wallets and
         applied in one engine call, and every other request (a retry, a decline, a wallet with grants) goes
-        through `pay` after what was decided before it is applied."""
+        through `pay` after what was decided before it is applied, at the same moment (what expires is read
+        against it)."""
         replies: list[PaymentReply | None] = [None] * len(requests)
         prepared = [self._prepared(request) for request in requests]
         known = {
@@ -3165,7 +3194,7 @@ class Wallets:
                     self._apply_payments(op, batch, replies, now)
                     batch, spent = _PaymentBatch(), {}
                     wallets = self._wallet_balances(op, {p[2] for p in prepared[index + 1 :] if p})
-                replies[index] = self.pay(op, request)
+                replies[index] = self.pay(_AtMoment(op, now), request)
                 if fast:
                     keys.add(fast[1])  # the same key later in this list is a retry of it: the general path too
                     wallets.pop(fast[2], None)
@@ -3295,7 +3324,7 @@ class Wallets:
         active wallet without expiring credit or a low-balance threshold, enough credit) is decided for the whole
         list at once against one read of the wallets and one moment, and applied in one engine call; every other
         request (a retry, a decline, a PIN) goes through `pay_by_code` after what was decided before it is
-        applied."""
+        applied, at the same moment (a PIN lock counts from it)."""
         now = op.now()
         replies: list[PaymentReply | None] = [None] * len(requests)
         prepared = [self._code_prepared(request, now) for request in requests]
@@ -3323,7 +3352,7 @@ class Wallets:
                     self._apply_code_payments(op, batch, replies, now)
                     batch = _CodeBatch()
                     wallets = self._wallet_balances(op, {p[3].wallet for p in prepared[index + 1 :] if p and p[3]})
-                replies[index] = self.pay_by_code(op, request)
+                replies[index] = self.pay_by_code(_AtMoment(op, now), request)
                 if device:
                     wallets.pop(device.wallet, None)
                     wallets.update(self._wallet_balances(op, {device.wallet}))
