@@ -61,6 +61,9 @@ class LedgerConfig:
     """…or this many bytes of journal records (accounts, transfers, expiries, balance history)…"""
     checkpoint_interval_seconds: float = 300.0
     """…or after this long, if anything was journaled."""
+    checkpoint_fork: bool = True
+    """The domain's part of a checkpoint (the wallets) is serialized by a forked copy of the process, so calls
+    wait only for the fork (ledger.core._forked); false, or where there is no fork, on the event loop."""
     history_flush_transfers: int = 1_048_576
     """The history index writes its in-memory tail to the store after this many transfers…"""
     history_flush_seconds: float = 10.0

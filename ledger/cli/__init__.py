@@ -9,6 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+# `ledger serve` forks a child to serialize each checkpoint's wallet state (ledger.core._forked), which uses
+# nothing of gRPC: gRPC's fork handlers, which pause its threads around every fork, are not wanted. gRPC reads
+# this when it is imported, which the commands below do.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 from ledger import __version__
 
 from . import _audit, _csv, _demo, _info, _keys, _ops, _serve, _wallet

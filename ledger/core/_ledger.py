@@ -98,6 +98,7 @@ from ledger.records.limits import (
 )
 
 from ._batcher import Batcher
+from ._forked import fork_available, snapshot_in_child
 from ._reads import FairReads, ReadsRefused, ReadsStats
 from ._recovery import RecoveryReport, recover
 
@@ -981,10 +982,10 @@ class Ledger:
                 done.set_result(None)
             return
         snapshot = self._engine.export_snapshot()
-        domain = b""
+        domain: bytes | Callable[[], bytes] = b""
         if self._domain is not None:
-            try:
-                domain = self._domain.snapshot()  # the same moment as the engine's: nothing ran in between
+            try:  # the same moment as the engine's: nothing ran in between
+                domain = self._domain_snapshot()
             except Exception as exc:  # a bug in the domain: its state is not to be trusted any more
                 logger.exception("the domain's snapshot failed")
                 self._fail(exc)
@@ -1012,6 +1013,16 @@ class Ledger:
             on_saved=lambda seq: self._soon(saved, seq),
             domain=domain,
         )
+
+    def _domain_snapshot(self) -> bytes | Callable[[], bytes]:
+        """The domain's snapshot, or what reads it from the forked child making it (see checkpoint_fork)."""
+        assert self._domain is not None
+        if self.config.checkpoint_fork and fork_available():
+            try:
+                return snapshot_in_child(self._domain.snapshot)
+            except OSError as exc:  # no process or memory to fork with now
+                logger.warning("the domain's snapshot is taken on the event loop: fork failed: %s", exc)
+        return self._domain.snapshot()
 
     async def checkpoint(self) -> int | None:
         """Take a checkpoint now and wait until it is stored; its journal seq, or None if it was not saved."""

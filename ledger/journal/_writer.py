@@ -49,7 +49,8 @@ class _Snapshot:
     timestamp_last: int
     on_saved: Callable[[int | None], None] | None
     """Called on the writer thread with the checkpoint's seq, or None if it could not be saved."""
-    domain: bytes = b""
+    domain: bytes | Callable[[], bytes] = b""
+    """The domain's snapshot, or what makes it on the checkpoint thread (ledger.core._forked)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -186,10 +187,11 @@ class GroupCommitWriter:
         transfer_status: bytes,
         timestamp_last: int,
         on_saved: Callable[[int | None], None] | None = None,
-        domain: bytes = b"",
+        domain: bytes | Callable[[], bytes] = b"",
     ) -> None:
         """Checkpoint this snapshot, taken after the last `append`, once that is durable, with the domain
-        layer's snapshot taken at the same moment."""
+        layer's snapshot taken at the same moment (or what makes it, called on the checkpoint thread; if that
+        raises an Exception, this checkpoint is not saved)."""
         with self._lock:
             if len(transfer_status) != self._transfers_count:
                 raise JournalError(
@@ -361,12 +363,21 @@ class GroupCommitWriter:
 
     def _save_checkpoint(self, snapshot: _Snapshot, seq: int) -> None:
         started = time.perf_counter()
+        domain = snapshot.domain
+        if not isinstance(domain, bytes):
+            try:
+                domain = domain()
+            except Exception as exc:  # a checkpoint only shortens recovery; the next one may be saved
+                logger.error("checkpoint at seq=%d not saved: the domain's snapshot failed: %s", seq, exc)
+                if snapshot.on_saved is not None:
+                    snapshot.on_saved(None)
+                return
         checkpoint = Checkpoint.seal(
             seq=seq,
             timestamp_last=snapshot.timestamp_last,
             accounts=snapshot.accounts,
             transfer_status=snapshot.transfer_status,
-            domain=snapshot.domain,
+            domain=domain,
         )
         try:
             self._store.save_checkpoint(checkpoint)
