@@ -2087,10 +2087,13 @@ class Wallets:
         masked, password = parsed
         for step, number in paycodes.candidates(paycodes.code_key(tenant.secret), masked, now):
             device_id = self.state.device_numbers.get((tenant.tenant_id, number))
-            if device_id is not None and paycodes.password_matches(
-                paycodes.device_seed(tenant.secret, device_id), step, password
-            ):
-                return self.state.devices[device_id], step
+            if device_id is None:
+                continue
+            device = self.state.devices[device_id]
+            if not device.seed:
+                device.seed = paycodes.device_seed(tenant.secret, device_id)
+            if paycodes.password_matches(device.seed, step, password):
+                return device, step
         return None
 
     # -- refunds ---------------------------------------------------------------------------------------

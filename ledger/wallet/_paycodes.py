@@ -44,8 +44,16 @@ so the ledger derives it once per window rather than twice per payment."""
 
 
 def device_seed(tenant_secret: bytes, device_id: int) -> bytes:
-    """The device's own key: only it and the ledger can make its one-time passwords."""
-    return hmac.digest(tenant_secret, b"payment-code-seed\x00" + device_id.to_bytes(16, "little"), "sha256")
+    """The device's own key: only it and the ledger can make its one-time passwords. HMAC-SHA256 under the
+    tenant's secret, from the HMAC keyed once per tenant (a third of the cost of keying it per device)."""
+    keyed = _seeds_keyed(tenant_secret).copy()
+    keyed.update(b"payment-code-seed\x00" + device_id.to_bytes(16, "little"))
+    return keyed.digest()
+
+
+@functools.lru_cache(maxsize=MASKS_CACHED)
+def _seeds_keyed(tenant_secret: bytes) -> hmac.HMAC:
+    return hmac.new(tenant_secret, digestmod="sha256")
 
 
 @functools.lru_cache(maxsize=MASKS_CACHED)

@@ -310,6 +310,10 @@ class Device:
     enrolled_at: int
     revoked_at: int = 0
     """0: in use."""
+    seed: bytes = field(default=b"", repr=False, compare=False)
+    """Its seed once a code of it was checked (paycodes.device_seed, derived again after a restart rather than
+    kept: it is an HMAC of the tenant's secret, which the state holds anyway), so that each later code costs one
+    HMAC rather than two."""
 
     def to_json(self) -> list[Any]:
         return [self.device_id, self.tenant, self.wallet, self.customer, self.number, self.name, self.fingerprint,
@@ -660,6 +664,11 @@ class WalletState:
         self.devices[device_id].revoked_at = at
 
     def _spent_by_code(self, wallet: int, terminal: str, amount: int, at: int) -> None:
+        """Count a payment by code in its wallet's and its terminal's hour and day, where its tenant has a limit
+        that counts them (a limit set later counts from then on)."""
+        tenant = self.tenants.get(terminal.partition("\x00")[0])
+        if tenant is None or not tenant.settings.limits_periods:
+            return
         seconds = at // 1_000_000_000
         hour, day = seconds // 3_600, seconds // 86_400
         spending = self.spending

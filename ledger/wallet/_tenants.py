@@ -89,6 +89,16 @@ class TenantSettings:
     terminal_day_amount: int = 0
     terminal_declines_flag: int = 0
     """This many codes refused at one terminal within 10 minutes flag it (a terminal.flagged event; 0: never)."""
+    limits_periods: bool = field(init=False, repr=False, compare=False)
+    """Whether a risk limit counts what was paid by code in an hour or a day (so each such payment needs its
+    wallet's and its terminal's sums): derived, and kept because each payment by code asks."""
+
+    def __post_init__(self) -> None:
+        periods = bool(
+            self.wallet_hour_amount or self.wallet_hour_count or self.wallet_day_amount or self.wallet_day_count
+            or self.terminal_hour_amount or self.terminal_day_amount
+        )  # fmt: skip
+        object.__setattr__(self, "limits_periods", periods)
 
     @property
     def attempts_allowed(self) -> int:
@@ -97,15 +107,6 @@ class TenantSettings:
     @property
     def lock_seconds(self) -> int:
         return self.pin_lock_seconds or PIN_LOCK_SECONDS_DEFAULT
-
-    @property
-    def limits_periods(self) -> bool:
-        """Whether a risk limit counts what was paid by code in an hour or a day (so each such payment needs
-        its wallet's and its terminal's sums)."""
-        return bool(
-            self.wallet_hour_amount or self.wallet_hour_count or self.wallet_day_amount or self.wallet_day_count
-            or self.terminal_hour_amount or self.terminal_day_amount
-        )  # fmt: skip
 
     def check(self) -> str | None:
         """None if every setting is in bounds, else a message naming the first that is not."""
@@ -185,6 +186,7 @@ class TenantSettings:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["topup_amounts"] = list(self.topup_amounts)
+        del data["limits_periods"]  # derived
         return data
 
     @classmethod

@@ -399,6 +399,17 @@ def test_risk_limits_hold_at_their_exact_edges_and_name_the_limit(counter: Walle
     assert pay_next(600, "after-restart", 6).result is WalletResult.LIMIT_EXCEEDED  # 10.00 + 6.00 > 15.00 an hour
 
 
+def test_the_sums_the_limits_count_are_kept_only_while_a_limit_counts_them(counter: WalletBench) -> None:
+    phones = [enrolled(counter, key=f"phone-{n}") for n in range(3)]
+    assert pay_code(counter, code_now(counter, phones[0]), 700, "before-any-limit").ok
+    assert counter.wallets.state.spending == {}  # no limit counts an hour or a day: nothing to keep per payment
+    pin_settings(counter, wallet_hour_amount=1_000)
+    assert pay_code(counter, code_now(counter, phones[1]), 600, "first-counted").ok  # counted from the limit on
+    over = pay_code(counter, code_now(counter, phones[2]), 401, "past-it")
+    assert over.result is WalletResult.LIMIT_EXCEEDED and over.message.startswith("wallet_hour_amount:")
+    assert counter.restarted().state.spending == counter.wallets.state.spending  # the journal says the same
+
+
 def test_a_terminal_is_flagged_when_codes_refused_there_pass_the_tenants_threshold(counter: WalletBench) -> None:
     pin_settings(counter, terminal_declines_flag=3, terminal_day_amount=500)
     for n in range(5):
