@@ -85,7 +85,8 @@ class TenantSettings:
     """the same per UTC day;"""
     wallet_day_count: int = 0
     terminal_hour_amount: int = 0
-    """what one terminal may take in a clock hour and in a UTC day."""
+    """what one terminal may take in a clock hour and in a UTC day. The hour and day sums count the payments made
+    while one of these is set."""
     terminal_day_amount: int = 0
     terminal_declines_flag: int = 0
     """This many codes refused at one terminal within 10 minutes flag it (a terminal.flagged event; 0: never)."""
