@@ -96,7 +96,7 @@ TARGET_RATIO: Final = 0.7
 TARGET_P99_MS: Final = 50.0
 SYSTEMS: Final = ("grpc_code", "grpc_plain", "http_code", "http_plain")
 TRANSPORTS: Final = ("grpc", "http")
-SETTINGS_REPORTED: Final = ("terminals", "customers", "seconds", "warmup_seconds", "rounds")
+SETTINGS_REPORTED: Final = ("terminals", "customers", "seconds", "warmup_seconds", "rounds", "gateway_workers")
 
 
 # -- the customers and their phones ---------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with (
             server_process(store_url, transfers_max, accounts_max=accounts_max, environment=environment,
                            source=ROOT) as server,
-            gateway_process(server.port, 1, source=ROOT) as (http_port, gateway_pids),
+            gateway_process(server.port, args.gateway_workers, source=ROOT) as (http_port, gateway_pids),
         ):  # fmt: skip
             rounds = run_event_loop(measure_all(server, gateway_pids, http_port, token, store_url, phones, args))
     results = summarize(rounds)
@@ -449,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-seconds", type=float, help="default 1")
     parser.add_argument("--rounds", type=int, help="default 3")
     parser.add_argument("--terminals", type=int, default=256)
+    parser.add_argument(
+        "--gateway-workers", type=int, default=2, help="`ledger gateway --workers` (default 2: a worker per core here)"
+    )
     parser.add_argument("--customers", type=int,
                         help="customers, each with a wallet and a phone (default 400,000: more than pay by code "
                              "in one window)")  # fmt: skip

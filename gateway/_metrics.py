@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -38,10 +38,18 @@ class HttpMetrics:
             "gateway_webhook_events", "Deliveries recorded from the event feeds (one per endpoint and event)",
             registry=self.registry,
         )  # fmt: skip
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """(method, route template, status) -> its request counter and latency histogram: bounded as the labels
+        are (templates, never raw paths)."""
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:  # labels() costs more than the rest of the observation: each set is looked up once
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)), self.latency.labels(method, route)
+            )  # fmt: skip
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
