@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -47,6 +48,8 @@ from ._store import (
     unpack_checkpoint_blob,
     unpack_domain_snapshot,
 )
+
+logger = logging.getLogger(__name__)
 
 _INSERT: Final = f"INSERT INTO ledger_journal ({COMMIT_COLUMNS}) VALUES ({', '.join('?' * 12)})"
 assert COMMIT_COLUMNS.count(",") == 11
@@ -168,6 +171,7 @@ class SqliteStore:
             pack_domain_snapshot(checkpoint.domain),
             time.time_ns(),
         )
+        started = time.perf_counter()
         with self._transaction(connection, "saving the checkpoint"):
             connection.execute(
                 "INSERT OR REPLACE INTO ledger_checkpoints "
@@ -180,6 +184,7 @@ class SqliteStore:
                 "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT ?)",
                 (CHECKPOINTS_KEPT,),
             )
+        logger.info("checkpoint at seq=%d: its transaction took %.3f s", checkpoint.seq, time.perf_counter() - started)
 
     def _read(self) -> sqlite3.Connection:
         if self._reader is None:

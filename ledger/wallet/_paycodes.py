@@ -39,8 +39,8 @@ _OTP_FORMAT: Final = f"0{OTP_DIGITS}d"
 _STEP: Final = struct.Struct(">Q")
 _NS: Final = 1_000_000_000
 MASKS_CACHED: Final = 1_024
-"""Window masks (and tenants' code keys and keyed HMACs) kept computed: every code of a tenant in a window shares its mask,
-so the ledger derives it once per window rather than twice per payment."""
+"""Window masks (and tenants' code keys and keyed HMACs) kept computed: every code of a tenant in a window shares
+its mask, so the ledger derives it once per window rather than twice per payment."""
 
 
 def device_seed(tenant_secret: bytes, device_id: int) -> bytes:
