@@ -12,7 +12,7 @@ wallet domain over a ledger on the store (a fresh PostgreSQL schema, dropped aft
 enrolling is one EnrollDevice call per phone, which would take longer than the measurement; what is measured
 is `ledger serve` in its own process, recovered from the checkpoint that setup closed with, with keys
 required (the terminals share one POS key of the tenant, as a fleet's app does), and `ledger gateway` in
-its own process (one worker) for the HTTP side.
+its own process (`--gateway-workers`, 2: a worker per core here) for the HTTP side.
 
 `--terminals` (256) terminals each pay one order at a time, waiting for the answer:
 
