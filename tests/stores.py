@@ -114,12 +114,13 @@ def fetch(url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
 
 def downgrade(url: str, version: int) -> None:
     """Make a journal, in place, what a ledger of an earlier schema version wrote: PostgreSQL's version 1 (raw
-    transfer records), 2 (no domain columns) or 3 (a timestamptz `created_at` in checkpoints); SQLite's 1 or 3,
-    which stored raw records in a table with no `transfer_blocks` (SQLite had no version 2 then)."""
+    transfer records), 2 (no domain columns), 3 (a timestamptz `created_at` in checkpoints) or 4 (no checkpoint
+    parts); SQLite's 1, 3 or 4, which stored raw records in a table with no `transfer_blocks` (SQLite had no
+    version 2 then)."""
     from ledger.journal._blocks import decompress_transfers
 
     sqlite = url.startswith("sqlite:")
-    assert version in ((1, 3) if sqlite else (1, 2, 3)), version
+    assert version in ((1, 3, 4) if sqlite else (1, 2, 3, 4)), version
     statements: list[tuple[str, tuple[object, ...]]] = []
     if sqlite or version < 2:
         rows = fetch(url, "SELECT seq, transfers_count, transfers, transfer_blocks FROM ledger_journal")
@@ -132,6 +133,9 @@ def downgrade(url: str, version: int) -> None:
         assert not fetch(url, "SELECT seq FROM ledger_journal WHERE length(domain) > 0"), "domain records"
         statements += [(f"ALTER TABLE {table} DROP COLUMN domain", ()) for table in ("ledger_journal",
                                                                                      "ledger_checkpoints")]  # fmt: skip
+    if version < 5:
+        assert not fetch(url, "SELECT seq FROM ledger_checkpoint_parts"), "checkpoints in parts"
+        statements.append(("DROP TABLE ledger_checkpoint_parts", ()))  # its index goes with it
     if version < 4 and not sqlite:
         statements += [
             ("ALTER TABLE ledger_checkpoints ALTER COLUMN created_at_ns TYPE timestamptz "

@@ -32,12 +32,15 @@ EXPIRED_SIZE: Final = 24
 BALANCE_SIZE: Final = 64
 BLOCK_RECORDS: Final = 64
 """Transfer records per LZ4 block."""
-SCHEMA_VERSIONS: Final = (1, 2, 3, 4)
+SCHEMA_VERSIONS: Final = (1, 2, 3, 4, 5)
 """The schema versions (table `ledger_schema`) whose columns the README documents."""
 BLOCKS_VERSION: Final = 2
 """Once a store has applied it, `ledger_journal` has a `transfer_blocks` column."""
 DOMAIN_VERSION: Final = 3
 """Once a store has applied it, both tables have a `domain` column."""
+PARTS_VERSION: Final = 5
+"""Once a store has applied it, a checkpoint may be stored in `ledger_checkpoint_parts`."""
+PARTS_HEADER: Final = struct.Struct("<QQQ")
 
 COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
@@ -267,6 +270,24 @@ def verify_commit(
     )
 
 
+def stored_blobs(
+    seq: int, accounts: bytes, transfer_status: bytes, domain: bytes, parts: list[bytes]
+) -> tuple[bytes, bytes, bytes]:
+    """A checkpoint's three stored blobs: those of its row, or, where it was stored in parts, those the parts
+    hold (their three lengths, then the blobs)."""
+    if not parts:
+        return accounts, transfer_status, domain
+    whole = b"".join(parts)
+    if len(whole) < PARTS_HEADER.size:
+        raise JournalDamage(seq, "checkpoint", "its parts are shorter than their header")
+    sizes = PARTS_HEADER.unpack_from(whole)
+    if PARTS_HEADER.size + sum(sizes) != len(whole):
+        raise JournalDamage(seq, "checkpoint", f"its parts hold {len(whole)} bytes, not what their header says")
+    first = PARTS_HEADER.size + sizes[0]
+    second = first + sizes[1]
+    return whole[PARTS_HEADER.size : first], whole[first:second], whole[second:]
+
+
 def inflate_checkpoint(
     head: CheckpointHead, accounts: bytes, transfer_status: bytes, domain: bytes = b""
 ) -> StoredCheckpoint:
@@ -307,12 +328,20 @@ class _SqlJournal:
     """Whether `ledger_journal` has a `transfer_blocks` column (version 2 applied)."""
     _domain: bool
     """Whether the tables have a `domain` column (version 3 applied)."""
+    _parts: bool
+    """Whether checkpoints may be stored in parts (version 5 applied)."""
 
     def _versions(self, versions: set[int]) -> None:
         """Which columns there are: the versions the store applied (an SQLite journal may have 3 and not 2)."""
         _check_versions(versions, self.description)
         self._blocks = BLOCKS_VERSION in versions
         self._domain = DOMAIN_VERSION in versions
+        self._parts = PARTS_VERSION in versions
+
+    def _parts_query(self, placeholder: str) -> str | None:
+        if not self._parts:
+            return None
+        return f"SELECT data FROM ledger_checkpoint_parts WHERE seq = {placeholder} ORDER BY part"
 
     def _commits_query(self) -> str:
         blocks = "transfer_blocks" if self._blocks else "NULL"
@@ -379,7 +408,9 @@ class _SqliteJournal(_SqlJournal):
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         row = self._connection.execute(self._checkpoint_query("?"), (head.seq,)).fetchone()
-        return inflate_checkpoint(head, row[0], row[1], row[2] or b"")
+        query = self._parts_query("?")
+        parts = [] if query is None else [part for (part,) in self._connection.execute(query, (head.seq,))]
+        return inflate_checkpoint(head, *stored_blobs(head.seq, row[0], row[1], row[2] or b"", parts))
 
     def close(self) -> None:
         self._connection.close()
@@ -428,10 +459,13 @@ class _PostgresJournal(_SqlJournal):
             raise JournalUnreadable(f"{self.description}: the journal cannot be read: {exc}".strip()) from None
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
+        query = self._parts_query("%s")
         with self._connection.cursor(binary=True) as cursor:
             row = cursor.execute(self._checkpoint_query("%s"), (head.seq,)).fetchone()
+            parts = [] if query is None else [bytes(part) for (part,) in cursor.execute(query, (head.seq,))]
         assert row is not None, "a checkpoint listed in this snapshot is in it"
-        return inflate_checkpoint(head, bytes(row[0]), bytes(row[1]), bytes(row[2] or b""))
+        blobs = stored_blobs(head.seq, bytes(row[0]), bytes(row[1]), bytes(row[2] or b""), parts)
+        return inflate_checkpoint(head, *blobs)
 
     def close(self) -> None:
         self._connection.rollback()

@@ -21,6 +21,11 @@ The versions:
    It is also what keeps a ledger from before SQLite stored blocks off an
    upgraded SQLite journal: it refuses version 4 rather than read blocks as
    raw records.
+5. `ledger_checkpoint_parts`: a large checkpoint's blobs in parts, each
+   written in a transaction of its own (SQLite has one writer at a time, and
+   a checkpoint of tens of MiB in one transaction held the journal's commits
+   back for seconds). PostgreSQL, whose writers do not wait on each other,
+   writes its checkpoints whole and has the table empty.
 
 `ledger_schema` holds a row per version applied, and a migration runs if its
 version is not there: SQLite journals went from 1 to 3 while only PostgreSQL
@@ -190,6 +195,18 @@ CHECKPOINTS = Table(
         Column(name="domain", kind=Kind.BYTES, since=3, default_empty=True, external=True),
     ),
 )
+CHECKPOINT_PARTS = Table(
+    name="ledger_checkpoint_parts",
+    columns=(
+        Column(name="seq", kind=Kind.INT64, since=5),
+        Column(name="part", kind=Kind.INT32, since=5),
+        # CHECKPOINT_PART_BYTES at most; a table keyed by rowid, which SQLite keeps large blobs in best.
+        Column(name="data", kind=Kind.BYTES, since=5, external=True),
+    ),
+    since=5,
+)
+"""Parts of checkpoints saved in parts (_store.checkpoint_parts): the checkpoint's own row holds its blobs
+empty, and the parts of its seq, in part order, hold them."""
 HISTORY = tuple(
     Table(
         name=name,
@@ -212,9 +229,10 @@ HISTORY_POSITION = Table(
         Column(name="seq", kind=Kind.INT64),
     ),
 )
-TABLES: Final = (SCHEMA, JOURNAL, CHECKPOINTS, *HISTORY, HISTORY_POSITION)
+TABLES: Final = (SCHEMA, JOURNAL, CHECKPOINTS, CHECKPOINT_PARTS, *HISTORY, HISTORY_POSITION)
 INDEXES: Final = (
     Index(name="ledger_journal_transfers_first", table=JOURNAL.name, columns=("transfers_first", "transfers_count")),
+    Index(name="ledger_checkpoint_parts_seq", table=CHECKPOINT_PARTS.name, columns=("seq", "part"), since=5),
 )
 EXTRA: Final[Mapping[tuple[int, str], tuple[str, ...]]] = {
     # Nanoseconds since the epoch, as SQLite stored them from the start; the table holds two rows.
@@ -224,7 +242,7 @@ EXTRA: Final[Mapping[tuple[int, str], tuple[str, ...]]] = {
         "ALTER TABLE ledger_checkpoints RENAME COLUMN created_at TO created_at_ns",
     ),
 }
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 assert all(c.since <= SCHEMA_VERSION for t in TABLES for c in t.columns) and max(EXTRA)[0] <= SCHEMA_VERSION
 
 COMMIT_COLUMNS: Final = (

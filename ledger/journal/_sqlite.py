@@ -31,6 +31,7 @@ from ._postings import account_rows
 from ._schema import COMMIT_COLUMNS, SCHEMA, SQLITE, pending
 from ._store import (
     BALANCES_TABLE,
+    CHECKPOINT_PART_BYTES,
     CHECKPOINTS_KEPT,
     HISTORY_COLUMNS,
     HISTORY_TABLES,
@@ -41,7 +42,9 @@ from ._store import (
     StoreLocked,
     StoreUnavailable,
     check_duplicate,
+    checkpoint_parts,
     commits_of,
+    joined_checkpoint,
     pack_checkpoint_blob,
     pack_domain_snapshot,
     signed,
@@ -50,6 +53,9 @@ from ._store import (
 )
 
 logger = logging.getLogger(__name__)
+
+WAL_COPY_SECONDS: Final = 0.5
+"""How often the WAL is copied into the database file (a PASSIVE checkpoint, on a thread of its own)."""
 
 _INSERT: Final = f"INSERT INTO ledger_journal ({COMMIT_COLUMNS}) VALUES ({', '.join('?' * 12)})"
 assert COMMIT_COLUMNS.count(",") == 11
@@ -65,6 +71,8 @@ class SqliteStore:
         self._indexer: sqlite3.Connection | None = None
         self._checkpointer: sqlite3.Connection | None = None
         self._lock_file: int | None = None
+        self._wal_stop = threading.Event()
+        self._wal_thread: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -74,6 +82,10 @@ class SqliteStore:
             if mode != "wal":
                 raise StoreUnavailable(f"{self.description}: cannot switch to WAL mode (got {mode!r})")
             connection.execute("PRAGMA synchronous = FULL")
+            # Copying the WAL into the file is left to a thread of its own (_copy_wal): SQLite would otherwise
+            # do it inside whichever COMMIT found the WAL past 1,000 pages, and after a checkpoint of tens of
+            # MiB that was a journal commit, held for seconds.
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the SQLite journal {self.path}: {exc}") from exc
         return connection
@@ -87,6 +99,23 @@ class SqliteStore:
         self._writer = self._connect()
         self._migrate(self._writer)
         self._reader = self._connect()
+        self._wal_stop.clear()
+        self._wal_thread = threading.Thread(target=self._copy_wal, args=(self._connect(),), daemon=True,
+                                            name="sqlite-wal")  # fmt: skip
+        self._wal_thread.start()
+
+    def _copy_wal(self, connection: sqlite3.Connection) -> None:
+        """Copy what the WAL holds into the database file every WAL_COPY_SECONDS, beside the writer (a PASSIVE
+        checkpoint waits for no one and holds no one up), so that the WAL is reused from its start rather than
+        growing."""
+        try:
+            while not self._wal_stop.wait(WAL_COPY_SECONDS):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or I/O: the next round tries again; the WAL keeps everything
+                    logger.warning("%s: copying the WAL into the file failed: %s", self.description, exc)
+        finally:
+            connection.close()
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -156,35 +185,61 @@ class SqliteStore:
         check_duplicate(dict(rows.fetchall()), commits, self.description)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        # A connection of its own: checkpoints are saved on a thread beside the writer's.
+        # A connection of its own: checkpoints are saved on a thread beside the writer's. A large one goes in
+        # parts, a transaction each, so that the writer's commits wait for one part at most, never the whole.
         if self._writer is None:
             raise StoreUnavailable(f"{self.description}: not connected")
         if self._checkpointer is None:
             self._checkpointer = self._connect()
         connection = self._checkpointer
-        row = (
-            checkpoint.seq,
-            checkpoint.timestamp_last,
-            checkpoint.checksum,
-            pack_checkpoint_blob(checkpoint.accounts),
-            pack_checkpoint_blob(checkpoint.transfer_status),
-            pack_domain_snapshot(checkpoint.domain),
-            time.time_ns(),
-        )
+        blobs = (pack_checkpoint_blob(checkpoint.accounts), pack_checkpoint_blob(checkpoint.transfer_status),
+                 pack_domain_snapshot(checkpoint.domain))  # fmt: skip
+        parts = checkpoint_parts(*blobs, CHECKPOINT_PART_BYTES) if sum(map(len, blobs)) > CHECKPOINT_PART_BYTES else []
+        longest = 0.0
+
+        def transaction(what: str) -> contextlib.AbstractContextManager[None]:
+            return self._transaction(connection, what)
+
         started = time.perf_counter()
-        with self._transaction(connection, "saving the checkpoint"):
+        with transaction("saving the checkpoint"):  # what a save of this seq cut short left
+            connection.execute("DELETE FROM ledger_checkpoint_parts WHERE seq = ?", (checkpoint.seq,))
+        for number, data in enumerate(parts):
+            began = time.perf_counter()
+            with transaction("saving a part of the checkpoint"):
+                connection.execute("INSERT INTO ledger_checkpoint_parts (seq, part, data) VALUES (?,?,?)",
+                                   (checkpoint.seq, number, data))  # fmt: skip
+            longest = max(longest, time.perf_counter() - began)
+        began = time.perf_counter()
+        with transaction("saving the checkpoint"):
             connection.execute(
                 "INSERT OR REPLACE INTO ledger_checkpoints "
                 "(seq, timestamp_last, checksum, accounts, transfer_status, domain, created_at_ns) "
                 "VALUES (?,?,?,?,?,?,?)",
-                row,
-            )
+                (checkpoint.seq, checkpoint.timestamp_last, checkpoint.checksum,
+                 *((b"", b"", b"") if parts else blobs), time.time_ns()),
+            )  # fmt: skip
             connection.execute(
                 "DELETE FROM ledger_checkpoints WHERE seq NOT IN "
                 "(SELECT seq FROM ledger_checkpoints ORDER BY seq DESC LIMIT ?)",
                 (CHECKPOINTS_KEPT,),
             )
-        logger.info("checkpoint at seq=%d: its transaction took %.3f s", checkpoint.seq, time.perf_counter() - started)
+        longest = max(longest, time.perf_counter() - began)
+        while True:  # the parts of checkpoints no longer kept (or never finished), a part a transaction
+            began = time.perf_counter()
+            with transaction("deleting an old checkpoint's part"):
+                row = connection.execute(
+                    "SELECT rowid FROM ledger_checkpoint_parts WHERE seq NOT IN (SELECT seq FROM ledger_checkpoints) "
+                    "LIMIT 1"
+                ).fetchone()
+                if row is not None:
+                    connection.execute("DELETE FROM ledger_checkpoint_parts WHERE rowid = ?", row)
+            longest = max(longest, time.perf_counter() - began)
+            if row is None:
+                break
+        logger.info(
+            "checkpoint at seq=%d stored in %d part(s), %.3f s; the longest transaction held the file %.3f s",
+            checkpoint.seq, max(1, len(parts)), time.perf_counter() - started, longest,
+        )  # fmt: skip
 
     def _read(self) -> sqlite3.Connection:
         if self._reader is None:
@@ -193,17 +248,23 @@ class SqliteStore:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with self._read_lock:
-            row = (
-                self._read()
-                .execute(
+            connection = self._read()
+            connection.execute("BEGIN")  # its row and its parts from one snapshot of the file
+            try:
+                row = connection.execute(
                     "SELECT seq, timestamp_last, checksum, accounts, transfer_status, domain FROM ledger_checkpoints "
                     "ORDER BY seq DESC LIMIT 1"
-                )
-                .fetchone()
-            )
+                ).fetchone()
+                parts = [] if row is None else [part for (part,) in connection.execute(
+                    "SELECT data FROM ledger_checkpoint_parts WHERE seq = ? ORDER BY part", (row[0],)
+                )]  # fmt: skip
+            finally:
+                connection.execute("COMMIT")
         if row is None:
             return None
         seq, timestamp_last, checksum, accounts, transfer_status, domain = row
+        if parts:
+            accounts, transfer_status, domain = joined_checkpoint(parts, seq)
         return Checkpoint(
             seq=seq,
             timestamp_last=timestamp_last,
@@ -334,6 +395,10 @@ class SqliteStore:
                     found[ordinal] = records[index * TRANSFER_SIZE : (index + 1) * TRANSFER_SIZE]
 
     def close(self) -> None:
+        if self._wal_thread is not None:
+            self._wal_stop.set()
+            self._wal_thread.join()
+            self._wal_thread = None
         for connection in (self._indexer, self._checkpointer):
             if connection is not None:
                 connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Final, NamedTuple, Protocol
@@ -169,6 +170,34 @@ def pack_domain_snapshot(data: bytes) -> bytes:
 
 def unpack_domain_snapshot(data: bytes, seq: int) -> bytes:
     return unpack_checkpoint_blob(data, seq, "the domain snapshot") if data else b""
+
+
+CHECKPOINT_PART_BYTES: Final = 4 << 20
+"""A checkpoint whose stored blobs pass this is saved in parts of this size, each in a transaction of its own
+(SQLite: the journal's commits wait for at most one part's)."""
+_PARTS_HEAD: Final = struct.Struct("<QQQ")
+
+
+def checkpoint_parts(accounts: bytes, transfer_status: bytes, domain: bytes, size: int) -> list[bytes]:
+    """A checkpoint's stored blobs as parts of at most `size` bytes: their three lengths, then the blobs."""
+    whole = _PARTS_HEAD.pack(len(accounts), len(transfer_status), len(domain)) + accounts + transfer_status + domain
+    return [whole[start : start + size] for start in range(0, len(whole), size)]
+
+
+def joined_checkpoint(parts: Sequence[bytes], seq: int) -> tuple[bytes, bytes, bytes]:
+    """The stored blobs (accounts, transfer_status, domain) of a checkpoint saved in these parts."""
+    whole = b"".join(parts)
+    if len(whole) < _PARTS_HEAD.size:
+        raise JournalCorrupt(f"checkpoint at journal seq={seq}: its parts are cut short")
+    sizes = _PARTS_HEAD.unpack_from(whole)
+    if _PARTS_HEAD.size + sum(sizes) != len(whole):
+        raise JournalCorrupt(
+            f"checkpoint at journal seq={seq}: its parts hold {len(whole) - _PARTS_HEAD.size} bytes, "
+            f"not the {sum(sizes)} their head says"
+        )
+    accounts_end = _PARTS_HEAD.size + sizes[0]
+    status_end = accounts_end + sizes[1]
+    return whole[_PARTS_HEAD.size : accounts_end], whole[accounts_end:status_end], whole[status_end:]
 
 
 def check_duplicate(existing: dict[int, int], commits: Sequence[Commit], description: str) -> None:
