@@ -106,19 +106,19 @@ cdef extern from *:
     static inline void ledger_copy_record(void *dst, const void *src) { memcpy(dst, src, 128); }
     #endif
 
-    /* Tables are allocated once, at start, for the configured capacity, and
-       their pages faulted in then (TigerBeetle's static allocation): in a VM a
-       first-touch page fault costs about 3 us, which appending records into
-       fresh memory would otherwise pay on the hot path (about 90 ns per
-       transfer). Tables probed at random are backed by huge pages where the
-       kernel offers them, to spare TLB misses. */
+    /* Tables are reserved once, at start, for the configured capacity (a limit,
+       not an allocation): address space only, with no page behind it until a
+       record is written there, so a fresh ledger's resident memory is what it
+       stores. They are backed by huge pages where the kernel offers them: a
+       first touch then costs one fault per 2 MiB (about 10 ns per appended
+       transfer) instead of one per 4 KiB (about 90 ns, at some 3 us a fault
+       in a VM), and tables probed at random spare TLB misses. */
     #if defined(_WIN32)
     #include <stdlib.h>
     static void *ledger_table_alloc(size_t size, int huge) { (void)huge; return calloc(size ? size : 1, 1); }
     static void ledger_table_free(void *p, size_t size) { (void)size; free(p); }
     #else
     #include <sys/mman.h>
-    #include <errno.h>
     static void *ledger_table_alloc(size_t size, int huge) {
         size_t length = size ? size : 1;
         void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -126,18 +126,27 @@ cdef extern from *:
     #ifdef MADV_HUGEPAGE
         if (huge) madvise(p, length, MADV_HUGEPAGE);
     #endif
-    #ifdef MADV_POPULATE_WRITE
-        if (madvise(p, length, MADV_POPULATE_WRITE) == 0) return p;
-        if (errno != EINVAL) {  /* out of memory: fail here, not in the OOM killer later */
-            munmap(p, length);
-            return NULL;
-        }
-    #endif
-        for (size_t offset = 0; offset < length; offset += 4096) ((volatile char *)p)[offset] = 0;
         return p;
     }
     static void ledger_table_free(void *p, size_t size) { if (p) munmap(p, size ? size : 1); }
     #endif
+
+    /* A table filled in order (records appended at its end) has its next
+       LEDGER_READY_CHUNK faulted in ahead of use, before the batch that needs
+       it: one call per 4 MiB (1 to 2 ms, about 40 ns per 128-byte record)
+       rather than a page fault per 4 KiB inside the batch (about 75 ns per
+       record). Where the kernel has no MADV_POPULATE_WRITE, pages fault in on
+       first write instead. */
+    #define LEDGER_READY_CHUNK ((size_t)4 << 20)
+    static void ledger_table_ready(void *base, size_t reserved, size_t *ready, size_t upto) {
+        if (upto <= *ready || base == NULL) return;
+        size_t target = (upto + LEDGER_READY_CHUNK - 1) / LEDGER_READY_CHUNK * LEDGER_READY_CHUNK;
+        if (target > reserved) target = reserved;
+    #if !defined(_WIN32) && defined(MADV_POPULATE_WRITE)
+        if (target > *ready) (void)madvise((char *)base + *ready, target - *ready, MADV_POPULATE_WRITE);
+    #endif
+        *ready = target;
+    }
 
     /* Replies of a full batch are up to 1 MiB. glibc serves blocks that large
        with a fresh mmap each time and returns them on free, so every call
@@ -184,6 +193,7 @@ cdef extern from *:
     void ledger_tune_malloc() noexcept nogil
     void* ledger_table_alloc(size_t size, int huge) noexcept nogil
     void ledger_table_free(void* p, size_t size) noexcept nogil
+    void ledger_table_ready(void* base, size_t reserved, size_t* ready, size_t upto) noexcept nogil
 
 # ---------------------------------------------------------------------------
 # Shared definitions, read from the Python modules once.
@@ -343,6 +353,11 @@ ctypedef struct undo_t:
 ctypedef struct index_t:
     ledger_slot_t* slots
     uint64_t slots_count
+
+
+cdef object id_of(uint64_t lo, uint64_t hi):
+    """A 128-bit id as a Python int (for messages: in C, `hi << 64` of a u64 is undefined)."""
+    return (<object>hi << 64) | lo
 
 
 cdef inline bint id_is_zero(uint64_t lo, uint64_t hi) noexcept nogil:
@@ -538,6 +553,8 @@ cdef class NativeEngine:
     cdef uint64_t transfers_count
     cdef uint64_t transfers_max
     cdef index_t transfer_index
+    # Bytes of each table filled in order that are faulted in (ledger_table_ready).
+    cdef size_t accounts_ready, transfers_ready, status_ready, heap_ready
 
     cdef uint64_t pending_count
     cdef uint64_t pending_max
@@ -635,6 +652,17 @@ cdef class NativeEngine:
         return 0
 
     # -- timestamps ------------------------------------------------------------
+
+    cdef void make_ready(self, uint64_t accounts, uint64_t transfers) noexcept nogil:
+        """Fault in the tables' memory for this many more accounts and transfers (and holds), ahead of use."""
+        ledger_table_ready(self.accounts, self.accounts_max * sizeof(ledger_account_t), &self.accounts_ready,
+                           (self.accounts_count + accounts) * sizeof(ledger_account_t))
+        if transfers:
+            ledger_table_ready(self.transfers, self.transfers_max * sizeof(ledger_transfer_t), &self.transfers_ready,
+                               (self.transfers_count + transfers) * sizeof(ledger_transfer_t))
+            ledger_table_ready(self.status, self.transfers_max, &self.status_ready, self.transfers_count + transfers)
+            ledger_table_ready(self.heap, self.heap_capacity * sizeof(ledger_expiry_t), &self.heap_ready,
+                               (self.heap_count + transfers) * sizeof(ledger_expiry_t))
 
     cdef uint64_t reserve_timestamps(self, Py_ssize_t count) except? 0:
         now = int(self.clock())
@@ -886,6 +914,7 @@ cdef class NativeEngine:
             data = events
             src = <const ledger_account_t*>&data[0]
             first = self.reserve_timestamps(count)
+            self.make_ready(count, 0)
         results = PyBytes_FromStringAndSize(NULL, count * 16)
         cdef char* out = PyBytes_AS_STRING(results)
         self.enter()
@@ -1239,6 +1268,7 @@ cdef class NativeEngine:
                                     timestamp_last=self.timestamp_last)
         data = events
         first = self.reserve_timestamps(count)
+        self.make_ready(0, count)
         expired = self.expire(first)
         entries_start = self.transfers_count
         self.history_count = 0
@@ -1415,7 +1445,8 @@ cdef class NativeEngine:
         )
 
     def memory_bytes(self):
-        """Bytes allocated for the tables at the configured capacity (touched lazily)."""
+        """Bytes reserved for the tables at the configured capacity: address space, backed by memory only as
+        records are written (the tables filled in order a chunk ahead of use, the indexes page by page)."""
         return {
             "accounts": self.accounts_max * sizeof(ledger_account_t),
             "account_index": self.account_index.slots_count * sizeof(ledger_slot_t),
@@ -1457,6 +1488,7 @@ cdef class NativeEngine:
             raise StateMismatch("state exceeds the configured capacity")
         if accounts_count:
             accounts = state.accounts
+            self.make_ready(accounts_count, 0)
             memcpy(self.accounts, &accounts[0], accounts_count * 128)
         for i in range(accounts_count):
             self.index_account(i)
@@ -1481,6 +1513,7 @@ cdef class NativeEngine:
         # Entries are taken one by one up to the one refused (recovery names that one's commit), so only
         # what fits the tables is copied.
         fits = min(count, self.transfers_max - self.transfers_count)
+        self.make_ready(0, fits)
         memcpy(&self.transfers[self.transfers_count], &transfers[0], fits * 128)
         memcpy(&self.status[self.transfers_count], &status[0], fits)
         for i in range(count):
@@ -1505,7 +1538,7 @@ cdef class NativeEngine:
         cdef uint64_t hash = ledger_hash(a.id_lo, a.id_hi)
         cdef uint64_t slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
         if self.account_index.slots[slot].pos1 != 0:
-            raise StateMismatch(f"account {a.id_lo | (a.id_hi << 64)} appears twice")
+            raise StateMismatch(f"account {id_of(a.id_lo, a.id_hi)} appears twice")
         self.account_index.slots[slot].tag = <uint32_t>hash
         self.account_index.slots[slot].pos1 = <uint32_t>(pos + 1)
 
@@ -1514,7 +1547,7 @@ cdef class NativeEngine:
         cdef uint64_t hash = ledger_hash(t.id_lo, t.id_hi)
         cdef uint64_t slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
         if self.transfer_index.slots[slot].pos1 != 0:
-            raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} appears twice")
+            raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} appears twice")
         self.transfer_index.slots[slot].tag = <uint32_t>hash
         self.transfer_index.slots[slot].pos1 = <uint32_t>(pos + 1)
 
@@ -1527,6 +1560,7 @@ cdef class NativeEngine:
             data = entries
             if self.accounts_count + count > self.accounts_max:
                 raise StateMismatch("replayed accounts exceed the configured capacity")
+            self.make_ready(count, 0)
             for i in range(count):
                 memcpy(&self.accounts[self.accounts_count], &data[i * 128], 128)
                 self.index_account(self.accounts_count)
@@ -1550,6 +1584,7 @@ cdef class NativeEngine:
             self.release_hold(pos1 - 1, S_EXPIRED)
         if count:
             data = entries
+            self.make_ready(0, count)
         for i in range(count):
             if self.transfers_count >= self.transfers_max:
                 raise StateMismatch("replayed transfers exceed the configured capacity")
@@ -1561,7 +1596,7 @@ cdef class NativeEngine:
                 hold_pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, t.pending_lo, t.pending_hi)
                 if hold_pos1 == 0 or self.status[hold_pos1 - 1] != S_PENDING:
                     index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
-                    raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} resolves a transfer that is not pending")
+                    raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} resolves a transfer that is not pending")
                 self.transfers_count += 1
                 self.book_resolution(t, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
                                      self.find_account(t.cr_lo, t.cr_hi))
@@ -1573,7 +1608,7 @@ cdef class NativeEngine:
                     raise StateMismatch(f"replayed holds exceed pending_transfers_max={self.pending_max}")
                 if dr == NULL or cr == NULL:
                     index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
-                    raise StateMismatch(f"transfer {t.id_lo | (t.id_hi << 64)} names an account that does not exist")
+                    raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} names an account that does not exist")
                 self.transfers_count += 1
                 self.book_created(t, pos, dr, cr)
         self.timestamp_last = max(self.timestamp_last, timestamp_last)
