@@ -2,9 +2,11 @@
 """The native engine: the reference engine's rules over C tables.
 
 Accounts and transfers live in dense arrays of the packed 128-byte records
-(ledger.records.layout), in creation order; each array has an open-addressing
-index of 8-byte slots (a 32-bit hash tag and the record's position + 1),
-sized once from the configured capacity at a load factor of at most 3/4.
+(ledger.records.layout), in creation order, reserved at the configured
+capacity and backed by memory as they fill; each array has an
+open-addressing index of 8-byte slots (a 32-bit hash tag and the record's
+position + 1) in shards that grow on their own, at a load factor of at most
+3/4.
 Batches are read straight from the caller's buffer and results written
 straight into the reply; no Python object is made per event.
 
@@ -77,9 +79,6 @@ cdef extern from *:
         x ^= x >> 27; x *= 0x94D049BB133111EBULL;
         x ^= x >> 31;
         return x;
-    }
-    static inline uint64_t ledger_home(uint64_t hash, uint64_t slots) {
-        return (uint64_t)(((unsigned __int128)hash * slots) >> 64);
     }
     #define ledger_prefetch(p) __builtin_prefetch((const void *)(p))
 
@@ -185,7 +184,6 @@ cdef extern from *:
         uint64_t timestamp
         uint64_t pos
     uint64_t ledger_hash(uint64_t lo, uint64_t hi) noexcept nogil
-    uint64_t ledger_home(uint64_t hash, uint64_t slots) noexcept nogil
     void ledger_prefetch(const void* p) noexcept nogil
     void ledger_stream_record(void* dst, const void* src) noexcept nogil
     void ledger_stream_fence() noexcept nogil
@@ -347,12 +345,30 @@ ctypedef struct undo_t:
 
 # ---------------------------------------------------------------------------
 # Open-addressing index over a dense array of 128-byte records whose id is
-# their first 16 bytes. Linear probing; deletion (only when a linked chain is
-# rolled back) shifts later slots back so no tombstones are needed.
+# their first 16 bytes, in INDEX_SHARDS shards chosen by the low bits of the
+# id's hash. A slot holds the hash's high 32 bits as its tag, and its home is
+# worked out from the tag alone, so a shard is rehashed without reading a
+# record. Each shard grows on its own, doubling when one more entry would pass
+# a load of 3/4: memory follows what is stored, and no growth stops the engine
+# longer than one shard's rehash (a thousandth of the index). Shards start at sizes
+# spread over one doubling, so that they do not all grow in the same batch.
+# Linear probing; deletion (only when a linked chain is rolled back) shifts
+# later slots back so no tombstones are needed.
 
-ctypedef struct index_t:
+cdef enum:
+    INDEX_SHARDS = 1024
+    SHARD_SLOTS_MIN = 16
+    SHARD_SMALL_BYTES = 65536  # shards up to this are malloc'd; larger ones are mapped, on huge pages
+
+
+ctypedef struct shard_t:
     ledger_slot_t* slots
     uint64_t slots_count
+    uint64_t count
+
+
+ctypedef struct index_t:
+    shard_t* shards
 
 
 cdef object id_of(uint64_t lo, uint64_t hi):
@@ -368,54 +384,146 @@ cdef inline bint id_is_max(uint64_t lo, uint64_t hi) noexcept nogil:
     return lo == U64_MAX and hi == U64_MAX
 
 
-cdef inline uint64_t index_probe(const index_t* ix, const uint8_t* records, uint64_t lo, uint64_t hi,
-                                 uint64_t hash) noexcept nogil:
+cdef inline shard_t* shard_of(const index_t* ix, uint64_t hash) noexcept nogil:
+    return &ix.shards[hash & (INDEX_SHARDS - 1)]
+
+
+cdef inline uint32_t tag_of(uint64_t hash) noexcept nogil:
+    return <uint32_t>(hash >> 32)
+
+
+cdef inline uint64_t home_of(uint32_t tag, uint64_t slots_count) noexcept nogil:
+    """A tag's home slot among slots_count (at most 2^32): the tag scaled to it (a multiply and a shift, where
+    a modulo would divide)."""
+    return (<uint64_t>tag * slots_count) >> 32
+
+
+cdef inline ledger_slot_t* index_probe(const index_t* ix, const uint8_t* records, uint64_t lo, uint64_t hi,
+                                       uint64_t hash) noexcept nogil:
     """The slot holding the id, or the empty slot where it would go."""
-    cdef uint64_t i = ledger_home(hash, ix.slots_count)
-    cdef uint32_t tag = <uint32_t>hash
+    cdef const shard_t* shard = shard_of(ix, hash)
+    cdef uint32_t tag = tag_of(hash)
+    cdef uint64_t i = home_of(tag, shard.slots_count)
     cdef const uint64_t* record
     while True:
-        if ix.slots[i].pos1 == 0:
-            return i
-        if ix.slots[i].tag == tag:
-            record = <const uint64_t*>(records + <uint64_t>(ix.slots[i].pos1 - 1) * 128)
+        if shard.slots[i].pos1 == 0:
+            return &shard.slots[i]
+        if shard.slots[i].tag == tag:
+            record = <const uint64_t*>(records + <uint64_t>(shard.slots[i].pos1 - 1) * 128)
             if record[0] == lo and record[1] == hi:
-                return i
+                return &shard.slots[i]
         i += 1
-        if i == ix.slots_count:
+        if i == shard.slots_count:
             i = 0
 
 
 cdef inline uint64_t index_find(const index_t* ix, const uint8_t* records, uint64_t lo, uint64_t hi) noexcept nogil:
     """The record's position + 1, or 0 when the id is absent."""
-    return ix.slots[index_probe(ix, records, lo, hi, ledger_hash(lo, hi))].pos1
+    return index_probe(ix, records, lo, hi, ledger_hash(lo, hi)).pos1
+
+
+cdef inline void index_put(index_t* ix, ledger_slot_t* slot, uint64_t hash, uint64_t pos1) noexcept nogil:
+    """Fill the empty slot index_probe gave for this hash (after index_room)."""
+    slot.tag = tag_of(hash)
+    slot.pos1 = <uint32_t>pos1
+    shard_of(ix, hash).count += 1
 
 
 cdef void index_remove(index_t* ix, const uint8_t* records, uint64_t pos) noexcept nogil:
     cdef const uint64_t* record = <const uint64_t*>(records + pos * 128)
-    cdef uint64_t i = index_probe(ix, records, record[0], record[1], ledger_hash(record[0], record[1]))
+    cdef uint64_t hash = ledger_hash(record[0], record[1])
+    cdef shard_t* shard = shard_of(ix, hash)
+    cdef uint64_t i = index_probe(ix, records, record[0], record[1], hash) - shard.slots
     cdef uint64_t j = i
     cdef uint64_t home
-    cdef const uint64_t* other
     while True:
         j += 1
-        if j == ix.slots_count:
+        if j == shard.slots_count:
             j = 0
-        if ix.slots[j].pos1 == 0:
+        if shard.slots[j].pos1 == 0:
             break
-        other = <const uint64_t*>(records + <uint64_t>(ix.slots[j].pos1 - 1) * 128)
-        home = ledger_home(ledger_hash(other[0], other[1]), ix.slots_count)
+        home = home_of(shard.slots[j].tag, shard.slots_count)
         # The entry at j may move back to i unless its home lies cyclically in (i, j].
         if (i <= j and i < home <= j) or (i > j and (home > i or home <= j)):
             continue
-        ix.slots[i] = ix.slots[j]
+        shard.slots[i] = shard.slots[j]
         i = j
-    ix.slots[i].pos1 = 0
-    ix.slots[i].tag = 0
+    shard.slots[i].pos1 = 0
+    shard.slots[i].tag = 0
+    shard.count -= 1
 
 
-cdef uint64_t index_slots_for(uint64_t capacity):
-    return capacity + capacity // 3 + 1
+cdef ledger_slot_t* slots_alloc(uint64_t count) noexcept nogil:
+    if count * sizeof(ledger_slot_t) <= SHARD_SMALL_BYTES:
+        return <ledger_slot_t*>calloc(count, sizeof(ledger_slot_t))
+    return <ledger_slot_t*>ledger_table_alloc(count * sizeof(ledger_slot_t), 1)
+
+
+cdef void slots_free(ledger_slot_t* slots, uint64_t count) noexcept nogil:
+    if count * sizeof(ledger_slot_t) <= SHARD_SMALL_BYTES:
+        free(slots)
+    else:
+        ledger_table_free(slots, count * sizeof(ledger_slot_t))
+
+
+cdef int index_init(index_t* ix) noexcept nogil:
+    """Every shard at its starting size; -1 without the memory for it."""
+    cdef uint64_t k
+    ix.shards = <shard_t*>calloc(INDEX_SHARDS, sizeof(shard_t))
+    if ix.shards == NULL:
+        return -1
+    for k in range(INDEX_SHARDS):
+        ix.shards[k].slots_count = SHARD_SLOTS_MIN + k * SHARD_SLOTS_MIN // INDEX_SHARDS
+        ix.shards[k].slots = slots_alloc(ix.shards[k].slots_count)
+        if ix.shards[k].slots == NULL:
+            return -1
+    return 0
+
+
+cdef void index_free(index_t* ix) noexcept nogil:
+    cdef uint64_t k
+    if ix.shards == NULL:
+        return
+    for k in range(INDEX_SHARDS):
+        if ix.shards[k].slots != NULL:
+            slots_free(ix.shards[k].slots, ix.shards[k].slots_count)
+    free(ix.shards)
+    ix.shards = NULL
+
+
+cdef int index_room(index_t* ix, uint64_t hash) noexcept nogil:
+    """Room in the hash's shard for one more entry at a load of at most 3/4: the shard doubles, its entries
+    rehashed, when it would pass it. -1 (nothing changed) without the memory for that."""
+    cdef shard_t* shard = shard_of(ix, hash)
+    cdef uint64_t grown, k, j
+    cdef ledger_slot_t* slots
+    if (shard.count + 1) * 4 <= shard.slots_count * 3:
+        return 0
+    grown = shard.slots_count * 2
+    slots = slots_alloc(grown)
+    if slots == NULL:
+        return -1
+    for k in range(shard.slots_count):
+        if shard.slots[k].pos1 != 0:
+            j = home_of(shard.slots[k].tag, grown)
+            while slots[j].pos1 != 0:
+                j += 1
+                if j == grown:
+                    j = 0
+            slots[j] = shard.slots[k]
+    slots_free(shard.slots, shard.slots_count)
+    shard.slots = slots
+    shard.slots_count = grown
+    return 0
+
+
+cdef uint64_t index_bytes(const index_t* ix) noexcept nogil:
+    cdef uint64_t k, total = INDEX_SHARDS * sizeof(shard_t)
+    if ix.shards == NULL:  # not made yet: what it starts at
+        return total + INDEX_SHARDS * (SHARD_SLOTS_MIN * 3 // 2) * sizeof(ledger_slot_t)
+    for k in range(INDEX_SHARDS):
+        total += ix.shards[k].slots_count * sizeof(ledger_slot_t)
+    return total
 
 
 cdef inline uint32_t transfer_exists(const ledger_transfer_t* t, const ledger_transfer_t* e) noexcept nogil:
@@ -601,8 +709,6 @@ cdef class NativeEngine:
         self.transfers_max = config.transfers_max
         self.pending_max = config.pending_transfers_max
         self.heap_capacity = 2 * self.pending_max
-        self.account_index.slots_count = index_slots_for(self.accounts_max)
-        self.transfer_index.slots_count = index_slots_for(self.transfers_max)
         needed = sum(self.memory_bytes().values())
         available = available_memory_bytes()
         if available is not None and needed > available:
@@ -612,18 +718,17 @@ cdef class NativeEngine:
                 f"pending_transfers_max={self.pending_max} need {needed >> 20} MiB; {available >> 20} MiB is available"
             )
         self.accounts = <ledger_account_t*>ledger_table_alloc(self.accounts_max * sizeof(ledger_account_t), 1)
-        self.account_index.slots = <ledger_slot_t*>ledger_table_alloc(self.account_index.slots_count * sizeof(ledger_slot_t), 1)
+        if index_init(&self.account_index) != 0 or index_init(&self.transfer_index) != 0:
+            raise MemoryError("cannot allocate the engine's indexes")
         self.transfers = <ledger_transfer_t*>ledger_table_alloc(self.transfers_max * sizeof(ledger_transfer_t), 0)
         self.status = <uint8_t*>ledger_table_alloc(self.transfers_max, 0)
-        self.transfer_index.slots = <ledger_slot_t*>ledger_table_alloc(self.transfer_index.slots_count * sizeof(ledger_slot_t), 1)
         self.heap = <ledger_expiry_t*>ledger_table_alloc(self.heap_capacity * sizeof(ledger_expiry_t), 0)
         # An event of a chain records at most three undo entries: its debit and
         # credit accounts, and the status of the hold it posts or voids.
         self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
         self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
         self.history = <uint64_t*>calloc(2 * BATCH_EVENTS_MAX, 64)
-        if (self.accounts == NULL or self.account_index.slots == NULL or self.transfers == NULL
-                or self.status == NULL or self.transfer_index.slots == NULL or self.heap == NULL
+        if (self.accounts == NULL or self.transfers == NULL or self.status == NULL or self.heap == NULL
                 or self.undo == NULL or self.chain_expiries == NULL or self.history == NULL):
             raise MemoryError(
                 f"cannot allocate engine tables for {self.accounts_max} accounts, {self.transfers_max} transfers "
@@ -632,10 +737,10 @@ cdef class NativeEngine:
 
     def __dealloc__(self):
         ledger_table_free(self.accounts, self.accounts_max * sizeof(ledger_account_t))
-        ledger_table_free(self.account_index.slots, self.account_index.slots_count * sizeof(ledger_slot_t))
+        index_free(&self.account_index)
         ledger_table_free(self.transfers, self.transfers_max * sizeof(ledger_transfer_t))
         ledger_table_free(self.status, self.transfers_max)
-        ledger_table_free(self.transfer_index.slots, self.transfer_index.slots_count * sizeof(ledger_slot_t))
+        index_free(&self.transfer_index)
         ledger_table_free(self.heap, self.heap_capacity * sizeof(ledger_expiry_t))
         free(self.undo)
         free(self.chain_expiries)
@@ -872,7 +977,8 @@ cdef class NativeEngine:
     cdef uint32_t create_account(self, const ledger_account_t* a, uint64_t timestamp,
                                  uint64_t* out_timestamp) noexcept nogil:
         cdef uint32_t result = self.account_prefix(a, out_timestamp)
-        cdef uint64_t hash, slot
+        cdef uint64_t hash
+        cdef ledger_slot_t* slot
         cdef ledger_account_t* stored
         if result != A_UNSPECIFIED:
             return result
@@ -893,13 +999,14 @@ cdef class NativeEngine:
         if self.accounts_count >= self.accounts_max:
             return A_ACCOUNTS_FULL
         hash = ledger_hash(a.id_lo, a.id_hi)
+        if index_room(&self.account_index, hash) != 0:
+            return A_ACCOUNTS_FULL  # no memory to grow the index by: full, as at the limit
         slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
         stored = &self.accounts[self.accounts_count]
         memcpy(stored, a, sizeof(ledger_account_t))
         stored.timestamp = timestamp
         self.accounts_count += 1
-        self.account_index.slots[slot].tag = <uint32_t>hash
-        self.account_index.slots[slot].pos1 = <uint32_t>self.accounts_count
+        index_put(&self.account_index, slot, hash, self.accounts_count)
         out_timestamp[0] = timestamp
         return A_OK
 
@@ -992,10 +1099,11 @@ cdef class NativeEngine:
 
     # -- transfers ---------------------------------------------------------------
 
-    cdef inline uint32_t transfer_prefix(self, const ledger_transfer_t* t, uint64_t hash, uint64_t* out_slot,
+    cdef inline uint32_t transfer_prefix(self, const ledger_transfer_t* t, uint64_t hash, ledger_slot_t** out_slot,
                                          uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
         """The ladder up to the idempotency check (`hash` is ledger_hash of t's id); UNSPECIFIED when it passes."""
-        cdef uint64_t slot, pos1
+        cdef uint64_t pos1
+        cdef ledger_slot_t* slot
         cdef const ledger_transfer_t* e
         if t.timestamp != 0:
             return T_TIMESTAMP_MUST_BE_ZERO
@@ -1007,9 +1115,11 @@ cdef class NativeEngine:
             return T_ID_MUST_NOT_BE_ZERO
         if id_is_max(t.id_lo, t.id_hi):
             return T_ID_MUST_NOT_BE_INT_MAX
+        if index_room(&self.transfer_index, hash) != 0:
+            return T_TRANSFERS_FULL  # no memory to grow the index by: full, as at the limit
         slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
         out_slot[0] = slot
-        pos1 = self.transfer_index.slots[slot].pos1
+        pos1 = slot.pos1
         if pos1 != 0:
             e = &self.transfers[pos1 - 1]
             out_timestamp[0] = e.timestamp
@@ -1021,19 +1131,19 @@ cdef class NativeEngine:
         cdef uint64_t pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, lo, hi)
         return &self.accounts[pos1 - 1] if pos1 != 0 else NULL
 
-    cdef inline uint64_t store_transfer(self, const ledger_transfer_t* record, uint64_t slot,
+    cdef inline uint64_t store_transfer(self, const ledger_transfer_t* record, ledger_slot_t* slot,
                                         uint64_t hash) noexcept nogil:
         cdef uint64_t pos = self.transfers_count
         ledger_stream_record(&self.transfers[pos], record)
         self.transfers_count += 1
-        self.transfer_index.slots[slot].tag = <uint32_t>hash
-        self.transfer_index.slots[slot].pos1 = <uint32_t>self.transfers_count
+        index_put(&self.transfer_index, slot, hash, self.transfers_count)
         return pos
 
     cdef uint32_t create_transfer(self, ledger_transfer_t* t, uint64_t hash, uint64_t timestamp,
                                   ledger_account_t* dr_hint, ledger_account_t* cr_hint, uint64_t* out_timestamp,
                                   uint64_t* out_amount) noexcept nogil:
-        cdef uint64_t slot = 0, amount, available, pos
+        cdef uint64_t amount, available, pos
+        cdef ledger_slot_t* slot = NULL
         cdef uint32_t result = self.transfer_prefix(t, hash, &slot, out_timestamp, out_amount)
         cdef uint16_t flags = t.flags
         cdef bint pending
@@ -1175,7 +1285,7 @@ cdef class NativeEngine:
         entry[6] = a.credits_posted
         entry[7] = 0
 
-    cdef uint32_t post_or_void(self, ledger_transfer_t* t, uint64_t timestamp, uint64_t slot, uint64_t hash,
+    cdef uint32_t post_or_void(self, ledger_transfer_t* t, uint64_t timestamp, ledger_slot_t* slot, uint64_t hash,
                                uint64_t* out_timestamp, uint64_t* out_amount) noexcept nogil:
         cdef uint64_t hold_pos1, amount, pos
         cdef const ledger_transfer_t* hold
@@ -1293,19 +1403,21 @@ cdef class NativeEngine:
 
     cdef inline ledger_account_t* account_candidate(self, uint64_t hash) noexcept nogil:
         """The account whose slot carries this hash's tag, or NULL if no slot of its cluster does."""
-        cdef uint64_t i = ledger_home(hash, self.account_index.slots_count)
-        cdef uint32_t tag = <uint32_t>hash
-        while self.account_index.slots[i].pos1 != 0:
-            if self.account_index.slots[i].tag == tag:
-                return &self.accounts[self.account_index.slots[i].pos1 - 1]
+        cdef const shard_t* shard = shard_of(&self.account_index, hash)
+        cdef uint32_t tag = tag_of(hash)
+        cdef uint64_t i = home_of(tag, shard.slots_count)
+        while shard.slots[i].pos1 != 0:
+            if shard.slots[i].tag == tag:
+                return &self.accounts[shard.slots[i].pos1 - 1]
             i += 1
-            if i == self.account_index.slots_count:
+            if i == shard.slots_count:
                 i = 0
         return NULL
 
     cdef void prepare_group(self, const ledger_transfer_t* src, Py_ssize_t count) noexcept nogil:
         cdef Py_ssize_t k
         cdef uint64_t id_hash, dr_hash, cr_hash
+        cdef const shard_t* shard
         for k in range(count):
             id_hash = ledger_hash(src[k].id_lo, src[k].id_hi)
             dr_hash = ledger_hash(src[k].dr_lo, src[k].dr_hi)
@@ -1313,9 +1425,12 @@ cdef class NativeEngine:
             self.group_id_hash[k] = id_hash
             self.group_dr_hash[k] = dr_hash
             self.group_cr_hash[k] = cr_hash
-            ledger_prefetch(&self.transfer_index.slots[ledger_home(id_hash, self.transfer_index.slots_count)])
-            ledger_prefetch(&self.account_index.slots[ledger_home(dr_hash, self.account_index.slots_count)])
-            ledger_prefetch(&self.account_index.slots[ledger_home(cr_hash, self.account_index.slots_count)])
+            shard = shard_of(&self.transfer_index, id_hash)
+            ledger_prefetch(&shard.slots[home_of(tag_of(id_hash), shard.slots_count)])
+            shard = shard_of(&self.account_index, dr_hash)
+            ledger_prefetch(&shard.slots[home_of(tag_of(dr_hash), shard.slots_count)])
+            shard = shard_of(&self.account_index, cr_hash)
+            ledger_prefetch(&shard.slots[home_of(tag_of(cr_hash), shard.slots_count)])
         for k in range(count):
             self.group_dr[k] = self.account_candidate(self.group_dr_hash[k])
             if self.group_dr[k] != NULL:
@@ -1330,7 +1445,8 @@ cdef class NativeEngine:
         cdef Py_ssize_t i = 0, j, chain_start = -1, chain_end
         cdef bint chain_failed = False, linked, all_exist
         cdef uint32_t result
-        cdef uint64_t timestamp, amount, slot, hash
+        cdef uint64_t timestamp, amount, hash
+        cdef ledger_slot_t* slot
         cdef Py_ssize_t group_start = 0, group_count = 0
         while i < count:
             if i >= group_start + group_count:
@@ -1449,10 +1565,10 @@ cdef class NativeEngine:
         records are written (the tables filled in order a chunk ahead of use, the indexes page by page)."""
         return {
             "accounts": self.accounts_max * sizeof(ledger_account_t),
-            "account_index": self.account_index.slots_count * sizeof(ledger_slot_t),
+            "account_index": index_bytes(&self.account_index),
             "transfers": self.transfers_max * sizeof(ledger_transfer_t),
             "transfer_status": self.transfers_max,
-            "transfer_index": self.transfer_index.slots_count * sizeof(ledger_slot_t),
+            "transfer_index": index_bytes(&self.transfer_index),
             "expiry_heap": self.heap_capacity * sizeof(ledger_expiry_t),
         }
 
@@ -1536,20 +1652,24 @@ cdef class NativeEngine:
     cdef index_account(self, uint64_t pos):
         cdef ledger_account_t* a = &self.accounts[pos]
         cdef uint64_t hash = ledger_hash(a.id_lo, a.id_hi)
-        cdef uint64_t slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
-        if self.account_index.slots[slot].pos1 != 0:
+        cdef ledger_slot_t* slot
+        if index_room(&self.account_index, hash) != 0:
+            raise MemoryError("cannot grow the account index")
+        slot = index_probe(&self.account_index, <const uint8_t*>self.accounts, a.id_lo, a.id_hi, hash)
+        if slot.pos1 != 0:
             raise StateMismatch(f"account {id_of(a.id_lo, a.id_hi)} appears twice")
-        self.account_index.slots[slot].tag = <uint32_t>hash
-        self.account_index.slots[slot].pos1 = <uint32_t>(pos + 1)
+        index_put(&self.account_index, slot, hash, pos + 1)
 
     cdef index_transfer(self, uint64_t pos):
         cdef ledger_transfer_t* t = &self.transfers[pos]
         cdef uint64_t hash = ledger_hash(t.id_lo, t.id_hi)
-        cdef uint64_t slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
-        if self.transfer_index.slots[slot].pos1 != 0:
+        cdef ledger_slot_t* slot
+        if index_room(&self.transfer_index, hash) != 0:
+            raise MemoryError("cannot grow the transfer index")
+        slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
+        if slot.pos1 != 0:
             raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} appears twice")
-        self.transfer_index.slots[slot].tag = <uint32_t>hash
-        self.transfer_index.slots[slot].pos1 = <uint32_t>(pos + 1)
+        index_put(&self.transfer_index, slot, hash, pos + 1)
 
     def replay_accounts(self, entries, timestamp_last):
         cdef Py_ssize_t count = check_batch(entries, RECORD_SIZE, "account entries")

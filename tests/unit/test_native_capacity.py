@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ledger.engine import EngineConfig
+from ledger.engine import Account, EngineConfig, pack_accounts, pack_ids, unpack_accounts
 from tests.support import ENGINE_CLASSES, ManualClock
 
 NATIVE = [cls for name, cls in ENGINE_CLASSES.items() if name == "cython"]
@@ -22,12 +22,20 @@ def test_capacity_beyond_memory_is_a_clear_error(engine_class: type[Any]) -> Non
 @pytest.mark.parametrize("engine_class", NATIVE)
 def test_memory_bytes_accounts_for_every_table(engine_class: type[Any]) -> None:
     engine = engine_class(
-        EngineConfig(accounts_max=300, transfers_max=3000, pending_transfers_max=30), clock=ManualClock()
+        EngineConfig(accounts_max=30_000, transfers_max=3000, pending_transfers_max=30), clock=ManualClock()
     )
     tables = engine.memory_bytes()
-    assert tables["accounts"] == 300 * 128
+    assert tables["accounts"] == 30_000 * 128  # reserved at the capacity, filled as records come
     assert tables["transfers"] == 3000 * 128
     assert tables["transfer_status"] == 3000
-    # Index slots are 8 bytes at a load factor of at most 3/4.
-    assert 300 * 8 < tables["account_index"] <= 300 * 8 * 4 // 3 + 8
-    assert 3000 * 8 < tables["transfer_index"] <= 3000 * 8 * 4 // 3 + 8
+    # The indexes start small, whatever the capacity: 1,024 shards of 16 to 31 slots of 8 bytes.
+    assert tables["account_index"] < 300 * 1024 and tables["transfer_index"] < 300 * 1024
+    accounts = [Account(id=n, ledger=1, code=1) for n in range(1, 20_001)]
+    for start in range(0, len(accounts), 8190):
+        engine.create_accounts(pack_accounts(accounts[start : start + 8190]))
+    grown = engine.memory_bytes()["account_index"]
+    # Each shard doubles before one more entry would pass a load of 3/4, so the load stays above 3/8.
+    assert 20_000 * 8 * 4 // 3 < grown <= 20_000 * 8 * 8 // 3 + 1024 * (16 + 32)
+    assert engine.lookup_accounts(pack_ids([1, 9_999, 20_000, 20_001])) == pack_accounts(
+        [unpack_accounts(engine.lookup_accounts(pack_ids([n])))[0] for n in (1, 9_999, 20_000)]
+    )
