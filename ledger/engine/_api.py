@@ -46,12 +46,12 @@ class StateMismatch(EngineError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    """Capacity of an engine, fixed at start.
+    """Capacity of an engine, fixed at start: limits, not allocations.
 
-    The native engine allocates its tables for this capacity when it is
-    created and faults their memory in then (about 140 bytes per account and
-    140 per transfer, so the defaults take about 1.5 GiB); running out later
-    is a per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,
+    The native engine reserves address space for its tables at this capacity
+    and takes memory only as they fill (about 160 bytes per transfer and 145
+    per account at 10M transfers, its indexes growing with what they hold);
+    running out is a per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,
     PENDING_TRANSFERS_FULL), never a crash.
     """
 
