@@ -1572,6 +1572,18 @@ cdef class NativeEngine:
             "expiry_heap": self.heap_capacity * sizeof(ledger_expiry_t),
         }
 
+    def memory_used(self):
+        """Bytes of each table backed by memory now: the tables filled in order up to a chunk past their end,
+        the indexes as they have grown."""
+        return {
+            "accounts": self.accounts_ready,
+            "account_index": index_bytes(&self.account_index),
+            "transfers": self.transfers_ready,
+            "transfer_status": self.status_ready,
+            "transfer_index": index_bytes(&self.transfer_index),
+            "expiry_heap": self.heap_ready,
+        }
+
     # -- checkpoints and replay --------------------------------------------------
 
     def export_state(self):

@@ -107,6 +107,7 @@ def _document(info: ServerInfo) -> dict[str, Any]:
             accounts_count=info.accounts_count,
             transfers_count=info.transfers_count,
             pending_transfers_count=info.pending_transfers_count,
+            capacity_warnings=list(info.capacity_warnings),
         )
     return document
 
@@ -136,6 +137,7 @@ def _lines(report: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{report['pending_transfers_count']} open holds",
             )
         )
+        lines += [("capacity", warning) for warning in report["capacity_warnings"]]
     elif "version" in report:
         lines.append(("store", "(told to admin keys only)"))
     return lines

@@ -42,6 +42,8 @@ class ServerInfo:
     pending_transfers_count: int | None
     permissions: frozenset[str] = frozenset()
     """What the key may do (its role's permissions); empty when no key was needed."""
+    capacity_warnings: tuple[str, ...] = ()
+    """Each engine table past 80 % of its limit, in words (operator view only)."""
 
     @classmethod
     def from_message(cls, message: ledger_pb2.GetServerInfoResponse) -> ServerInfo:
@@ -60,4 +62,5 @@ class ServerInfo:
             transfers_count=message.transfers_count if operator else None,
             pending_transfers_count=message.pending_transfers_count if operator else None,
             permissions=frozenset(message.permissions),
+            capacity_warnings=tuple(message.capacity_warnings),
         )

@@ -104,6 +104,9 @@ from ._recovery import RecoveryReport, recover
 
 logger = logging.getLogger(__name__)
 
+CAPACITY_WARN_FRACTION: Final = 0.8
+"""A table past this share of its limit is logged once and named in `LedgerStats.capacity_warnings`."""
+
 EVENT_SIZE = TRANSFER_SIZE
 assert ACCOUNT_SIZE == TRANSFER_SIZE, "accounts and transfers are events of one size"
 
@@ -356,6 +359,19 @@ class Operation:
             raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {failure}")
 
 
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo: what the machine could still give a process; None where it does not
+    say."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerStats:
     engine: EngineStats
@@ -372,6 +388,12 @@ class LedgerStats:
     commits_since_checkpoint: int = 0
     """Journal commits after the last checkpoint: what a restart would replay."""
     bytes_since_checkpoint: int = 0
+    capacity_warnings: tuple[str, ...] = ()
+    """Each table past CAPACITY_WARN_FRACTION of its limit, said in words (GetServerInfo passes them on)."""
+    memory_used: dict[str, int] | None = None
+    """Bytes of each engine table backed by memory (the native engine; None for the reference engine)."""
+    memory_available: int | None = None
+    """What the machine says a process could still have (MemAvailable; None where it does not say)."""
 
 
 class Ledger:
@@ -393,6 +415,7 @@ class Ledger:
         self.recovery = report
         self._engine = engine
         self._store = store
+        self._capacity_warned: set[str] = set()
         self._on_apply = on_apply
         self._clock = clock
         self._domain = domain
@@ -874,7 +897,29 @@ class Ledger:
             reads=self._reads.stats(),
             commits_since_checkpoint=commits_since_checkpoint,
             bytes_since_checkpoint=bytes_since_checkpoint,
+            capacity_warnings=self.capacity_warnings(),
+            memory_used=self._engine.memory_used() if hasattr(self._engine, "memory_used") else None,
+            memory_available=available_memory_bytes(),
         )
+
+    def capacity_warnings(self) -> tuple[str, ...]:
+        """Each table past CAPACITY_WARN_FRACTION of its limit, in words; logged once per table as it passes."""
+        stats, config = self._engine.stats(), self.config
+        warnings = []
+        for table, count, limit, setting, result in (
+            ("accounts", stats.accounts_count, config.accounts_max, "LEDGER_ACCOUNTS_MAX", "ACCOUNTS_FULL"),
+            ("transfers", stats.transfers_count, config.transfers_max, "LEDGER_TRANSFERS_MAX", "TRANSFERS_FULL"),
+            ("holds", stats.pending_transfers_count, config.pending_transfers_max, "LEDGER_PENDING_TRANSFERS_MAX",
+             "PENDING_TRANSFERS_FULL"),
+        ):  # fmt: skip
+            if count >= CAPACITY_WARN_FRACTION * limit:
+                warning = (f"{table}: {count:,} of the {limit:,} {setting} allows ({count / limit:.0%}); past it "
+                           f"each new one is refused with {result}")  # fmt: skip
+                warnings.append(warning)
+                if table not in self._capacity_warned:
+                    self._capacity_warned.add(table)
+                    logger.warning("capacity: %s; raise %s and restart before then", warning, setting)
+        return tuple(warnings)
 
     @property
     def store(self) -> Store:
@@ -1035,6 +1080,7 @@ class Ledger:
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.expire_interval_seconds)
+            self.capacity_warnings()  # logs a table as it passes its warning share (this loop runs every second)
             if self._engine.stats().pending_transfers_count == 0:
                 continue
             self._settle_operation()

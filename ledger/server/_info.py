@@ -25,4 +25,5 @@ def server_info(ledger: Ledger, principal: Principal | None) -> ledger_pb2.GetSe
         info.accounts_count = stats.engine.accounts_count
         info.transfers_count = stats.engine.transfers_count
         info.pending_transfers_count = stats.engine.pending_transfers_count
+        info.capacity_warnings.extend(stats.capacity_warnings)
     return info

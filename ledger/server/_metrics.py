@@ -582,4 +582,46 @@ class _LedgerCollector:
             if stats is not None:
                 counter.add_metric([], value(stats))
             families.append(counter)
-        return families
+        return families + _memory_families(stats)
+
+
+def _memory_families(stats: LedgerStats | None) -> list[Metric]:
+    """What the engine's tables take and what the machine has left, and how many transfers more that holds."""
+    tables = GaugeMetricFamily(
+        "ledger_engine_memory_bytes", "Bytes of each engine table backed by memory (the native engine).",
+        labels=["table"],
+    )  # fmt: skip
+    per_account = GaugeMetricFamily(
+        "ledger_engine_bytes_per_account", "Bytes of the account table and its index per account held."
+    )
+    per_transfer = GaugeMetricFamily(
+        "ledger_engine_bytes_per_transfer", "Bytes of the transfer tables and their index per transfer held."
+    )
+    available = GaugeMetricFamily(
+        "ledger_memory_available_bytes", "What the machine could still give a process (MemAvailable)."
+    )
+    headroom = GaugeMetricFamily(
+        "ledger_engine_transfers_headroom",
+        "Transfers more that the machine's available memory would hold at today's bytes per transfer.",
+    )
+    warnings = GaugeMetricFamily(
+        "ledger_capacity_warnings", "Engine tables past 80 % of their limit (accounts, transfers, holds)."
+    )
+    if stats is not None:
+        warnings.add_metric([], len(stats.capacity_warnings))
+        if stats.memory_available is not None:
+            available.add_metric([], stats.memory_available)
+        used = stats.memory_used
+        if used is not None:
+            for table, size in sorted(used.items()):
+                tables.add_metric([table], size)
+            if stats.engine.accounts_count:
+                per_account.add_metric([], (used["accounts"] + used["account_index"]) / stats.engine.accounts_count)
+            if stats.engine.transfers_count:
+                bytes_per_transfer = (used["transfers"] + used["transfer_status"] + used["transfer_index"]) / (
+                    stats.engine.transfers_count
+                )
+                per_transfer.add_metric([], bytes_per_transfer)
+                if stats.memory_available is not None:
+                    headroom.add_metric([], stats.memory_available // bytes_per_transfer)
+    return [tables, per_account, per_transfer, available, headroom, warnings]

@@ -150,7 +150,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "engine", "auth_required", "key_id", "tenant", "role", "ledgers", "operator_view", "store", "store_available", "accounts_count", "transfers_count", "pending_transfers_count", "permissions")
+    __slots__ = ("version", "engine", "auth_required", "key_id", "tenant", "role", "ledgers", "operator_view", "store", "store_available", "accounts_count", "transfers_count", "pending_transfers_count", "permissions", "capacity_warnings")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class GetServerInfoResponse(_message.Message):
     TRANSFERS_COUNT_FIELD_NUMBER: _ClassVar[int]
     PENDING_TRANSFERS_COUNT_FIELD_NUMBER: _ClassVar[int]
     PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     version: str
     engine: str
     auth_required: bool
@@ -179,4 +180,5 @@ class GetServerInfoResponse(_message.Message):
     transfers_count: int
     pending_transfers_count: int
     permissions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., engine: _Optional[str] = ..., auth_required: _Optional[bool] = ..., key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ledgers: _Optional[_Iterable[int]] = ..., operator_view: _Optional[bool] = ..., store: _Optional[str] = ..., store_available: _Optional[bool] = ..., accounts_count: _Optional[int] = ..., transfers_count: _Optional[int] = ..., pending_transfers_count: _Optional[int] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...
+    capacity_warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., engine: _Optional[str] = ..., auth_required: _Optional[bool] = ..., key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ledgers: _Optional[_Iterable[int]] = ..., operator_view: _Optional[bool] = ..., store: _Optional[str] = ..., store_available: _Optional[bool] = ..., accounts_count: _Optional[int] = ..., transfers_count: _Optional[int] = ..., pending_transfers_count: _Optional[int] = ..., permissions: _Optional[_Iterable[str]] = ..., capacity_warnings: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -536,6 +536,7 @@ def test_info_of_a_running_server(store_url: str, capsys: pytest.CaptureFixture[
             "server": cli.server, "tls": False, "reachable": True, "health": "SERVING", "version": __version__,
             "engine": IMPLEMENTATION, "auth_required": False, "store": _startswith(store_url[:6]),
             "store_available": True, "accounts_count": 3, "transfers_count": 0, "pending_transfers_count": 0,
+            "capacity_warnings": [],
         }  # fmt: skip
         assert "hunter2" not in info["store"] and (info["store"] == served_description(store_url))
 
