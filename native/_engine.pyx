@@ -31,6 +31,7 @@ from ledger.engine._api import (
     EngineStats,
     StateMismatch,
     TransfersApplied,
+    available_memory_bytes,
     check_batch,
 )
 from ledger.records.layout import unpack_ids
@@ -631,18 +632,6 @@ cdef object records_view(NativeEngine owner, const void* start, Py_ssize_t size)
     view.start = <const char*>start
     view.size = size
     return memoryview(view)
-
-
-def available_memory_bytes():
-    """MemAvailable from /proc/meminfo, or None where there is no such file."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 @cython.final

@@ -55,6 +55,7 @@ from ledger.engine import (
     EngineError,
     EngineStats,
     TransfersApplied,
+    available_memory_bytes,
     check_batch,
     select,
     wall_clock,
@@ -357,19 +358,6 @@ class Operation:
         self._check_open()
         if (failure := self._ledger._failure) is not None:  # an engine call of this step failed
             raise LedgerFailed(f"the ledger stopped after an error and must be restarted: {failure}")
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo: what the machine could still give a process; None where it does not
-    say."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 @dataclass(frozen=True, slots=True)

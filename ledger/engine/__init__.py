@@ -39,12 +39,14 @@ from ._api import (
     MalformedBatch,
     StateMismatch,
     TransfersApplied,
+    available_memory_bytes,
     check_batch,
 )
 from ._reference import ReferenceEngine
 from ._select import IMPLEMENTATION, EngineClass, EngineUnavailable, create_engine, select, wall_clock
 
 __all__ = [
+    "available_memory_bytes",
     "check_batch",
     "IMPLEMENTATION",
     "Account",

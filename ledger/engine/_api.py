@@ -204,3 +204,16 @@ def check_batch(events: Buffer, record_size: int, what: str) -> int:
     if count > BATCH_EVENTS_MAX:
         raise BatchTooLarge(f"{what}: {count} events exceeds BATCH_EVENTS_MAX={BATCH_EVENTS_MAX}")
     return count
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo: what the machine could still give a process; None where it does not
+    say."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
