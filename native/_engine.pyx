@@ -370,6 +370,7 @@ ctypedef struct shard_t:
 
 ctypedef struct index_t:
     shard_t* shards
+    uint64_t slots_total
 
 
 cdef object id_of(uint64_t lo, uint64_t hi):
@@ -471,6 +472,7 @@ cdef int index_init(index_t* ix) noexcept nogil:
     """Every shard at its starting size; -1 without the memory for it."""
     cdef uint64_t k
     ix.shards = <shard_t*>calloc(INDEX_SHARDS, sizeof(shard_t))
+    ix.slots_total = 0
     if ix.shards == NULL:
         return -1
     for k in range(INDEX_SHARDS):
@@ -478,6 +480,7 @@ cdef int index_init(index_t* ix) noexcept nogil:
         ix.shards[k].slots = slots_alloc(ix.shards[k].slots_count)
         if ix.shards[k].slots == NULL:
             return -1
+        ix.slots_total += ix.shards[k].slots_count
     return 0
 
 
@@ -513,18 +516,16 @@ cdef int index_room(index_t* ix, uint64_t hash) noexcept nogil:
                     j = 0
             slots[j] = shard.slots[k]
     slots_free(shard.slots, shard.slots_count)
+    ix.slots_total += grown - shard.slots_count
     shard.slots = slots
     shard.slots_count = grown
     return 0
 
 
 cdef uint64_t index_bytes(const index_t* ix) noexcept nogil:
-    cdef uint64_t k, total = INDEX_SHARDS * sizeof(shard_t)
     if ix.shards == NULL:  # not made yet: what it starts at
-        return total + INDEX_SHARDS * (SHARD_SLOTS_MIN * 3 // 2) * sizeof(ledger_slot_t)
-    for k in range(INDEX_SHARDS):
-        total += ix.shards[k].slots_count * sizeof(ledger_slot_t)
-    return total
+        return INDEX_SHARDS * (sizeof(shard_t) + (SHARD_SLOTS_MIN * 3 // 2) * sizeof(ledger_slot_t))
+    return INDEX_SHARDS * sizeof(shard_t) + ix.slots_total * sizeof(ledger_slot_t)
 
 
 cdef inline uint32_t transfer_exists(const ledger_transfer_t* t, const ledger_transfer_t* e) noexcept nogil:

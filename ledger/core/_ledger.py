@@ -55,7 +55,6 @@ from ledger.engine import (
     EngineError,
     EngineStats,
     TransfersApplied,
-    available_memory_bytes,
     check_batch,
     select,
     wall_clock,
@@ -380,8 +379,6 @@ class LedgerStats:
     """Each table past CAPACITY_WARN_FRACTION of its limit, said in words (GetServerInfo passes them on)."""
     memory_used: dict[str, int] | None = None
     """Bytes of each engine table backed by memory (the native engine; None for the reference engine)."""
-    memory_available: int | None = None
-    """What the machine says a process could still have (MemAvailable; None where it does not say)."""
 
 
 class Ledger:
@@ -887,7 +884,6 @@ class Ledger:
             bytes_since_checkpoint=bytes_since_checkpoint,
             capacity_warnings=self.capacity_warnings(),
             memory_used=self._engine.memory_used() if hasattr(self._engine, "memory_used") else None,
-            memory_available=available_memory_bytes(),
         )
 
     def capacity_warnings(self) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ledger import __version__
 from ledger.core import Ledger, LedgerStats
-from ledger.engine import Buffer, CreateAccountResult, CreateTransferResult
+from ledger.engine import Buffer, CreateAccountResult, CreateTransferResult, available_memory_bytes
 from ledger.records.limits import ACCOUNT_RESULT_SIZE, BATCH_EVENTS_MAX, TRANSFER_RESULT_SIZE
 
 logger = logging.getLogger(__name__)
@@ -582,11 +582,12 @@ class _LedgerCollector:
             if stats is not None:
                 counter.add_metric([], value(stats))
             families.append(counter)
-        return families + _memory_families(stats)
+        return families + _memory_families(stats, None if stats is None else available_memory_bytes())
 
 
-def _memory_families(stats: LedgerStats | None) -> list[Metric]:
-    """What the engine's tables take and what the machine has left, and how many transfers more that holds."""
+def _memory_families(stats: LedgerStats | None, memory_available: int | None) -> list[Metric]:
+    """What the engine's tables take and what the machine has left (`memory_available`, MemAvailable), and how
+    many transfers more that holds."""
     tables = GaugeMetricFamily(
         "ledger_engine_memory_bytes", "Bytes of each engine table backed by memory (the native engine).",
         labels=["table"],
@@ -609,8 +610,8 @@ def _memory_families(stats: LedgerStats | None) -> list[Metric]:
     )
     if stats is not None:
         warnings.add_metric([], len(stats.capacity_warnings))
-        if stats.memory_available is not None:
-            available.add_metric([], stats.memory_available)
+        if memory_available is not None:
+            available.add_metric([], memory_available)
         used = stats.memory_used
         if used is not None:
             for table, size in sorted(used.items()):
@@ -622,6 +623,6 @@ def _memory_families(stats: LedgerStats | None) -> list[Metric]:
                     stats.engine.transfers_count
                 )
                 per_transfer.add_metric([], bytes_per_transfer)
-                if stats.memory_available is not None:
-                    headroom.add_metric([], stats.memory_available // bytes_per_transfer)
+                if memory_available is not None:
+                    headroom.add_metric([], memory_available // bytes_per_transfer)
     return [tables, per_account, per_transfer, available, headroom, warnings]

@@ -57,7 +57,8 @@ def test_the_engines_memory_and_the_machines_headroom_are_metrics(store_url: str
             return ledger.stats()
 
     stats = run(body())
-    found = samples(_memory_families(stats))
+    available = 8 << 30
+    found = samples(_memory_families(stats, available))
     assert found["ledger_capacity_warnings"] == [({}, 0.0)]
     if stats.memory_used is None:  # the reference engine: no tables to measure
         assert found["ledger_engine_memory_bytes"] == []
@@ -68,6 +69,6 @@ def test_the_engines_memory_and_the_machines_headroom_are_metrics(store_url: str
     assert tables["transfers"] >= 50 * 128
     [(_, per_transfer)] = found["ledger_engine_bytes_per_transfer"]
     assert per_transfer >= 129  # a record and its status at least
-    if stats.memory_available is not None:
-        [(_, headroom)] = found["ledger_engine_transfers_headroom"]
-        assert headroom == stats.memory_available // per_transfer
+    [(_, headroom)] = found["ledger_engine_transfers_headroom"]
+    assert headroom == available // per_transfer
+    assert found["ledger_memory_available_bytes"] == [({}, float(available))]
