@@ -5,13 +5,15 @@ Measured in a process of its own: the test process's own allocations and frees w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-pytest.importorskip("ledger.engine._c")
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+if os.environ.get("CI") != "true":  # under CI the native engine and Linux are required: the test fails without
+    pytest.importorskip("ledger.engine._c")
+    pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 
 MIB = 1 << 20
 MEASURE = """
