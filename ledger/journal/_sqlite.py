@@ -196,21 +196,17 @@ class SqliteStore:
                  pack_domain_snapshot(checkpoint.domain))  # fmt: skip
         parts = checkpoint_parts(*blobs, CHECKPOINT_PART_BYTES) if sum(map(len, blobs)) > CHECKPOINT_PART_BYTES else []
         longest = 0.0
-
-        def transaction(what: str) -> contextlib.AbstractContextManager[None]:
-            return self._transaction(connection, what)
-
         started = time.perf_counter()
-        with transaction("saving the checkpoint"):  # what a save of this seq cut short left
+        with self._transaction(connection, "saving the checkpoint"):  # what a save of this seq cut short left
             connection.execute("DELETE FROM ledger_checkpoint_parts WHERE seq = ?", (checkpoint.seq,))
         for number, data in enumerate(parts):
             began = time.perf_counter()
-            with transaction("saving a part of the checkpoint"):
+            with self._transaction(connection, "saving a part of the checkpoint"):
                 connection.execute("INSERT INTO ledger_checkpoint_parts (seq, part, data) VALUES (?,?,?)",
                                    (checkpoint.seq, number, data))  # fmt: skip
             longest = max(longest, time.perf_counter() - began)
         began = time.perf_counter()
-        with transaction("saving the checkpoint"):
+        with self._transaction(connection, "saving the checkpoint"):
             connection.execute(
                 "INSERT OR REPLACE INTO ledger_checkpoints "
                 "(seq, timestamp_last, checksum, accounts, transfer_status, domain, created_at_ns) "
@@ -226,7 +222,7 @@ class SqliteStore:
         longest = max(longest, time.perf_counter() - began)
         while True:  # the parts of checkpoints no longer kept (or never finished), a part a transaction
             began = time.perf_counter()
-            with transaction("deleting an old checkpoint's part"):
+            with self._transaction(connection, "deleting an old checkpoint's part"):
                 row = connection.execute(
                     "SELECT rowid FROM ledger_checkpoint_parts WHERE seq NOT IN (SELECT seq FROM ledger_checkpoints) "
                     "LIMIT 1"
