@@ -10,7 +10,12 @@ from typing import Any
 
 from ledger._settings import parse_setting
 from ledger.engine import EngineConfig
-from ledger.records.limits import ACCOUNTS_MAX_DEFAULT, PENDING_TRANSFERS_MAX_DEFAULT, TRANSFERS_MAX_DEFAULT
+from ledger.records.limits import (
+    ACCOUNTS_MAX_DEFAULT,
+    PENDING_TRANSFERS_MAX_DEFAULT,
+    TRANSFERS_HOT_DEFAULT,
+    TRANSFERS_MAX_DEFAULT,
+)
 
 MIB = 1 << 20
 AUTH_POLICIES = ("auto", "required", "off")
@@ -46,6 +51,10 @@ class LedgerConfig:
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    transfers_hot: int = TRANSFERS_HOT_DEFAULT
+    """The newest transfers whose records the native engine keeps in memory (128 bytes each): a retry of one
+    of them is answered without reading the journal. Older records are read back from the store when a retry,
+    a late post or void or a lookup needs them; open holds always stay in memory."""
     journal_backlog_bytes_max: int = 256 * MIB
     """Entries applied but not yet durable; past this, writes are refused as overloaded."""
     commit_bytes_max: int = 64 * MIB
@@ -146,6 +155,7 @@ class LedgerConfig:
             accounts_max=self.accounts_max,
             transfers_max=self.transfers_max,
             pending_transfers_max=self.pending_transfers_max,
+            transfers_hot=self.transfers_hot,
             verify=self.verify,
         )
 

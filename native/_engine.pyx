@@ -1,12 +1,26 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The native engine: the reference engine's rules over C tables.
 
-Accounts and transfers live in dense arrays of the packed 128-byte records
+Accounts live in a dense array of the packed 128-byte records
 (ledger.records.layout), in creation order, reserved at the configured
-capacity and backed by memory as they fill; each array has an
-open-addressing index of 8-byte slots (a 32-bit hash tag and the record's
-position + 1) in shards that grow on their own, at a load factor of at most
-3/4.
+capacity and backed by memory as it fills. Transfers keep, for every one
+ever created, a status byte and an index slot; their full records are kept
+only while they are hot:
+
+- the newest `transfers_hot` records, in a ring (retries come soon after the
+  original, and a batch's own records are always among them);
+- every open hold, in a table of its own (a post, void or expiry may come
+  long after the hold was made);
+- older records are read from the journal through the engine's cold reader
+  when an idempotency check, a late post or void of a closed hold, or a
+  lookup needs them, so every result is exactly what it would be with all
+  records in memory. An engine made without a cold reader keeps every record.
+
+Each index is open addressing over 8-byte slots (a 32-bit hash tag and the
+record's position + 1) in shards that grow on their own, at a load factor of
+at most 3/4. A slot's tag decides whether its record is read at all: a new
+id meets a record of another id with the same tag about once in two billion
+probes.
 Batches are read straight from the caller's buffer and results written
 straight into the reply; no Python object is made per event.
 
@@ -25,6 +39,7 @@ from ledger.records import limits as _limits
 from ledger.engine._api import (
     AccountsApplied,
     ClockExhausted,
+    ColdRecordUnavailable,
     EngineConfig,
     EngineSnapshot,
     EngineState,
@@ -333,6 +348,15 @@ ledger_tune_malloc()
 # flight at once; one miss after another is what limits a hash-table engine.
 DEF GROUP_SIZE = 64
 
+# Old records read back through the cold reader are kept in a direct-mapped cache of this many.
+DEF COLD_SLOTS = 4096
+
+# Mixed into an ordinal's hash for the open holds' index, so that it does not follow the ids' hashes.
+cdef uint64_t HOLD_SALT = 0x686F6C64735F6964
+
+cdef ledger_transfer_t ZERO_TRANSFER
+memset(&ZERO_TRANSFER, 0, sizeof(ledger_transfer_t))
+
 cdef enum:
     UNDO_ACCOUNT = 1
     UNDO_STATUS = 2
@@ -431,13 +455,16 @@ cdef inline void index_put(index_t* ix, ledger_slot_t* slot, uint64_t hash, uint
     shard_of(ix, hash).count += 1
 
 
-cdef void index_remove(index_t* ix, const uint8_t* records, uint64_t pos) noexcept nogil:
-    cdef const uint64_t* record = <const uint64_t*>(records + pos * 128)
-    cdef uint64_t hash = ledger_hash(record[0], record[1])
+cdef void index_remove(index_t* ix, uint64_t hash, uint64_t pos1) noexcept nogil:
+    """Remove the entry for `pos1`, whose id hashed to `hash` (no record is read)."""
     cdef shard_t* shard = shard_of(ix, hash)
-    cdef uint64_t i = index_probe(ix, records, record[0], record[1], hash) - shard.slots
-    cdef uint64_t j = i
-    cdef uint64_t home
+    cdef uint64_t i = home_of(tag_of(hash), shard.slots_count)
+    cdef uint64_t j, home
+    while shard.slots[i].pos1 != pos1:
+        i += 1
+        if i == shard.slots_count:
+            i = 0
+    j = i
     while True:
         j += 1
         if j == shard.slots_count:
@@ -646,13 +673,40 @@ cdef class NativeEngine:
     cdef uint64_t accounts_max
     cdef index_t account_index
 
-    cdef ledger_transfer_t* transfers
     cdef uint8_t* status
     cdef uint64_t transfers_count
     cdef uint64_t transfers_max
     cdef index_t transfer_index
+    # The hot records: transfer `ordinal` is at ring[ordinal & ring_mask] while ordinal >= hot_first().
+    cdef ledger_transfer_t* ring
+    cdef uint64_t ring_slots
+    cdef uint64_t ring_mask
+    cdef uint64_t hot
+    # Ordinals from here on are this call's own, hot whatever `hot` says (U64_MAX between calls).
+    cdef uint64_t batch_first
+    # Records a replay or restore is taking from its caller's buffer, for the ordinals they stand for.
+    cdef const ledger_transfer_t* replay_src
+    cdef uint64_t replay_first
+    cdef uint64_t replay_count
+    # Open holds' records, by ordinal (hold_index: ledger_hash(ordinal, HOLD_SALT) -> slot + 1).
+    cdef ledger_transfer_t* holds
+    cdef uint64_t* hold_ordinals
+    cdef uint32_t* holds_free
+    cdef uint64_t holds_capacity
+    cdef uint64_t holds_free_count
+    cdef uint64_t holds_made
+    cdef index_t hold_index
+    # Holds released inside the linked chain being applied: forgotten when it commits.
+    cdef uint64_t* chain_forget
+    cdef uint64_t chain_forget_count
+    # Old records read through the cold reader, by ordinal (direct-mapped: cold_keys[k] = ordinal + 1).
+    cdef ledger_transfer_t* cold
+    cdef uint64_t* cold_keys
+    cdef object cold_reader
+    cdef object cold_error
+    cdef readonly uint64_t cold_reads
     # Bytes of each table filled in order that are faulted in (ledger_table_ready).
-    cdef size_t accounts_ready, transfers_ready, status_ready, heap_ready
+    cdef size_t accounts_ready, ring_ready, status_ready, heap_ready
 
     cdef uint64_t pending_count
     cdef uint64_t pending_max
@@ -690,7 +744,7 @@ cdef class NativeEngine:
     cdef object clock
     cdef bint verify_switch
 
-    def __cinit__(self, config=None, *, clock):
+    def __cinit__(self, config=None, *, clock, cold_reader=None):
         if config is None:
             config = EngineConfig()
         self.clock = clock
@@ -699,27 +753,54 @@ cdef class NativeEngine:
         self.transfers_max = config.transfers_max
         self.pending_max = config.pending_transfers_max
         self.heap_capacity = 2 * self.pending_max
-        needed = sum(self.memory_bytes().values())
+        self.cold_reader = cold_reader
+        self.batch_first = U64_MAX
+        if cold_reader is None:
+            # Nothing to read old records back from: every record stays in memory.
+            self.hot = U64_MAX
+            self.ring_slots = self.transfers_max
+        else:
+            # The ring holds the hot window and a whole batch beyond it, so that a batch never overwrites a
+            # record still hot, nor one of its own.
+            self.hot = config.transfers_hot
+            self.ring_slots = 1
+            while self.ring_slots < self.hot + BATCH_EVENTS_MAX:
+                self.ring_slots *= 2
+            if self.ring_slots >= self.transfers_max:
+                self.ring_slots = self.transfers_max
+        self.ring_mask = self.ring_slots - 1 if self.ring_slots < self.transfers_max else U64_MAX
+        # A linked chain may release holds it forgets only when it commits: up to a batch more than are open.
+        self.holds_capacity = self.pending_max + BATCH_EVENTS_MAX
+        needed = self.accounts_max * (sizeof(ledger_account_t) + 2 * sizeof(ledger_slot_t))
         available = available_memory_bytes()
         if available is not None and needed > available:
-            # Faulting in more than the machine has would end in the OOM killer, not an error.
+            # Accounts stay in memory: a limit the machine could never hold is a mistake, said at start.
             raise MemoryError(
-                f"engine tables for accounts_max={self.accounts_max}, transfers_max={self.transfers_max} and "
-                f"pending_transfers_max={self.pending_max} need {needed >> 20} MiB; {available >> 20} MiB is available"
+                f"accounts_max={self.accounts_max} needs {needed >> 20} MiB when full, and accounts stay in "
+                f"memory; {available >> 20} MiB is available"
             )
         self.accounts = <ledger_account_t*>ledger_table_alloc(self.accounts_max * sizeof(ledger_account_t), 1)
-        if index_init(&self.account_index) != 0 or index_init(&self.transfer_index) != 0:
+        if (index_init(&self.account_index) != 0 or index_init(&self.transfer_index) != 0
+                or index_init(&self.hold_index) != 0):
             raise MemoryError("cannot allocate the engine's indexes")
-        self.transfers = <ledger_transfer_t*>ledger_table_alloc(self.transfers_max * sizeof(ledger_transfer_t), 0)
+        self.ring = <ledger_transfer_t*>ledger_table_alloc(self.ring_slots * sizeof(ledger_transfer_t), 0)
         self.status = <uint8_t*>ledger_table_alloc(self.transfers_max, 0)
         self.heap = <ledger_expiry_t*>ledger_table_alloc(self.heap_capacity * sizeof(ledger_expiry_t), 0)
+        self.holds = <ledger_transfer_t*>ledger_table_alloc(self.holds_capacity * sizeof(ledger_transfer_t), 0)
+        self.hold_ordinals = <uint64_t*>ledger_table_alloc(self.holds_capacity * sizeof(uint64_t), 0)
+        self.holds_free = <uint32_t*>ledger_table_alloc(self.holds_capacity * sizeof(uint32_t), 0)
         # An event of a chain records at most three undo entries: its debit and
         # credit accounts, and the status of the hold it posts or voids.
         self.undo = <undo_t*>calloc(3 * BATCH_EVENTS_MAX, sizeof(undo_t))
         self.chain_expiries = <ledger_expiry_t*>calloc(BATCH_EVENTS_MAX, sizeof(ledger_expiry_t))
+        self.chain_forget = <uint64_t*>calloc(BATCH_EVENTS_MAX, sizeof(uint64_t))
         self.history = <uint64_t*>calloc(2 * BATCH_EVENTS_MAX, 64)
-        if (self.accounts == NULL or self.transfers == NULL or self.status == NULL or self.heap == NULL
-                or self.undo == NULL or self.chain_expiries == NULL or self.history == NULL):
+        self.cold = <ledger_transfer_t*>calloc(COLD_SLOTS, sizeof(ledger_transfer_t))
+        self.cold_keys = <uint64_t*>calloc(COLD_SLOTS, sizeof(uint64_t))
+        if (self.accounts == NULL or self.ring == NULL or self.status == NULL or self.heap == NULL
+                or self.holds == NULL or self.hold_ordinals == NULL or self.holds_free == NULL
+                or self.undo == NULL or self.chain_expiries == NULL or self.chain_forget == NULL
+                or self.history == NULL or self.cold == NULL or self.cold_keys == NULL):
             raise MemoryError(
                 f"cannot allocate engine tables for {self.accounts_max} accounts, {self.transfers_max} transfers "
                 f"and {self.pending_max} pending transfers"
@@ -728,13 +809,20 @@ cdef class NativeEngine:
     def __dealloc__(self):
         ledger_table_free(self.accounts, self.accounts_max * sizeof(ledger_account_t))
         index_free(&self.account_index)
-        ledger_table_free(self.transfers, self.transfers_max * sizeof(ledger_transfer_t))
+        ledger_table_free(self.ring, self.ring_slots * sizeof(ledger_transfer_t))
         ledger_table_free(self.status, self.transfers_max)
         index_free(&self.transfer_index)
+        index_free(&self.hold_index)
         ledger_table_free(self.heap, self.heap_capacity * sizeof(ledger_expiry_t))
+        ledger_table_free(self.holds, self.holds_capacity * sizeof(ledger_transfer_t))
+        ledger_table_free(self.hold_ordinals, self.holds_capacity * sizeof(uint64_t))
+        ledger_table_free(self.holds_free, self.holds_capacity * sizeof(uint32_t))
         free(self.undo)
         free(self.chain_expiries)
+        free(self.chain_forget)
         free(self.history)
+        free(self.cold)
+        free(self.cold_keys)
 
     cdef int enter(self) except -1:
         self.check_idle()
@@ -753,11 +841,187 @@ cdef class NativeEngine:
         ledger_table_ready(self.accounts, self.accounts_max * sizeof(ledger_account_t), &self.accounts_ready,
                            (self.accounts_count + accounts) * sizeof(ledger_account_t))
         if transfers:
-            ledger_table_ready(self.transfers, self.transfers_max * sizeof(ledger_transfer_t), &self.transfers_ready,
-                               (self.transfers_count + transfers) * sizeof(ledger_transfer_t))
+            ledger_table_ready(self.ring, self.ring_slots * sizeof(ledger_transfer_t), &self.ring_ready,
+                               min(self.transfers_count + transfers, self.ring_slots) * sizeof(ledger_transfer_t))
             ledger_table_ready(self.status, self.transfers_max, &self.status_ready, self.transfers_count + transfers)
             ledger_table_ready(self.heap, self.heap_capacity * sizeof(ledger_expiry_t), &self.heap_ready,
                                (self.heap_count + transfers) * sizeof(ledger_expiry_t))
+
+    # -- where a transfer's record is ------------------------------------------------
+
+    cdef inline uint64_t hot_first(self) noexcept nogil:
+        """The oldest ordinal whose record is in the ring."""
+        cdef uint64_t first = self.transfers_count - self.hot if self.transfers_count > self.hot else 0
+        return first if first < self.batch_first else self.batch_first
+
+    cdef inline const ledger_transfer_t* record_at(self, uint64_t ordinal) noexcept nogil:
+        """The record of transfer `ordinal` (< transfers_count), wherever it is kept. A pointer into the ring is
+        good until the next transfer is stored; one into the cold cache until the next cold read."""
+        if ordinal >= self.hot_first():
+            return &self.ring[ordinal & self.ring_mask]
+        return self.record_behind(ordinal)
+
+    cdef const ledger_transfer_t* record_behind(self, uint64_t ordinal) noexcept nogil:
+        """A record older than the ring holds: from the entries being replayed, the open holds, the cold cache,
+        or else read through the cold reader."""
+        cdef const ledger_transfer_t* hold
+        cdef uint64_t k
+        if self.replay_src != NULL and ordinal - self.replay_first < self.replay_count:
+            return &self.replay_src[ordinal - self.replay_first]
+        hold = self.hold_at(ordinal)
+        if hold != NULL:
+            return hold
+        k = ordinal & (COLD_SLOTS - 1)
+        if self.cold_keys[k] != ordinal + 1:
+            with gil:
+                self.read_cold([ordinal])
+            if self.cold_keys[k] != ordinal + 1:
+                return &ZERO_TRANSFER  # the reader failed: cold_error says why, and the call raises it
+        return &self.cold[k]
+
+    cdef int read_cold(self, list ordinals) noexcept:
+        """Read these ordinals' records through the cold reader into the cold cache. A failure is kept in
+        cold_error (the first one), for the call to raise once it may."""
+        cdef uint64_t k
+        cdef const uint8_t[::1] record
+        try:
+            if self.cold_reader is None:
+                raise ColdRecordUnavailable("the engine has no cold reader")
+            found = self.cold_reader(ordinals)
+            self.cold_reads += len(ordinals)
+            for ordinal in ordinals:
+                data = found.get(ordinal)
+                if data is None or len(data) != sizeof(ledger_transfer_t):
+                    raise ColdRecordUnavailable(f"the record of transfer ordinal {ordinal} is not in the journal")
+                record = data
+                k = ordinal & (COLD_SLOTS - 1)
+                memcpy(&self.cold[k], &record[0], sizeof(ledger_transfer_t))
+                self.cold_keys[k] = ordinal + 1
+        except BaseException as exc:
+            if self.cold_error is None:
+                self.cold_error = exc
+        return 0
+
+    cdef int check_cold(self) except -1:
+        """Raise what went wrong reading old records during the call, if anything did."""
+        cdef object error = self.cold_error
+        if error is not None:
+            self.cold_error = None
+            if isinstance(error, ColdRecordUnavailable):
+                raise error
+            raise ColdRecordUnavailable(f"an old transfer's record could not be read: {error!r}") from error
+        return 0
+
+    cdef int prefetch_cold(self, const uint64_t* id_words, Py_ssize_t count) except -1:
+        """Read in one call the old records that finding these ids (pairs of words) will compare against."""
+        cdef Py_ssize_t i
+        cdef uint64_t hash, j, ordinal, first = self.hot_first()
+        cdef const shard_t* shard
+        cdef uint32_t tag
+        wanted = []
+        for i in range(count):
+            hash = ledger_hash(id_words[2 * i], id_words[2 * i + 1])
+            shard = shard_of(&self.transfer_index, hash)
+            tag = tag_of(hash)
+            j = home_of(tag, shard.slots_count)
+            while shard.slots[j].pos1 != 0:
+                ordinal = shard.slots[j].pos1 - 1
+                if (shard.slots[j].tag == tag and ordinal < first and self.hold_at(ordinal) == NULL
+                        and self.cold_keys[ordinal & (COLD_SLOTS - 1)] != ordinal + 1):
+                    wanted.append(ordinal)
+                j += 1
+                if j == shard.slots_count:
+                    j = 0
+            if len(wanted) >= COLD_SLOTS // 2:
+                self.read_cold(wanted)
+                wanted = []
+        if wanted:
+            self.read_cold(wanted)
+        return 0
+
+    cdef inline ledger_slot_t* transfer_probe(self, uint64_t lo, uint64_t hi, uint64_t hash) noexcept nogil:
+        """The transfer index's slot holding the id, or the empty slot where it would go."""
+        cdef const shard_t* shard = shard_of(&self.transfer_index, hash)
+        cdef uint32_t tag = tag_of(hash)
+        cdef uint64_t i = home_of(tag, shard.slots_count)
+        cdef const ledger_transfer_t* record
+        while True:
+            if shard.slots[i].pos1 == 0:
+                return &shard.slots[i]
+            if shard.slots[i].tag == tag:
+                record = self.record_at(shard.slots[i].pos1 - 1)
+                if record.id_lo == lo and record.id_hi == hi:
+                    return &shard.slots[i]
+            i += 1
+            if i == shard.slots_count:
+                i = 0
+
+    cdef inline uint64_t transfer_find(self, uint64_t lo, uint64_t hi) noexcept nogil:
+        """The transfer's ordinal + 1, or 0 when the id is absent."""
+        return self.transfer_probe(lo, hi, ledger_hash(lo, hi)).pos1
+
+    cdef inline ledger_slot_t* hold_probe(self, uint64_t ordinal, uint64_t hash) noexcept nogil:
+        cdef const shard_t* shard = shard_of(&self.hold_index, hash)
+        cdef uint32_t tag = tag_of(hash)
+        cdef uint64_t i = home_of(tag, shard.slots_count)
+        while True:
+            if shard.slots[i].pos1 == 0:
+                return &shard.slots[i]
+            if shard.slots[i].tag == tag and self.hold_ordinals[shard.slots[i].pos1 - 1] == ordinal:
+                return &shard.slots[i]
+            i += 1
+            if i == shard.slots_count:
+                i = 0
+
+    cdef inline const ledger_transfer_t* hold_at(self, uint64_t ordinal) noexcept nogil:
+        """The kept record of an open hold (or of one released by the chain being applied), or NULL."""
+        cdef uint64_t pos1 = self.hold_probe(ordinal, ledger_hash(ordinal, HOLD_SALT)).pos1
+        return &self.holds[pos1 - 1] if pos1 != 0 else NULL
+
+    cdef int hold_keep(self, uint64_t ordinal, const ledger_transfer_t* record) noexcept nogil:
+        """Keep an open hold's record for as long as it is open; -1 without the memory to."""
+        cdef uint64_t hash = ledger_hash(ordinal, HOLD_SALT)
+        cdef ledger_slot_t* slot
+        cdef uint64_t h
+        if index_room(&self.hold_index, hash) != 0:
+            return -1
+        slot = self.hold_probe(ordinal, hash)
+        if slot.pos1 != 0:
+            return 0
+        if self.holds_free_count:
+            self.holds_free_count -= 1
+            h = self.holds_free[self.holds_free_count]
+        elif self.holds_made < self.holds_capacity:
+            h = self.holds_made
+            self.holds_made += 1
+        else:
+            return -1
+        memcpy(&self.holds[h], record, sizeof(ledger_transfer_t))
+        self.hold_ordinals[h] = ordinal
+        index_put(&self.hold_index, slot, hash, h + 1)
+        return 0
+
+    cdef void hold_forget(self, uint64_t ordinal) noexcept nogil:
+        cdef uint64_t hash = ledger_hash(ordinal, HOLD_SALT)
+        cdef uint64_t pos1 = self.hold_probe(ordinal, hash).pos1
+        if pos1 == 0:
+            return
+        index_remove(&self.hold_index, hash, pos1)
+        self.holds_free[self.holds_free_count] = <uint32_t>(pos1 - 1)
+        self.holds_free_count += 1
+
+    cdef object entries_of(self, uint64_t first, uint64_t count):
+        """The records of ordinals [first, first + count), all in the ring, as one buffer: a view of the ring,
+        or a copy where they wrap around its end."""
+        cdef uint64_t at = first & self.ring_mask
+        cdef uint64_t head
+        if count == 0:
+            return b""
+        if self.ring_mask == U64_MAX or at + count <= self.ring_slots:
+            return records_view(self, &self.ring[at], count * 128)
+        head = self.ring_slots - at
+        return (PyBytes_FromStringAndSize(<const char*>&self.ring[at], head * 128)
+                + PyBytes_FromStringAndSize(<const char*>self.ring, (count - head) * 128))
 
     cdef uint64_t reserve_timestamps(self, Py_ssize_t count) except? 0:
         now = int(self.clock())
@@ -776,6 +1040,7 @@ cdef class NativeEngine:
         self.chain_accounts_count = self.accounts_count
         self.chain_pending_count = self.pending_count
         self.chain_expiries_count = 0
+        self.chain_forget_count = 0
         self.chain_history_count = self.history_count
 
     cdef inline void touch(self, ledger_account_t* account) noexcept nogil:
@@ -804,6 +1069,7 @@ cdef class NativeEngine:
     cdef void chain_rollback(self) noexcept nogil:
         cdef undo_t* u
         cdef ledger_account_t* account
+        cdef ledger_transfer_t* transfer
         cdef uint64_t i = self.undo_count
         while i > 0:
             i -= 1
@@ -819,13 +1085,16 @@ cdef class NativeEngine:
                 self.status[u.pos] = <uint8_t>u.flags
         while self.transfers_count > self.chain_transfers_count:
             self.transfers_count -= 1
-            index_remove(&self.transfer_index, <const uint8_t*>self.transfers, self.transfers_count)
+            transfer = &self.ring[self.transfers_count & self.ring_mask]
+            index_remove(&self.transfer_index, ledger_hash(transfer.id_lo, transfer.id_hi), self.transfers_count + 1)
+            self.hold_forget(self.transfers_count)
             self.status[self.transfers_count] = S_NONE
-            memset(&self.transfers[self.transfers_count], 0, sizeof(ledger_transfer_t))
+            memset(transfer, 0, sizeof(ledger_transfer_t))
         while self.accounts_count > self.chain_accounts_count:
             self.accounts_count -= 1
-            index_remove(&self.account_index, <const uint8_t*>self.accounts, self.accounts_count)
-            memset(&self.accounts[self.accounts_count], 0, sizeof(ledger_account_t))
+            account = &self.accounts[self.accounts_count]
+            index_remove(&self.account_index, ledger_hash(account.id_lo, account.id_hi), self.accounts_count + 1)
+            memset(account, 0, sizeof(ledger_account_t))
         self.pending_count = self.chain_pending_count
         self.history_count = self.chain_history_count
         self.chain_end()
@@ -834,12 +1103,15 @@ cdef class NativeEngine:
         cdef uint64_t i
         for i in range(self.chain_expiries_count):
             self.heap_push(&self.chain_expiries[i])
+        for i in range(self.chain_forget_count):
+            self.hold_forget(self.chain_forget[i])
         self.chain_end()
 
     cdef inline void chain_end(self) noexcept nogil:
         self.in_chain = False
         self.undo_count = 0
         self.chain_expiries_count = 0
+        self.chain_forget_count = 0
 
     # -- the expiry heap (ordered by expires_at, then the hold's timestamp) ------
 
@@ -916,7 +1188,7 @@ cdef class NativeEngine:
     # -- holds -------------------------------------------------------------------
 
     cdef void release_hold(self, uint64_t pos, uint8_t status) noexcept nogil:
-        cdef ledger_transfer_t* hold = &self.transfers[pos]
+        cdef const ledger_transfer_t* hold = self.record_at(pos)
         cdef ledger_account_t* dr = &self.accounts[index_find(&self.account_index, <const uint8_t*>self.accounts, hold.dr_lo, hold.dr_hi) - 1]
         cdef ledger_account_t* cr = &self.accounts[index_find(&self.account_index, <const uint8_t*>self.accounts, hold.cr_lo, hold.cr_hi) - 1]
         self.touch(dr)
@@ -930,6 +1202,12 @@ cdef class NativeEngine:
                 cr.flags &= ~AF_CLOSED
         self.set_status(pos, status)
         self.pending_count -= 1
+        if self.in_chain:
+            # Kept until the chain commits: a rollback reopens the hold.
+            self.chain_forget[self.chain_forget_count] = pos
+            self.chain_forget_count += 1
+        else:
+            self.hold_forget(pos)
 
     cdef bytes expire(self, uint64_t now):
         cdef uint64_t pos
@@ -939,8 +1217,8 @@ cdef class NativeEngine:
             self.heap_pop()
             if self.status[pos] != S_PENDING:
                 continue
+            expired += PyBytes_FromStringAndSize(<const char*>self.record_at(pos), 16)
             self.release_hold(pos, S_EXPIRED)
-            expired += PyBytes_FromStringAndSize(<const char*>&self.transfers[pos], 16)
         return bytes(expired)
 
     # -- accounts ----------------------------------------------------------------
@@ -1107,11 +1385,11 @@ cdef class NativeEngine:
             return T_ID_MUST_NOT_BE_INT_MAX
         if index_room(&self.transfer_index, hash) != 0:
             return T_TRANSFERS_FULL  # no memory to grow the index by: full, as at the limit
-        slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
+        slot = self.transfer_probe(t.id_lo, t.id_hi, hash)
         out_slot[0] = slot
         pos1 = slot.pos1
         if pos1 != 0:
-            e = &self.transfers[pos1 - 1]
+            e = self.record_at(pos1 - 1)
             out_timestamp[0] = e.timestamp
             out_amount[0] = e.amount
             return transfer_exists(t, e)
@@ -1124,7 +1402,7 @@ cdef class NativeEngine:
     cdef inline uint64_t store_transfer(self, const ledger_transfer_t* record, ledger_slot_t* slot,
                                         uint64_t hash) noexcept nogil:
         cdef uint64_t pos = self.transfers_count
-        ledger_stream_record(&self.transfers[pos], record)
+        ledger_stream_record(&self.ring[pos & self.ring_mask], record)
         self.transfers_count += 1
         index_put(&self.transfer_index, slot, hash, self.transfers_count)
         return pos
@@ -1227,6 +1505,8 @@ cdef class NativeEngine:
             return T_TRANSFERS_FULL
         if pending and self.pending_count >= self.pending_max:
             return T_PENDING_TRANSFERS_FULL
+        if pending and index_room(&self.hold_index, ledger_hash(self.transfers_count, HOLD_SALT)) != 0:
+            return T_PENDING_TRANSFERS_FULL  # no memory to grow the open holds' index by: full, as at the limit
         # `t` is the caller's scratch copy of the event: it becomes the stored record.
         t.amount = amount
         t.timestamp = timestamp
@@ -1249,6 +1529,7 @@ cdef class NativeEngine:
                 cr.flags |= AF_CLOSED
             self.status[pos] = S_PENDING
             self.pending_count += 1
+            self.hold_keep(pos, t)  # room was made before the transfer was stored
             if t.timeout:
                 self.schedule_expiry(t, pos)
         else:
@@ -1293,10 +1574,10 @@ cdef class NativeEngine:
             return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
         if t.amount > AMOUNT_MAX:
             return T_AMOUNT_EXCEEDS_MAX
-        hold_pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, t.pending_lo, t.pending_hi)
+        hold_pos1 = self.transfer_find(t.pending_lo, t.pending_hi)
         if hold_pos1 == 0:
             return T_PENDING_TRANSFER_NOT_FOUND
-        hold = &self.transfers[hold_pos1 - 1]
+        hold = self.record_at(hold_pos1 - 1)
         if not hold.flags & TF_PENDING:
             return T_PENDING_TRANSFER_NOT_PENDING
         if not id_is_zero(t.dr_lo, t.dr_hi) and (t.dr_lo != hold.dr_lo or t.dr_hi != hold.dr_hi):
@@ -1375,16 +1656,20 @@ cdef class NativeEngine:
         results = PyBytes_FromStringAndSize(NULL, count * 24)
         cdef char* out = PyBytes_AS_STRING(results)
         self.enter()
+        self.batch_first = entries_start
         try:
             with nogil:
                 self.run_transfers(<const ledger_transfer_t*>&data[0], count, first, out)
                 ledger_stream_fence()
         finally:
             self.busy = False
+            self.batch_first = U64_MAX
+        # A record that could not be read back leaves this batch's results unknown: the caller must stop.
+        self.check_cold()
         self.check_invariants()
         return TransfersApplied(
             results=results,
-            entries=records_view(self, &self.transfers[entries_start], (self.transfers_count - entries_start) * 128),
+            entries=self.entries_of(entries_start, self.transfers_count - entries_start),
             expired=expired,
             timestamp_first=first,
             timestamp_last=self.timestamp_last,
@@ -1509,13 +1794,6 @@ cdef class NativeEngine:
     # -- reads -------------------------------------------------------------------
 
     def lookup_accounts(self, ids):
-        return self.lookup(ids, &self.account_index, <const char*>self.accounts)
-
-    def lookup_transfers(self, ids):
-        return self.lookup(ids, &self.transfer_index, <const char*>self.transfers)
-
-    cdef bytes lookup(self, ids, const index_t* index, const char* records):
-        """The records of the ids found, in the order asked, written into one reply."""
         cdef Py_ssize_t count = check_batch(ids, 16, "ids")
         cdef const uint8_t[::1] data
         cdef const uint64_t* id_words
@@ -1529,17 +1807,43 @@ cdef class NativeEngine:
         out = PyBytes_FromStringAndSize(NULL, count * 128)
         cdef char* dst = PyBytes_AS_STRING(out)
         for i in range(count):
-            pos1 = index_find(index, <const uint8_t*>records, id_words[2 * i], id_words[2 * i + 1])
+            pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, id_words[2 * i], id_words[2 * i + 1])
             if pos1 != 0:
-                memcpy(dst + found * 128, records + (pos1 - 1) * 128, 128)
+                memcpy(dst + found * 128, &self.accounts[pos1 - 1], 128)
                 found += 1
+        return out if found == count else out[:found * 128]
+
+    def lookup_transfers(self, ids):
+        """The records of the ids found, in the order asked, written into one reply; old ones are read back
+        through the cold reader, all in one call."""
+        cdef Py_ssize_t count = check_batch(ids, 16, "ids")
+        cdef const uint8_t[::1] data
+        cdef const uint64_t* id_words
+        cdef Py_ssize_t i, found = 0
+        cdef uint64_t pos1
+        self.check_idle()
+        if count == 0:
+            return b""
+        data = ids
+        id_words = <const uint64_t*>&data[0]
+        self.prefetch_cold(id_words, count)
+        out = PyBytes_FromStringAndSize(NULL, count * 128)
+        cdef char* dst = PyBytes_AS_STRING(out)
+        for i in range(count):
+            pos1 = self.transfer_find(id_words[2 * i], id_words[2 * i + 1])
+            if pos1 != 0:
+                memcpy(dst + found * 128, self.record_at(pos1 - 1), 128)
+                found += 1
+        self.check_cold()
         return out if found == count else out[:found * 128]
 
     def transfer_status(self, transfer_id):
         cdef uint64_t lo = transfer_id & U64_MAX
         cdef uint64_t hi = transfer_id >> 64
-        cdef uint64_t pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, lo, hi)
+        cdef uint64_t pos1
         self.check_idle()
+        pos1 = self.transfer_find(lo, hi)
+        self.check_cold()
         return self.status[pos1 - 1] if pos1 != 0 else S_NONE
 
     def stats(self):
@@ -1552,38 +1856,63 @@ cdef class NativeEngine:
 
     def memory_bytes(self):
         """Bytes reserved for the tables at the configured capacity: address space, backed by memory only as
-        records are written (the tables filled in order a chunk ahead of use, the indexes page by page)."""
+        records are written (the tables filled in order a chunk ahead of use, the rest page by page)."""
         return {
             "accounts": self.accounts_max * sizeof(ledger_account_t),
             "account_index": index_bytes(&self.account_index),
-            "transfers": self.transfers_max * sizeof(ledger_transfer_t),
+            "transfers": self.ring_slots * sizeof(ledger_transfer_t),
             "transfer_status": self.transfers_max,
             "transfer_index": index_bytes(&self.transfer_index),
+            "open_holds": self.holds_capacity * (sizeof(ledger_transfer_t) + 12) + index_bytes(&self.hold_index),
             "expiry_heap": self.heap_capacity * sizeof(ledger_expiry_t),
+            "cold_cache": COLD_SLOTS * (sizeof(ledger_transfer_t) + 8),
         }
 
     def memory_used(self):
         """Bytes of each table backed by memory now: the tables filled in order up to a chunk past their end,
-        the indexes as they have grown."""
+        the indexes as they have grown, the open holds' table up to the most ever open at once."""
         return {
             "accounts": self.accounts_ready,
             "account_index": index_bytes(&self.account_index),
-            "transfers": self.transfers_ready,
+            "transfers": self.ring_ready,
             "transfer_status": self.status_ready,
             "transfer_index": index_bytes(&self.transfer_index),
+            "open_holds": self.holds_made * (sizeof(ledger_transfer_t) + 12) + index_bytes(&self.hold_index),
             "expiry_heap": self.heap_ready,
+            "cold_cache": COLD_SLOTS * (sizeof(ledger_transfer_t) + 8),
         }
+
+    @property
+    def transfers_hot(self):
+        """How many of the newest transfers keep their records in memory (every one, without a cold reader)."""
+        return None if self.hot == U64_MAX else self.hot
 
     # -- checkpoints and replay --------------------------------------------------
 
     def export_state(self):
+        """The whole state; old transfers' records are read back through the cold reader (for tests and tools:
+        at scale this reads the journal's every record)."""
         self.check_idle()
         return EngineState(
             accounts=PyBytes_FromStringAndSize(<const char*>self.accounts, self.accounts_count * 128),
-            transfers=PyBytes_FromStringAndSize(<const char*>self.transfers, self.transfers_count * 128),
+            transfers=self.all_transfers(),
             transfer_status=PyBytes_FromStringAndSize(<const char*>self.status, self.transfers_count),
             timestamp_last=self.timestamp_last,
         )
+
+    cdef bytes all_transfers(self):
+        cdef uint64_t start, ordinal, end, first = self.hot_first()
+        out = PyBytes_FromStringAndSize(NULL, self.transfers_count * 128)
+        cdef char* dst = PyBytes_AS_STRING(out)
+        for start in range(0, self.transfers_count, COLD_SLOTS // 2):
+            end = min(start + COLD_SLOTS // 2, self.transfers_count)
+            wanted = [ordinal for ordinal in range(start, min(end, first)) if self.hold_at(ordinal) == NULL]
+            if wanted:
+                self.read_cold(wanted)
+            for ordinal in range(start, end):
+                memcpy(dst + ordinal * 128, self.record_at(ordinal), 128)
+        self.check_cold()
+        return out
 
     def export_snapshot(self):
         self.check_idle()
@@ -1617,6 +1946,7 @@ cdef class NativeEngine:
     def restore_transfers(self, entries, transfer_status):
         cdef const uint8_t[::1] transfers
         cdef const uint8_t[::1] status
+        cdef const ledger_transfer_t* src
         cdef uint64_t count = len(entries) // 128
         cdef uint64_t i, pos, fits
         self.check_idle()
@@ -1628,24 +1958,33 @@ cdef class NativeEngine:
             return
         transfers = entries
         status = transfer_status
+        src = <const ledger_transfer_t*>&transfers[0]
         # Entries are taken one by one up to the one refused (recovery names that one's commit), so only
         # what fits the tables is copied.
         fits = min(count, self.transfers_max - self.transfers_count)
         self.make_ready(0, fits)
-        memcpy(&self.transfers[self.transfers_count], &transfers[0], fits * 128)
         memcpy(&self.status[self.transfers_count], &status[0], fits)
-        for i in range(count):
-            if i == fits:
-                raise StateMismatch("state exceeds the configured capacity")
-            pos = self.transfers_count
-            self.index_transfer(pos)
-            if self.status[pos] == S_PENDING:
-                if self.pending_count >= self.pending_max:
-                    raise StateMismatch(f"state holds more than pending_transfers_max={self.pending_max} open holds")
-                self.pending_count += 1
-                if self.transfers[pos].timeout:
-                    self.schedule_expiry(&self.transfers[pos], pos)
-            self.transfers_count += 1
+        self.replay_src = src
+        self.replay_first = self.transfers_count
+        self.replay_count = fits
+        try:
+            for i in range(count):
+                if i == fits:
+                    raise StateMismatch("state exceeds the configured capacity")
+                pos = self.transfers_count
+                ledger_copy_record(&self.ring[pos & self.ring_mask], &src[i])
+                self.index_transfer(pos, &src[i])
+                if self.status[pos] == S_PENDING:
+                    if self.pending_count >= self.pending_max:
+                        raise StateMismatch(f"state holds more than pending_transfers_max={self.pending_max} open holds")
+                    self.pending_count += 1
+                    self.hold_keep(pos, &src[i])  # without the memory, the hold is read back when it is needed
+                    if src[i].timeout:
+                        self.schedule_expiry(&src[i], pos)
+                self.transfers_count += 1
+        finally:
+            self.replay_src = NULL
+        self.check_cold()
 
     def verify(self):
         self.check_idle()
@@ -1662,13 +2001,12 @@ cdef class NativeEngine:
             raise StateMismatch(f"account {id_of(a.id_lo, a.id_hi)} appears twice")
         index_put(&self.account_index, slot, hash, pos + 1)
 
-    cdef index_transfer(self, uint64_t pos):
-        cdef ledger_transfer_t* t = &self.transfers[pos]
+    cdef index_transfer(self, uint64_t pos, const ledger_transfer_t* t):
         cdef uint64_t hash = ledger_hash(t.id_lo, t.id_hi)
         cdef ledger_slot_t* slot
         if index_room(&self.transfer_index, hash) != 0:
             raise MemoryError("cannot grow the transfer index")
-        slot = index_probe(&self.transfer_index, <const uint8_t*>self.transfers, t.id_lo, t.id_hi, hash)
+        slot = self.transfer_probe(t.id_lo, t.id_hi, hash)
         if slot.pos1 != 0:
             raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} appears twice")
         index_put(&self.transfer_index, slot, hash, pos + 1)
@@ -1700,39 +2038,47 @@ cdef class NativeEngine:
         self.check_idle()
         self.history_count = 0
         for hold_id in unpack_ids(expired):
-            pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, hold_id & U64_MAX, hold_id >> 64)
+            pos1 = self.transfer_find(hold_id & U64_MAX, hold_id >> 64)
+            self.check_cold()
             if pos1 == 0 or self.status[pos1 - 1] != S_PENDING:
                 raise StateMismatch(f"expired transfer {hold_id} is not a pending hold")
             self.release_hold(pos1 - 1, S_EXPIRED)
         if count:
             data = entries
             self.make_ready(0, count)
-        for i in range(count):
-            if self.transfers_count >= self.transfers_max:
-                raise StateMismatch("replayed transfers exceed the configured capacity")
-            pos = self.transfers_count
-            t = &self.transfers[pos]
-            memcpy(t, &data[i * 128], 128)
-            self.index_transfer(pos)
-            if t.flags & TF_POST_OR_VOID:
-                hold_pos1 = index_find(&self.transfer_index, <const uint8_t*>self.transfers, t.pending_lo, t.pending_hi)
-                if hold_pos1 == 0 or self.status[hold_pos1 - 1] != S_PENDING:
-                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
-                    raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} resolves a transfer that is not pending")
-                self.transfers_count += 1
-                self.book_resolution(t, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
-                                     self.find_account(t.cr_lo, t.cr_hi))
-            else:
-                dr = self.find_account(t.dr_lo, t.dr_hi)
-                cr = self.find_account(t.cr_lo, t.cr_hi)
-                if t.flags & TF_PENDING and self.pending_count >= self.pending_max:
-                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
-                    raise StateMismatch(f"replayed holds exceed pending_transfers_max={self.pending_max}")
-                if dr == NULL or cr == NULL:
-                    index_remove(&self.transfer_index, <const uint8_t*>self.transfers, pos)
-                    raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} names an account that does not exist")
-                self.transfers_count += 1
-                self.book_created(t, pos, dr, cr)
+            self.replay_src = <const ledger_transfer_t*>&data[0]
+            self.replay_first = self.transfers_count
+            self.replay_count = count
+        try:
+            for i in range(count):
+                if self.transfers_count >= self.transfers_max:
+                    raise StateMismatch("replayed transfers exceed the configured capacity")
+                pos = self.transfers_count
+                t = &self.ring[pos & self.ring_mask]
+                memcpy(t, &data[i * 128], 128)
+                self.index_transfer(pos, t)
+                if t.flags & TF_POST_OR_VOID:
+                    hold_pos1 = self.transfer_find(t.pending_lo, t.pending_hi)
+                    if hold_pos1 == 0 or self.status[hold_pos1 - 1] != S_PENDING:
+                        index_remove(&self.transfer_index, ledger_hash(t.id_lo, t.id_hi), pos + 1)
+                        raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} resolves a transfer that is not pending")
+                    self.transfers_count += 1
+                    self.book_resolution(t, hold_pos1 - 1, self.find_account(t.dr_lo, t.dr_hi),
+                                         self.find_account(t.cr_lo, t.cr_hi))
+                else:
+                    dr = self.find_account(t.dr_lo, t.dr_hi)
+                    cr = self.find_account(t.cr_lo, t.cr_hi)
+                    if t.flags & TF_PENDING and self.pending_count >= self.pending_max:
+                        index_remove(&self.transfer_index, ledger_hash(t.id_lo, t.id_hi), pos + 1)
+                        raise StateMismatch(f"replayed holds exceed pending_transfers_max={self.pending_max}")
+                    if dr == NULL or cr == NULL:
+                        index_remove(&self.transfer_index, ledger_hash(t.id_lo, t.id_hi), pos + 1)
+                        raise StateMismatch(f"transfer {id_of(t.id_lo, t.id_hi)} names an account that does not exist")
+                    self.transfers_count += 1
+                    self.book_created(t, pos, dr, cr)
+        finally:
+            self.replay_src = NULL
+        self.check_cold()
         self.timestamp_last = max(self.timestamp_last, timestamp_last)
         self.check_invariants()
 
@@ -1761,7 +2107,7 @@ cdef class NativeEngine:
         assert debits_posted == credits_posted
         for i in range(self.transfers_count):
             if self.status[i] == S_PENDING:
-                held += self.transfers[i].amount
+                held += self.record_at(i).amount
                 live += 1
         assert held == debits_pending
         assert live == self.pending_count

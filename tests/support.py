@@ -46,6 +46,24 @@ START_NS = 1_700_000_000 * SECOND
 
 
 @dataclass
+class ColdJournal:
+    """Transfer records in the order an engine handed them out, read back by ordinal as the ledger's journal
+    reads them: the cold reader of a native engine whose hot window is kept small so that tests go through
+    the cold path."""
+
+    records: bytearray = field(default_factory=bytearray)
+    reads: int = 0
+    """Ordinals asked for so far."""
+
+    def add(self, entries: Any) -> None:
+        self.records += entries
+
+    def __call__(self, ordinals: list[int]) -> dict[int, bytes]:
+        self.reads += len(ordinals)
+        return {o: bytes(self.records[o * 128 : (o + 1) * 128]) for o in ordinals if (o + 1) * 128 <= len(self.records)}
+
+
+@dataclass
 class ManualClock:
     """A clock that moves only when told: timestamps in tests are deterministic."""
 

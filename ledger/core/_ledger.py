@@ -42,7 +42,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -51,6 +51,7 @@ from ledger.engine import (
     AccountsApplied,
     Buffer,
     Clock,
+    ColdRecordUnavailable,
     Engine,
     EngineError,
     EngineStats,
@@ -98,6 +99,7 @@ from ledger.records.limits import (
 )
 
 from ._batcher import Batcher
+from ._cold import ColdRecords
 from ._forked import fork_available, snapshot_in_child
 from ._reads import FairReads, ReadsRefused, ReadsStats
 from ._recovery import RecoveryReport, recover
@@ -379,6 +381,17 @@ class LedgerStats:
     """Each table past CAPACITY_WARN_FRACTION of its limit, said in words (GetServerInfo passes them on)."""
     memory_used: dict[str, int] | None = None
     """Bytes of each engine table backed by memory (the native engine; None for the reference engine)."""
+    transfers_hot: int | None = None
+    """How many of the newest transfers keep their records in memory; None: every one does."""
+
+
+@contextlib.contextmanager
+def _cold_reads() -> Iterator[None]:
+    """A read that needed an old record the journal could not give now: unavailable, and nothing changed."""
+    try:
+        yield
+    except ColdRecordUnavailable as exc:
+        raise LedgerUnavailable(f"an old transfer could not be read from the journal store: {exc}") from exc
 
 
 class Ledger:
@@ -395,6 +408,7 @@ class Ledger:
         on_apply: ApplyObserver | None = None,
         clock: Clock = wall_clock,
         domain: DomainState | None = None,
+        cold: ColdRecords | None = None,
     ) -> None:
         self.config = config
         self.recovery = report
@@ -455,6 +469,9 @@ class Ledger:
             on_commit=on_commit,
             on_written=self._written,
         )
+        if cold is not None:
+            cold.writer = self._writer
+            cold.unappended = self._unappended_transfers
         self._writer.start()
         self._accounts_batcher = Batcher(
             self._loop, self._apply_accounts, ACCOUNT_SIZE, ACCOUNT_RESULT_SIZE, ACCOUNT_FLAGS_OFFSET, "accounts"
@@ -485,7 +502,9 @@ class Ledger:
         snapshotted with every checkpoint.
         """
         store = open_store(config.store_url)
-        engine: Engine = (engine_class or select(None))(config.engine, clock=clock)  # type: ignore[call-arg]
+        # The engine keeps the newest transfers' records and reads older ones back from the journal.
+        cold = ColdRecords(store)
+        engine: Engine = (engine_class or select(None))(config.engine, clock=clock, cold_reader=cold)  # type: ignore[call-arg]
 
         def start() -> RecoveryReport:
             store.connect()
@@ -508,7 +527,9 @@ class Ledger:
             report.transfers_count,
             engine.implementation,
         )
-        return cls(config, engine, store, report, on_commit=on_commit, on_apply=on_apply, clock=clock, domain=domain)
+        return cls(
+            config, engine, store, report, on_commit=on_commit, on_apply=on_apply, clock=clock, domain=domain, cold=cold
+        )
 
     # -- writes ------------------------------------------------------------------
 
@@ -642,6 +663,12 @@ class Ledger:
             self._operation = None
         return self._append(accounts, transfers, expired, balances, timestamp_last, domain)
 
+    def _unappended_transfers(self) -> tuple[int, Buffer]:
+        """The ordinal of the first transfer not handed to the writer yet, and the records from it on (those the
+        operation in progress applied)."""
+        operation = self._operation
+        return self._transfers_count, (operation._transfers if operation is not None else b"")
+
     def _operation_step_ended(self, operation: Operation) -> None:
         if self._operation is operation:
             self._settle_operation()
@@ -741,13 +768,15 @@ class Ledger:
 
     async def lookup_transfers(self, ids: Buffer) -> bytes:
         self._settle_operation()
-        found = self._engine.lookup_transfers(ids)
+        with _cold_reads():
+            found = self._engine.lookup_transfers(ids)
         await self._until_shown_durable(ids, accounts=False)
         return found
 
     async def transfer_status(self, transfer_id: int) -> int:
         self._settle_operation()
-        status = self._engine.transfer_status(transfer_id)
+        with _cold_reads():
+            status = self._engine.transfer_status(transfer_id)
         await self._until_shown_durable(transfer_id.to_bytes(ID_SIZE, "little"), accounts=False)
         return status
 
@@ -884,6 +913,7 @@ class Ledger:
             bytes_since_checkpoint=bytes_since_checkpoint,
             capacity_warnings=self.capacity_warnings(),
             memory_used=self._engine.memory_used() if hasattr(self._engine, "memory_used") else None,
+            transfers_hot=getattr(self._engine, "transfers_hot", None),
         )
 
     def capacity_warnings(self) -> tuple[str, ...]:

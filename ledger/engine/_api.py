@@ -17,6 +17,7 @@ from ledger.records.limits import (
     BATCH_EVENTS_MAX,
     CAPACITY_MAX,
     PENDING_TRANSFERS_MAX_DEFAULT,
+    TRANSFERS_HOT_DEFAULT,
     TRANSFERS_MAX_DEFAULT,
 )
 
@@ -44,25 +45,46 @@ class StateMismatch(EngineError):
     """Imported state or replayed entries that contradict the engine's state."""
 
 
+class ColdRecordUnavailable(RuntimeError):
+    """An old transfer's record could not be read back through the cold reader.
+
+    Not an EngineError: raised by a batch, it comes after the batch was applied with that record unknown, so
+    the engine's state can no longer be trusted and its owner must stop (a restart recovers from the
+    journal). Raised by a read (a lookup), nothing changed.
+    """
+
+
+ColdReader = Callable[[list[int]], "dict[int, bytes]"]
+"""Reads transfer records back by ordinal (their place in creation order): a dict from each ordinal asked to
+its 128-byte record. Called synchronously by the engine, only for ordinals it has already handed out as
+entries; `Store.read_transfers` is one."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """Capacity of an engine, fixed at start: limits, not allocations.
 
     The native engine reserves address space for its tables at this capacity
-    and takes memory only as they fill (about 160 bytes per transfer and 145
-    per account at 10M transfers, its indexes growing with what they hold);
-    running out is a per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,
+    and takes memory only as they fill, its indexes growing with what they
+    hold. Accounts stay in memory (about 145 bytes each). With a cold reader,
+    a transfer costs its status byte and its index slot (about 16 bytes), and
+    only the newest `transfers_hot` and the open holds keep their 128-byte
+    records in memory; without one, every record does. Running out is a
+    per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,
     PENDING_TRANSFERS_FULL), never a crash.
     """
 
     accounts_max: int = ACCOUNTS_MAX_DEFAULT
     transfers_max: int = TRANSFERS_MAX_DEFAULT
     pending_transfers_max: int = PENDING_TRANSFERS_MAX_DEFAULT
+    transfers_hot: int = TRANSFERS_HOT_DEFAULT
+    """How many of the newest transfers keep their records in memory when the engine has a cold reader: a
+    retry within that many transfers is answered without reading the journal."""
     verify: bool = False
     """Check O(n) invariants after every batch (tests turn this on)."""
 
     def __post_init__(self) -> None:
-        for name in ("accounts_max", "transfers_max", "pending_transfers_max"):
+        for name in ("accounts_max", "transfers_max", "pending_transfers_max", "transfers_hot"):
             value = getattr(self, name)
             if not 1 <= value <= CAPACITY_MAX:
                 raise ValueError(f"{name} must be between 1 and {CAPACITY_MAX}, got {value}")

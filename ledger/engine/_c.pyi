@@ -4,6 +4,7 @@ from ledger.records.layout import Buffer
 from ._api import (
     AccountsApplied,
     Clock,
+    ColdReader,
     EngineConfig,
     EngineSnapshot,
     EngineState,
@@ -13,7 +14,12 @@ from ._api import (
 
 class NativeEngine:
     implementation: str
-    def __init__(self, config: EngineConfig | None = None, *, clock: Clock) -> None: ...
+    cold_reads: int
+    def __init__(
+        self, config: EngineConfig | None = None, *, clock: Clock, cold_reader: ColdReader | None = None
+    ) -> None: ...
+    @property
+    def transfers_hot(self) -> int | None: ...
     def create_accounts(self, events: Buffer) -> AccountsApplied: ...
     def create_transfers(self, events: Buffer) -> TransfersApplied: ...
     def expire_pending_transfers(self) -> TransfersApplied: ...

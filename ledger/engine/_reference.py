@@ -47,6 +47,7 @@ from ._api import (
     AccountsApplied,
     Clock,
     ClockExhausted,
+    ColdReader,
     EngineConfig,
     EngineSnapshot,
     EngineState,
@@ -209,7 +210,12 @@ class ReferenceEngine:
 
     implementation = "python"
 
-    def __init__(self, config: EngineConfig | None = None, *, clock: Clock) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, *, clock: Clock, cold_reader: ColdReader | None = None
+    ) -> None:
+        # Every record stays in memory here, so the cold reader is never needed; it is taken so that both
+        # engines are made alike.
+        del cold_reader
         self._config = config or EngineConfig()
         self._clock = clock
         self._accounts: dict[int, _Balances] = {}

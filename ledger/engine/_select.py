@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from ._api import Clock, Engine, EngineConfig
+from ._api import Clock, ColdReader, Engine, EngineConfig
 from ._reference import ReferenceEngine
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ IMPLEMENTATION: str = EngineClass.implementation
 logger.debug("ledger engine: %s", IMPLEMENTATION)
 
 
-def create_engine(config: EngineConfig | None = None, *, clock: Clock = wall_clock) -> Engine:
-    """A new, empty engine of the selected implementation."""
-    return EngineClass(config or EngineConfig(), clock=clock)  # type: ignore[call-arg]
+def create_engine(
+    config: EngineConfig | None = None, *, clock: Clock = wall_clock, cold_reader: ColdReader | None = None
+) -> Engine:
+    """A new, empty engine of the selected implementation; with `cold_reader`, old transfers' records are read
+    back through it rather than kept in memory."""
+    return EngineClass(config or EngineConfig(), clock=clock, cold_reader=cold_reader)  # type: ignore[call-arg]

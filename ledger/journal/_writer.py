@@ -215,6 +215,18 @@ class GroupCommitWriter:
                 b"".join(batch.expired for batch in batches),
             )
 
+    def undurable_transfers(self, ordinals: list[int]) -> dict[int, bytes]:
+        """The records of those of `ordinals` appended and not yet durable (the store has every other one
+        appended: a batch is dropped here only once the store holds it)."""
+        found: dict[int, bytes] = {}
+        with self._lock:
+            for batch in self._writing + self._pending:
+                first, end = batch.transfers_first, batch.transfers_first + len(batch.transfers) // 128
+                for ordinal in ordinals:
+                    if first <= ordinal < end:
+                        found[ordinal] = bytes(batch.transfers[(ordinal - first) * 128 : (ordinal - first + 1) * 128])
+        return found
+
     @property
     def backlog_bytes(self) -> int:
         """Bytes appended and not yet durable."""

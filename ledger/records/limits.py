@@ -43,6 +43,8 @@ BATCH_EVENTS_MAX: Final = 8190
 ACCOUNTS_MAX_DEFAULT: Final = 1_000_000
 TRANSFERS_MAX_DEFAULT: Final = 10_000_000
 PENDING_TRANSFERS_MAX_DEFAULT: Final = 1_000_000
+TRANSFERS_HOT_DEFAULT: Final = 1 << 20
+"""Newest transfers whose records stay in memory (128 MiB of them) when older ones can be read back."""
 CAPACITY_MAX: Final = 2**32 - 2
 """Native tables address slots with 32-bit indexes."""
 

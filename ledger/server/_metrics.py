@@ -596,14 +596,16 @@ def _memory_families(stats: LedgerStats | None, memory_available: int | None) ->
         "ledger_engine_bytes_per_account", "Bytes of the account table and its index per account held."
     )
     per_transfer = GaugeMetricFamily(
-        "ledger_engine_bytes_per_transfer", "Bytes of the transfer tables and their index per transfer held."
+        "ledger_engine_bytes_per_transfer",
+        "Bytes of the transfer tables (the hot records, statuses, index and open holds) per transfer held.",
     )
     available = GaugeMetricFamily(
         "ledger_memory_available_bytes", "What the machine could still give a process (MemAvailable)."
     )
     headroom = GaugeMetricFamily(
         "ledger_engine_transfers_headroom",
-        "Transfers more that the machine's available memory would hold at today's bytes per transfer.",
+        "Transfers more that the machine's available memory would hold, at what each new one adds today (its "
+        "status and index slot where old records are read from the journal; its record too where not).",
     )
     warnings = GaugeMetricFamily(
         "ledger_capacity_warnings", "Engine tables past 80 % of their limit (accounts, transfers, holds)."
@@ -618,11 +620,13 @@ def _memory_families(stats: LedgerStats | None, memory_available: int | None) ->
                 tables.add_metric([table], size)
             if stats.engine.accounts_count:
                 per_account.add_metric([], (used["accounts"] + used["account_index"]) / stats.engine.accounts_count)
-            if stats.engine.transfers_count:
-                bytes_per_transfer = (used["transfers"] + used["transfer_status"] + used["transfer_index"]) / (
-                    stats.engine.transfers_count
-                )
-                per_transfer.add_metric([], bytes_per_transfer)
+            count = stats.engine.transfers_count
+            if count:
+                growing = used["transfer_status"] + used["transfer_index"]
+                bounded = used["transfers"] + used.get("open_holds", 0)
+                per_transfer.add_metric([], (growing + bounded) / count)
+                # The hot records' ring stops growing at its window; without one, every record stays.
+                added = growing / count if stats.transfers_hot is not None else (growing + bounded) / count
                 if memory_available is not None:
-                    headroom.add_metric([], memory_available // bytes_per_transfer)
+                    headroom.add_metric([], memory_available // added)
     return [tables, per_account, per_transfer, available, headroom, warnings]

@@ -51,6 +51,9 @@ def config(url: str, **overrides: Any) -> LedgerConfig:
         "accounts_max": 1_000,
         "transfers_max": 100_000,
         "pending_transfers_max": 1_000,
+        # Only the newest transfer's record stays in memory: every retry, late post or void and lookup of an
+        # older one is read back from the journal store, as at scale.
+        "transfers_hot": 1,
         "verify": True,
         "expire_interval_seconds": 3600.0,
     }

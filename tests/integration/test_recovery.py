@@ -146,8 +146,8 @@ def test_many_small_commits_recover_the_same_state_and_answers_with_few_engine_c
     assert len(commits) > 160 and all(c.transfers_count <= 4 for c in commits[2:])
     engines: list[CountingEngine] = []
 
-    def counting(engine_config: Any, *, clock: ManualClock) -> CountingEngine:
-        engines.append(CountingEngine(engine_class(engine_config, clock=clock)))
+    def counting(engine_config: Any, **kwargs: Any) -> CountingEngine:
+        engines.append(CountingEngine(engine_class(engine_config, **kwargs)))
         return engines[0]
 
     async def again() -> None:
