@@ -912,15 +912,20 @@ cdef class NativeEngine:
             raise ColdRecordUnavailable(f"an old transfer's record could not be read: {error!r}") from error
         return 0
 
-    cdef int prefetch_cold(self, const uint64_t* id_words, Py_ssize_t count) except -1:
-        """Read in one call the old records that finding these ids (pairs of words) will compare against."""
+    cdef int prefetch_cold(self, const uint64_t* id_words, Py_ssize_t count, Py_ssize_t stride) except -1:
+        """Read in one call the old records that finding these ids will compare against (each id two words,
+        `stride` words apart)."""
         cdef Py_ssize_t i
         cdef uint64_t hash, j, ordinal, first = self.hot_first()
         cdef const shard_t* shard
         cdef uint32_t tag
+        if first == 0:
+            return 0  # every record is in the ring
         wanted = []
         for i in range(count):
-            hash = ledger_hash(id_words[2 * i], id_words[2 * i + 1])
+            if id_words[stride * i] == 0 and id_words[stride * i + 1] == 0:
+                continue  # no transfer has id 0 (a plain transfer's pending id)
+            hash = ledger_hash(id_words[stride * i], id_words[stride * i + 1])
             shard = shard_of(&self.transfer_index, hash)
             tag = tag_of(hash)
             j = home_of(tag, shard.slots_count)
@@ -1651,6 +1656,9 @@ cdef class NativeEngine:
         first = self.reserve_timestamps(count)
         self.make_ready(0, count)
         expired = self.expire(first)
+        # Old records this batch's retries (and posts or voids) will compare against, read in one call.
+        self.prefetch_cold(<const uint64_t*>&data[0], count, 16)
+        self.prefetch_cold(<const uint64_t*>&data[0] + 7, count, 16)
         entries_start = self.transfers_count
         self.history_count = 0
         results = PyBytes_FromStringAndSize(NULL, count * 24)
@@ -1826,7 +1834,7 @@ cdef class NativeEngine:
             return b""
         data = ids
         id_words = <const uint64_t*>&data[0]
-        self.prefetch_cold(id_words, count)
+        self.prefetch_cold(id_words, count, 2)
         out = PyBytes_FromStringAndSize(NULL, count * 128)
         cdef char* dst = PyBytes_AS_STRING(out)
         for i in range(count):

@@ -41,10 +41,12 @@ BATCH_EVENTS_MAX: Final = 8190
 # Capacity of the native tables, chosen at start. The defaults suit a
 # single shop or event; a server sizes them from its configuration.
 ACCOUNTS_MAX_DEFAULT: Final = 1_000_000
-TRANSFERS_MAX_DEFAULT: Final = 10_000_000
+TRANSFERS_MAX_DEFAULT: Final = 1_000_000_000
+"""A limit: a transfer takes memory as it is made (its status and index slot, about 16 bytes)."""
 PENDING_TRANSFERS_MAX_DEFAULT: Final = 1_000_000
-TRANSFERS_HOT_DEFAULT: Final = 1 << 20
-"""Newest transfers whose records stay in memory (128 MiB of them) when older ones can be read back."""
+TRANSFERS_HOT_DEFAULT: Final = (1 << 20) - BATCH_EVENTS_MAX
+"""Newest transfers whose records stay in memory when older ones can be read back: with a batch beyond them,
+a ring of 1 Mi records (128 MiB)."""
 CAPACITY_MAX: Final = 2**32 - 2
 """Native tables address slots with 32-bit indexes."""
 

@@ -23,8 +23,8 @@ def test_an_account_limit_beyond_memory_is_a_clear_error(engine_class: type[Any]
 def test_a_transfer_limit_is_a_limit_not_an_allocation(engine_class: type[Any]) -> None:
     # With a cold reader, a transfer costs memory only for its status byte and index slot.
     engine = engine_class(EngineConfig(transfers_max=2**32 - 2), clock=ManualClock(), cold_reader=lambda _: {})
-    assert engine.memory_bytes()["transfers"] == 2**21 * 128  # the ring: the hot window and a batch beyond it
-    assert engine.transfers_hot == 2**20
+    assert engine.memory_bytes()["transfers"] == 2**20 * 128  # the ring: the hot window and a batch beyond it
+    assert engine.transfers_hot == 2**20 - 8190
 
 
 @pytest.mark.parametrize("engine_class", NATIVE)

@@ -160,6 +160,25 @@ def test_lookups_of_old_transfers_read_them_back_in_one_call(twins: Twins) -> No
     assert calls == [2_000 - 2]  # all in one call, but for the two open holds among them, kept in memory
 
 
+def test_a_batch_reads_the_old_records_it_needs_in_one_call(twins: Twins) -> None:
+    calls: list[list[int]] = []
+    reader = twins.cold
+
+    def counted(ordinals: list[int]) -> dict[int, bytes]:
+        calls.append(ordinals)
+        return reader(ordinals)
+
+    native = NativeEngine(CONFIG, clock=twins.clock, cold_reader=counted)
+    native.import_state(twins.reference.export_state())
+    calls.clear()
+    old = [payment(n) for n in (3, 700, 5_000, 20_000)]
+    posts = [Transfer(id=70_000 + n, pending_id=n * HOLD_EVERY, flags=TF.VOID_PENDING_TRANSFER) for n in (1, 2)]
+    results = native.create_transfers(pack_transfers([*old, payment(70_100), *posts]))
+    assert [r.result for r in unpack_transfer_results(results.results)] == [TR.EXISTS] * 4 + [TR.OK] * 3
+    # The four retries' records in one call; the holds, open, are in memory.
+    assert [sorted(ordinals) for ordinals in calls] == [[2, 699, 4_999, 19_999]]
+
+
 def test_a_batch_crossing_the_ring_end_hands_out_whole_entries(twins: Twins) -> None:
     assert set(twins.transfers([payment(n) for n in range(40_001, 45_001)])) == {TR.OK}
     # Ordinals 45,000 to 53,189 run past the ring's third wrap, at 49,152.
