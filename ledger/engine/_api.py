@@ -67,7 +67,7 @@ class EngineConfig:
     The native engine reserves address space for its tables at this capacity
     and takes memory only as they fill, its indexes growing with what they
     hold. Accounts stay in memory (about 145 bytes each). With a cold reader,
-    a transfer costs its status byte and its index slot (about 16 bytes), and
+    a transfer costs its status byte, fingerprint and index slot (about 20 bytes), and
     only the newest `transfers_hot` and the open holds keep their 128-byte
     records in memory; without one, every record does. Running out is a
     per-event result code (ACCOUNTS_FULL, TRANSFERS_FULL,

@@ -42,7 +42,7 @@ BATCH_EVENTS_MAX: Final = 8190
 # single shop or event; a server sizes them from its configuration.
 ACCOUNTS_MAX_DEFAULT: Final = 1_000_000
 TRANSFERS_MAX_DEFAULT: Final = 1_000_000_000
-"""A limit: a transfer takes memory as it is made (its status and index slot, about 16 bytes)."""
+"""A limit: a transfer takes memory as it is made (its status, fingerprint and index slot, about 20 bytes)."""
 PENDING_TRANSFERS_MAX_DEFAULT: Final = 1_000_000
 TRANSFERS_HOT_DEFAULT: Final = (1 << 20) - BATCH_EVENTS_MAX
 """Newest transfers whose records stay in memory when older ones can be read back: with a batch beyond them,

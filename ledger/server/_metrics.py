@@ -605,7 +605,7 @@ def _memory_families(stats: LedgerStats | None, memory_available: int | None) ->
     headroom = GaugeMetricFamily(
         "ledger_engine_transfers_headroom",
         "Transfers more that the machine's available memory would hold, at what each new one adds today (its "
-        "status and index slot where old records are read from the journal; its record too where not).",
+        "status, fingerprint and index slot where old records are read from the journal; its record too where not).",
     )
     warnings = GaugeMetricFamily(
         "ledger_capacity_warnings", "Engine tables past 80 % of their limit (accounts, transfers, holds)."
@@ -622,7 +622,7 @@ def _memory_families(stats: LedgerStats | None, memory_available: int | None) ->
                 per_account.add_metric([], (used["accounts"] + used["account_index"]) / stats.engine.accounts_count)
             count = stats.engine.transfers_count
             if count:
-                growing = used["transfer_status"] + used["transfer_index"]
+                growing = used["transfer_status"] + used.get("transfer_fingerprints", 0) + used["transfer_index"]
                 bounded = used["transfers"] + used.get("open_holds", 0)
                 per_transfer.add_metric([], (growing + bounded) / count)
                 # The hot records' ring stops growing at its window; without one, every record stays.
