@@ -461,6 +461,17 @@ cdef inline uint64_t index_find(const index_t* ix, const uint8_t* records, uint6
     return index_probe(ix, records, lo, hi, ledger_hash(lo, hi)).pos1
 
 
+cdef inline ledger_slot_t* index_empty_slot(const index_t* ix, uint64_t hash) noexcept nogil:
+    """The empty slot where an entry for this hash goes (no record compared: the caller knows it is new)."""
+    cdef const shard_t* shard = shard_of(ix, hash)
+    cdef uint64_t i = home_of(tag_of(hash), shard.slots_count)
+    while shard.slots[i].pos1 != 0:
+        i += 1
+        if i == shard.slots_count:
+            i = 0
+    return &shard.slots[i]
+
+
 cdef inline void index_put(index_t* ix, ledger_slot_t* slot, uint64_t hash, uint64_t pos1) noexcept nogil:
     """Fill the empty slot index_probe gave for this hash (after index_room)."""
     slot.tag = tag_of(hash)
@@ -699,6 +710,8 @@ cdef class NativeEngine:
     cdef uint64_t hot
     # Ordinals from here on are this call's own, hot whatever `hot` says (U64_MAX between calls).
     cdef uint64_t batch_first
+    # Ordinals below this were indexed without their records (restore_index): never in the ring.
+    cdef uint64_t ring_first
     # Records a replay or restore is taking from its caller's buffer, for the ordinals they stand for.
     cdef const ledger_transfer_t* replay_src
     cdef uint64_t replay_first
@@ -874,7 +887,9 @@ cdef class NativeEngine:
     cdef inline uint64_t hot_first(self) noexcept nogil:
         """The oldest ordinal whose record is in the ring."""
         cdef uint64_t first = self.transfers_count - self.hot if self.transfers_count > self.hot else 0
-        return first if first < self.batch_first else self.batch_first
+        if first > self.batch_first:
+            first = self.batch_first
+        return first if first > self.ring_first else self.ring_first
 
     cdef inline const ledger_transfer_t* record_at(self, uint64_t ordinal) noexcept nogil:
         """The record of transfer `ordinal` (< transfers_count), wherever it is kept. A pointer into the ring is
@@ -2056,6 +2071,63 @@ cdef class NativeEngine:
         finally:
             self.replay_src = NULL
         self.check_cold()
+
+    def restore_index(self, ids, transfer_status):
+        """Append stored transfers by their ids alone (16 bytes each, in creation order) with their statuses,
+        booking nothing: what a checkpoint's balances already hold. Their records stay in the journal; the open
+        holds' are read back through the cold reader. The ids are trusted (the checkpoint's, checksummed): no
+        record is compared, so a repeated id is not noticed here."""
+        cdef const uint8_t[::1] id_bytes
+        cdef const uint8_t[::1] status
+        cdef const uint64_t* words
+        cdef uint64_t count = len(ids) // 16
+        cdef uint64_t i, pos, hash, first = self.transfers_count
+        cdef ledger_slot_t* slot
+        cdef const uint8_t[::1] record
+        self.check_idle()
+        if len(ids) % 16:
+            raise StateMismatch("transfer ids hold a partial id")
+        if len(transfer_status) != count:
+            raise StateMismatch("transfer_status must hold one byte per transfer id")
+        if self.cold_reader is None:
+            raise StateMismatch("an engine without a cold reader keeps every record: restore_transfers instead")
+        if count == 0:
+            return
+        if count > self.transfers_max - self.transfers_count:
+            raise StateMismatch("state exceeds the configured capacity")
+        id_bytes = ids
+        status = transfer_status
+        words = <const uint64_t*>&id_bytes[0]
+        self.make_ready(0, count)
+        memcpy(&self.status[first], &status[0], count)
+        holds = []
+        for i in range(count):
+            pos = first + i
+            hash = ledger_hash(words[2 * i], words[2 * i + 1])
+            if index_room(&self.transfer_index, hash) != 0:
+                raise MemoryError("cannot grow the transfer index")
+            slot = index_empty_slot(&self.transfer_index, hash)
+            self.fingerprints[pos] = ledger_fingerprint(words[2 * i], words[2 * i + 1])
+            index_put(&self.transfer_index, slot, hash, pos + 1)
+            if self.status[pos] == S_PENDING:
+                holds.append(pos)
+        self.transfers_count = first + count
+        self.ring_first = self.transfers_count
+        for start in range(0, len(holds), COLD_WANTED_MAX):
+            chunk = holds[start : start + COLD_WANTED_MAX]
+            found = self.cold_reader(chunk)
+            for ordinal in chunk:
+                data = found.get(ordinal)
+                i = ordinal - first
+                if data is None or len(data) != 128 or bytes(data[:16]) != bytes(ids[16 * i : 16 * i + 16]):
+                    raise StateMismatch(f"the record of open hold {ordinal} is not in the journal as indexed")
+                if self.pending_count >= self.pending_max:
+                    raise StateMismatch(f"state holds more than pending_transfers_max={self.pending_max} open holds")
+                record = data
+                self.pending_count += 1
+                self.hold_keep(ordinal, <const ledger_transfer_t*>&record[0])
+                if (<const ledger_transfer_t*>&record[0]).timeout:
+                    self.schedule_expiry(<const ledger_transfer_t*>&record[0], ordinal)
 
     def verify(self):
         self.check_idle()

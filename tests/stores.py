@@ -114,15 +114,15 @@ def fetch(url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
 
 def downgrade(url: str, version: int) -> None:
     """Make a journal, in place, what a ledger of an earlier schema version wrote: PostgreSQL's version 1 (raw
-    transfer records), 2 (no domain columns), 3 (a timestamptz `created_at` in checkpoints) or 4 (no checkpoint
-    parts); SQLite's 1, 3 or 4, which stored raw records in a table with no `transfer_blocks` (SQLite had no
-    version 2 then)."""
+    transfer records), 2 (no domain columns), 3 (a timestamptz `created_at` in checkpoints), 4 (no checkpoint
+    parts) or 5 (no transfer ids); SQLite's 1, 3 or 4, which stored raw records in a table with no
+    `transfer_blocks` (SQLite had no version 2 then), or 5."""
     from ledger.journal._blocks import decompress_transfers
 
     sqlite = url.startswith("sqlite:")
-    assert version in ((1, 3, 4) if sqlite else (1, 2, 3, 4)), version
-    statements: list[tuple[str, tuple[object, ...]]] = []
-    if sqlite or version < 2:
+    assert version in ((1, 3, 4, 5) if sqlite else (1, 2, 3, 4, 5)), version
+    statements: list[tuple[str, tuple[object, ...]]] = [("DROP TABLE ledger_transfer_ids", ())]
+    if (sqlite and version < 5) or version < 2:
         rows = fetch(url, "SELECT seq, transfers_count, transfers, transfer_blocks FROM ledger_journal")
         for seq, count, transfers, ends in rows:
             if ends is not None:
@@ -143,7 +143,7 @@ def downgrade(url: str, version: int) -> None:
             ("ALTER TABLE ledger_checkpoints RENAME COLUMN created_at_ns TO created_at", ()),
             ("ALTER TABLE ledger_checkpoints ALTER COLUMN created_at SET DEFAULT now()", ()),
         ]  # fmt: skip
-    versions = "version > %s OR version = 2" if sqlite else "version > %s"
+    versions = "version > %s OR version = 2" if sqlite and version < 5 else "version > %s"
     statements.append((f"DELETE FROM ledger_schema WHERE {versions}", (version,)))
     if sqlite:
         import sqlite3

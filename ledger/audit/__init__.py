@@ -14,6 +14,7 @@ from ._journal import (
     JournalUnreadable,
     StoredCheckpoint,
     StoredCommit,
+    StoredIds,
     open_journal,
 )
 from ._model import AccountState, Books, Hold, LedgerTotals, Tally, TransferRecord, Violation, transfer_records
@@ -33,6 +34,7 @@ __all__ = [
     "Progress",
     "StoredCheckpoint",
     "StoredCommit",
+    "StoredIds",
     "Tally",
     "TransferRecord",
     "Verdict",

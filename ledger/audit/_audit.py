@@ -19,23 +19,28 @@ only echo it):
   carries against those its transfers make;
 - every checkpoint in the store against the books at its seq: every account
   record byte for byte (balances, flags) and every transfer's status;
+- the stored transfer ids (from version 6): each segment's checksum, from
+  ordinal 0 with no gap, every id equal to the id of the transfer at its
+  ordinal, none past the journal's transfers;
 - at the end, the invariants of every ledger.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ._journal import (
     ACCOUNT_SIZE,
     BALANCE_SIZE,
+    TRANSFER_SIZE,
     CheckpointHead,
     Journal,
     JournalDamage,
     StoredCheckpoint,
     StoredCommit,
+    StoredIds,
 )
 from ._model import (
     ACCOUNT_RECORD,
@@ -89,6 +94,8 @@ class Verdict:
     """The last commit checked (with a problem: the last one before it)."""
     checkpoints: list[int] = field(default_factory=list)
     """Seqs of the checkpoints that were compared and agreed."""
+    transfer_ids: int = 0
+    """Transfers whose stored id was compared with the journal's and agreed."""
     tally: Tally = field(default_factory=Tally)
     ledgers: dict[int, LedgerTotals] = field(default_factory=dict)
     seconds: float = 0.0
@@ -130,6 +137,7 @@ def _run(
         floor = _compare_checkpoint(journal, heads[0], books, floor)
         verdict.checkpoints.append(0)
     seq_last = 0
+    ids = _TransferIds(journal.transfer_ids())
     for commit in journal.commits():
         if commit.seq != seq_last + 1:
             raise _Found(Problem(
@@ -151,6 +159,7 @@ def _run(
                 f"{'not after' if engine_records else 'before'} the state before it ({floor})",
             ))  # fmt: skip
         _apply_commit(books, commit, floor)
+        verdict.transfer_ids = ids.check(commit)
         if commit.domain:
             books.tally.domain_commits += 1
             books.tally.domain_bytes += len(commit.domain)
@@ -163,6 +172,7 @@ def _run(
             on_commit(commit, books)
         if progress is not None:
             progress(books.tally.transfers, extent.transfers_count)
+    ids.finish(books.tally.transfers)
     past = sorted(seq for seq in heads if seq > seq_last)
     if past:
         raise _Found(Problem(
@@ -172,6 +182,58 @@ def _run(
         books.check_invariants()
     except Violation as exc:
         raise _Found(Problem("journal", seq_last, "at its end", str(exc))) from None
+
+
+class _TransferIds:
+    """The stored transfer ids, compared with the journal's transfers commit by commit."""
+
+    def __init__(self, segments: Iterator[StoredIds]) -> None:
+        self.segments = segments
+        self.first = 0
+        """The ordinal of the first id in `ids`."""
+        self.ids = b""
+        self.exhausted = False
+
+    def _pull(self, upto: int) -> None:
+        """Take segments until the ids reach ordinal `upto` or there are no more."""
+        while not self.exhausted and self.first + len(self.ids) // 16 < upto:
+            segment = next(self.segments, None)
+            if segment is None:
+                self.exhausted = True
+                return
+            end = self.first + len(self.ids) // 16
+            if segment.transfers_first != end:
+                raise _Found(Problem(
+                    "transfer ids", segment.transfers_first, "",
+                    f"start at ordinal {segment.transfers_first}, where the ids before them end at {end}",
+                ))  # fmt: skip
+            self.ids += segment.ids
+
+    def check(self, commit: StoredCommit) -> int:
+        """Compare the ids of the commit's transfers; the ordinal up to which ids agreed."""
+        count = len(commit.transfers) // TRANSFER_SIZE
+        self._pull(commit.transfers_first + count)
+        known = min(count, len(self.ids) // 16)
+        for index in range(known):
+            stored = self.ids[16 * index : 16 * index + 16]
+            record = commit.transfers[TRANSFER_SIZE * index : TRANSFER_SIZE * index + 16]
+            if stored != record:
+                ordinal = commit.transfers_first + index
+                raise _Found(Problem(
+                    "transfer ids", ordinal, f"ordinal {ordinal}",
+                    f"is id {int.from_bytes(stored, 'little')}, the journal's transfer there (commit seq="
+                    f"{commit.seq}) id {int.from_bytes(record, 'little')}",
+                ))  # fmt: skip
+        self.ids = self.ids[16 * known :]
+        self.first += known
+        return self.first
+
+    def finish(self, transfers: int) -> None:
+        self._pull(transfers + 1)
+        if self.ids:
+            raise _Found(Problem(
+                "transfer ids", self.first, "", f"go past the journal's {transfers} transfers"
+            ))  # fmt: skip
 
 
 def _id_of(record: tuple[int, ...]) -> int:

@@ -32,7 +32,7 @@ EXPIRED_SIZE: Final = 24
 BALANCE_SIZE: Final = 64
 BLOCK_RECORDS: Final = 64
 """Transfer records per LZ4 block."""
-SCHEMA_VERSIONS: Final = (1, 2, 3, 4, 5)
+SCHEMA_VERSIONS: Final = (1, 2, 3, 4, 5, 6)
 """The schema versions (table `ledger_schema`) whose columns the README documents."""
 BLOCKS_VERSION: Final = 2
 """Once a store has applied it, `ledger_journal` has a `transfer_blocks` column."""
@@ -41,6 +41,9 @@ DOMAIN_VERSION: Final = 3
 PARTS_VERSION: Final = 5
 """Once a store has applied it, a checkpoint may be stored in `ledger_checkpoint_parts`."""
 PARTS_HEADER: Final = struct.Struct("<QQQ")
+IDS_VERSION: Final = 6
+"""Once a store has applied it, `ledger_transfer_ids` holds the transfers' ids in segments."""
+IDS_HEADER: Final = struct.Struct("<4sQQ")
 
 COMMIT_HEADER: Final = struct.Struct("<4sQQQQQQQQ")
 CHECKPOINT_HEADER: Final = struct.Struct("<4sQQQQQ")
@@ -108,6 +111,14 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredIds:
+    """One segment of `ledger_transfer_ids`, its checksum verified."""
+
+    transfers_first: int
+    ids: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Extent:
     """What the snapshot holds, for progress: the last seq and the transfers up to it."""
 
@@ -132,6 +143,10 @@ class Journal(Protocol):
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         """A checkpoint's blobs, inflated and verified (JournalDamage otherwise)."""
+        ...
+
+    def transfer_ids(self) -> Iterator[StoredIds]:
+        """The stored segments of transfer ids in ordinal order, each verified (JournalDamage otherwise)."""
         ...
 
     def close(self) -> None: ...
@@ -309,6 +324,14 @@ def inflate_checkpoint(
     return StoredCheckpoint(head.seq, head.timestamp_last, raw_accounts, raw_status, raw_domain)
 
 
+def verify_ids(transfers_first: int, transfers_count: int, checksum: int, ids: bytes) -> StoredIds:
+    if len(ids) != 16 * transfers_count:
+        raise JournalDamage(transfers_first, "transfer ids", f"hold {len(ids)} bytes for {transfers_count} ids")
+    if zlib.crc32(ids, zlib.crc32(IDS_HEADER.pack(b"LTI1", transfers_first, transfers_count))) != checksum:
+        raise JournalDamage(transfers_first, "transfer ids", "fail their checksum")
+    return StoredIds(transfers_first, ids)
+
+
 def _check_versions(versions: set[int], description: str) -> None:
     if not versions:
         raise JournalUnreadable(f"{description}: no journal here (the table ledger_schema is empty)")
@@ -330,6 +353,8 @@ class _SqlJournal:
     """Whether the tables have a `domain` column (version 3 applied)."""
     _parts: bool
     """Whether checkpoints may be stored in parts (version 5 applied)."""
+    _ids: bool
+    """Whether transfer ids are stored (version 6 applied)."""
 
     def _versions(self, versions: set[int]) -> None:
         """Which columns there are: the versions the store applied (an SQLite journal may have 3 and not 2)."""
@@ -337,6 +362,14 @@ class _SqlJournal:
         self._blocks = BLOCKS_VERSION in versions
         self._domain = DOMAIN_VERSION in versions
         self._parts = PARTS_VERSION in versions
+        self._ids = IDS_VERSION in versions
+
+    def _ids_query(self) -> str | None:
+        if not self._ids:
+            return None
+        return (
+            "SELECT transfers_first, transfers_count, checksum, ids FROM ledger_transfer_ids ORDER BY transfers_first"
+        )
 
     def _parts_query(self, placeholder: str) -> str | None:
         if not self._parts:
@@ -412,6 +445,15 @@ class _SqliteJournal(_SqlJournal):
         parts = [] if query is None else [part for (part,) in self._connection.execute(query, (head.seq,))]
         return inflate_checkpoint(head, *stored_blobs(head.seq, row[0], row[1], row[2] or b"", parts))
 
+    def transfer_ids(self) -> Iterator[StoredIds]:
+        query = self._ids_query()
+        if query is None:
+            return
+        cursor = self._connection.execute(query)
+        while rows := cursor.fetchmany(_ROWS_PER_FETCH):
+            for first, count, checksum, ids in rows:
+                yield verify_ids(first, count, checksum, ids)
+
     def close(self) -> None:
         self._connection.close()
 
@@ -466,6 +508,16 @@ class _PostgresJournal(_SqlJournal):
         assert row is not None, "a checkpoint listed in this snapshot is in it"
         blobs = stored_blobs(head.seq, bytes(row[0]), bytes(row[1]), bytes(row[2] or b""), parts)
         return inflate_checkpoint(head, *blobs)
+
+    def transfer_ids(self) -> Iterator[StoredIds]:
+        query = self._ids_query()
+        if query is None:
+            return
+        with self._connection.cursor("ledger_audit_ids", binary=True) as cursor:
+            cursor.itersize = _ROWS_PER_FETCH
+            cursor.execute(query)
+            for first, count, checksum, ids in cursor:
+                yield verify_ids(first, count, checksum, bytes(ids))
 
     def close(self) -> None:
         self._connection.rollback()

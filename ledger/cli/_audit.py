@@ -76,6 +76,7 @@ def verdict_document(verdict: Verdict) -> dict[str, Any]:
         "balance_entries": tally.balance_entries,
         "domain": {"commits": tally.domain_commits, "bytes": tally.domain_bytes},
         "checkpoints": verdict.checkpoints,
+        "transfer_ids": verdict.transfer_ids,
         "ledgers": {
             str(ledger): {
                 "accounts": t.accounts,
@@ -107,6 +108,7 @@ def verdict_lines(verdict: Verdict) -> list[str]:
         f"{tally.linked} linked, {tally.closing} closing",
         f"  {tally.balance_entries} balance-history entries agree with the transfers",
         f"  checkpoints that agree with the journal: {checkpoints}",
+        f"  stored transfer ids that agree with the journal: {verdict.transfer_ids}",
     ]
     if tally.domain_commits:
         lines.append(

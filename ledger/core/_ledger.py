@@ -508,7 +508,7 @@ class Ledger:
 
         def start() -> RecoveryReport:
             store.connect()
-            return recover(engine, store, domain)
+            return recover(engine, store, domain, save_ids=True)
 
         try:
             report = await asyncio.to_thread(start)

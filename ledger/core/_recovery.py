@@ -14,6 +14,15 @@ to BATCH_EVENTS_MAX at a time, cut only where holds expired. A commit that
 contradicts the state is still named: the engine stops at the entry it
 refuses, and its ordinal says which commit held it.
 
+Where the store holds the ids of every transfer up to the checkpoint
+(`ledger_transfer_ids`, saved with each checkpoint) and the engine can index
+transfers by id alone (the native engine's `restore_index`, its old records
+read back from the journal when needed), the commits up to the checkpoint are
+not read at all: the index comes from 16 bytes per transfer rather than 128,
+and only the commits after the checkpoint are read and replayed. Otherwise
+every commit is read, and a ledger's recovery (`save_ids`) stores the ids it
+read past what the store held, so that the next one is short.
+
 A domain layer's state (ledger.journal.DomainState) is rebuilt alongside:
 the checkpoint's domain snapshot first, then the domain records of each
 commit after it, in seq order, as the commits are read. Commits without
@@ -38,6 +47,8 @@ from ledger.journal import (
     JournalCorrupt,
     Store,
     check_commit_row,
+    save_transfer_ids,
+    transfer_ids_of,
 )
 from ledger.records.limits import ACCOUNT_SIZE, BATCH_EVENTS_MAX, TRANSFER_SIZE
 
@@ -64,6 +75,8 @@ class RecoveryReport:
     """Bytes of records in the commits replayed (after the checkpoint), domain records included."""
     domain_bytes_replayed: int = 0
     """Bytes of domain records in the commits replayed."""
+    index_from_checkpoint: bool = False
+    """The transfers up to the checkpoint were indexed from their stored ids; no commit up to it was read."""
 
 
 class _Pending:
@@ -210,12 +223,38 @@ def replay_commit(engine: Engine, commit: Commit) -> None:
     replay.flush()
 
 
+class _IdsKept:
+    """The ids of the transfers recovery reads, stored past what the store holds (`save_ids`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.first = store.transfer_ids_end()
+        """The ordinal of the first id in `ids`."""
+        self.ids = bytearray()
+
+    def add(self, records: Blob | memoryview, first: int) -> None:
+        """Records of ordinals [first, ...), read in order."""
+        skip = self.first + len(self.ids) // 16 - first
+        if skip < 0:
+            raise JournalCorrupt(f"recovery read transfer {first} before {first + skip}")  # a bug: reads go in order
+        if 16 * skip < len(records) // 8:
+            self.ids += transfer_ids_of(memoryview(records)[TRANSFER_SIZE * skip :])
+        if len(self.ids) >= 64 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.ids:
+            self.first = save_transfer_ids(self.store, self.first, self.ids)
+            self.ids = bytearray()
+
+
 def recover(
     engine: Engine,
     store: Store,
     domain: DomainState | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    save_ids: bool = False,
 ) -> RecoveryReport:
     """Load the store's journal into an empty engine, and `domain` with it. Raises JournalCorrupt, never serves
     a partial state.
@@ -223,29 +262,36 @@ def recover(
     `domain.restore` gets the checkpoint's domain snapshot (b"" without one), then `domain.replay` the domain
     records of each commit after the checkpoint that has some; an exception from either stops recovery with
     JournalCorrupt naming the checkpoint or commit. `progress(seq, transfers_count)` is called after each chunk
-    of commits read.
+    of commits read. With `save_ids`, the ids of the transfers read past those the store holds are stored.
     """
     started = time.perf_counter()
     checkpoint = store.latest_checkpoint()
     position = 0
+    indexed = False
     if checkpoint is not None:
         checkpoint.verify()
         position = checkpoint.seq
         try:
             engine.import_state(EngineState(checkpoint.accounts, b"", b"", checkpoint.timestamp_last))
+            indexed = _index_from_ids(engine, store, checkpoint, repair=save_ids)
         except StateMismatch as exc:
             raise JournalCorrupt(f"checkpoint at journal seq={position} cannot be loaded: {exc}") from exc
     if domain is not None:
         _restore_domain(domain, checkpoint)
     restore = _Restore(engine, checkpoint)
     replay = _Replay(engine)
+    kept = _IdsKept(store) if save_ids else None
     seq_expected = 1
     accounts_count = transfers_count = 0
+    if indexed:
+        assert checkpoint is not None
+        seq_expected = position + 1
+        accounts_count, transfers_count = checkpoint.accounts_count, checkpoint.transfers_count
     commits_replayed = transfers_replayed = bytes_replayed = domain_replayed = 0
 
     try:
         try:
-            for rows in store.commit_rows():
+            for rows in store.commit_rows(after_seq=position if indexed else 0):
                 for row in rows:
                     check_commit_row(row)
                     (seq, timestamp_last, accounts_first, transfers_first, _,
@@ -269,6 +315,8 @@ def recover(
                                 f"statuses, the journal up to seq={seq} already {end} transfers"
                             )
                         restore.add(seq, transfers, transfers_count)
+                        if kept is not None and transfers:
+                            kept.add(transfers, transfers_count)
                     else:
                         if seq == position + 1 and checkpoint is not None:
                             restore.flush()
@@ -278,6 +326,8 @@ def recover(
                                 _replay_domain(domain, records, seq)
                             domain_replayed += len(records)
                         replay.commit(seq, accounts, transfers, expired, timestamp_last, transfers_first)
+                        if kept is not None and transfers:
+                            kept.add(transfers, transfers_first)
                         commits_replayed += 1
                         transfers_replayed += end - transfers_count
                         bytes_replayed += len(accounts) + len(transfers) + len(expired) + len(balances)
@@ -294,6 +344,8 @@ def recover(
             raise
         restore.flush()
         replay.flush()
+        if kept is not None:
+            kept.flush()
     except StateMismatch as exc:
         seq = restore.failed_seq or replay.failed_seq
         raise JournalCorrupt(f"journal commit seq={seq} contradicts the state before it: {exc}") from exc
@@ -326,7 +378,30 @@ def recover(
         seconds=time.perf_counter() - started,
         bytes_replayed=bytes_replayed + domain_replayed,
         domain_bytes_replayed=domain_replayed,
+        index_from_checkpoint=indexed,
     )
+
+
+def _index_from_ids(engine: Engine, store: Store, checkpoint: Checkpoint, *, repair: bool) -> bool:
+    """Index the transfers up to the checkpoint from their stored ids, if the engine can and the store has them
+    whole; whether it did. Ids stored that far but unusable (damaged, or with a gap) are deleted with `repair`:
+    recovery then stores them again from the records it reads."""
+    restore_index = getattr(engine, "restore_index", None)
+    if restore_index is None or getattr(engine, "transfers_hot", None) is None or not checkpoint.transfers_count:
+        return False  # an engine that keeps every record needs them all
+    ids = store.transfer_ids(checkpoint.transfers_count)
+    if ids is None:
+        if repair and store.transfer_ids_end() >= checkpoint.transfers_count:
+            logger.warning("%s: the stored transfer ids are damaged; they are stored again from the records",
+                           store.description)  # fmt: skip
+            store.drop_transfer_ids()
+        return False
+    if store.timestamp_last_of(checkpoint.seq) is None:
+        raise JournalCorrupt(
+            f"checkpoint at journal seq={checkpoint.seq} is past the end of the journal: the journal is truncated"
+        )
+    restore_index(ids, checkpoint.transfer_status)
+    return True
 
 
 def _restore_domain(domain: DomainState, checkpoint: Checkpoint | None) -> None:

@@ -25,11 +25,23 @@ from ._history import (
 )
 from ._postgres import PostgresStore
 from ._sqlite import SqliteStore
-from ._store import CHECKPOINTS_KEPT, Store, StoreLocked, StoreUnavailable, open_store, seq_before, sqlite_file
+from ._store import (
+    CHECKPOINTS_KEPT,
+    Store,
+    StoreLocked,
+    StoreUnavailable,
+    open_store,
+    save_transfer_ids,
+    seq_before,
+    sqlite_file,
+    transfer_ids_of,
+)
 from ._writer import GroupCommitWriter, WriterStats
 
 __all__ = [
     "PostgresStore",
+    "save_transfer_ids",
+    "transfer_ids_of",
     "SqliteStore",
     "AccountFilter",
     "BalancesPage",

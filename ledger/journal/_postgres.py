@@ -45,6 +45,7 @@ from ._store import (
     HISTORY_COLUMNS,
     HISTORY_TABLES,
     SEQ_MAX,
+    TRANSFER_IDS_SEGMENT,
     TRANSFERS_TABLE,
     U64_MASK,
     HistoryRow,
@@ -52,9 +53,11 @@ from ._store import (
     StoreUnavailable,
     check_duplicate,
     commits_of,
+    joined_transfer_ids,
     pack_checkpoint_blob,
     pack_domain_snapshot,
     signed,
+    transfer_ids_checksum,
     unpack_checkpoint_blob,
     unpack_domain_snapshot,
 )
@@ -262,11 +265,59 @@ class PostgresStore:
                         copy.write(blob)
             copy.write(_COPY_TRAILER)
 
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        # A connection of its own: checkpoints are saved on a thread beside the writer's.
+    def _checkpoint_connection(self) -> psycopg.Connection[Any]:
+        """A connection of its own: checkpoints are saved on a thread beside the writer's."""
         if self._checkpointer is None or self._checkpointer.closed:
             self._checkpointer = self._connect()
-        connection = self._checkpointer
+        return self._checkpointer
+
+    def save_transfer_ids(self, first: int, ids: bytes) -> None:
+        if len(ids) > 16 * TRANSFER_IDS_SEGMENT or len(ids) % 16:
+            raise ValueError(f"a segment holds whole ids, at most {TRANSFER_IDS_SEGMENT}")
+        connection = self._checkpoint_connection()
+        try:
+            with connection.transaction():
+                connection.execute(
+                    "INSERT INTO ledger_transfer_ids (transfers_first, transfers_count, checksum, ids) "
+                    "VALUES (%s, %s, %s, %b)",
+                    (first, len(ids) // 16, transfer_ids_checksum(first, ids), ids),
+                )
+        except _UNAVAILABLE as exc:
+            connection.close()
+            raise StoreUnavailable(f"{self.description}: transfer ids not confirmed: {exc}".strip()) from exc
+
+    def transfer_ids_end(self) -> int:
+        rows = self._fetch(
+            "SELECT transfers_first + transfers_count FROM ledger_transfer_ids ORDER BY transfers_first DESC LIMIT 1"
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def drop_transfer_ids(self) -> None:
+        connection = self._checkpoint_connection()
+        try:
+            connection.execute("DELETE FROM ledger_transfer_ids")
+        except _UNAVAILABLE as exc:
+            connection.close()
+            raise StoreUnavailable(f"{self.description}: transfer ids not deleted: {exc}".strip()) from exc
+
+    def transfer_ids(self, upto: int) -> bytearray | None:
+        connection = self._connect()  # a scan of its own, a few segments at a time (a server-side cursor)
+        try:
+            with connection.transaction(), connection.cursor("transfer_ids", binary=True) as cursor:
+                cursor.itersize = 16
+                cursor.execute(
+                    "SELECT transfers_first, transfers_count, checksum, ids FROM ledger_transfer_ids "
+                    "WHERE transfers_first < %s ORDER BY transfers_first",
+                    (upto,),
+                )
+                return joined_transfer_ids(iter(cursor), upto, self.description)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        finally:
+            connection.close()
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        connection = self._checkpoint_connection()
         row = (
             checkpoint.seq,
             checkpoint.timestamp_last,

@@ -36,6 +36,7 @@ from ._store import (
     HISTORY_COLUMNS,
     HISTORY_TABLES,
     SEQ_MAX,
+    TRANSFER_IDS_SEGMENT,
     TRANSFERS_TABLE,
     U64_MASK,
     HistoryRow,
@@ -45,9 +46,11 @@ from ._store import (
     checkpoint_parts,
     commits_of,
     joined_checkpoint,
+    joined_transfer_ids,
     pack_checkpoint_blob,
     pack_domain_snapshot,
     signed,
+    transfer_ids_checksum,
     unpack_checkpoint_blob,
     unpack_domain_snapshot,
 )
@@ -184,14 +187,57 @@ class SqliteStore:
         rows = connection.execute(f"SELECT seq, checksum FROM ledger_journal WHERE seq IN ({marks})", seqs)
         check_duplicate(dict(rows.fetchall()), commits, self.description)
 
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        # A connection of its own: checkpoints are saved on a thread beside the writer's. A large one goes in
-        # parts, a transaction each, so that the writer's commits wait for one part at most, never the whole.
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        """A connection of its own: checkpoints are saved on a thread beside the writer's."""
         if self._writer is None:
             raise StoreUnavailable(f"{self.description}: not connected")
         if self._checkpointer is None:
             self._checkpointer = self._connect()
-        connection = self._checkpointer
+        return self._checkpointer
+
+    def save_transfer_ids(self, first: int, ids: bytes) -> None:
+        if len(ids) > 16 * TRANSFER_IDS_SEGMENT or len(ids) % 16:
+            raise ValueError(f"a segment holds whole ids, at most {TRANSFER_IDS_SEGMENT}")
+        connection = self._checkpoint_connection()
+        with self._transaction(connection, "saving transfer ids"):
+            connection.execute(
+                "INSERT INTO ledger_transfer_ids (transfers_first, transfers_count, checksum, ids) VALUES (?,?,?,?)",
+                (first, len(ids) // 16, transfer_ids_checksum(first, ids), ids),
+            )
+
+    def transfer_ids_end(self) -> int:
+        with self._read_lock:
+            row = (
+                self._read()
+                .execute(
+                    "SELECT transfers_first + transfers_count FROM ledger_transfer_ids "
+                    "ORDER BY transfers_first DESC LIMIT 1"
+                )
+                .fetchone()
+            )
+        return int(row[0]) if row else 0
+
+    def drop_transfer_ids(self) -> None:
+        connection = self._checkpoint_connection()
+        with self._transaction(connection, "deleting transfer ids"):
+            connection.execute("DELETE FROM ledger_transfer_ids")
+
+    def transfer_ids(self, upto: int) -> bytearray | None:
+        connection = self._connect()  # a scan of its own, as commit_rows
+        try:
+            rows = connection.execute(
+                "SELECT transfers_first, transfers_count, checksum, ids FROM ledger_transfer_ids "
+                "WHERE transfers_first < ? ORDER BY transfers_first",
+                (upto,),
+            )
+            return joined_transfer_ids(rows, upto, self.description)
+        finally:
+            connection.close()
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        # A large checkpoint goes in parts, a transaction each, so that the writer's commits wait for one part
+        # at most, never the whole.
+        connection = self._checkpoint_connection()
         blobs = (pack_checkpoint_blob(checkpoint.accounts), pack_checkpoint_blob(checkpoint.transfer_status),
                  pack_domain_snapshot(checkpoint.domain))  # fmt: skip
         parts = checkpoint_parts(*blobs, CHECKPOINT_PART_BYTES) if sum(map(len, blobs)) > CHECKPOINT_PART_BYTES else []

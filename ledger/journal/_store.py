@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, Protocol
 
 from ._format import Checkpoint, Commit, CommitRow, JournalCorrupt, JournalError
+
+try:  # the journal's CRC-32 (_format): ISA-L's where it is installed, zlib's otherwise (the same values)
+    from isal.isal_zlib import crc32
+except ImportError:
+    from zlib import crc32
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_KEPT = 2
 """Checkpoints kept in the store; older ones are deleted when a new one is saved."""
@@ -114,6 +123,24 @@ class Store(Protocol):
         """The journaled transfer records at these ordinals (those that exist)."""
         ...
 
+    def save_transfer_ids(self, first: int, ids: bytes) -> None:
+        """Store the ids of transfers from ordinal `first` on (at most TRANSFER_IDS_SEGMENT), in a transaction of
+        its own on the checkpoints' connection; `first` is `transfer_ids_end()`."""
+        ...
+
+    def transfer_ids_end(self) -> int:
+        """The ordinal up to which transfer ids are stored (0: none)."""
+        ...
+
+    def transfer_ids(self, upto: int) -> bytearray | None:
+        """The ids of transfers [0, upto), 16 bytes each; None unless stored segments cover them whole and
+        intact (recovery then reads the records)."""
+        ...
+
+    def drop_transfer_ids(self) -> None:
+        """Delete every stored transfer id (found damaged: recovery stores them again from the records)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -198,6 +225,68 @@ def joined_checkpoint(parts: Sequence[bytes], seq: int) -> tuple[bytes, bytes, b
     accounts_end = _PARTS_HEAD.size + sizes[0]
     status_end = accounts_end + sizes[1]
     return whole[_PARTS_HEAD.size : accounts_end], whole[accounts_end:status_end], whole[status_end:]
+
+
+TRANSFER_IDS_SEGMENT: Final = 1 << 18
+"""Transfer ids per stored segment (4 MiB): a segment is one transaction."""
+_IDS_HEAD: Final = struct.Struct("<4sQQ")
+
+
+def transfer_ids_of(records: bytes | bytearray | memoryview) -> bytes:
+    """The ids (16 bytes each) of packed transfer records, in their order."""
+    words = memoryview(records).cast("B").cast("Q")
+    ids = array("Q", bytes(len(words)))  # 16 bytes per record of 16 words
+    out = memoryview(ids)
+    out[0::2] = words[0::16]
+    out[1::2] = words[1::16]
+    return ids.tobytes()
+
+
+def save_transfer_ids(store: Store, first: int, ids: bytes | bytearray | memoryview) -> int:
+    """Store the ids of transfers from ordinal `first` on, in segments, skipping those stored already; the
+    ordinal after them. Ids past a gap in what is stored are not stored (said in the log): recovery reads the
+    records from the gap on, and fills it."""
+    after = first + len(ids) // 16
+    end = store.transfer_ids_end()
+    if end < first:
+        logger.warning(
+            "%s: transfer ids stop at ordinal %d, these start at %d: the next restart's recovery fills them",
+            store.description, end, first,
+        )  # fmt: skip
+        return after
+    view = memoryview(ids)[16 * (end - first) :]
+    for start in range(0, len(view), 16 * TRANSFER_IDS_SEGMENT):
+        segment = bytes(view[start : start + 16 * TRANSFER_IDS_SEGMENT])
+        store.save_transfer_ids(end, segment)
+        end += len(segment) // 16
+    return after
+
+
+def transfer_ids_checksum(first: int, ids: bytes | memoryview) -> int:
+    """CRC-32 of b"LTI1", the first ordinal and the count (u64 little-endian each), then the ids."""
+    return crc32(ids, crc32(_IDS_HEAD.pack(b"LTI1", first, len(ids) // 16)))
+
+
+def joined_transfer_ids(rows: Iterable[tuple[int, int, int, bytes]], upto: int, description: str) -> bytearray | None:
+    """The ids of transfers [0, upto) from stored segments (first, count, checksum, ids) in ordinal order; None
+    if they leave a gap or one is damaged (said in the log: recovery then reads the records instead)."""
+    ids = bytearray(16 * upto)
+    end = 0
+    for first, count, checksum, data in rows:
+        if end == upto:
+            break
+        if first != end:
+            logger.warning(
+                "%s: transfer ids stop at ordinal %d (the next segment starts at %d)", description, end, first
+            )
+            return None
+        if len(data) != 16 * count or transfer_ids_checksum(first, data) != checksum:
+            logger.warning("%s: the transfer ids from ordinal %d fail their checksum", description, first)
+            return None
+        take = min(count, upto - end)
+        ids[16 * end : 16 * (end + take)] = memoryview(data)[: 16 * take]
+        end += take
+    return ids if end == upto else None
 
 
 def check_duplicate(existing: dict[int, int], commits: Sequence[Commit], description: str) -> None:

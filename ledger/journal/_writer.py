@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from ledger.records.layout import Buffer
 
 from ._format import Checkpoint, Commit, JournalError
-from ._store import Store, StoreUnavailable
+from ._store import Store, StoreUnavailable, save_transfer_ids, transfer_ids_of
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,16 @@ class GroupCommitWriter:
         self._bytes_appended = 0
         self._thread = threading.Thread(target=self._run, name="ledger-journal-writer", daemon=True)
         # The owner keeps one checkpoint in flight; a second waits here, holding the writer back.
-        self._checkpoints: queue.Queue[tuple[_Snapshot, int] | None] = queue.Queue(maxsize=1)
+        self._checkpoints: queue.Queue[tuple[_Snapshot, int, bytes] | None] = queue.Queue(maxsize=1)
         self._checkpointer = threading.Thread(
             target=self._run_checkpoints, name="ledger-journal-checkpoints", daemon=True
         )
+        # The ids of the transfers written (from ordinal _ids_first on) and not yet handed to a checkpoint; the
+        # checkpoint thread's ids not yet stored (from _unsaved_first on).
+        self._ids_first = transfers_count
+        self._ids = bytearray()
+        self._unsaved_first = transfers_count
+        self._unsaved = bytearray()
 
     # -- the owner's side ------------------------------------------------------
 
@@ -307,6 +313,9 @@ class GroupCommitWriter:
                 commits = [commit for commit, _, _ in cut if commit is not None]
                 if commits:
                     self._write(commits)
+                    for commit in commits:
+                        if commit.transfers:
+                            self._ids += transfer_ids_of(commit.transfers)
                     with self._lock:
                         self._seq_durable = commits[-1].seq
                     if self._on_written is not None:
@@ -322,7 +331,11 @@ class GroupCommitWriter:
                 self._on_durable(ticket)
                 for _, batch, seq in cut:
                     if batch.snapshot is not None:
-                        self._checkpoints.put((batch.snapshot, seq))
+                        # The checkpoint takes the ids of the transfers it covers, which recovery indexes.
+                        taken = 16 * (len(batch.snapshot.transfer_status) - self._ids_first)
+                        ids, self._ids = bytes(self._ids[:taken]), self._ids[taken:]
+                        self._ids_first += taken // 16
+                        self._checkpoints.put((batch.snapshot, seq, ids))
         except StoreUnavailable as exc:
             with self._lock:
                 backlog = self._backlog_bytes
@@ -373,8 +386,19 @@ class GroupCommitWriter:
                 if item[0].on_saved is not None:
                     item[0].on_saved(None)
 
-    def _save_checkpoint(self, snapshot: _Snapshot, seq: int) -> None:
+    def _save_checkpoint(self, snapshot: _Snapshot, seq: int, ids: bytes) -> None:
         started = time.perf_counter()
+        # The ids of the transfers it covers are stored first: a checkpoint past the stored ids would make
+        # recovery read every record.
+        self._unsaved += ids
+        try:
+            self._unsaved_first = save_transfer_ids(self._store, self._unsaved_first, self._unsaved)
+        except StoreUnavailable as exc:
+            logger.warning("checkpoint at seq=%d not saved: its transfer ids were not stored: %s", seq, exc)
+            if snapshot.on_saved is not None:
+                snapshot.on_saved(None)
+            return
+        self._unsaved = bytearray()
         domain = snapshot.domain
         if not isinstance(domain, bytes):  # made by a forked child: waiting for it is part of the checkpoint's time
             try:

@@ -236,6 +236,8 @@ def test_a_commit_restored_under_a_checkpoint_that_contradicts_it_is_named(store
     clock = ManualClock()
     write_plain_calls(store_url, clock, 60, checkpoint_after=50)
     replace_commit(store_url, 30, transfers_from=12)
+    # Without the stored transfer ids, recovery reads and checks every commit up to the checkpoint.
+    execute(store_url, "DELETE FROM ledger_transfer_ids")
     assert "journal commit seq=30 contradicts the state before it" in open_fails(store_url, clock)
 
 

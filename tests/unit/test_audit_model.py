@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ledger.audit
-from ledger.audit import CheckpointHead, Extent, StoredCheckpoint, StoredCommit, _journal, _model, audit
+from ledger.audit import CheckpointHead, Extent, StoredCheckpoint, StoredCommit, StoredIds, _journal, _model, audit
 from ledger.engine import Account, AccountFlags, Transfer, TransferFlags, TransferStatus
 from ledger.journal import Checkpoint, Commit
 from ledger.journal._blocks import TRANSFER_BLOCK_RECORDS, compress_transfers
@@ -121,6 +121,9 @@ class Journal:
 
     def checkpoint(self, head: CheckpointHead) -> StoredCheckpoint:
         return self.stored[head.seq]
+
+    def transfer_ids(self) -> Iterator[StoredIds]:
+        return iter(())  # a journal of a store before version 6: no ids stored
 
     def close(self) -> None:
         pass

@@ -79,6 +79,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.transactions: list[list[Commit]] = []
         self.checkpoints: list[Checkpoint] = []
+        self.ids = bytearray()
         self.gate = threading.Event()
         self.gate.set()
 
@@ -88,6 +89,13 @@ class MemoryStore:
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.checkpoints.append(checkpoint)
+
+    def transfer_ids_end(self) -> int:
+        return len(self.ids) // 16
+
+    def save_transfer_ids(self, first: int, ids: bytes) -> None:
+        assert first == len(self.ids) // 16
+        self.ids += ids
 
     @property
     def commits(self) -> list[Commit]:
