@@ -27,9 +27,9 @@ from typing import Any
 
 from bench._harness import DEFAULT_DSN, fresh_store, is_postgres
 from ledger.engine import Account, CreateTransferResult, EngineConfig, ReferenceEngine, pack_accounts, pack_ids
-from ledger.journal import Checkpoint, open_store
+from ledger.journal import Checkpoint, open_store, save_transfer_ids, transfer_ids_of
 from ledger.records.layout import TRANSFER_STRUCT
-from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE
+from ledger.records.limits import BATCH_EVENTS_MAX, TRANSFER_SIZE, TRANSFERS_HOT_DEFAULT
 
 try:
     from ledger.engine._c import NativeEngine
@@ -117,7 +117,7 @@ def percentile(values: list[float], fraction: float) -> float:
 class _Journal:
     """The engine's cold reader over journal stores, as the ledger's: the records of the commit being gathered,
     else those of `reading`, the store lookups are timed against. Commits are sealed and appended to every
-    store as the engine hands out entries."""
+    store as the engine hands out entries, with their transfers' ids, as checkpoints store them."""
 
     def __init__(self, stores: dict[str, Any]) -> None:
         self.stores = stores
@@ -157,8 +157,10 @@ class _Journal:
             seq=self.seq, timestamp_last=self.timestamp_last, accounts_first=self.accounts, transfers_first=self.first,
             accounts=accounts, transfers=bytes(self.gathered), expired=b"",
         )  # fmt: skip
+        ids = transfer_ids_of(self.gathered)
         for store in self.stores.values():
             store.append([commit])
+            save_transfer_ids(store, self.first, ids)
         self.first += len(self.gathered) // TRANSFER_SIZE
         self.accounts += len(accounts) // TRANSFER_SIZE
         self.gathered = bytearray()
@@ -180,7 +182,9 @@ def transfer_batches(accounts: int, first_id: int, count: int, seed: int) -> Ite
         yield bytes(batch)
 
 
-def measure_scale(accounts: int, transfers: int, stores: list[str], recovery: bool) -> dict[str, Any]:
+def measure_scale(
+    accounts: int, transfers: int, stores: list[str], recovery: bool, transfers_hot: int = TRANSFERS_HOT_DEFAULT
+) -> dict[str, Any]:
     """The native engine at scale, its old records in journal stores: RSS and bytes per transfer, apply
     throughput while records are evicted and read back, lookup latency of old transfers from each store, and
     recovery time from each."""
@@ -191,7 +195,9 @@ def measure_scale(accounts: int, transfers: int, stores: list[str], recovery: bo
             url = stack.enter_context(fresh_store(store, "ledger_bench_engine"))
             opened["postgresql" if is_postgres(store) else "sqlite"] = stack.enter_context(_connected(url))
         journal = _Journal(opened)
-        config = EngineConfig(accounts_max=accounts, transfers_max=transfers + 64 * BATCH_EVENTS_MAX)
+        config = EngineConfig(
+            accounts_max=accounts, transfers_max=transfers + 64 * BATCH_EVENTS_MAX, transfers_hot=transfers_hot
+        )
         before = rss_bytes()
         engine = NativeEngine(config, clock=time.time_ns, cold_reader=journal)
         created = [engine.create_accounts(batch) for batch in make_accounts(accounts)]
@@ -199,7 +205,7 @@ def measure_scale(accounts: int, transfers: int, stores: list[str], recovery: bo
         journal.flush(b"".join(bytes(applied.entries) for applied in created))
         with_accounts = rss_bytes()
         progress(f"  scale: {accounts:,} accounts, RSS +{(with_accounts - before) / 2**20:,.0f} MiB")
-        rates = _fill(engine, journal, accounts, transfers)
+        rates, batch_ms = _fill(engine, journal, accounts, transfers)
         filled = rss_bytes()
         used = engine.memory_used()
         held = used["transfers"] + used["transfer_status"] + used["transfer_index"] + used["open_holds"]
@@ -213,6 +219,12 @@ def measure_scale(accounts: int, transfers: int, stores: list[str], recovery: bo
             "table_bytes_per_transfer": round(held / transfers, 1),
             "apply_transfers_per_s": {f"{stored:,}": round(rate) for stored, rate in rates},
             "apply_transfers_per_s_at_scale": round(rates[-1][1]),
+            "batch_ms": {
+                "p50": round(percentile(batch_ms, 0.5), 2),
+                "p99": round(percentile(batch_ms, 0.99), 2),
+                "max": round(max(batch_ms), 2),
+                "batch": BATCH_EVENTS_MAX,
+            },
             "apply_with_old_retries": _apply_with_retries(engine, journal, accounts, transfers),
             "old_lookups": {name: _old_lookups(engine, journal, store, transfers) for name, store in opened.items()},
             "recovery": {},
@@ -239,11 +251,12 @@ def _connected(url: str) -> Iterator[Any]:
         store.close()
 
 
-def _fill(engine: Any, journal: _Journal, accounts: int, transfers: int) -> list[tuple[int, float]]:
+def _fill(engine: Any, journal: _Journal, accounts: int, transfers: int) -> tuple[list[tuple[int, float]], list[float]]:
     """Apply `transfers` new transfers, journaling them as they come; the engine's transfers/s (its calls only)
-    per 10M, with what it held after each."""
+    per 10M, with what it held after each, and every batch's time in ms (an index shard's growth falls in one)."""
     chunk = 10_000_000
     rates: list[tuple[int, float]] = []
+    batch_ms: list[float] = []
     started = time.perf_counter()
     for start in range(0, transfers, chunk):
         size = min(chunk, transfers - start)
@@ -251,7 +264,9 @@ def _fill(engine: Any, journal: _Journal, accounts: int, transfers: int) -> list
         for batch in transfer_batches(accounts, start + 1, size, seed=start):
             t0 = time.perf_counter()
             applied = engine.create_transfers(batch)
-            seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            seconds += elapsed
+            batch_ms.append(elapsed * 1000)
             journal.add(applied.entries, applied.timestamp_last)
         rates.append((start + size, size / seconds))
         progress(
@@ -260,7 +275,7 @@ def _fill(engine: Any, journal: _Journal, accounts: int, transfers: int) -> list
         )
     journal.flush()
     assert engine.stats().transfers_count == transfers
-    return rates
+    return rates, batch_ms
 
 
 def _apply_with_retries(engine: Any, journal: _Journal, accounts: int, transfers: int) -> dict[str, Any]:
@@ -310,17 +325,26 @@ def _old_lookups(engine: Any, journal: _Journal, store: Any, transfers: int) -> 
 
 
 def _recovery(store: Any, checkpoint: Any, config: EngineConfig, name: str) -> dict[str, Any]:
-    """From a checkpoint at the journal's end to an engine that serves, as `ledger serve` recovers."""
+    """From a checkpoint at the journal's end to an engine that serves, as `ledger serve` recovers: from the
+    stored transfer ids, and (for comparison) from every record, with the ids deleted."""
     from ledger.core._recovery import recover
 
     store.save_checkpoint(checkpoint)
-    t0 = time.perf_counter()
-    engine = NativeEngine(config, clock=time.time_ns, cold_reader=store.read_transfers)
-    report = recover(engine, store)
-    seconds = time.perf_counter() - t0
-    assert engine.stats().transfers_count == report.transfers_count
-    progress(f"  scale: recovery from {name}: {seconds:,.1f} s")
-    return {"seconds": round(seconds, 1), "transfers": report.transfers_count, "rss_bytes": rss_bytes()}
+    found: dict[str, Any] = {}
+    for path in ("ids", "records"):
+        if path == "records":
+            store.drop_transfer_ids()
+        t0 = time.perf_counter()
+        engine = NativeEngine(config, clock=time.time_ns, cold_reader=store.read_transfers)
+        report = recover(engine, store)
+        seconds = time.perf_counter() - t0
+        assert engine.stats().transfers_count == report.transfers_count
+        assert report.index_from_checkpoint == (path == "ids")
+        found[f"seconds_from_{path}"] = round(seconds, 2)
+        found[f"rss_bytes_from_{path}"] = rss_bytes()
+        progress(f"  scale: recovery from {name}, the transfers indexed from their {path}: {seconds:,.1f} s")
+        del engine
+    return {"seconds": found["seconds_from_ids"], "transfers": report.transfers_count, **found}
 
 
 def main(argv: list[str] | None = None) -> int:

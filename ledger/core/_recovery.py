@@ -76,7 +76,8 @@ class RecoveryReport:
     domain_bytes_replayed: int = 0
     """Bytes of domain records in the commits replayed."""
     index_from_checkpoint: bool = False
-    """The transfers up to the checkpoint were indexed from their stored ids; no commit up to it was read."""
+    """The transfers up to the checkpoint were indexed from their stored ids but for the newest (as many as the
+    engine keeps hot), whose commits were read: no commit before those was."""
 
 
 class _Pending:
@@ -196,7 +197,7 @@ class _Restore(_Pending):
         super().__init__(engine)
         self.transfer_status = checkpoint.transfer_status if checkpoint is not None else b""
 
-    def add(self, seq: int, records: Blob, first: int) -> None:
+    def add(self, seq: int, records: Blob | memoryview, first: int) -> None:
         self.gather(seq, records, first)
         if len(self.records) >= _RESTORE_TRANSFERS:
             self.flush()
@@ -267,7 +268,7 @@ def recover(
     started = time.perf_counter()
     checkpoint = store.latest_checkpoint()
     position = 0
-    indexed = False
+    indexed: _Indexed | None = None
     if checkpoint is not None:
         checkpoint.verify()
         position = checkpoint.seq
@@ -281,21 +282,20 @@ def recover(
     restore = _Restore(engine, checkpoint)
     replay = _Replay(engine)
     kept = _IdsKept(store) if save_ids else None
-    seq_expected = 1
+    seq_expected = 1 if indexed is None else indexed.after_seq + 1
     accounts_count = transfers_count = 0
-    if indexed:
-        assert checkpoint is not None
-        seq_expected = position + 1
-        accounts_count, transfers_count = checkpoint.accounts_count, checkpoint.transfers_count
+    indexed_upto = 0 if indexed is None else indexed.upto
     commits_replayed = transfers_replayed = bytes_replayed = domain_replayed = 0
 
     try:
         try:
-            for rows in store.commit_rows(after_seq=position if indexed else 0):
+            for rows in store.commit_rows(after_seq=seq_expected - 1):
                 for row in rows:
                     check_commit_row(row)
                     (seq, timestamp_last, accounts_first, transfers_first, _,
                      accounts, transfers, expired, balances, records) = row  # fmt: skip
+                    if seq == seq_expected and indexed_upto:  # the first read: it holds the first record needed
+                        accounts_count, transfers_count = accounts_first, transfers_first
                     if seq != seq_expected:
                         raise JournalCorrupt(
                             f"journal commit seq={seq_expected} is missing (the next stored is seq={seq}): "
@@ -314,7 +314,11 @@ def recover(
                                 f"checkpoint at journal seq={position} holds {checkpoint.transfers_count} transfer "
                                 f"statuses, the journal up to seq={seq} already {end} transfers"
                             )
-                        restore.add(seq, transfers, transfers_count)
+                        if transfers_count < indexed_upto:  # its first records were indexed from their ids
+                            cut = TRANSFER_SIZE * (indexed_upto - transfers_count)
+                            restore.add(seq, memoryview(transfers)[cut:], indexed_upto)
+                        else:
+                            restore.add(seq, transfers, transfers_count)
                         if kept is not None and transfers:
                             kept.add(transfers, transfers_count)
                     else:
@@ -378,30 +382,44 @@ def recover(
         seconds=time.perf_counter() - started,
         bytes_replayed=bytes_replayed + domain_replayed,
         domain_bytes_replayed=domain_replayed,
-        index_from_checkpoint=indexed,
+        index_from_checkpoint=indexed is not None,
     )
 
 
-def _index_from_ids(engine: Engine, store: Store, checkpoint: Checkpoint, *, repair: bool) -> bool:
-    """Index the transfers up to the checkpoint from their stored ids, if the engine can and the store has them
-    whole; whether it did. Ids stored that far but unusable (damaged, or with a gap) are deleted with `repair`:
-    recovery then stores them again from the records it reads."""
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    upto: int
+    """The transfers before this ordinal were indexed from their ids."""
+    after_seq: int
+    """Commits after this seq are read: the first of them holds transfer `upto`."""
+
+
+def _index_from_ids(engine: Engine, store: Store, checkpoint: Checkpoint, *, repair: bool) -> _Indexed | None:
+    """Index the transfers up to the checkpoint from their stored ids, but for the newest that the engine keeps
+    hot (their records are read, so that retries soon after a restart are answered from memory), if the engine
+    can and the store has the ids whole; where to read on from, or None. Ids stored that far but unusable
+    (damaged, or with a gap) are deleted with `repair`: recovery then stores them again from the records."""
     restore_index = getattr(engine, "restore_index", None)
-    if restore_index is None or getattr(engine, "transfers_hot", None) is None or not checkpoint.transfers_count:
-        return False  # an engine that keeps every record needs them all
-    ids = store.transfer_ids(checkpoint.transfers_count)
+    hot = getattr(engine, "transfers_hot", None)
+    if restore_index is None or hot is None:
+        return None  # an engine that keeps every record needs them all
+    upto = checkpoint.transfers_count - hot
+    if upto <= 0:
+        return None  # every record up to the checkpoint stays hot: read them all
+    ids = store.transfer_ids(upto)
     if ids is None:
-        if repair and store.transfer_ids_end() >= checkpoint.transfers_count:
+        if repair and store.transfer_ids_end() >= upto:
             logger.warning("%s: the stored transfer ids are damaged; they are stored again from the records",
                            store.description)  # fmt: skip
             store.drop_transfer_ids()
-        return False
-    if store.timestamp_last_of(checkpoint.seq) is None:
+        return None
+    holding = store.commit_of_transfer(upto)
+    if holding is None or store.timestamp_last_of(checkpoint.seq) is None:
         raise JournalCorrupt(
             f"checkpoint at journal seq={checkpoint.seq} is past the end of the journal: the journal is truncated"
         )
-    restore_index(ids, checkpoint.transfer_status)
-    return True
+    restore_index(ids, checkpoint.transfer_status[:upto])
+    return _Indexed(upto=upto, after_seq=holding - 1)
 
 
 def _restore_domain(domain: DomainState, checkpoint: Checkpoint | None) -> None:

@@ -292,6 +292,15 @@ class PostgresStore:
         )
         return int(rows[0][0]) if rows else 0
 
+    def commit_of_transfer(self, ordinal: int) -> int | None:
+        rows = self._fetch(
+            "SELECT seq, transfers_first + transfers_count FROM ledger_journal "
+            "WHERE transfers_first <= %s AND transfers_count > 0 "
+            "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
+            (ordinal,),
+        )
+        return int(rows[0][0]) if rows and ordinal < rows[0][1] else None
+
     def drop_transfer_ids(self) -> None:
         connection = self._checkpoint_connection()
         try:

@@ -123,6 +123,10 @@ class Store(Protocol):
         """The journaled transfer records at these ordinals (those that exist)."""
         ...
 
+    def commit_of_transfer(self, ordinal: int) -> int | None:
+        """The seq of the commit that holds transfer `ordinal`, None if none does."""
+        ...
+
     def save_transfer_ids(self, first: int, ids: bytes) -> None:
         """Store the ids of transfers from ordinal `first` on (at most TRANSFER_IDS_SEGMENT), in a transaction of
         its own on the checkpoints' connection; `first` is `transfer_ids_end()`."""
