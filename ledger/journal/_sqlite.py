@@ -219,12 +219,16 @@ class SqliteStore:
 
     def commit_of_transfer(self, ordinal: int) -> int | None:
         with self._read_lock:
-            row = self._read().execute(
-                "SELECT seq, transfers_first + transfers_count FROM ledger_journal "
-                "WHERE transfers_first <= ? AND transfers_count > 0 "
-                "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
-                (ordinal,),
-            ).fetchone()
+            row = (
+                self._read()
+                .execute(
+                    "SELECT seq, transfers_first + transfers_count FROM ledger_journal "
+                    "WHERE transfers_first <= ? AND transfers_count > 0 "
+                    "ORDER BY transfers_first DESC, transfers_count DESC LIMIT 1",
+                    (ordinal,),
+                )
+                .fetchone()
+            )
         return int(row[0]) if row is not None and ordinal < row[1] else None
 
     def drop_transfer_ids(self) -> None:
