@@ -1878,45 +1878,39 @@ cdef class NativeEngine:
     # -- reads -------------------------------------------------------------------
 
     def lookup_accounts(self, ids):
-        cdef Py_ssize_t count = check_batch(ids, 16, "ids")
-        cdef const uint8_t[::1] data
-        cdef const uint64_t* id_words
-        cdef Py_ssize_t i, found = 0
-        cdef uint64_t pos1
-        self.check_idle()
-        if count == 0:
-            return b""
-        data = ids
-        id_words = <const uint64_t*>&data[0]
-        out = PyBytes_FromStringAndSize(NULL, count * 128)
-        cdef char* dst = PyBytes_AS_STRING(out)
-        for i in range(count):
-            pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, id_words[2 * i], id_words[2 * i + 1])
-            if pos1 != 0:
-                memcpy(dst + found * 128, &self.accounts[pos1 - 1], 128)
-                found += 1
-        return out if found == count else out[:found * 128]
+        return self.lookup(ids, False)
 
     def lookup_transfers(self, ids):
-        """The records of the ids found, in the order asked, written into one reply; old ones are read back
-        through the cold reader, all in one call."""
+        """Old transfers' records are read back through the cold reader, many in one call."""
+        return self.lookup(ids, True)
+
+    cdef bytes lookup(self, ids, bint transfers):
+        """The records of the ids found, in the order asked, written into one reply."""
         cdef Py_ssize_t count = check_batch(ids, 16, "ids")
         cdef const uint8_t[::1] data
         cdef const uint64_t* id_words
         cdef Py_ssize_t i, found = 0
         cdef uint64_t pos1
+        cdef const void* record
         self.check_idle()
         if count == 0:
             return b""
         data = ids
         id_words = <const uint64_t*>&data[0]
-        self.prefetch_cold(id_words, count)
+        if transfers:
+            self.prefetch_cold(id_words, count)
         out = PyBytes_FromStringAndSize(NULL, count * 128)
         cdef char* dst = PyBytes_AS_STRING(out)
         for i in range(count):
-            pos1 = self.transfer_find(id_words[2 * i], id_words[2 * i + 1])
-            if pos1 != 0:
-                memcpy(dst + found * 128, self.record_at(pos1 - 1), 128)
+            if transfers:
+                pos1 = self.transfer_find(id_words[2 * i], id_words[2 * i + 1])
+                record = self.record_at(pos1 - 1) if pos1 != 0 else NULL
+            else:
+                pos1 = index_find(&self.account_index, <const uint8_t*>self.accounts, id_words[2 * i],
+                                  id_words[2 * i + 1])
+                record = &self.accounts[pos1 - 1] if pos1 != 0 else NULL
+            if record != NULL:
+                memcpy(dst + found * 128, record, 128)
                 found += 1
         self.check_cold()
         return out if found == count else out[:found * 128]

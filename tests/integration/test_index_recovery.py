@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.audit import audit, open_journal
 from ledger.core import Ledger
 from ledger.engine import CreateTransferResult, Transfer, TransferFlags, TransferStatus, pack_ids
+from tests.integration.test_audit import run_audit
 from tests.integration.test_journal import config, crash, open_books, run, snapshot, transfers
 from tests.integration.test_recovery import fund_wallets, locked_store, pos_calls
 from tests.stores import downgrade, execute, fetch
@@ -150,11 +150,3 @@ def test_a_journal_of_version_5_gets_its_ids_at_its_first_recovery(store_url: st
     second = read_back(store_url, clock, sent)
     assert second[0].index_from_checkpoint
     assert second[1:] == first[1:]
-
-
-def run_audit(url: str) -> Any:
-    journal = open_journal(url)
-    try:
-        return audit(journal)
-    finally:
-        journal.close()
