@@ -115,9 +115,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class _Journal:
-    """The engine's cold reader over journal stores, as the ledger's: the records of the commit being gathered,
-    else those of `reading`, the store lookups are timed against. Commits are sealed and appended to every
-    store as the engine hands out entries, with their transfers' ids, as checkpoints store them."""
+    """The engine's cold reader over journal stores, as the ledger's: the records of the calls being gathered,
+    else those of `reading`, the store lookups are timed against. Each engine call is a commit, as a ledger
+    busy enough to fill a batch per commit writes them; 16 go to every store in one transaction, with their
+    transfers' ids, as checkpoints store them."""
 
     def __init__(self, stores: dict[str, Any]) -> None:
         self.stores = stores
@@ -125,6 +126,8 @@ class _Journal:
         self.first = 0
         self.accounts = 0
         self.gathered = bytearray()
+        self.calls: list[tuple[int, int]] = []
+        """Each gathered call's end in `gathered` and its timestamp_last."""
         self.seq = 0
         self.timestamp_last = 0
         self.reads = 0
@@ -144,7 +147,8 @@ class _Journal:
     def add(self, entries: Any, timestamp_last: int) -> None:
         self.gathered += entries
         self.timestamp_last = timestamp_last
-        if len(self.gathered) >= 16 * BATCH_EVENTS_MAX * TRANSFER_SIZE:
+        self.calls.append((len(self.gathered), timestamp_last))
+        if len(self.calls) == 16:
             self.flush()
 
     def flush(self, accounts: bytes = b"") -> None:
@@ -152,18 +156,24 @@ class _Journal:
 
         if not (accounts or self.gathered):
             return
-        self.seq += 1
-        commit = Commit.seal(
-            seq=self.seq, timestamp_last=self.timestamp_last, accounts_first=self.accounts, transfers_first=self.first,
-            accounts=accounts, transfers=bytes(self.gathered), expired=b"",
-        )  # fmt: skip
+        commits, start = [], 0
+        for end, timestamp_last in self.calls or [(0, self.timestamp_last)]:
+            self.seq += 1
+            commits.append(Commit.seal(
+                seq=self.seq, timestamp_last=timestamp_last,
+                accounts_first=self.accounts + (len(accounts) // TRANSFER_SIZE if commits else 0),
+                transfers_first=self.first + start // TRANSFER_SIZE, accounts=accounts if not commits else b"",
+                transfers=bytes(self.gathered[start:end]), expired=b"",
+            ))  # fmt: skip
+            start = end
         ids = transfer_ids_of(self.gathered)
         for store in self.stores.values():
-            store.append([commit])
+            store.append(commits)
             save_transfer_ids(store, self.first, ids)
         self.first += len(self.gathered) // TRANSFER_SIZE
         self.accounts += len(accounts) // TRANSFER_SIZE
         self.gathered = bytearray()
+        self.calls = []
 
 
 def transfer_batches(accounts: int, first_id: int, count: int, seed: int) -> Iterator[bytes]:

@@ -546,13 +546,20 @@ cdef void index_free(index_t* ix) noexcept nogil:
     ix.shards = NULL
 
 
-cdef int index_room(index_t* ix, uint64_t hash) noexcept nogil:
+cdef inline int index_room(index_t* ix, uint64_t hash) noexcept nogil:
     """Room in the hash's shard for one more entry at a load of at most 3/4: the shard doubles, its entries
     rehashed, when it would pass it. -1 (nothing changed) without the memory for that."""
     cdef shard_t* shard = shard_of(ix, hash)
+    if (shard.count + 1) * 4 <= shard.slots_count * 3:
+        return 0
+    return index_room_for(ix, shard, shard.count + 1)
+
+
+cdef int index_room_for(index_t* ix, shard_t* shard, uint64_t count) noexcept nogil:
+    """Double the shard (its entries rehashed) if `count` entries would pass a load of 3/4 in it."""
     cdef uint64_t grown, k, j
     cdef ledger_slot_t* slots
-    if (shard.count + 1) * 4 <= shard.slots_count * 3:
+    if count * 4 <= shard.slots_count * 3:
         return 0
     grown = shard.slots_count * 2
     slots = slots_alloc(grown)
@@ -570,6 +577,20 @@ cdef int index_room(index_t* ix, uint64_t hash) noexcept nogil:
     ix.slots_total += grown - shard.slots_count
     shard.slots = slots
     shard.slots_count = grown
+    return 0
+
+
+cdef int index_reserve(index_t* ix, uint64_t entries) noexcept nogil:
+    """Grow every shard, ahead, to hold its share of `entries` more (and a margin) without growing again: a
+    recovery that indexes many at once rehashes nothing while it does. -1 without the memory for it."""
+    cdef uint64_t k, share = entries // INDEX_SHARDS + entries // INDEX_SHARDS // 8 + 16
+    cdef shard_t* shard
+    for k in range(INDEX_SHARDS):
+        shard = &ix.shards[k]
+        while (shard.count + share) * 4 > shard.slots_count * 3:
+            # index_room grows the shard whose hash this is: one with shard k's low bits.
+            if index_room_for(ix, shard, shard.slots_count * 3 // 4 + 1) != 0:
+                return -1
     return 0
 
 
@@ -2075,8 +2096,8 @@ cdef class NativeEngine:
         cdef const uint8_t[::1] status
         cdef const uint64_t* words
         cdef uint64_t count = len(ids) // 16
-        cdef uint64_t i, pos, hash, first = self.transfers_count
-        cdef ledger_slot_t* slot
+        cdef uint64_t i, first = self.transfers_count
+        cdef int failed
         cdef const uint8_t[::1] record
         self.check_idle()
         if len(ids) % 16:
@@ -2095,16 +2116,15 @@ cdef class NativeEngine:
         self.make_ready(0, count)
         memcpy(&self.status[first], &status[0], count)
         holds = []
+        if index_reserve(&self.transfer_index, count) != 0:
+            raise MemoryError("cannot grow the transfer index")
+        with nogil:
+            failed = self.index_ids(words, first, count)
+        if failed:
+            raise MemoryError("cannot grow the transfer index")
         for i in range(count):
-            pos = first + i
-            hash = ledger_hash(words[2 * i], words[2 * i + 1])
-            if index_room(&self.transfer_index, hash) != 0:
-                raise MemoryError("cannot grow the transfer index")
-            slot = index_empty_slot(&self.transfer_index, hash)
-            self.fingerprints[pos] = ledger_fingerprint(words[2 * i], words[2 * i + 1])
-            index_put(&self.transfer_index, slot, hash, pos + 1)
-            if self.status[pos] == S_PENDING:
-                holds.append(pos)
+            if self.status[first + i] == S_PENDING:
+                holds.append(first + i)
         self.transfers_count = first + count
         self.ring_first = self.transfers_count
         for start in range(0, len(holds), COLD_WANTED_MAX):
@@ -2122,6 +2142,26 @@ cdef class NativeEngine:
                 self.hold_keep(ordinal, <const ledger_transfer_t*>&record[0])
                 if (<const ledger_transfer_t*>&record[0]).timeout:
                     self.schedule_expiry(<const ledger_transfer_t*>&record[0], ordinal)
+
+    cdef int index_ids(self, const uint64_t* words, uint64_t first, uint64_t count) noexcept nogil:
+        """Index transfers [first, first + count) by their ids alone, into shards already grown for them: a group
+        of ids' home slots prefetched together, then each placed. -1 if a shard could not grow."""
+        cdef uint64_t base, k, n, pos
+        cdef uint64_t hashes[GROUP_SIZE]
+        cdef const shard_t* shard
+        for base in range(0, count, GROUP_SIZE):
+            n = min(<uint64_t>GROUP_SIZE, count - base)
+            for k in range(n):
+                hashes[k] = ledger_hash(words[2 * (base + k)], words[2 * (base + k) + 1])
+                shard = shard_of(&self.transfer_index, hashes[k])
+                ledger_prefetch(&shard.slots[home_of(tag_of(hashes[k]), shard.slots_count)])
+            for k in range(n):
+                pos = first + base + k
+                if index_room(&self.transfer_index, hashes[k]) != 0:  # grown ahead: this only checks
+                    return -1
+                self.fingerprints[pos] = ledger_fingerprint(words[2 * (base + k)], words[2 * (base + k) + 1])
+                index_put(&self.transfer_index, index_empty_slot(&self.transfer_index, hashes[k]), hashes[k], pos + 1)
+        return 0
 
     def verify(self):
         self.check_idle()
