@@ -218,7 +218,10 @@ def measure_scale(
         rates, batch_ms = _fill(engine, journal, accounts, transfers)
         filled = rss_bytes()
         used = engine.memory_used()
-        held = used["transfers"] + used["transfer_status"] + used["transfer_index"] + used["open_holds"]
+        held = sum(
+            used[table]
+            for table in ("transfers", "transfer_status", "transfer_fingerprints", "transfer_index", "open_holds")
+        )
         result: dict[str, Any] = {
             "accounts": accounts,
             "transfers": transfers,
