@@ -18,9 +18,11 @@ import pytest
 # Schemas are made the way the benchmarks make theirs; they live in bench/ so that the benchmarks need
 # nothing from tests/ (nor pytest) to run.
 from bench._harness import DEFAULT_DSN, temporary_schema, with_search_path
+from ledger.journal import Store, open_store
 
 __all__ = [
     "DEFAULT_DSN",
+    "connected_store",
     "downgrade",
     "execute",
     "fetch",
@@ -76,6 +78,17 @@ def store_url(kind: str, directory: Path) -> Iterator[str]:
     else:
         with postgres_schema() as dsn:
             yield dsn
+
+
+@contextmanager
+def connected_store(url: str) -> Iterator[Store]:
+    """The store at `url`, connected (its lock taken) and closed afterwards."""
+    store = open_store(url)
+    store.connect()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def execute(url: str, statement: str, *params: object) -> None:

@@ -238,7 +238,7 @@ class _IdsKept:
         skip = self.first + len(self.ids) // 16 - first
         if skip < 0:
             raise JournalCorrupt(f"recovery read transfer {first} before {first + skip}")  # a bug: reads go in order
-        if 16 * skip < len(records) // 8:
+        if skip < len(records) // TRANSFER_SIZE:
             self.ids += transfer_ids_of(memoryview(records)[TRANSFER_SIZE * skip :])
         if len(self.ids) >= 64 << 20:
             self.flush()

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from ledger.core import Ledger
-from ledger.journal import Checkpoint, Commit, JournalCorrupt, _sqlite, open_store
+from ledger.journal import Checkpoint, Commit, JournalCorrupt, _sqlite
 from tests.integration.test_audit import run_audit
 from tests.integration.test_journal import config
 from tests.journals import rich_journal
-from tests.stores import downgrade, execute, fetch
+from tests.stores import connected_store, downgrade, execute, fetch
 from tests.support import START_NS, ManualClock
 
 PART: int = 1_000
@@ -47,9 +47,7 @@ def stored_parts(url: str) -> dict[int, int]:
 
 def test_a_large_checkpoint_is_stored_in_parts_and_read_back_whole(tmp_path: Path, small_parts: None) -> None:
     url = sqlite_url(tmp_path)
-    store = open_store(url)
-    store.connect()
-    try:
+    with connected_store(url) as store:
         for seq in (1, 2, 3):
             saved = checkpoint(seq, bytes(range(256)) * (20 * seq))
             store.save_checkpoint(saved)
@@ -68,36 +66,26 @@ def test_a_large_checkpoint_is_stored_in_parts_and_read_back_whole(tmp_path: Pat
         assert sorted(stored_parts(url)) == [3]
         latest = store.latest_checkpoint()
         assert latest is not None and (latest.seq, latest.transfer_status) == (4, bytes(3))
-    finally:
-        store.close()
 
 
 def test_parts_a_save_cut_short_left_mean_nothing_and_go_at_the_next_save(tmp_path: Path, small_parts: None) -> None:
     url = sqlite_url(tmp_path)
-    store = open_store(url)
-    store.connect()
-    try:
+    with connected_store(url) as store:
         store.save_checkpoint(checkpoint(1, b"kept" * 1_000))
         execute(url, "INSERT INTO ledger_checkpoint_parts (seq, part, data) VALUES (%s, %s, %s)", 9, 0, b"cut short")
         latest = store.latest_checkpoint()
         assert latest is not None and latest.seq == 1  # the parts of seq 9 have no checkpoint row
         store.save_checkpoint(checkpoint(2, b"next" * 1_000))
         assert sorted(stored_parts(url)) == [1, 2]
-    finally:
-        store.close()
 
 
 def test_a_missing_part_is_a_damaged_checkpoint_named_by_its_seq(tmp_path: Path, small_parts: None) -> None:
     url = sqlite_url(tmp_path)
-    store = open_store(url)
-    store.connect()
-    try:
+    with connected_store(url) as store:
         store.save_checkpoint(checkpoint(5, b"lost" * 2_000))
         execute(url, "DELETE FROM ledger_checkpoint_parts WHERE seq = %s AND part = 1", 5)
         with pytest.raises(JournalCorrupt, match="checkpoint at journal seq=5: its parts hold"):
             store.latest_checkpoint()
-    finally:
-        store.close()
 
 
 def test_a_journal_whose_checkpoints_are_in_parts_audits_clean_and_recovers(
@@ -125,23 +113,17 @@ def test_a_version_4_journal_is_upgraded_in_place_to_store_parts(store_url: str,
         execute(store_url, "DELETE FROM ledger_checkpoints")
     downgrade(store_url, 4)
     assert 5 not in {version for (version,) in fetch(store_url, "SELECT version FROM ledger_schema")}
-    store = open_store(store_url)
-    store.connect()
-    try:
+    with connected_store(store_url) as store:
         saved = checkpoint(10_000, b"after the upgrade")
         store.save_checkpoint(saved)
         latest = store.latest_checkpoint()
         assert latest is not None and latest.domain == saved.domain
-    finally:
-        store.close()
     assert 5 in {version for (version,) in fetch(store_url, "SELECT version FROM ledger_schema")}
 
 
 def test_the_wal_is_copied_into_the_file_beside_the_writer(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
-    store = open_store(url)
-    store.connect()
-    try:
+    with connected_store(url) as store:
         commits = [Commit.seal(seq=seq, timestamp_last=seq, accounts_first=0, transfers_first=seq - 1, accounts=b"",
                                transfers=seq.to_bytes(16, "little") + bytes(112), expired=b"")
                    for seq in range(1, 51)]  # fmt: skip
@@ -161,5 +143,3 @@ def test_the_wal_is_copied_into_the_file_beside_the_writer(tmp_path: Path) -> No
                 break
             time.sleep(0.1)
         assert rows == len(commits)
-    finally:
-        store.close()
